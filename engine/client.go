@@ -1,0 +1,107 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/presence-engine/presence/events"
+)
+
+// Client talks to the presence service over NATS. It implements Reader, so a
+// subscriber's handler can read through it from any process. It is safe for
+// concurrent use.
+type Client struct {
+	nc *nats.Conn
+	// Timeout bounds a request whose context has no deadline. Zero means 5s.
+	Timeout time.Duration
+}
+
+// NewClient returns a Client on nc.
+func NewClient(nc *nats.Conn) *Client { return &Client{nc: nc} }
+
+// ServiceError is an error reply of the service.
+type ServiceError struct {
+	Code        int    // 400, 409, 503 or 500
+	Description string // what went wrong, naming the bad value
+}
+
+func (e *ServiceError) Error() string {
+	return fmt.Sprintf("%s (%d)", e.Description, e.Code)
+}
+
+// Unwrap maps the code to ErrBadRequest, ErrConflict or ErrUnavailable.
+func (e *ServiceError) Unwrap() error {
+	switch e.Code {
+	case 400:
+		return ErrBadRequest
+	case 409:
+		return ErrConflict
+	case 503:
+		return ErrUnavailable
+	}
+	return nil
+}
+
+func (c *Client) request(ctx context.Context, subject string, body []byte, reply any) error {
+	if _, ok := ctx.Deadline(); !ok {
+		timeout := c.Timeout
+		if timeout <= 0 {
+			timeout = 5 * time.Second
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	msg, err := c.nc.RequestWithContext(ctx, subject, body)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return unavailable(fmt.Errorf("no presence service answers on %s at %s", subject, c.nc.ConnectedUrlRedacted()))
+	}
+	if err != nil {
+		return unavailable(fmt.Errorf("request %s: %w", subject, err))
+	}
+	if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
+		n, _ := strconv.Atoi(code)
+		return &ServiceError{Code: n, Description: msg.Header.Get(micro.ErrorHeader)}
+	}
+	if err := json.Unmarshal(msg.Data, reply); err != nil {
+		return fmt.Errorf("reply of %s is not understood: %w", subject, err)
+	}
+	return nil
+}
+
+// Set asks the service to set a contact's status.
+func (c *Client) Set(ctx context.Context, req SetRequest) (SetResult, error) {
+	if err := events.ValidateContact(req.Contact); err != nil {
+		return SetResult{}, badRequest(err)
+	}
+	var res SetResult
+	err := c.request(ctx, SetPrefix+events.Token(req.Contact), EncodeSetRequest(req), &res)
+	return res, err
+}
+
+// Status returns the contact as everyone else sees it, from a projection that
+// has applied the log at least up to minSeq.
+func (c *Client) Status(ctx context.Context, contact string, minSeq uint64) (Reply, error) {
+	return c.read(ctx, StatusPrefix, contact, minSeq)
+}
+
+// Self returns the contact's own status, invisible included.
+func (c *Client) Self(ctx context.Context, contact string, minSeq uint64) (Reply, error) {
+	return c.read(ctx, SelfPrefix, contact, minSeq)
+}
+
+func (c *Client) read(ctx context.Context, prefix, contact string, minSeq uint64) (Reply, error) {
+	if err := events.ValidateContact(contact); err != nil {
+		return Reply{}, badRequest(err)
+	}
+	var r Reply
+	err := c.request(ctx, prefix+events.Token(contact), EncodeReadRequest(minSeq), &r)
+	return r, err
+}

@@ -1,0 +1,56 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrBadRequest: the request is malformed or asks for something not
+	// accepted. The service answers 400.
+	ErrBadRequest = errors.New("engine: bad request")
+	// ErrConflict: the contact's last event is not the one expect_seq named. The
+	// service answers 409.
+	ErrConflict = errors.New("engine: expect_seq does not match")
+	// ErrUnavailable: the engine cannot answer now (not ready, the log
+	// unreachable, min_seq not reached in time). The service answers 503.
+	ErrUnavailable = errors.New("engine: unavailable")
+	// ErrIncompatibleStream: an existing stream's configuration would break the
+	// engine's guarantees.
+	ErrIncompatibleStream = errors.New("engine: incompatible stream")
+	// ErrClosed: the part was stopped.
+	ErrClosed = errors.New("engine: closed")
+)
+
+// ConflictError says what the contact's last event is, when expect_seq named
+// another.
+type ConflictError struct {
+	Contact string
+	Expect  uint64 // the expect_seq given
+	Actual  uint64 // the log sequence of the contact's last event (0: never seen)
+}
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("expect_seq %d does not match: the last event of %q is at seq %d", e.Expect, e.Contact, e.Actual)
+}
+
+// Unwrap returns ErrConflict.
+func (e *ConflictError) Unwrap() error { return ErrConflict }
+
+// badRequest wraps err (which says what is wrong) as a 400.
+func badRequest(err error) error {
+	return &requestError{err: err, kind: ErrBadRequest}
+}
+
+// unavailable wraps err as a 503.
+func unavailable(err error) error {
+	return &requestError{err: err, kind: ErrUnavailable}
+}
+
+type requestError struct {
+	err  error
+	kind error
+}
+
+func (e *requestError) Error() string   { return e.err.Error() }
+func (e *requestError) Unwrap() []error { return []error{e.kind, e.err} }

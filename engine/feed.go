@@ -1,0 +1,257 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/presence-engine/presence/events"
+	"github.com/presence-engine/presence/projections"
+)
+
+// FeedConfig configures a Feed.
+type FeedConfig struct {
+	// Conn reaches the log and the feed. Required.
+	Conn *nats.Conn
+	// Logger receives what the feed notices. Zero means slog.Default().
+	Logger *slog.Logger
+	// MaxInFlight bounds the feed entries published and not yet acknowledged.
+	// Zero means 4096.
+	MaxInFlight int
+	// AckTimeout bounds the wait for one entry's acknowledgement. Zero means 10s.
+	AckTimeout time.Duration
+	// RetryWait is the pause before starting again after a fault. Zero means 250ms.
+	RetryWait time.Duration
+}
+
+// Feed derives the feed from the log: for each event, in log order, the entry
+// that subscribers see (events.ChangeOf), or nothing for a change they cannot
+// see. Exactly once: every entry is published with the feed sequence it must
+// land at (Nats-Expected-Last-Sequence), so nothing is ever stored twice or out
+// of order, whoever else publishes; after any fault or restart the feed resumes
+// from the log sequence of its own last entry. Several engines may run a Feed on
+// one log: one wins each entry, the others resynchronise.
+//
+// Its methods are safe for concurrent use.
+type Feed struct {
+	cfg    FeedConfig
+	js     jetstream.JetStream
+	logger *slog.Logger
+
+	position  atomic.Uint64 // log sequence up to which the feed is complete
+	logLast   atomic.Uint64 // the log's last sequence, as last seen
+	published atomic.Uint64
+	resyncs   atomic.Uint64
+	purges    atomic.Uint64
+}
+
+// NewFeed returns a Feed; Run starts it.
+func NewFeed(cfg FeedConfig) (*Feed, error) {
+	if cfg.Conn == nil {
+		return nil, errors.New("engine: a feed needs a NATS connection")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 4096
+	}
+	if cfg.AckTimeout <= 0 {
+		cfg.AckTimeout = 10 * time.Second
+	}
+	if cfg.RetryWait <= 0 {
+		cfg.RetryWait = 250 * time.Millisecond
+	}
+	js, err := jetstream.New(cfg.Conn,
+		jetstream.WithPublishAsyncMaxPending(2*cfg.MaxInFlight),
+		jetstream.WithPublishAsyncTimeout(cfg.AckTimeout))
+	if err != nil {
+		return nil, err
+	}
+	return &Feed{cfg: cfg, js: js, logger: cfg.Logger}, nil
+}
+
+// Run derives the feed until ctx is done, then returns nil.
+func (f *Feed) Run(ctx context.Context) error {
+	for {
+		err := f.derive(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		f.resyncs.Add(1)
+		f.logger.Warn("feed: resynchronising with its last entry", "stream", FeedStream, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(f.cfg.RetryWait):
+		}
+	}
+}
+
+// Position returns the log sequence up to which the feed holds every visible
+// change.
+func (f *Feed) Position() uint64 { return f.position.Load() }
+
+// Lag returns how many events of the log, as far as the feed has seen it, are
+// not yet reflected in the feed: 0 when it is caught up.
+func (f *Feed) Lag() uint64 {
+	last, pos := f.logLast.Load(), f.position.Load()
+	if last < pos {
+		return 0
+	}
+	return last - pos
+}
+
+// pending is one log event on its way into the feed: fut is nil for an event
+// with no entry.
+type pending struct {
+	fut    jetstream.PubAckFuture
+	logSeq uint64
+}
+
+// derive finds where the feed stands and extends it from there until a fault.
+func (f *Feed) derive(ctx context.Context) error {
+	logStream, err := f.js.Stream(ctx, LogStream)
+	if err != nil {
+		return fmt.Errorf("open the log: %w", err)
+	}
+	feedStream, err := f.js.Stream(ctx, FeedStream)
+	if err != nil {
+		return fmt.Errorf("open the feed: %w", err)
+	}
+	pos, feedLast, err := f.resume(ctx, logStream, feedStream)
+	if err != nil {
+		return err
+	}
+	f.position.Store(pos)
+	f.logLast.Store(max(pos, logStream.CachedInfo().State.LastSeq))
+
+	tail, err := projections.TailStream(ctx, logStream, projections.TailConfig{
+		From: pos + 1, Subjects: []string{events.EventsPrefix + ">"}, Logger: f.logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer tail.Stop()
+
+	expect := feedLast
+	queue := make([]pending, 0, f.cfg.MaxInFlight)
+	for {
+		// Settle what is done at the head of the queue.
+		for len(queue) > 0 && queue[0].fut == nil {
+			f.position.Store(queue[0].logSeq)
+			queue = queue[1:]
+		}
+		var (
+			acked  <-chan *jetstream.PubAck
+			failed <-chan error
+			in     <-chan projections.Record
+		)
+		if len(queue) > 0 {
+			acked, failed = queue[0].fut.Ok(), queue[0].fut.Err()
+		}
+		if len(queue) < f.cfg.MaxInFlight {
+			in = tail.C
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-tail.Err():
+			return err
+		case <-acked:
+			f.position.Store(queue[0].logSeq)
+			f.published.Add(1)
+			queue = queue[1:]
+		case err := <-failed:
+			return fmt.Errorf("feed entry for log seq %d: %w", queue[0].logSeq, err)
+		case r := <-in:
+			f.logLast.Store(max(r.Seq, tail.Last()))
+			p := pending{logSeq: r.Seq}
+			e, err := events.DecodeEvent(r.Data)
+			if err != nil {
+				f.logger.Debug("feed: skipping a log record that is not an event", "seq", r.Seq, "err", err)
+			} else if c, ok := events.ChangeOf(e, r.Seq); ok {
+				msg := &nats.Msg{Subject: events.ChangeSubject(c.Contact), Data: c.Encode()}
+				p.fut, err = f.js.PublishMsgAsync(msg,
+					jetstream.WithExpectStream(FeedStream), jetstream.WithExpectLastSequence(expect))
+				if err != nil {
+					return fmt.Errorf("publish feed entry for log seq %d: %w", r.Seq, err)
+				}
+				expect++
+			}
+			queue = append(queue, p)
+		}
+	}
+}
+
+// resume returns the log sequence of the feed's last entry and the feed's last
+// sequence. If that entry does not match the log (the log was recreated, or is
+// behind the feed), the feed is purged and derived again from the start of the
+// log: a feed must describe the log it came from.
+func (f *Feed) resume(ctx context.Context, logStream, feedStream jetstream.Stream) (pos, feedLast uint64, err error) {
+	info, err := feedStream.Info(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("read the feed: %w", err)
+	}
+	if info.State.Msgs == 0 {
+		return 0, info.State.LastSeq, nil
+	}
+	msg, err := feedStream.GetMsg(ctx, info.State.LastSeq)
+	if err != nil {
+		return 0, 0, fmt.Errorf("read the feed's last entry (seq %d): %w", info.State.LastSeq, err)
+	}
+	c, err := events.DecodeChange(msg.Data)
+	if err != nil {
+		return 0, 0, fmt.Errorf("the feed's last entry (seq %d) is malformed: %w", info.State.LastSeq, err)
+	}
+	reason := ""
+	logMsg, err := logStream.GetMsg(ctx, c.Seq)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		reason = fmt.Sprintf("the log has no event at seq %d", c.Seq)
+	case err != nil:
+		return 0, 0, fmt.Errorf("read the log at seq %d: %w", c.Seq, err)
+	default:
+		e, err := events.DecodeEvent(logMsg.Data)
+		if err != nil {
+			reason = fmt.Sprintf("the log's record at seq %d is not an event", c.Seq)
+		} else if derived, ok := events.ChangeOf(e, c.Seq); !ok || derived.Contact != c.Contact || !derived.At.Equal(c.At) {
+			reason = fmt.Sprintf("the log's event at seq %d is not the one the feed's last entry came from", c.Seq)
+		}
+	}
+	if reason == "" {
+		return c.Seq, info.State.LastSeq, nil
+	}
+	f.logger.Error("feed: the feed does not describe the log (was the log recreated?); purging the feed and deriving it again",
+		"stream", FeedStream, "seq", c.Seq, "reason", reason)
+	if err := feedStream.Purge(ctx); err != nil {
+		return 0, 0, fmt.Errorf("purge the feed: %w", err)
+	}
+	f.purges.Add(1)
+	info, err = feedStream.Info(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("read the feed: %w", err)
+	}
+	return 0, info.State.LastSeq, nil
+}
+
+// FeedMetrics is a snapshot of a feed's counters.
+type FeedMetrics struct {
+	Position  uint64 // log sequence up to which the feed is complete
+	Lag       uint64 // log events not yet reflected in the feed
+	Published uint64 // entries published since start
+	Resyncs   uint64 // restarts from the feed's last entry after a fault
+	Purges    uint64 // times the feed was found not to match the log and derived again
+}
+
+// Metrics returns a snapshot of the feed's counters.
+func (f *Feed) Metrics() FeedMetrics {
+	return FeedMetrics{Position: f.Position(), Lag: f.Lag(), Published: f.published.Load(),
+		Resyncs: f.resyncs.Load(), Purges: f.purges.Load()}
+}

@@ -1,0 +1,84 @@
+// Package natstest starts real nats-servers for tests: in-process, JetStream
+// enabled, on a random loopback port, with their data in the test's temp
+// directory. Nothing is mocked.
+package natstest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Options adjust the server; the zero value is a plain JetStream server.
+type Options struct {
+	// StoreDir keeps the data somewhere else than a fresh t.TempDir(), so that
+	// a restarted server finds it again.
+	StoreDir string
+	// Port is the client port. Zero means a random one.
+	Port int
+}
+
+// Start starts a server and shuts it down when the test ends.
+func Start(t testing.TB) *server.Server {
+	t.Helper()
+	return StartWith(t, Options{})
+}
+
+// StartWith starts a server with opts and shuts it down when the test ends.
+func StartWith(t testing.TB, opts Options) *server.Server {
+	t.Helper()
+	dir := opts.StoreDir
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	port := opts.Port
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	s, err := server.NewServer(&server.Options{
+		Host:      "127.0.0.1",
+		Port:      port,
+		JetStream: true,
+		StoreDir:  dir,
+		NoSigs:    true,
+		NoLog:     true,
+	})
+	if err != nil {
+		t.Fatalf("start nats-server: %v", err)
+	}
+	s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		s.Shutdown()
+		t.Fatal("nats-server not ready after 10s")
+	}
+	t.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	return s
+}
+
+// Connect opens a client connection to s, closed when the test ends.
+func Connect(t testing.TB, s *server.Server, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(s.ClientURL(), opts...)
+	if err != nil {
+		t.Fatalf("connect to %s: %v", s.ClientURL(), err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// JetStream returns a JetStream context over a new connection to s.
+func JetStream(t testing.TB, s *server.Server) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc := Connect(t, s)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("jetstream: %v", err)
+	}
+	return nc, js
+}

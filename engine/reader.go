@@ -1,0 +1,88 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/presence-engine/presence/events"
+	"github.com/presence-engine/presence/projections"
+)
+
+// Reader reads the current status of contacts. The engine's in-process reader
+// and the NATS Client both implement it, so a subscriber's handler reads the
+// same way wherever it runs.
+type Reader interface {
+	// Status returns the contact as everyone else sees it, from a projection
+	// that has applied the log at least up to minSeq (0: no minimum).
+	Status(ctx context.Context, contact string, minSeq uint64) (Reply, error)
+}
+
+// LocalReader reads a projection in-process. It is safe for concurrent use.
+type LocalReader struct {
+	Projection *projections.Projection
+	// Ready reports whether the projection has caught up with the log; reads
+	// without a minimum sequence are refused (ErrUnavailable) until it has. Nil
+	// means always ready.
+	Ready func() bool
+	// Timeout bounds the wait for a minimum sequence. Zero means 2s.
+	Timeout time.Duration
+}
+
+func (r *LocalReader) wait(ctx context.Context, contact string, minSeq uint64) error {
+	if err := events.ValidateContact(contact); err != nil {
+		return badRequest(err)
+	}
+	if minSeq == 0 {
+		if r.Ready != nil && !r.Ready() {
+			return unavailable(fmt.Errorf("not ready: the projection is catching up with the log (applied up to seq %d); retry, or pass min_seq",
+				r.Projection.Applied()))
+		}
+		return nil
+	}
+	timeout := r.Timeout
+	if timeout <= 0 {
+		timeout = 2 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := r.Projection.WaitApplied(ctx, minSeq); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+// Status returns the contact as everyone else sees it: invisible reads offline,
+// and a hidden change changes nothing in the reply. A never-seen contact reads
+// Unknown with sequence 0.
+func (r *LocalReader) Status(ctx context.Context, contact string, minSeq uint64) (Reply, error) {
+	if err := r.wait(ctx, contact, minSeq); err != nil {
+		return Reply{}, err
+	}
+	v, err := r.Projection.View(contact)
+	if err != nil {
+		return Reply{}, readFailed(err)
+	}
+	return Reply{Contact: contact, Name: v.Name, Status: v.Status, Seq: v.Seq}, nil
+}
+
+// Self returns the contact's own status, invisible included (MyStatus). Only the
+// contact itself may be given it.
+func (r *LocalReader) Self(ctx context.Context, contact string, minSeq uint64) (Reply, error) {
+	if err := r.wait(ctx, contact, minSeq); err != nil {
+		return Reply{}, err
+	}
+	st, _, err := r.Projection.State(contact)
+	if err != nil {
+		return Reply{}, readFailed(err)
+	}
+	return Reply{Contact: contact, Name: st.Name, Status: st.Status, Seq: st.Seq}, nil
+}
+
+func readFailed(err error) error {
+	if errors.Is(err, projections.ErrClosed) {
+		return unavailable(err)
+	}
+	return fmt.Errorf("read the projection: %w", err)
+}

@@ -1,0 +1,113 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// ServerConfig configures the embedded nats-server.
+type ServerConfig struct {
+	// Listen is the client address, HOST:PORT. Zero means 127.0.0.1:4222; port 0
+	// picks a free port.
+	Listen string
+	// StoreDir holds JetStream's data. Required: an empty StoreDir would put the
+	// log in the OS temp directory.
+	StoreDir string
+	// Sync is how JetStream makes the log durable. Zero means DefaultSync.
+	Sync Sync
+	// Logger receives the server's messages. Zero means slog.Default().
+	Logger *slog.Logger
+	// ServerName names the server. Zero means "presence".
+	ServerName string
+	// ReadyTimeout bounds the wait for the server to accept clients. Zero means 10s.
+	ReadyTimeout time.Duration
+}
+
+// DefaultListen is the embedded server's client address.
+const DefaultListen = "127.0.0.1:4222"
+
+// StartServer starts an embedded nats-server with JetStream and waits until it
+// accepts clients. The caller owns it: Shutdown, then WaitForShutdown.
+func StartServer(cfg ServerConfig) (*server.Server, error) {
+	if cfg.StoreDir == "" {
+		return nil, errors.New("engine: the embedded server needs a StoreDir")
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = DefaultListen
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.ServerName == "" {
+		cfg.ServerName = "presence"
+	}
+	if cfg.ReadyTimeout <= 0 {
+		cfg.ReadyTimeout = 10 * time.Second
+	}
+	host, portText, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen address %q: %w; want HOST:PORT, for example 127.0.0.1:4222", cfg.Listen, err)
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil || port < 0 || port > 65535 {
+		return nil, fmt.Errorf("listen address %q: port %q is not a number from 0 to 65535", cfg.Listen, portText)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	opts := &server.Options{
+		ServerName:   cfg.ServerName,
+		Host:         host,
+		Port:         port,
+		JetStream:    true,
+		StoreDir:     cfg.StoreDir,
+		NoSigs:       true,
+		SyncAlways:   cfg.Sync.Always,
+		SyncInterval: cfg.Sync.interval(),
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats-server: %w", err)
+	}
+	s.SetLoggerV2(serverLogger{cfg.Logger}, false, false, false)
+	s.Start()
+	if !s.ReadyForConnections(cfg.ReadyTimeout) {
+		s.Shutdown()
+		return nil, fmt.Errorf("embedded nats-server on %s not ready after %s", cfg.Listen, cfg.ReadyTimeout)
+	}
+	return s, nil
+}
+
+// serverLogger sends nats-server's messages to slog. Its notices are Info, its
+// debug and trace lines Debug.
+type serverLogger struct{ l *slog.Logger }
+
+func (l serverLogger) Noticef(format string, v ...any) {
+	l.l.Info("nats-server: " + fmt.Sprintf(format, v...))
+}
+
+func (l serverLogger) Warnf(format string, v ...any) {
+	l.l.Warn("nats-server: " + fmt.Sprintf(format, v...))
+}
+
+func (l serverLogger) Fatalf(format string, v ...any) {
+	l.l.Error("nats-server: fatal: " + fmt.Sprintf(format, v...))
+}
+
+func (l serverLogger) Errorf(format string, v ...any) {
+	l.l.Error("nats-server: " + fmt.Sprintf(format, v...))
+}
+
+func (l serverLogger) Debugf(format string, v ...any) {
+	l.l.Debug("nats-server: " + fmt.Sprintf(format, v...))
+}
+
+func (l serverLogger) Tracef(format string, v ...any) {
+	l.l.Debug("nats-server: " + fmt.Sprintf(format, v...))
+}

@@ -1,0 +1,216 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/presence-engine/presence/events"
+)
+
+// ServiceName is the name of the micro service, as `nats micro ls` shows it.
+const ServiceName = "presence"
+
+// Version is the engine's version, as the service reports it.
+const Version = "0.1.0"
+
+// ServiceConfig configures a Service.
+type ServiceConfig struct {
+	// Conn is the connection the service listens on. Required.
+	Conn *nats.Conn
+	// Writer handles set. Required.
+	Writer *Writer
+	// Reader handles status and self. Required.
+	Reader *LocalReader
+	// Logger receives what the service notices. Zero means slog.Default().
+	Logger *slog.Logger
+	// MaxConcurrent bounds the requests handled at once; past it requests are
+	// answered 503 at once. Zero means 4096.
+	MaxConcurrent int
+	// SetTimeout bounds the handling of one set. Zero means 5s.
+	SetTimeout time.Duration
+}
+
+// Service is the engine's NATS interface, a micro service named "presence":
+//
+//	presence.set.<token>     {"status","name","request_id","expect_seq","cause"} -> {"contact","status","code","previous","seq","changed"}
+//	presence.status.<token>  empty or {"min_seq":N}  -> {"contact","name","status","code","seq"}, the visible status
+//	presence.self.<token>    empty or {"min_seq":N}  -> the same, with the contact's own status, invisible included
+//
+// Errors carry the micro error headers: 400 bad input (the description names the
+// value and what is accepted), 409 expect_seq mismatch, 503 not ready or min_seq
+// not reached in time, 500 anything else. Its methods are safe for concurrent use.
+type Service struct {
+	cfg    ServiceConfig
+	logger *slog.Logger
+	slots  chan struct{}
+
+	mu      sync.Mutex // guards stopped against wg.Add after Wait began
+	stopped bool
+	wg      sync.WaitGroup
+}
+
+// NewService returns a Service; Run starts it.
+func NewService(cfg ServiceConfig) (*Service, error) {
+	if cfg.Conn == nil || cfg.Writer == nil || cfg.Reader == nil {
+		return nil, errors.New("engine: a service needs a Conn, a Writer and a Reader")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxConcurrent <= 0 {
+		cfg.MaxConcurrent = 4096
+	}
+	if cfg.SetTimeout <= 0 {
+		cfg.SetTimeout = 5 * time.Second
+	}
+	return &Service{cfg: cfg, logger: cfg.Logger, slots: make(chan struct{}, cfg.MaxConcurrent)}, nil
+}
+
+// Run serves until ctx is done, then stops taking requests, waits for those in
+// hand and returns nil.
+func (s *Service) Run(ctx context.Context) error {
+	svc, err := micro.AddService(s.cfg.Conn, micro.Config{
+		Name:        ServiceName,
+		Version:     Version,
+		Description: "presence engine: set and read contact status (MISTATUS)",
+	})
+	if err != nil {
+		return fmt.Errorf("start the %s service: %w", ServiceName, err)
+	}
+	g := svc.AddGroup("presence")
+	endpoints := []struct {
+		name    string
+		handler func(context.Context, micro.Request) (any, error)
+	}{
+		{"set", s.set},
+		{"status", s.status},
+		{"self", s.self},
+	}
+	for _, e := range endpoints {
+		if err := g.AddEndpoint(e.name, s.dispatch(ctx, e.handler), micro.WithEndpointSubject(e.name+".*")); err != nil {
+			_ = svc.Stop()
+			return fmt.Errorf("add endpoint %s: %w", e.name, err)
+		}
+	}
+	s.logger.Info("service started", "service", ServiceName, "subjects", "presence.{set,status,self}.<token>")
+	<-ctx.Done()
+	err = svc.Stop()
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
+	s.wg.Wait()
+	return err
+}
+
+// dispatch runs each request on its own goroutine, at most MaxConcurrent at once,
+// so a read waiting for its min_seq holds up no other.
+func (s *Service) dispatch(ctx context.Context, h func(context.Context, micro.Request) (any, error)) micro.HandlerFunc {
+	return func(req micro.Request) {
+		select {
+		case s.slots <- struct{}{}:
+		default:
+			s.respond(req, nil, unavailable(fmt.Errorf("busy: %d requests in hand; retry", s.cfg.MaxConcurrent)))
+			return
+		}
+		s.mu.Lock()
+		if s.stopped {
+			s.mu.Unlock()
+			<-s.slots
+			s.respond(req, nil, unavailable(errors.New("the service is stopping")))
+			return
+		}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer func() { <-s.slots; s.wg.Done() }()
+			reply, err := h(context.WithoutCancel(ctx), req)
+			s.respond(req, reply, err)
+		}()
+	}
+}
+
+func (s *Service) respond(req micro.Request, reply any, err error) {
+	if err == nil {
+		if err := req.RespondJSON(reply); err != nil {
+			s.logger.Debug("service: reply failed", "subject", req.Subject(), "err", err)
+		}
+		return
+	}
+	code := ErrorCode(err)
+	if code == 500 {
+		s.logger.Error("service: request failed", "subject", req.Subject(), "err", err)
+	}
+	desc := oneLine(err.Error())
+	body, _ := json.Marshal(map[string]any{"error": map[string]any{"code": code, "description": desc}})
+	if err := req.Error(strconv.Itoa(code), desc, body); err != nil {
+		s.logger.Debug("service: error reply failed", "subject", req.Subject(), "err", err)
+	}
+}
+
+// ErrorCode maps an error to the service's status code: 400, 409, 503 or 500.
+func ErrorCode(err error) int {
+	switch {
+	case errors.Is(err, ErrBadRequest),
+		errors.Is(err, events.ErrInvalidContact), errors.Is(err, events.ErrInvalidToken),
+		errors.Is(err, events.ErrUnknownStatus), errors.Is(err, events.ErrNotSettable):
+		return 400
+	case errors.Is(err, ErrConflict):
+		return 409
+	case errors.Is(err, ErrUnavailable):
+		return 503
+	}
+	return 500
+}
+
+// oneLine keeps an error description fit for a header.
+func oneLine(s string) string {
+	return strings.NewReplacer("\r", " ", "\n", " ").Replace(s)
+}
+
+func (s *Service) set(ctx context.Context, req micro.Request) (any, error) {
+	contact, err := contactOf(req.Subject(), SetPrefix)
+	if err != nil {
+		return nil, err
+	}
+	sr, err := DecodeSetRequest(contact, req.Data())
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.SetTimeout)
+	defer cancel()
+	return s.cfg.Writer.Set(ctx, sr)
+}
+
+func (s *Service) status(ctx context.Context, req micro.Request) (any, error) {
+	contact, err := contactOf(req.Subject(), StatusPrefix)
+	if err != nil {
+		return nil, err
+	}
+	minSeq, err := DecodeReadRequest(req.Data())
+	if err != nil {
+		return nil, err
+	}
+	return s.cfg.Reader.Status(ctx, contact, minSeq)
+}
+
+func (s *Service) self(ctx context.Context, req micro.Request) (any, error) {
+	contact, err := contactOf(req.Subject(), SelfPrefix)
+	if err != nil {
+		return nil, err
+	}
+	minSeq, err := DecodeReadRequest(req.Data())
+	if err != nil {
+		return nil, err
+	}
+	return s.cfg.Reader.Self(ctx, contact, minSeq)
+}

@@ -1,0 +1,351 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/presence-engine/presence/events"
+)
+
+// Change is one visible change handed to a subscriber: the contact and its
+// previous visible status only, like OnContactStatusChange. The current status is
+// read with Current, which is never older than the change.
+type Change struct {
+	Contact  string
+	Name     string        // friendly name as of the change
+	Previous events.Status // the previous visible status; never Invisible
+	Seq      uint64        // log sequence of the change
+	At       time.Time     // when the change was accepted
+	FeedSeq  uint64        // position in the feed, for diagnostics
+
+	reader Reader
+}
+
+// Current reads the contact's current visible status from the projection, once
+// it has applied the log at least up to this change: it may be newer than the
+// change, never older.
+func (c Change) Current(ctx context.Context) (Reply, error) {
+	if c.reader == nil {
+		return Reply{}, errors.New("engine: change has no reader")
+	}
+	return c.reader.Status(ctx, c.Contact, c.Seq)
+}
+
+// Handler handles one change. Returning an error has the change handed over
+// again, after a pause, until it returns nil or the subscriber stops.
+type Handler func(ctx context.Context, c Change) error
+
+// Start says where a subscription without a stored position begins.
+type Start struct {
+	kind int
+	seq  uint64
+	at   time.Time
+}
+
+const (
+	startNew = iota
+	startAll
+	startSeq
+	startTime
+)
+
+// StartNew begins with changes after the subscription starts. It is the default.
+func StartNew() Start { return Start{kind: startNew} }
+
+// StartAll begins with the first change the feed holds.
+func StartAll() Start { return Start{kind: startAll} }
+
+// StartAtSeq begins with the first change at or after log sequence seq.
+func StartAtSeq(seq uint64) Start { return Start{kind: startSeq, seq: seq} }
+
+// StartAtTime begins with the first change accepted at or after t.
+func StartAtTime(t time.Time) Start { return Start{kind: startTime, at: t} }
+
+// SubscriberConfig configures a Subscriber.
+type SubscriberConfig struct {
+	// Conn reaches the feed. Required.
+	Conn *nats.Conn
+	// Reader is what Change.Current reads through: the engine's LocalReader
+	// in-process, or a Client anywhere. Required.
+	Reader Reader
+	// Durable names a subscription that survives restarts: a JetStream durable
+	// consumer, each change acknowledged once handled, resuming where it stopped.
+	// Zero means an ephemeral subscription (an ordered consumer, no acks).
+	Durable string
+	// Start is where a subscription begins when it has no stored position; a
+	// durable that exists resumes instead. Zero means StartNew.
+	Start Start
+	// Contacts limits the subscription to these contacts. Zero means all.
+	Contacts []string
+	// Logger receives what the subscriber notices. Zero means slog.Default().
+	Logger *slog.Logger
+	// Batch is how many changes a durable fetches at once. Zero means 256.
+	Batch int
+	// AckWait is how long a durable's change may stay unacknowledged before the
+	// server hands it over again (after a subscriber crash). Zero means 30s.
+	AckWait time.Duration
+	// RetryWait is the first pause before handing a change over again after the
+	// handler failed; it doubles up to 30s. Zero means 100ms.
+	RetryWait time.Duration
+}
+
+// Subscriber consumes the feed and hands each change to a handler, one at a
+// time, in feed order. Each subscriber has its own consumer: a slow one falls
+// behind on its own and slows neither the fold, the feed nor other subscribers.
+type Subscriber struct {
+	cfg    SubscriberConfig
+	js     jetstream.JetStream
+	logger *slog.Logger
+}
+
+// NewSubscriber checks cfg and returns a Subscriber; Run starts it.
+func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
+	if cfg.Conn == nil || cfg.Reader == nil {
+		return nil, errors.New("engine: a subscriber needs a Conn and a Reader")
+	}
+	if cfg.Durable != "" && strings.ContainsAny(cfg.Durable, " \t\r\n.*>/\\") {
+		return nil, badRequest(fmt.Errorf("durable name %s: it may not hold whitespace, '.', '*', '>', '/' or '\\'",
+			events.Quote(cfg.Durable)))
+	}
+	for _, c := range cfg.Contacts {
+		if err := events.ValidateContact(c); err != nil {
+			return nil, badRequest(err)
+		}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 256
+	}
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = 30 * time.Second
+	}
+	if cfg.RetryWait <= 0 {
+		cfg.RetryWait = 100 * time.Millisecond
+	}
+	js, err := jetstream.New(cfg.Conn)
+	if err != nil {
+		return nil, err
+	}
+	return &Subscriber{cfg: cfg, js: js, logger: cfg.Logger}, nil
+}
+
+func (s *Subscriber) subjects() []string {
+	if len(s.cfg.Contacts) == 0 {
+		return []string{events.ChangesPrefix + ">"}
+	}
+	subjects := make([]string, 0, len(s.cfg.Contacts))
+	for _, c := range s.cfg.Contacts {
+		subjects = append(subjects, events.ChangeSubject(c))
+	}
+	return subjects
+}
+
+// Run hands changes to h until ctx is done, then returns nil. A durable
+// acknowledges each change once h has returned nil for it, and on stopping hands
+// back what it fetched and did not handle, so that its next run resumes with
+// nothing missed and nothing repeated.
+func (s *Subscriber) Run(ctx context.Context, h Handler) error {
+	stream, err := s.js.Stream(ctx, FeedStream)
+	if err != nil {
+		return fmt.Errorf("open the feed: %w", err)
+	}
+	if s.cfg.Durable != "" {
+		return s.runDurable(ctx, stream, h)
+	}
+	return s.runOrdered(ctx, stream, h)
+}
+
+// deliverFrom translates Start into a deliver policy and feed sequence.
+func (s *Subscriber) deliverFrom(ctx context.Context, stream jetstream.Stream) (jetstream.DeliverPolicy, uint64, *time.Time, error) {
+	switch s.cfg.Start.kind {
+	case startAll:
+		return jetstream.DeliverAllPolicy, 0, nil, nil
+	case startSeq:
+		feedSeq, err := FeedSeqOf(ctx, stream, s.cfg.Start.seq)
+		if err != nil {
+			return 0, 0, nil, err
+		}
+		return jetstream.DeliverByStartSequencePolicy, feedSeq, nil, nil
+	case startTime:
+		t := s.cfg.Start.at
+		return jetstream.DeliverByStartTimePolicy, 0, &t, nil
+	}
+	return jetstream.DeliverNewPolicy, 0, nil, nil
+}
+
+// FeedSeqOf returns the feed sequence of the first entry whose log sequence is at
+// least logSeq (one past the feed's end if there is none), by binary search: the
+// feed is in log order.
+func FeedSeqOf(ctx context.Context, feed jetstream.Stream, logSeq uint64) (uint64, error) {
+	info, err := feed.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("read the feed: %w", err)
+	}
+	lo, hi := info.State.FirstSeq, info.State.LastSeq+1 // answer in [lo, hi]
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		msg, err := feed.GetMsg(ctx, mid)
+		if err != nil {
+			return 0, fmt.Errorf("read the feed at seq %d: %w", mid, err)
+		}
+		c, err := events.DecodeChange(msg.Data)
+		if err != nil {
+			return 0, fmt.Errorf("feed entry %d: %w", mid, err)
+		}
+		if c.Seq >= logSeq {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return max(lo, 1), nil
+}
+
+func (s *Subscriber) runOrdered(ctx context.Context, stream jetstream.Stream, h Handler) error {
+	policy, seq, at, err := s.deliverFrom(ctx, stream)
+	if err != nil {
+		return err
+	}
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: s.subjects(), DeliverPolicy: policy, OptStartSeq: seq, OptStartTime: at,
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe to the feed: %w", err)
+	}
+	msgs := make(chan jetstream.Msg, s.cfg.Batch)
+	done := make(chan struct{})
+	defer close(done)
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		select {
+		case msgs <- m:
+		case <-done:
+		}
+	}, jetstream.PullMaxMessages(s.cfg.Batch))
+	if err != nil {
+		return fmt.Errorf("subscribe to the feed: %w", err)
+	}
+	defer cc.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-msgs:
+			if err := s.handle(ctx, m, h, nil); err != nil {
+				return nil // ctx done while retrying
+			}
+		}
+	}
+}
+
+func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h Handler) error {
+	cons, err := stream.Consumer(ctx, s.cfg.Durable)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		policy, seq, at, err2 := s.deliverFrom(ctx, stream)
+		if err2 != nil {
+			return err2
+		}
+		cons, err = stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
+			Durable:        s.cfg.Durable,
+			Description:    "presence subscriber",
+			FilterSubjects: s.subjects(),
+			DeliverPolicy:  policy,
+			OptStartSeq:    seq,
+			OptStartTime:   at,
+			AckPolicy:      jetstream.AckExplicitPolicy,
+			AckWait:        s.cfg.AckWait,
+			MaxAckPending:  s.cfg.Batch,
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("durable subscriber %q: %w", s.cfg.Durable, err)
+	}
+	for ctx.Err() == nil {
+		batch, err := cons.Fetch(s.cfg.Batch, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			s.logger.Warn("subscriber: fetch failed; retrying", "durable", s.cfg.Durable, "err", err)
+			if !sleep(ctx, s.cfg.RetryWait) {
+				break
+			}
+			continue
+		}
+		var lastAcked jetstream.Msg
+		for m := range batch.Messages() {
+			if ctx.Err() != nil {
+				_ = m.Nak() // hand it back for the next run, at once
+				continue
+			}
+			if err := s.handle(ctx, m, h, m); err != nil {
+				_ = m.Nak()
+				continue
+			}
+			if err := m.Ack(); err != nil {
+				s.logger.Warn("subscriber: ack failed", "durable", s.cfg.Durable, "err", err)
+			}
+			lastAcked = m
+		}
+		if ctx.Err() != nil && lastAcked != nil {
+			// Make sure the server has every ack before the next run fetches:
+			// acks travel in order, so confirming the last confirms all.
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_ = lastAcked.DoubleAck(cctx)
+			cancel()
+		}
+	}
+	return nil
+}
+
+// handle decodes one feed message and hands it to h, again and again while h
+// fails. It returns an error only when ctx ended first.
+func (s *Subscriber) handle(ctx context.Context, m jetstream.Msg, h Handler, inProgress jetstream.Msg) error {
+	c, err := events.DecodeChange(m.Data())
+	if err != nil {
+		s.logger.Error("subscriber: skipping a feed entry that does not decode", "subject", m.Subject(), "err", err)
+		return nil
+	}
+	change := Change{Contact: c.Contact, Name: c.Name, Previous: c.Previous, Seq: c.Seq, At: c.At, reader: s.cfg.Reader}
+	if md, err := m.Metadata(); err == nil {
+		change.FeedSeq = md.Sequence.Stream
+	}
+	wait := s.cfg.RetryWait
+	for {
+		err := h(ctx, change)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		s.logger.Warn("subscriber: handler failed; handing the change over again", "contact", c.Contact, "seq", c.Seq, "err", err)
+		if inProgress != nil {
+			_ = inProgress.InProgress()
+		}
+		if !sleep(ctx, wait) {
+			return ctx.Err()
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
+}
+
+// sleep waits for d or ctx, reporting whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,220 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/presence-engine/presence/events"
+)
+
+// Subjects of the service. A contact's subject is the prefix followed by its
+// token, so NATS permissions can restrict each user to their own.
+const (
+	SetPrefix    = "presence.set."
+	StatusPrefix = "presence.status."
+	SelfPrefix   = "presence.self."
+)
+
+// MaxRequestSize is the largest request body the service reads, in bytes.
+const MaxRequestSize = 4096
+
+// Reply is a contact's status as the service returns it: for status, what
+// subscribers see; for self, the truth. A Reply is a plain value.
+type Reply struct {
+	Contact string
+	Name    string
+	Status  events.Status
+	// Seq is, for status, the log sequence of the contact's last visible change;
+	// for self, of its last event. 0 for a never-seen contact.
+	Seq uint64
+}
+
+type replyJSON struct {
+	Contact string        `json:"contact"`
+	Name    string        `json:"name"`
+	Status  events.Status `json:"status"`
+	Code    int           `json:"code"`
+	Seq     uint64        `json:"seq"`
+}
+
+// MarshalJSON writes {"contact","name","status","code","seq"}.
+func (r Reply) MarshalJSON() ([]byte, error) {
+	return json.Marshal(replyJSON{Contact: r.Contact, Name: r.Name, Status: r.Status, Code: r.Status.Code(), Seq: r.Seq})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (r *Reply) UnmarshalJSON(data []byte) error {
+	var j replyJSON
+	if err := json.Unmarshal(data, &j); err != nil {
+		return err
+	}
+	*r = Reply{Contact: j.Contact, Name: j.Name, Status: j.Status, Seq: j.Seq}
+	return nil
+}
+
+type setResultJSON struct {
+	Contact  string        `json:"contact"`
+	Status   events.Status `json:"status"`
+	Code     int           `json:"code"`
+	Previous events.Status `json:"previous"`
+	Seq      uint64        `json:"seq"`
+	Changed  bool          `json:"changed"`
+}
+
+// MarshalJSON writes {"contact","status","code","previous","seq","changed"}.
+func (r SetResult) MarshalJSON() ([]byte, error) {
+	return json.Marshal(setResultJSON{Contact: r.Contact, Status: r.Status, Code: r.Status.Code(),
+		Previous: r.Previous, Seq: r.Seq, Changed: r.Changed})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (r *SetResult) UnmarshalJSON(data []byte) error {
+	var j setResultJSON
+	if err := json.Unmarshal(data, &j); err != nil {
+		return err
+	}
+	*r = SetResult{Contact: j.Contact, Status: j.Status, Previous: j.Previous, Seq: j.Seq, Changed: j.Changed}
+	return nil
+}
+
+// requestFields reads a request body: empty, or one JSON object whose fields are
+// all among accepted. Each problem is a 400 that names it.
+func requestFields(data []byte, accepted ...string) (map[string]json.RawMessage, error) {
+	if len(data) > MaxRequestSize {
+		return nil, badRequest(fmt.Errorf("request is %d bytes; at most %d are accepted", len(data), MaxRequestSize))
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, nil
+	}
+	if !utf8.Valid(data) {
+		return nil, badRequest(fmt.Errorf("request is not valid UTF-8"))
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil || fields == nil {
+		return nil, badRequest(fmt.Errorf("request %s is not a JSON object; accepted fields: %s",
+			events.Quote(string(data)), strings.Join(accepted, ", ")))
+	}
+	for name := range fields {
+		if !slices.Contains(accepted, name) {
+			return nil, badRequest(fmt.Errorf("unknown field %s; accepted fields: %s",
+				events.Quote(name), strings.Join(accepted, ", ")))
+		}
+	}
+	return fields, nil
+}
+
+// stringField reads an optional JSON string.
+func stringField(fields map[string]json.RawMessage, name string) (string, bool, error) {
+	raw, ok := fields[name]
+	if !ok || string(raw) == "null" {
+		return "", false, nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", false, badRequest(fmt.Errorf("field %s is %s; want a JSON string", name, events.Quote(string(raw))))
+	}
+	return s, true, nil
+}
+
+// seqField reads an optional log sequence: a whole JSON number from 0 to 2^63-1.
+func seqField(fields map[string]json.RawMessage, name string) (*uint64, error) {
+	raw, ok := fields[name]
+	if !ok || string(raw) == "null" {
+		return nil, nil
+	}
+	n, err := strconv.ParseUint(string(raw), 10, 64)
+	if err != nil || n > math.MaxInt64 {
+		return nil, badRequest(fmt.Errorf("field %s is %s; want a log sequence, a whole number from 0 to %d",
+			name, events.Quote(string(raw)), int64(math.MaxInt64)))
+	}
+	return &n, nil
+}
+
+// DecodeSetRequest reads the body of a set request for contact:
+// {"status":"away","name":"Alice","request_id":"...","expect_seq":N,"cause":"user"},
+// only status required. The status may be a name, a MISTATUS constant name or a
+// number; cause "engine" is the engine's own and is refused.
+func DecodeSetRequest(contact string, data []byte) (SetRequest, error) {
+	fields, err := requestFields(data, "status", "name", "request_id", "expect_seq", "cause")
+	if err != nil {
+		return SetRequest{}, err
+	}
+	req := SetRequest{Contact: contact}
+	raw, ok := fields["status"]
+	if !ok {
+		return SetRequest{}, badRequest(fmt.Errorf(`field "status" is required, for example {"status":"away"}`))
+	}
+	if err := json.Unmarshal(raw, &req.Status); err != nil {
+		return SetRequest{}, badRequest(err)
+	}
+	if req.Name, _, err = stringField(fields, "name"); err != nil {
+		return SetRequest{}, err
+	}
+	if req.RequestID, _, err = stringField(fields, "request_id"); err != nil {
+		return SetRequest{}, err
+	}
+	cause, _, err := stringField(fields, "cause")
+	if err != nil {
+		return SetRequest{}, err
+	}
+	if req.Cause, err = events.ParseCause(cause); err != nil {
+		return SetRequest{}, badRequest(err)
+	}
+	if req.Cause == events.CauseEngine {
+		return SetRequest{}, badRequest(fmt.Errorf(`cause "engine" is the engine's own; accepted: "user", "endpoint"`))
+	}
+	if req.ExpectSeq, err = seqField(fields, "expect_seq"); err != nil {
+		return SetRequest{}, err
+	}
+	return req, req.validate()
+}
+
+// EncodeSetRequest writes the body DecodeSetRequest reads.
+func EncodeSetRequest(req SetRequest) []byte {
+	j := struct {
+		Status    string  `json:"status"`
+		Name      string  `json:"name,omitempty"`
+		RequestID string  `json:"request_id,omitempty"`
+		ExpectSeq *uint64 `json:"expect_seq,omitempty"`
+		Cause     string  `json:"cause,omitempty"`
+	}{Status: req.Status.String(), Name: req.Name, RequestID: req.RequestID, ExpectSeq: req.ExpectSeq, Cause: string(req.Cause)}
+	b, _ := json.Marshal(j)
+	return b
+}
+
+// DecodeReadRequest reads the body of a status or self request: empty, or
+// {"min_seq":N}. It returns the minimum sequence, 0 for none.
+func DecodeReadRequest(data []byte) (uint64, error) {
+	fields, err := requestFields(data, "min_seq")
+	if err != nil {
+		return 0, err
+	}
+	n, err := seqField(fields, "min_seq")
+	if err != nil || n == nil {
+		return 0, err
+	}
+	return *n, nil
+}
+
+// EncodeReadRequest writes the body DecodeReadRequest reads.
+func EncodeReadRequest(minSeq uint64) []byte {
+	if minSeq == 0 {
+		return nil
+	}
+	return []byte(`{"min_seq":` + strconv.FormatUint(minSeq, 10) + `}`)
+}
+
+// contactOf decodes the contact of a service subject; a bad token is a 400.
+func contactOf(subject, prefix string) (string, error) {
+	c, err := events.ContactOf(subject, prefix)
+	if err != nil {
+		return "", badRequest(err)
+	}
+	return c, nil
+}

@@ -1,0 +1,371 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/presence-engine/presence/events"
+)
+
+// WriterConfig configures a Writer.
+type WriterConfig struct {
+	// JetStream reaches the log. Required.
+	JetStream jetstream.JetStream
+	// Logger receives what the writer notices. Zero means slog.Default().
+	Logger *slog.Logger
+	// CacheSize is how many contacts' last events the writer remembers, to
+	// append without reading the log first. Zero means 100,000.
+	CacheSize int
+	// MaxAttempts bounds the appends tried for one set when other writers keep
+	// changing the contact in between. Zero means 32.
+	MaxAttempts int
+	// RequestWindow is how long answers to request IDs are remembered by this
+	// writer. Zero means 2 minutes, the log's deduplication window.
+	RequestWindow time.Duration
+	// Now is the clock of event times. Zero means time.Now.
+	Now func() time.Time
+}
+
+// SetRequest is one status change asked of the writer.
+type SetRequest struct {
+	Contact string
+	Status  events.Status
+	// Name is the contact's friendly name; empty keeps the one the contact has.
+	Name string
+	// Cause of the change. Zero means events.CauseUser.
+	Cause events.Cause
+	// RequestID makes the set idempotent: a retry with the same ID is answered
+	// as the first time and appends nothing. Empty means none.
+	RequestID string
+	// ExpectSeq, when set, is the log sequence the caller expects the contact's
+	// last event to have (0: never seen); otherwise the set fails with a
+	// ConflictError.
+	ExpectSeq *uint64
+}
+
+// SetResult is the writer's answer to a SetRequest.
+type SetResult struct {
+	Contact  string
+	Status   events.Status // the contact's status after the set
+	Previous events.Status // the status before it (equal to Status when nothing changed)
+	Seq      uint64        // log sequence of the event; for no change, of the contact's last event
+	Changed  bool          // whether an event was appended
+}
+
+// Writer appends status changes to the log, exactly once and in order per
+// contact: each event's previous status is the status of the contact's event
+// before it. It holds sets of one contact one at a time, and uses the log's
+// expected-last-subject-sequence check against every other writer, retrying on a
+// conflict with what the log then holds. It is safe for concurrent use.
+type Writer struct {
+	cfg    WriterConfig
+	js     jetstream.JetStream
+	logger *slog.Logger
+	seed   maphash.Seed
+	locks  [1024]sync.Mutex
+
+	cacheMu sync.Mutex
+	cache   map[string]last
+
+	requests requestMemory
+
+	appended   atomic.Uint64
+	unchanged  atomic.Uint64
+	conflicts  atomic.Uint64
+	duplicates atomic.Uint64
+}
+
+// last is what the writer knows of a contact's last event.
+type last struct {
+	status    events.Status
+	previous  events.Status
+	name      string
+	seq       uint64 // 0: never seen
+	requestID string
+	fromLog   bool // read from the log just now, not remembered
+}
+
+// NewWriter returns a Writer.
+func NewWriter(cfg WriterConfig) (*Writer, error) {
+	if cfg.JetStream == nil {
+		return nil, errors.New("engine: a writer needs a JetStream")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.CacheSize <= 0 {
+		cfg.CacheSize = 100_000
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 32
+	}
+	if cfg.RequestWindow <= 0 {
+		cfg.RequestWindow = 2 * time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Writer{
+		cfg: cfg, js: cfg.JetStream, logger: cfg.Logger, seed: maphash.MakeSeed(),
+		cache:    make(map[string]last),
+		requests: requestMemory{window: cfg.RequestWindow, max: cfg.CacheSize},
+	}, nil
+}
+
+// validate checks a request from outside; every problem is a 400 naming the value.
+func (r *SetRequest) validate() error {
+	if err := events.ValidateContact(r.Contact); err != nil {
+		return badRequest(err)
+	}
+	cause, err := events.ParseCause(string(r.Cause))
+	if err != nil {
+		return badRequest(err)
+	}
+	r.Cause = cause
+	if err := r.Status.Settable(cause); err != nil {
+		return badRequest(err)
+	}
+	if err := events.ValidateName(r.Name); err != nil {
+		return badRequest(err)
+	}
+	if err := events.ValidateRequestID(r.RequestID); err != nil {
+		return badRequest(err)
+	}
+	return nil
+}
+
+// Set appends the change unless the contact already has the status. Errors wrap
+// ErrBadRequest, ErrConflict (a ConflictError) or ErrUnavailable.
+func (w *Writer) Set(ctx context.Context, req SetRequest) (SetResult, error) {
+	if err := req.validate(); err != nil {
+		return SetResult{}, err
+	}
+	mu := &w.locks[maphash.String(w.seed, req.Contact)%uint64(len(w.locks))]
+	mu.Lock()
+	defer mu.Unlock()
+
+	if req.RequestID != "" {
+		if res, ok := w.requests.get(req.Contact, req.RequestID, w.cfg.Now()); ok {
+			w.duplicates.Add(1)
+			return res, nil
+		}
+	}
+	res, err := w.set(ctx, req)
+	if err == nil && req.RequestID != "" {
+		w.requests.put(req.Contact, req.RequestID, res, w.cfg.Now())
+	}
+	return res, err
+}
+
+func (w *Writer) set(ctx context.Context, req SetRequest) (SetResult, error) {
+	cur, ok := w.cached(req.Contact)
+	if !ok {
+		var err error
+		if cur, err = w.readLast(ctx, req.Contact); err != nil {
+			return SetResult{}, err
+		}
+	}
+	subject := events.EventSubject(req.Contact)
+	for attempt := 0; attempt < w.cfg.MaxAttempts; attempt++ {
+		if attempt > 0 || (!cur.fromLog && (req.ExpectSeq != nil || cur.status == req.Status)) {
+			// What the writer remembers may be stale when other writers share the
+			// log: a conflict, an expect_seq check or an apparent no-op is
+			// settled against the log itself.
+			if !cur.fromLog {
+				var err error
+				if cur, err = w.readLast(ctx, req.Contact); err != nil {
+					return SetResult{}, err
+				}
+			}
+		}
+		if req.RequestID != "" && cur.requestID == req.RequestID {
+			w.duplicates.Add(1)
+			return SetResult{Contact: req.Contact, Status: cur.status, Previous: cur.previous, Seq: cur.seq, Changed: true}, nil
+		}
+		if req.ExpectSeq != nil && *req.ExpectSeq != cur.seq {
+			return SetResult{}, &ConflictError{Contact: req.Contact, Expect: *req.ExpectSeq, Actual: cur.seq}
+		}
+		if cur.status == req.Status {
+			w.remember(req.Contact, cur)
+			w.unchanged.Add(1)
+			return SetResult{Contact: req.Contact, Status: cur.status, Previous: cur.status, Seq: cur.seq}, nil
+		}
+
+		name := req.Name
+		if name == "" {
+			name = cur.name
+		}
+		e := events.Event{Contact: req.Contact, Name: name, Status: req.Status, Previous: cur.status,
+			At: w.cfg.Now().UTC(), Cause: req.Cause, RequestID: req.RequestID}
+		msg := &nats.Msg{Subject: subject, Data: e.Encode()}
+		opts := []jetstream.PublishOpt{jetstream.WithExpectStream(LogStream), jetstream.WithExpectLastSequencePerSubject(cur.seq)}
+		if req.RequestID != "" {
+			opts = append(opts, jetstream.WithMsgID(msgID(req.Contact, req.RequestID)))
+		}
+		ack, err := w.js.PublishMsg(ctx, msg, opts...)
+		if isWrongLastSequence(err) {
+			w.conflicts.Add(1)
+			cur.fromLog = false
+			continue
+		}
+		if err != nil {
+			w.forget(req.Contact)
+			return SetResult{}, unavailable(fmt.Errorf("append to the log: %w", err))
+		}
+		if ack.Duplicate {
+			// The same request was stored before, and the contact has changed
+			// since: answer as the first time, from the event itself.
+			w.forget(req.Contact)
+			w.duplicates.Add(1)
+			return w.original(ctx, req, ack.Sequence)
+		}
+		w.remember(req.Contact, last{status: req.Status, previous: cur.status, name: name, seq: ack.Sequence, requestID: req.RequestID})
+		w.appended.Add(1)
+		return SetResult{Contact: req.Contact, Status: req.Status, Previous: cur.status, Seq: ack.Sequence, Changed: true}, nil
+	}
+	w.forget(req.Contact)
+	return SetResult{}, unavailable(fmt.Errorf("contact %q kept changing under %d attempts to append; try again", req.Contact, w.cfg.MaxAttempts))
+}
+
+// msgID scopes a request ID to its contact: the log deduplicates across the whole
+// stream, and two contacts may well use the same request IDs. The token holds no
+// '/', so the pair is unambiguous.
+func msgID(contact, requestID string) string {
+	return events.Token(contact) + "/" + requestID
+}
+
+// original answers a request whose event the log already holds at seq.
+func (w *Writer) original(ctx context.Context, req SetRequest, seq uint64) (SetResult, error) {
+	stream, err := w.js.Stream(ctx, LogStream)
+	if err != nil {
+		return SetResult{}, unavailable(fmt.Errorf("read the log: %w", err))
+	}
+	msg, err := stream.GetMsg(ctx, seq)
+	if err != nil {
+		return SetResult{}, unavailable(fmt.Errorf("read the log at seq %d: %w", seq, err))
+	}
+	e, err := events.DecodeEvent(msg.Data)
+	if err != nil {
+		return SetResult{}, fmt.Errorf("the log holds a malformed event at seq %d: %w", seq, err)
+	}
+	if e.Contact != req.Contact || e.RequestID != req.RequestID {
+		return SetResult{}, fmt.Errorf("the log's event at seq %d is not request %q of %q", seq, req.RequestID, req.Contact)
+	}
+	return SetResult{Contact: req.Contact, Status: e.Status, Previous: e.Previous, Seq: seq, Changed: true}, nil
+}
+
+// readLast reads the contact's last event from the log.
+func (w *Writer) readLast(ctx context.Context, contact string) (last, error) {
+	stream, err := w.js.Stream(ctx, LogStream)
+	if err != nil {
+		return last{}, unavailable(fmt.Errorf("read the log: %w", err))
+	}
+	msg, err := stream.GetLastMsgForSubject(ctx, events.EventSubject(contact))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return last{status: events.Unknown, fromLog: true}, nil
+	}
+	if err != nil {
+		return last{}, unavailable(fmt.Errorf("read the last event of %q: %w", contact, err))
+	}
+	e, err := events.DecodeEvent(msg.Data)
+	if err != nil {
+		return last{}, fmt.Errorf("the log holds a malformed event of %q at seq %d: %w", contact, msg.Sequence, err)
+	}
+	return last{status: e.Status, previous: e.Previous, name: e.Name, seq: msg.Sequence,
+		requestID: e.RequestID, fromLog: true}, nil
+}
+
+func (w *Writer) cached(contact string) (last, bool) {
+	w.cacheMu.Lock()
+	defer w.cacheMu.Unlock()
+	l, ok := w.cache[contact]
+	return l, ok
+}
+
+func (w *Writer) remember(contact string, l last) {
+	l.fromLog = false
+	w.cacheMu.Lock()
+	defer w.cacheMu.Unlock()
+	if _, ok := w.cache[contact]; !ok && len(w.cache) >= w.cfg.CacheSize {
+		for k := range w.cache { // map order is random: evict any one
+			delete(w.cache, k)
+			break
+		}
+	}
+	w.cache[contact] = l
+}
+
+func (w *Writer) forget(contact string) {
+	w.cacheMu.Lock()
+	defer w.cacheMu.Unlock()
+	delete(w.cache, contact)
+}
+
+func isWrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
+}
+
+// WriterMetrics is a snapshot of a writer's counters.
+type WriterMetrics struct {
+	Appended   uint64 // events appended
+	Unchanged  uint64 // sets that changed nothing
+	Conflicts  uint64 // appends refused because another writer got there first
+	Duplicates uint64 // retried requests answered as the first time
+}
+
+// Metrics returns a snapshot of the writer's counters.
+func (w *Writer) Metrics() WriterMetrics {
+	return WriterMetrics{Appended: w.appended.Load(), Unchanged: w.unchanged.Load(),
+		Conflicts: w.conflicts.Load(), Duplicates: w.duplicates.Load()}
+}
+
+// requestMemory remembers answers to request IDs for a window, in two
+// generations: an answer is kept at least one window and at most two, and at
+// most max answers per generation.
+type requestMemory struct {
+	window time.Duration
+	max    int
+
+	mu       sync.Mutex
+	started  time.Time
+	cur, old map[string]SetResult
+}
+
+func (m *requestMemory) rotate(now time.Time) {
+	if m.cur == nil || now.Sub(m.started) >= m.window || len(m.cur) >= m.max {
+		m.old, m.cur, m.started = m.cur, make(map[string]SetResult), now
+	}
+}
+
+func (m *requestMemory) get(contact, id string, now time.Time) (SetResult, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.rotate(now)
+	key := msgID(contact, id)
+	if r, ok := m.cur[key]; ok {
+		return r, true
+	}
+	r, ok := m.old[key]
+	return r, ok
+}
+
+func (m *requestMemory) put(contact, id string, r SetResult, now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.rotate(now)
+	m.cur[msgID(contact, id)] = r
+}

@@ -1,0 +1,254 @@
+package events
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Version is the schema version of the records this package writes. Decoders
+// accept records of this version and refuse newer ones; fields they do not know
+// are ignored, so a version can grow fields without a bump.
+const Version = 1
+
+// MaxRequestIDLen is the longest request ID accepted, in bytes.
+const MaxRequestIDLen = 128
+
+// Event is one status change of one contact, as the log (the PRESENCE stream)
+// holds it: the truth, invisible included. Its position is the stream sequence,
+// which is not part of the record. Its JSON form is
+//
+//	{"v":1,"contact":"sip:alice@contoso.com","name":"Alice","status":"away","previous":"online","at":"2026-11-24T05:25:57.123456789Z","cause":"user"}
+//
+// An Event is a plain value.
+type Event struct {
+	Contact   string    // the contact ID
+	Name      string    // friendly name as of this change ("" when none was ever given)
+	Status    Status    // the new status
+	Previous  Status    // the status before this change; Unknown for a first event
+	At        time.Time // when the engine accepted the change, UTC
+	Cause     Cause     // who or what made the change
+	RequestID string    // the caller's request ID, when one was given
+}
+
+type eventJSON struct {
+	V         int    `json:"v"`
+	Contact   string `json:"contact"`
+	Name      string `json:"name,omitempty"`
+	Status    Status `json:"status"`
+	Previous  Status `json:"previous"`
+	At        string `json:"at"`
+	Cause     Cause  `json:"cause"`
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// Change is one entry of the feed (the PRESENCE_CHANGES stream): a change that
+// subscribers can see. Like OnContactStatusChange it carries only the previous
+// visible status; the current one is read from the projection, at least as new as
+// Seq. Its JSON form is
+//
+//	{"v":1,"contact":"sip:alice@contoso.com","name":"Alice","previous":"online","seq":42,"at":"2026-11-24T05:25:57.123456789Z"}
+//
+// A Change is a plain value.
+type Change struct {
+	Contact  string    // the contact ID
+	Name     string    // friendly name as of this change
+	Previous Status    // the previous visible status: never Invisible
+	Seq      uint64    // log sequence of the event this change comes from
+	At       time.Time // when the change was accepted, UTC
+}
+
+type changeJSON struct {
+	V        int    `json:"v"`
+	Contact  string `json:"contact"`
+	Name     string `json:"name,omitempty"`
+	Previous Status `json:"previous"`
+	Seq      uint64 `json:"seq"`
+	At       string `json:"at"`
+}
+
+// ChangeOf derives the feed entry of an event at log sequence seq. It reports
+// false when the change is not visible (offline to invisible and back): such an
+// event has no feed entry. This is the one place where the feed is masked.
+func ChangeOf(e Event, seq uint64) (Change, bool) {
+	if !VisibleChange(e.Previous, e.Status) {
+		return Change{}, false
+	}
+	return Change{
+		Contact:  e.Contact,
+		Name:     e.Name,
+		Previous: e.Previous.Visible(),
+		Seq:      seq,
+		At:       e.At,
+	}, true
+}
+
+// formatTime writes t as RFC 3339 in UTC with nanoseconds.
+func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// Encode returns the JSON form of the event. It validates nothing: the writer
+// validates its input before it builds an event.
+func (e Event) Encode() []byte {
+	b, err := json.Marshal(eventJSON{
+		V: Version, Contact: e.Contact, Name: e.Name, Status: e.Status, Previous: e.Previous,
+		At: formatTime(e.At), Cause: e.Cause, RequestID: e.RequestID,
+	})
+	if err != nil {
+		// Only an invalid Status can fail to marshal; the writer never builds one.
+		panic(fmt.Sprintf("events: encode event of %q: %v", e.Contact, err))
+	}
+	return b
+}
+
+// Encode returns the JSON form of the feed entry.
+func (c Change) Encode() []byte {
+	b, err := json.Marshal(changeJSON{
+		V: Version, Contact: c.Contact, Name: c.Name, Previous: c.Previous, Seq: c.Seq, At: formatTime(c.At),
+	})
+	if err != nil {
+		panic(fmt.Sprintf("events: encode change of %q: %v", c.Contact, err))
+	}
+	return b
+}
+
+// malformed wraps a decoding problem in ErrMalformed.
+func malformed(kind, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrMalformed, kind, fmt.Sprintf(format, args...))
+}
+
+// malformedBy wraps err, which says what is wrong, in ErrMalformed: errors.Is
+// finds both.
+func malformedBy(kind string, err error) error {
+	return fmt.Errorf("%w: %s: %w", ErrMalformed, kind, err)
+}
+
+func jsonUnmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+
+// checkVersion refuses a missing or newer schema version.
+func checkVersion(kind string, v int) error {
+	switch {
+	case v == 0:
+		return malformed(kind, `"v" is missing or 0; records have "v":%d`, Version)
+	case v < 0:
+		return malformed(kind, `"v" is %d; records have "v":%d`, v, Version)
+	case v > Version:
+		return fmt.Errorf("%w: %s has \"v\":%d; this engine reads up to %d", ErrUnsupportedVersion, kind, v, Version)
+	}
+	return nil
+}
+
+func parseTime(kind, s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, malformed(kind, `"at" %s is not an RFC 3339 time`, quote(s))
+	}
+	// Years outside 0000-9999 in UTC have no RFC 3339 form: Encode could not
+	// write them back.
+	if y := t.UTC().Year(); y < 0 || y > 9999 {
+		return time.Time{}, malformed(kind, `"at" %s is outside the years 0000 to 9999 in UTC`, quote(s))
+	}
+	return t.UTC(), nil
+}
+
+// ValidateRequestID checks a request ID: at most MaxRequestIDLen bytes of UTF-8
+// without control characters. The empty ID means "none".
+func ValidateRequestID(id string) error {
+	bad := func(reason string) error {
+		return &ValueError{Field: "request_id", Value: quote(id), Err: ErrMalformed, Reason: reason}
+	}
+	if len(id) > MaxRequestIDLen {
+		return bad("it is " + strconv.Itoa(len(id)) + " bytes; at most 128 are accepted")
+	}
+	if !utf8.ValidString(id) {
+		return bad("it is not valid UTF-8")
+	}
+	for _, r := range id {
+		if unicode.IsControl(r) {
+			return bad("it holds a control character (" + strconv.QuoteRune(r) + "); none are accepted")
+		}
+	}
+	return nil
+}
+
+// DecodeEvent decodes and validates a log event. It never panics; every error
+// wraps ErrMalformed or ErrUnsupportedVersion and says what is wrong.
+func DecodeEvent(data []byte) (Event, error) {
+	const kind = "event"
+	var j eventJSON
+	if err := strictJSON(data, &j); err != nil {
+		return Event{}, malformedBy(kind, err)
+	}
+	if err := checkVersion(kind, j.V); err != nil {
+		return Event{}, err
+	}
+	if err := ValidateContact(j.Contact); err != nil {
+		return Event{}, malformedBy(kind, err)
+	}
+	if err := ValidateName(j.Name); err != nil {
+		return Event{}, malformedBy(kind, err)
+	}
+	cause, err := ParseCause(string(j.Cause))
+	if err != nil {
+		return Event{}, malformedBy(kind, err)
+	}
+	if err := j.Status.Settable(cause); err != nil {
+		return Event{}, malformed(kind, `"status": %v`, err)
+	}
+	if j.Previous.Local() || !j.Previous.Valid() {
+		return Event{}, malformed(kind, `"previous" %s is not a protocol status`, j.Previous)
+	}
+	if j.Previous == j.Status {
+		return Event{}, malformed(kind, `"previous" and "status" are both %s; an event is a change`, j.Status)
+	}
+	if err := ValidateRequestID(j.RequestID); err != nil {
+		return Event{}, malformedBy(kind, err)
+	}
+	at, err := parseTime(kind, j.At)
+	if err != nil {
+		return Event{}, err
+	}
+	return Event{Contact: j.Contact, Name: j.Name, Status: j.Status, Previous: j.Previous,
+		At: at, Cause: cause, RequestID: j.RequestID}, nil
+}
+
+// DecodeChange decodes and validates a feed entry. It never panics; every error
+// wraps ErrMalformed or ErrUnsupportedVersion and says what is wrong.
+func DecodeChange(data []byte) (Change, error) {
+	const kind = "feed entry"
+	var j changeJSON
+	if err := strictJSON(data, &j); err != nil {
+		return Change{}, malformedBy(kind, err)
+	}
+	if err := checkVersion(kind, j.V); err != nil {
+		return Change{}, err
+	}
+	if err := ValidateContact(j.Contact); err != nil {
+		return Change{}, malformedBy(kind, err)
+	}
+	if err := ValidateName(j.Name); err != nil {
+		return Change{}, malformedBy(kind, err)
+	}
+	if j.Previous.Local() || !j.Previous.Valid() || j.Previous == Invisible {
+		return Change{}, malformed(kind, `"previous" %s is not a visible status`, j.Previous)
+	}
+	if j.Seq == 0 {
+		return Change{}, malformed(kind, `"seq" is missing or 0`)
+	}
+	at, err := parseTime(kind, j.At)
+	if err != nil {
+		return Change{}, err
+	}
+	return Change{Contact: j.Contact, Name: j.Name, Previous: j.Previous, Seq: j.Seq, At: at}, nil
+}
+
+// strictJSON decodes one JSON value into v, refusing invalid UTF-8 (which
+// encoding/json would otherwise replace silently) and trailing data.
+func strictJSON(data []byte, v any) error {
+	if !utf8.Valid(data) {
+		return fmt.Errorf("not valid UTF-8")
+	}
+	return json.Unmarshal(data, v)
+}

@@ -1,0 +1,46 @@
+package projections
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// Options configure a Projection. The zero value is usable.
+type Options struct {
+	// FS is the filesystem Pebble stores in. Zero means the OS filesystem; tests
+	// use vfs.NewMem or vfs.NewCrashableMem.
+	FS vfs.FS
+	// Logger receives the projection's and Pebble's messages. Zero means
+	// slog.Default().
+	Logger *slog.Logger
+	// CacheSize is Pebble's block cache in bytes. Zero means Pebble's default (8 MiB).
+	CacheSize int64
+}
+
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// pebbleLogger sends Pebble's messages to slog.
+type pebbleLogger struct{ l *slog.Logger }
+
+func (l pebbleLogger) Infof(format string, args ...any) {
+	l.l.Debug("pebble: " + fmt.Sprintf(format, args...))
+}
+
+func (l pebbleLogger) Errorf(format string, args ...any) {
+	l.l.Error("pebble: " + fmt.Sprintf(format, args...))
+}
+
+// Fatalf is called by Pebble when it cannot go on; Pebble expects it not to
+// return.
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	msg := "pebble: " + fmt.Sprintf(format, args...)
+	l.l.Error(msg)
+	panic(msg)
+}

@@ -1,0 +1,419 @@
+package projections
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/presence-engine/presence/events"
+)
+
+// Keys. Contact states live under stateKeyPrefix followed by the contact ID; the
+// checkpoint has a key of its own. Both are written in the same batch.
+const (
+	stateKeyPrefix = "s/"
+	checkpointKey  = "m/checkpoint"
+	formatKey      = "m/format"
+	formatVersion  = "presence-projection-1"
+)
+
+// Record is one message of the log as the fold consumes it: its stream sequence
+// and its data, undecoded.
+type Record struct {
+	Seq  uint64
+	Data []byte
+}
+
+// Checkpoint is how far the projection has folded the log: the sequence of the
+// last record applied and a checksum of that record's data, by which a restarted
+// projection recognises the log it was folding.
+type Checkpoint struct {
+	Seq uint64
+	Sum uint64
+}
+
+// Sum returns the checksum of a record's data, as a checkpoint holds it.
+func Sum(data []byte) uint64 {
+	h := fnv.New64a()
+	h.Write(data)
+	return h.Sum64()
+}
+
+// Projection is the read model: the current state of every contact, folded from
+// the log into Pebble, with the checkpoint of the last record applied. All its
+// methods are safe for concurrent use; Apply and Reset are serialised.
+type Projection struct {
+	db     *pebble.DB
+	dir    string
+	logger *slog.Logger
+
+	writeMu sync.Mutex // serialises Apply and Reset
+
+	mu         sync.Mutex
+	checkpoint Checkpoint
+	advanced   chan struct{} // closed and replaced when the checkpoint moves
+
+	applied   atomic.Uint64 // checkpoint.Seq, for lock-free reads
+	folded    atomic.Uint64 // events folded
+	malformed atomic.Uint64 // records skipped as malformed
+	batches   atomic.Uint64 // Pebble batches committed
+
+	// closeMu guards db against use after Close: readers hold it shared.
+	closeMu  sync.RWMutex
+	closed   bool
+	closeErr error
+}
+
+// Open opens (or creates) the projection stored in dir. It refuses a directory
+// that holds something other than a projection.
+func Open(dir string, opts Options) (*Projection, error) {
+	opts = opts.withDefaults()
+	popts := &pebble.Options{FS: opts.FS, Logger: pebbleLogger{opts.Logger}}
+	if opts.FS == nil {
+		popts.FS = vfs.Default
+	}
+	if opts.CacheSize > 0 {
+		cache := pebble.NewCache(opts.CacheSize)
+		defer cache.Unref()
+		popts.Cache = cache
+	}
+	db, err := pebble.Open(dir, popts)
+	if err != nil {
+		return nil, fmt.Errorf("open projection %q: %w", dir, err)
+	}
+	p := &Projection{db: db, dir: dir, logger: opts.Logger, advanced: make(chan struct{})}
+	if err := p.load(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open projection %q: %w", dir, err)
+	}
+	return p, nil
+}
+
+// load reads the format marker and the checkpoint, writing them on a new store.
+func (p *Projection) load() error {
+	format, err := p.get(formatKey)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		if cp, err := p.get(checkpointKey); err == nil && cp != nil {
+			return fmt.Errorf("%w: checkpoint without a format marker", ErrCorrupt)
+		}
+		b := p.db.NewBatch()
+		defer b.Close()
+		if err := b.Set([]byte(formatKey), []byte(formatVersion), nil); err != nil {
+			return err
+		}
+		if err := b.Set([]byte(checkpointKey), marshalCheckpoint(Checkpoint{}), nil); err != nil {
+			return err
+		}
+		return b.Commit(pebble.Sync)
+	case err != nil:
+		return err
+	case string(format) != formatVersion:
+		return fmt.Errorf("%w: format %q, this engine reads %q", ErrCorrupt, format, formatVersion)
+	}
+	raw, err := p.get(checkpointKey)
+	if err != nil {
+		return fmt.Errorf("%w: read checkpoint: %v", ErrCorrupt, err)
+	}
+	cp, err := unmarshalCheckpoint(raw)
+	if err != nil {
+		return err
+	}
+	p.checkpoint = cp
+	p.applied.Store(cp.Seq)
+	return nil
+}
+
+// get returns a copy of the value of key.
+func (p *Projection) get(key string) ([]byte, error) {
+	v, closer, err := p.db.Get([]byte(key))
+	if err != nil {
+		return nil, err
+	}
+	out := append([]byte(nil), v...)
+	return out, closer.Close()
+}
+
+func marshalCheckpoint(cp Checkpoint) []byte {
+	b := make([]byte, 16)
+	binary.BigEndian.PutUint64(b, cp.Seq)
+	binary.BigEndian.PutUint64(b[8:], cp.Sum)
+	return b
+}
+
+func unmarshalCheckpoint(b []byte) (Checkpoint, error) {
+	if len(b) != 16 {
+		return Checkpoint{}, fmt.Errorf("%w: checkpoint is %d bytes, want 16", ErrCorrupt, len(b))
+	}
+	return Checkpoint{Seq: binary.BigEndian.Uint64(b), Sum: binary.BigEndian.Uint64(b[8:])}, nil
+}
+
+// Dir returns the directory the projection is stored in.
+func (p *Projection) Dir() string { return p.dir }
+
+// Applied returns the log sequence of the last record applied.
+func (p *Projection) Applied() uint64 { return p.applied.Load() }
+
+// Checkpoint returns the checkpoint: how far the log has been applied.
+func (p *Projection) Checkpoint() Checkpoint {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.checkpoint
+}
+
+// WaitApplied blocks until the projection has applied the log up to seq, or ctx
+// is done. The error then wraps ErrNotReached and says how far it got.
+func (p *Projection) WaitApplied(ctx context.Context, seq uint64) error {
+	for {
+		if p.applied.Load() >= seq {
+			return nil
+		}
+		p.mu.Lock()
+		ch, at := p.advanced, p.checkpoint.Seq
+		p.mu.Unlock()
+		if at >= seq {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return &NotReachedError{Want: seq, Applied: p.applied.Load(), Err: ctx.Err()}
+		}
+	}
+}
+
+// Apply folds records, in log order, into the projection and moves the checkpoint
+// to the last of them, all in one Pebble batch: after a crash the projection holds
+// all of them or none. Records at or below the checkpoint are skipped, so a record
+// is never applied twice. A record that does not decode as an event is logged,
+// counted and stepped over: the log is the truth, and a bad record in it must not
+// stop the fold.
+func (p *Projection) Apply(records []Record) error {
+	if len(records) == 0 {
+		return nil
+	}
+	p.writeMu.Lock()
+	defer p.writeMu.Unlock()
+	p.closeMu.RLock()
+	defer p.closeMu.RUnlock()
+	if p.closed {
+		return ErrClosed
+	}
+
+	cp := p.Checkpoint()
+	b := p.db.NewBatch()
+	defer b.Close()
+	var (
+		touched   map[string]*State // states written in this batch, for hidden changes
+		buf       []byte
+		folded    uint64
+		malformed uint64
+		last      *Record
+	)
+	for i := range records {
+		r := &records[i]
+		if r.Seq <= cp.Seq || (last != nil && r.Seq <= last.Seq) {
+			continue
+		}
+		last = r
+		e, err := events.DecodeEvent(r.Data)
+		if err != nil {
+			malformed++
+			p.logger.Error("projection: skipping a log record that is not an event", "seq", r.Seq, "err", err)
+			continue
+		}
+		st, err := p.prior(e, touched)
+		if err != nil {
+			return fmt.Errorf("apply seq %d: %w", r.Seq, err)
+		}
+		st.fold(e, r.Seq)
+		if touched == nil {
+			touched = make(map[string]*State)
+		}
+		touched[e.Contact] = st
+		buf = st.marshal(buf[:0])
+		if err := b.Set(stateKey(e.Contact), buf, nil); err != nil {
+			return err
+		}
+		folded++
+	}
+	if last == nil {
+		return nil
+	}
+	next := Checkpoint{Seq: last.Seq, Sum: Sum(last.Data)}
+	if err := b.Set([]byte(checkpointKey), marshalCheckpoint(next), nil); err != nil {
+		return err
+	}
+	// The projection is rebuildable from the log, so its commits need not wait for
+	// fsync: a crash loses at most a suffix, and the checkpoint goes with it.
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("commit projection batch up to seq %d: %w", next.Seq, err)
+	}
+	p.folded.Add(folded)
+	p.malformed.Add(malformed)
+	p.batches.Add(1)
+	p.advance(next)
+	return nil
+}
+
+// prior returns the state an event applies to. A visible change replaces every
+// field, so it needs no read; a hidden one keeps the visible half, so it reads the
+// state written earlier in this batch or stored.
+func (p *Projection) prior(e events.Event, touched map[string]*State) (*State, error) {
+	if st, ok := touched[e.Contact]; ok {
+		return st, nil
+	}
+	if events.VisibleChange(e.Previous, e.Status) {
+		return &State{}, nil
+	}
+	st, _, err := p.state(e.Contact)
+	if err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+func stateKey(contact string) []byte {
+	return append([]byte(stateKeyPrefix), contact...)
+}
+
+// advance publishes a new checkpoint and wakes the waiters.
+func (p *Projection) advance(cp Checkpoint) {
+	p.mu.Lock()
+	p.checkpoint = cp
+	p.applied.Store(cp.Seq)
+	close(p.advanced)
+	p.advanced = make(chan struct{})
+	p.mu.Unlock()
+}
+
+// State returns the whole state of a contact, the truth included, and whether the
+// contact has ever been seen. Only the contact itself may be shown the truth:
+// everything that faces others reads View.
+func (p *Projection) State(contact string) (State, bool, error) {
+	p.closeMu.RLock()
+	defer p.closeMu.RUnlock()
+	if p.closed {
+		return State{}, false, ErrClosed
+	}
+	return p.state(contact)
+}
+
+func (p *Projection) state(contact string) (State, bool, error) {
+	v, closer, err := p.db.Get(stateKey(contact))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return State{Contact: contact, Visible: View{Contact: contact}}, false, nil
+	}
+	if err != nil {
+		return State{}, false, fmt.Errorf("read state of %q: %w", contact, err)
+	}
+	defer closer.Close()
+	st, err := unmarshalState(contact, v)
+	if err != nil {
+		return State{}, false, err
+	}
+	return st, true, nil
+}
+
+// View returns a contact as subscribers see it: the visible status, and the name,
+// sequence and time of the last visible change. A never-seen contact reads
+// Unknown with sequence 0.
+func (p *Projection) View(contact string) (View, error) {
+	st, _, err := p.State(contact)
+	return st.Visible, err
+}
+
+// Reset empties the projection: every state goes and the checkpoint returns to
+// zero, in one synced batch. The fold then rebuilds it from the log.
+func (p *Projection) Reset() error {
+	p.writeMu.Lock()
+	defer p.writeMu.Unlock()
+	p.closeMu.RLock()
+	defer p.closeMu.RUnlock()
+	if p.closed {
+		return ErrClosed
+	}
+	b := p.db.NewBatch()
+	defer b.Close()
+	if err := b.DeleteRange([]byte(stateKeyPrefix), []byte("s0"), nil); err != nil { // '0' follows '/'
+		return err
+	}
+	if err := b.Set([]byte(checkpointKey), marshalCheckpoint(Checkpoint{}), nil); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("reset projection %q: %w", p.dir, err)
+	}
+	p.mu.Lock()
+	p.checkpoint = Checkpoint{}
+	p.applied.Store(0)
+	p.mu.Unlock()
+	return nil
+}
+
+// Each calls fn with every contact's state in contact ID order, until fn returns
+// false or an error occurs.
+func (p *Projection) Each(fn func(State) bool) error {
+	p.closeMu.RLock()
+	defer p.closeMu.RUnlock()
+	if p.closed {
+		return ErrClosed
+	}
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: []byte(stateKeyPrefix), UpperBound: []byte("s0")})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		contact := string(it.Key()[len(stateKeyPrefix):])
+		st, err := unmarshalState(contact, it.Value())
+		if err != nil {
+			return err
+		}
+		if !fn(st) {
+			break
+		}
+	}
+	return it.Error()
+}
+
+// Metrics is a snapshot of the projection's counters.
+type Metrics struct {
+	Applied   uint64 // log sequence of the last record applied
+	Folded    uint64 // events folded since Open
+	Malformed uint64 // log records skipped since Open because they are not events
+	Batches   uint64 // Pebble batches committed since Open
+}
+
+// Metrics returns a snapshot of the projection's counters.
+func (p *Projection) Metrics() Metrics {
+	return Metrics{Applied: p.Applied(), Folded: p.folded.Load(), Malformed: p.malformed.Load(), Batches: p.batches.Load()}
+}
+
+// Close flushes and closes the store; every later call fails with ErrClosed. It
+// is safe to call more than once.
+func (p *Projection) Close() error {
+	p.writeMu.Lock()
+	defer p.writeMu.Unlock()
+	p.closeMu.Lock()
+	defer p.closeMu.Unlock()
+	if p.closed {
+		return p.closeErr
+	}
+	p.closed = true
+	if err := p.db.Flush(); err != nil {
+		p.closeErr = err
+	}
+	if err := p.db.Close(); err != nil && p.closeErr == nil {
+		p.closeErr = err
+	}
+	return p.closeErr
+}

@@ -1,0 +1,163 @@
+package projections
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/presence-engine/presence/events"
+)
+
+// State is what the projection holds of one contact: the truth, as the contact
+// itself sees it (MyStatus), and what everyone else sees. A State is a plain value.
+type State struct {
+	Contact  string
+	Name     string        // friendly name as of the last event
+	Status   events.Status // the true status, invisible included
+	Previous events.Status // the true status before the last event
+	Seq      uint64        // log sequence of the last event
+	At       time.Time     // time of the last event
+	Cause    events.Cause  // cause of the last event
+
+	// Visible is what everyone but the contact sees: the visible status, and the
+	// name, sequence and time of the last visible change. A hidden change (offline
+	// to invisible or back) leaves it as it was, so nothing in it reveals one.
+	Visible View
+}
+
+// View is a contact as subscribers see it. A View is a plain value.
+type View struct {
+	Contact string
+	Name    string        // friendly name as of the last visible change
+	Status  events.Status // the visible status: never Invisible
+	Seq     uint64        // log sequence of the last visible change; 0 if never seen
+	At      time.Time     // time of the last visible change
+}
+
+// fold applies one event at log sequence seq to the state of its contact. This is
+// the whole fold: the event carries everything, the state is only its last word.
+func (s *State) fold(e events.Event, seq uint64) {
+	s.Contact, s.Name, s.Status, s.Previous, s.Seq, s.At, s.Cause =
+		e.Contact, e.Name, e.Status, e.Previous, seq, e.At, e.Cause
+	if c, ok := events.ChangeOf(e, seq); ok {
+		s.Visible = View{Contact: e.Contact, Name: c.Name, Status: e.Status.Visible(), Seq: seq, At: e.At}
+	}
+}
+
+// The stored form of a State: a version byte, then fixed and varint fields, then
+// the names. Both halves (truth and visible) live in one value so that one read
+// answers either question.
+const stateVersion = 1
+
+func (s *State) marshal(buf []byte) []byte {
+	buf = append(buf, stateVersion)
+	buf = binary.BigEndian.AppendUint16(buf, uint16(s.Status))
+	buf = binary.BigEndian.AppendUint16(buf, uint16(s.Previous))
+	buf = binary.AppendUvarint(buf, s.Seq)
+	buf = binary.AppendVarint(buf, s.At.UnixNano())
+	buf = appendString(buf, string(s.Cause))
+	buf = appendString(buf, s.Name)
+	buf = binary.BigEndian.AppendUint16(buf, uint16(s.Visible.Status))
+	buf = binary.AppendUvarint(buf, s.Visible.Seq)
+	buf = binary.AppendVarint(buf, s.Visible.At.UnixNano())
+	buf = appendString(buf, s.Visible.Name)
+	return buf
+}
+
+func appendString(buf []byte, s string) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(s)))
+	return append(buf, s...)
+}
+
+// decoder reads the stored form; the first problem sticks.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(what string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: %s", ErrCorrupt, what)
+	}
+}
+
+func (d *decoder) u16() uint16 {
+	if d.err != nil || len(d.b) < 2 {
+		d.fail("short value")
+		return 0
+	}
+	v := binary.BigEndian.Uint16(d.b)
+	d.b = d.b[2:]
+	return v
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("bad uvarint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail("bad varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) str() string {
+	n := d.uvarint()
+	if d.err != nil || n > uint64(len(d.b)) {
+		d.fail("bad string length")
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}
+
+func (d *decoder) status() events.Status {
+	s := events.Status(d.u16())
+	if d.err == nil && !s.Valid() {
+		d.fail(fmt.Sprintf("status 0x%04X is not a MISTATUS value", uint16(s)))
+	}
+	return s
+}
+
+func unmarshalState(contact string, b []byte) (State, error) {
+	if len(b) == 0 || b[0] != stateVersion {
+		return State{}, fmt.Errorf("%w: state of %q has an unknown format", ErrCorrupt, contact)
+	}
+	d := decoder{b: b[1:]}
+	s := State{Contact: contact}
+	s.Status = d.status()
+	s.Previous = d.status()
+	s.Seq = d.uvarint()
+	s.At = time.Unix(0, d.varint()).UTC()
+	s.Cause = events.Cause(d.str())
+	s.Name = d.str()
+	s.Visible.Contact = contact
+	s.Visible.Status = d.status()
+	s.Visible.Seq = d.uvarint()
+	s.Visible.At = time.Unix(0, d.varint()).UTC()
+	s.Visible.Name = d.str()
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("trailing bytes")
+	}
+	if d.err != nil {
+		return State{}, fmt.Errorf("state of %q: %w", contact, d.err)
+	}
+	return s, nil
+}
