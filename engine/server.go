@@ -16,8 +16,8 @@ type ServerConfig struct {
 	// Listen is the client address, HOST:PORT. Zero means 127.0.0.1:4222; port 0
 	// picks a free port.
 	Listen string
-	// StoreDir holds JetStream's data. Required: an empty StoreDir would put the
-	// log in the OS temp directory.
+	// StoreDir holds JetStream's data, in StoreDir/jetstream. Required: an empty
+	// StoreDir would put the log in the OS temp directory.
 	StoreDir string
 	// Sync is how JetStream makes the log durable. Zero means DefaultSync.
 	Sync Sync
@@ -84,12 +84,12 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 	return s, nil
 }
 
-// serverLogger sends nats-server's messages to slog. Its notices are Info, its
-// debug and trace lines Debug.
+// serverLogger sends nats-server's messages to slog: warnings and errors as
+// such, everything else (its start-up banner included) at Debug.
 type serverLogger struct{ l *slog.Logger }
 
 func (l serverLogger) Noticef(format string, v ...any) {
-	l.l.Info("nats-server: " + fmt.Sprintf(format, v...))
+	l.l.Debug("nats-server: " + fmt.Sprintf(format, v...))
 }
 
 func (l serverLogger) Warnf(format string, v ...any) {

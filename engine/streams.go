@@ -21,8 +21,8 @@ const (
 
 // StreamOptions shape the streams the engine creates.
 type StreamOptions struct {
-	// Replicas of each stream. Zero means 1, right for one server; use 3 on a
-	// cluster.
+	// Replicas of each stream when the engine creates it. Zero means 3 where the
+	// server is part of a cluster with room for them, else 1.
 	Replicas int
 	// Duplicates is the log's deduplication window: a request retried with the
 	// same request_id within it is stored once. Zero means 2 minutes.
@@ -30,9 +30,6 @@ type StreamOptions struct {
 }
 
 func (o StreamOptions) withDefaults() StreamOptions {
-	if o.Replicas <= 0 {
-		o.Replicas = 1
-	}
 	if o.Duplicates <= 0 {
 		o.Duplicates = 2 * time.Minute
 	}
@@ -94,10 +91,9 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions,
 	for _, want := range []jetstream.StreamConfig{LogStreamConfig(o), FeedStreamConfig(o)} {
 		s, err := js.Stream(ctx, want.Name)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			if _, err := js.CreateStream(ctx, want); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-				return fmt.Errorf("create stream %s: %w", want.Name, err)
+			if err := createStream(ctx, js, want, logger); err != nil {
+				return err
 			}
-			logger.Info("created stream", "stream", want.Name, "replicas", want.Replicas)
 			continue
 		}
 		if err != nil {
@@ -107,6 +103,28 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions,
 			return err
 		}
 	}
+	return nil
+}
+
+// createStream creates a stream; with Replicas zero it tries 3 and settles for 1
+// where the server is alone or the cluster has no room.
+func createStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig, logger *slog.Logger) error {
+	auto := cfg.Replicas == 0
+	if auto {
+		cfg.Replicas = 3
+	}
+	_, err := js.CreateStream(ctx, cfg)
+	var apiErr *jetstream.APIError
+	if auto && errors.As(err, &apiErr) && (apiErr.ErrorCode == 10074 || apiErr.ErrorCode == 10023 || apiErr.ErrorCode == 10005) {
+		// 10074: replicas > 1 not supported in non-clustered mode; 10023:
+		// insufficient resources; 10005: no suitable peers.
+		cfg.Replicas = 1
+		_, err = js.CreateStream(ctx, cfg)
+	}
+	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return fmt.Errorf("create stream %s: %w", cfg.Name, err)
+	}
+	logger.Info("created stream", "stream", cfg.Name, "replicas", cfg.Replicas)
 	return nil
 }
 
@@ -151,7 +169,7 @@ func checkStream(have, want jetstream.StreamConfig, logger *slog.Logger) error {
 		logger.Warn("stream has limits: events past them are dropped", "stream", want.Name,
 			"max_msgs", have.MaxMsgs, "max_bytes", have.MaxBytes, "max_age", have.MaxAge, "discard", have.Discard)
 	}
-	if have.Replicas != want.Replicas {
+	if want.Replicas != 0 && have.Replicas != want.Replicas {
 		logger.Warn("stream has another replica count than configured; left as it is", "stream", want.Name,
 			"replicas", have.Replicas, "configured", want.Replicas)
 	}

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
+
+	"github.com/presence-engine/presence/engine"
+)
+
+// usageError marks a mistake on the command line: exit code 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// exitCode prints err on one line and returns the process's exit code: 0 for
+// none, 2 for a usage mistake, 1 for anything else.
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(stderr, "presence: %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
+	var u usageError
+	if errors.As(err, &u) {
+		return 2
+	}
+	return 1
+}
+
+// run is the whole program: main only adds signals and the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	root := newRoot(stdout, stderr)
+	root.SetArgs(args)
+	return root.ExecuteContext(ctx)
+}
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "presence",
+		Short: "An event-sourced presence engine on NATS JetStream",
+		Long: `presence tracks whether each contact is online, busy, away, on the phone or
+offline (the MISTATUS states of Office Communicator 2007) and tells subscribers
+when that changes. Every change is an event in a JetStream stream; a Pebble
+projection folds them into current state.
+
+"presence serve" runs the engine; the other commands are clients over NATS.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       engine.Version,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(newServe(), newSet(), newStatus(), newSelf(), newWatch())
+	return root
+}
+
+// exactArgs is cobra.ExactArgs with a usage error.
+func exactArgs(n int, names string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usageError{fmt.Errorf("%s takes %s (got %d arguments); see %s --help", cmd.Name(), names, len(args), cmd.CommandPath())}
+		}
+		return nil
+	}
+}
+
+// clientFlags are the flags of every client command.
+type clientFlags struct {
+	server  string
+	timeout time.Duration
+	json    bool
+}
+
+func (f *clientFlags) add(cmd *cobra.Command) {
+	def := os.Getenv("NATS_URL")
+	if def == "" {
+		def = "nats://127.0.0.1:4222"
+	}
+	cmd.Flags().StringVar(&f.server, "server", def, "NATS server URL (default $NATS_URL, else nats://127.0.0.1:4222)")
+	cmd.Flags().DurationVar(&f.timeout, "timeout", 5*time.Second, "how long to wait for an answer")
+	cmd.Flags().BoolVar(&f.json, "json", false, "print JSON")
+}
+
+// connect opens a connection to the server, with an error that says what to do.
+func (f *clientFlags) connect(name string) (*nats.Conn, error) {
+	nc, err := nats.Connect(f.server, nats.Name("presence "+name), nats.Timeout(f.timeout))
+	if err != nil {
+		return nil, fmt.Errorf("cannot connect to %s: %v (is `presence serve` running? --server or $NATS_URL choose another)", f.server, err)
+	}
+	return nc, nil
+}
+
+func (f *clientFlags) client(name string) (*engine.Client, *nats.Conn, error) {
+	nc, err := f.connect(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	c := engine.NewClient(nc)
+	c.Timeout = f.timeout
+	return c, nc, nil
+}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/presence-engine/presence/engine"
+)
+
+func newServe() *cobra.Command {
+	var (
+		data, listen, natsURL, syncText, logLevel, logFormat string
+		replicas                                             int
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the engine: embedded NATS server, writer, projection, feed and service",
+		Long: `Run the presence engine. By default everything runs in this process: an
+embedded nats-server with JetStream listening on 127.0.0.1:4222 (data under
+--data), the writer, the projection, the feed and the service. With --nats the
+engine uses an existing NATS server or cluster instead.
+
+SIGINT or SIGTERM shut it down cleanly: it stops taking requests, finishes those
+in hand, commits the projection and exits 0.`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			logger, err := newLogger(cmd.ErrOrStderr(), logLevel, logFormat)
+			if err != nil {
+				return usageError{err}
+			}
+			opts := engine.Options{NATSURL: natsURL, Listen: listen, Logger: logger,
+				Streams: engine.StreamOptions{Replicas: replicas}}
+			if syncText != "" {
+				if natsURL != "" {
+					return usageError{fmt.Errorf("--sync sets the embedded server's durability; with --nats it is the server's own configuration")}
+				}
+				if opts.Sync, err = engine.ParseSync(syncText); err != nil {
+					return usageError{err}
+				}
+			}
+			if replicas < 0 {
+				return usageError{fmt.Errorf("--replicas %d: want 1, 3 or 5 (0 chooses)", replicas)}
+			}
+			e, err := engine.Open(data, opts)
+			if err != nil {
+				return err
+			}
+			logger.Info("presence engine serving", "url", e.ClientURL(), "data", data, "version", engine.Version)
+			runErr := e.Run(cmd.Context())
+			closeErr := e.Close()
+			if runErr != nil {
+				return runErr
+			}
+			if closeErr != nil {
+				return closeErr
+			}
+			logger.Info("presence engine stopped cleanly")
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&data, "data", "presence-data", "data directory: the projection, and the embedded server's JetStream store")
+	f.StringVar(&listen, "listen", engine.DefaultListen, "embedded server's client address, HOST:PORT (port 0 picks one)")
+	f.StringVar(&natsURL, "nats", "", "use this NATS server or cluster instead of the embedded one")
+	f.StringVar(&syncText, "sync", "", `embedded server's fsync: "always", or an interval such as 100ms (default 100ms)`)
+	f.IntVar(&replicas, "replicas", 0, "replicas of the streams when they are created (default: 3 on a cluster with room, else 1)")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&logFormat, "log-format", "text", "text or json")
+	return cmd
+}
+
+func newLogger(w interface{ Write([]byte) (int, error) }, level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch strings.ToLower(format) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/presence-engine/presence/engine"
+	"github.com/presence-engine/presence/events"
+)
+
+func newWatch() *cobra.Command {
+	var (
+		f              clientFlags
+		fromSeq        int64
+		since, durable string
+		all            bool
+	)
+	cmd := &cobra.Command{
+		Use:   "watch [CONTACT ...]",
+		Short: "Follow status changes as subscribers see them",
+		Long: `Follow the feed of visible status changes (all contacts, or those named) and
+print, for each, the friendly name, the previous status and the current status,
+read from the projection at least as new as the change. Invisible never shows:
+it reads offline, and a change between offline and invisible is not a change.
+
+By default only changes from now on are shown; --all, --from-seq or --since
+start earlier. --durable NAME keeps the position on the server, so a later watch
+with the same name resumes where this one stopped.`,
+		Example: `  presence watch
+  presence watch sip:alice@contoso.com --since 1h
+  presence watch --json --durable audit-mirror`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			start := engine.StartNew()
+			set := 0
+			if all {
+				start, set = engine.StartAll(), set+1
+			}
+			if cmd.Flags().Changed("from-seq") {
+				if fromSeq < 1 {
+					return usageError{fmt.Errorf("--from-seq %d: want a log sequence, 1 or more", fromSeq)}
+				}
+				start, set = engine.StartAtSeq(uint64(fromSeq)), set+1
+			}
+			if since != "" {
+				t, err := parseSince(since, time.Now())
+				if err != nil {
+					return usageError{err}
+				}
+				start, set = engine.StartAtTime(t), set+1
+			}
+			if set > 1 {
+				return usageError{fmt.Errorf("--all, --from-seq and --since choose where to start: give one")}
+			}
+			c, nc, err := f.client("watch")
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			sub, err := engine.NewSubscriber(engine.SubscriberConfig{
+				Conn: nc, Reader: c, Durable: durable, Start: start, Contacts: args,
+			})
+			if err != nil {
+				return usageError{err}
+			}
+			out := cmd.OutOrStdout()
+			return sub.Run(cmd.Context(), func(ctx context.Context, ch engine.Change) error {
+				cur, err := ch.Current(ctx)
+				if err != nil {
+					return err
+				}
+				return printChange(out, ch, cur, f.json)
+			})
+		},
+	}
+	f.add(cmd)
+	cmd.Flags().BoolVar(&all, "all", false, "start with the first change the feed holds")
+	cmd.Flags().Int64Var(&fromSeq, "from-seq", 0, "start with the first change at or after this log sequence")
+	cmd.Flags().StringVar(&since, "since", "", "start with changes since a time (RFC 3339) or a duration ago (10m, 2h)")
+	cmd.Flags().StringVar(&durable, "durable", "", "name a durable subscription that resumes where it stopped")
+	return cmd
+}
+
+// parseSince reads an RFC 3339 time or a duration before now.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(strings.TrimSuffix(s, " ago")); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("--since %q: want an RFC 3339 time (2026-11-24T09:00:00Z) or a duration ago (10m, 2h)", s)
+}
+
+type changeJSON struct {
+	Contact  string        `json:"contact"`
+	Name     string        `json:"name"`
+	Previous events.Status `json:"previous"`
+	Status   events.Status `json:"status"`
+	Code     int           `json:"code"`
+	Seq      uint64        `json:"seq"`
+	At       time.Time     `json:"at"`
+}
+
+// printChange prints one change in the spirit of OnContactStatusChange's example:
+// the friendly name, the old status and the new one read now.
+func printChange(out io.Writer, ch engine.Change, cur engine.Reply, asJSON bool) error {
+	if asJSON {
+		return json.NewEncoder(out).Encode(changeJSON{Contact: ch.Contact, Name: cur.Name, Previous: ch.Previous,
+			Status: cur.Status, Code: cur.Status.Code(), Seq: ch.Seq, At: ch.At})
+	}
+	name := ch.Name
+	if name == "" {
+		name = ch.Contact
+	}
+	_, err := fmt.Fprintf(out, "%s  %s <%s>: Status Changed EVENT: Old Status-%s New Status:%s  (seq %d)\n",
+		ch.At.Format(time.RFC3339), name, ch.Contact, ch.Previous, cur.Status, ch.Seq)
+	return err
+}

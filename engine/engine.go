@@ -1,0 +1,257 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/presence-engine/presence/projections"
+)
+
+// Options configure an Engine. The zero value runs everything on one machine:
+// an embedded nats-server on 127.0.0.1:4222 with its data under the engine's
+// directory.
+type Options struct {
+	// NATSURL, when set, uses an existing NATS server or cluster instead of the
+	// embedded one.
+	NATSURL string
+	// NATSOptions are added to the engine's connection options (credentials, TLS).
+	NATSOptions []nats.Option
+	// Listen is the embedded server's client address. Zero means DefaultListen;
+	// port 0 picks a free port.
+	Listen string
+	// Sync is the embedded server's durability. Zero means DefaultSync.
+	Sync Sync
+	// Streams shape the streams when the engine creates them.
+	Streams StreamOptions
+	// Logger receives everything the engine reports. Zero means slog.Default().
+	Logger *slog.Logger
+	// ReadTimeout bounds a read's wait for its min_seq. Zero means 2s.
+	ReadTimeout time.Duration
+	// Projection configures the projection's store.
+	Projection projections.Options
+}
+
+// Engine is the whole presence engine of one process: the (embedded or external)
+// NATS server, the writer, the projection and its follower, the feed and the
+// service. Open starts the server and opens the stores; Run runs the parts.
+// Its methods are safe for concurrent use.
+type Engine struct {
+	dir    string
+	opts   Options
+	logger *slog.Logger
+
+	server     *server.Server // nil with an external server
+	nc         *nats.Conn
+	js         jetstream.JetStream
+	projection *projections.Projection
+	follower   *projections.Follower
+	feed       *Feed
+	writer     *Writer
+	reader     *LocalReader
+	service    *Service
+
+	ncClosed  chan struct{} // closed when the connection is
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open prepares an engine whose data lives in dir: the projection in
+// dir/projection and, with the embedded server, the log in dir/jetstream. It
+// starts the embedded server (or connects to opts.NATSURL), creates the streams
+// if they are missing and opens the projection. Run starts the work.
+func Open(dir string, opts Options) (*Engine, error) {
+	if dir == "" {
+		return nil, errors.New("engine: a data directory is required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("data directory %q: %w", dir, err)
+	}
+	e := &Engine{dir: dir, opts: opts, logger: opts.Logger, ncClosed: make(chan struct{})}
+	if err := e.open(); err != nil {
+		e.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *Engine) open() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	url := e.opts.NATSURL
+	connOpts := append([]nats.Option{
+		nats.Name("presence-engine"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil { // nil: a close of our own
+				e.logger.Warn("disconnected from NATS; reconnecting", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			e.logger.Info("reconnected to NATS", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ClosedHandler(func(*nats.Conn) { close(e.ncClosed) }),
+	}, e.opts.NATSOptions...)
+	if url == "" {
+		s, err := StartServer(ServerConfig{
+			Listen:   e.opts.Listen,
+			StoreDir: e.dir, // the server keeps JetStream in StoreDir/jetstream
+			Sync:     e.opts.Sync,
+			Logger:   e.logger,
+		})
+		if err != nil {
+			return err
+		}
+		e.server = s
+		url = s.ClientURL()
+		connOpts = append(connOpts, nats.InProcessServer(s))
+		e.logger.Info("embedded nats-server listening", "url", url, "store", filepath.Join(e.dir, "jetstream"), "sync", e.opts.Sync.String())
+	}
+	nc, err := nats.Connect(url, connOpts...)
+	if err != nil {
+		return fmt.Errorf("connect to NATS at %s: %w", url, err)
+	}
+	e.nc = nc
+	if e.js, err = jetstream.New(nc); err != nil {
+		return err
+	}
+	if err := EnsureStreams(ctx, e.js, e.opts.Streams, e.logger); err != nil {
+		return err
+	}
+	popts := e.opts.Projection
+	if popts.Logger == nil {
+		popts.Logger = e.logger
+	}
+	if e.projection, err = projections.Open(filepath.Join(e.dir, "projection"), popts); err != nil {
+		return err
+	}
+	if e.follower, err = projections.NewFollower(projections.FollowerConfig{
+		Projection: e.projection, JetStream: e.js, Stream: LogStream, Logger: e.logger,
+	}); err != nil {
+		return err
+	}
+	if e.feed, err = NewFeed(FeedConfig{Conn: nc, Logger: e.logger}); err != nil {
+		return err
+	}
+	if e.writer, err = NewWriter(WriterConfig{JetStream: e.js, Logger: e.logger,
+		RequestWindow: e.opts.Streams.withDefaults().Duplicates}); err != nil {
+		return err
+	}
+	e.reader = &LocalReader{Projection: e.projection, Ready: e.follower.IsReady, Timeout: e.opts.ReadTimeout}
+	e.service, err = NewService(ServiceConfig{Conn: nc, Writer: e.writer, Reader: e.reader, Logger: e.logger})
+	return err
+}
+
+// Run runs the follower, the feed and the service until ctx is done, then shuts
+// down in order: the service stops taking requests and finishes those in hand,
+// then the follower and the feed stop (each after its current batch). It returns
+// nil after a clean shutdown, or the first error of a part, which stops the rest.
+// Close releases the stores and the server afterwards.
+func (e *Engine) Run(ctx context.Context) error {
+	parts, stopParts := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopParts()
+	g, gctx := errgroup.WithContext(parts)
+	g.Go(func() error { return e.follower.Run(gctx) })
+	g.Go(func() error { return e.feed.Run(gctx) })
+
+	svcCtx, stopService := context.WithCancel(ctx)
+	defer stopService()
+	context.AfterFunc(gctx, stopService) // a failing part stops the service too
+	svcErr := e.service.Run(svcCtx)
+	stopParts()
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return svcErr
+}
+
+// WaitReady blocks until the projection has caught up with the log, or ctx is
+// done.
+func (e *Engine) WaitReady(ctx context.Context) error {
+	select {
+	case <-e.follower.Ready():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// ClientURL is the URL clients connect to.
+func (e *Engine) ClientURL() string {
+	if e.server != nil {
+		return e.server.ClientURL()
+	}
+	return e.nc.ConnectedUrlRedacted()
+}
+
+// Conn is the engine's own NATS connection.
+func (e *Engine) Conn() *nats.Conn { return e.nc }
+
+// Projection is the engine's projection.
+func (e *Engine) Projection() *projections.Projection { return e.projection }
+
+// Reader reads the projection in-process, for subscribers in the same process.
+func (e *Engine) Reader() *LocalReader { return e.reader }
+
+// Writer is the engine's writer.
+func (e *Engine) Writer() *Writer { return e.writer }
+
+// Feed is the engine's feed.
+func (e *Engine) Feed() *Feed { return e.feed }
+
+// Follower is the engine's projection follower.
+func (e *Engine) Follower() *projections.Follower { return e.follower }
+
+// Metrics is a snapshot of the engine's counters.
+type Metrics struct {
+	Projection projections.Metrics
+	FoldLag    uint64 // log events the projection has not applied yet
+	Feed       FeedMetrics
+	Writer     WriterMetrics
+}
+
+// Metrics returns a snapshot of the engine's counters.
+func (e *Engine) Metrics() Metrics {
+	return Metrics{Projection: e.projection.Metrics(), FoldLag: e.follower.Lag(), Feed: e.feed.Metrics(), Writer: e.writer.Metrics()}
+}
+
+// Close closes the connection, the projection and the embedded server, in that
+// order. Call it after Run has returned. It is safe to call more than once.
+func (e *Engine) Close() error {
+	e.closeOnce.Do(func() {
+		var errs []error
+		if e.nc != nil {
+			if err := e.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+				errs = append(errs, err)
+			}
+			select {
+			case <-e.ncClosed:
+			case <-time.After(5 * time.Second):
+				e.nc.Close()
+			}
+		}
+		if e.projection != nil {
+			errs = append(errs, e.projection.Close())
+		}
+		if e.server != nil {
+			e.server.Shutdown()
+			e.server.WaitForShutdown()
+		}
+		e.closeErr = errors.Join(errs...)
+	})
+	return e.closeErr
+}
