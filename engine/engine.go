@@ -179,15 +179,21 @@ func (e *Engine) Run(ctx context.Context) error {
 	return svcErr
 }
 
-// WaitReady blocks until the projection has caught up with the log, or ctx is
-// done.
+// Started returns a channel closed once the service answers requests; reads
+// may still be refused (503) until the projection has caught up (WaitReady).
+func (e *Engine) Started() <-chan struct{} { return e.service.Started() }
+
+// WaitReady blocks until the service answers and the projection has caught up
+// with the log, or ctx is done.
 func (e *Engine) WaitReady(ctx context.Context) error {
-	select {
-	case <-e.follower.Ready():
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	for _, ch := range []<-chan struct{}{e.service.Started(), e.follower.Ready()} {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
+	return nil
 }
 
 // ClientURL is the URL clients connect to.

@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/presence-engine/presence/events"
 )
 
 // testLogger discards everything unless the test runs verbose.
@@ -88,9 +91,14 @@ func (r *running) stop(t testing.TB) {
 // connect opens a client connection to the engine's server.
 func (r *running) connect(t testing.TB) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(r.ClientURL())
+	return connectURL(t, r.ClientURL())
+}
+
+func connectURL(t testing.TB, url string) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(url)
 	if err != nil {
-		t.Fatalf("connect: %v", err)
+		t.Fatalf("connect to %s: %v", url, err)
 	}
 	t.Cleanup(nc.Close)
 	return nc
@@ -104,4 +112,147 @@ func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// logEntry is one event of the log with its sequence.
+type logEntry struct {
+	Seq   uint64
+	Event events.Event
+}
+
+// feedEntry is one entry of the feed with its feed sequence.
+type feedEntry struct {
+	FeedSeq uint64
+	Change  events.Change
+}
+
+// readStream returns every message of a stream, in order, up to its last
+// sequence at the time of the call.
+func readStream(t testing.TB, js jetstream.JetStream, name string) []jetstream.Msg {
+	t.Helper()
+	ctx := ctxT(t)
+	s, err := js.Stream(ctx, name)
+	if err != nil {
+		t.Fatalf("stream %s: %v", name, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatalf("stream %s info: %v", name, err)
+	}
+	if info.State.Msgs == 0 {
+		return nil
+	}
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatalf("stream %s consumer: %v", name, err)
+	}
+	var out []jetstream.Msg
+	for uint64(len(out)) < info.State.Msgs {
+		// Ask for no more than what is left, so that no fetch outlives the call.
+		batch, err := cons.Fetch(int(min(1000, info.State.Msgs-uint64(len(out)))), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatalf("read stream %s: %v", name, err)
+		}
+		n := len(out)
+		for m := range batch.Messages() {
+			out = append(out, m)
+		}
+		if batch.Error() != nil || len(out) == n {
+			t.Fatalf("read stream %s: %d of %d messages read: %v", name, len(out), info.State.Msgs, batch.Error())
+		}
+	}
+	return out
+}
+
+func readLog(t testing.TB, js jetstream.JetStream) []logEntry {
+	t.Helper()
+	var out []logEntry
+	for _, m := range readStream(t, js, LogStream) {
+		md, _ := m.Metadata()
+		e, err := events.DecodeEvent(m.Data())
+		if err != nil {
+			t.Fatalf("log seq %d: %v", md.Sequence.Stream, err)
+		}
+		out = append(out, logEntry{Seq: md.Sequence.Stream, Event: e})
+	}
+	return out
+}
+
+func readFeed(t testing.TB, js jetstream.JetStream) []feedEntry {
+	t.Helper()
+	var out []feedEntry
+	for _, m := range readStream(t, js, FeedStream) {
+		md, _ := m.Metadata()
+		c, err := events.DecodeChange(m.Data())
+		if err != nil {
+			t.Fatalf("feed seq %d: %v", md.Sequence.Stream, err)
+		}
+		out = append(out, feedEntry{FeedSeq: md.Sequence.Stream, Change: c})
+	}
+	return out
+}
+
+// wantFeed derives the feed the log calls for.
+func wantFeed(log []logEntry) []events.Change {
+	var out []events.Change
+	for _, le := range log {
+		if c, ok := events.ChangeOf(le.Event, le.Seq); ok {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// checkChains fails the test unless every contact's events chain: each previous
+// is the status of the event before it, the first previous is unknown.
+func checkChains(t testing.TB, log []logEntry) {
+	t.Helper()
+	last := map[string]events.Status{}
+	for _, le := range log {
+		if got, want := le.Event.Previous, last[le.Event.Contact]; got != want {
+			t.Errorf("log seq %d (%s): previous is %s, but the contact's status before was %s",
+				le.Seq, le.Event.Contact, got, want)
+		}
+		last[le.Event.Contact] = le.Event.Status
+	}
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitFeed waits until the feed has caught up with the log.
+func (r *running) waitFeed(t testing.TB) {
+	t.Helper()
+	js, err := jetstream.New(r.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(ctxT(t), LogStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := info.State.LastSeq
+	waitFor(t, "the feed to reach the log's end", func() bool { return r.Feed().Position() >= last })
+}
+
+func (r *running) jetStream(t testing.TB) jetstream.JetStream {
+	t.Helper()
+	js, err := jetstream.New(r.connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }

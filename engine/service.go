@@ -50,9 +50,10 @@ type ServiceConfig struct {
 // value and what is accepted), 409 expect_seq mismatch, 503 not ready or min_seq
 // not reached in time, 500 anything else. Its methods are safe for concurrent use.
 type Service struct {
-	cfg    ServiceConfig
-	logger *slog.Logger
-	slots  chan struct{}
+	cfg     ServiceConfig
+	logger  *slog.Logger
+	slots   chan struct{}
+	started chan struct{} // closed once the endpoints listen
 
 	mu      sync.Mutex // guards stopped against wg.Add after Wait began
 	stopped bool
@@ -73,8 +74,12 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	if cfg.SetTimeout <= 0 {
 		cfg.SetTimeout = 5 * time.Second
 	}
-	return &Service{cfg: cfg, logger: cfg.Logger, slots: make(chan struct{}, cfg.MaxConcurrent)}, nil
+	return &Service{cfg: cfg, logger: cfg.Logger, slots: make(chan struct{}, cfg.MaxConcurrent),
+		started: make(chan struct{})}, nil
 }
+
+// Started returns a channel closed once the service answers requests.
+func (s *Service) Started() <-chan struct{} { return s.started }
 
 // Run serves until ctx is done, then stops taking requests, waits for those in
 // hand and returns nil.
@@ -102,6 +107,13 @@ func (s *Service) Run(ctx context.Context) error {
 			return fmt.Errorf("add endpoint %s: %w", e.name, err)
 		}
 	}
+	// A round trip makes sure the server has the subscriptions before anyone is
+	// told the service is up.
+	if err := s.cfg.Conn.FlushTimeout(5 * time.Second); err != nil {
+		_ = svc.Stop()
+		return fmt.Errorf("start the %s service: %w", ServiceName, err)
+	}
+	close(s.started)
 	s.logger.Info("service started", "service", ServiceName, "subjects", "presence.{set,status,self}.<token>")
 	<-ctx.Done()
 	err = svc.Stop()

@@ -103,6 +103,10 @@ type Subscriber struct {
 	cfg    SubscriberConfig
 	js     jetstream.JetStream
 	logger *slog.Logger
+	// skipBelow drops changes before the log sequence StartAtSeq named: when
+	// it lies past the feed's end, the consumer starts at the end and what
+	// arrives first may still be older.
+	skipBelow uint64
 }
 
 // NewSubscriber checks cfg and returns a Subscriber; Run starts it.
@@ -174,6 +178,7 @@ func (s *Subscriber) deliverFrom(ctx context.Context, stream jetstream.Stream) (
 		if err != nil {
 			return 0, 0, nil, err
 		}
+		s.skipBelow = s.cfg.Start.seq
 		return jetstream.DeliverByStartSequencePolicy, feedSeq, nil, nil
 	case startTime:
 		t := s.cfg.Start.at
@@ -312,6 +317,9 @@ func (s *Subscriber) handle(ctx context.Context, m jetstream.Msg, h Handler, inP
 	c, err := events.DecodeChange(m.Data())
 	if err != nil {
 		s.logger.Error("subscriber: skipping a feed entry that does not decode", "subject", m.Subject(), "err", err)
+		return nil
+	}
+	if c.Seq < s.skipBelow {
 		return nil
 	}
 	change := Change{Contact: c.Contact, Name: c.Name, Previous: c.Previous, Seq: c.Seq, At: c.At, reader: s.cfg.Reader}

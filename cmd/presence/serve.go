@@ -48,8 +48,21 @@ in hand, commits the projection and exits 0.`,
 			if err != nil {
 				return err
 			}
-			logger.Info("presence engine serving", "url", e.ClientURL(), "data", data, "version", engine.Version)
-			runErr := e.Run(cmd.Context())
+			done := make(chan error, 1)
+			go func() { done <- e.Run(cmd.Context()) }()
+			var runErr error
+			select {
+			case <-e.Started():
+				logger.Info("presence engine serving", "url", e.ClientURL(), "data", data, "version", engine.Version)
+				select {
+				case <-e.Follower().Ready():
+					logger.Info("projection caught up with the log", "seq", e.Projection().Applied())
+				case runErr = <-done:
+					done <- runErr
+				}
+				runErr = <-done
+			case runErr = <-done:
+			}
 			closeErr := e.Close()
 			if runErr != nil {
 				return runErr

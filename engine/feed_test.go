@@ -1,0 +1,162 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/presence-engine/presence/engine/natstest"
+	"github.com/presence-engine/presence/events"
+)
+
+var mixedStatuses = []events.Status{events.Online, events.Away, events.Busy, events.Invisible, events.Offline,
+	events.OnThePhone, events.BeRightBack}
+
+// writeRandom sets n random statuses over contacts through w.
+func writeRandom(t testing.TB, w *Writer, rng *rand.Rand, contacts, n int) {
+	t.Helper()
+	for range n {
+		_, err := w.Set(context.Background(), SetRequest{Contact: fmt.Sprintf("c%d", rng.IntN(contacts)),
+			Status: mixedStatuses[rng.IntN(len(mixedStatuses))]})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// checkFeed fails unless the feed holds exactly the entries the log calls for,
+// once each, in log order.
+func checkFeed(t testing.TB, js jetstream.JetStream) {
+	t.Helper()
+	log := readLog(t, js)
+	want := wantFeed(log)
+	got := readFeed(t, js)
+	if len(got) != len(want) {
+		t.Errorf("feed has %d entries, the log calls for %d", len(got), len(want))
+	}
+	for i := range min(len(got), len(want)) {
+		g, w := got[i].Change, want[i]
+		if g.Seq != w.Seq || g.Contact != w.Contact || g.Previous != w.Previous || g.Name != w.Name || !g.At.Equal(w.At) {
+			t.Errorf("feed entry %d = %+v, want %+v", i, g, w)
+			break
+		}
+	}
+}
+
+func TestFeedIsExactlyOnceAcrossRestarts(t *testing.T) {
+	dir := t.TempDir()
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 3 {
+		r := startEngine(t, dir, Options{})
+		writeRandom(t, r.Writer(), rng, 10, 200)
+		if round == 2 {
+			r.waitFeed(t)
+			checkFeed(t, r.jetStream(t))
+		}
+		r.stop(t) // some rounds stop before the feed has caught up
+	}
+	r := startEngine(t, dir, Options{})
+	r.waitFeed(t)
+	checkFeed(t, r.jetStream(t))
+	if m := r.Feed().Metrics(); m.Purges != 0 {
+		t.Errorf("feed was purged %d times on a healthy log", m.Purges)
+	}
+}
+
+// TestSeveralEnginesShareOneFeed runs three engines on one server, each deriving
+// the feed: every entry must still be there once, in log order.
+func TestSeveralEnginesShareOneFeed(t *testing.T) {
+	s := natstest.Start(t)
+	var rs []*running
+	for range 3 {
+		rs = append(rs, startEngine(t, "", Options{NATSURL: s.ClientURL()}))
+	}
+	var wg sync.WaitGroup
+	for i, r := range rs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			writeRandom(t, r.Writer(), rand.New(rand.NewPCG(uint64(i), 9)), 5, 150)
+		}()
+	}
+	wg.Wait()
+	for _, r := range rs {
+		r.waitFeed(t)
+	}
+	js := rs[0].jetStream(t)
+	checkChains(t, readLog(t, js))
+	checkFeed(t, js)
+}
+
+// TestLogRecreatedIsNoticed deletes the log and starts again with another
+// history: the projection must be rebuilt and the feed derived again, so that
+// neither serves what the log no longer holds.
+func TestLogRecreatedIsNoticed(t *testing.T) {
+	s := natstest.Start(t)
+	dir := t.TempDir()
+	r := startEngine(t, dir, Options{NATSURL: s.ClientURL()})
+	c := r.Writer()
+	ctx := ctxT(t)
+	for _, st := range []events.Status{events.Online, events.Away, events.Busy} {
+		if _, err := c.Set(ctx, SetRequest{Contact: "old-contact", Status: st}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.waitFeed(t)
+	r.stop(t)
+
+	_, js := natstest.JetStream(t, s)
+	if err := js.DeleteStream(ctx, LogStream); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, LogStreamConfig(StreamOptions{})); err != nil {
+		t.Fatal(err)
+	}
+	w := newTestWriter(t, s.ClientURL())
+	if _, err := w.Set(ctx, SetRequest{Contact: "new-contact", Status: events.Away}); err != nil {
+		t.Fatal(err)
+	}
+
+	r = startEngine(t, dir, Options{NATSURL: s.ClientURL()})
+	if got := r.Follower().Rebuilds(); got != 1 {
+		t.Errorf("projection rebuilds = %d, want 1", got)
+	}
+	old, err := r.Reader().Status(ctx, "old-contact", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old.Status != events.Unknown {
+		t.Errorf("contact only in the old log reads %s, want unknown", old.Status)
+	}
+	cur, err := r.Reader().Status(ctx, "new-contact", 0)
+	if err != nil || cur.Status != events.Away {
+		t.Errorf("contact of the new log reads %+v, %v; want away", cur, err)
+	}
+	r.waitFeed(t)
+	checkFeed(t, js)
+	if m := r.Feed().Metrics(); m.Purges != 1 {
+		t.Errorf("feed purges = %d, want 1", m.Purges)
+	}
+}
+
+// TestFeedOrderMatchesLog checks the order of entries against a log with many
+// contacts interleaved.
+func TestFeedOrderMatchesLog(t *testing.T) {
+	r := startEngine(t, "", Options{})
+	writeRandom(t, r.Writer(), rand.New(rand.NewPCG(3, 4)), 50, 500)
+	r.waitFeed(t)
+	feed := readFeed(t, r.jetStream(t))
+	seqs := make([]uint64, len(feed))
+	for i, f := range feed {
+		seqs[i] = f.Change.Seq
+	}
+	if !slices.IsSorted(seqs) {
+		t.Errorf("feed entries are not in log order: %v", seqs)
+	}
+	checkFeed(t, r.jetStream(t))
+}

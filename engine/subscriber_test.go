@@ -1,0 +1,333 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/presence-engine/presence/events"
+)
+
+// collector records the changes a handler is given.
+type collector struct {
+	mu      sync.Mutex
+	changes []Change
+	reads   []Reply
+}
+
+func (c *collector) add(ch Change, cur Reply) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.changes = append(c.changes, ch)
+	c.reads = append(c.reads, cur)
+	return len(c.changes)
+}
+
+func (c *collector) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.changes)
+}
+
+func (c *collector) seqs() []uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]uint64, len(c.changes))
+	for i, ch := range c.changes {
+		out[i] = ch.Seq
+	}
+	return out
+}
+
+// runSubscriber runs a subscriber until ctx is done; the returned channel gets
+// Run's result.
+func runSubscriber(t testing.TB, ctx context.Context, cfg SubscriberConfig, h Handler) <-chan error {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = testLogger(t)
+	}
+	sub, err := NewSubscriber(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sub.Run(ctx, h) }()
+	return done
+}
+
+func wait(t testing.TB, done <-chan error) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("subscriber Run: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("subscriber did not stop within 20s")
+	}
+}
+
+func feedSeqs(t testing.TB, r *running) []uint64 {
+	t.Helper()
+	var out []uint64
+	for _, f := range readFeed(t, r.jetStream(t)) {
+		out = append(out, f.Change.Seq)
+	}
+	return out
+}
+
+// TestDurableSubscriberResumes stops a durable subscriber mid-stream, writes
+// more, and starts it again: together the two runs see every change once, in
+// order.
+func TestDurableSubscriberResumes(t *testing.T) {
+	r := startEngine(t, "", Options{})
+	rng := rand.New(rand.NewPCG(5, 6))
+	writeRandom(t, r.Writer(), rng, 8, 150)
+	r.waitFeed(t)
+	nc := r.connect(t)
+	var seen collector
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := runSubscriber(t, ctx, SubscriberConfig{Conn: nc, Reader: r.Reader(), Durable: "resumer", Start: StartAll(), Batch: 16},
+		func(ctx context.Context, ch Change) error {
+			if seen.add(ch, Reply{}) == 40 {
+				cancel() // stop mid-batch
+			}
+			return nil
+		})
+	wait(t, done)
+	cancel()
+	first := seen.len()
+	if first < 40 || first >= len(feedSeqs(t, r)) {
+		t.Fatalf("first run handled %d changes, want at least 40 and not all", first)
+	}
+
+	writeRandom(t, r.Writer(), rng, 8, 100)
+	r.waitFeed(t)
+	want := feedSeqs(t, r)
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	done = runSubscriber(t, ctx, SubscriberConfig{Conn: nc, Reader: r.Reader(), Durable: "resumer", Start: StartNew(), Batch: 16},
+		func(ctx context.Context, ch Change) error {
+			seen.add(ch, Reply{})
+			return nil
+		})
+	waitFor(t, "the second run to reach the end of the feed", func() bool { return seen.len() >= len(want) })
+	cancel()
+	wait(t, done)
+	got := seen.seqs()
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("two runs saw %d changes %v\nthe feed holds %d: %v", len(got), got, len(want), want)
+	}
+}
+
+// TestHandlerReadIsNeverOlderThanItsChange reads the current status in every
+// handler, in-process and over the service, while writes go on.
+func TestHandlerReadIsNeverOlderThanItsChange(t *testing.T) {
+	r := startEngine(t, "", Options{})
+	readers := map[string]Reader{"local": r.Reader(), "remote": r.client(t)}
+	cols := map[string]*collector{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var dones []<-chan error
+	for name, rd := range readers {
+		col := &collector{}
+		cols[name] = col
+		dones = append(dones, runSubscriber(t, ctx, SubscriberConfig{Conn: r.connect(t), Reader: rd, Start: StartAll()},
+			func(ctx context.Context, ch Change) error {
+				cur, err := ch.Current(ctx)
+				if err != nil {
+					return err
+				}
+				col.add(ch, cur)
+				return nil
+			}))
+	}
+	writeRandom(t, r.Writer(), rand.New(rand.NewPCG(7, 8)), 3, 300)
+	r.waitFeed(t)
+	want := len(feedSeqs(t, r))
+	log := readLog(t, r.jetStream(t))
+	bySeq := map[uint64]events.Event{}
+	for _, le := range log {
+		bySeq[le.Seq] = le.Event
+	}
+	for name, col := range cols {
+		waitFor(t, name+" subscriber to see every change", func() bool { return col.len() >= want })
+		col.mu.Lock()
+		for i, ch := range col.changes {
+			cur := col.reads[i]
+			if cur.Seq < ch.Seq {
+				t.Errorf("%s: change at seq %d read a status as of seq %d, older than the change", name, ch.Seq, cur.Seq)
+			}
+			if e := bySeq[cur.Seq]; e.Contact != ch.Contact || e.Status.Visible() != cur.Status {
+				t.Errorf("%s: read %+v, but the log's event at seq %d is %+v", name, cur, cur.Seq, e)
+			}
+			if cur.Status == events.Invisible || ch.Previous == events.Invisible {
+				t.Errorf("%s: subscriber saw invisible: change %+v, read %+v", name, ch, cur)
+			}
+		}
+		col.mu.Unlock()
+	}
+	cancel()
+	for _, d := range dones {
+		wait(t, d)
+	}
+}
+
+// TestBlockedHandlerHoldsUpNoOne blocks one subscriber's handler for good: the
+// fold, the feed and another subscriber carry on.
+func TestBlockedHandlerHoldsUpNoOne(t *testing.T) {
+	r := startEngine(t, "", Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	release := make(chan struct{})
+	var blocked collector
+	doneBlocked := runSubscriber(t, ctx, SubscriberConfig{Conn: r.connect(t), Reader: r.Reader(), Start: StartAll(), Durable: "stuck"},
+		func(ctx context.Context, ch Change) error {
+			blocked.add(ch, Reply{})
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			return nil
+		})
+	var free collector
+	doneFree := runSubscriber(t, ctx, SubscriberConfig{Conn: r.connect(t), Reader: r.Reader(), Start: StartAll()},
+		func(ctx context.Context, ch Change) error {
+			cur, err := ch.Current(ctx)
+			if err != nil {
+				return err
+			}
+			free.add(ch, cur)
+			return nil
+		})
+	writeRandom(t, r.Writer(), rand.New(rand.NewPCG(9, 10)), 20, 400)
+	r.waitFeed(t)
+	want := len(feedSeqs(t, r))
+	waitFor(t, "the free subscriber to see every change", func() bool { return free.len() >= want })
+	if got := blocked.len(); got != 1 {
+		t.Errorf("blocked subscriber was handed %d changes, want 1 (it never returned)", got)
+	}
+	log := readLog(t, r.jetStream(t))
+	if err := r.Projection().WaitApplied(ctxT(t), log[len(log)-1].Seq); err != nil {
+		t.Errorf("fold held up: %v", err)
+	}
+	close(release)
+	cancel()
+	wait(t, doneBlocked)
+	wait(t, doneFree)
+}
+
+func TestSubscriberStarts(t *testing.T) {
+	r := startEngine(t, "", Options{})
+	w := r.Writer()
+	ctx := ctxT(t)
+	var results []SetResult
+	for i, st := range []events.Status{events.Online, events.Away, events.Busy, events.Online, events.Away} {
+		contact := "alice"
+		if i%2 == 1 {
+			contact = "bob"
+		}
+		res, err := w.Set(ctx, SetRequest{Contact: contact, Status: st})
+		if err != nil {
+			t.Fatal(err)
+		}
+		results = append(results, res)
+	}
+	r.waitFeed(t)
+	tests := []struct {
+		name  string
+		start Start
+		only  []string
+		want  []uint64
+	}{
+		{"all", StartAll(), nil, []uint64{1, 2, 3, 4, 5}},
+		{"from seq", StartAtSeq(results[2].Seq), nil, []uint64{3, 4, 5}},
+		{"one contact", StartAll(), []string{"bob"}, []uint64{2, 4}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var col collector
+			ctx, cancel := context.WithCancel(context.Background())
+			done := runSubscriber(t, ctx, SubscriberConfig{Conn: r.connect(t), Reader: r.Reader(), Start: tt.start, Contacts: tt.only},
+				func(ctx context.Context, ch Change) error { col.add(ch, Reply{}); return nil })
+			// A marker change after the expected ones tells when to stop looking.
+			marker, err := w.Set(ctxT(t), SetRequest{Contact: "marker-" + tt.name[:3], Status: events.Online})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.only == nil {
+				waitFor(t, "the marker", func() bool { s := col.seqs(); return len(s) > 0 && s[len(s)-1] == marker.Seq })
+			} else {
+				waitFor(t, "the expected changes", func() bool { return col.len() >= len(tt.want) })
+			}
+			cancel()
+			wait(t, done)
+			var got []uint64 // leave out the markers
+			for _, seq := range col.seqs() {
+				if seq <= results[len(results)-1].Seq {
+					got = append(got, seq)
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("saw %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestStartPastTheEnd starts at a log sequence the log has not reached: changes
+// before it are not handed over, even those that reach the feed after the start.
+func TestStartPastTheEnd(t *testing.T) {
+	r := startEngine(t, "", Options{})
+	w := r.Writer()
+	first, err := w.Set(ctxT(t), SetRequest{Contact: "alice", Status: events.Online})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.waitFeed(t)
+	var col collector
+	ctx, cancel := context.WithCancel(context.Background())
+	done := runSubscriber(t, ctx, SubscriberConfig{Conn: r.connect(t), Reader: r.Reader(), Start: StartAtSeq(first.Seq + 3)},
+		func(ctx context.Context, ch Change) error { col.add(ch, Reply{}); return nil })
+	var last SetResult
+	for _, st := range []events.Status{events.Away, events.Busy, events.Online, events.Away} {
+		if last, err = w.Set(ctxT(t), SetRequest{Contact: "alice", Status: st}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the last change", func() bool { s := col.seqs(); return len(s) > 0 && s[len(s)-1] == last.Seq })
+	cancel()
+	wait(t, done)
+	if got, want := fmt.Sprint(col.seqs()), fmt.Sprint([]uint64{first.Seq + 3, first.Seq + 4}); got != want {
+		t.Errorf("saw %s, want %s", got, want)
+	}
+}
+
+func TestHandlerErrorsAreRetried(t *testing.T) {
+	r := startEngine(t, "", Options{})
+	var calls collector
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := runSubscriber(t, ctx, SubscriberConfig{Conn: r.connect(t), Reader: r.Reader(), Start: StartAll(), Durable: "flaky", RetryWait: time.Millisecond},
+		func(ctx context.Context, ch Change) error {
+			if calls.add(ch, Reply{}) < 3 {
+				return errors.New("not yet")
+			}
+			return nil
+		})
+	if _, err := r.Writer().Set(ctxT(t), SetRequest{Contact: "alice", Status: events.Online}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "three tries", func() bool { return calls.len() >= 3 })
+	cancel()
+	wait(t, done)
+	if got := calls.seqs(); fmt.Sprint(got) != "[1 1 1]" {
+		t.Errorf("handler was handed %v, want the one change three times", got)
+	}
+}

@@ -1,0 +1,307 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/presence-engine/presence/engine/natstest"
+	"github.com/presence-engine/presence/events"
+)
+
+// newTestWriter returns a writer of its own, with its own connection and memory,
+// on a server where the streams exist.
+func newTestWriter(t testing.TB, url string) *Writer {
+	t.Helper()
+	nc := connectURL(t, url)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := NewWriter(WriterConfig{JetStream: js, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func lastSeq(t testing.TB, js jetstream.JetStream, stream string) uint64 {
+	t.Helper()
+	s, err := js.Stream(ctxT(t), stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.LastSeq
+}
+
+func TestNeverSeenContactReadsUnknown(t *testing.T) {
+	r := startEngine(t, "", Options{})
+	c := r.client(t)
+	for _, read := range []struct {
+		name string
+		fn   func(context.Context, string, uint64) (Reply, error)
+	}{{"status", c.Status}, {"self", c.Self}} {
+		got, err := read.fn(ctxT(t), "sip:nobody@contoso.com", 0)
+		if err != nil {
+			t.Fatalf("%s: %v", read.name, err)
+		}
+		want := Reply{Contact: "sip:nobody@contoso.com", Status: events.Unknown}
+		if got != want {
+			t.Errorf("%s of never-seen contact = %+v, want %+v", read.name, got, want)
+		}
+	}
+	res, err := c.Set(ctxT(t), SetRequest{Contact: "sip:nobody@contoso.com", Status: events.Online})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Previous != events.Unknown {
+		t.Errorf("first set's previous = %s, want unknown", res.Previous)
+	}
+}
+
+func TestSetWithSameStatusAppendsNothing(t *testing.T) {
+	r := startEngine(t, "", Options{})
+	c := r.client(t)
+	js := r.jetStream(t)
+	first, err := c.Set(ctxT(t), SetRequest{Contact: "alice", Status: events.Busy, Name: "Alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := lastSeq(t, js, LogStream)
+	for _, st := range []events.Status{events.Busy, events.Busy} {
+		res, err := c.Set(ctxT(t), SetRequest{Contact: "alice", Status: st, Name: "Other name"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := SetResult{Contact: "alice", Status: events.Busy, Previous: events.Busy, Seq: first.Seq, Changed: false}
+		if res != want {
+			t.Errorf("no-op set = %+v, want %+v", res, want)
+		}
+	}
+	if after := lastSeq(t, js, LogStream); after != before {
+		t.Errorf("log grew from seq %d to %d on no-op sets", before, after)
+	}
+}
+
+func TestUnsettableStatusesAreRefused(t *testing.T) {
+	r := startEngine(t, "", Options{})
+	nc := r.connect(t)
+	js := r.jetStream(t)
+	set(t, nc, "alice", `{"status":"online"}`)
+	before := lastSeq(t, js, LogStream)
+	cases := map[string]string{
+		"unknown by name":     `{"status":"unknown"}`,
+		"unknown by constant": `{"status":"MISTATUS_UNKNOWN"}`,
+		"unknown by number":   `{"status":0}`,
+		"local by name":       `{"status":"local-connecting-to-server"}`,
+		"local by constant":   `{"status":"MISTATUS_LOCAL_FINDING_SERVER"}`,
+		"local by hex":        `{"status":"0x0300"}`,
+		"local by number":     `{"status":1024}`,
+		"idle by user":        `{"status":"idle"}`,
+		"idle by engine":      `{"status":"idle","cause":"engine"}`,
+		"not a status":        `{"status":"0x0007"}`,
+	}
+	for name, body := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, code, desc := request(t, nc, SetPrefix+"alice", body)
+			if code != "400" {
+				t.Fatalf("set %s: code %q (%s), want 400", body, code, desc)
+			}
+			if desc == "" {
+				t.Errorf("set %s: empty error description", body)
+			}
+		})
+	}
+	if after := lastSeq(t, js, LogStream); after != before {
+		t.Errorf("refused sets appended: log went from seq %d to %d", before, after)
+	}
+	// idle is accepted from an endpoint.
+	if res := set(t, nc, "alice", `{"status":"idle","cause":"endpoint"}`); res.Status != events.Idle || !res.Changed {
+		t.Errorf("idle from an endpoint = %+v, want changed to idle", res)
+	}
+}
+
+// TestRacingWritersKeepTheChain races 8 writers, each with its own connection
+// and memory, on one contact: every event's previous must be the status of the
+// event before it, and every acknowledged change must be in the log once.
+func TestRacingWritersKeepTheChain(t *testing.T) {
+	s := natstest.Start(t)
+	r := startEngine(t, "", Options{NATSURL: s.ClientURL()})
+	statuses := []events.Status{events.Online, events.Away, events.Busy, events.Invisible, events.Offline, events.DoNotDisturb}
+	const writers, sets = 8, 40
+	var (
+		mu    sync.Mutex
+		acked []SetResult
+		wg    sync.WaitGroup
+		ws    []*Writer
+	)
+	for i := range writers {
+		w := newTestWriter(t, s.ClientURL())
+		ws = append(ws, w)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(i), 7))
+			for range sets {
+				res, err := w.Set(context.Background(), SetRequest{Contact: "sip:contended@contoso.com",
+					Status: statuses[rng.IntN(len(statuses))], Name: fmt.Sprintf("writer %d", i)})
+				if err != nil {
+					t.Errorf("writer %d: %v", i, err)
+					return
+				}
+				mu.Lock()
+				acked = append(acked, res)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	log := readLog(t, r.jetStream(t))
+	checkChains(t, log)
+	bySeq := map[uint64]events.Event{}
+	for _, le := range log {
+		bySeq[le.Seq] = le.Event
+	}
+	changed := 0
+	seen := map[uint64]bool{}
+	for _, res := range acked {
+		if !res.Changed {
+			continue
+		}
+		changed++
+		if seen[res.Seq] {
+			t.Errorf("two acknowledged sets share seq %d", res.Seq)
+		}
+		seen[res.Seq] = true
+		e, ok := bySeq[res.Seq]
+		if !ok || e.Status != res.Status || e.Previous != res.Previous {
+			t.Errorf("acknowledged %+v, log holds %+v (present: %v)", res, e, ok)
+		}
+	}
+	if changed != len(log) {
+		t.Errorf("%d sets acknowledged as changes, log holds %d events", changed, len(log))
+	}
+	var conflicts uint64
+	for _, w := range ws {
+		conflicts += w.Metrics().Conflicts
+	}
+	t.Logf("%d sets, %d changes, %d conflicts settled against the log", len(acked), changed, conflicts)
+}
+
+// TestRequestIDIsStoredOnce retries a request, with and without other changes in
+// between, through the same writer and through a writer that never saw it.
+func TestRequestIDIsStoredOnce(t *testing.T) {
+	s := natstest.Start(t)
+	r := startEngine(t, "", Options{NATSURL: s.ClientURL()})
+	js := r.jetStream(t)
+	w := r.Writer()
+	ctx := ctxT(t)
+	first, err := w.Set(ctx, SetRequest{Contact: "bob", Status: events.Away, RequestID: "req-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := lastSeq(t, js, LogStream)
+	check := func(name string, w *Writer, req SetRequest) {
+		t.Helper()
+		got, err := w.Set(ctx, req)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got != first {
+			t.Errorf("%s: retry answered %+v, want the first answer %+v", name, got, first)
+		}
+	}
+	check("same writer, nothing in between", w, SetRequest{Contact: "bob", Status: events.Away, RequestID: "req-1"})
+	check("other writer, nothing in between", newTestWriter(t, s.ClientURL()), SetRequest{Contact: "bob", Status: events.Away, RequestID: "req-1"})
+	if got := lastSeq(t, js, LogStream); got != after {
+		t.Fatalf("retries appended: log at seq %d, want %d", got, after)
+	}
+
+	// Another change comes in between; the retry must still be answered as the
+	// first time and append nothing.
+	if _, err := w.Set(ctx, SetRequest{Contact: "bob", Status: events.Online}); err != nil {
+		t.Fatal(err)
+	}
+	after = lastSeq(t, js, LogStream)
+	check("same writer, a change in between", w, SetRequest{Contact: "bob", Status: events.Away, RequestID: "req-1"})
+	check("other writer, a change in between", newTestWriter(t, s.ClientURL()), SetRequest{Contact: "bob", Status: events.Away, RequestID: "req-1"})
+	if got := lastSeq(t, js, LogStream); got != after {
+		t.Errorf("retries appended: log at seq %d, want %d", got, after)
+	}
+
+	// The same request ID on another contact is another request.
+	other, err := w.Set(ctx, SetRequest{Contact: "carol", Status: events.Away, RequestID: "req-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !other.Changed || other.Contact != "carol" || other.Seq == first.Seq {
+		t.Errorf("request ID reused by another contact = %+v, want a change of its own", other)
+	}
+	log := readLog(t, js)
+	n := 0
+	for _, le := range log {
+		if le.Event.RequestID == "req-1" {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("log holds %d events with request req-1, want 2 (bob once, carol once)", n)
+	}
+}
+
+func TestExpectSeq(t *testing.T) {
+	r := startEngine(t, "", Options{})
+	c := r.client(t)
+	ctx := ctxT(t)
+	zero := uint64(0)
+	first, err := c.Set(ctx, SetRequest{Contact: "dave", Status: events.Online, ExpectSeq: &zero})
+	if err != nil {
+		t.Fatalf("expect_seq 0 on a never-seen contact: %v", err)
+	}
+	_, err = c.Set(ctx, SetRequest{Contact: "dave", Status: events.Away, ExpectSeq: &zero})
+	var se *ServiceError
+	if !errors.As(err, &se) || se.Code != 409 || !errors.Is(err, ErrConflict) {
+		t.Fatalf("stale expect_seq: err %v, want a 409", err)
+	}
+	stale := first.Seq + 100
+	if _, err := c.Set(ctx, SetRequest{Contact: "dave", Status: events.Away, ExpectSeq: &stale}); !errors.Is(err, ErrConflict) {
+		t.Errorf("future expect_seq: err %v, want ErrConflict", err)
+	}
+	res, err := c.Set(ctx, SetRequest{Contact: "dave", Status: events.Away, ExpectSeq: &first.Seq})
+	if err != nil || !res.Changed || res.Previous != events.Online {
+		t.Errorf("matching expect_seq: %+v, %v; want online -> away", res, err)
+	}
+}
+
+// TestWriterNoticesOtherWriters: a writer's memory of a contact goes stale when
+// another writer changes it; an apparent no-op must be checked against the log.
+func TestWriterNoticesOtherWriters(t *testing.T) {
+	s := natstest.Start(t)
+	r := startEngine(t, "", Options{NATSURL: s.ClientURL()})
+	a, b := r.Writer(), newTestWriter(t, s.ClientURL())
+	ctx := ctxT(t)
+	mustSet := func(w *Writer, st events.Status) SetResult {
+		t.Helper()
+		res, err := w.Set(ctx, SetRequest{Contact: "erin", Status: st})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	mustSet(a, events.Away)   // a remembers away
+	mustSet(b, events.Online) // b changes it behind a's back
+	res := mustSet(a, events.Away)
+	if !res.Changed || res.Previous != events.Online {
+		t.Errorf("set away after another writer set online = %+v, want online -> away", res)
+	}
+	checkChains(t, readLog(t, r.jetStream(t)))
+}
