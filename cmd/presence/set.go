@@ -12,9 +12,9 @@ import (
 
 func newSet() *cobra.Command {
 	var (
-		f                     clientFlags
+		f                      clientFlags
 		name, requestID, cause string
-		expectSeq             int64
+		expectSeq              int64
 	)
 	cmd := &cobra.Command{
 		Use:   "set CONTACT STATUS",
