@@ -60,6 +60,14 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 	}
 	if port == 0 {
 		port = server.RANDOM_PORT
+	} else {
+		// The server would only log a busy port and never become ready: say so
+		// at once.
+		ln, err := net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("listen on %s: %w (is another presence serve or nats-server running there? --listen chooses another address)", cfg.Listen, err)
+		}
+		ln.Close()
 	}
 	opts := &server.Options{
 		ServerName:   cfg.ServerName,
