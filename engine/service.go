@@ -95,7 +95,7 @@ func (s *Service) Run(ctx context.Context) error {
 	g := svc.AddGroup("presence")
 	endpoints := []struct {
 		name    string
-		handler func(context.Context, micro.Request) (any, error)
+		handler func(micro.Request) (work, error)
 	}{
 		{"set", s.set},
 		{"status", s.status},
@@ -124,10 +124,21 @@ func (s *Service) Run(ctx context.Context) error {
 	return err
 }
 
-// dispatch runs each request on its own goroutine, at most MaxConcurrent at once,
-// so a read waiting for its min_seq holds up no other.
-func (s *Service) dispatch(ctx context.Context, h func(context.Context, micro.Request) (any, error)) micro.HandlerFunc {
+// work is what is left of a request once it has been read and checked: the part
+// that waits on the log or the projection.
+type work func(context.Context) (any, error)
+
+// dispatch reads and checks each request on the endpoint's own goroutine, so
+// that bad input is answered at once (and counted as an error in the service's
+// stats), and runs the rest on a goroutine of its own, at most MaxConcurrent at
+// once, so that a read waiting for its min_seq holds up no other.
+func (s *Service) dispatch(ctx context.Context, h func(micro.Request) (work, error)) micro.HandlerFunc {
 	return func(req micro.Request) {
+		w, err := h(req)
+		if err != nil {
+			s.respond(req, nil, err)
+			return
+		}
 		select {
 		case s.slots <- struct{}{}:
 		default:
@@ -145,7 +156,7 @@ func (s *Service) dispatch(ctx context.Context, h func(context.Context, micro.Re
 		s.mu.Unlock()
 		go func() {
 			defer func() { <-s.slots; s.wg.Done() }()
-			reply, err := h(context.WithoutCancel(ctx), req)
+			reply, err := w(context.WithoutCancel(ctx))
 			s.respond(req, reply, err)
 		}()
 	}
@@ -189,7 +200,7 @@ func oneLine(s string) string {
 	return strings.NewReplacer("\r", " ", "\n", " ").Replace(s)
 }
 
-func (s *Service) set(ctx context.Context, req micro.Request) (any, error) {
+func (s *Service) set(req micro.Request) (work, error) {
 	contact, err := contactOf(req.Subject(), SetPrefix)
 	if err != nil {
 		return nil, err
@@ -198,12 +209,14 @@ func (s *Service) set(ctx context.Context, req micro.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.SetTimeout)
-	defer cancel()
-	return s.cfg.Writer.Set(ctx, sr)
+	return func(ctx context.Context) (any, error) {
+		ctx, cancel := context.WithTimeout(ctx, s.cfg.SetTimeout)
+		defer cancel()
+		return s.cfg.Writer.Set(ctx, sr)
+	}, nil
 }
 
-func (s *Service) status(ctx context.Context, req micro.Request) (any, error) {
+func (s *Service) status(req micro.Request) (work, error) {
 	contact, err := contactOf(req.Subject(), StatusPrefix)
 	if err != nil {
 		return nil, err
@@ -212,10 +225,12 @@ func (s *Service) status(ctx context.Context, req micro.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.cfg.Reader.Status(ctx, contact, minSeq)
+	return func(ctx context.Context) (any, error) {
+		return s.cfg.Reader.Status(ctx, contact, minSeq)
+	}, nil
 }
 
-func (s *Service) self(ctx context.Context, req micro.Request) (any, error) {
+func (s *Service) self(req micro.Request) (work, error) {
 	contact, err := contactOf(req.Subject(), SelfPrefix)
 	if err != nil {
 		return nil, err
@@ -224,5 +239,7 @@ func (s *Service) self(ctx context.Context, req micro.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return s.cfg.Reader.Self(ctx, contact, minSeq)
+	return func(ctx context.Context) (any, error) {
+		return s.cfg.Reader.Self(ctx, contact, minSeq)
+	}, nil
 }
