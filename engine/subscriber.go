@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -154,13 +155,17 @@ func (s *Subscriber) subjects() []string {
 }
 
 // Run hands changes to h until ctx is done, then returns nil. A durable
-// acknowledges each change once h has returned nil for it, and on stopping hands
-// back what it fetched and did not handle, so that its next run resumes with
-// nothing missed and nothing repeated.
+// acknowledges each change once h has returned nil for it, and its next run
+// resumes right after the last change acknowledged: after a clean stop nothing is
+// missed and nothing repeated; after a crash, the change in hand may come again.
+// One process at a time runs a given durable.
 func (s *Subscriber) Run(ctx context.Context, h Handler) error {
 	stream, err := s.js.Stream(ctx, FeedStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("the feed (stream %s) does not exist on this server: is `presence serve` running against it?", FeedStream)
+	}
 	if err != nil {
-		return fmt.Errorf("open the feed: %w", err)
+		return fmt.Errorf("open the feed (stream %s): %w", FeedStream, err)
 	}
 	if s.cfg.Durable != "" {
 		return s.runDurable(ctx, stream, h)
@@ -251,25 +256,47 @@ func (s *Subscriber) runOrdered(ctx context.Context, stream jetstream.Stream, h 
 	}
 }
 
-func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h Handler) error {
-	cons, err := stream.Consumer(ctx, s.cfg.Durable)
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		policy, seq, at, err2 := s.deliverFrom(ctx, stream)
-		if err2 != nil {
-			return err2
-		}
-		cons, err = stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
-			Durable:        s.cfg.Durable,
-			Description:    "presence subscriber",
-			FilterSubjects: s.subjects(),
-			DeliverPolicy:  policy,
-			OptStartSeq:    seq,
-			OptStartTime:   at,
-			AckPolicy:      jetstream.AckExplicitPolicy,
-			AckWait:        s.cfg.AckWait,
-			MaxAckPending:  s.cfg.Batch,
-		})
+// durable returns the subscription's consumer. A new one starts where Start
+// says. One that exists resumes right after the last change acknowledged in
+// order: when changes were handed to an earlier run and not acknowledged (it was
+// stopped, or crashed), or the contacts changed, it is created again from there,
+// so the next change handed over is always the one after, never a later one
+// while an earlier waits for redelivery.
+func (s *Subscriber) durable(ctx context.Context, stream jetstream.Stream) (jetstream.Consumer, error) {
+	cfg := jetstream.ConsumerConfig{
+		Durable:        s.cfg.Durable,
+		Description:    "presence subscriber",
+		FilterSubjects: s.subjects(),
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        s.cfg.AckWait,
+		MaxAckPending:  s.cfg.Batch,
 	}
+	cons, err := stream.Consumer(ctx, s.cfg.Durable)
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		if cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime, err = s.deliverFrom(ctx, stream); err != nil {
+			return nil, err
+		}
+		return stream.CreateConsumer(ctx, cfg)
+	case err != nil:
+		return nil, err
+	}
+	info := cons.CachedInfo()
+	if info.NumAckPending == 0 && info.NumRedelivered == 0 && slices.Equal(info.Config.FilterSubjects, cfg.FilterSubjects) {
+		return cons, nil
+	}
+	cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+	cfg.OptStartSeq = info.AckFloor.Stream + 1
+	s.logger.Debug("subscriber: resuming after the last change acknowledged", "durable", s.cfg.Durable,
+		"feed_seq", cfg.OptStartSeq, "unacknowledged", info.NumAckPending)
+	if err := stream.DeleteConsumer(ctx, s.cfg.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, err
+	}
+	return stream.CreateConsumer(ctx, cfg)
+}
+
+func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h Handler) error {
+	cons, err := s.durable(ctx, stream)
 	if err != nil {
 		return fmt.Errorf("durable subscriber %q: %w", s.cfg.Durable, err)
 	}
@@ -288,11 +315,9 @@ func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h 
 		var lastAcked jetstream.Msg
 		for m := range batch.Messages() {
 			if ctx.Err() != nil {
-				_ = m.Nak() // hand it back for the next run, at once
-				continue
+				continue // left unacknowledged: the next run resumes before it
 			}
 			if err := s.handle(ctx, m, h, m); err != nil {
-				_ = m.Nak()
 				continue
 			}
 			if err := m.Ack(); err != nil {
@@ -301,7 +326,7 @@ func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h 
 			lastAcked = m
 		}
 		if ctx.Err() != nil && lastAcked != nil {
-			// Make sure the server has every ack before the next run fetches:
+			// Make sure the server has every ack before the next run starts:
 			// acks travel in order, so confirming the last confirms all.
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			_ = lastAcked.DoubleAck(cctx)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -329,5 +330,53 @@ func TestHandlerErrorsAreRetried(t *testing.T) {
 	wait(t, done)
 	if got := calls.seqs(); fmt.Sprint(got) != "[1 1 1]" {
 		t.Errorf("handler was handed %v, want the one change three times", got)
+	}
+}
+
+// TestDurableSubscriberAfterACrash drops a durable subscriber's connection in the
+// middle of a batch, as a crash would: the next run resumes right after the last
+// change acknowledged, in order, without waiting for redelivery, and with no gap.
+func TestDurableSubscriberAfterACrash(t *testing.T) {
+	r := startEngine(t, "", Options{})
+	writeRandom(t, r.Writer(), rand.New(rand.NewPCG(11, 12)), 6, 200)
+	r.waitFeed(t)
+	want := feedSeqs(t, r)
+
+	crashConn := r.connect(t)
+	var first collector
+	ctx, cancel := context.WithCancel(context.Background())
+	done := runSubscriber(t, ctx, SubscriberConfig{Conn: crashConn, Reader: r.Reader(), Durable: "crashy", Start: StartAll(), Batch: 32, AckWait: time.Minute},
+		func(ctx context.Context, ch Change) error {
+			if first.add(ch, Reply{}) == 50 {
+				crashConn.Close() // no more acks get out
+			}
+			return nil
+		})
+	waitFor(t, "the crash", func() bool { return first.len() >= 50 })
+	cancel()
+	wait(t, done)
+
+	var second collector
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	done = runSubscriber(t, ctx, SubscriberConfig{Conn: r.connect(t), Reader: r.Reader(), Durable: "crashy", Batch: 32, AckWait: time.Minute},
+		func(ctx context.Context, ch Change) error { second.add(ch, Reply{}); return nil })
+	waitFor(t, "the second run to reach the end of the feed", func() bool {
+		s := second.seqs()
+		return len(s) > 0 && s[len(s)-1] == want[len(want)-1]
+	})
+	cancel()
+	wait(t, done)
+	got := second.seqs()
+	// The second run starts at or before the change after the last one the
+	// first run handled, and then goes on in order without a gap.
+	firstSeqs := first.seqs()
+	lastHandled := firstSeqs[len(firstSeqs)-1]
+	i := slices.Index(want, got[0])
+	if i < 0 || got[0] > want[slices.Index(want, lastHandled)+1] {
+		t.Fatalf("second run starts at seq %d, after the first unhandled change", got[0])
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want[i:]) {
+		t.Errorf("second run saw %v, want %v", got, want[i:])
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"github.com/presence-engine/presence/events"
 )
@@ -196,6 +197,16 @@ func (w *Writer) set(ctx context.Context, req SetRequest) (SetResult, error) {
 		}
 		if cur.status == req.Status {
 			w.remember(req.Contact, cur)
+			if req.RequestID != "" {
+				// The contact may have come back to this status since the
+				// request was first stored: ask the log whether it knows it.
+				if seq, err := w.storedRequest(ctx, req); err != nil {
+					return SetResult{}, err
+				} else if seq > 0 {
+					w.duplicates.Add(1)
+					return w.original(ctx, req, seq)
+				}
+			}
 			w.unchanged.Add(1)
 			return SetResult{Contact: req.Contact, Status: cur.status, Previous: cur.status, Seq: cur.seq}, nil
 		}
@@ -241,6 +252,30 @@ func (w *Writer) set(ctx context.Context, req SetRequest) (SetResult, error) {
 // '/', so the pair is unambiguous.
 func msgID(contact, requestID string) string {
 	return events.Token(contact) + "/" + requestID
+}
+
+// storedRequest asks the log whether it stored the request within its
+// deduplication window, without appending anything: a publish carrying the
+// request's Nats-Msg-Id and an expected last message ID that no message has. The
+// log answers a duplicate with the original's sequence; anything else fails the
+// expectation and is not stored. It returns 0 when the request is unknown.
+func (w *Writer) storedRequest(ctx context.Context, req SetRequest) (uint64, error) {
+	msg := &nats.Msg{Subject: events.EventSubject(req.Contact), Data: []byte("{}")}
+	ack, err := w.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(LogStream),
+		jetstream.WithMsgID(msgID(req.Contact, req.RequestID)),
+		jetstream.WithExpectLastMsgID("presence-probe/"+nuid.Next()))
+	var apiErr *jetstream.APIError
+	switch {
+	case err == nil && ack.Duplicate:
+		return ack.Sequence, nil
+	case errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeWrongLastMsgID:
+		return 0, nil
+	case err == nil:
+		// Stored after all: only a broken server gets here. Say so loudly; the
+		// record is not an event and the fold steps over it.
+		return 0, fmt.Errorf("the log stored a request probe for %q at seq %d", req.Contact, ack.Sequence)
+	}
+	return 0, unavailable(fmt.Errorf("ask the log about request %q: %w", req.RequestID, err))
 }
 
 // original answers a request whose event the log already holds at seq.
@@ -309,6 +344,9 @@ func (w *Writer) forget(contact string) {
 	defer w.cacheMu.Unlock()
 	delete(w.cache, contact)
 }
+
+// errCodeWrongLastMsgID is JetStream's "wrong last msg ID" (JSStreamWrongLastMsgIDErrF).
+const errCodeWrongLastMsgID jetstream.ErrorCode = 10070
 
 func isWrongLastSequence(err error) bool {
 	var apiErr *jetstream.APIError

@@ -305,3 +305,43 @@ func TestWriterNoticesOtherWriters(t *testing.T) {
 	}
 	checkChains(t, readLog(t, r.jetStream(t)))
 }
+
+// TestRequestIDAfterTheContactCameBack retries a request once the contact has
+// come back to the status it set, through a writer that never saw it (as after a
+// restart): the log still knows the request, and the retry is answered as the
+// first time, appending nothing.
+func TestRequestIDAfterTheContactCameBack(t *testing.T) {
+	s := natstest.Start(t)
+	r := startEngine(t, "", Options{NATSURL: s.ClientURL()})
+	js := r.jetStream(t)
+	w := r.Writer()
+	ctx := ctxT(t)
+	first, err := w.Set(ctx, SetRequest{Contact: "fay", Status: events.Online, RequestID: "r-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []events.Status{events.Away, events.Online} {
+		if _, err := w.Set(ctx, SetRequest{Contact: "fay", Status: st}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := lastSeq(t, js, LogStream)
+	got, err := newTestWriter(t, s.ClientURL()).Set(ctx, SetRequest{Contact: "fay", Status: events.Online, RequestID: "r-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != first {
+		t.Errorf("retry answered %+v, want the first answer %+v", got, first)
+	}
+	// A request the log does not know is a plain no-op.
+	got, err = newTestWriter(t, s.ClientURL()).Set(ctx, SetRequest{Contact: "fay", Status: events.Online, RequestID: "r-2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Changed || got.Seq != before {
+		t.Errorf("unknown request with the current status = %+v, want no change at seq %d", got, before)
+	}
+	if after := lastSeq(t, js, LogStream); after != before {
+		t.Errorf("log went from seq %d to %d", before, after)
+	}
+}

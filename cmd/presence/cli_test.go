@@ -76,7 +76,8 @@ func decodeReply(t *testing.T, out string) engine.Reply {
 	return r
 }
 
-// client returns a function running a client command against s.
+// cmd returns a function that runs a client command against s and returns
+// its output, failing the test unless it exits 0.
 func (s *testServer) cmd(t *testing.T) func(args ...string) string {
 	return func(args ...string) string {
 		t.Helper()
@@ -379,8 +380,8 @@ func TestHelp(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{"root", []string{"--help"}, []string{"Usage:\n  presence [command]", "serve", "set", "status", "self", "watch"}},
-		{"root -h", []string{"-h"}, []string{"Usage:\n  presence [command]"}},
+		{"root", []string{"--help"}, []string{"Usage:", "presence [command]", "serve", "set", "status", "self", "watch"}},
+		{"root -h", []string{"-h"}, []string{"Usage:", "presence [command]"}},
 		{"help set", []string{"help", "set"}, []string{"Usage:\n  presence set CONTACT STATUS"}},
 		{"serve", []string{"serve", "--help"}, []string{"Usage:\n  presence serve", "--data", "--listen", "--nats", "--sync", "SIGTERM"}},
 		{"set", []string{"set", "--help"}, []string{"Usage:\n  presence set CONTACT STATUS", "--request-id", "--cause", "--expect-seq", "be-right-back", "MISTATUS_BUSY"}},

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"go.uber.org/goleak"
 
 	"github.com/presence-engine/presence/engine"
 )
@@ -33,6 +34,12 @@ func TestMain(m *testing.M) {
 	binDir = dir
 	code := m.Run()
 	os.RemoveAll(dir)
+	// run starts servers, connections and subscribers: all must be gone once
+	// it has returned.
+	if err := goleak.Find(); err != nil {
+		fmt.Fprintf(os.Stderr, "goroutines left running after the tests: %v\n", err)
+		code = 1
+	}
 	os.Exit(code)
 }
 

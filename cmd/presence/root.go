@@ -22,14 +22,15 @@ func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
 // exitCode prints err on one line and returns the process's exit code: 0 for
-// none, 2 for a usage mistake, 1 for anything else.
+// none, 2 for bad input (a usage mistake, or a value the service refused with a
+// 400), 1 for anything else.
 func exitCode(err error, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
 	fmt.Fprintf(stderr, "presence: %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
 	var u usageError
-	if errors.As(err, &u) {
+	if errors.As(err, &u) || errors.Is(err, engine.ErrBadRequest) {
 		return 2
 	}
 	return 1
@@ -55,6 +56,13 @@ projection folds them into current state.
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       engine.Version,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError{fmt.Errorf("unknown command %q; see presence --help", args[0])}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)

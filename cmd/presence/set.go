@@ -33,7 +33,17 @@ Statuses: ` + statusList(),
 			if err != nil {
 				return usageError{err}
 			}
-			req := engine.SetRequest{Contact: args[0], Status: status, Name: name, RequestID: requestID, Cause: events.Cause(cause)}
+			c, err := events.ParseCause(cause)
+			if err != nil {
+				return usageError{err}
+			}
+			if err := events.ValidateContact(args[0]); err != nil {
+				return usageError{err}
+			}
+			if err := status.Settable(c); err != nil {
+				return usageError{err}
+			}
+			req := engine.SetRequest{Contact: args[0], Status: status, Name: name, RequestID: requestID, Cause: c}
 			if cmd.Flags().Changed("expect-seq") {
 				if expectSeq < 0 {
 					return usageError{fmt.Errorf("--expect-seq %d: want a log sequence, 0 or more", expectSeq)}
@@ -41,12 +51,12 @@ Statuses: ` + statusList(),
 				seq := uint64(expectSeq)
 				req.ExpectSeq = &seq
 			}
-			c, nc, err := f.client("set")
+			client, nc, err := f.client("set")
 			if err != nil {
 				return err
 			}
 			defer nc.Close()
-			res, err := c.Set(cmd.Context(), req)
+			res, err := client.Set(cmd.Context(), req)
 			if err != nil {
 				return err
 			}

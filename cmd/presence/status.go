@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/presence-engine/presence/engine"
+	"github.com/presence-engine/presence/events"
 )
 
 func newStatus() *cobra.Command {
@@ -47,6 +48,9 @@ func newRead(name, short, long string, read func(*engine.Client) func(*cobra.Com
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if minSeq < 0 {
 				return usageError{fmt.Errorf("--min-seq %d: want a log sequence, 0 or more", minSeq)}
+			}
+			if err := events.ValidateContact(args[0]); err != nil {
+				return usageError{err}
 			}
 			c, nc, err := f.client(name)
 			if err != nil {

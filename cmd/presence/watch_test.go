@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -370,6 +371,7 @@ func TestWatchDurable(t *testing.T) {
 	var (
 		mu       sync.Mutex
 		expected []uint64 // log sequences of visible changes, in order
+		changes  []engine.SetResult
 		sets     atomic.Int64
 		stopAt   atomic.Int64 // 0: no limit yet
 		writerOK = make(chan error, 1)
@@ -390,11 +392,14 @@ func TestWatchDurable(t *testing.T) {
 				writerOK <- fmt.Errorf("set %d: %w", i, err)
 				return
 			}
-			if res.Changed && events.VisibleChange(res.Previous, res.Status) {
-				mu.Lock()
-				expected = append(expected, res.Seq)
-				mu.Unlock()
+			mu.Lock()
+			if res.Changed {
+				changes = append(changes, res)
 			}
+			if res.Changed && events.VisibleChange(res.Previous, res.Status) {
+				expected = append(expected, res.Seq)
+			}
+			mu.Unlock()
 			sets.Add(1)
 		}
 	}()
@@ -445,6 +450,30 @@ func TestWatchDurable(t *testing.T) {
 		t.Logf("first watch: %d lines, second: %d; want %d changes", len(firstLines), len(secondLines), len(want))
 		return
 	}
+	// Each line: the previous visible status, and a status read no older than
+	// the change.
+	mu.Lock()
+	bySeq := map[uint64]engine.SetResult{}
+	for _, c := range changes {
+		bySeq[c.Seq] = c
+	}
+	for _, l := range append(firstLines, secondLines...) {
+		ch := bySeq[l.Seq]
+		if l.Contact != ch.Contact || l.Previous != ch.Previous.Visible() {
+			t.Errorf("line %+v: want contact %s and previous %s (the change at seq %d was %s -> %s)",
+				l, ch.Contact, ch.Previous.Visible(), l.Seq, ch.Previous, ch.Status)
+		}
+		var later []events.Status
+		for _, c := range changes {
+			if c.Contact == l.Contact && c.Seq >= l.Seq {
+				later = append(later, c.Status.Visible())
+			}
+		}
+		if !slices.Contains(later, l.Status) || l.Code != l.Status.Code() {
+			t.Errorf("line %+v: status %s (code %d) is none of the visible statuses %v of %s from seq %d on", l, l.Status, l.Code, later, l.Contact, l.Seq)
+		}
+	}
+	mu.Unlock()
 	// In feed order, as a subscriber is promised: above all, never a contact's
 	// older change after a newer one.
 	last := map[string]uint64{}

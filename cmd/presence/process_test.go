@@ -1,0 +1,636 @@
+//go:build unix
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/presence-engine/presence/engine"
+	"github.com/presence-engine/presence/events"
+)
+
+// The process tests run the real binary: built once, started as `presence
+// serve`, killed with signals, started again on the same data.
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// presenceBinary builds the binary on first use, with -race when the tests run
+// with it (the packages are then already compiled that way).
+func presenceBinary(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: process tests skipped; they build the presence binary with go build and run it")
+	}
+	buildOnce.Do(func() {
+		goTool, err := exec.LookPath("go")
+		if err != nil {
+			buildErr = fmt.Errorf("the process tests build the binary with the go command, which is not on PATH: %w", err)
+			return
+		}
+		out := filepath.Join(binDir, "presence")
+		args := []string{"build", "-o", out}
+		if raceEnabled() {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command(goTool, append(args, ".")...)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, b)
+			return
+		}
+		binPath = out
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func raceEnabled() bool {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "-race" {
+			return s.Value == "true"
+		}
+	}
+	return false
+}
+
+// serveProc is one `presence serve` process.
+type serveProc struct {
+	cmd  *exec.Cmd
+	logs *syncBuffer
+	done chan struct{} // closed once it has exited
+	url  string
+}
+
+// startServeProc starts `presence serve` on dir and port, and waits until it logs
+// that it serves and its service answers. It is killed when the test ends.
+func startServeProc(t *testing.T, bin, dir string, port int) *serveProc {
+	t.Helper()
+	p := &serveProc{logs: newSyncBuffer(), done: make(chan struct{})}
+	p.cmd = exec.Command(bin, "serve", "--data", dir, "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--log-format", "json")
+	p.cmd.Stdout = p.logs
+	p.cmd.Stderr = p.logs
+	p.cmd.SysProcAttr = childAttr()
+	p.cmd.WaitDelay = 5 * time.Second
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start presence serve: %v", err)
+	}
+	go func() {
+		_ = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			t.Errorf("presence serve (pid %d) still running 10s after SIGKILL", p.cmd.Process.Pid)
+		}
+		if t.Failed() {
+			t.Logf("log of presence serve (pid %d):\n%s", p.cmd.Process.Pid, p.logs)
+		}
+	})
+	logs := p.logs.waitFor(t, 30*time.Second, p.done, `the "presence engine serving" log line`, func(s string) bool {
+		_, ok := logLine(s, "presence engine serving")
+		return ok
+	})
+	line, _ := logLine(logs, "presence engine serving")
+	p.url = fmt.Sprintf("nats://127.0.0.1:%d", port)
+	if line["url"] != p.url || line["data"] != dir {
+		t.Errorf("serving log line %v: want url %s and data %s", line, p.url, dir)
+	}
+	waitServing(t, p.url)
+	return p
+}
+
+// signal sends sig and waits for the process to exit.
+func (p *serveProc) signal(t *testing.T, sig os.Signal) *os.ProcessState {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("send %v to presence serve: %v", sig, err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("presence serve did not exit within 30s of %v", sig)
+	}
+	return p.cmd.ProcessState
+}
+
+var (
+	loadContacts = func() []string {
+		var cs []string
+		for i := range 20 {
+			cs = append(cs, fmt.Sprintf("c%d", i))
+		}
+		return cs
+	}()
+	loadStatuses = []events.Status{events.Online, events.Away, events.Busy, events.Invisible, events.Offline, events.Idle}
+)
+
+// newClients opens n connections to url that reconnect to it forever, quickly.
+func newClients(t *testing.T, url string, n int) []*engine.Client {
+	t.Helper()
+	var cs []*engine.Client
+	for range n {
+		nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond),
+			nats.ReconnectJitter(10*time.Millisecond, 10*time.Millisecond))
+		if err != nil {
+			t.Fatalf("connect to %s: %v", url, err)
+		}
+		t.Cleanup(nc.Close)
+		c := engine.NewClient(nc)
+		c.Timeout = time.Second
+		cs = append(cs, c)
+	}
+	return cs
+}
+
+// acked is a set the service acknowledged.
+type acked struct {
+	req engine.SetRequest
+	res engine.SetResult
+}
+
+// load sets random statuses of c0..c19 from several goroutines, keeping every
+// acknowledged answer. A request with an ID that got no answer is retried with
+// the same ID, as a careful client would.
+type load struct {
+	quit  chan struct{} // closed to stop: each goroutine finishes its request first
+	wg    sync.WaitGroup
+	n     atomic.Int64 // acknowledged sets
+	fails atomic.Int64 // requests without an answer
+
+	mu         sync.Mutex
+	acks       []acked
+	unexpected []error
+}
+
+func startLoad(t *testing.T, clients []*engine.Client, workers int, seed uint64, tag string) *load {
+	// Requests are never cancelled: one cancelled in flight may still be
+	// appended after the load has stopped, and the log would move under the
+	// checks.
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &load{quit: make(chan struct{})}
+	t.Cleanup(func() { cancel(); l.wg.Wait() })
+	for g := range workers {
+		c := clients[g%len(clients)]
+		rng := rand.New(rand.NewPCG(seed, uint64(g)))
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			var retry *engine.SetRequest
+			for i := 0; ; i++ {
+				select {
+				case <-l.quit:
+					return
+				default:
+				}
+				var req engine.SetRequest
+				if retry != nil {
+					req = *retry
+				} else {
+					k := rng.IntN(len(loadContacts))
+					req = engine.SetRequest{Contact: loadContacts[k], Status: loadStatuses[rng.IntN(len(loadStatuses))]}
+					if req.Status == events.Idle {
+						req.Cause = events.CauseEndpoint
+					}
+					if rng.IntN(4) == 0 {
+						req.RequestID = fmt.Sprintf("%s-g%d-%d", tag, g, i)
+					}
+					if rng.IntN(8) == 0 {
+						req.Name = fmt.Sprintf("Contact %d (%s-g%d-%d)", k, tag, g, i)
+					}
+				}
+				res, err := c.Set(ctx, req)
+				if err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					l.fails.Add(1)
+					if !errors.Is(err, engine.ErrUnavailable) {
+						l.mu.Lock()
+						l.unexpected = append(l.unexpected, fmt.Errorf("set %+v: %w", req, err))
+						l.mu.Unlock()
+					}
+					if req.RequestID != "" {
+						retry = &req
+					}
+					select { // the engine is away: a pause before the next try
+					case <-l.quit:
+						return
+					case <-time.After(10 * time.Millisecond):
+					}
+					continue
+				}
+				retry = nil
+				l.mu.Lock()
+				l.acks = append(l.acks, acked{req: req, res: res})
+				l.mu.Unlock()
+				l.n.Add(1)
+			}
+		}()
+	}
+	return l
+}
+
+// stop ends the load and returns the acknowledged sets.
+func (l *load) stop(t *testing.T) []acked {
+	t.Helper()
+	close(l.quit)
+	l.wg.Wait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, err := range l.unexpected {
+		t.Errorf("load: an error other than unavailable: %v", err)
+	}
+	t.Logf("load: %d sets acknowledged, %d without an answer", len(l.acks), l.fails.Load())
+	return l.acks
+}
+
+type record struct {
+	seq  uint64
+	data []byte
+}
+
+// readStream reads a whole stream with an ordered consumer.
+func readStream(t *testing.T, ctx context.Context, js jetstream.JetStream, name string) []record {
+	t.Helper()
+	s, err := js.Stream(ctx, name)
+	if err != nil {
+		t.Fatalf("open stream %s: %v", name, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatalf("stream %s info: %v", name, err)
+	}
+	if info.State.Msgs == 0 {
+		return nil
+	}
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatalf("ordered consumer on %s: %v", name, err)
+	}
+	var out []record
+	for len(out) == 0 || out[len(out)-1].seq < info.State.LastSeq {
+		if ctx.Err() != nil {
+			t.Fatalf("reading %s: got to seq %d of %d: %v", name, len(out), info.State.LastSeq, ctx.Err())
+		}
+		var got uint64
+		if len(out) > 0 {
+			got = out[len(out)-1].seq
+		}
+		// Ask for no more than is left: a fetch waits for its whole batch.
+		batch, err := cons.Fetch(int(min(1000, info.State.LastSeq-got)), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatalf("fetch from %s: %v", name, err)
+		}
+		for m := range batch.Messages() {
+			md, err := m.Metadata()
+			if err != nil {
+				t.Fatalf("metadata of a message of %s: %v", name, err)
+			}
+			out = append(out, record{seq: md.Sequence.Stream, data: m.Data()})
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			t.Fatalf("fetch from %s: %v", name, err)
+		}
+	}
+	return out
+}
+
+// folded is a contact's state folded from the log by the test.
+type folded struct {
+	status      events.Status
+	seq         uint64
+	name        string
+	visible     events.Status
+	visibleSeq  uint64
+	visibleName string
+}
+
+// verifyEngine checks the engine at url against the sets it acknowledged: each
+// is in the log, every contact's chain holds, the projection is the fold of the
+// log, and the feed holds every visible change exactly once, in log order.
+func verifyEngine(t *testing.T, url string, acks []acked) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatalf("connect to %s: %v", url, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The log: every sequence from 1, each an event.
+	logRecs := readStream(t, ctx, js, engine.LogStream)
+	bySeq := make(map[uint64]events.Event, len(logRecs))
+	var lastSeq uint64
+	for i, r := range logRecs {
+		if r.seq != uint64(i+1) {
+			t.Fatalf("log record %d has seq %d: the log has a gap or is out of order", i+1, r.seq)
+		}
+		e, err := events.DecodeEvent(r.data)
+		if err != nil {
+			t.Fatalf("log seq %d: %v", r.seq, err)
+		}
+		bySeq[r.seq] = e
+		lastSeq = r.seq
+	}
+
+	// Every acknowledged set is there.
+	for _, a := range acks {
+		e, ok := bySeq[a.res.Seq]
+		switch {
+		case !ok:
+			t.Errorf("acknowledged %s -> %s (seq %d) is not in the log (last seq %d)", a.req.Contact, a.req.Status, a.res.Seq, lastSeq)
+		case e.Contact != a.req.Contact || e.Status != a.req.Status || a.res.Status != a.req.Status || a.res.Contact != a.req.Contact:
+			t.Errorf("acknowledged %s -> %s answered %+v, but the log's event at seq %d is %s -> %s", a.req.Contact, a.req.Status, a.res, a.res.Seq, e.Contact, e.Status)
+		case a.res.Changed && e.Previous != a.res.Previous:
+			t.Errorf("acknowledged %s -> %s answered previous %s, but the log's event at seq %d has previous %s", a.req.Contact, a.req.Status, a.res.Previous, a.res.Seq, e.Previous)
+		}
+	}
+
+	// Each contact's chain, each request ID appended once, and the fold.
+	state := map[string]*folded{}
+	requests := map[string]uint64{}
+	var visibleSeqs []uint64
+	for _, r := range logRecs {
+		e := bySeq[r.seq]
+		st := state[e.Contact]
+		if st == nil {
+			st = &folded{status: events.Unknown, visible: events.Unknown}
+			state[e.Contact] = st
+		}
+		if e.Previous != st.status {
+			t.Errorf("log seq %d: %s has previous %s, but its event before (seq %d) set %s", r.seq, e.Contact, e.Previous, st.seq, st.status)
+		}
+		if e.RequestID != "" {
+			key := e.Contact + " " + e.RequestID
+			if first, dup := requests[key]; dup {
+				t.Errorf("request %q of %s is in the log twice, at seq %d and %d", e.RequestID, e.Contact, first, r.seq)
+			} else {
+				requests[key] = r.seq
+			}
+		}
+		st.status, st.seq, st.name = e.Status, r.seq, e.Name
+		if c, ok := events.ChangeOf(e, r.seq); ok {
+			st.visible, st.visibleSeq, st.visibleName = e.Status.Visible(), r.seq, c.Name
+			visibleSeqs = append(visibleSeqs, r.seq)
+		}
+	}
+	for _, a := range acks {
+		if a.req.RequestID == "" {
+			continue
+		}
+		if seq, ok := requests[a.req.Contact+" "+a.req.RequestID]; ok && a.res.Seq != seq {
+			t.Errorf("request %q of %s was answered with seq %d, but it appended the event at seq %d: a retry must be answered as the first time",
+				a.req.RequestID, a.req.Contact, a.res.Seq, seq)
+		}
+	}
+
+	// The projection, read at least as new as the whole log, is the fold.
+	client := engine.NewClient(nc)
+	read := func(what string, f func(context.Context) (engine.Reply, error)) engine.Reply {
+		var r engine.Reply
+		var err error
+		waitUntil(t, 20*time.Second, what+" to answer", func() bool {
+			rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+			defer rcancel()
+			r, err = f(rctx)
+			if err != nil && !errors.Is(err, engine.ErrUnavailable) {
+				t.Fatalf("%s: %v", what, err)
+			}
+			return err == nil
+		})
+		return r
+	}
+	for _, c := range slices.Concat(loadContacts, []string{"never-seen"}) {
+		want := state[c]
+		if want == nil {
+			want = &folded{status: events.Unknown, visible: events.Unknown}
+		}
+		self := read("self "+c, func(ctx context.Context) (engine.Reply, error) { return client.Self(ctx, c, lastSeq) })
+		if w := (engine.Reply{Contact: c, Name: want.name, Status: want.status, Seq: want.seq}); self != w {
+			t.Errorf("self %s = %+v, want %+v (the fold of the log up to seq %d)", c, self, w, lastSeq)
+		}
+		status := read("status "+c, func(ctx context.Context) (engine.Reply, error) { return client.Status(ctx, c, lastSeq) })
+		if w := (engine.Reply{Contact: c, Name: want.visibleName, Status: want.visible, Seq: want.visibleSeq}); status != w {
+			t.Errorf("status %s = %+v, want %+v (the fold of the log up to seq %d)", c, status, w, lastSeq)
+		}
+	}
+
+	// The feed: every visible change once, in log order, once it has caught up.
+	if len(visibleSeqs) == 0 {
+		t.Fatal("the log holds no visible change")
+	}
+	lastVisible := visibleSeqs[len(visibleSeqs)-1]
+	feed, err := js.Stream(ctx, engine.FeedStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var feedLast uint64
+	waitUntil(t, 20*time.Second, fmt.Sprintf("the feed to reach log seq %d", lastVisible), func() bool {
+		info, err := feed.Info(ctx)
+		if err != nil {
+			t.Fatalf("feed info: %v", err)
+		}
+		if info.State.Msgs == 0 {
+			return false
+		}
+		m, err := feed.GetMsg(ctx, info.State.LastSeq)
+		if err != nil {
+			t.Fatalf("feed's last entry: %v", err)
+		}
+		c, err := events.DecodeChange(m.Data)
+		if err != nil {
+			t.Fatalf("feed's last entry: %v", err)
+		}
+		feedLast = c.Seq
+		return c.Seq >= lastVisible
+	})
+	if feedLast != lastVisible {
+		t.Errorf("the feed's last entry is of log seq %d; the log's last visible change is at seq %d", feedLast, lastVisible)
+	}
+	var feedSeqs []uint64
+	for _, r := range readStream(t, ctx, js, engine.FeedStream) {
+		c, err := events.DecodeChange(r.data)
+		if err != nil {
+			t.Fatalf("feed seq %d: %v", r.seq, err)
+		}
+		feedSeqs = append(feedSeqs, c.Seq)
+		if want, ok := events.ChangeOf(bySeq[c.Seq], c.Seq); !ok {
+			t.Errorf("feed seq %d is of log seq %d, which is no visible change", r.seq, c.Seq)
+		} else if !c.At.Equal(want.At) || c.Contact != want.Contact || c.Name != want.Name || c.Previous != want.Previous {
+			t.Errorf("feed seq %d = %+v, want %+v", r.seq, c, want)
+		}
+	}
+	if fmt.Sprint(feedSeqs) != fmt.Sprint(visibleSeqs) {
+		t.Errorf("the feed holds the log seqs\n%v\nwant every visible change once, in log order:\n%v", feedSeqs, visibleSeqs)
+	}
+	t.Logf("verified: %d events, %d visible, %d acknowledged sets", len(logRecs), len(visibleSeqs), len(acks))
+}
+
+// TestProcessKill: SIGKILL the engine while sets go on, three times; after each
+// restart on the same data, nothing acknowledged is lost and the log, the
+// projection and the feed agree.
+func TestProcessKill(t *testing.T) {
+	bin := presenceBinary(t)
+	dir := t.TempDir()
+	port := freePort(t)
+	srv := startServeProc(t, bin, dir, port)
+	clients := newClients(t, srv.url, 4)
+	const seed = 20261124
+
+	var all []acked
+	for cycle := range 3 {
+		l := startLoad(t, clients, 8, seed+uint64(cycle), fmt.Sprintf("k%d", cycle))
+		waitUntil(t, 30*time.Second, "300 acknowledged sets", func() bool { return l.n.Load() >= 300 })
+		if st := srv.signal(t, syscall.SIGKILL); st.Success() {
+			t.Fatalf("presence serve exited %v after SIGKILL", st)
+		}
+		atKill := l.n.Load()
+		t.Logf("cycle %d: SIGKILL after %d acknowledged sets", cycle, atKill)
+		srv = startServeProc(t, bin, dir, port)
+		// The clients reconnect to the same port, and sets go on.
+		waitUntil(t, 30*time.Second, "50 sets acknowledged by the restarted engine", func() bool { return l.n.Load() >= atKill+50 })
+		all = append(all, l.stop(t)...)
+		verifyEngine(t, srv.url, all)
+		if t.Failed() {
+			t.Fatalf("cycle %d failed", cycle)
+		}
+	}
+}
+
+// TestProcessStop: SIGTERM or SIGINT while sets go on is a clean stop, exit 0,
+// and the engine started again has everything.
+func TestProcessStop(t *testing.T) {
+	bin := presenceBinary(t)
+	for _, tc := range []struct {
+		name string
+		sig  syscall.Signal
+	}{{"SIGTERM", syscall.SIGTERM}, {"SIGINT", syscall.SIGINT}} {
+		sig := tc.sig
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			port := freePort(t)
+			srv := startServeProc(t, bin, dir, port)
+			clients := newClients(t, srv.url, 2)
+
+			l := startLoad(t, clients, 4, 7, "t")
+			waitUntil(t, 30*time.Second, "200 acknowledged sets", func() bool { return l.n.Load() >= 200 })
+			st := srv.signal(t, sig)
+			if code := st.ExitCode(); code != 0 {
+				t.Errorf("presence serve exited %v after %v, want exit 0", st, sig)
+			}
+			logs := srv.logs.String()
+			if _, ok := logLine(logs, "presence engine stopped cleanly"); !ok {
+				t.Errorf("presence serve did not log \"presence engine stopped cleanly\" after %v", sig)
+			}
+			for _, line := range jsonLines(logs) {
+				if line["level"] == "ERROR" {
+					t.Errorf("presence serve logged an error during a clean stop: %v", line)
+				}
+			}
+			acks := l.stop(t)
+
+			srv = startServeProc(t, bin, dir, port)
+			verifyEngine(t, srv.url, acks)
+		})
+	}
+}
+
+// TestProcessRetryAfterRestart: a request retried after the engine restarted is
+// answered as the first time and appends nothing, whether the contact's status
+// is now the one the request set or another.
+func TestProcessRetryAfterRestart(t *testing.T) {
+	bin := presenceBinary(t)
+	dir := t.TempDir()
+	port := freePort(t)
+	srv := startServeProc(t, bin, dir, port)
+	c := newClients(t, srv.url, 1)[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	set := func(req engine.SetRequest) engine.SetResult {
+		t.Helper()
+		res, err := c.Set(ctx, req)
+		if err != nil {
+			t.Fatalf("set %+v: %v", req, err)
+		}
+		return res
+	}
+
+	const same, other = "sip:same@contoso.com", "sip:other@contoso.com"
+	// same: online by request r-1, then away and online again without one.
+	firstSame := set(engine.SetRequest{Contact: same, Status: events.Online, RequestID: "r-1"})
+	set(engine.SetRequest{Contact: same, Status: events.Away})
+	lastSame := set(engine.SetRequest{Contact: same, Status: events.Online})
+	// other: online by request r-1, then away.
+	firstOther := set(engine.SetRequest{Contact: other, Status: events.Online, RequestID: "r-1"})
+	lastOther := set(engine.SetRequest{Contact: other, Status: events.Away})
+
+	for _, cs := range []struct {
+		contact     string
+		first, last engine.SetResult
+	}{{same, firstSame, lastSame}, {other, firstOther, lastOther}} {
+		if got := set(engine.SetRequest{Contact: cs.contact, Status: events.Online, RequestID: "r-1"}); got != cs.first {
+			t.Errorf("%s: retry before the restart answered %+v, want the first answer %+v", cs.contact, got, cs.first)
+		}
+	}
+
+	if st := srv.signal(t, syscall.SIGTERM); st.ExitCode() != 0 {
+		t.Fatalf("presence serve exited %v after SIGTERM", st)
+	}
+	srv = startServeProc(t, bin, dir, port)
+
+	for _, cs := range []struct {
+		contact     string
+		first, last engine.SetResult
+	}{{same, firstSame, lastSame}, {other, firstOther, lastOther}} {
+		t.Run(cs.contact, func(t *testing.T) {
+			got, err := c.Set(ctx, engine.SetRequest{Contact: cs.contact, Status: events.Online, RequestID: "r-1"})
+			if err != nil {
+				t.Fatalf("retry after the restart: %v", err)
+			}
+			if got != cs.first {
+				t.Errorf("retry after the restart answered %+v, want the first answer %+v", got, cs.first)
+			}
+			self, err := c.Self(ctx, cs.contact, cs.last.Seq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if self.Seq != cs.last.Seq || self.Status != cs.last.Status {
+				t.Errorf("self after the retry = %+v, want %s at seq %d: a retry appends nothing", self, cs.last.Status, cs.last.Seq)
+			}
+		})
+	}
+}
