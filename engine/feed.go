@@ -162,8 +162,8 @@ func (f *Feed) derive(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case err := <-tail.Err():
-			return err
+		case <-tail.Failed():
+			return tail.Err()
 		case <-acked:
 			f.position.Store(queue[0].logSeq)
 			f.published.Add(1)
@@ -174,6 +174,9 @@ func (f *Feed) derive(ctx context.Context) error {
 			f.logLast.Store(max(r.Seq, tail.Last()))
 			p := pending{logSeq: r.Seq}
 			e, err := events.DecodeEvent(r.Data)
+			if errors.Is(err, events.ErrUnsupportedVersion) {
+				return fmt.Errorf("log seq %d: %w: upgrade this engine", r.Seq, err)
+			}
 			if err != nil {
 				f.logger.Debug("feed: skipping a log record that is not an event", "seq", r.Seq, "err", err)
 			} else if c, ok := events.ChangeOf(e, r.Seq); ok {

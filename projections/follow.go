@@ -187,7 +187,7 @@ func (f *Follower) follow(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if errors.Is(err, ErrStreamGone) {
+		if errors.Is(err, ErrConsumerLost) {
 			return fmt.Errorf("%w: %v", errRecheck, err)
 		}
 		if err != nil {

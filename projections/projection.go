@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -22,7 +23,8 @@ const (
 	stateKeyPrefix = "s/"
 	checkpointKey  = "m/checkpoint"
 	formatKey      = "m/format"
-	formatVersion  = "presence-projection-1"
+	formatPrefix   = "presence-projection-"
+	formatVersion  = formatPrefix + "2" // 2: times as seconds and nanoseconds
 )
 
 // Record is one message of the log as the fold consumes it: its stream sequence
@@ -98,26 +100,31 @@ func Open(dir string, opts Options) (*Projection, error) {
 }
 
 // load reads the format marker and the checkpoint, writing them on a new store.
+// A store of another projection format is emptied, to be rebuilt from the log; a
+// store that holds anything else is refused.
 func (p *Projection) load() error {
 	format, err := p.get(formatKey)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
-		if cp, err := p.get(checkpointKey); err == nil && cp != nil {
-			return fmt.Errorf("%w: checkpoint without a format marker", ErrCorrupt)
-		}
-		b := p.db.NewBatch()
-		defer b.Close()
-		if err := b.Set([]byte(formatKey), []byte(formatVersion), nil); err != nil {
+		empty, err := p.empty()
+		if err != nil {
 			return err
 		}
-		if err := b.Set([]byte(checkpointKey), marshalCheckpoint(Checkpoint{}), nil); err != nil {
-			return err
+		if !empty {
+			return fmt.Errorf("%w: it holds something other than a projection (no format marker)", ErrCorrupt)
 		}
-		return b.Commit(pebble.Sync)
+		return p.initialize()
 	case err != nil:
 		return err
+	case string(format) != formatVersion && strings.HasPrefix(string(format), formatPrefix):
+		p.logger.Warn("projection: stored in another format; emptying it to rebuild it from the log",
+			"dir", p.dir, "format", string(format), "want", formatVersion)
+		if err := p.db.DeleteRange([]byte{0}, []byte{0xff}, pebble.Sync); err != nil {
+			return err
+		}
+		return p.initialize()
 	case string(format) != formatVersion:
-		return fmt.Errorf("%w: format %q, this engine reads %q", ErrCorrupt, format, formatVersion)
+		return fmt.Errorf("%w: format marker %q is not a projection's", ErrCorrupt, format)
 	}
 	raw, err := p.get(checkpointKey)
 	if err != nil {
@@ -130,6 +137,29 @@ func (p *Projection) load() error {
 	p.checkpoint = cp
 	p.applied.Store(cp.Seq)
 	return nil
+}
+
+// empty reports whether the store holds no key at all.
+func (p *Projection) empty() (bool, error) {
+	it, err := p.db.NewIter(nil)
+	if err != nil {
+		return false, err
+	}
+	defer it.Close()
+	return !it.First(), it.Error()
+}
+
+// initialize writes the format marker and a zero checkpoint.
+func (p *Projection) initialize() error {
+	b := p.db.NewBatch()
+	defer b.Close()
+	if err := b.Set([]byte(formatKey), []byte(formatVersion), nil); err != nil {
+		return err
+	}
+	if err := b.Set([]byte(checkpointKey), marshalCheckpoint(Checkpoint{}), nil); err != nil {
+		return err
+	}
+	return b.Commit(pebble.Sync)
 }
 
 // get returns a copy of the value of key.
@@ -195,7 +225,8 @@ func (p *Projection) WaitApplied(ctx context.Context, seq uint64) error {
 // all of them or none. Records at or below the checkpoint are skipped, so a record
 // is never applied twice. A record that does not decode as an event is logged,
 // counted and stepped over: the log is the truth, and a bad record in it must not
-// stop the fold.
+// stop the fold. An event of a newer schema version stops it instead (the error
+// wraps events.ErrUnsupportedVersion): it is a change this engine cannot read.
 func (p *Projection) Apply(records []Record) error {
 	if len(records) == 0 {
 		return nil
@@ -225,6 +256,11 @@ func (p *Projection) Apply(records []Record) error {
 		}
 		last = r
 		e, err := events.DecodeEvent(r.Data)
+		if errors.Is(err, events.ErrUnsupportedVersion) {
+			// Written by a newer engine: stepping over it would serve state the
+			// log contradicts. Stop, with nothing of this batch applied.
+			return fmt.Errorf("log seq %d: %w: upgrade this engine", r.Seq, err)
+		}
 		if err != nil {
 			malformed++
 			p.logger.Error("projection: skipping a log record that is not an event", "seq", r.Seq, "err", err)

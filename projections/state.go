@@ -54,14 +54,26 @@ func (s *State) marshal(buf []byte) []byte {
 	buf = binary.BigEndian.AppendUint16(buf, uint16(s.Status))
 	buf = binary.BigEndian.AppendUint16(buf, uint16(s.Previous))
 	buf = binary.AppendUvarint(buf, s.Seq)
-	buf = binary.AppendVarint(buf, s.At.UnixNano())
+	buf = appendTime(buf, s.At)
 	buf = appendString(buf, string(s.Cause))
 	buf = appendString(buf, s.Name)
 	buf = binary.BigEndian.AppendUint16(buf, uint16(s.Visible.Status))
 	buf = binary.AppendUvarint(buf, s.Visible.Seq)
-	buf = binary.AppendVarint(buf, s.Visible.At.UnixNano())
+	buf = appendTime(buf, s.Visible.At)
 	buf = appendString(buf, s.Visible.Name)
 	return buf
+}
+
+// appendTime writes seconds and nanoseconds since the Unix epoch: every year an
+// event may carry (0000 to 9999) fits, where UnixNano covers 1678 to 2262 only.
+// The zero time is written as such.
+func appendTime(buf []byte, t time.Time) []byte {
+	if t.IsZero() {
+		return append(buf, 0)
+	}
+	buf = append(buf, 1)
+	buf = binary.AppendVarint(buf, t.Unix())
+	return binary.AppendUvarint(buf, uint64(t.Nanosecond()))
 }
 
 func appendString(buf []byte, s string) []byte {
@@ -96,7 +108,7 @@ func (d *decoder) uvarint() uint64 {
 		return 0
 	}
 	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
+	if n <= 0 || n != len(binary.AppendUvarint(nil, v)) { // only the shortest form is written
 		d.fail("bad uvarint")
 		return 0
 	}
@@ -109,12 +121,33 @@ func (d *decoder) varint() int64 {
 		return 0
 	}
 	v, n := binary.Varint(d.b)
-	if n <= 0 {
+	if n <= 0 || n != len(binary.AppendVarint(nil, v)) {
 		d.fail("bad varint")
 		return 0
 	}
 	d.b = d.b[n:]
 	return v
+}
+
+func (d *decoder) time() time.Time {
+	if d.err != nil || len(d.b) == 0 {
+		d.fail("short value")
+		return time.Time{}
+	}
+	kind := d.b[0]
+	d.b = d.b[1:]
+	switch kind {
+	case 0:
+		return time.Time{}
+	case 1:
+		sec, nsec := d.varint(), d.uvarint()
+		if d.err == nil && nsec >= 1e9 {
+			d.fail("bad nanoseconds")
+		}
+		return time.Unix(sec, int64(nsec)).UTC()
+	}
+	d.fail("bad time")
+	return time.Time{}
 }
 
 func (d *decoder) str() string {
@@ -145,13 +178,13 @@ func unmarshalState(contact string, b []byte) (State, error) {
 	s.Status = d.status()
 	s.Previous = d.status()
 	s.Seq = d.uvarint()
-	s.At = time.Unix(0, d.varint()).UTC()
+	s.At = d.time()
 	s.Cause = events.Cause(d.str())
 	s.Name = d.str()
 	s.Visible.Contact = contact
 	s.Visible.Status = d.status()
 	s.Visible.Seq = d.uvarint()
-	s.Visible.At = time.Unix(0, d.varint()).UTC()
+	s.Visible.At = d.time()
 	s.Visible.Name = d.str()
 	if d.err == nil && len(d.b) != 0 {
 		d.fail("trailing bytes")

@@ -11,8 +11,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// ErrStreamGone: the stream being read was deleted under the reader.
-var ErrStreamGone = errors.New("projections: stream deleted while being read")
+// ErrConsumerLost: the consumer of a Tail was deleted under it, as happens when
+// its stream is deleted (and perhaps recreated). The reader must look at the
+// stream again before going on.
+var ErrConsumerLost = errors.New("projections: the stream's consumer was deleted (was the stream deleted or recreated?)")
 
 // TailConfig configures a Tail.
 type TailConfig struct {
@@ -37,11 +39,13 @@ type Tail struct {
 	// C delivers the records in stream order.
 	C <-chan Record
 
-	cc      jetstream.ConsumeContext
-	done    chan struct{}
-	fail    chan error
-	last    atomic.Uint64 // the stream's last sequence as of the last delivery
-	stopped sync.Once
+	cc       jetstream.ConsumeContext
+	done     chan struct{}
+	failed   chan struct{} // closed when the consumer was lost
+	failErr  error
+	failOnce sync.Once
+	last     atomic.Uint64 // the stream's last sequence as of the last delivery
+	stopped  sync.Once
 }
 
 // TailStream starts reading stream. Stop ends it.
@@ -65,7 +69,7 @@ func TailStream(ctx context.Context, stream jetstream.Stream, cfg TailConfig) (*
 		return nil, fmt.Errorf("read stream %s: %w", stream.CachedInfo().Config.Name, err)
 	}
 	c := make(chan Record, cfg.Buffer)
-	t := &Tail{C: c, done: make(chan struct{}), fail: make(chan error, 1)}
+	t := &Tail{C: c, done: make(chan struct{}), failed: make(chan struct{})}
 	if info := stream.CachedInfo(); info != nil {
 		t.last.Store(info.State.LastSeq)
 	}
@@ -74,17 +78,24 @@ func TailStream(ctx context.Context, stream jetstream.Stream, cfg TailConfig) (*
 		if err != nil {
 			return
 		}
+		select {
+		case <-t.failed:
+			return // whatever comes after a loss may be from another stream
+		default:
+		}
 		t.last.Store(md.Sequence.Stream + md.NumPending)
 		select {
 		case c <- Record{Seq: md.Sequence.Stream, Data: msg.Data()}:
 		case <-t.done:
+		case <-t.failed:
 		}
 	}, jetstream.PullMaxMessages(cfg.PullMaxMessages), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrConsumerNotFound) {
-			select {
-			case t.fail <- fmt.Errorf("%w: %v", ErrStreamGone, err):
-			default:
-			}
+		// The library recreates a lost consumer by itself, from the sequence
+		// after the last one delivered, but a stream deleted and recreated
+		// under it is another log: stop, and let the reader look again.
+		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
+			errors.Is(err, jetstream.ErrStreamNotFound) {
+			t.lost(err)
 			return
 		}
 		cfg.Logger.Debug("consumer error", "stream", stream.CachedInfo().Config.Name, "err", err)
@@ -95,9 +106,28 @@ func TailStream(ctx context.Context, stream jetstream.Stream, cfg TailConfig) (*
 	return t, nil
 }
 
-// Err delivers an error when the stream was deleted under the Tail; other
-// faults the consumer rides out by itself.
-func (t *Tail) Err() <-chan error { return t.fail }
+// lost records the loss of the consumer, once.
+func (t *Tail) lost(err error) {
+	t.failOnce.Do(func() {
+		t.failErr = fmt.Errorf("%w: %v", ErrConsumerLost, err)
+		close(t.failed)
+	})
+}
+
+// Failed returns a channel closed when the consumer was lost (Err says how);
+// other faults the consumer rides out by itself. Nothing is delivered on C
+// after it is closed.
+func (t *Tail) Failed() <-chan struct{} { return t.failed }
+
+// Err returns why the Tail failed, once Failed is closed; nil before.
+func (t *Tail) Err() error {
+	select {
+	case <-t.failed:
+		return t.failErr
+	default:
+		return nil
+	}
+}
 
 // Last returns the stream's last sequence as of the last record delivered.
 func (t *Tail) Last() uint64 { return t.last.Load() }
@@ -111,15 +141,18 @@ func (t *Tail) Stop() {
 }
 
 // Next waits for the next record and then takes what else is already waiting, up
-// to max records in all, appending them to batch[:0]. It returns the error of
-// Err, or ctx's error.
+// to max records in all, appending them to batch[:0]. Once the Tail has failed it
+// returns Err (and the records must not be used), or ctx's error when ctx ends.
 func (t *Tail) Next(ctx context.Context, batch []Record, max int) ([]Record, error) {
 	batch = batch[:0]
+	if err := t.Err(); err != nil {
+		return batch, err
+	}
 	select {
 	case <-ctx.Done():
 		return batch, ctx.Err()
-	case err := <-t.fail:
-		return batch, err
+	case <-t.failed:
+		return batch, t.failErr
 	case r := <-t.C:
 		batch = append(batch, r)
 	}
@@ -128,8 +161,8 @@ func (t *Tail) Next(ctx context.Context, batch []Record, max int) ([]Record, err
 		case r := <-t.C:
 			batch = append(batch, r)
 		default:
-			return batch, nil
+			return batch, t.Err()
 		}
 	}
-	return batch, nil
+	return batch, t.Err()
 }

@@ -1,0 +1,224 @@
+package projections
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/presence-engine/presence/events"
+)
+
+// startTail starts a Tail and stops it when the test ends.
+func startTail(t *testing.T, stream jetstream.Stream, cfg TailConfig) *Tail {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = quiet
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	tail, err := TailStream(ctx, stream, cfg)
+	if err != nil {
+		t.Fatalf("TailStream(%+v) = %v", cfg, err)
+	}
+	t.Cleanup(tail.Stop)
+	return tail
+}
+
+// collect reads n records from tail, failing the test if they take longer
+// than testTimeout.
+func collect(t *testing.T, tail *Tail, n int) []Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	var out, batch []Record
+	var err error
+	for len(out) < n {
+		batch, err = tail.Next(ctx, batch, n-len(out))
+		if err != nil {
+			t.Fatalf("Next() after %d of %d records = %v", len(out), n, err)
+		}
+		out = append(out, batch...)
+	}
+	return out
+}
+
+// checkRecords checks that got holds the history's records at seqs, in order.
+func checkRecords(t *testing.T, got []Record, h *history, seqs ...uint64) {
+	t.Helper()
+	if len(got) != len(seqs) {
+		t.Fatalf("got %d records, want %d", len(got), len(seqs))
+	}
+	for i, r := range got {
+		want := h.entries[seqs[i]-1].Record
+		if r.Seq != want.Seq || !bytes.Equal(r.Data, want.Data) {
+			t.Errorf("record %d: seq %d %s, want seq %d %s", i, r.Seq, r.Data, want.Seq, want.Data)
+		}
+	}
+}
+
+func seqRange(from, to uint64) []uint64 {
+	var out []uint64
+	for s := from; s <= to; s++ {
+		out = append(out, s)
+	}
+	return out
+}
+
+func TestTail(t *testing.T) {
+	js, stream := startLog(t)
+	h := newHistory()
+	for i := range 10 {
+		h.set([]string{alice, bob, carol}[i%3], "", []events.Status{events.Online, events.Away}[i/3%2])
+	}
+	publish(t, js, h, 0)
+
+	t.Run("from", func(t *testing.T) {
+		tests := []struct {
+			name string
+			from uint64
+			want []uint64
+		}{
+			{"zero means the first", 0, seqRange(1, 10)},
+			{"first", 1, seqRange(1, 10)},
+			{"middle", 4, seqRange(4, 10)},
+			{"last", 10, seqRange(10, 10)},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				tail := startTail(t, stream, TailConfig{From: tt.from})
+				checkRecords(t, collect(t, tail, len(tt.want)), h, tt.want...)
+				if got := tail.Last(); got != 10 {
+					t.Errorf("Last() = %d, want 10", got)
+				}
+			})
+		}
+	})
+
+	t.Run("subjects", func(t *testing.T) {
+		tail := startTail(t, stream, TailConfig{Subjects: []string{events.EventSubject(bob)}})
+		checkRecords(t, collect(t, tail, 3), h, 2, 5, 8)
+	})
+
+	t.Run("batches what is waiting", func(t *testing.T) {
+		tail := startTail(t, stream, TailConfig{From: 1, Buffer: 16})
+		if !eventually(testTimeout, func() bool { return len(tail.C) == 10 }) {
+			t.Fatalf("%d records waiting in C after %v, want 10", len(tail.C), testTimeout)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		var batch []Record
+		for _, want := range [][]uint64{{1, 2, 3, 4}, {5, 6, 7, 8}, {9, 10}} {
+			var err error
+			batch, err = tail.Next(ctx, batch, 4)
+			if err != nil {
+				t.Fatalf("Next() = %v", err)
+			}
+			checkRecords(t, batch, h, want...)
+		}
+		// Nothing waits now: Next waits for the next record, until ctx is done.
+		short, cancelShort := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancelShort()
+		batch, err := tail.Next(short, batch, 4)
+		if !errors.Is(err, context.DeadlineExceeded) || len(batch) != 0 {
+			t.Errorf("Next() with nothing waiting = %d records, %v; want none and context.DeadlineExceeded", len(batch), err)
+		}
+	})
+
+	t.Run("waits for what comes", func(t *testing.T) {
+		tail := startTail(t, stream, TailConfig{From: 11})
+		h.set(alice, "", events.Busy)
+		publish(t, js, h, 10)
+		checkRecords(t, collect(t, tail, 1), h, 11)
+		if got := tail.Last(); got != 11 {
+			t.Errorf("Last() = %d, want 11", got)
+		}
+	})
+
+	t.Run("stop twice", func(t *testing.T) {
+		tail := startTail(t, stream, TailConfig{})
+		tail.Stop()
+		tail.Stop()
+	})
+}
+
+func TestTailSlowReader(t *testing.T) {
+	// A reader slower than the log, with a buffer of one: every record comes,
+	// in order, once. (PullMaxMessages stays at its default: with small pulls,
+	// 10 say, the consumer was seen to stall for over 10s on a loaded machine,
+	// with or without a small buffer.)
+	js, stream := startLog(t)
+	h := randomHistory(newHistory(), rand.New(rand.NewPCG(3, 3)), 20, 300)
+	publish(t, js, h, 0)
+	logs := &logRecorder{}
+	tail := startTail(t, stream, TailConfig{Buffer: 1, Logger: slog.New(logs)})
+	var got []Record
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	var batch []Record
+	for len(got) < 300 {
+		var err error
+		if batch, err = tail.Next(ctx, batch, 1); err != nil {
+			t.Fatalf("Next() after %d records = %v; the consumer reported %q", len(got), err, logs.errs())
+		}
+		got = append(got, batch...)
+	}
+	checkRecords(t, got, h, seqRange(1, 300)...)
+}
+
+func TestTailStreamDeleted(t *testing.T) {
+	// Err's contract: it delivers ErrConsumerLost when the stream is deleted under
+	// the Tail. The Follower relies on it to notice a recreated log.
+	js, stream := startLog(t)
+	h := newHistory()
+	h.set(alice, "Alice", events.Online)
+	h.set(bob, "Bob", events.Online)
+	publish(t, js, h, 0)
+	logs := &logRecorder{}
+	tail := startTail(t, stream, TailConfig{Logger: slog.New(logs)})
+	checkRecords(t, collect(t, tail, 2), h, 1, 2)
+
+	deleteLog(t, js)
+	select {
+	case <-tail.Failed():
+		if err := tail.Err(); !errors.Is(err, ErrConsumerLost) {
+			t.Errorf("Err() = %v, want ErrConsumerLost", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Errorf("Failed() was not closed 5s after the stream was deleted, want ErrConsumerLost; the consumer reported %q", logs.errs())
+	}
+}
+
+// logRecorder is a slog.Handler that keeps the "err" of every record.
+type logRecorder struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+func (l *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *logRecorder) WithGroup(string) slog.Handler            { return l }
+func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "err" {
+			l.mu.Lock()
+			l.seen = append(l.seen, a.Value.String())
+			l.mu.Unlock()
+		}
+		return true
+	})
+	return nil
+}
+
+func (l *logRecorder) errs() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.seen)
+}
