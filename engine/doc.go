@@ -19,14 +19,12 @@
 //     included: the friendly name travels with status changes.
 //   - Idle is automatic: it is accepted with cause "endpoint" (a client's
 //     inactivity timer) or "engine", not "user".
-//   - A retried request_id is answered as the first time: from the writer's
-//     memory of recent requests (RequestWindow, 2 minutes by default), from the
-//     contact's last event, or from the log's deduplication window. Across
-//     several engines, a retry sent to another engine after the window, or after
-//     the contact went back to the same status, may be taken as a new set.
+//   - A retried request_id is answered as the first time within the log's
+//     deduplication window (2 minutes by default), whatever happened in between
+//     and whichever engine it reaches; after the window it is a new set.
 //   - Durable subscribers acknowledge each change once their handler returns
-//     nil; a clean stop hands back what was fetched and not handled, so the next
-//     run resumes with nothing missed or repeated. After a crash of the
-//     subscriber, what it had not acknowledged is handed over again after
-//     AckWait: at least once, each change with its log sequence.
+//     nil, and resume right after the last change acknowledged: after a clean
+//     stop nothing is missed or repeated; after a crash the change in hand may
+//     come again (at least once, in order, each with its log sequence). One
+//     process at a time runs a given durable.
 package engine
