@@ -136,47 +136,74 @@ func (s *Service) dispatch(ctx context.Context, h func(micro.Request) (work, err
 	return func(req micro.Request) {
 		w, err := h(req)
 		if err != nil {
-			s.respond(req, nil, err)
+			s.respondNow(req, err)
 			return
 		}
 		select {
 		case s.slots <- struct{}{}:
 		default:
-			s.respond(req, nil, unavailable(fmt.Errorf("busy: %d requests in hand; retry", s.cfg.MaxConcurrent)))
+			s.respondNow(req, unavailable(fmt.Errorf("busy: %d requests in hand; retry", s.cfg.MaxConcurrent)))
 			return
 		}
 		s.mu.Lock()
 		if s.stopped {
 			s.mu.Unlock()
 			<-s.slots
-			s.respond(req, nil, unavailable(errors.New("the service is stopping")))
+			s.respondNow(req, unavailable(errors.New("the service is stopping")))
 			return
 		}
 		s.wg.Add(1)
 		s.mu.Unlock()
+		subject, replyTo := req.Subject(), req.Reply()
 		go func() {
 			defer func() { <-s.slots; s.wg.Done() }()
 			reply, err := w(context.WithoutCancel(ctx))
-			s.respond(req, reply, err)
+			s.respondLater(subject, replyTo, reply, err)
 		}()
 	}
 }
 
-func (s *Service) respond(req micro.Request, reply any, err error) {
+// answer builds a reply: the JSON body, and for an error its code and one-line
+// description for the micro error headers.
+func (s *Service) answer(subject string, reply any, err error) (body []byte, code int, desc string) {
 	if err == nil {
-		if err := req.RespondJSON(reply); err != nil {
-			s.logger.Debug("service: reply failed", "subject", req.Subject(), "err", err)
+		body, err = json.Marshal(reply)
+		if err == nil {
+			return body, 0, ""
 		}
-		return
 	}
-	code := ErrorCode(err)
+	code = ErrorCode(err)
 	if code == 500 {
-		s.logger.Error("service: request failed", "subject", req.Subject(), "err", err)
+		s.logger.Error("service: request failed", "subject", subject, "err", err)
 	}
-	desc := oneLine(err.Error())
-	body, _ := json.Marshal(map[string]any{"error": map[string]any{"code": code, "description": desc}})
+	desc = oneLine(err.Error())
+	body, _ = json.Marshal(map[string]any{"error": map[string]any{"code": code, "description": desc}})
+	return body, code, desc
+}
+
+// respondNow answers an error from the endpoint's own goroutine, through micro,
+// which counts it in the service's stats.
+func (s *Service) respondNow(req micro.Request, err error) {
+	body, code, desc := s.answer(req.Subject(), nil, err)
 	if err := req.Error(strconv.Itoa(code), desc, body); err != nil {
 		s.logger.Debug("service: error reply failed", "subject", req.Subject(), "err", err)
+	}
+}
+
+// respondLater answers from a goroutine of its own. It publishes the reply itself:
+// micro's Request records its response for the stats after the handler returns,
+// and may not be touched once it has.
+func (s *Service) respondLater(subject, replyTo string, reply any, err error) {
+	if replyTo == "" {
+		return
+	}
+	body, code, desc := s.answer(subject, reply, err)
+	msg := &nats.Msg{Subject: replyTo, Data: body}
+	if code != 0 {
+		msg.Header = nats.Header{micro.ErrorHeader: {desc}, micro.ErrorCodeHeader: {strconv.Itoa(code)}}
+	}
+	if err := s.cfg.Conn.PublishMsg(msg); err != nil {
+		s.logger.Debug("service: reply failed", "subject", subject, "err", err)
 	}
 }
 
