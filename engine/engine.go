@@ -38,6 +38,9 @@ type Options struct {
 	Logger *slog.Logger
 	// ReadTimeout bounds a read's wait for its min_seq. Zero means 2s.
 	ReadTimeout time.Duration
+	// MaxConcurrent bounds the sets, and apart from them the reads, that the
+	// service handles at once. Zero means 4096.
+	MaxConcurrent int
 	// Projection configures the projection's store.
 	Projection projections.Options
 }
@@ -147,12 +150,16 @@ func (e *Engine) open() error {
 	if e.feed, err = NewFeed(FeedConfig{Conn: nc, Logger: e.logger}); err != nil {
 		return err
 	}
-	if e.writer, err = NewWriter(WriterConfig{JetStream: e.js, Logger: e.logger,
-		RequestWindow: e.opts.Streams.withDefaults().Duplicates}); err != nil {
+	requests, err := e.js.KeyValue(ctx, RequestsBucket)
+	if err != nil {
+		return fmt.Errorf("open bucket %s: %w", RequestsBucket, err)
+	}
+	if e.writer, err = NewWriter(WriterConfig{JetStream: e.js, Logger: e.logger, Requests: requests}); err != nil {
 		return err
 	}
 	e.reader = &LocalReader{Projection: e.projection, Ready: e.follower.IsReady, Timeout: e.opts.ReadTimeout}
-	e.service, err = NewService(ServiceConfig{Conn: nc, Writer: e.writer, Reader: e.reader, Logger: e.logger})
+	e.service, err = NewService(ServiceConfig{Conn: nc, Writer: e.writer, Reader: e.reader, Logger: e.logger,
+		MaxConcurrent: e.opts.MaxConcurrent})
 	return err
 }
 

@@ -79,20 +79,34 @@ func NewFeed(cfg FeedConfig) (*Feed, error) {
 
 // Run derives the feed until ctx is done, then returns nil.
 func (f *Feed) Run(ctx context.Context) error {
+	wait := f.cfg.RetryWait
 	for {
+		before := f.published.Load()
 		err := f.derive(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
 		f.resyncs.Add(1)
-		f.logger.Warn("feed: resynchronising with its last entry", "stream", FeedStream, "err", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(f.cfg.RetryWait):
+		if f.published.Load() > before {
+			wait = f.cfg.RetryWait // it made progress: start backing off afresh
 		}
+		if isWrongLastSequence(err) {
+			// Another engine published the entry first: it is deriving the
+			// feed. Stand by, checking back less and less often.
+			f.logger.Debug("feed: another engine is deriving the feed; standing by", "stream", FeedStream, "wait", wait)
+		} else {
+			f.logger.Warn("feed: resynchronising with its last entry", "stream", FeedStream, "err", err)
+		}
+		if !sleep(ctx, wait) {
+			return nil
+		}
+		wait = min(2*wait, maxFeedWait)
 	}
 }
+
+// maxFeedWait bounds the pause between two attempts of a standing-by feed, and
+// so how long the feed may stall when the engine that derived it stops.
+const maxFeedWait = 2 * time.Second
 
 // Position returns the log sequence up to which the feed holds every visible
 // change.

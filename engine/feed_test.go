@@ -108,6 +108,9 @@ func TestLogRecreatedIsNoticed(t *testing.T) {
 		}
 	}
 	r.waitFeed(t)
+	if err := r.Projection().WaitApplied(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
 	r.stop(t)
 
 	_, js := natstest.JetStream(t, s)

@@ -33,8 +33,10 @@ type ServiceConfig struct {
 	Reader *LocalReader
 	// Logger receives what the service notices. Zero means slog.Default().
 	Logger *slog.Logger
-	// MaxConcurrent bounds the requests handled at once; past it requests are
-	// answered 503 at once. Zero means 4096.
+	// MaxConcurrent bounds the sets handled at once, and apart from them the
+	// reads: past it requests are answered 503 at once. Reads and sets have a
+	// bound each, so that reads waiting for their min_seq never crowd out sets.
+	// Zero means 4096.
 	MaxConcurrent int
 	// SetTimeout bounds the handling of one set. Zero means 5s.
 	SetTimeout time.Duration
@@ -52,7 +54,6 @@ type ServiceConfig struct {
 type Service struct {
 	cfg     ServiceConfig
 	logger  *slog.Logger
-	slots   chan struct{}
 	started chan struct{} // closed once the endpoints listen
 
 	mu      sync.Mutex // guards stopped against wg.Add after Wait began
@@ -74,8 +75,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	if cfg.SetTimeout <= 0 {
 		cfg.SetTimeout = 5 * time.Second
 	}
-	return &Service{cfg: cfg, logger: cfg.Logger, slots: make(chan struct{}, cfg.MaxConcurrent),
-		started: make(chan struct{})}, nil
+	return &Service{cfg: cfg, logger: cfg.Logger, started: make(chan struct{})}, nil
 }
 
 // Started returns a channel closed once the service answers requests.
@@ -93,16 +93,18 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("start the %s service: %w", ServiceName, err)
 	}
 	g := svc.AddGroup("presence")
+	sets, reads := make(chan struct{}, s.cfg.MaxConcurrent), make(chan struct{}, s.cfg.MaxConcurrent)
 	endpoints := []struct {
 		name    string
 		handler func(micro.Request) (work, error)
+		slots   chan struct{}
 	}{
-		{"set", s.set},
-		{"status", s.status},
-		{"self", s.self},
+		{"set", s.set, sets},
+		{"status", s.status, reads},
+		{"self", s.self, reads},
 	}
 	for _, e := range endpoints {
-		if err := g.AddEndpoint(e.name, s.dispatch(ctx, e.handler), micro.WithEndpointSubject(e.name+".*")); err != nil {
+		if err := g.AddEndpoint(e.name, s.dispatch(ctx, e.handler, e.slots), micro.WithEndpointSubject(e.name+".*")); err != nil {
 			_ = svc.Stop()
 			return fmt.Errorf("add endpoint %s: %w", e.name, err)
 		}
@@ -132,7 +134,7 @@ type work func(context.Context) (any, error)
 // that bad input is answered at once (and counted as an error in the service's
 // stats), and runs the rest on a goroutine of its own, at most MaxConcurrent at
 // once, so that a read waiting for its min_seq holds up no other.
-func (s *Service) dispatch(ctx context.Context, h func(micro.Request) (work, error)) micro.HandlerFunc {
+func (s *Service) dispatch(ctx context.Context, h func(micro.Request) (work, error), slots chan struct{}) micro.HandlerFunc {
 	return func(req micro.Request) {
 		w, err := h(req)
 		if err != nil {
@@ -140,7 +142,7 @@ func (s *Service) dispatch(ctx context.Context, h func(micro.Request) (work, err
 			return
 		}
 		select {
-		case s.slots <- struct{}{}:
+		case slots <- struct{}{}:
 		default:
 			s.respondNow(req, unavailable(fmt.Errorf("busy: %d requests in hand; retry", s.cfg.MaxConcurrent)))
 			return
@@ -148,7 +150,7 @@ func (s *Service) dispatch(ctx context.Context, h func(micro.Request) (work, err
 		s.mu.Lock()
 		if s.stopped {
 			s.mu.Unlock()
-			<-s.slots
+			<-slots
 			s.respondNow(req, unavailable(errors.New("the service is stopping")))
 			return
 		}
@@ -156,7 +158,7 @@ func (s *Service) dispatch(ctx context.Context, h func(micro.Request) (work, err
 		s.mu.Unlock()
 		subject, replyTo := req.Subject(), req.Reply()
 		go func() {
-			defer func() { <-s.slots; s.wg.Done() }()
+			defer func() { <-slots; s.wg.Done() }()
 			reply, err := w(context.WithoutCancel(ctx))
 			s.respondLater(subject, replyTo, reply, err)
 		}()

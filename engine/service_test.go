@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 
 	"github.com/presence-engine/presence/engine/natstest"
 	"github.com/presence-engine/presence/events"
@@ -169,5 +171,36 @@ func TestParseSync(t *testing.T) {
 		if _, err := ParseSync(in); err == nil || !strings.Contains(err.Error(), in) {
 			t.Errorf("ParseSync(%q) = %v, want an error naming it", in, err)
 		}
+	}
+}
+
+// TestWaitingReadsDoNotCrowdOutSets fills every read slot with reads waiting for
+// a min_seq that never comes: sets still go through.
+func TestWaitingReadsDoNotCrowdOutSets(t *testing.T) {
+	r := startEngine(t, "", Options{MaxConcurrent: 4, ReadTimeout: 2 * time.Second})
+	nc := r.connect(t)
+	replies := make(chan *nats.Msg, 64)
+	sub, err := nc.ChanSubscribe(nats.NewInbox(), replies)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	for range 8 { // twice the slots: the last four are refused at once
+		if err := nc.PublishRequest("presence.status.alice", sub.Subject, []byte(`{"min_seq":9000000000}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 4 {
+		select {
+		case m := <-replies:
+			if code := m.Header.Get(micro.ErrorCodeHeader); code != "503" {
+				t.Errorf("read past the slots: code %q, want 503 busy", code)
+			}
+		case <-time.After(3 * time.Second):
+			t.Fatal("reads past the slots were not refused at once")
+		}
+	}
+	if res := set(t, nc, "alice", `{"status":"online"}`); !res.Changed {
+		t.Errorf("set while every read slot waits = %+v, want a change", res)
 	}
 }

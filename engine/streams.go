@@ -17,6 +17,9 @@ import (
 const (
 	LogStream  = "PRESENCE"         // the log: every event, the truth
 	FeedStream = "PRESENCE_CHANGES" // the feed: visible changes only
+	// RequestsBucket is the key-value bucket where the writer keeps its answers
+	// to request IDs for the deduplication window.
+	RequestsBucket = "PRESENCE_REQUESTS"
 )
 
 // StreamOptions shape the streams the engine creates.
@@ -24,8 +27,10 @@ type StreamOptions struct {
 	// Replicas of each stream when the engine creates it. Zero means 3 where the
 	// server is part of a cluster with room for them, else 1.
 	Replicas int
-	// Duplicates is the log's deduplication window: a request retried with the
-	// same request_id within it is stored once. Zero means 2 minutes.
+	// Duplicates is how long a request_id is remembered: a request retried
+	// within it is answered as the first time. It is the log's deduplication
+	// window and the lifetime of the answers in RequestsBucket. Zero means 2
+	// minutes.
 	Duplicates time.Duration
 }
 
@@ -36,8 +41,9 @@ func (o StreamOptions) withDefaults() StreamOptions {
 	return o
 }
 
-// LogStreamConfig returns the configuration of the log: file storage, every event kept
-// (no limits), deletes and purges refused, direct gets allowed for the writer's
+// LogStreamConfig returns the configuration of the log: file storage, every event
+// kept (no limits), deletes and purges refused. Direct gets are off: on a cluster
+// followers answer them, perhaps from behind, and the writer decides on what it
 // reads of a contact's last event.
 func LogStreamConfig(o StreamOptions) jetstream.StreamConfig {
 	o = o.withDefaults()
@@ -53,14 +59,14 @@ func LogStreamConfig(o StreamOptions) jetstream.StreamConfig {
 		Duplicates:  o.Duplicates,
 		DenyDelete:  true,
 		DenyPurge:   true,
-		AllowDirect: true,
 		Discard:     jetstream.DiscardNew,
 	}
 }
 
-// FeedStreamConfig returns the configuration of the feed: file storage, every entry
-// kept. Purges are allowed: the engine re-derives the feed when the log it came
-// from was recreated.
+// FeedStreamConfig returns the configuration of the feed: file storage, every
+// entry kept. Purges are allowed: the engine re-derives the feed when the log it
+// came from was recreated. Direct gets are off, as on the log: the feed resumes
+// from what it reads of its own last entry.
 func FeedStreamConfig(o StreamOptions) jetstream.StreamConfig {
 	o = o.withDefaults()
 	return jetstream.StreamConfig{
@@ -74,8 +80,21 @@ func FeedStreamConfig(o StreamOptions) jetstream.StreamConfig {
 		Replicas:    o.Replicas,
 		Duplicates:  o.Duplicates,
 		DenyDelete:  true,
-		AllowDirect: true,
 		Discard:     jetstream.DiscardNew,
+	}
+}
+
+// RequestsConfig returns the configuration of the bucket of answers to request
+// IDs: each kept for the deduplication window.
+func RequestsConfig(o StreamOptions) jetstream.KeyValueConfig {
+	o = o.withDefaults()
+	return jetstream.KeyValueConfig{
+		Bucket:      RequestsBucket,
+		Description: "presence: the writer's answers to request IDs, for retries",
+		History:     1,
+		TTL:         o.Duplicates,
+		Storage:     jetstream.FileStorage,
+		Replicas:    o.Replicas,
 	}
 }
 
@@ -91,41 +110,59 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions,
 	for _, want := range []jetstream.StreamConfig{LogStreamConfig(o), FeedStreamConfig(o)} {
 		s, err := js.Stream(ctx, want.Name)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			if err := createStream(ctx, js, want, logger); err != nil {
+			err = withReplicas(want.Replicas, func(replicas int) error {
+				cfg := want
+				cfg.Replicas = replicas
+				_, err := js.CreateStream(ctx, cfg)
+				if err == nil {
+					logger.Info("created stream", "stream", cfg.Name, "replicas", replicas)
+				}
 				return err
+			})
+			if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				return fmt.Errorf("create stream %s: %w", want.Name, err)
 			}
-			continue
+			// Created here or, in a race, by another engine: look at it either way.
+			s, err = js.Stream(ctx, want.Name)
 		}
 		if err != nil {
 			return fmt.Errorf("look up stream %s: %w", want.Name, err)
 		}
-		if err := checkStream(s.CachedInfo().Config, want, logger); err != nil {
+		if err := checkStream(s.CachedInfo().Config, want, o.withDefaults(), logger); err != nil {
 			return err
 		}
+	}
+	kv := RequestsConfig(o)
+	if _, err := js.KeyValue(ctx, kv.Bucket); errors.Is(err, jetstream.ErrBucketNotFound) {
+		err = withReplicas(kv.Replicas, func(replicas int) error {
+			cfg := kv
+			cfg.Replicas = replicas
+			_, err := js.CreateKeyValue(ctx, cfg)
+			return err
+		})
+		if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+			return fmt.Errorf("create bucket %s: %w", kv.Bucket, err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("look up bucket %s: %w", kv.Bucket, err)
 	}
 	return nil
 }
 
-// createStream creates a stream; with Replicas zero it tries 3 and settles for 1
-// where the server is alone or the cluster has no room.
-func createStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig, logger *slog.Logger) error {
-	auto := cfg.Replicas == 0
-	if auto {
-		cfg.Replicas = 3
+// withReplicas creates something with the given replicas; zero tries 3 and
+// settles for 1 where the server is alone or the cluster has no room.
+func withReplicas(replicas int, create func(replicas int) error) error {
+	if replicas != 0 {
+		return create(replicas)
 	}
-	_, err := js.CreateStream(ctx, cfg)
+	err := create(3)
 	var apiErr *jetstream.APIError
-	if auto && errors.As(err, &apiErr) && (apiErr.ErrorCode == 10074 || apiErr.ErrorCode == 10023 || apiErr.ErrorCode == 10005) {
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == 10074 || apiErr.ErrorCode == 10023 || apiErr.ErrorCode == 10005) {
 		// 10074: replicas > 1 not supported in non-clustered mode; 10023:
 		// insufficient resources; 10005: no suitable peers.
-		cfg.Replicas = 1
-		_, err = js.CreateStream(ctx, cfg)
+		return create(1)
 	}
-	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-		return fmt.Errorf("create stream %s: %w", cfg.Name, err)
-	}
-	logger.Info("created stream", "stream", cfg.Name, "replicas", cfg.Replicas)
-	return nil
+	return err
 }
 
 // IncompatibleStreamError says which setting of an existing stream breaks the
@@ -145,7 +182,7 @@ func (e *IncompatibleStreamError) Error() string {
 // Is makes errors.Is(err, ErrIncompatibleStream) true.
 func (e *IncompatibleStreamError) Is(target error) bool { return target == ErrIncompatibleStream }
 
-func checkStream(have, want jetstream.StreamConfig, logger *slog.Logger) error {
+func checkStream(have, want jetstream.StreamConfig, o StreamOptions, logger *slog.Logger) error {
 	bad := func(setting string, h, w any) error {
 		return &IncompatibleStreamError{Stream: want.Name, Setting: setting, Have: fmt.Sprint(h), Want: fmt.Sprint(w)}
 	}
@@ -156,14 +193,24 @@ func checkStream(have, want jetstream.StreamConfig, logger *slog.Logger) error {
 		return bad("storage", have.Storage, want.Storage)
 	case have.Retention != want.Retention:
 		return bad("retention", have.Retention, want.Retention)
+	case have.NoAck:
+		return bad("no_ack", true, "false (appends wait for their acknowledgement)")
 	case have.AllowRollup:
 		return bad("allow_rollup_hdrs", true, false)
 	case have.Sealed:
 		return bad("sealed", true, false)
 	case have.Mirror != nil:
 		return bad("mirror", have.Mirror.Name, "none")
+	case len(have.Sources) > 0:
+		return bad("sources", len(have.Sources), "none (only the engine writes the stream)")
+	case have.AllowMsgTTL:
+		return bad("allow_msg_ttl", true, "false (no message may expire on its own)")
 	case have.MaxMsgsPerSubject > 0 && want.Name == LogStream:
 		return bad("max_msgs_per_subject", have.MaxMsgsPerSubject, "-1 (a contact's history is its chain)")
+	case have.DenyPurge && want.Name == FeedStream:
+		return bad("deny_purge", true, "false (the feed is purged and derived again when the log was recreated)")
+	case want.Name == LogStream && have.Duplicates < o.Duplicates:
+		return bad("duplicate_window", have.Duplicates, fmt.Sprintf("at least %s, the window in which request IDs are deduplicated", o.Duplicates))
 	}
 	if have.MaxMsgs > 0 || have.MaxBytes > 0 || have.MaxAge > 0 {
 		logger.Warn("stream has limits: events past them are dropped", "stream", want.Name,
@@ -172,6 +219,10 @@ func checkStream(have, want jetstream.StreamConfig, logger *slog.Logger) error {
 	if want.Replicas != 0 && have.Replicas != want.Replicas {
 		logger.Warn("stream has another replica count than configured; left as it is", "stream", want.Name,
 			"replicas", have.Replicas, "configured", want.Replicas)
+	}
+	if have.AllowDirect && have.Replicas > 1 {
+		logger.Warn("stream allows direct gets, which followers may answer from behind; the engine reads it through the leader only if allow_direct is false",
+			"stream", want.Name, "replicas", have.Replicas)
 	}
 	if want.Name == LogStream && (!have.DenyDelete || !have.DenyPurge) {
 		logger.Warn("log allows deletes or purges: an operator can remove audit history", "stream", want.Name)

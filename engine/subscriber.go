@@ -66,7 +66,8 @@ func StartAll() Start { return Start{kind: startAll} }
 // StartAtSeq begins with the first change at or after log sequence seq.
 func StartAtSeq(seq uint64) Start { return Start{kind: startSeq, seq: seq} }
 
-// StartAtTime begins with the first change accepted at or after t.
+// StartAtTime begins with the first change stored in the feed at or after t
+// (an entry is stored a moment after its change is accepted).
 func StartAtTime(t time.Time) Start { return Start{kind: startTime, at: t} }
 
 // SubscriberConfig configures a Subscriber.
@@ -200,6 +201,9 @@ func FeedSeqOf(ctx context.Context, feed jetstream.Stream, logSeq uint64) (uint6
 	if err != nil {
 		return 0, fmt.Errorf("read the feed: %w", err)
 	}
+	if info.State.Msgs == 0 {
+		return info.State.LastSeq + 1, nil
+	}
 	lo, hi := info.State.FirstSeq, info.State.LastSeq+1 // answer in [lo, hi]
 	for lo < hi {
 		mid := lo + (hi-lo)/2
@@ -259,40 +263,44 @@ func (s *Subscriber) runOrdered(ctx context.Context, stream jetstream.Stream, h 
 // durable returns the subscription's consumer. A new one starts where Start
 // says. One that exists resumes right after the last change acknowledged in
 // order: when changes were handed to an earlier run and not acknowledged (it was
-// stopped, or crashed), or the contacts changed, it is created again from there,
-// so the next change handed over is always the one after, never a later one
-// while an earlier waits for redelivery.
+// stopped mid-batch, or crashed), it is reset to there, so the next change handed
+// over is always the one after, never a later one while an earlier waits for
+// redelivery. Changed contacts update its filter in place.
 func (s *Subscriber) durable(ctx context.Context, stream jetstream.Stream) (jetstream.Consumer, error) {
-	cfg := jetstream.ConsumerConfig{
-		Durable:        s.cfg.Durable,
-		Description:    "presence subscriber",
-		FilterSubjects: s.subjects(),
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        s.cfg.AckWait,
-		MaxAckPending:  s.cfg.Batch,
-	}
 	cons, err := stream.Consumer(ctx, s.cfg.Durable)
-	switch {
-	case errors.Is(err, jetstream.ErrConsumerNotFound):
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		cfg := jetstream.ConsumerConfig{
+			Durable:        s.cfg.Durable,
+			Description:    "presence subscriber",
+			FilterSubjects: s.subjects(),
+			AckPolicy:      jetstream.AckExplicitPolicy,
+			AckWait:        s.cfg.AckWait,
+			MaxAckPending:  s.cfg.Batch,
+		}
 		if cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime, err = s.deliverFrom(ctx, stream); err != nil {
 			return nil, err
 		}
 		return stream.CreateConsumer(ctx, cfg)
-	case err != nil:
+	}
+	if err != nil {
 		return nil, err
 	}
 	info := cons.CachedInfo()
-	if info.NumAckPending == 0 && info.NumRedelivered == 0 && slices.Equal(info.Config.FilterSubjects, cfg.FilterSubjects) {
-		return cons, nil
+	if filters := s.subjects(); !slices.Equal(info.Config.FilterSubjects, filters) {
+		cfg := info.Config
+		cfg.FilterSubject, cfg.FilterSubjects = "", filters
+		if cons, err = stream.UpdateConsumer(ctx, cfg); err != nil {
+			return nil, err
+		}
 	}
-	cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-	cfg.OptStartSeq = info.AckFloor.Stream + 1
-	s.logger.Debug("subscriber: resuming after the last change acknowledged", "durable", s.cfg.Durable,
-		"feed_seq", cfg.OptStartSeq, "unacknowledged", info.NumAckPending)
-	if err := stream.DeleteConsumer(ctx, s.cfg.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, err
+	if info.NumAckPending > 0 || info.NumRedelivered > 0 {
+		s.logger.Debug("subscriber: resuming after the last change acknowledged", "durable", s.cfg.Durable,
+			"unacknowledged", info.NumAckPending)
+		if _, err := stream.ResetConsumer(ctx, s.cfg.Durable); err != nil {
+			return nil, err
+		}
 	}
-	return stream.CreateConsumer(ctx, cfg)
+	return cons, nil
 }
 
 func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h Handler) error {
@@ -300,18 +308,23 @@ func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h 
 	if err != nil {
 		return fmt.Errorf("durable subscriber %q: %w", s.cfg.Durable, err)
 	}
+	wait := s.cfg.RetryWait
 	for ctx.Err() == nil {
-		batch, err := cons.Fetch(s.cfg.Batch, jetstream.FetchMaxWait(time.Second))
+		fctx, cancel := context.WithTimeout(ctx, time.Second)
+		batch, err := cons.Fetch(s.cfg.Batch, jetstream.FetchContext(fctx))
 		if err != nil {
+			cancel()
 			if ctx.Err() != nil {
 				break
 			}
-			s.logger.Warn("subscriber: fetch failed; retrying", "durable", s.cfg.Durable, "err", err)
-			if !sleep(ctx, s.cfg.RetryWait) {
+			s.logger.Warn("subscriber: fetch failed; retrying", "durable", s.cfg.Durable, "err", err, "wait", wait)
+			if !sleep(ctx, wait) {
 				break
 			}
+			wait = min(2*wait, 30*time.Second)
 			continue
 		}
+		wait = s.cfg.RetryWait
 		var lastAcked jetstream.Msg
 		for m := range batch.Messages() {
 			if ctx.Err() != nil {
@@ -325,6 +338,7 @@ func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h 
 			}
 			lastAcked = m
 		}
+		cancel()
 		if ctx.Err() != nil && lastAcked != nil {
 			// Make sure the server has every ack before the next run starts:
 			// acks travel in order, so confirming the last confirms all.

@@ -380,3 +380,23 @@ func TestDurableSubscriberAfterACrash(t *testing.T) {
 		t.Errorf("second run saw %v, want %v", got, want[i:])
 	}
 }
+
+// TestStartAtSeqOnAnEmptyFeed starts at a log sequence before anything was
+// written.
+func TestStartAtSeqOnAnEmptyFeed(t *testing.T) {
+	r := startEngine(t, "", Options{})
+	var col collector
+	ctx, cancel := context.WithCancel(context.Background())
+	done := runSubscriber(t, ctx, SubscriberConfig{Conn: r.connect(t), Reader: r.Reader(), Start: StartAtSeq(1)},
+		func(ctx context.Context, ch Change) error { col.add(ch, Reply{}); return nil })
+	res, err := r.Writer().Set(ctxT(t), SetRequest{Contact: "alice", Status: events.Online})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the first change", func() bool { return col.len() >= 1 })
+	cancel()
+	wait(t, done)
+	if got := col.seqs(); fmt.Sprint(got) != fmt.Sprint([]uint64{res.Seq}) {
+		t.Errorf("saw %v, want [%d]", got, res.Seq)
+	}
+}

@@ -2,6 +2,9 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -12,7 +15,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nuid"
 
 	"github.com/presence-engine/presence/events"
 )
@@ -29,9 +31,11 @@ type WriterConfig struct {
 	// MaxAttempts bounds the appends tried for one set when other writers keep
 	// changing the contact in between. Zero means 32.
 	MaxAttempts int
-	// RequestWindow is how long answers to request IDs are remembered by this
-	// writer. Zero means 2 minutes, the log's deduplication window.
-	RequestWindow time.Duration
+	// Requests is the bucket where answers to request IDs are kept for the
+	// deduplication window (RequestsBucket), so that a retry is answered as the
+	// first time on any engine, after any restart. Zero means none: retries are
+	// then recognised only by the log's deduplication of appended events.
+	Requests jetstream.KeyValue
 	// Now is the clock of event times. Zero means time.Now.
 	Now func() time.Time
 }
@@ -77,7 +81,7 @@ type Writer struct {
 	cacheMu sync.Mutex
 	cache   map[string]last
 
-	requests requestMemory
+	stream atomic.Pointer[jetstream.Stream] // the log, looked up once
 
 	appended   atomic.Uint64
 	unchanged  atomic.Uint64
@@ -109,16 +113,12 @@ func NewWriter(cfg WriterConfig) (*Writer, error) {
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = 32
 	}
-	if cfg.RequestWindow <= 0 {
-		cfg.RequestWindow = 2 * time.Minute
-	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	return &Writer{
 		cfg: cfg, js: cfg.JetStream, logger: cfg.Logger, seed: maphash.MakeSeed(),
-		cache:    make(map[string]last),
-		requests: requestMemory{window: cfg.RequestWindow, max: cfg.CacheSize},
+		cache: make(map[string]last),
 	}, nil
 }
 
@@ -154,17 +154,65 @@ func (w *Writer) Set(ctx context.Context, req SetRequest) (SetResult, error) {
 	mu.Lock()
 	defer mu.Unlock()
 
-	if req.RequestID != "" {
-		if res, ok := w.requests.get(req.Contact, req.RequestID, w.cfg.Now()); ok {
+	if req.RequestID == "" {
+		return w.set(ctx, req)
+	}
+	if res, ok, err := w.answered(ctx, req); err != nil || ok {
+		if ok {
 			w.duplicates.Add(1)
-			return res, nil
 		}
+		return res, err
 	}
 	res, err := w.set(ctx, req)
-	if err == nil && req.RequestID != "" {
-		w.requests.put(req.Contact, req.RequestID, res, w.cfg.Now())
+	if err == nil {
+		w.record(ctx, req, res)
 	}
 	return res, err
+}
+
+// requestKey is where the answer to a request is kept: a digest of contact and
+// request ID, since neither is fit for a key as it is.
+func requestKey(contact, requestID string) string {
+	sum := sha256.Sum256([]byte(msgID(contact, requestID)))
+	return hex.EncodeToString(sum[:16])
+}
+
+type answerJSON struct {
+	Contact   string    `json:"contact"`
+	RequestID string    `json:"request_id"`
+	Result    SetResult `json:"result"`
+}
+
+// answered returns the answer given to the request before, if it was within the
+// deduplication window.
+func (w *Writer) answered(ctx context.Context, req SetRequest) (SetResult, bool, error) {
+	if w.cfg.Requests == nil {
+		return SetResult{}, false, nil
+	}
+	entry, err := w.cfg.Requests.Get(ctx, requestKey(req.Contact, req.RequestID))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return SetResult{}, false, nil
+	}
+	if err != nil {
+		return SetResult{}, false, unavailable(fmt.Errorf("look up request %s: %w", events.Quote(req.RequestID), err))
+	}
+	var a answerJSON
+	if err := json.Unmarshal(entry.Value(), &a); err != nil || a.Contact != req.Contact || a.RequestID != req.RequestID {
+		return SetResult{}, false, nil // not this request's: treat it as new
+	}
+	return a.Result, true, nil
+}
+
+// record keeps the answer to a request for the window. Failing that, the answer
+// stands; a retry is then recognised by the log alone.
+func (w *Writer) record(ctx context.Context, req SetRequest, res SetResult) {
+	if w.cfg.Requests == nil {
+		return
+	}
+	b, _ := json.Marshal(answerJSON{Contact: req.Contact, RequestID: req.RequestID, Result: res})
+	if _, err := w.cfg.Requests.Put(ctx, requestKey(req.Contact, req.RequestID), b); err != nil {
+		w.logger.Warn("writer: could not keep the answer to a request", "contact", req.Contact, "err", err)
+	}
 }
 
 func (w *Writer) set(ctx context.Context, req SetRequest) (SetResult, error) {
@@ -197,16 +245,6 @@ func (w *Writer) set(ctx context.Context, req SetRequest) (SetResult, error) {
 		}
 		if cur.status == req.Status {
 			w.remember(req.Contact, cur)
-			if req.RequestID != "" {
-				// The contact may have come back to this status since the
-				// request was first stored: ask the log whether it knows it.
-				if seq, err := w.storedRequest(ctx, req); err != nil {
-					return SetResult{}, err
-				} else if seq > 0 {
-					w.duplicates.Add(1)
-					return w.original(ctx, req, seq)
-				}
-			}
 			w.unchanged.Add(1)
 			return SetResult{Contact: req.Contact, Status: cur.status, Previous: cur.status, Seq: cur.seq}, nil
 		}
@@ -254,35 +292,11 @@ func msgID(contact, requestID string) string {
 	return events.Token(contact) + "/" + requestID
 }
 
-// storedRequest asks the log whether it stored the request within its
-// deduplication window, without appending anything: a publish carrying the
-// request's Nats-Msg-Id and an expected last message ID that no message has. The
-// log answers a duplicate with the original's sequence; anything else fails the
-// expectation and is not stored. It returns 0 when the request is unknown.
-func (w *Writer) storedRequest(ctx context.Context, req SetRequest) (uint64, error) {
-	msg := &nats.Msg{Subject: events.EventSubject(req.Contact), Data: []byte("{}")}
-	ack, err := w.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(LogStream),
-		jetstream.WithMsgID(msgID(req.Contact, req.RequestID)),
-		jetstream.WithExpectLastMsgID("presence-probe/"+nuid.Next()))
-	var apiErr *jetstream.APIError
-	switch {
-	case err == nil && ack.Duplicate:
-		return ack.Sequence, nil
-	case errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeWrongLastMsgID:
-		return 0, nil
-	case err == nil:
-		// Stored after all: only a broken server gets here. Say so loudly; the
-		// record is not an event and the fold steps over it.
-		return 0, fmt.Errorf("the log stored a request probe for %q at seq %d", req.Contact, ack.Sequence)
-	}
-	return 0, unavailable(fmt.Errorf("ask the log about request %q: %w", req.RequestID, err))
-}
-
 // original answers a request whose event the log already holds at seq.
 func (w *Writer) original(ctx context.Context, req SetRequest, seq uint64) (SetResult, error) {
-	stream, err := w.js.Stream(ctx, LogStream)
+	stream, err := w.log(ctx)
 	if err != nil {
-		return SetResult{}, unavailable(fmt.Errorf("read the log: %w", err))
+		return SetResult{}, err
 	}
 	msg, err := stream.GetMsg(ctx, seq)
 	if err != nil {
@@ -298,11 +312,24 @@ func (w *Writer) original(ctx context.Context, req SetRequest, seq uint64) (SetR
 	return SetResult{Contact: req.Contact, Status: e.Status, Previous: e.Previous, Seq: seq, Changed: true}, nil
 }
 
+// log returns the log's stream, looked up on first use.
+func (w *Writer) log(ctx context.Context) (jetstream.Stream, error) {
+	if s := w.stream.Load(); s != nil {
+		return *s, nil
+	}
+	s, err := w.js.Stream(ctx, LogStream)
+	if err != nil {
+		return nil, unavailable(fmt.Errorf("open the log: %w", err))
+	}
+	w.stream.Store(&s)
+	return s, nil
+}
+
 // readLast reads the contact's last event from the log.
 func (w *Writer) readLast(ctx context.Context, contact string) (last, error) {
-	stream, err := w.js.Stream(ctx, LogStream)
+	stream, err := w.log(ctx)
 	if err != nil {
-		return last{}, unavailable(fmt.Errorf("read the log: %w", err))
+		return last{}, err
 	}
 	msg, err := stream.GetLastMsgForSubject(ctx, events.EventSubject(contact))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -345,9 +372,6 @@ func (w *Writer) forget(contact string) {
 	delete(w.cache, contact)
 }
 
-// errCodeWrongLastMsgID is JetStream's "wrong last msg ID" (JSStreamWrongLastMsgIDErrF).
-const errCodeWrongLastMsgID jetstream.ErrorCode = 10070
-
 func isWrongLastSequence(err error) bool {
 	var apiErr *jetstream.APIError
 	if !errors.As(err, &apiErr) {
@@ -371,39 +395,3 @@ func (w *Writer) Metrics() WriterMetrics {
 		Conflicts: w.conflicts.Load(), Duplicates: w.duplicates.Load()}
 }
 
-// requestMemory remembers answers to request IDs for a window, in two
-// generations: an answer is kept at least one window and at most two, and at
-// most max answers per generation.
-type requestMemory struct {
-	window time.Duration
-	max    int
-
-	mu       sync.Mutex
-	started  time.Time
-	cur, old map[string]SetResult
-}
-
-func (m *requestMemory) rotate(now time.Time) {
-	if m.cur == nil || now.Sub(m.started) >= m.window || len(m.cur) >= m.max {
-		m.old, m.cur, m.started = m.cur, make(map[string]SetResult), now
-	}
-}
-
-func (m *requestMemory) get(contact, id string, now time.Time) (SetResult, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.rotate(now)
-	key := msgID(contact, id)
-	if r, ok := m.cur[key]; ok {
-		return r, true
-	}
-	r, ok := m.old[key]
-	return r, ok
-}
-
-func (m *requestMemory) put(contact, id string, r SetResult, now time.Time) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.rotate(now)
-	m.cur[msgID(contact, id)] = r
-}

@@ -23,7 +23,11 @@ func newTestWriter(t testing.TB, url string) *Writer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := NewWriter(WriterConfig{JetStream: js, Logger: testLogger(t)})
+	requests, err := js.KeyValue(ctxT(t), RequestsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := NewWriter(WriterConfig{JetStream: js, Logger: testLogger(t), Requests: requests})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,9 +311,8 @@ func TestWriterNoticesOtherWriters(t *testing.T) {
 }
 
 // TestRequestIDAfterTheContactCameBack retries a request once the contact has
-// come back to the status it set, through a writer that never saw it (as after a
-// restart): the log still knows the request, and the retry is answered as the
-// first time, appending nothing.
+// come back to the status it set, through another writer (as after a restart or
+// on another engine): the retry is answered as the first time, appending nothing.
 func TestRequestIDAfterTheContactCameBack(t *testing.T) {
 	s := natstest.Start(t)
 	r := startEngine(t, "", Options{NATSURL: s.ClientURL()})
@@ -343,5 +346,37 @@ func TestRequestIDAfterTheContactCameBack(t *testing.T) {
 	}
 	if after := lastSeq(t, js, LogStream); after != before {
 		t.Errorf("log went from seq %d to %d", before, after)
+	}
+}
+
+// TestUnchangedRequestIsAnsweredTheSame retries a request whose first answer was
+// "nothing changed", after another change, on another writer: it is answered
+// the same way and appends nothing.
+func TestUnchangedRequestIsAnsweredTheSame(t *testing.T) {
+	s := natstest.Start(t)
+	r := startEngine(t, "", Options{NATSURL: s.ClientURL()})
+	js := r.jetStream(t)
+	ctx := ctxT(t)
+	w := r.Writer()
+	if _, err := w.Set(ctx, SetRequest{Contact: "gus", Status: events.Away}); err != nil {
+		t.Fatal(err)
+	}
+	first, err := w.Set(ctx, SetRequest{Contact: "gus", Status: events.Away, RequestID: "r-1"})
+	if err != nil || first.Changed {
+		t.Fatalf("first answer %+v, %v; want no change", first, err)
+	}
+	if _, err := w.Set(ctx, SetRequest{Contact: "gus", Status: events.Busy}); err != nil {
+		t.Fatal(err)
+	}
+	before := lastSeq(t, js, LogStream)
+	got, err := newTestWriter(t, s.ClientURL()).Set(ctx, SetRequest{Contact: "gus", Status: events.Away, RequestID: "r-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != first {
+		t.Errorf("retry answered %+v, want the first answer %+v", got, first)
+	}
+	if after := lastSeq(t, js, LogStream); after != before {
+		t.Errorf("the retry appended: log went from seq %d to %d", before, after)
 	}
 }
