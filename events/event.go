@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -173,6 +174,19 @@ func ValidateRequestID(id string) error {
 	return nil
 }
 
+// logCause reads the cause of a logged event: any short printable token, empty
+// meaning CauseUser.
+func logCause(c Cause) (Cause, error) {
+	if c == "" {
+		return CauseUser, nil
+	}
+	if len(c) > 64 || !utf8.ValidString(string(c)) || strings.IndexFunc(string(c), unicode.IsControl) >= 0 {
+		return "", &ValueError{Field: "cause", Value: quote(string(c)), Err: ErrInvalidCause,
+			Reason: "a cause is at most 64 bytes of UTF-8 without control characters"}
+	}
+	return c, nil
+}
+
 // DecodeEvent decodes and validates a log event. It never panics; every error
 // wraps ErrMalformed or ErrUnsupportedVersion and says what is wrong.
 func DecodeEvent(data []byte) (Event, error) {
@@ -190,12 +204,15 @@ func DecodeEvent(data []byte) (Event, error) {
 	if err := ValidateName(j.Name); err != nil {
 		return Event{}, malformedBy(kind, err)
 	}
-	cause, err := ParseCause(string(j.Cause))
+	// Who may set what is the write path's rule (Settable), not the log's: the
+	// log holds what was accepted, and a reader takes any protocol status and
+	// any cause, so that a rule or a cause added later never hides an event.
+	cause, err := logCause(j.Cause)
 	if err != nil {
 		return Event{}, malformedBy(kind, err)
 	}
-	if err := j.Status.Settable(cause); err != nil {
-		return Event{}, malformed(kind, `"status": %v`, err)
+	if j.Status == Unknown || j.Status.Local() || !j.Status.Valid() {
+		return Event{}, malformed(kind, `"status" %s is not a status a change can have`, j.Status)
 	}
 	if j.Previous.Local() || !j.Previous.Valid() {
 		return Event{}, malformed(kind, `"previous" %s is not a protocol status`, j.Previous)
