@@ -18,8 +18,6 @@ var (
 	// ErrIncompatibleStream: an existing stream's configuration would break the
 	// engine's guarantees.
 	ErrIncompatibleStream = errors.New("engine: incompatible stream")
-	// ErrClosed: the part was stopped.
-	ErrClosed = errors.New("engine: closed")
 )
 
 // ConflictError says what the contact's last event is, when expect_seq named

@@ -394,4 +394,3 @@ func (w *Writer) Metrics() WriterMetrics {
 	return WriterMetrics{Appended: w.appended.Load(), Unchanged: w.unchanged.Load(),
 		Conflicts: w.conflicts.Load(), Duplicates: w.duplicates.Load()}
 }
-

@@ -149,13 +149,23 @@ func VisibleChange(previous, next Status) bool {
 	return previous.Visible() != next.Visible()
 }
 
-// acceptedStatuses describes every accepted spelling, for error messages.
-func acceptedStatuses() string {
-	names := make([]string, 0, len(statuses))
+// SettableStatuses returns the statuses some client may set (with the right
+// cause), in value order: all but Unknown and the local-only states.
+func SettableStatuses() []Status {
+	var out []Status
 	for _, s := range statuses {
 		if s.status.Settable(CauseEndpoint) == nil {
-			names = append(names, s.name)
+			out = append(out, s.status)
 		}
+	}
+	return out
+}
+
+// acceptedStatuses describes every accepted spelling, for error messages.
+func acceptedStatuses() string {
+	var names []string
+	for _, s := range SettableStatuses() {
+		names = append(names, s.String())
 	}
 	return strings.Join(names, ", ") +
 		" (or their MISTATUS_* constant names, or their values in decimal or 0x hex)"

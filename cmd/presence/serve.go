@@ -51,17 +51,19 @@ in hand, commits the projection and exits 0.`,
 			done := make(chan error, 1)
 			go func() { done <- e.Run(cmd.Context()) }()
 			var runErr error
-			select {
-			case <-e.Started():
-				logger.Info("presence engine serving", "url", e.ClientURL(), "data", data, "version", engine.Version)
+			for started, ready := e.Started(), e.Follower().Ready(); ; {
 				select {
-				case <-e.Follower().Ready():
+				case <-started:
+					logger.Info("presence engine serving", "url", e.ClientURL(), "data", data, "version", engine.Version)
+					started = nil
+					continue
+				case <-ready:
 					logger.Info("projection caught up with the log", "seq", e.Projection().Applied())
+					ready = nil
+					continue
 				case runErr = <-done:
-					done <- runErr
 				}
-				runErr = <-done
-			case runErr = <-done:
+				break
 			}
 			closeErr := e.Close()
 			if runErr != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -82,14 +83,9 @@ Statuses: ` + statusList(),
 
 // statusList names every status a client may set.
 func statusList() string {
-	var s string
-	for _, st := range events.Statuses() {
-		if st.Settable(events.CauseEndpoint) == nil {
-			if s != "" {
-				s += ", "
-			}
-			s += st.String()
-		}
+	var names []string
+	for _, st := range events.SettableStatuses() {
+		names = append(names, st.String())
 	}
-	return s
+	return strings.Join(names, ", ")
 }

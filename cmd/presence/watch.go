@@ -114,7 +114,7 @@ func printChange(out io.Writer, ch engine.Change, cur engine.Reply, asJSON bool)
 		return json.NewEncoder(out).Encode(changeJSON{Contact: ch.Contact, Name: cur.Name, Previous: ch.Previous,
 			Status: cur.Status, Code: cur.Status.Code(), Seq: ch.Seq, At: ch.At})
 	}
-	name := ch.Name
+	name := cur.Name // like the seed's handler, the friendly name as it is now
 	if name == "" {
 		name = ch.Contact
 	}
