@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/presence-engine/presence/projections"
@@ -43,6 +44,8 @@ type Options struct {
 	MaxConcurrent int
 	// Projection configures the projection's store.
 	Projection projections.Options
+	// Registerer receives the engine's Prometheus collectors. Zero means none.
+	Registerer prometheus.Registerer
 }
 
 // Engine is the whole presence engine of one process: the (embedded or external)
@@ -159,8 +162,16 @@ func (e *Engine) open() error {
 	}
 	e.reader = &LocalReader{Projection: e.projection, Ready: e.follower.IsReady, Timeout: e.opts.ReadTimeout}
 	e.service, err = NewService(ServiceConfig{Conn: nc, Writer: e.writer, Reader: e.reader, Logger: e.logger,
-		MaxConcurrent: e.opts.MaxConcurrent})
-	return err
+		MaxConcurrent: e.opts.MaxConcurrent, Stats: func() any { return e.Metrics() }})
+	if err != nil {
+		return err
+	}
+	if e.opts.Registerer != nil {
+		if err := e.opts.Registerer.Register(newPromCollector(e.Metrics)); err != nil {
+			return fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 // Run runs the follower, the feed and the service until ctx is done, then shuts
@@ -229,17 +240,28 @@ func (e *Engine) Feed() *Feed { return e.feed }
 // Follower is the engine's projection follower.
 func (e *Engine) Follower() *projections.Follower { return e.follower }
 
-// Metrics is a snapshot of the engine's counters.
+// Metrics is a snapshot of the engine's counters. The service reports it as the
+// data of its endpoints' stats (nats micro stats presence), and Options.Registerer
+// exports it to Prometheus.
 type Metrics struct {
-	Projection projections.Metrics
-	FoldLag    uint64 // log events the projection has not applied yet
-	Feed       FeedMetrics
-	Writer     WriterMetrics
+	Ready      bool                `json:"ready"`    // the service answers and the projection has caught up
+	FoldLag    uint64              `json:"fold_lag"` // log events the projection has not applied yet
+	Rebuilds   uint64              `json:"rebuilds"` // times the projection was rebuilt from the log
+	Projection projections.Metrics `json:"projection"`
+	Feed       FeedMetrics         `json:"feed"`
+	Writer     WriterMetrics       `json:"writer"`
 }
 
 // Metrics returns a snapshot of the engine's counters.
 func (e *Engine) Metrics() Metrics {
-	return Metrics{Projection: e.projection.Metrics(), FoldLag: e.follower.Lag(), Feed: e.feed.Metrics(), Writer: e.writer.Metrics()}
+	ready := false
+	select {
+	case <-e.service.Started():
+		ready = e.follower.IsReady()
+	default:
+	}
+	return Metrics{Ready: ready, FoldLag: e.follower.Lag(), Rebuilds: e.follower.Rebuilds(),
+		Projection: e.projection.Metrics(), Feed: e.feed.Metrics(), Writer: e.writer.Metrics()}
 }
 
 // Close closes the connection, the projection and the embedded server, in that

@@ -260,11 +260,11 @@ func (f *Feed) resume(ctx context.Context, logStream, feedStream jetstream.Strea
 
 // FeedMetrics is a snapshot of a feed's counters.
 type FeedMetrics struct {
-	Position  uint64 // log sequence up to which the feed is complete
-	Lag       uint64 // log events not yet reflected in the feed
-	Published uint64 // entries published since start
-	Resyncs   uint64 // restarts from the feed's last entry after a fault
-	Purges    uint64 // times the feed was found not to match the log and derived again
+	Position  uint64 `json:"position"`  // log sequence up to which the feed is complete
+	Lag       uint64 `json:"lag"`       // log events not yet reflected in the feed
+	Published uint64 `json:"published"` // entries published since start
+	Resyncs   uint64 `json:"resyncs"`   // restarts from the feed's last entry after a fault
+	Purges    uint64 `json:"purges"`    // times the feed was found not to match the log and derived again
 }
 
 // Metrics returns a snapshot of the feed's counters.

@@ -40,6 +40,8 @@ type ServiceConfig struct {
 	MaxConcurrent int
 	// SetTimeout bounds the handling of one set. Zero means 5s.
 	SetTimeout time.Duration
+	// Stats, when set, is reported as the data of each endpoint's stats.
+	Stats func() any
 }
 
 // Service is the engine's NATS interface, a micro service named "presence":
@@ -84,11 +86,15 @@ func (s *Service) Started() <-chan struct{} { return s.started }
 // Run serves until ctx is done, then stops taking requests, waits for those in
 // hand and returns nil.
 func (s *Service) Run(ctx context.Context) error {
-	svc, err := micro.AddService(s.cfg.Conn, micro.Config{
+	mcfg := micro.Config{
 		Name:        ServiceName,
 		Version:     Version,
 		Description: "presence engine: set and read contact status (MISTATUS)",
-	})
+	}
+	if s.cfg.Stats != nil {
+		mcfg.StatsHandler = func(*micro.Endpoint) any { return s.cfg.Stats() }
+	}
+	svc, err := micro.AddService(s.cfg.Conn, mcfg)
 	if err != nil {
 		return fmt.Errorf("start the %s service: %w", ServiceName, err)
 	}

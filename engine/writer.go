@@ -383,10 +383,10 @@ func isWrongLastSequence(err error) bool {
 
 // WriterMetrics is a snapshot of a writer's counters.
 type WriterMetrics struct {
-	Appended   uint64 // events appended
-	Unchanged  uint64 // sets that changed nothing
-	Conflicts  uint64 // appends refused because another writer got there first
-	Duplicates uint64 // retried requests answered as the first time
+	Appended   uint64 `json:"appended"`   // events appended
+	Unchanged  uint64 `json:"unchanged"`  // sets that changed nothing
+	Conflicts  uint64 `json:"conflicts"`  // appends refused because another writer got there first
+	Duplicates uint64 `json:"duplicates"` // retried requests answered as the first time
 }
 
 // Metrics returns a snapshot of the writer's counters.

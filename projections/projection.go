@@ -423,10 +423,10 @@ func (p *Projection) Each(fn func(State) bool) error {
 
 // Metrics is a snapshot of the projection's counters.
 type Metrics struct {
-	Applied   uint64 // log sequence of the last record applied
-	Folded    uint64 // events folded since Open
-	Malformed uint64 // log records skipped since Open because they are not events
-	Batches   uint64 // Pebble batches committed since Open
+	Applied   uint64 `json:"applied"`   // log sequence of the last record applied
+	Folded    uint64 `json:"folded"`    // events folded since Open
+	Malformed uint64 `json:"malformed"` // log records skipped since Open because they are not events
+	Batches   uint64 `json:"batches"`   // Pebble batches committed since Open
 }
 
 // Metrics returns a snapshot of the projection's counters.

@@ -3,7 +3,14 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/spf13/cobra"
 
@@ -12,7 +19,7 @@ import (
 
 func newServe() *cobra.Command {
 	var (
-		data, listen, natsURL, syncText, logLevel, logFormat string
+		data, listen, natsURL, syncText, logLevel, logFormat, metrics string
 		replicas                                             int
 	)
 	cmd := &cobra.Command{
@@ -43,6 +50,22 @@ in hand, commits the projection and exits 0.`,
 			}
 			if replicas < 0 {
 				return usageError{fmt.Errorf("--replicas %d: want 1, 3 or 5 (0 chooses)", replicas)}
+			}
+			var metricsServer *http.Server
+			if metrics != "" {
+				reg := prometheus.NewRegistry()
+				reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+				opts.Registerer = reg
+				ln, err := net.Listen("tcp", metrics)
+				if err != nil {
+					return fmt.Errorf("--metrics %s: %w", metrics, err)
+				}
+				mux := http.NewServeMux()
+				mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+				metricsServer = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+				go func() { _ = metricsServer.Serve(ln) }()
+				defer metricsServer.Close()
+				logger.Info("metrics listening", "url", "http://"+ln.Addr().String()+"/metrics")
 			}
 			e, err := engine.Open(data, opts)
 			if err != nil {
@@ -82,6 +105,7 @@ in hand, commits the projection and exits 0.`,
 	f.StringVar(&natsURL, "nats", "", "use this NATS server or cluster instead of the embedded one")
 	f.StringVar(&syncText, "sync", "", `embedded server's fsync: "always", or an interval such as 100ms (default 100ms)`)
 	f.IntVar(&replicas, "replicas", 0, "replicas of the streams when they are created (default: 3 on a cluster with room, else 1)")
+	f.StringVar(&metrics, "metrics", "", "serve Prometheus metrics on this HOST:PORT (/metrics), for example 127.0.0.1:9090")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
 	return cmd
