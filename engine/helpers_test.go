@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"testing"
@@ -156,6 +157,11 @@ func readStream(t testing.TB, js jetstream.JetStream, name string) []jetstream.M
 		n := len(out)
 		for m := range batch.Messages() {
 			out = append(out, m)
+		}
+		if errors.Is(batch.Error(), nats.ErrNoResponders) && len(out) == n && ctx.Err() == nil {
+			// On a cluster a new consumer may not answer its first pull yet.
+			time.Sleep(50 * time.Millisecond)
+			continue
 		}
 		if batch.Error() != nil || len(out) == n {
 			t.Fatalf("read stream %s: %d of %d messages read: %v", name, len(out), info.State.Msgs, batch.Error())

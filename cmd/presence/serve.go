@@ -20,7 +20,7 @@ import (
 func newServe() *cobra.Command {
 	var (
 		data, listen, natsURL, syncText, logLevel, logFormat, metrics string
-		replicas                                             int
+		replicas                                                      int
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
