@@ -13,25 +13,40 @@ import (
 	"github.com/presence-engine/presence/events"
 )
 
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// runEngine runs an engine on one machine, with its data in a temp directory,
+// until stop is called.
+func runEngine() (e *engine.Engine, stop func(), err error) {
+	dir, err := os.MkdirTemp("", "presence-example-")
+	if err != nil {
+		return nil, nil, err
+	}
+	if e, err = engine.Open(dir, engine.Options{Listen: "127.0.0.1:0", Logger: quiet}); err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	stop = func() { cancel(); <-done; e.Close(); os.RemoveAll(dir) }
+	if err := e.WaitReady(ctx); err != nil {
+		stop()
+		return nil, nil, err
+	}
+	return e, stop, nil
+}
+
 // Example runs the engine on one machine, sets a status over NATS as any client
 // would, and reads it back as everyone else sees it.
 func Example() {
-	dir, _ := os.MkdirTemp("", "presence-example-")
-	defer os.RemoveAll(dir)
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	e, err := engine.Open(dir, engine.Options{Listen: "127.0.0.1:0", Logger: quiet})
+	e, stop, err := runEngine()
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	defer func() { stop(); <-done; e.Close() }()
-	if err := e.WaitReady(ctx); err != nil {
-		fmt.Println(err)
-		return
-	}
+	defer stop()
+	ctx := context.Background()
 
 	nc, err := nats.Connect(e.ClientURL())
 	if err != nil {
@@ -61,22 +76,13 @@ func Example() {
 // ExampleSubscriber hands each visible change to a handler, which reads the
 // current status: never older than the change.
 func ExampleSubscriber() {
-	dir, _ := os.MkdirTemp("", "presence-example-")
-	defer os.RemoveAll(dir)
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	e, err := engine.Open(dir, engine.Options{Listen: "127.0.0.1:0", Logger: quiet})
+	e, stop, err := runEngine()
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	defer func() { stop(); <-done; e.Close() }()
-	if err := e.WaitReady(ctx); err != nil {
-		fmt.Println(err)
-		return
-	}
+	defer stop()
+	ctx := context.Background()
 	for _, st := range []events.Status{events.Online, events.Away, events.Invisible, events.Offline, events.Busy} {
 		if _, err := e.Writer().Set(ctx, engine.SetRequest{Contact: "sip:bob@contoso.com", Status: st, Name: "Bob"}); err != nil {
 			fmt.Println(err)

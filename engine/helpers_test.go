@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"testing"
@@ -11,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/presence-engine/presence/engine/natstest"
 	"github.com/presence-engine/presence/events"
 )
 
@@ -127,53 +127,10 @@ type feedEntry struct {
 	Change  events.Change
 }
 
-// readStream returns every message of a stream, in order, up to its last
-// sequence at the time of the call.
-func readStream(t testing.TB, js jetstream.JetStream, name string) []jetstream.Msg {
-	t.Helper()
-	ctx := ctxT(t)
-	s, err := js.Stream(ctx, name)
-	if err != nil {
-		t.Fatalf("stream %s: %v", name, err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatalf("stream %s info: %v", name, err)
-	}
-	if info.State.Msgs == 0 {
-		return nil
-	}
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatalf("stream %s consumer: %v", name, err)
-	}
-	var out []jetstream.Msg
-	for uint64(len(out)) < info.State.Msgs {
-		// Ask for no more than what is left, so that no fetch outlives the call.
-		batch, err := cons.Fetch(int(min(1000, info.State.Msgs-uint64(len(out)))), jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			t.Fatalf("read stream %s: %v", name, err)
-		}
-		n := len(out)
-		for m := range batch.Messages() {
-			out = append(out, m)
-		}
-		if errors.Is(batch.Error(), nats.ErrNoResponders) && len(out) == n && ctx.Err() == nil {
-			// On a cluster a new consumer may not answer its first pull yet.
-			time.Sleep(50 * time.Millisecond)
-			continue
-		}
-		if batch.Error() != nil || len(out) == n {
-			t.Fatalf("read stream %s: %d of %d messages read: %v", name, len(out), info.State.Msgs, batch.Error())
-		}
-	}
-	return out
-}
-
 func readLog(t testing.TB, js jetstream.JetStream) []logEntry {
 	t.Helper()
 	var out []logEntry
-	for _, m := range readStream(t, js, LogStream) {
+	for _, m := range natstest.ReadStream(t, js, LogStream) {
 		md, _ := m.Metadata()
 		e, err := events.DecodeEvent(m.Data())
 		if err != nil {
@@ -187,7 +144,7 @@ func readLog(t testing.TB, js jetstream.JetStream) []logEntry {
 func readFeed(t testing.TB, js jetstream.JetStream) []feedEntry {
 	t.Helper()
 	var out []feedEntry
-	for _, m := range readStream(t, js, FeedStream) {
+	for _, m := range natstest.ReadStream(t, js, FeedStream) {
 		md, _ := m.Metadata()
 		c, err := events.DecodeChange(m.Data())
 		if err != nil {

@@ -294,7 +294,7 @@ func TestBadInput(t *testing.T) {
 // TestUsage: wrong arguments and flags exit 2 with one line, before anything is
 // opened or connected (the --server given leads nowhere).
 func TestUsage(t *testing.T) {
-	nowhere := fmt.Sprintf("nats://127.0.0.1:%d", freePort(t))
+	nowhere := fmt.Sprintf("nats://127.0.0.1:%d", natstest.FreePort(t))
 	dir := t.TempDir()
 	serve := func(args ...string) []string {
 		return append([]string{"serve", "--data", dir, "--listen", "127.0.0.1:0"}, args...)
@@ -340,7 +340,7 @@ func TestUsage(t *testing.T) {
 // TestNoServer: a client command with nothing at --server says so on one line,
 // pointing at `presence serve`, and exits 1.
 func TestNoServer(t *testing.T) {
-	url := fmt.Sprintf("nats://127.0.0.1:%d", freePort(t))
+	url := fmt.Sprintf("nats://127.0.0.1:%d", natstest.FreePort(t))
 	for _, args := range [][]string{
 		{"set", "sip:alice@contoso.com", "away"},
 		{"status", "sip:alice@contoso.com"},

@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presence-engine/presence/engine"
+	"github.com/presence-engine/presence/engine/natstest"
 	"github.com/presence-engine/presence/events"
 )
 
@@ -278,48 +279,16 @@ type record struct {
 	data []byte
 }
 
-// readStream reads a whole stream with an ordered consumer.
-func readStream(t *testing.T, ctx context.Context, js jetstream.JetStream, name string) []record {
+// readStream reads a whole stream.
+func readStream(t *testing.T, js jetstream.JetStream, name string) []record {
 	t.Helper()
-	s, err := js.Stream(ctx, name)
-	if err != nil {
-		t.Fatalf("open stream %s: %v", name, err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatalf("stream %s info: %v", name, err)
-	}
-	if info.State.Msgs == 0 {
-		return nil
-	}
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatalf("ordered consumer on %s: %v", name, err)
-	}
 	var out []record
-	for len(out) == 0 || out[len(out)-1].seq < info.State.LastSeq {
-		if ctx.Err() != nil {
-			t.Fatalf("reading %s: got to seq %d of %d: %v", name, len(out), info.State.LastSeq, ctx.Err())
-		}
-		var got uint64
-		if len(out) > 0 {
-			got = out[len(out)-1].seq
-		}
-		// Ask for no more than is left: a fetch waits for its whole batch.
-		batch, err := cons.Fetch(int(min(1000, info.State.LastSeq-got)), jetstream.FetchMaxWait(5*time.Second))
+	for _, m := range natstest.ReadStream(t, js, name) {
+		md, err := m.Metadata()
 		if err != nil {
-			t.Fatalf("fetch from %s: %v", name, err)
+			t.Fatalf("metadata of a message of %s: %v", name, err)
 		}
-		for m := range batch.Messages() {
-			md, err := m.Metadata()
-			if err != nil {
-				t.Fatalf("metadata of a message of %s: %v", name, err)
-			}
-			out = append(out, record{seq: md.Sequence.Stream, data: m.Data()})
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			t.Fatalf("fetch from %s: %v", name, err)
-		}
+		out = append(out, record{seq: md.Sequence.Stream, data: m.Data()})
 	}
 	return out
 }
@@ -352,7 +321,7 @@ func verifyEngine(t *testing.T, url string, acks []acked) {
 	}
 
 	// The log: every sequence from 1, each an event.
-	logRecs := readStream(t, ctx, js, engine.LogStream)
+	logRecs := readStream(t, js, engine.LogStream)
 	bySeq := make(map[uint64]events.Event, len(logRecs))
 	var lastSeq uint64
 	for i, r := range logRecs {
@@ -482,7 +451,7 @@ func verifyEngine(t *testing.T, url string, acks []acked) {
 		t.Errorf("the feed's last entry is of log seq %d; the log's last visible change is at seq %d", feedLast, lastVisible)
 	}
 	var feedSeqs []uint64
-	for _, r := range readStream(t, ctx, js, engine.FeedStream) {
+	for _, r := range readStream(t, js, engine.FeedStream) {
 		c, err := events.DecodeChange(r.data)
 		if err != nil {
 			t.Fatalf("feed seq %d: %v", r.seq, err)
@@ -506,7 +475,7 @@ func verifyEngine(t *testing.T, url string, acks []acked) {
 func TestProcessKill(t *testing.T) {
 	bin := presenceBinary(t)
 	dir := t.TempDir()
-	port := freePort(t)
+	port := natstest.FreePort(t)
 	srv := startServeProc(t, bin, dir, port)
 	clients := newClients(t, srv.url, 4)
 	const seed = 20261124
@@ -542,7 +511,7 @@ func TestProcessStop(t *testing.T) {
 		sig := tc.sig
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			port := freePort(t)
+			port := natstest.FreePort(t)
 			srv := startServeProc(t, bin, dir, port)
 			clients := newClients(t, srv.url, 2)
 
@@ -575,7 +544,7 @@ func TestProcessStop(t *testing.T) {
 func TestProcessRetryAfterRestart(t *testing.T) {
 	bin := presenceBinary(t)
 	dir := t.TempDir()
-	port := freePort(t)
+	port := natstest.FreePort(t)
 	srv := startServeProc(t, bin, dir, port)
 	c := newClients(t, srv.url, 1)[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -5,6 +5,7 @@ package natstest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -152,4 +153,51 @@ func freePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// FreePort returns a loopback TCP port that was free at the time of the call.
+func FreePort(t testing.TB) int { return freePort(t) }
+
+// ReadStream returns every message of a stream, in order, up to its last
+// sequence at the time of the call, read with an ordered consumer.
+func ReadStream(t testing.TB, js jetstream.JetStream, name string) []jetstream.Msg {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, name)
+	if err != nil {
+		t.Fatalf("stream %s: %v", name, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatalf("stream %s info: %v", name, err)
+	}
+	if info.State.Msgs == 0 {
+		return nil
+	}
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatalf("stream %s consumer: %v", name, err)
+	}
+	var out []jetstream.Msg
+	for uint64(len(out)) < info.State.Msgs {
+		// Ask for no more than what is left, so that no fetch outlives the call.
+		batch, err := cons.Fetch(int(min(1000, info.State.Msgs-uint64(len(out)))), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatalf("read stream %s: %v", name, err)
+		}
+		n := len(out)
+		for m := range batch.Messages() {
+			out = append(out, m)
+		}
+		if errors.Is(batch.Error(), nats.ErrNoResponders) && len(out) == n && ctx.Err() == nil {
+			// On a cluster a new consumer may not answer its first pull yet.
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		if batch.Error() != nil || len(out) == n {
+			t.Fatalf("read stream %s: %d of %d messages read: %v", name, len(out), info.State.Msgs, batch.Error())
+		}
+	}
+	return out
 }
