@@ -97,6 +97,26 @@ func (c *Client) Self(ctx context.Context, contact string, minSeq uint64) (Reply
 	return c.read(ctx, SelfPrefix, contact, minSeq)
 }
 
+// Statuses returns the contacts as everyone else sees them, in the order given,
+// in one request, from a projection that has applied the log at least up to
+// minSeq. More than MaxStatuses contacts are split into several requests.
+func (c *Client) Statuses(ctx context.Context, contacts []string, minSeq uint64) ([]Reply, error) {
+	out := make([]Reply, 0, len(contacts))
+	for len(contacts) > 0 {
+		n := min(len(contacts), MaxStatuses)
+		var r statusesReply
+		if err := c.request(ctx, StatusesSubject, EncodeStatusesRequest(contacts[:n], minSeq), &r); err != nil {
+			return nil, err
+		}
+		if len(r.Statuses) != n {
+			return nil, fmt.Errorf("statuses reply holds %d statuses for %d contacts", len(r.Statuses), n)
+		}
+		out = append(out, r.Statuses...)
+		contacts = contacts[n:]
+	}
+	return out, nil
+}
+
 func (c *Client) read(ctx context.Context, prefix, contact string, minSeq uint64) (Reply, error) {
 	if err := events.ValidateContact(contact); err != nil {
 		return Reply{}, badRequest(err)

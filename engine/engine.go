@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/presence-engine/presence/events"
 	"github.com/presence-engine/presence/projections"
 )
 
@@ -157,7 +158,7 @@ func (e *Engine) open() error {
 	if err != nil {
 		return fmt.Errorf("open bucket %s: %w", RequestsBucket, err)
 	}
-	if e.writer, err = NewWriter(WriterConfig{JetStream: e.js, Logger: e.logger, Requests: requests}); err != nil {
+	if e.writer, err = NewWriter(WriterConfig{JetStream: e.js, Logger: e.logger, Requests: requests, Hint: e.hint}); err != nil {
 		return err
 	}
 	e.reader = &LocalReader{Projection: e.projection, Ready: e.follower.IsReady, Timeout: e.opts.ReadTimeout}
@@ -172,6 +173,20 @@ func (e *Engine) open() error {
 		}
 	}
 	return nil
+}
+
+// hint gives the writer what the projection knows of a contact.
+func (e *Engine) hint(contact string) (events.Status, string, uint64, bool) {
+	st, seen, err := e.projection.State(contact)
+	if err != nil {
+		return 0, "", 0, false
+	}
+	if !seen {
+		// Never seen as far as the projection knows: the log may know better,
+		// but the append's sequence check settles that.
+		return events.Unknown, "", 0, e.follower.IsReady()
+	}
+	return st.Status, st.Name, st.Seq, true
 }
 
 // Run runs the follower, the feed and the service until ctx is done, then shuts

@@ -19,6 +19,15 @@ type Reader interface {
 	Status(ctx context.Context, contact string, minSeq uint64) (Reply, error)
 }
 
+// BatchReader reads the current status of many contacts at once: what a
+// subscriber uses to read, in one request, the statuses of a batch of changes.
+type BatchReader interface {
+	Reader
+	// Statuses returns the contacts as everyone else sees them, in the order
+	// given, from a projection that has applied the log at least up to minSeq.
+	Statuses(ctx context.Context, contacts []string, minSeq uint64) ([]Reply, error)
+}
+
 // LocalReader reads a projection in-process. It is safe for concurrent use.
 type LocalReader struct {
 	Projection *projections.Projection
@@ -65,6 +74,28 @@ func (r *LocalReader) Status(ctx context.Context, contact string, minSeq uint64)
 		return Reply{}, readFailed(err)
 	}
 	return Reply{Contact: contact, Name: v.Name, Status: v.Status, Seq: v.Seq}, nil
+}
+
+// Statuses returns the contacts as everyone else sees them, in the order given.
+func (r *LocalReader) Statuses(ctx context.Context, contacts []string, minSeq uint64) ([]Reply, error) {
+	if len(contacts) == 0 {
+		return nil, nil
+	}
+	if err := r.wait(ctx, contacts[0], minSeq); err != nil {
+		return nil, err
+	}
+	out := make([]Reply, len(contacts))
+	for i, c := range contacts {
+		if err := events.ValidateContact(c); err != nil {
+			return nil, badRequest(err)
+		}
+		v, err := r.Projection.View(c)
+		if err != nil {
+			return nil, readFailed(err)
+		}
+		out[i] = Reply{Contact: c, Name: v.Name, Status: v.Status, Seq: v.Seq}
+	}
+	return out, nil
 }
 
 // Self returns the contact's own status, invisible included (MyStatus). Only the

@@ -49,6 +49,7 @@ type ServiceConfig struct {
 //	presence.set.<token>     {"status","name","request_id","expect_seq","cause"} -> {"contact","status","code","previous","seq","changed"}
 //	presence.status.<token>  empty or {"min_seq":N}  -> {"contact","name","status","code","seq"}, the visible status
 //	presence.self.<token>    empty or {"min_seq":N}  -> the same, with the contact's own status, invisible included
+//	presence.statuses        {"contacts":[...],"min_seq":N} -> {"statuses":[...]}, the visible status of each
 //
 // Errors carry the micro error headers: 400 bad input (the description names the
 // value and what is accepted), 409 expect_seq mismatch, 503 not ready or min_seq
@@ -108,9 +109,14 @@ func (s *Service) Run(ctx context.Context) error {
 		{"set", s.set, sets},
 		{"status", s.status, reads},
 		{"self", s.self, reads},
+		{"statuses", s.statuses, reads},
 	}
 	for _, e := range endpoints {
-		if err := g.AddEndpoint(e.name, s.dispatch(ctx, e.handler, e.slots), micro.WithEndpointSubject(e.name+".*")); err != nil {
+		subject := e.name + ".*"
+		if e.name == "statuses" {
+			subject = e.name
+		}
+		if err := g.AddEndpoint(e.name, s.dispatch(ctx, e.handler, e.slots), micro.WithEndpointSubject(subject)); err != nil {
 			_ = svc.Stop()
 			return fmt.Errorf("add endpoint %s: %w", e.name, err)
 		}
@@ -122,7 +128,7 @@ func (s *Service) Run(ctx context.Context) error {
 		return fmt.Errorf("start the %s service: %w", ServiceName, err)
 	}
 	close(s.started)
-	s.logger.Info("service started", "service", ServiceName, "subjects", "presence.{set,status,self}.<token>")
+	s.logger.Info("service started", "service", ServiceName, "subjects", "presence.{set,status,self}.<token>, presence.statuses")
 	<-ctx.Done()
 	err = svc.Stop()
 	s.mu.Lock()
@@ -262,6 +268,20 @@ func (s *Service) status(req micro.Request) (work, error) {
 	}
 	return func(ctx context.Context) (any, error) {
 		return s.cfg.Reader.Status(ctx, contact, minSeq)
+	}, nil
+}
+
+func (s *Service) statuses(req micro.Request) (work, error) {
+	contacts, minSeq, err := DecodeStatusesRequest(req.Data())
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) (any, error) {
+		replies, err := s.cfg.Reader.Statuses(ctx, contacts, minSeq)
+		if err != nil {
+			return nil, err
+		}
+		return statusesReply{Statuses: replies}, nil
 	}, nil
 }
 

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -69,6 +70,12 @@ func TestBadRequestsAreRefused(t *testing.T) {
 		{"status: min_seq never reached", "presence.status.alice", `{"min_seq":9000000000000}`, "503", "9000000000000"},
 		{"status: bad token", "presence.status.a%zz", ``, "400", "subject token"},
 		{"self: min_seq wrong type", "presence.self.alice", `{"min_seq":[1]}`, "400", "min_seq"},
+		{"statuses: empty", "presence.statuses", ``, "400", `"contacts" is required`},
+		{"statuses: not an array", "presence.statuses", `{"contacts":"alice"}`, "400", "JSON array"},
+		{"statuses: no contacts", "presence.statuses", `{"contacts":[]}`, "400", "1 to 1000"},
+		{"statuses: a bad contact", "presence.statuses", `{"contacts":["alice","b c"]}`, "400", `"b c"`},
+		{"statuses: too many", "presence.statuses", `{"contacts":[` + strings.Repeat(`"a",`, 1000) + `"a"]}`, "400", "1001 contacts"},
+		{"statuses: min_seq never reached", "presence.statuses", `{"contacts":["alice"],"min_seq":9000000000000}`, "503", "9000000000000"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -202,5 +209,33 @@ func TestWaitingReadsDoNotCrowdOutSets(t *testing.T) {
 	}
 	if res := set(t, nc, "alice", `{"status":"online"}`); !res.Changed {
 		t.Errorf("set while every read slot waits = %+v, want a change", res)
+	}
+}
+
+func TestStatusesReadsManyAtOnce(t *testing.T) {
+	r := startEngine(t, "", Options{})
+	c := r.client(t)
+	ctx := ctxT(t)
+	var last SetResult
+	for _, set := range []SetRequest{
+		{Contact: "alice", Status: events.Busy, Name: "Alice"},
+		{Contact: "bob", Status: events.Invisible, Name: "Bob"},
+	} {
+		var err error
+		if last, err = c.Set(ctx, set); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := c.Statuses(ctx, []string{"bob", "nobody", "alice"}, last.Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Reply{
+		{Contact: "bob", Name: "Bob", Status: events.Offline, Seq: 2},
+		{Contact: "nobody", Status: events.Unknown},
+		{Contact: "alice", Name: "Alice", Status: events.Busy, Seq: 1},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Statuses = %+v\nwant %+v", got, want)
 	}
 }

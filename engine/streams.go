@@ -42,9 +42,10 @@ func (o StreamOptions) withDefaults() StreamOptions {
 }
 
 // LogStreamConfig returns the configuration of the log: file storage, every event
-// kept (no limits), deletes and purges refused. Direct gets are off: on a cluster
-// followers answer them, perhaps from behind, and the writer decides on what it
-// reads of a contact's last event.
+// kept (no limits), deletes and purges refused. Direct gets are off here, and on
+// only where the stream is created with one replica: on a cluster followers
+// answer them, perhaps from behind, and the writer decides on what it reads of a
+// contact's last event.
 func LogStreamConfig(o StreamOptions) jetstream.StreamConfig {
 	o = o.withDefaults()
 	return jetstream.StreamConfig{
@@ -113,6 +114,9 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions,
 			err = withReplicas(want.Replicas, func(replicas int) error {
 				cfg := want
 				cfg.Replicas = replicas
+				// With one replica, direct gets are answered by the leader
+				// itself, and are much cheaper than the API's.
+				cfg.AllowDirect = replicas == 1
 				_, err := js.CreateStream(ctx, cfg)
 				if err == nil {
 					logger.Info("created stream", "stream", cfg.Name, "replicas", replicas)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -27,6 +28,55 @@ type Change struct {
 	FeedSeq  uint64        // position in the feed, for diagnostics
 
 	reader Reader
+	memo   lookup // shared with other changes or subscribers: fewer reads
+}
+
+// lookup serves Current for changes that share their reads.
+type lookup interface {
+	current(ctx context.Context, c *Change) (Reply, error)
+}
+
+// lookupBatch reads the status of every contact of a batch of changes at once,
+// on the first Current of the batch, at least as new as its last change.
+type lookupBatch struct {
+	reader   BatchReader
+	contacts []string
+	seen     map[string]bool
+	minSeq   uint64
+
+	once    sync.Once
+	replies map[string]Reply
+	err     error
+}
+
+func (b *lookupBatch) add(contact string, seq uint64) {
+	if b.seen == nil {
+		b.seen = map[string]bool{}
+	}
+	if !b.seen[contact] {
+		b.seen[contact] = true
+		b.contacts = append(b.contacts, contact)
+	}
+	b.minSeq = max(b.minSeq, seq)
+}
+
+func (b *lookupBatch) current(ctx context.Context, c *Change) (Reply, error) {
+	b.once.Do(func() {
+		replies, err := b.reader.Statuses(ctx, b.contacts, b.minSeq)
+		if err != nil {
+			b.err = err
+			return
+		}
+		b.replies = make(map[string]Reply, len(replies))
+		for _, r := range replies {
+			b.replies[r.Contact] = r
+		}
+	})
+	if r, ok := b.replies[c.Contact]; ok && b.err == nil {
+		return r, nil
+	}
+	// The batch read failed: read this one on its own, which may succeed.
+	return c.reader.Status(ctx, c.Contact, c.Seq)
 }
 
 // Current reads the contact's current visible status from the projection, once
@@ -35,6 +85,9 @@ type Change struct {
 func (c Change) Current(ctx context.Context) (Reply, error) {
 	if c.reader == nil {
 		return Reply{}, errors.New("engine: change has no reader")
+	}
+	if c.memo != nil {
+		return c.memo.current(ctx, &c)
 	}
 	return c.reader.Status(ctx, c.Contact, c.Seq)
 }
@@ -105,6 +158,7 @@ type Subscriber struct {
 	cfg    SubscriberConfig
 	js     jetstream.JetStream
 	logger *slog.Logger
+	ready  chan struct{} // closed once the consumer exists
 	// skipBelow drops changes before the log sequence StartAtSeq named: when
 	// it lies past the feed's end, the consumer starts at the end and what
 	// arrives first may still be older.
@@ -141,8 +195,12 @@ func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Subscriber{cfg: cfg, js: js, logger: cfg.Logger}, nil
+	return &Subscriber{cfg: cfg, js: js, logger: cfg.Logger, ready: make(chan struct{})}, nil
 }
+
+// Ready returns a channel closed once the subscription's consumer exists: with
+// StartNew, every change accepted after that is handed over.
+func (s *Subscriber) Ready() <-chan struct{} { return s.ready }
 
 func (s *Subscriber) subjects() []string {
 	if len(s.cfg.Contacts) == 0 {
@@ -248,16 +306,36 @@ func (s *Subscriber) runOrdered(ctx context.Context, stream jetstream.Stream, h 
 		return fmt.Errorf("subscribe to the feed: %w", err)
 	}
 	defer cc.Stop()
+	close(s.ready)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case m := <-msgs:
-			if err := s.handle(ctx, m, h, nil); err != nil {
-				return nil // ctx done while retrying
+			batch := drain([]jetstream.Msg{m}, msgs, s.cfg.Batch)
+			for i, c := range s.changesOf(batch) {
+				if err := s.handle(ctx, c, h, batch[i], false); err != nil {
+					return nil // ctx done while retrying
+				}
 			}
 		}
 	}
+}
+
+// drain appends what is already waiting in msgs to batch, up to max in all.
+func drain(batch []jetstream.Msg, msgs <-chan jetstream.Msg, max int) []jetstream.Msg {
+	for len(batch) < max {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, m)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // durable returns the subscription's consumer. A new one starts where Start
@@ -308,6 +386,7 @@ func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h 
 	if err != nil {
 		return fmt.Errorf("durable subscriber %q: %w", s.cfg.Durable, err)
 	}
+	close(s.ready)
 	wait := s.cfg.RetryWait
 	for ctx.Err() == nil {
 		fctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -327,16 +406,19 @@ func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h 
 		wait = s.cfg.RetryWait
 		var lastAcked jetstream.Msg
 		for m := range batch.Messages() {
-			if ctx.Err() != nil {
-				continue // left unacknowledged: the next run resumes before it
+			msgs := drain([]jetstream.Msg{m}, batch.Messages(), s.cfg.Batch)
+			for i, c := range s.changesOf(msgs) {
+				if ctx.Err() != nil {
+					break // left unacknowledged: the next run resumes before it
+				}
+				if err := s.handle(ctx, c, h, msgs[i], true); err != nil {
+					break
+				}
+				if err := msgs[i].Ack(); err != nil {
+					s.logger.Warn("subscriber: ack failed", "durable", s.cfg.Durable, "err", err)
+				}
+				lastAcked = msgs[i]
 			}
-			if err := s.handle(ctx, m, h, m); err != nil {
-				continue
-			}
-			if err := m.Ack(); err != nil {
-				s.logger.Warn("subscriber: ack failed", "durable", s.cfg.Durable, "err", err)
-			}
-			lastAcked = m
 		}
 		cancel()
 		if ctx.Err() != nil && lastAcked != nil {
@@ -350,33 +432,74 @@ func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h 
 	return nil
 }
 
-// handle decodes one feed message and hands it to h, again and again while h
-// fails. It returns an error only when ctx ended first.
-func (s *Subscriber) handle(ctx context.Context, m jetstream.Msg, h Handler, inProgress jetstream.Msg) error {
-	c, err := events.DecodeChange(m.Data())
-	if err != nil {
-		s.logger.Error("subscriber: skipping a feed entry that does not decode", "subject", m.Subject(), "err", err)
+// changesOf decodes a batch of feed messages, one change per message (a zero
+// Change for one that does not decode or comes before StartAtSeq). When the
+// reader reads in batches, the changes share one lookup: the first Current of
+// the batch reads the status of every contact in it at once, from a projection
+// that has applied the log up to the batch's last change, so that no read is
+// older than its change.
+func (s *Subscriber) changesOf(msgs []jetstream.Msg) []Change {
+	out := make([]Change, len(msgs))
+	var (
+		lookup   *lookupBatch
+		batchR   BatchReader
+		isBatchR bool
+	)
+	if len(msgs) > 1 {
+		batchR, isBatchR = s.cfg.Reader.(BatchReader)
+		if isBatchR {
+			lookup = &lookupBatch{reader: batchR}
+		}
+	}
+	for i, m := range msgs {
+		c, err := events.DecodeChange(m.Data())
+		if err != nil {
+			s.logger.Error("subscriber: skipping a feed entry that does not decode", "subject", m.Subject(), "err", err)
+			continue
+		}
+		if c.Seq < s.skipBelow {
+			continue
+		}
+		out[i] = Change{Contact: c.Contact, Name: c.Name, Previous: c.Previous, Seq: c.Seq, At: c.At, reader: s.cfg.Reader}
+		if md, err := m.Metadata(); err == nil {
+			out[i].FeedSeq = md.Sequence.Stream
+		}
+		if lookup != nil {
+			lookup.add(c.Contact, c.Seq)
+			out[i].memo = lookup
+		}
+	}
+	return out
+}
+
+// handle hands one change to h, again and again while h fails; a zero change
+// is stepped over. It returns an error only when ctx ended first.
+func (s *Subscriber) handle(ctx context.Context, c Change, h Handler, m jetstream.Msg, durable bool) error {
+	if c.Contact == "" {
 		return nil
 	}
-	if c.Seq < s.skipBelow {
-		return nil
+	var keepAlive func()
+	if durable {
+		keepAlive = func() { _ = m.InProgress() }
 	}
-	change := Change{Contact: c.Contact, Name: c.Name, Previous: c.Previous, Seq: c.Seq, At: c.At, reader: s.cfg.Reader}
-	if md, err := m.Metadata(); err == nil {
-		change.FeedSeq = md.Sequence.Stream
-	}
-	wait := s.cfg.RetryWait
+	return handleWithRetry(ctx, s.logger, c, h, s.cfg.RetryWait, keepAlive)
+}
+
+// handleWithRetry hands a change to h again and again while h fails, pausing
+// between tries (wait, doubling up to 30s) and calling keepAlive, if any, before
+// each pause. It returns an error only when ctx ended first.
+func handleWithRetry(ctx context.Context, logger *slog.Logger, c Change, h Handler, wait time.Duration, keepAlive func()) error {
 	for {
-		err := h(ctx, change)
+		err := h(ctx, c)
 		if err == nil {
 			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		s.logger.Warn("subscriber: handler failed; handing the change over again", "contact", c.Contact, "seq", c.Seq, "err", err)
-		if inProgress != nil {
-			_ = inProgress.InProgress()
+		logger.Warn("subscriber: handler failed; handing the change over again", "contact", c.Contact, "seq", c.Seq, "err", err)
+		if keepAlive != nil {
+			keepAlive()
 		}
 		if !sleep(ctx, wait) {
 			return ctx.Err()

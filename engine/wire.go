@@ -19,10 +19,20 @@ const (
 	SetPrefix    = "presence.set."
 	StatusPrefix = "presence.status."
 	SelfPrefix   = "presence.self."
+	// StatusesSubject reads the visible status of many contacts at once.
+	StatusesSubject = "presence.statuses"
 )
 
-// MaxRequestSize is the largest request body the service reads, in bytes.
+// MaxRequestSize is the largest request body the service reads, in bytes, but
+// for a statuses request (MaxStatusesRequestSize).
 const MaxRequestSize = 4096
+
+// MaxStatuses is the most contacts one statuses request may name, and
+// MaxStatusesRequestSize the largest body it may have.
+const (
+	MaxStatuses            = 1000
+	MaxStatusesRequestSize = 300 << 10
+)
 
 // Reply is a contact's status as the service returns it: for status, what
 // subscribers see; for self, the truth. A Reply is a plain value.
@@ -86,8 +96,12 @@ func (r *SetResult) UnmarshalJSON(data []byte) error {
 // requestFields reads a request body: empty, or one JSON object whose fields are
 // all among accepted. Each problem is a 400 that names it.
 func requestFields(data []byte, accepted ...string) (map[string]json.RawMessage, error) {
-	if len(data) > MaxRequestSize {
-		return nil, badRequest(fmt.Errorf("request is %d bytes; at most %d are accepted", len(data), MaxRequestSize))
+	return requestFieldsUpTo(data, MaxRequestSize, accepted...)
+}
+
+func requestFieldsUpTo(data []byte, maxSize int, accepted ...string) (map[string]json.RawMessage, error) {
+	if len(data) > maxSize {
+		return nil, badRequest(fmt.Errorf("request is %d bytes; at most %d are accepted", len(data), maxSize))
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, nil
@@ -208,6 +222,51 @@ func EncodeReadRequest(minSeq uint64) []byte {
 		return nil
 	}
 	return []byte(`{"min_seq":` + strconv.FormatUint(minSeq, 10) + `}`)
+}
+
+// DecodeStatusesRequest reads the body of a statuses request:
+// {"contacts":["sip:alice@contoso.com",...],"min_seq":N}, 1 to MaxStatuses
+// contacts, min_seq optional.
+func DecodeStatusesRequest(data []byte) (contacts []string, minSeq uint64, err error) {
+	fields, err := requestFieldsUpTo(data, MaxStatusesRequestSize, "contacts", "min_seq")
+	if err != nil {
+		return nil, 0, err
+	}
+	raw, ok := fields["contacts"]
+	if !ok {
+		return nil, 0, badRequest(fmt.Errorf(`field "contacts" is required, for example {"contacts":["sip:alice@contoso.com"]}`))
+	}
+	if err := json.Unmarshal(raw, &contacts); err != nil {
+		return nil, 0, badRequest(fmt.Errorf(`field "contacts" is %s; want a JSON array of contact IDs`, events.Quote(string(raw))))
+	}
+	if len(contacts) == 0 || len(contacts) > MaxStatuses {
+		return nil, 0, badRequest(fmt.Errorf(`field "contacts" names %d contacts; want 1 to %d`, len(contacts), MaxStatuses))
+	}
+	for _, c := range contacts {
+		if err := events.ValidateContact(c); err != nil {
+			return nil, 0, badRequest(err)
+		}
+	}
+	n, err := seqField(fields, "min_seq")
+	if err != nil || n == nil {
+		return contacts, 0, err
+	}
+	return contacts, *n, nil
+}
+
+// EncodeStatusesRequest writes the body DecodeStatusesRequest reads.
+func EncodeStatusesRequest(contacts []string, minSeq uint64) []byte {
+	b, _ := json.Marshal(struct {
+		Contacts []string `json:"contacts"`
+		MinSeq   uint64   `json:"min_seq,omitempty"`
+	}{contacts, minSeq})
+	return b
+}
+
+// statusesReply is the reply of a statuses request: the statuses in the order
+// of the request.
+type statusesReply struct {
+	Statuses []Reply `json:"statuses"`
 }
 
 // contactOf decodes the contact of a service subject; a bad token is a 400.

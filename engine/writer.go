@@ -38,6 +38,11 @@ type WriterConfig struct {
 	Requests jetstream.KeyValue
 	// Now is the clock of event times. Zero means time.Now.
 	Now func() time.Time
+	// Hint, when set, tells what a projection knows of a contact the writer
+	// does not remember: its status, name and last sequence. A stale hint costs
+	// a conflict and a read of the log, never a wrong event: the append checks
+	// the sequence, and an apparent no-op is checked against the log.
+	Hint func(contact string) (status events.Status, name string, seq uint64, ok bool)
 }
 
 // SetRequest is one status change asked of the writer.
@@ -217,6 +222,11 @@ func (w *Writer) record(ctx context.Context, req SetRequest, res SetResult) {
 
 func (w *Writer) set(ctx context.Context, req SetRequest) (SetResult, error) {
 	cur, ok := w.cached(req.Contact)
+	if !ok && w.cfg.Hint != nil {
+		if status, name, seq, hinted := w.cfg.Hint(req.Contact); hinted {
+			cur, ok = last{status: status, name: name, seq: seq}, true
+		}
+	}
 	if !ok {
 		var err error
 		if cur, err = w.readLast(ctx, req.Contact); err != nil {

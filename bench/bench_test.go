@@ -1,0 +1,124 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// TestRunTinyWorkload runs the whole harness on a tiny workload and checks that
+// what it reports holds together: every visible change reached every subscriber
+// once, in order, with a fresh read; deliveries add up; latencies are positive
+// and ordered; every engine figure has its baseline and ratio; the outputs are
+// written.
+func TestRunTinyWorkload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: runs the benchmark harness")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var progress bytes.Buffer
+	res, err := Run(ctx, Config{
+		Contacts: 300, Writers: 2, InFlight: 4, Subscribers: []int{1, 4}, Changes: 150, AppendSets: 400,
+		BaselineMessages: 2000, HalfRateM: 4, Timeout: time.Minute, Progress: &progress,
+	})
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, progress.String())
+	}
+
+	b := res.Baselines
+	for name, v := range map[string]float64{"publish async": b.PublishAsync, "publish async expect": b.PublishAsyncExpect,
+		"ordered read": b.OrderedRead, "ordered fan-out M=4": b.FanoutOrdered[4], "core fan-out M=4": b.FanoutCore[4]} {
+		if v <= 0 {
+			t.Errorf("baseline %s = %v, want a positive rate", name, v)
+		}
+	}
+	for name, c := range map[string]Compared{"appends": res.Appends, "fold": res.Fold} {
+		if c.Rate <= 0 || c.Baseline <= 0 {
+			t.Errorf("%s: %+v, want a positive rate and baseline", name, c)
+		}
+		if want := c.Rate / c.Baseline; c.Ratio != want {
+			t.Errorf("%s: ratio %v, want rate/baseline = %v", name, c.Ratio, want)
+		}
+	}
+
+	if got, want := len(res.Fanout), 4; got != want {
+		t.Fatalf("%d fan-out runs, want %d (two modes, M = 1 and 4)", got, want)
+	}
+	rows := append(res.Fanout, *res.HalfRate)
+	for _, f := range rows {
+		name := fmt.Sprintf("%s M=%d", f.Mode, f.M)
+		if f.Visible == 0 || f.Visible > f.Appended {
+			t.Errorf("%s: %d visible of %d appended", name, f.Visible, f.Appended)
+		}
+		phases := int64(2) // live and catch-up
+		if f.TargetRate > 0 {
+			phases = 1
+		}
+		if want := phases * int64(f.M) * int64(f.Visible); f.Deliveries != want {
+			t.Errorf("%s: %d deliveries, want %d (visible changes x subscribers x phases)", name, f.Deliveries, want)
+		}
+		if f.Lost != 0 || f.Duplicated != 0 || f.OutOfOrder != 0 || f.Stale != 0 {
+			t.Errorf("%s: lost %d, duplicated %d, out of order %d, stale %d; want none", name, f.Lost, f.Duplicated, f.OutOfOrder, f.Stale)
+		}
+		l := f.Latency
+		if l.Count != int64(f.M)*int64(f.Visible) {
+			t.Errorf("%s: %d latencies for %d live deliveries", name, l.Count, int64(f.M)*int64(f.Visible))
+		}
+		if !(l.P50 > 0 && l.P50 <= l.P90 && l.P90 <= l.P99 && l.P99 <= l.P999 && l.P999 <= l.Max) {
+			t.Errorf("%s: latencies not positive and ordered: %+v", name, l)
+		}
+		if f.TargetRate == 0 && (f.Rate.Rate <= 0 || f.Rate.Baseline <= 0 || f.LookupRate <= 0) {
+			t.Errorf("%s: catch-up %+v, lookups %v; want positive rates", name, f.Rate, f.LookupRate)
+		}
+	}
+	if res.HalfRate.TargetRate <= 0 || res.HalfRate.M != 4 {
+		t.Errorf("half-rate run %+v, want M=4 at a set rate", res.HalfRate)
+	}
+
+	dir := t.TempDir()
+	if err := res.WriteFiles(dir); err != nil {
+		t.Fatal(err)
+	}
+	var back Results
+	data, err := os.ReadFile(filepath.Join(dir, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &back); err != nil || len(back.Fanout) != len(res.Fanout) {
+		t.Errorf("results.json does not read back: %v", err)
+	}
+	if svg, err := os.ReadFile(filepath.Join(dir, "chart.svg")); err != nil || !bytes.Contains(svg, []byte("<svg")) {
+		t.Errorf("chart.svg is not an SVG: %v", err)
+	}
+	txt, err := os.ReadFile(filepath.Join(dir, "results.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	benchLines := 0
+	sc := bufio.NewScanner(bytes.NewReader(txt))
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "BenchmarkFanout/mode=") {
+			benchLines++
+			if fields := strings.Fields(sc.Text()); len(fields) < 4 || fields[3] != "deliveries/s" {
+				t.Errorf("benchmark line %q is not in Go benchmark format", sc.Text())
+			}
+		}
+	}
+	if benchLines != len(res.Fanout) {
+		t.Errorf("%d BenchmarkFanout lines, want %d", benchLines, len(res.Fanout))
+	}
+}

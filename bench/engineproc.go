@@ -1,0 +1,222 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/presence-engine/presence/engine"
+)
+
+// engineUnderTest is the engine a run measures: a child process, or an Engine in
+// this process.
+type engineUnderTest struct {
+	url string
+
+	// child process
+	cmd    *exec.Cmd
+	exited chan struct{}
+
+	// in process
+	e      *engine.Engine
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startEngine starts the engine with its data in dir and waits until it serves
+// and its projection has caught up.
+func startEngine(ctx context.Context, cfg Config, dir string) (*engineUnderTest, error) {
+	if len(cfg.EngineCommand) == 0 {
+		opts := engine.Options{NATSURL: cfg.NATSURL, Logger: cfg.Logger}
+		if cfg.NATSURL == "" {
+			opts.Listen = "127.0.0.1:0"
+		}
+		e, err := engine.Open(filepath.Join(dir, "engine"), opts)
+		if err != nil {
+			return nil, err
+		}
+		rctx, cancel := context.WithCancel(context.Background())
+		u := &engineUnderTest{e: e, cancel: cancel, done: make(chan error, 1), url: e.ClientURL()}
+		go func() { u.done <- e.Run(rctx) }()
+		wctx, wcancel := context.WithTimeout(ctx, cfg.Timeout)
+		defer wcancel()
+		if err := e.WaitReady(wctx); err != nil {
+			u.stop()
+			return nil, fmt.Errorf("engine not ready: %w", err)
+		}
+		return u, nil
+	}
+
+	args := append(append([]string(nil), cfg.EngineCommand[1:]...),
+		"--data", filepath.Join(dir, "engine"), "--log-format", "json", "--log-level", "info")
+	if cfg.NATSURL != "" {
+		args = append(args, "--nats", cfg.NATSURL)
+	} else {
+		args = append(args, "--listen", "127.0.0.1:0")
+	}
+	cmd := exec.Command(cfg.EngineCommand[0], args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout = io.Discard
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start the engine (%s): %w", strings.Join(cmd.Args, " "), err)
+	}
+	u := &engineUnderTest{cmd: cmd, exited: make(chan struct{})}
+	lines := make(chan map[string]any, 16)
+	var tail tailLines
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			tail.add(sc.Text())
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) == nil {
+				select {
+				case lines <- m:
+				default:
+				}
+			}
+		}
+		_ = cmd.Wait()
+		close(u.exited)
+	}()
+	timeout := time.NewTimer(cfg.Timeout)
+	defer timeout.Stop()
+	for ready := false; !ready; {
+		select {
+		case m := <-lines:
+			switch m["msg"] {
+			case "presence engine serving":
+				u.url, _ = m["url"].(string)
+			case "projection caught up with the log":
+				ready = u.url != ""
+			}
+		case <-u.exited:
+			return nil, fmt.Errorf("the engine exited before it was ready: %s", tail.String())
+		case <-timeout.C:
+			u.stop()
+			return nil, fmt.Errorf("the engine was not ready within %s: %s", cfg.Timeout, tail.String())
+		case <-ctx.Done():
+			u.stop()
+			return nil, ctx.Err()
+		}
+	}
+	return u, nil
+}
+
+// peakRSS returns the child's peak resident memory, 0 in process.
+func (u *engineUnderTest) peakRSS() int64 {
+	if u.cmd == nil {
+		return 0
+	}
+	return vmHWM(u.cmd.Process.Pid)
+}
+
+// metrics reads the engine's counters from the service's stats.
+func (u *engineUnderTest) metrics(nc *nats.Conn) (engine.Metrics, error) {
+	if u.e != nil {
+		return u.e.Metrics(), nil
+	}
+	msg, err := nc.Request("$SRV.STATS."+engine.ServiceName, nil, 2*time.Second)
+	if err != nil {
+		return engine.Metrics{}, err
+	}
+	var stats struct {
+		Endpoints []struct {
+			Data engine.Metrics `json:"data"`
+		} `json:"endpoints"`
+	}
+	if err := json.Unmarshal(msg.Data, &stats); err != nil {
+		return engine.Metrics{}, err
+	}
+	if len(stats.Endpoints) == 0 {
+		return engine.Metrics{}, errors.New("the service reported no endpoints")
+	}
+	return stats.Endpoints[0].Data, nil
+}
+
+// stop ends the engine: SIGTERM for a child, then SIGKILL if it lingers.
+func (u *engineUnderTest) stop() error {
+	if u.e != nil {
+		u.cancel()
+		err := <-u.done
+		return errors.Join(err, u.e.Close())
+	}
+	if u.cmd == nil || u.cmd.Process == nil {
+		return nil
+	}
+	_ = u.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-u.exited:
+	case <-time.After(30 * time.Second):
+		_ = u.cmd.Process.Kill()
+		<-u.exited
+	}
+	return nil
+}
+
+// vmHWM reads a process's peak resident set size from /proc; 0 where there is
+// no /proc.
+func vmHWM(pid int) int64 {
+	return procStatusKB(pid, "VmHWM:") * 1024
+}
+
+func procStatusKB(pid int, field string) int64 {
+	path := "/proc/self/status"
+	if pid > 0 {
+		path = "/proc/" + strconv.Itoa(pid) + "/status"
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, field); ok {
+			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// resetPeakRSS starts this process's peak resident memory afresh (Linux), so
+// that the next vmHWM(0) measures from now.
+func resetPeakRSS() {
+	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+}
+
+// tailLines keeps the last lines a child wrote, for errors.
+type tailLines struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (t *tailLines) add(s string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.lines = append(t.lines, s)
+	if len(t.lines) > 10 {
+		t.lines = t.lines[1:]
+	}
+}
+
+func (t *tailLines) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.Join(t.lines, " | ")
+}

@@ -1,0 +1,330 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/presence-engine/presence/engine"
+	"github.com/presence-engine/presence/projections"
+)
+
+// window is the range of log sequences a fan-out run writes: [base, base+size).
+type window struct {
+	base uint64
+	size int
+}
+
+func (w window) index(seq uint64) (int, bool) {
+	if seq < w.base || seq-w.base >= uint64(w.size) {
+		return 0, false
+	}
+	return int(seq - w.base), true
+}
+
+// subStats is what one subscriber saw.
+type subStats struct {
+	got        []bool // by window index: delivered
+	last       uint64
+	inWindow   atomic.Int64 // distinct changes of the window delivered
+	deliveries int64
+	duplicated int64
+	outOfOrder int64
+	stale      int64
+	lastAt     time.Time
+	pending    []delivery // deliveries whose ack time was not known yet
+}
+
+type delivery struct {
+	seq uint64
+	at  int64
+}
+
+// observer checks and times what subscribers are handed.
+type observer struct {
+	timing   bool // record latencies (live runs)
+	win      window
+	expected []bool // by window index: a visible change the writers appended; set once they are done
+	acks     *ackTimes
+	subs     []*subStats
+
+	histMu []sync.Mutex
+	hists  []*hdrhistogram.Histogram // sharded by subscriber
+}
+
+const histShards = 16
+
+func newObserver(m int, win window, acks *ackTimes) *observer {
+	o := &observer{timing: acks != nil, win: win, expected: make([]bool, win.size), acks: acks, subs: make([]*subStats, m),
+		histMu: make([]sync.Mutex, histShards), hists: make([]*hdrhistogram.Histogram, histShards)}
+	for i := range o.subs {
+		o.subs[i] = &subStats{got: make([]bool, win.size)}
+	}
+	for i := range o.hists {
+		o.hists[i] = hdrhistogram.New(1, int64(10*time.Minute/time.Microsecond), 3)
+	}
+	return o
+}
+
+// handler returns subscriber i's handler: it reads the current status, as every
+// subscriber must, then records what it saw. A subscriber's handler runs on one
+// goroutine at a time.
+func (o *observer) handler(i int) engine.Handler {
+	st := o.subs[i]
+	return func(ctx context.Context, ch engine.Change) error {
+		cur, err := ch.Current(ctx)
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		st.deliveries++
+		st.lastAt = now
+		if cur.Seq < ch.Seq {
+			st.stale++
+		}
+		if ch.Seq <= st.last {
+			if idx, ok := o.win.index(ch.Seq); ok && st.got[idx] {
+				st.duplicated++
+			} else {
+				st.outOfOrder++
+			}
+		}
+		st.last = max(st.last, ch.Seq)
+		idx, ok := o.win.index(ch.Seq)
+		if !ok {
+			return nil
+		}
+		if !st.got[idx] {
+			st.got[idx] = true
+			st.inWindow.Add(1)
+		}
+		if !o.timing {
+			return nil
+		}
+		if ack := o.acks.get(ch.Seq); ack > 0 {
+			o.record(i, now.UnixNano()-ack)
+		} else {
+			st.pending = append(st.pending, delivery{seq: ch.Seq, at: now.UnixNano()})
+		}
+		return nil
+	}
+}
+
+func (o *observer) record(i int, ns int64) {
+	us := max(ns/1000, 1)
+	shard := i % histShards
+	o.histMu[shard].Lock()
+	_ = o.hists[shard].RecordValue(us)
+	o.histMu[shard].Unlock()
+}
+
+// done reports whether every subscriber has had as many changes of the window
+// as the writers made visible (during a run only they write).
+func (o *observer) done(want int64) bool {
+	for _, st := range o.subs {
+		if st.inWindow.Load() < want {
+			return false
+		}
+	}
+	return true
+}
+
+// deliveries counts, once the subscribers have stopped, what they were handed.
+func (o *observer) deliveries() int64 {
+	var n int64
+	for _, st := range o.subs {
+		n += st.deliveries
+	}
+	return n
+}
+
+// tally adds, once the subscribers have stopped, what went wrong to f.
+func (o *observer) tally(f *Fanout) {
+	f.Deliveries += o.deliveries()
+	f.Lost += o.lost()
+	for _, st := range o.subs {
+		f.Duplicated += st.duplicated
+		f.OutOfOrder += st.outOfOrder
+		f.Stale += st.stale
+	}
+}
+
+// lost counts, once the subscribers have stopped, the visible changes each
+// subscriber never got, summed over them.
+func (o *observer) lost() int64 {
+	var n int64
+	for _, st := range o.subs {
+		for i, want := range o.expected {
+			if want && !st.got[i] {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// subscribers runs the subscribers of one fan-out run until closed.
+type subscribers struct {
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	errs     chan error
+	cleanups []func()
+}
+
+func newSubscribers(ctx context.Context, n int) *subscribers {
+	s := &subscribers{errs: make(chan error, n)}
+	s.ctx, s.cancel = context.WithCancel(ctx)
+	return s
+}
+
+// go runs fn until the subscribers are closed; an error it returns is kept.
+func (s *subscribers) run(fn func(context.Context) error) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := fn(s.ctx); err != nil && s.ctx.Err() == nil {
+			select {
+			case s.errs <- err:
+			default:
+			}
+		}
+	}()
+}
+
+// close stops everything and releases what was opened, in reverse order.
+func (s *subscribers) close() {
+	s.cancel()
+	s.wg.Wait()
+	for i := len(s.cleanups) - 1; i >= 0; i-- {
+		s.cleanups[i]()
+	}
+}
+
+// err returns the first error a subscriber met, if any.
+func (s *subscribers) err() error {
+	select {
+	case err := <-s.errs:
+		return err
+	default:
+		return nil
+	}
+}
+
+// wait waits for ready, failing if a subscriber fails first.
+func (s *subscribers) wait(ready <-chan struct{}) error {
+	select {
+	case <-ready:
+		return nil
+	case err := <-s.errs:
+		return err
+	case <-s.ctx.Done():
+		return s.ctx.Err()
+	}
+}
+
+// startRemote starts m remote subscribers: each its own connection and consumer,
+// reading over the service (in batches: engine.Client is a BatchReader).
+func startRemote(ctx context.Context, url string, m int, o *observer, start engine.Start) (*subscribers, error) {
+	s := newSubscribers(ctx, m)
+	for i := range m {
+		nc, err := nats.Connect(url, nats.Name(fmt.Sprintf("bench subscriber %d", i)))
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+		s.cleanups = append(s.cleanups, nc.Close)
+		sub, err := engine.NewSubscriber(engine.SubscriberConfig{Conn: nc, Reader: engine.NewClient(nc), Start: start, Batch: 256})
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+		h := o.handler(i)
+		s.run(func(ctx context.Context) error { return sub.Run(ctx, h) })
+		if err := s.wait(sub.Ready()); err != nil {
+			s.close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// startInProcess starts m subscribers in this process on one projection replica
+// (its own Pebble store, following the log) and one hub.
+func startInProcess(ctx context.Context, url, dir string, m int, o *observer, cfg Config, start engine.Start) (*subscribers, error) {
+	s := newSubscribers(ctx, m+2)
+	fail := func(err error) (*subscribers, error) {
+		s.close()
+		return nil, err
+	}
+	nc, err := nats.Connect(url, nats.Name("bench in-process subscribers"))
+	if err != nil {
+		return fail(err)
+	}
+	s.cleanups = append(s.cleanups, nc.Close)
+	replicaDir, err := os.MkdirTemp(dir, "replica-")
+	if err != nil {
+		return fail(err)
+	}
+	s.cleanups = append(s.cleanups, func() { os.RemoveAll(replicaDir) })
+	proj, err := projections.Open(replicaDir, projections.Options{Logger: cfg.Logger})
+	if err != nil {
+		return fail(err)
+	}
+	s.cleanups = append(s.cleanups, func() { proj.Close() })
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fail(err)
+	}
+	follower, err := projections.NewFollower(projections.FollowerConfig{Projection: proj, JetStream: js, Stream: engine.LogStream, Logger: cfg.Logger})
+	if err != nil {
+		return fail(err)
+	}
+	reader := &engine.LocalReader{Projection: proj, Ready: follower.IsReady}
+	hub, err := engine.NewHub(engine.HubConfig{Conn: nc, Reader: reader, Logger: cfg.Logger, Queue: 4096, Start: start})
+	if err != nil {
+		return fail(err)
+	}
+	// Subscribe before the hub runs: from its first change on, every one
+	// reaches every subscriber.
+	for i := range m {
+		sub, h := hub.Subscribe(), o.handler(i)
+		s.run(func(ctx context.Context) error { return sub.Run(ctx, h) })
+	}
+	s.run(follower.Run)
+	s.run(hub.Run)
+	for _, ready := range []<-chan struct{}{follower.Ready(), hub.Ready()} {
+		if err := s.wait(ready); err != nil {
+			return fail(err)
+		}
+	}
+	return s, nil
+}
+
+// latency merges the histograms, after the pending deliveries are timed.
+func (o *observer) latency() Latency {
+	if !o.timing {
+		return Latency{}
+	}
+	for i, st := range o.subs {
+		for _, d := range st.pending {
+			if ack := o.acks.get(d.seq); ack > 0 {
+				o.record(i, d.at-ack)
+			}
+		}
+		st.pending = nil
+	}
+	all := hdrhistogram.New(1, int64(10*time.Minute/time.Microsecond), 3)
+	for _, h := range o.hists {
+		all.Merge(h)
+	}
+	return Latency{Count: all.TotalCount(), P50: float64(all.ValueAtQuantile(50)), P90: float64(all.ValueAtQuantile(90)),
+		P99: float64(all.ValueAtQuantile(99)), P999: float64(all.ValueAtQuantile(99.9)), Max: float64(all.Max())}
+}

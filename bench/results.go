@@ -1,0 +1,261 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+)
+
+// Results is everything a run measured. Rates are per second; every engine
+// figure has the raw NATS figure it corresponds to, measured in the same run,
+// and their ratio.
+type Results struct {
+	Started   time.Time     `json:"started"`
+	Elapsed   time.Duration `json:"elapsed_ns"`
+	Machine   Machine       `json:"machine"`
+	Workload  Workload      `json:"workload"`
+	EventSize int           `json:"event_size_bytes"` // mean size of a log event
+
+	Baselines Baselines `json:"baselines"`
+
+	Appends Compared `json:"appends"` // sets appended through the service, vs raw async publish with expected seq
+	Fold    Compared `json:"fold"`    // events folded into a fresh projection, vs a raw ordered read of the same log
+	// FoldMaxLag is the largest projection lag seen while appends ran as fast
+	// as they could; FeedMaxLag likewise for the feed.
+	FoldMaxLag uint64   `json:"fold_max_lag_events"`
+	FeedMaxLag uint64   `json:"feed_max_lag_events"`
+	Feed       Compared `json:"feed"` // feed entries published per second while appends ran
+
+	Fanout []Fanout `json:"fanout"`
+	// HalfRate is the latency at half the maximum sustained append rate.
+	HalfRate *Fanout `json:"half_rate,omitempty"`
+
+	EnginePeakRSS int64    `json:"engine_peak_rss_bytes"` // 0 when the engine ran in this process
+	Notes         []string `json:"notes,omitempty"`
+}
+
+// Machine says where the run happened.
+type Machine struct {
+	CPUs      int    `json:"cpus"`
+	GoVersion string `json:"go"`
+	Engine    string `json:"engine"` // "child process" or "in process"
+	Server    string `json:"server"` // "embedded" or the URL
+}
+
+// Workload is the shape of the run.
+type Workload struct {
+	Contacts    int    `json:"contacts"`
+	Writers     int    `json:"writers"`
+	InFlight    int    `json:"in_flight"`
+	Changes     int    `json:"changes_per_fanout_run"`
+	AppendSets  int    `json:"append_sets"`
+	Baseline    int    `json:"baseline_messages"`
+	Subscribers []int  `json:"subscribers"`
+	Modes       []Mode `json:"modes"`
+}
+
+// Baselines are the raw NATS figures of the run.
+type Baselines struct {
+	PublishAsync       float64         `json:"publish_async"`        // msgs/s, JetStream async publish
+	PublishAsyncExpect float64         `json:"publish_async_expect"` // msgs/s, with expected-last-subject-sequence
+	OrderedRead        float64         `json:"ordered_read"`         // msgs/s, one ordered consumer
+	FanoutOrdered      map[int]float64 `json:"fanout_ordered"`       // deliveries/s to M ordered consumers
+	FanoutCore         map[int]float64 `json:"fanout_core"`          // deliveries/s to M core subscribers
+}
+
+// Compared is an engine figure beside its baseline.
+type Compared struct {
+	Rate     float64 `json:"rate"`
+	Baseline float64 `json:"baseline"`
+	Ratio    float64 `json:"ratio"`
+}
+
+func compare(rate, baseline float64) Compared {
+	c := Compared{Rate: rate, Baseline: baseline}
+	if baseline > 0 {
+		c.Ratio = rate / baseline
+	}
+	return c
+}
+
+// Latency is a distribution in microseconds.
+type Latency struct {
+	Count int64   `json:"count"`
+	P50   float64 `json:"p50_us"`
+	P90   float64 `json:"p90_us"`
+	P99   float64 `json:"p99_us"`
+	P999  float64 `json:"p999_us"`
+	Max   float64 `json:"max_us"`
+}
+
+// Fanout is one fan-out run: M subscribers in one mode.
+type Fanout struct {
+	Mode       Mode    `json:"mode"`
+	M          int     `json:"m"`
+	TargetRate float64 `json:"target_rate,omitempty"` // sets/s asked of the writers; 0: as fast as they go
+	Appended   int     `json:"appended"`              // changes appended during the run
+	Visible    int     `json:"visible"`               // of which visible: each must reach every subscriber
+	AppendRate float64 `json:"append_rate"`
+	Deliveries int64   `json:"deliveries"`            // in both phases
+	LiveRate   float64 `json:"live_deliveries_per_s"` // while the writers wrote: bounded by their rate
+	// Rate is the catch-up rate: M subscribers handing over the window at once,
+	// vs the raw fan-out of a pre-filled stream (M ordered consumers for
+	// remote, M core subscribers for in-process).
+	Rate       Compared `json:"deliveries_per_s"`
+	LookupRate float64  `json:"lookups_per_s"`
+	Latency    Latency  `json:"latency"`
+	Lost       int64    `json:"lost"`       // visible changes some subscriber never got
+	Duplicated int64    `json:"duplicated"` // deliveries of a change a subscriber already had
+	OutOfOrder int64    `json:"out_of_order"`
+	Stale      int64    `json:"stale"` // reads older than their change
+	RSSPerSub  int64    `json:"rss_per_subscriber_bytes"`
+}
+
+// WriteJSON writes the results as indented JSON.
+func (r *Results) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+func rateStr(v float64) string {
+	switch {
+	case v >= 1e6:
+		return fmt.Sprintf("%.2fM", v/1e6)
+	case v >= 1e3:
+		return fmt.Sprintf("%.1fk", v/1e3)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+func ratio(c Compared) string {
+	if c.Baseline == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", c.Ratio)
+}
+
+func bytesText(n int64) string {
+	switch {
+	case n <= 0:
+		return "-"
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+}
+
+func ms(us float64) string { return fmt.Sprintf("%.2f", us/1000) }
+
+// WriteTable writes the results for people.
+func (r *Results) WriteTable(w io.Writer) error {
+	fmt.Fprintf(w, "presence bench: %d CPUs, %s, engine %s, server %s; %d contacts, %d writers x %d in flight; events of %d bytes\n\n",
+		r.Machine.CPUs, r.Machine.GoVersion, r.Machine.Engine, r.Machine.Server, r.Workload.Contacts,
+		r.Workload.Writers, r.Workload.InFlight, r.EventSize)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "figure\tengine\traw NATS\tratio\tagainst\t")
+	b := r.Baselines
+	fmt.Fprintf(tw, "appends/s (through the service)\t%s\t%s\t%s\tasync publish + expected seq\t\n", rateStr(r.Appends.Rate), rateStr(r.Appends.Baseline), ratio(r.Appends))
+	fmt.Fprintf(tw, "fold events/s (fresh projection)\t%s\t%s\t%s\tordered read of the same log\t\n", rateStr(r.Fold.Rate), rateStr(r.Fold.Baseline), ratio(r.Fold))
+	fmt.Fprintf(tw, "feed entries/s (while appending)\t%s\t%s\t%s\tasync publish\t\n", rateStr(r.Feed.Rate), rateStr(r.Feed.Baseline), ratio(r.Feed))
+	fmt.Fprintf(tw, "raw async publish\t\t%s\t\t\t\n", rateStr(b.PublishAsync))
+	fmt.Fprintf(tw, "raw async publish + expected seq\t\t%s\t\t\t\n", rateStr(b.PublishAsyncExpect))
+	fmt.Fprintf(tw, "raw ordered read\t\t%s\t\t\t\n", rateStr(b.OrderedRead))
+	tw.Flush()
+	fmt.Fprintf(w, "\nprojection lag while appending at full speed: max %d events; feed lag: max %d events\n", r.FoldMaxLag, r.FeedMaxLag)
+	if r.EnginePeakRSS > 0 {
+		fmt.Fprintf(w, "engine peak resident memory: %s\n", bytesText(r.EnginePeakRSS))
+	}
+
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "mode\tM\tappends/s\tlive deliveries/s\tdeliveries/s\traw fan-out\tratio\tlookups/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\tlost\tdup\tstale\tRSS/sub\t")
+	rows := append([]Fanout(nil), r.Fanout...)
+	if r.HalfRate != nil {
+		rows = append(rows, *r.HalfRate)
+	}
+	for _, f := range rows {
+		mode := string(f.Mode)
+		if f.TargetRate > 0 {
+			mode += fmt.Sprintf(" @%s/s", rateStr(f.TargetRate))
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t\n", mode, f.M,
+			rateStr(f.AppendRate), rateStr(f.LiveRate), rateStr(f.Rate.Rate), rateStr(f.Rate.Baseline), ratio(f.Rate), rateStr(f.LookupRate),
+			ms(f.Latency.P50), ms(f.Latency.P90), ms(f.Latency.P99), ms(f.Latency.P999), ms(f.Latency.Max),
+			f.Lost, f.Duplicated, f.Stale, bytesText(f.RSSPerSub))
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "\nlive: subscribers running while the writers write (latency: writer's ack to the handler's read of the current status)")
+	fmt.Fprintln(w, "deliveries/s: M subscribers catching up on that window at once, each reading the current status of every change;")
+	fmt.Fprintln(w, "raw fan-out: remote rows against M ordered consumers of a pre-filled stream, in-process rows against M core NATS subscribers")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "M\tordered consumers deliveries/s\tcore subscribers deliveries/s\t")
+	for _, m := range r.Workload.Subscribers {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t\n", m, rateStr(b.FanoutOrdered[m]), rateStr(b.FanoutCore[m]))
+	}
+	tw.Flush()
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
+	return nil
+}
+
+// WriteGoBench writes the figures as Go benchmark lines, which benchstat
+// compares across runs.
+func (r *Results) WriteGoBench(w io.Writer) error {
+	line := func(name string, n int64, unit string, v float64) {
+		fmt.Fprintf(w, "%s\t%d\t%.1f %s\n", name, max(n, 1), v, unit)
+	}
+	line("BenchmarkAppend/engine", int64(r.Workload.AppendSets), "appends/s", r.Appends.Rate)
+	line("BenchmarkAppend/raw-expect", int64(r.Workload.Baseline), "msgs/s", r.Baselines.PublishAsyncExpect)
+	line("BenchmarkAppend/raw", int64(r.Workload.Baseline), "msgs/s", r.Baselines.PublishAsync)
+	line("BenchmarkFold/engine", int64(r.Workload.AppendSets), "events/s", r.Fold.Rate)
+	line("BenchmarkFold/raw-ordered-read", int64(r.Workload.AppendSets), "msgs/s", r.Fold.Baseline)
+	for _, f := range r.Fanout {
+		name := fmt.Sprintf("BenchmarkFanout/mode=%s/M=%d", f.Mode, f.M)
+		fmt.Fprintf(w, "%s\t%d\t%.1f deliveries/s\t%.1f lookups/s\t%.1f p50-us\t%.1f p99-us\t%.1f max-us\n",
+			name, max(f.Deliveries, 1), f.Rate.Rate, f.LookupRate, f.Latency.P50, f.Latency.P99, f.Latency.Max)
+	}
+	for _, m := range r.Workload.Subscribers {
+		if v, ok := r.Baselines.FanoutOrdered[m]; ok {
+			line(fmt.Sprintf("BenchmarkFanout/raw-ordered/M=%d", m), int64(r.Workload.Baseline), "deliveries/s", v)
+		}
+		if v, ok := r.Baselines.FanoutCore[m]; ok {
+			line(fmt.Sprintf("BenchmarkFanout/raw-core/M=%d", m), int64(r.Workload.Baseline), "deliveries/s", v)
+		}
+	}
+	return nil
+}
+
+// WriteFiles writes results.json, results.txt (the table and the benchmark
+// lines) and chart.svg into dir.
+func (r *Results) WriteFiles(dir string) error {
+	var js, txt bytes.Buffer
+	if err := r.WriteJSON(&js); err != nil {
+		return err
+	}
+	if err := r.WriteTable(&txt); err != nil {
+		return err
+	}
+	txt.WriteString("\n")
+	if err := r.WriteGoBench(&txt); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), js.Bytes(), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.txt"), txt.Bytes(), 0o644); err != nil {
+		return err
+	}
+	return r.WriteChart(filepath.Join(dir, "chart.svg"))
+}
+
+// WriteChart draws deliveries/s and p99 latency against M, one line per mode.
+func (r *Results) WriteChart(path string) error { return writeChart(r, path) }

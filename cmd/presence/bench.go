@@ -1,0 +1,137 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/presence-engine/presence/bench"
+)
+
+func newBench() *cobra.Command {
+	var (
+		quick, asJSON, inProcess  bool
+		natsURL, out, subs, modes string
+		cfg                       bench.Config
+	)
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure fan-out against the raw broker, in the same run",
+		Long: `Measure the engine the way its users run it: appends through the service,
+the fold of the log, and fan-out to M subscribers that each read the current
+status of every change they are handed (remote: a connection and a consumer
+each, reading over the service; in-process: handlers sharing one projection
+replica). Every figure is printed beside the raw NATS figure for the same work,
+measured in the same run on the same server, with their ratio.
+
+The engine runs as a child process of this one (presence serve), so that its
+memory is measured apart; --in-process runs it here instead. --quick finishes
+within a minute on two cores.`,
+		Example: `  presence bench --quick
+  presence bench --subscribers 1,10,100,1000 --out bench-results
+  presence bench --nats nats://10.0.0.5:4222 --json`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			base := bench.Config{}
+			if quick {
+				base = bench.Quick()
+			}
+			if cmd.Flags().Changed("contacts") {
+				base.Contacts = cfg.Contacts
+			}
+			if cmd.Flags().Changed("writers") {
+				base.Writers = cfg.Writers
+			}
+			if cmd.Flags().Changed("in-flight") {
+				base.InFlight = cfg.InFlight
+			}
+			if cmd.Flags().Changed("changes") {
+				base.Changes = cfg.Changes
+			}
+			if cmd.Flags().Changed("append-sets") {
+				base.AppendSets = cfg.AppendSets
+			}
+			if cmd.Flags().Changed("baseline-messages") {
+				base.BaselineMessages = cfg.BaselineMessages
+			}
+			if subs != "" {
+				base.Subscribers = nil
+				for _, s := range strings.Split(subs, ",") {
+					n, err := strconv.Atoi(strings.TrimSpace(s))
+					if err != nil || n <= 0 {
+						return usageError{fmt.Errorf("--subscribers %q: want positive numbers separated by commas, for example 1,10,100", subs)}
+					}
+					base.Subscribers = append(base.Subscribers, n)
+				}
+			}
+			if modes != "" && modes != "both" {
+				base.Modes = nil
+				for _, m := range strings.Split(modes, ",") {
+					mode := bench.Mode(strings.TrimSpace(m))
+					if mode != bench.Remote && mode != bench.InProcess {
+						return usageError{fmt.Errorf("--modes %q: want remote, inprocess or both", modes)}
+					}
+					base.Modes = append(base.Modes, mode)
+				}
+			}
+			base.NATSURL = natsURL
+			if !inProcess {
+				exe, err := os.Executable()
+				if err != nil {
+					return err
+				}
+				base.EngineCommand = []string{exe, "serve"}
+			}
+			if !asJSON {
+				base.Progress = cmd.ErrOrStderr()
+			}
+			res, err := bench.Run(cmd.Context(), base)
+			if err != nil {
+				return err
+			}
+			stdout := cmd.OutOrStdout()
+			if asJSON {
+				if err := res.WriteJSON(stdout); err != nil {
+					return err
+				}
+			} else {
+				if err := res.WriteTable(stdout); err != nil {
+					return err
+				}
+				fmt.Fprintln(stdout)
+				if err := res.WriteGoBench(stdout); err != nil {
+					return err
+				}
+			}
+			if out != "" {
+				if err := os.MkdirAll(out, 0o755); err != nil {
+					return err
+				}
+				if err := res.WriteFiles(out); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "results written to %s\n", filepath.Join(out, "results.json"))
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&quick, "quick", false, "a short run, within a minute on two cores")
+	f.BoolVar(&asJSON, "json", false, "print the results as JSON")
+	f.BoolVar(&inProcess, "in-process", false, "run the engine in this process instead of as a child process")
+	f.StringVar(&natsURL, "nats", "", "run against this NATS server or cluster instead of the engine's embedded server")
+	f.StringVar(&out, "out", "", "write results.json, results.txt and a chart (chart.svg) into this directory")
+	f.StringVar(&subs, "subscribers", "", "values of M, for example 1,10,100,1000 (default 1,10,100,1000; quick 1,10,100)")
+	f.StringVar(&modes, "modes", "", "remote, inprocess or both (default both)")
+	f.IntVar(&cfg.Contacts, "contacts", 0, "K, contacts written to (default 100000; quick 10000)")
+	f.IntVar(&cfg.Writers, "writers", 0, "W, writer connections (default 4; quick 2)")
+	f.IntVar(&cfg.InFlight, "in-flight", 0, "sets each writer keeps outstanding (default 64; quick 32)")
+	f.IntVar(&cfg.Changes, "changes", 0, "sets per fan-out run (default 20000; quick 2000)")
+	f.IntVar(&cfg.AppendSets, "append-sets", 0, "sets in the append measurement (default 200000; quick 20000)")
+	f.IntVar(&cfg.BaselineMessages, "baseline-messages", 0, "messages per raw baseline (default 200000; quick 20000)")
+	return cmd
+}

@@ -1,0 +1,161 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+)
+
+// runHub runs a hub on the engine's own projection until the test ends.
+func runHub(t testing.TB, r *running, cfg HubConfig) *Hub {
+	t.Helper()
+	if cfg.Conn == nil {
+		cfg.Conn = r.connect(t)
+	}
+	if cfg.Reader == nil {
+		cfg.Reader = r.Reader()
+	}
+	cfg.Logger = testLogger(t)
+	h, err := NewHub(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("hub Run: %v", err)
+		}
+	})
+	select {
+	case <-h.Ready():
+	case err := <-done:
+		t.Fatalf("hub stopped: %v", err)
+	}
+	return h
+}
+
+// countingReader counts the reads that reach the projection.
+type countingReader struct {
+	Reader
+	mu    sync.Mutex
+	reads int
+}
+
+func (c *countingReader) Status(ctx context.Context, contact string, minSeq uint64) (Reply, error) {
+	c.mu.Lock()
+	c.reads++
+	c.mu.Unlock()
+	return c.Reader.Status(ctx, contact, minSeq)
+}
+
+func TestHubHandsEveryChangeToEverySubscriber(t *testing.T) {
+	r := startEngine(t, "", Options{})
+	reader := &countingReader{Reader: r.Reader()}
+	h := runHub(t, r, HubConfig{Reader: reader})
+	const subs = 50
+	cols := make([]*collector, subs)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i := range cols {
+		cols[i] = &collector{}
+		sub := h.Subscribe()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := sub.Run(ctx, func(ctx context.Context, ch Change) error {
+				cur, err := ch.Current(ctx)
+				if err != nil {
+					return err
+				}
+				cols[i].add(ch, cur)
+				return nil
+			})
+			if err != nil {
+				t.Errorf("subscriber %d: %v", i, err)
+			}
+		}()
+	}
+	writeRandom(t, r.Writer(), rand.New(rand.NewPCG(13, 14)), 10, 300)
+	r.waitFeed(t)
+	want := feedSeqs(t, r)
+	for i, col := range cols {
+		waitFor(t, fmt.Sprintf("subscriber %d to see every change", i), func() bool { return col.len() >= len(want) })
+		if got := col.seqs(); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("subscriber %d saw %v, want %v", i, got, want)
+		}
+		col.mu.Lock()
+		for j, ch := range col.changes {
+			if col.reads[j].Seq < ch.Seq {
+				t.Errorf("subscriber %d: change at seq %d read a status as of seq %d", i, ch.Seq, col.reads[j].Seq)
+			}
+		}
+		col.mu.Unlock()
+	}
+	cancel()
+	wg.Wait()
+	reader.mu.Lock()
+	defer reader.mu.Unlock()
+	if reader.reads != len(want) {
+		t.Errorf("the projection was read %d times for %d changes and %d subscribers, want once per change", reader.reads, len(want), subs)
+	}
+	if m := h.Metrics(); m.Deliveries != uint64(subs*len(want)) || m.CutOff != 0 {
+		t.Errorf("hub metrics %+v, want %d deliveries and none cut off", m, subs*len(want))
+	}
+}
+
+func TestHubCutsOffASlowSubscriber(t *testing.T) {
+	r := startEngine(t, "", Options{})
+	h := runHub(t, r, HubConfig{Queue: 2})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	release := make(chan struct{})
+	slow := make(chan error, 1)
+	slowSub, fastSub := h.Subscribe(), h.Subscribe()
+	go func() {
+		slow <- slowSub.Run(ctx, func(ctx context.Context, ch Change) error {
+			select {
+			case <-release:
+			case <-ctx.Done(): // cancelled when cut off
+			}
+			return nil
+		})
+	}()
+	var fast collector
+	fastDone := make(chan error, 1)
+	go func() {
+		fastDone <- fastSub.Run(ctx, func(ctx context.Context, ch Change) error { fast.add(ch, Reply{}); return nil })
+	}()
+	// Rounds of writes, each handled by the fast subscriber before the next:
+	// the slow one's queue fills up with one batch a round.
+	rng := rand.New(rand.NewPCG(15, 16))
+	var want []uint64
+	for range 6 {
+		writeRandom(t, r.Writer(), rng, 10, 40)
+		r.waitFeed(t)
+		want = feedSeqs(t, r)
+		waitFor(t, "the fast subscriber to catch up", func() bool { return fast.len() >= len(want) })
+	}
+	select {
+	case err := <-slow:
+		if !errors.Is(err, ErrSlowSubscriber) {
+			t.Errorf("slow subscriber ended with %v, want ErrSlowSubscriber", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the slow subscriber was not cut off")
+	}
+	close(release)
+	if got := fast.seqs(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("fast subscriber saw %v, want %v", got, want)
+	}
+	cancel()
+	if err := <-fastDone; err != nil {
+		t.Errorf("fast subscriber: %v", err)
+	}
+}
