@@ -24,6 +24,8 @@ func ValidateContact(id string) error {
 		return bad("it is empty; a contact ID is 1 to 256 bytes of UTF-8 without spaces or control characters")
 	case len(id) > MaxContactLen:
 		return bad("it is " + strconv.Itoa(len(id)) + " bytes; at most 256 are accepted")
+	case printableASCII(id, '!'):
+		return nil
 	case !utf8.ValidString(id):
 		return bad("it is not valid UTF-8")
 	}
@@ -45,6 +47,8 @@ func ValidateName(name string) error {
 	switch {
 	case len(name) > MaxNameLen:
 		return bad("it is " + strconv.Itoa(len(name)) + " bytes; at most 256 are accepted")
+	case printableASCII(name, ' '):
+		return nil
 	case !utf8.ValidString(name):
 		return bad("it is not valid UTF-8")
 	}
@@ -56,16 +60,32 @@ func ValidateName(name string) error {
 	return nil
 }
 
-// tokenSafe reports whether b is written as itself in a subject token.
-func tokenSafe(b byte) bool {
-	switch {
-	case 'A' <= b && b <= 'Z', 'a' <= b && b <= 'z', '0' <= b && b <= '9':
-		return true
-	case b == '-', b == '_', b == '~', b == ':', b == '@', b == '+':
-		return true
+// printableASCII reports whether s is ASCII from lowest to '~': without control
+// characters, and without spaces when lowest is '!'. It is the validators' fast
+// path for the usual IDs and names.
+func printableASCII(s string, lowest byte) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < lowest || c > '~' {
+			return false
+		}
 	}
-	return false
+	return true
 }
+
+// tokenSafe reports whether b is written as itself in a subject token.
+func tokenSafe(b byte) bool { return tokenSafeSet[b] }
+
+var tokenSafeSet = func() (safe [256]bool) {
+	for c := range 256 {
+		switch {
+		case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9':
+			safe[c] = true
+		case c == '-', c == '_', c == '~', c == ':', c == '@', c == '+':
+			safe[c] = true
+		}
+	}
+	return safe
+}()
 
 const upperHex = "0123456789ABCDEF"
 
@@ -84,16 +104,17 @@ func Token(id string) string {
 	}
 	var b strings.Builder
 	b.Grow(len(id) + 2*n)
+	start := 0
 	for i := 0; i < len(id); i++ {
 		c := id[i]
 		if tokenSafe(c) {
-			b.WriteByte(c)
 			continue
 		}
-		b.WriteByte('%')
-		b.WriteByte(upperHex[c>>4])
-		b.WriteByte(upperHex[c&0xF])
+		b.WriteString(id[start:i])
+		b.Write([]byte{'%', upperHex[c>>4], upperHex[c&0xF]})
+		start = i + 1
 	}
+	b.WriteString(id[start:])
 	return b.String()
 }
 
@@ -120,7 +141,8 @@ func ParseToken(token string) (string, error) {
 	if len(token) > 3*MaxContactLen {
 		return "", bad("it is " + strconv.Itoa(len(token)) + " bytes, longer than any contact ID's token")
 	}
-	var out []byte
+	var out strings.Builder // the decoded ID, once an escape is met
+	escaped := false
 	for i := 0; i < len(token); i++ {
 		c := token[i]
 		if c != '%' {
@@ -128,14 +150,15 @@ func ParseToken(token string) (string, error) {
 				return "", bad("byte " + strconv.Itoa(i) + " (" + strconv.QuoteRune(rune(c)) +
 					") must be written %XX; a token holds A-Z a-z 0-9 - _ ~ : @ + and %XX in uppercase hex")
 			}
-			if out != nil {
-				out = append(out, c)
+			if escaped {
+				out.WriteByte(c)
 			}
 			continue
 		}
-		if out == nil {
-			out = make([]byte, 0, len(token))
-			out = append(out, token[:i]...)
+		if !escaped {
+			escaped = true
+			out.Grow(len(token))
+			out.WriteString(token[:i])
 		}
 		if i+2 >= len(token) {
 			return "", bad("escape at byte " + strconv.Itoa(i) + " is cut short; %XX needs two uppercase hex digits")
@@ -150,12 +173,12 @@ func ParseToken(token string) (string, error) {
 			return "", bad("escape at byte " + strconv.Itoa(i) + " encodes " + strconv.QuoteRune(rune(d)) +
 				", which is written as itself")
 		}
-		out = append(out, d)
+		out.WriteByte(d)
 		i += 2
 	}
 	id := token
-	if out != nil {
-		id = string(out)
+	if escaped {
+		id = out.String()
 	}
 	if err := ValidateContact(id); err != nil {
 		return "", bad("it decodes to an invalid contact ID: " + err.Error())

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Status is a contact's presence state. Its values are those of MISTATUS in the
@@ -76,14 +77,74 @@ var statuses = []statusInfo{
 var (
 	byValue = make(map[Status]statusInfo, len(statuses))
 	byName  = make(map[string]Status, 2*len(statuses))
+	// lowNames holds the canonical names of the states below 0x100 by value, ""
+	// for a value that is none; namesByLen holds the keys of byName by length.
+	// Both serve the codec's lookups, without hashing.
+	lowNames   [0x100]string
+	namesByLen [maxNameLen + 1][]namedStatus
 )
+
+type namedStatus struct {
+	name   string
+	status Status
+}
+
+// maxNameLen is the length of the longest key of byName.
+const maxNameLen = len("mistatus_local_synchronizing_with_server")
 
 func init() {
 	for _, s := range statuses {
 		byValue[s.status] = s
 		byName[s.name] = s.status
 		byName[strings.ToLower(s.constant)] = s.status
+		if s.status < 0x100 {
+			lowNames[s.status] = s.name
+		}
 	}
+	for name, s := range byName {
+		namesByLen[len(name)] = append(namesByLen[len(name)], namedStatus{name, s})
+	}
+}
+
+// name returns the canonical name of s and whether s is a MISTATUS state.
+func (s Status) name() (string, bool) {
+	if s < 0x100 {
+		n := lowNames[s]
+		return n, n != ""
+	}
+	info, ok := byValue[s]
+	return info.name, ok
+}
+
+// lookupName returns the status whose canonical or constant name text is,
+// without regard to case: the names ParseStatus matches, without allocating
+// for ASCII text.
+func lookupName[T string | []byte](text T) (Status, bool) {
+	var buf [maxNameLen]byte
+	for i := range len(text) {
+		c := text[i]
+		if c >= utf8.RuneSelf {
+			// Lowering can shorten the text ("K" is 3 bytes, "k" one): no
+			// length check before this.
+			s, ok := byName[strings.ToLower(string(text))]
+			return s, ok
+		}
+		if i < len(buf) {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			buf[i] = c
+		}
+	}
+	if len(text) > len(buf) {
+		return Unknown, false
+	}
+	for _, n := range namesByLen[len(text)] {
+		if n.name == string(buf[:len(text)]) {
+			return n.status, true
+		}
+	}
+	return Unknown, false
 }
 
 // Statuses returns every MISTATUS state in value order, the local-only ones and
@@ -99,8 +160,8 @@ func Statuses() []Status {
 // String returns the canonical name ("be-right-back"), or "0x...." for a value
 // that is not a MISTATUS state.
 func (s Status) String() string {
-	if info, ok := byValue[s]; ok {
-		return info.name
+	if name, ok := s.name(); ok {
+		return name
 	}
 	return fmt.Sprintf("0x%04X", uint16(s))
 }
@@ -116,7 +177,7 @@ func (s Status) Code() int { return int(s) }
 
 // Valid reports whether s is one of the MISTATUS states.
 func (s Status) Valid() bool {
-	_, ok := byValue[s]
+	_, ok := s.name()
 	return ok
 }
 
@@ -177,7 +238,7 @@ func acceptedStatuses() string {
 // the local-only ones included: whether a status may be written is Settable's call.
 func ParseStatus(text string) (Status, error) {
 	in := strings.TrimSpace(text)
-	if s, ok := byName[strings.ToLower(in)]; ok {
+	if s, ok := lookupName(in); ok {
 		return s, nil
 	}
 	if in != "" && (in[0] >= '0' && in[0] <= '9') {

@@ -1,0 +1,102 @@
+package events
+
+import (
+	"testing"
+	"time"
+)
+
+// TestFastPath checks which records the fast path reads itself: those writers
+// write must not go to encoding/json, or the codec is only as fast as before.
+func TestFastPath(t *testing.T) {
+	at := time.Date(2026, 11, 24, 5, 25, 57, 123456789, time.UTC)
+	e := Event{Contact: "sip:alice@contoso.com", Name: "Zoë <&> \u2028", Status: Away, Previous: Online, At: at,
+		Cause: CauseEndpoint, RequestID: "r-1"}
+	c, _ := ChangeOf(e, 42)
+	tests := []struct {
+		name   string
+		data   string
+		change bool // a feed entry, not an event
+		fast   bool
+	}{
+		{"event", string(e.Encode()), false, true},
+		{"feed entry", string(c.Encode()), true, true},
+		{"event with unknown fields", `{"v":1,"contact":"a","status":"away","at":"2026-11-24T05:25:57Z","endpoint":{"id":[1,"x",null,true]}}`, false, true},
+		{"feed entry with the fields of an event", `{"v":1,"contact":"a","previous":"away","seq":1,"at":"2026-11-24T05:25:57Z","status":"online","cause":"user"}`, true, true},
+		{"numeric and constant statuses", `{"v":1,"contact":"a","status":34,"previous":"MISTATUS_ONLINE","at":"2026-11-24T05:25:57+01:00"}`, false, true},
+		{"escapes", `{"v":1,"contact":"a\u0041","status":"\u0061way","at":"2026-11-24T05:25:57Z","cause":"\u0075ser"}`, false, true},
+		{"key in another case", `{"v":1,"Contact":"a","status":"away","at":"2026-11-24T05:25:57Z"}`, false, false},
+		{"key folded", `{"v":1,"contact":"a","ſtatus":"away","at":"2026-11-24T05:25:57Z"}`, false, false},
+		{"key escaped", `{"v":1,"\u0063ontact":"a","status":"away","at":"2026-11-24T05:25:57Z"}`, false, false},
+		{"key twice", `{"v":1,"contact":"a","contact":"b","status":"away","at":"2026-11-24T05:25:57Z"}`, false, false},
+		{"null", `{"v":1,"contact":"a","name":null,"status":"away","at":"2026-11-24T05:25:57Z"}`, false, false},
+		{"status that does not parse", `{"v":1,"contact":"a","status":"lunch","at":"2026-11-24T05:25:57Z"}`, false, false},
+		{"v fraction", `{"v":1.0,"contact":"a","status":"away","at":"2026-11-24T05:25:57Z"}`, false, false},
+		{"seq negative", `{"v":1,"contact":"a","previous":"away","seq":-1,"at":"2026-11-24T05:25:57Z"}`, true, false},
+		{"invalid UTF-8", "{\"v\":1,\"contact\":\"a\xff\",\"status\":\"away\",\"at\":\"2026-11-24T05:25:57Z\"}", false, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var fast bool
+			if tc.change {
+				_, fast = readChange([]byte(tc.data))
+			} else {
+				_, fast = readEvent([]byte(tc.data))
+			}
+			if fast != tc.fast {
+				t.Errorf("fast path for %s = %v, want %v", tc.data, fast, tc.fast)
+			}
+		})
+	}
+}
+
+// FuzzReadRecord checks the fast path alone: whatever it reads, encoding/json
+// reads without an error and to the same fields.
+func FuzzReadRecord(f *testing.F) {
+	f.Add([]byte(`{"v":1,"contact":"sip:alice@contoso.com","name":"Alice","status":"away","previous":"online","at":"2026-11-24T05:25:57.123456789Z","cause":"user"}`))
+	f.Add([]byte(`{"v":1,"contact":"a\ud83d\ude00","name":"\ud83d","status":34,"at":"2026-11-24T05:25:57Z","request_id":"\udc00\ud800x","x":[{}]}`))
+	f.Add([]byte(`{"v":1,"contact":"a","previous":"online","seq":18446744073709551615,"at":"2026-11-24T05:25:57Z"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if got, ok := readEvent(data); ok {
+			var j eventJSON
+			if err := strictJSON(data, &j); err != nil {
+				t.Fatalf("fast path read event %q, encoding/json: %v", data, err)
+			}
+			want := eventFieldsOf{v: j.V, contact: j.Contact, name: j.Name, requestID: j.RequestID, cause: j.Cause,
+				status: j.Status, previous: j.Previous, at: []byte(j.At)}
+			if got.v != want.v || got.contact != want.contact || got.name != want.name || got.requestID != want.requestID ||
+				got.cause != want.cause || got.status != want.status || got.previous != want.previous || string(got.at) != string(want.at) {
+				t.Fatalf("fast path read event %q as %+v, encoding/json as %+v", data, got, want)
+			}
+		}
+		if got, ok := readChange(data); ok {
+			var j changeJSON
+			if err := strictJSON(data, &j); err != nil {
+				t.Fatalf("fast path read feed entry %q, encoding/json: %v", data, err)
+			}
+			want := changeFieldsOf{v: j.V, contact: j.Contact, name: j.Name, previous: j.Previous, seq: j.Seq, at: []byte(j.At)}
+			if got.v != want.v || got.contact != want.contact || got.name != want.name || got.previous != want.previous ||
+				got.seq != want.seq || string(got.at) != string(want.at) {
+				t.Fatalf("fast path read feed entry %q as %+v, encoding/json as %+v", data, got, want)
+			}
+		}
+	})
+}
+
+// FuzzParseRFC3339 checks the fast path of times: what it parses, time.Parse
+// parses to the same instant, in the same representation.
+func FuzzParseRFC3339(f *testing.F) {
+	for _, s := range []string{
+		"2026-11-24T05:25:57.123456789Z", "2026-11-24T05:25:57Z", "2026-11-24T06:25:57.5+01:00",
+		"0000-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2024-02-29T00:00:00Z", "2026-02-29T00:00:00Z",
+		"2026-11-24T05:25:57.1234567891234Z", "2026-11-24T05:25:57,5Z", "2026-11-24T05:25:60Z",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := parseRFC3339([]byte(s))
+		want, err := time.Parse(time.RFC3339Nano, s)
+		if ok && (err != nil || got != want.UTC()) {
+			t.Fatalf("parseRFC3339(%q) = %v; time.Parse = %v, %v", s, got, want, err)
+		}
+	})
+}
