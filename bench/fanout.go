@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -256,41 +255,69 @@ func startRemote(ctx context.Context, url string, m int, o *observer, start engi
 	return s, nil
 }
 
-// startInProcess starts m subscribers in this process on one projection replica
-// (its own Pebble store, following the log) and one hub.
-func startInProcess(ctx context.Context, url, dir string, m int, o *observer, cfg Config, start engine.Start) (*subscribers, error) {
-	s := newSubscribers(ctx, m+2)
-	fail := func(err error) (*subscribers, error) {
-		s.close()
+// replica is the projection replica that in-process subscribers share: its own
+// Pebble store in this process, following the log for the whole run.
+type replica struct {
+	nc     *nats.Conn
+	proj   *projections.Projection
+	reader *engine.LocalReader
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func openReplica(ctx context.Context, url, dir string, cfg Config) (*replica, error) {
+	nc, err := nats.Connect(url, nats.Name("bench in-process replica"))
+	if err != nil {
 		return nil, err
 	}
-	nc, err := nats.Connect(url, nats.Name("bench in-process subscribers"))
+	proj, err := projections.Open(dir, projections.Options{Logger: cfg.Logger})
 	if err != nil {
-		return fail(err)
+		nc.Close()
+		return nil, err
 	}
-	s.cleanups = append(s.cleanups, nc.Close)
-	replicaDir, err := os.MkdirTemp(dir, "replica-")
-	if err != nil {
-		return fail(err)
-	}
-	s.cleanups = append(s.cleanups, func() { os.RemoveAll(replicaDir) })
-	proj, err := projections.Open(replicaDir, projections.Options{Logger: cfg.Logger})
-	if err != nil {
-		return fail(err)
-	}
-	s.cleanups = append(s.cleanups, func() { proj.Close() })
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return fail(err)
+		nc.Close()
+		proj.Close()
+		return nil, err
 	}
 	follower, err := projections.NewFollower(projections.FollowerConfig{Projection: proj, JetStream: js, Stream: engine.LogStream, Logger: cfg.Logger})
 	if err != nil {
-		return fail(err)
+		nc.Close()
+		proj.Close()
+		return nil, err
 	}
-	reader := &engine.LocalReader{Projection: proj, Ready: follower.IsReady}
-	hub, err := engine.NewHub(engine.HubConfig{Conn: nc, Reader: reader, Logger: cfg.Logger, Queue: 4096, Start: start})
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	r := &replica{nc: nc, proj: proj, cancel: cancel, done: make(chan error, 1),
+		reader: &engine.LocalReader{Projection: proj, Ready: follower.IsReady}}
+	go func() { r.done <- follower.Run(rctx) }()
+	select {
+	case <-follower.Ready():
+		return r, nil
+	case err := <-r.done:
+		r.done <- err
+		r.close()
+		return nil, fmt.Errorf("replica: %w", err)
+	case <-ctx.Done():
+		r.close()
+		return nil, ctx.Err()
+	}
+}
+
+func (r *replica) close() {
+	r.cancel()
+	<-r.done
+	r.proj.Close()
+	r.nc.Close()
+}
+
+// startInProcess starts m subscribers in this process on the shared replica,
+// through one hub.
+func startInProcess(ctx context.Context, rep *replica, m int, o *observer, cfg Config, start engine.Start) (*subscribers, error) {
+	s := newSubscribers(ctx, m+1)
+	hub, err := engine.NewHub(engine.HubConfig{Conn: rep.nc, Reader: rep.reader, Logger: cfg.Logger, Queue: 4096, Start: start})
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 	// Subscribe before the hub runs: from its first change on, every one
 	// reaches every subscriber.
@@ -298,12 +325,10 @@ func startInProcess(ctx context.Context, url, dir string, m int, o *observer, cf
 		sub, h := hub.Subscribe(), o.handler(i)
 		s.run(func(ctx context.Context) error { return sub.Run(ctx, h) })
 	}
-	s.run(follower.Run)
 	s.run(hub.Run)
-	for _, ready := range []<-chan struct{}{follower.Ready(), hub.Ready()} {
-		if err := s.wait(ready); err != nil {
-			return fail(err)
-		}
+	if err := s.wait(hub.Ready()); err != nil {
+		s.close()
+		return nil, err
 	}
 	return s, nil
 }

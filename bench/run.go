@@ -44,6 +44,7 @@ type runner struct {
 	dir  string
 	res  *Results
 	eng  *engineUnderTest
+	rep  *replica // for in-process subscribers, opened on first use
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	seed uint64
@@ -54,6 +55,9 @@ func (r *runner) step(format string, args ...any) {
 }
 
 func (r *runner) close() {
+	if r.rep != nil {
+		r.rep.close()
+	}
 	if r.nc != nil {
 		r.nc.Close()
 	}
@@ -353,7 +357,25 @@ func (r *runner) startSubscribers(ctx context.Context, mode Mode, m int, o *obse
 	if mode == Remote {
 		return startRemote(ctx, r.eng.url, m, o, start)
 	}
-	return startInProcess(ctx, r.eng.url, r.dir, m, o, r.cfg, start)
+	if r.rep == nil {
+		r.step("opening the in-process projection replica")
+		rep, err := openReplica(ctx, r.eng.url, filepath.Join(r.dir, "replica"), r.cfg)
+		if err != nil {
+			return nil, err
+		}
+		r.rep = rep
+	}
+	// The replica follows the log live; let it catch up before timing.
+	last, err := r.lastLogSeq(ctx)
+	if err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	defer cancel()
+	if err := r.rep.proj.WaitApplied(wctx, last); err != nil {
+		return nil, err
+	}
+	return startInProcess(ctx, r.rep, m, o, r.cfg, start)
 }
 
 // await waits until every subscriber has every visible change (or the timeout

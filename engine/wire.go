@@ -55,11 +55,16 @@ type replyJSON struct {
 
 // MarshalJSON writes {"contact","name","status","code","seq"}.
 func (r Reply) MarshalJSON() ([]byte, error) {
-	return json.Marshal(replyJSON{Contact: r.Contact, Name: r.Name, Status: r.Status, Code: r.Status.Code(), Seq: r.Seq})
+	return appendReply(nil, r), nil
 }
 
 // UnmarshalJSON reads what MarshalJSON writes.
 func (r *Reply) UnmarshalJSON(data []byte) error {
+	w := wireReader{b: data, ok: true}
+	if fast := w.reply(); w.ok && len(bytes.TrimSpace(w.b)) == 0 {
+		*r = fast
+		return nil
+	}
 	var j replyJSON
 	if err := json.Unmarshal(data, &j); err != nil {
 		return err
@@ -79,12 +84,15 @@ type setResultJSON struct {
 
 // MarshalJSON writes {"contact","status","code","previous","seq","changed"}.
 func (r SetResult) MarshalJSON() ([]byte, error) {
-	return json.Marshal(setResultJSON{Contact: r.Contact, Status: r.Status, Code: r.Status.Code(),
-		Previous: r.Previous, Seq: r.Seq, Changed: r.Changed})
+	return appendSetResult(nil, r), nil
 }
 
 // UnmarshalJSON reads what MarshalJSON writes.
 func (r *SetResult) UnmarshalJSON(data []byte) error {
+	if fast, ok := readSetResult(data); ok {
+		*r = fast
+		return nil
+	}
 	var j setResultJSON
 	if err := json.Unmarshal(data, &j); err != nil {
 		return err
@@ -155,51 +163,76 @@ func seqField(fields map[string]json.RawMessage, name string) (*uint64, error) {
 // only status required. The status may be a name, a MISTATUS constant name or a
 // number; cause "engine" is the engine's own and is refused.
 func DecodeSetRequest(contact string, data []byte) (SetRequest, error) {
-	fields, err := requestFields(data, "status", "name", "request_id", "expect_seq", "cause")
-	if err != nil {
-		return SetRequest{}, err
-	}
-	req := SetRequest{Contact: contact}
-	raw, ok := fields["status"]
+	req, cause, ok := readSetRequest(data)
 	if !ok {
-		return SetRequest{}, badRequest(fmt.Errorf(`field "status" is required, for example {"status":"away"}`))
+		var err error
+		if req, cause, err = decodeSetRequestFields(data); err != nil {
+			return SetRequest{}, err
+		}
 	}
-	if err := json.Unmarshal(raw, &req.Status); err != nil {
-		return SetRequest{}, badRequest(err)
-	}
-	if req.Name, _, err = stringField(fields, "name"); err != nil {
-		return SetRequest{}, err
-	}
-	if req.RequestID, _, err = stringField(fields, "request_id"); err != nil {
-		return SetRequest{}, err
-	}
-	cause, _, err := stringField(fields, "cause")
-	if err != nil {
-		return SetRequest{}, err
-	}
+	req.Contact = contact
+	var err error
 	if req.Cause, err = events.ParseCause(cause); err != nil {
 		return SetRequest{}, badRequest(err)
 	}
 	if req.Cause == events.CauseEngine {
 		return SetRequest{}, badRequest(fmt.Errorf(`cause "engine" is the engine's own; accepted: "user", "endpoint"`))
 	}
-	if req.ExpectSeq, err = seqField(fields, "expect_seq"); err != nil {
-		return SetRequest{}, err
-	}
 	return req, req.validate()
+}
+
+// decodeSetRequestFields reads a set request field by field, naming whatever is
+// wrong; it returns the cause as given.
+func decodeSetRequestFields(data []byte) (req SetRequest, cause string, err error) {
+	fields, err := requestFields(data, "status", "name", "request_id", "expect_seq", "cause")
+	if err != nil {
+		return req, "", err
+	}
+	raw, ok := fields["status"]
+	if !ok {
+		return req, "", badRequest(fmt.Errorf(`field "status" is required, for example {"status":"away"}`))
+	}
+	if err := json.Unmarshal(raw, &req.Status); err != nil {
+		return req, "", badRequest(err)
+	}
+	if req.Name, _, err = stringField(fields, "name"); err != nil {
+		return req, "", err
+	}
+	if req.RequestID, _, err = stringField(fields, "request_id"); err != nil {
+		return req, "", err
+	}
+	if cause, _, err = stringField(fields, "cause"); err != nil {
+		return req, "", err
+	}
+	if req.ExpectSeq, err = seqField(fields, "expect_seq"); err != nil {
+		return req, "", err
+	}
+	return req, cause, nil
 }
 
 // EncodeSetRequest writes the body DecodeSetRequest reads.
 func EncodeSetRequest(req SetRequest) []byte {
-	j := struct {
-		Status    string  `json:"status"`
-		Name      string  `json:"name,omitempty"`
-		RequestID string  `json:"request_id,omitempty"`
-		ExpectSeq *uint64 `json:"expect_seq,omitempty"`
-		Cause     string  `json:"cause,omitempty"`
-	}{Status: req.Status.String(), Name: req.Name, RequestID: req.RequestID, ExpectSeq: req.ExpectSeq, Cause: string(req.Cause)}
-	b, _ := json.Marshal(j)
-	return b
+	b := make([]byte, 0, 96+len(req.Name)+len(req.RequestID))
+	b = append(b, `{"status":"`...)
+	b = append(b, req.Status.String()...)
+	b = append(b, '"')
+	if req.Name != "" {
+		b = append(b, `,"name":`...)
+		b = events.AppendJSONString(b, req.Name)
+	}
+	if req.RequestID != "" {
+		b = append(b, `,"request_id":`...)
+		b = events.AppendJSONString(b, req.RequestID)
+	}
+	if req.ExpectSeq != nil {
+		b = append(b, `,"expect_seq":`...)
+		b = strconv.AppendUint(b, *req.ExpectSeq, 10)
+	}
+	if req.Cause != "" {
+		b = append(b, `,"cause":`...)
+		b = events.AppendJSONString(b, string(req.Cause))
+	}
+	return append(b, '}')
 }
 
 // DecodeReadRequest reads the body of a status or self request: empty, or

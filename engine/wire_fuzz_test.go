@@ -1,7 +1,10 @@
 package engine
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/presence-engine/presence/events"
@@ -56,6 +59,118 @@ func FuzzDecodeReadRequest(f *testing.F) {
 		}
 		if got, err := DecodeReadRequest(EncodeReadRequest(n)); err != nil || got != n {
 			t.Fatalf("round trip of min_seq %d gave %d, %v", n, got, err)
+		}
+	})
+}
+
+// FuzzStatusesReply checks the fast reader of statuses replies against
+// encoding/json: whatever it accepts, encoding/json reads the same way.
+func FuzzStatusesReply(f *testing.F) {
+	good, _ := statusesReply{Statuses: []Reply{
+		{Contact: "sip:alice@contoso.com", Name: "Alice", Status: events.Away, Seq: 7},
+		{Contact: "bob", Status: events.Unknown},
+	}}.MarshalJSON()
+	for _, seed := range []string{string(good), `{"statuses":[]}`, `{"statuses":[{"contact":"a\\"b","name":"","status":"online","code":2,"seq":1}]}`,
+		`{"statuses":[{"contact":"a","name":"","status":"online","code":3,"seq":1}]}`, `{ "statuses" : [ ] }`} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fast, ok := readStatuses(data)
+		if !ok {
+			return
+		}
+		var slow struct {
+			Statuses []replyJSON `json:"statuses"`
+		}
+		if err := json.Unmarshal(data, &slow); err != nil {
+			t.Fatalf("fast reader accepted %q, encoding/json refuses it: %v", data, err)
+		}
+		if len(slow.Statuses) != len(fast) {
+			t.Fatalf("%q: fast read %d replies, encoding/json %d", data, len(fast), len(slow.Statuses))
+		}
+		for i, j := range slow.Statuses {
+			if want := (Reply{Contact: j.Contact, Name: j.Name, Status: j.Status, Seq: j.Seq}); fast[i] != want {
+				t.Fatalf("%q: reply %d fast %+v, encoding/json %+v", data, i, fast[i], want)
+			}
+		}
+	})
+}
+
+func TestStatusesReplyRoundTrip(t *testing.T) {
+	in := statusesReply{Statuses: []Reply{
+		{Contact: "sip:alice@contoso.com", Name: "Alice <A&B>", Status: events.OnThePhone, Seq: 42},
+		{Contact: "x", Name: "tab\there \"quoted\" \u2028", Status: events.Offline, Seq: 1},
+		{Contact: "never-seen", Status: events.Unknown},
+	}}
+	data, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out statusesReply
+	if err := json.Unmarshal(data, &out); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(out) != fmt.Sprint(in) {
+		t.Errorf("round trip of %s gave %+v, want %+v", data, out, in)
+	}
+	if _, ok := readStatuses(data); ok {
+		t.Errorf("the fast reader took escaped strings it does not read")
+	}
+	plain, _ := json.Marshal(statusesReply{Statuses: []Reply{{Contact: "sip:alice@contoso.com", Name: "Alice", Status: events.Away, Seq: 3}}})
+	if _, ok := readStatuses(plain); !ok {
+		t.Errorf("the fast reader refused what the writer writes: %s", plain)
+	}
+}
+
+// FuzzSetResult checks the fast reader of set replies against encoding/json.
+func FuzzSetResult(f *testing.F) {
+	good, _ := SetResult{Contact: "sip:alice@contoso.com", Status: events.Away, Previous: events.Online, Seq: 9, Changed: true}.MarshalJSON()
+	for _, seed := range []string{string(good), `{"contact":"a","status":"busy","code":10,"previous":"busy","seq":3,"changed":false}`} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fast, ok := readSetResult(data)
+		if !ok {
+			return
+		}
+		var j setResultJSON
+		if err := json.Unmarshal(data, &j); err != nil {
+			t.Fatalf("fast reader accepted %q, encoding/json refuses it: %v", data, err)
+		}
+		if want := (SetResult{Contact: j.Contact, Status: j.Status, Previous: j.Previous, Seq: j.Seq, Changed: j.Changed}); fast != want {
+			t.Fatalf("%q: fast %+v, encoding/json %+v", data, fast, want)
+		}
+		// And what the writer writes, the fast reader reads.
+		again, ok := readSetResult(appendSetResult(nil, fast))
+		if fast.Contact != "" && !ok && !strings.ContainsAny(fast.Contact, "\\\"<>&") {
+			t.Fatalf("the fast reader refused the writer's own %+v", fast)
+		}
+		if ok && again != fast {
+			t.Fatalf("round trip of %+v gave %+v", fast, again)
+		}
+	})
+}
+
+// FuzzSetRequestPaths checks the fast reader of set requests against the field
+// by field one: whatever the fast reader takes, the other reads the same way.
+func FuzzSetRequestPaths(f *testing.F) {
+	seq := uint64(3)
+	for _, r := range []SetRequest{{Status: events.Away}, {Status: events.Idle, Name: "User 1", Cause: events.CauseEndpoint},
+		{Status: events.Busy, Name: "B", RequestID: "r-1", ExpectSeq: &seq, Cause: events.CauseUser}} {
+		f.Add(EncodeSetRequest(r))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fast, fastCause, ok := readSetRequest(data)
+		if !ok {
+			return
+		}
+		slow, slowCause, err := decodeSetRequestFields(data)
+		if err != nil {
+			t.Fatalf("fast reader took %q, the field reader refuses it: %v", data, err)
+		}
+		if fast.Status != slow.Status || fast.Name != slow.Name || fast.RequestID != slow.RequestID || fastCause != slowCause ||
+			(fast.ExpectSeq == nil) != (slow.ExpectSeq == nil) || (fast.ExpectSeq != nil && *fast.ExpectSeq != *slow.ExpectSeq) {
+			t.Fatalf("%q: fast %+v cause %q, field reader %+v cause %q", data, fast, fastCause, slow, slowCause)
 		}
 	})
 }

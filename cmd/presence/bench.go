@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 
@@ -16,6 +17,7 @@ func newBench() *cobra.Command {
 	var (
 		quick, asJSON, inProcess  bool
 		natsURL, out, subs, modes string
+		cpuProfile                string
 		cfg                       bench.Config
 	)
 	cmd := &cobra.Command{
@@ -89,6 +91,17 @@ within a minute on two cores.`,
 			if !asJSON {
 				base.Progress = cmd.ErrOrStderr()
 			}
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 			res, err := bench.Run(cmd.Context(), base)
 			if err != nil {
 				return err
@@ -123,6 +136,7 @@ within a minute on two cores.`,
 	f.BoolVar(&quick, "quick", false, "a short run, within a minute on two cores")
 	f.BoolVar(&asJSON, "json", false, "print the results as JSON")
 	f.BoolVar(&inProcess, "in-process", false, "run the engine in this process instead of as a child process")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of this process to this file (with --in-process it covers the engine)")
 	f.StringVar(&natsURL, "nats", "", "run against this NATS server or cluster instead of the engine's embedded server")
 	f.StringVar(&out, "out", "", "write results.json, results.txt and a chart (chart.svg) into this directory")
 	f.StringVar(&subs, "subscribers", "", "values of M, for example 1,10,100,1000 (default 1,10,100,1000; quick 1,10,100)")

@@ -1,0 +1,248 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/presence-engine/presence/events"
+)
+
+// The service's replies are written and read on every set and every batch of
+// changes a subscriber reads, so they have fast paths: writing appends bytes,
+// and reading expects exactly what is written, handing anything else (escaped
+// strings, other field orders, other spacing) to encoding/json, which reads it
+// the same way, only slower.
+
+func appendReply(b []byte, r Reply) []byte {
+	b = append(b, `{"contact":`...)
+	b = events.AppendJSONString(b, r.Contact)
+	b = append(b, `,"name":`...)
+	b = events.AppendJSONString(b, r.Name)
+	b = append(b, `,"status":"`...)
+	b = append(b, r.Status.String()...)
+	b = append(b, `","code":`...)
+	b = strconv.AppendInt(b, int64(r.Status.Code()), 10)
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendUint(b, r.Seq, 10)
+	return append(b, '}')
+}
+
+// MarshalJSON writes {"statuses":[...]}.
+func (r statusesReply) MarshalJSON() ([]byte, error) {
+	b := make([]byte, 0, 16+len(r.Statuses)*96)
+	b = append(b, `{"statuses":[`...)
+	for i, s := range r.Statuses {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendReply(b, s)
+	}
+	return append(b, "]}"...), nil
+}
+
+// UnmarshalJSON reads what MarshalJSON writes, fast, and anything else through
+// encoding/json.
+func (r *statusesReply) UnmarshalJSON(data []byte) error {
+	if replies, ok := readStatuses(data); ok {
+		r.Statuses = replies
+		return nil
+	}
+	var slow struct {
+		Statuses []replyJSON `json:"statuses"`
+	}
+	if err := json.Unmarshal(data, &slow); err != nil {
+		return err
+	}
+	r.Statuses = make([]Reply, len(slow.Statuses))
+	for i, j := range slow.Statuses {
+		r.Statuses[i] = Reply{Contact: j.Contact, Name: j.Name, Status: j.Status, Seq: j.Seq}
+	}
+	return nil
+}
+
+// wireReader reads the exact shape the fast writers write.
+type wireReader struct {
+	b  []byte
+	ok bool
+}
+
+func (w *wireReader) lit(s string) {
+	if w.ok && bytes.HasPrefix(w.b, []byte(s)) {
+		w.b = w.b[len(s):]
+		return
+	}
+	w.ok = false
+}
+
+// str reads a string without escapes up to its closing quote (the opening one
+// is part of the literal before it).
+func (w *wireReader) str() string {
+	if !w.ok {
+		return ""
+	}
+	for i, c := range w.b {
+		switch {
+		case c == '"':
+			if !utf8.Valid(w.b[:i]) { // encoding/json would replace the bad bytes
+				w.ok = false
+				return ""
+			}
+			s := string(w.b[:i])
+			w.b = w.b[i+1:]
+			return s
+		case c == '\\' || c < 0x20:
+			w.ok = false
+			return ""
+		}
+	}
+	w.ok = false
+	return ""
+}
+
+func (w *wireReader) uint() uint64 {
+	if !w.ok {
+		return 0
+	}
+	i := 0
+	for i < len(w.b) && '0' <= w.b[i] && w.b[i] <= '9' {
+		i++
+	}
+	n, err := strconv.ParseUint(string(w.b[:i]), 10, 64)
+	if err != nil || (i > 1 && w.b[0] == '0') { // JSON has no leading zeros
+		w.ok = false
+		return 0
+	}
+	w.b = w.b[i:]
+	return n
+}
+
+func (w *wireReader) reply() Reply {
+	var r Reply
+	w.lit(`{"contact":"`)
+	r.Contact = w.str()
+	w.lit(`,"name":"`)
+	r.Name = w.str()
+	w.lit(`,"status":"`)
+	name := w.str()
+	w.lit(`,"code":`)
+	code := w.uint()
+	w.lit(`,"seq":`)
+	r.Seq = w.uint()
+	w.lit(`}`)
+	if w.ok {
+		st, err := events.ParseStatus(name)
+		if err != nil || uint64(st.Code()) != code {
+			w.ok = false
+		}
+		r.Status = st
+	}
+	return r
+}
+
+func readStatuses(data []byte) ([]Reply, bool) {
+	w := wireReader{b: data, ok: true}
+	w.lit(`{"statuses":[`)
+	var out []Reply
+	for w.ok && len(w.b) > 0 && w.b[0] != ']' {
+		if len(out) > 0 {
+			w.lit(",")
+		}
+		out = append(out, w.reply())
+	}
+	w.lit("]}")
+	return out, w.ok && len(bytes.TrimSpace(w.b)) == 0
+}
+
+func appendSetResult(b []byte, r SetResult) []byte {
+	b = append(b, `{"contact":`...)
+	b = events.AppendJSONString(b, r.Contact)
+	b = append(b, `,"status":"`...)
+	b = append(b, r.Status.String()...)
+	b = append(b, `","code":`...)
+	b = strconv.AppendInt(b, int64(r.Status.Code()), 10)
+	b = append(b, `,"previous":"`...)
+	b = append(b, r.Previous.String()...)
+	b = append(b, `","seq":`...)
+	b = strconv.AppendUint(b, r.Seq, 10)
+	b = append(b, `,"changed":`...)
+	b = strconv.AppendBool(b, r.Changed)
+	return append(b, '}')
+}
+
+func (w *wireReader) boolean() bool {
+	switch {
+	case w.ok && bytes.HasPrefix(w.b, []byte("true")):
+		w.b = w.b[4:]
+		return true
+	case w.ok && bytes.HasPrefix(w.b, []byte("false")):
+		w.b = w.b[5:]
+		return false
+	}
+	w.ok = false
+	return false
+}
+
+func (w *wireReader) status(text string) events.Status {
+	if !w.ok {
+		return 0
+	}
+	st, err := events.ParseStatus(text)
+	if err != nil {
+		w.ok = false
+	}
+	return st
+}
+
+func readSetResult(data []byte) (SetResult, bool) {
+	w := wireReader{b: data, ok: true}
+	var r SetResult
+	w.lit(`{"contact":"`)
+	r.Contact = w.str()
+	w.lit(`,"status":"`)
+	r.Status = w.status(w.str())
+	w.lit(`,"code":`)
+	code := w.uint()
+	w.lit(`,"previous":"`)
+	r.Previous = w.status(w.str())
+	w.lit(`,"seq":`)
+	r.Seq = w.uint()
+	w.lit(`,"changed":`)
+	r.Changed = w.boolean()
+	w.lit(`}`)
+	ok := w.ok && uint64(r.Status.Code()) == code && len(bytes.TrimSpace(w.b)) == 0
+	return r, ok
+}
+
+// readSetRequest reads a set request in the shape EncodeSetRequest writes:
+// status, then any of name, request_id, expect_seq and cause, in that order.
+// It returns the cause as given; the checks are the caller's.
+func readSetRequest(data []byte) (req SetRequest, cause string, ok bool) {
+	if len(data) > MaxRequestSize {
+		return req, "", false
+	}
+	w := wireReader{b: data, ok: true}
+	w.lit(`{"status":"`)
+	req.Status = w.status(w.str())
+	for _, f := range []struct {
+		key  string
+		read func()
+	}{
+		{`,"name":"`, func() { req.Name = w.str() }},
+		{`,"request_id":"`, func() { req.RequestID = w.str() }},
+		{`,"expect_seq":`, func() { n := w.uint(); req.ExpectSeq = &n }},
+		{`,"cause":"`, func() { cause = w.str() }},
+	} {
+		if w.ok && bytes.HasPrefix(w.b, []byte(f.key)) {
+			w.b = w.b[len(f.key):]
+			f.read()
+		}
+	}
+	w.lit(`}`)
+	if req.ExpectSeq != nil && *req.ExpectSeq > math.MaxInt64 {
+		w.ok = false
+	}
+	return req, cause, w.ok && len(bytes.TrimSpace(w.b)) == 0
+}
