@@ -70,7 +70,14 @@ func (c *Client) request(ctx context.Context, subject string, body []byte, reply
 		n, _ := strconv.Atoi(code)
 		return &ServiceError{Code: n, Description: msg.Header.Get(micro.ErrorHeader)}
 	}
-	if err := json.Unmarshal(msg.Data, reply); err != nil {
+	// The replies read themselves (fast, falling back to encoding/json); going
+	// through json.Unmarshal would first scan the whole reply once more.
+	if u, ok := reply.(json.Unmarshaler); ok {
+		err = u.UnmarshalJSON(msg.Data)
+	} else {
+		err = json.Unmarshal(msg.Data, reply)
+	}
+	if err != nil {
 		return fmt.Errorf("reply of %s is not understood: %w", subject, err)
 	}
 	return nil
