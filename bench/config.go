@@ -56,6 +56,13 @@ type Config struct {
 	// HalfRateM is the M at which latency is measured at half the maximum
 	// sustained rate. Zero means 100.
 	HalfRateM int
+	// MemorySets, when set, adds a memory run at the end: that many sets over
+	// MemoryContacts contacts as fast as the writers go, the engine's resident
+	// memory sampled as they go, to show whether it grows with contacts and
+	// events or stays within its caches. Zero means no memory run.
+	MemorySets int
+	// MemoryContacts is K for the memory run. Zero means 1,000,000.
+	MemoryContacts int
 	// Dir holds the run's data. Zero means a new temporary directory, removed
 	// at the end.
 	Dir string
@@ -115,6 +122,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.HalfRateM <= 0 {
 		c.HalfRateM = 100
+	}
+	if c.MemoryContacts <= 0 {
+		c.MemoryContacts = 1_000_000
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -127,6 +127,15 @@ func (u *engineUnderTest) peakRSS() int64 {
 	return vmHWM(u.cmd.Process.Pid)
 }
 
+// rss returns the engine's resident memory now: the child's, or this
+// process's when the engine runs here.
+func (u *engineUnderTest) rss() int64 {
+	if u.cmd == nil {
+		return procStatusKB(0, "VmRSS:") * 1024
+	}
+	return procStatusKB(u.cmd.Process.Pid, "VmRSS:") * 1024
+}
+
 // metrics reads the engine's counters from the service's stats.
 func (u *engineUnderTest) metrics(nc *nats.Conn) (engine.Metrics, error) {
 	if u.e != nil {

@@ -35,8 +35,11 @@ type Results struct {
 	// HalfRate is the latency at half the maximum sustained append rate.
 	HalfRate *Fanout `json:"half_rate,omitempty"`
 
-	EnginePeakRSS int64    `json:"engine_peak_rss_bytes"` // 0 when the engine ran in this process
-	Notes         []string `json:"notes,omitempty"`
+	EnginePeakRSS int64 `json:"engine_peak_rss_bytes"` // 0 when the engine ran in this process
+	// Memory is the memory run, if any: the engine's resident memory as the log
+	// grew.
+	Memory []MemorySample `json:"memory,omitempty"`
+	Notes  []string       `json:"notes,omitempty"`
 }
 
 // Machine says where the run happened.
@@ -81,6 +84,14 @@ func compare(rate, baseline float64) Compared {
 		c.Ratio = rate / baseline
 	}
 	return c
+}
+
+// MemorySample is the engine's resident memory after a number of sets.
+type MemorySample struct {
+	Sets   int     `json:"sets"`
+	Events uint64  `json:"log_events"` // events in the log
+	RSS    int64   `json:"rss_bytes"`
+	Rate   float64 `json:"appends_per_s"`
 }
 
 // Latency is a distribution in microseconds.
@@ -201,6 +212,15 @@ func (r *Results) WriteTable(w io.Writer) error {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t\n", m, rateStr(b.FanoutOrdered[m]), rateStr(b.FanoutCore[m]))
 	}
 	tw.Flush()
+	if len(r.Memory) > 0 {
+		fmt.Fprintln(w, "\nmemory run: the engine's resident memory as the log grows")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "sets\tlog events\tappends/s\tengine RSS\t")
+		for _, m := range r.Memory {
+			fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t\n", m.Sets, m.Events, rateStr(m.Rate), bytesText(m.RSS))
+		}
+		tw.Flush()
+	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}

@@ -122,6 +122,11 @@ func (r *runner) run(ctx context.Context) error {
 	if err := r.halfRate(ctx); err != nil {
 		return fmt.Errorf("half-rate latency: %w", err)
 	}
+	if cfg.MemorySets > 0 {
+		if err := r.memory(ctx); err != nil {
+			return fmt.Errorf("memory run: %w", err)
+		}
+	}
 	res.EnginePeakRSS = r.eng.peakRSS()
 	return nil
 }
@@ -433,5 +438,34 @@ func (r *runner) halfRate(ctx context.Context) error {
 		return err
 	}
 	r.res.HalfRate = &f
+	return nil
+}
+
+// memory makes MemorySets sets over MemoryContacts contacts in ten steps, and
+// samples the engine's resident memory after each.
+func (r *runner) memory(ctx context.Context) error {
+	cfg := r.cfg
+	cfg.Contacts = cfg.MemoryContacts
+	steps := 10
+	per := max(cfg.MemorySets/steps, 1)
+	r.step("memory run: %d sets over %d contacts, in %d steps", cfg.MemorySets, cfg.MemoryContacts, steps)
+	sets := 0
+	for i := range steps {
+		r.seed++
+		wr, err := write(ctx, r.eng.url, cfg, per, 0, newAckTimes(0, 0), r.seed)
+		if err != nil {
+			return err
+		}
+		sets += wr.sets
+		last, err := r.lastLogSeq(ctx)
+		if err != nil {
+			return err
+		}
+		runtime.GC()
+		rss := r.eng.rss()
+		r.res.Memory = append(r.res.Memory, MemorySample{Sets: sets, Events: last, RSS: rss,
+			Rate: float64(wr.appended) / wr.elapsed.Seconds()})
+		r.step("memory run: step %d: %d sets, %d events in the log, engine RSS %s", i+1, sets, last, bytesText(rss))
+	}
 	return nil
 }

@@ -60,6 +60,7 @@ within a minute on two cores.`,
 			if cmd.Flags().Changed("baseline-messages") {
 				base.BaselineMessages = cfg.BaselineMessages
 			}
+			base.MemorySets, base.MemoryContacts = cfg.MemorySets, cfg.MemoryContacts
 			if subs != "" {
 				base.Subscribers = nil
 				for _, s := range strings.Split(subs, ",") {
@@ -147,5 +148,7 @@ within a minute on two cores.`,
 	f.IntVar(&cfg.Changes, "changes", 0, "sets per fan-out run (default 20000; quick 2000)")
 	f.IntVar(&cfg.AppendSets, "append-sets", 0, "sets in the append measurement (default 200000; quick 20000)")
 	f.IntVar(&cfg.BaselineMessages, "baseline-messages", 0, "messages per raw baseline (default 200000; quick 20000)")
+	f.IntVar(&cfg.MemorySets, "memory-sets", 0, "add a memory run of this many sets, sampling the engine's memory (default none)")
+	f.IntVar(&cfg.MemoryContacts, "memory-contacts", 0, "contacts of the memory run (default 1000000)")
 	return cmd
 }
