@@ -63,6 +63,10 @@ type Config struct {
 	MemorySets int
 	// MemoryContacts is K for the memory run. Zero means 1,000,000.
 	MemoryContacts int
+	// HeapProfile, when set, is where a heap profile of this process is written
+	// at the end of the memory run, before the engine stops: with the engine in
+	// this process, it shows what holds the engine's memory.
+	HeapProfile string
 	// Dir holds the run's data. Zero means a new temporary directory, removed
 	// at the end.
 	Dir string

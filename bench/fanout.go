@@ -230,7 +230,8 @@ func (s *subscribers) wait(ready <-chan struct{}) error {
 }
 
 // startRemote starts m remote subscribers: each its own connection and consumer,
-// reading over the service (in batches: engine.Client is a BatchReader).
+// reading the current status from the engine's announcements (a LiveReader),
+// and over the service, in batches, what those cannot answer.
 func startRemote(ctx context.Context, url string, m int, o *observer, start engine.Start) (*subscribers, error) {
 	s := newSubscribers(ctx, m)
 	for i := range m {
@@ -240,7 +241,13 @@ func startRemote(ctx context.Context, url string, m int, o *observer, start engi
 			return nil, err
 		}
 		s.cleanups = append(s.cleanups, nc.Close)
-		sub, err := engine.NewSubscriber(engine.SubscriberConfig{Conn: nc, Reader: engine.NewClient(nc), Start: start, Batch: 256})
+		live, err := engine.NewLiveReader(engine.LiveReaderConfig{Conn: nc, Fallback: engine.NewClient(nc)})
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+		s.cleanups = append(s.cleanups, func() { live.Close() })
+		sub, err := engine.NewSubscriber(engine.SubscriberConfig{Conn: nc, Reader: live, Start: start, Batch: 256})
 		if err != nil {
 			s.close()
 			return nil, err

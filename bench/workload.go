@@ -80,6 +80,12 @@ type writeResult struct {
 // connections with inFlight sets outstanding each, at most limit sets per
 // second (0: as fast as they go). Each acknowledgement's time goes into acks.
 func write(ctx context.Context, url string, cfg Config, n int, limit float64, acks *ackTimes, seed uint64) (writeResult, error) {
+	return writeContacts(ctx, url, cfg, n, limit, acks, seed, false)
+}
+
+// writeContacts is write; with sequential, set i goes to contact i mod
+// cfg.Contacts instead of a random one, so that every contact is touched.
+func writeContacts(ctx context.Context, url string, cfg Config, n int, limit float64, acks *ackTimes, seed uint64, sequential bool) (writeResult, error) {
 	var (
 		next    atomic.Int64
 		mu      sync.Mutex
@@ -125,13 +131,16 @@ func write(ctx context.Context, url string, cfg Config, n int, limit float64, ac
 					res.lastSeq = max(res.lastSeq, lastSeq)
 					mu.Unlock()
 				}()
-				for next.Add(1) <= int64(n) && ctx.Err() == nil && failed.Load() == nil {
+				for i := next.Add(1); i <= int64(n) && ctx.Err() == nil && failed.Load() == nil; i = next.Add(1) {
 					if limiter != nil {
 						if err := limiter.Wait(ctx); err != nil {
 							return
 						}
 					}
 					contact := rng.IntN(cfg.Contacts)
+					if sequential {
+						contact = int(i-1) % cfg.Contacts
+					}
 					status, cause := pick(rng)
 					r, err := client.Set(ctx, engine.SetRequest{Contact: contactID(contact), Status: status, Cause: cause,
 						Name: fmt.Sprintf("User %d", contact)})

@@ -146,8 +146,9 @@ func (e *Engine) open() error {
 	if e.projection, err = projections.Open(filepath.Join(e.dir, "projection"), popts); err != nil {
 		return err
 	}
+	ann := &announcer{nc: nc}
 	if e.follower, err = projections.NewFollower(projections.FollowerConfig{
-		Projection: e.projection, JetStream: e.js, Stream: LogStream, Logger: e.logger,
+		Projection: e.projection, JetStream: e.js, Stream: LogStream, Logger: e.logger, OnVisible: ann.announce,
 	}); err != nil {
 		return err
 	}

@@ -37,11 +37,13 @@ type lookup interface {
 }
 
 // lookupBatch reads the status of every contact of a batch of changes at once,
-// on the first Current of the batch, at least as new as its last change.
+// on the first Current of the batch, at least as new as its last change (or,
+// with a LiveReader, each at least as new as its own change).
 type lookupBatch struct {
 	reader   BatchReader
 	contacts []string
-	seen     map[string]bool
+	seen     map[string]int // contact -> index in contacts
+	seqs     []uint64       // newest change of each contact
 	minSeq   uint64
 
 	once    sync.Once
@@ -51,18 +53,32 @@ type lookupBatch struct {
 
 func (b *lookupBatch) add(contact string, seq uint64) {
 	if b.seen == nil {
-		b.seen = map[string]bool{}
+		b.seen = map[string]int{}
 	}
-	if !b.seen[contact] {
-		b.seen[contact] = true
+	i, ok := b.seen[contact]
+	if !ok {
+		i = len(b.contacts)
+		b.seen[contact] = i
 		b.contacts = append(b.contacts, contact)
+		b.seqs = append(b.seqs, 0)
 	}
+	b.seqs[i] = max(b.seqs[i], seq)
 	b.minSeq = max(b.minSeq, seq)
 }
 
 func (b *lookupBatch) current(ctx context.Context, c *Change) (Reply, error) {
 	b.once.Do(func() {
-		replies, err := b.reader.Statuses(ctx, b.contacts, b.minSeq)
+		var replies []Reply
+		var err error
+		if live, ok := b.reader.(*LiveReader); ok {
+			wants := make([]want, len(b.contacts))
+			for i, c := range b.contacts {
+				wants[i] = want{contact: c, minSeq: b.seqs[i]}
+			}
+			replies, err = live.statusesEach(ctx, wants)
+		} else {
+			replies, err = b.reader.Statuses(ctx, b.contacts, b.minSeq)
+		}
 		if err != nil {
 			b.err = err
 			return

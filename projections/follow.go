@@ -32,6 +32,10 @@ type FollowerConfig struct {
 	// RetryWait is the pause before trying again after the log could not be
 	// reached. Zero means 250ms.
 	RetryWait time.Duration
+	// OnVisible, when set, is called with the view of each visible change once
+	// the projection has applied it, in log order, from the follower's
+	// goroutine: it must not block.
+	OnVisible func(View)
 }
 
 // Follower folds the log into a projection as the log grows: an ordered consumer
@@ -193,7 +197,7 @@ func (f *Follower) follow(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := f.p.Apply(batch); err != nil {
+		if err := f.p.ApplyVisible(batch, f.cfg.OnVisible); err != nil {
 			return &applyError{err}
 		}
 		f.tail.Store(tailer.Last())

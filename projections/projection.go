@@ -228,6 +228,13 @@ func (p *Projection) WaitApplied(ctx context.Context, seq uint64) error {
 // stop the fold. An event of a newer schema version stops it instead (the error
 // wraps events.ErrUnsupportedVersion): it is a change this engine cannot read.
 func (p *Projection) Apply(records []Record) error {
+	return p.ApplyVisible(records, nil)
+}
+
+// ApplyVisible is Apply, and then, once the batch has committed, calls visible
+// (if not nil) with the view of each visible change the batch made, in log
+// order: what subscribers may be told of at once.
+func (p *Projection) ApplyVisible(records []Record, visible func(View)) error {
 	if len(records) == 0 {
 		return nil
 	}
@@ -244,6 +251,7 @@ func (p *Projection) Apply(records []Record) error {
 	defer b.Close()
 	var (
 		touched   map[string]*State // states written in this batch, for hidden changes
+		views     []View            // visible changes of the batch
 		buf       []byte
 		folded    uint64
 		malformed uint64
@@ -271,6 +279,9 @@ func (p *Projection) Apply(records []Record) error {
 			return fmt.Errorf("apply seq %d: %w", r.Seq, err)
 		}
 		st.fold(e, r.Seq)
+		if visible != nil && st.Visible.Seq == r.Seq {
+			views = append(views, st.Visible)
+		}
 		if touched == nil {
 			touched = make(map[string]*State)
 		}
@@ -297,6 +308,9 @@ func (p *Projection) Apply(records []Record) error {
 	p.malformed.Add(malformed)
 	p.batches.Add(1)
 	p.advance(next)
+	for _, v := range views {
+		visible(v)
+	}
 	return nil
 }
 

@@ -60,7 +60,7 @@ within a minute on two cores.`,
 			if cmd.Flags().Changed("baseline-messages") {
 				base.BaselineMessages = cfg.BaselineMessages
 			}
-			base.MemorySets, base.MemoryContacts = cfg.MemorySets, cfg.MemoryContacts
+			base.MemorySets, base.MemoryContacts, base.HeapProfile = cfg.MemorySets, cfg.MemoryContacts, cfg.HeapProfile
 			if subs != "" {
 				base.Subscribers = nil
 				for _, s := range strings.Split(subs, ",") {
@@ -150,5 +150,6 @@ within a minute on two cores.`,
 	f.IntVar(&cfg.BaselineMessages, "baseline-messages", 0, "messages per raw baseline (default 200000; quick 20000)")
 	f.IntVar(&cfg.MemorySets, "memory-sets", 0, "add a memory run of this many sets, sampling the engine's memory (default none)")
 	f.IntVar(&cfg.MemoryContacts, "memory-contacts", 0, "contacts of the memory run (default 1000000)")
+	f.StringVar(&cfg.HeapProfile, "memprofile", "", "write a heap profile of this process at the end of the memory run (with --in-process it covers the engine)")
 	return cmd
 }
