@@ -172,7 +172,7 @@ func (f *Follower) follow(ctx context.Context) error {
 	tailer, err := TailStream(ctx, stream, TailConfig{
 		From:            f.p.Applied() + 1,
 		Subjects:        []string{events.EventsPrefix + ">"},
-		Buffer:          f.cfg.MaxBatch,
+		Buffer:          4 * f.cfg.MaxBatch, // room to go on reading while a batch commits
 		PullMaxMessages: f.cfg.PullMaxMessages,
 		Logger:          f.logger,
 	})
