@@ -3,13 +3,16 @@ package bench
 import (
 	"fmt"
 	"image/color"
+	"io"
 	"os"
 	"sort"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
 	"gonum.org/v1/plot/vg/vgsvg"
 )
 
@@ -18,7 +21,7 @@ var (
 	rawColors  = []color.RGBA{{R: 0x7f, G: 0x7f, B: 0x7f, A: 255}, {R: 0xbc, G: 0xbd, B: 0x22, A: 255}}
 )
 
-// writeChart draws two panels against M (log scale): deliveries/s of each mode
+// writeChart draws, as SVG (or PNG, by the path's extension), two panels against M (log scale): deliveries/s of each mode
 // beside the raw fan-out baselines, and p99 latency of each mode.
 func writeChart(r *Results, path string) error {
 	rate := plot.New()
@@ -76,7 +79,15 @@ func writeChart(r *Results, path string) error {
 	}
 
 	const width, height = 7 * vg.Inch, 8 * vg.Inch
-	canvas := vgsvg.New(width, height)
+	var canvas interface {
+		vg.CanvasSizer
+		io.WriterTo
+	}
+	if strings.HasSuffix(path, ".png") {
+		canvas = vgimg.PngCanvas{Canvas: vgimg.NewWith(vgimg.UseWH(width, height), vgimg.UseDPI(96))}
+	} else {
+		canvas = vgsvg.New(width, height)
+	}
 	tiles := draw.Tiles{Rows: 2, Cols: 1, PadY: vg.Points(12), PadTop: vg.Points(6), PadBottom: vg.Points(6),
 		PadLeft: vg.Points(6), PadRight: vg.Points(6)}
 	plots := [][]*plot.Plot{{rate}, {lat}}

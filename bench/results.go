@@ -255,7 +255,7 @@ func (r *Results) WriteGoBench(w io.Writer) error {
 }
 
 // WriteFiles writes results.json, results.txt (the table and the benchmark
-// lines) and chart.svg into dir.
+// lines), chart.svg and chart.png into dir.
 func (r *Results) WriteFiles(dir string) error {
 	var js, txt bytes.Buffer
 	if err := r.WriteJSON(&js); err != nil {
@@ -274,7 +274,10 @@ func (r *Results) WriteFiles(dir string) error {
 	if err := os.WriteFile(filepath.Join(dir, "results.txt"), txt.Bytes(), 0o644); err != nil {
 		return err
 	}
-	return r.WriteChart(filepath.Join(dir, "chart.svg"))
+	if err := r.WriteChart(filepath.Join(dir, "chart.svg")); err != nil {
+		return err
+	}
+	return r.WriteChart(filepath.Join(dir, "chart.png"))
 }
 
 // WriteChart draws deliveries/s and p99 latency against M, one line per mode.
