@@ -66,12 +66,18 @@ func (c *Client) request(ctx context.Context, subject string, body []byte, reply
 	if err != nil {
 		return unavailable(fmt.Errorf("request %s: %w", subject, err))
 	}
+	return decodeReply(subject, msg, reply)
+}
+
+// decodeReply reads a reply of the service: an error, or the answer into reply.
+func decodeReply(subject string, msg *nats.Msg, reply any) error {
 	if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
 		n, _ := strconv.Atoi(code)
 		return &ServiceError{Code: n, Description: msg.Header.Get(micro.ErrorHeader)}
 	}
 	// The replies read themselves (fast, falling back to encoding/json); going
 	// through json.Unmarshal would first scan the whole reply once more.
+	var err error
 	if u, ok := reply.(json.Unmarshaler); ok {
 		err = u.UnmarshalJSON(msg.Data)
 	} else {

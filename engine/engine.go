@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/presence-engine/presence/audit"
 	"github.com/presence-engine/presence/events"
 	"github.com/presence-engine/presence/projections"
 )
@@ -67,6 +68,7 @@ type Engine struct {
 	writer     *Writer
 	reader     *LocalReader
 	service    *Service
+	admin      admin
 
 	ncClosed  chan struct{} // closed when the connection is
 	closeOnce sync.Once
@@ -143,6 +145,12 @@ func (e *Engine) open() error {
 	if popts.Logger == nil {
 		popts.Logger = e.logger
 	}
+	// Fresh folds of a verify that a crash left behind.
+	if leftovers, _ := filepath.Glob(filepath.Join(e.dir, audit.TempPattern)); len(leftovers) > 0 {
+		for _, d := range leftovers {
+			os.RemoveAll(d)
+		}
+	}
 	if e.projection, err = projections.Open(filepath.Join(e.dir, "projection"), popts); err != nil {
 		return err
 	}
@@ -164,7 +172,7 @@ func (e *Engine) open() error {
 	}
 	e.reader = &LocalReader{Projection: e.projection, Ready: e.follower.IsReady, Timeout: e.opts.ReadTimeout}
 	e.service, err = NewService(ServiceConfig{Conn: nc, Writer: e.writer, Reader: e.reader, Logger: e.logger,
-		MaxConcurrent: e.opts.MaxConcurrent, Stats: func() any { return e.Metrics() }})
+		MaxConcurrent: e.opts.MaxConcurrent, Stats: func() any { return e.Metrics() }, Admin: e})
 	if err != nil {
 		return err
 	}

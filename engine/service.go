@@ -42,6 +42,8 @@ type ServiceConfig struct {
 	SetTimeout time.Duration
 	// Stats, when set, is reported as the data of each endpoint's stats.
 	Stats func() any
+	// Admin, when set, answers the admin endpoints (presence.admin.>).
+	Admin Admin
 }
 
 // Service is the engine's NATS interface, a micro service named "presence":
@@ -101,22 +103,28 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 	g := svc.AddGroup("presence")
 	sets, reads := make(chan struct{}, s.cfg.MaxConcurrent), make(chan struct{}, s.cfg.MaxConcurrent)
-	endpoints := []struct {
-		name    string
-		handler func(micro.Request) (work, error)
-		slots   chan struct{}
-	}{
-		{"set", s.set, sets},
-		{"status", s.status, reads},
-		{"self", s.self, reads},
-		{"statuses", s.statuses, reads},
+	type endpoint struct {
+		name, subject string
+		handler       func(micro.Request) (work, error)
+		slots         chan struct{}
+		cancellable   bool // the work ends when the service stops, rather than finishing
+	}
+	endpoints := []endpoint{
+		{"set", "set.*", s.set, sets, false},
+		{"status", "status.*", s.status, reads, false},
+		{"self", "self.*", s.self, reads, false},
+		{"statuses", "statuses", s.statuses, reads, false},
+	}
+	if s.cfg.Admin != nil {
+		// One admin request at a time: a second is answered 503 at once.
+		long := make(chan struct{}, 1)
+		endpoints = append(endpoints,
+			endpoint{"digest", "admin.digest", s.adminDigest, reads, false},
+			endpoint{"verify", "admin.verify", s.adminVerify, long, true},
+			endpoint{"rebuild", "admin.rebuild", s.adminRebuild, long, true})
 	}
 	for _, e := range endpoints {
-		subject := e.name + ".*"
-		if e.name == "statuses" {
-			subject = e.name
-		}
-		if err := g.AddEndpoint(e.name, s.dispatch(ctx, e.handler, e.slots), micro.WithEndpointSubject(subject)); err != nil {
+		if err := g.AddEndpoint(e.name, s.dispatch(ctx, e.handler, e.slots, e.cancellable), micro.WithEndpointSubject(e.subject)); err != nil {
 			_ = svc.Stop()
 			return fmt.Errorf("add endpoint %s: %w", e.name, err)
 		}
@@ -146,7 +154,11 @@ type work func(context.Context) (any, error)
 // that bad input is answered at once (and counted as an error in the service's
 // stats), and runs the rest on a goroutine of its own, at most MaxConcurrent at
 // once, so that a read waiting for its min_seq holds up no other.
-func (s *Service) dispatch(ctx context.Context, h func(micro.Request) (work, error), slots chan struct{}) micro.HandlerFunc {
+func (s *Service) dispatch(ctx context.Context, h func(micro.Request) (work, error), slots chan struct{}, cancellable bool) micro.HandlerFunc {
+	workCtx := context.WithoutCancel(ctx)
+	if cancellable {
+		workCtx = ctx
+	}
 	return func(req micro.Request) {
 		w, err := h(req)
 		if err != nil {
@@ -156,7 +168,7 @@ func (s *Service) dispatch(ctx context.Context, h func(micro.Request) (work, err
 		select {
 		case slots <- struct{}{}:
 		default:
-			s.respondNow(req, unavailable(fmt.Errorf("busy: %d requests in hand; retry", s.cfg.MaxConcurrent)))
+			s.respondNow(req, unavailable(fmt.Errorf("busy: %d requests in hand; retry", cap(slots))))
 			return
 		}
 		s.mu.Lock()
@@ -171,7 +183,7 @@ func (s *Service) dispatch(ctx context.Context, h func(micro.Request) (work, err
 		subject, replyTo := req.Subject(), req.Reply()
 		go func() {
 			defer func() { <-slots; s.wg.Done() }()
-			reply, err := w(context.WithoutCancel(ctx))
+			reply, err := w(workCtx)
 			s.respondLater(subject, replyTo, reply, err)
 		}()
 	}

@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/presence-engine/presence/events"
 )
@@ -55,6 +54,7 @@ func Sum(data []byte) uint64 {
 type Projection struct {
 	db     *pebble.DB
 	dir    string
+	opts   Options
 	logger *slog.Logger
 
 	writeMu sync.Mutex // serialises Apply and Reset
@@ -78,10 +78,24 @@ type Projection struct {
 // that holds something other than a projection.
 func Open(dir string, opts Options) (*Projection, error) {
 	opts = opts.withDefaults()
-	popts := &pebble.Options{FS: opts.FS, Logger: pebbleLogger{opts.Logger}}
-	if opts.FS == nil {
-		popts.FS = vfs.Default
+	if err := recoverSwap(dir, opts); err != nil {
+		return nil, fmt.Errorf("open projection %q: finish an interrupted rebuild: %w", dir, err)
 	}
+	db, err := openPebble(dir, opts)
+	if err != nil {
+		return nil, err
+	}
+	p := &Projection{db: db, dir: dir, opts: opts, logger: opts.Logger, advanced: make(chan struct{})}
+	if err := p.load(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open projection %q: %w", dir, err)
+	}
+	return p, nil
+}
+
+// openPebble opens the store in dir with opts.
+func openPebble(dir string, opts Options) (*pebble.DB, error) {
+	popts := &pebble.Options{FS: fsOf(opts), Logger: pebbleLogger{opts.Logger}, DisableWAL: opts.DisableWAL}
 	if opts.CacheSize > 0 {
 		cache := pebble.NewCache(opts.CacheSize)
 		defer cache.Unref()
@@ -91,12 +105,7 @@ func Open(dir string, opts Options) (*Projection, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open projection %q: %w", dir, err)
 	}
-	p := &Projection{db: db, dir: dir, logger: opts.Logger, advanced: make(chan struct{})}
-	if err := p.load(); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open projection %q: %w", dir, err)
-	}
-	return p, nil
+	return db, nil
 }
 
 // load reads the format marker and the checkpoint, writing them on a new store.
@@ -119,7 +128,7 @@ func (p *Projection) load() error {
 	case string(format) != formatVersion && strings.HasPrefix(string(format), formatPrefix):
 		p.logger.Warn("projection: stored in another format; emptying it to rebuild it from the log",
 			"dir", p.dir, "format", string(format), "want", formatVersion)
-		if err := p.db.DeleteRange([]byte{0}, []byte{0xff}, pebble.Sync); err != nil {
+		if err := p.db.DeleteRange([]byte{0}, []byte{0xff}, p.sync()); err != nil {
 			return err
 		}
 		return p.initialize()
@@ -159,7 +168,16 @@ func (p *Projection) initialize() error {
 	if err := b.Set([]byte(checkpointKey), marshalCheckpoint(Checkpoint{}), nil); err != nil {
 		return err
 	}
-	return b.Commit(pebble.Sync)
+	return b.Commit(p.sync())
+}
+
+// sync is the write option of the commits that wait for the disk: without a
+// write-ahead log there is nothing to wait for.
+func (p *Projection) sync() *pebble.WriteOptions {
+	if p.opts.DisableWAL {
+		return pebble.NoSync
+	}
+	return pebble.Sync
 }
 
 // get returns a copy of the value of key.
@@ -278,7 +296,10 @@ func (p *Projection) ApplyVisible(records []Record, visible func(View)) error {
 		if err != nil {
 			return fmt.Errorf("apply seq %d: %w", r.Seq, err)
 		}
-		st.fold(e, r.Seq)
+		if p.opts.OnEvent != nil {
+			p.opts.OnEvent(r.Seq, e, st.Status)
+		}
+		st.Fold(e, r.Seq)
 		if visible != nil && st.Visible.Seq == r.Seq {
 			views = append(views, st.Visible)
 		}
@@ -321,7 +342,7 @@ func (p *Projection) prior(e events.Event, touched map[string]*State) (*State, e
 	if st, ok := touched[e.Contact]; ok {
 		return st, nil
 	}
-	if events.VisibleChange(e.Previous, e.Status) {
+	if p.opts.OnEvent == nil && events.VisibleChange(e.Previous, e.Status) {
 		return &State{}, nil
 	}
 	st, _, err := p.state(e.Contact)
@@ -358,19 +379,7 @@ func (p *Projection) State(contact string) (State, bool, error) {
 }
 
 func (p *Projection) state(contact string) (State, bool, error) {
-	v, closer, err := p.db.Get(stateKey(contact))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return State{Contact: contact, Visible: View{Contact: contact}}, false, nil
-	}
-	if err != nil {
-		return State{}, false, fmt.Errorf("read state of %q: %w", contact, err)
-	}
-	defer closer.Close()
-	st, err := unmarshalState(contact, v)
-	if err != nil {
-		return State{}, false, err
-	}
-	return st, true, nil
+	return readState(p.db, contact)
 }
 
 // View returns a contact as subscribers see it: the visible status, and the name,
@@ -399,7 +408,7 @@ func (p *Projection) Reset() error {
 	if err := b.Set([]byte(checkpointKey), marshalCheckpoint(Checkpoint{}), nil); err != nil {
 		return err
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := b.Commit(p.sync()); err != nil {
 		return fmt.Errorf("reset projection %q: %w", p.dir, err)
 	}
 	p.mu.Lock()
@@ -417,22 +426,7 @@ func (p *Projection) Each(fn func(State) bool) error {
 	if p.closed {
 		return ErrClosed
 	}
-	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: []byte(stateKeyPrefix), UpperBound: []byte("s0")})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	for it.First(); it.Valid(); it.Next() {
-		contact := string(it.Key()[len(stateKeyPrefix):])
-		st, err := unmarshalState(contact, it.Value())
-		if err != nil {
-			return err
-		}
-		if !fn(st) {
-			break
-		}
-	}
-	return it.Error()
+	return eachState(p.db, fn)
 }
 
 // Metrics is a snapshot of the projection's counters.

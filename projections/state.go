@@ -34,9 +34,10 @@ type View struct {
 	At      time.Time     // time of the last visible change
 }
 
-// fold applies one event at log sequence seq to the state of its contact. This is
+// Fold applies one event at log sequence seq to the state of its contact. This is
 // the whole fold: the event carries everything, the state is only its last word.
-func (s *State) fold(e events.Event, seq uint64) {
+// The zero State is a never-seen contact (Unknown).
+func (s *State) Fold(e events.Event, seq uint64) {
 	s.Contact, s.Name, s.Status, s.Previous, s.Seq, s.At, s.Cause =
 		e.Contact, e.Name, e.Status, e.Previous, seq, e.At, e.Cause
 	if c, ok := events.ChangeOf(e, seq); ok {

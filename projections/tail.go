@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -20,6 +21,9 @@ var ErrConsumerLost = errors.New("projections: the stream's consumer was deleted
 type TailConfig struct {
 	// From is the first stream sequence delivered. Zero means the first.
 	From uint64
+	// Since, when set (and From is not), starts at the first message the stream
+	// stored at or after it.
+	Since time.Time
 	// Subjects filters the stream. Zero means all of it.
 	Subjects []string
 	// Buffer is how many records wait in C. Zero means 4096.
@@ -45,6 +49,7 @@ type Tail struct {
 	failErr  error
 	failOnce sync.Once
 	last     atomic.Uint64 // the stream's last sequence as of the last delivery
+	pending  uint64        // messages to deliver when the consumer was created
 	stopped  sync.Once
 }
 
@@ -63,6 +68,9 @@ func TailStream(ctx context.Context, stream jetstream.Stream, cfg TailConfig) (*
 	if cfg.From > 1 {
 		ocfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		ocfg.OptStartSeq = cfg.From
+	} else if !cfg.Since.IsZero() {
+		ocfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
+		ocfg.OptStartTime = &cfg.Since
 	}
 	cons, err := stream.OrderedConsumer(ctx, ocfg)
 	if err != nil {
@@ -103,8 +111,15 @@ func TailStream(ctx context.Context, stream jetstream.Stream, cfg TailConfig) (*
 	if err != nil {
 		return nil, fmt.Errorf("read stream %s: %w", stream.CachedInfo().Config.Name, err)
 	}
+	if info := cons.CachedInfo(); info != nil {
+		t.pending = info.NumPending
+	}
 	return t, nil
 }
+
+// Pending returns how many messages the Tail had to deliver when it started: a
+// reader that wants the stream as it stood then stops after that many.
+func (t *Tail) Pending() uint64 { return t.pending }
 
 // lost records the loss of the consumer, once.
 func (t *Tail) lost(err error) {

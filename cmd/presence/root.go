@@ -67,7 +67,7 @@ projection folds them into current state.
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newServe(), newSet(), newStatus(), newSelf(), newWatch(), newBench())
+	root.AddCommand(newServe(), newSet(), newStatus(), newSelf(), newWatch(), newReplay(), newReport(), newVerify(), newRebuild(), newBench())
 	return root
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 
@@ -16,48 +17,83 @@ func newStatus() *cobra.Command {
 		`Show a contact's status as everyone else sees it: invisible reads offline.
 A never-seen contact reads unknown. With --min-seq the answer comes from a
 projection that has applied the log at least that far (read-your-writes: pass
-the seq a set returned).`,
-		func(c *engine.Client) func(cmd *cobra.Command, contact string, minSeq uint64) (engine.Reply, error) {
-			return func(cmd *cobra.Command, contact string, minSeq uint64) (engine.Reply, error) {
-				return c.Status(cmd.Context(), contact, minSeq)
-			}
-		})
+the seq a set returned). With --at or --at-seq it is the status the contact had
+then, read from the log. With --digest (and no CONTACT) it prints the digest of
+the engine's whole projection instead, to compare replicas in one line.`,
+		false)
 }
 
 func newSelf() *cobra.Command {
 	return newRead("self", "Show a contact's own status, invisible included",
 		`Show a contact's own status, invisible included (what Communicator calls
-MyStatus). Permissions should let only the contact itself read it.`,
-		func(c *engine.Client) func(cmd *cobra.Command, contact string, minSeq uint64) (engine.Reply, error) {
-			return func(cmd *cobra.Command, contact string, minSeq uint64) (engine.Reply, error) {
-				return c.Self(cmd.Context(), contact, minSeq)
-			}
-		})
+MyStatus). Permissions should let only the contact itself read it. With --at or
+--at-seq it is the status the contact had then, read from the log.`,
+		true)
 }
 
-func newRead(name, short, long string, read func(*engine.Client) func(*cobra.Command, string, uint64) (engine.Reply, error)) *cobra.Command {
+func newRead(name, short, long string, self bool) *cobra.Command {
 	var (
 		f      clientFlags
+		at     atFlags
 		minSeq int64
+		digest bool
 	)
+	use := name + " CONTACT"
+	if !self {
+		use = name + " CONTACT | " + name + " --digest"
+	}
 	cmd := &cobra.Command{
-		Use:   name + " CONTACT",
+		Use:   use,
 		Short: short,
 		Long:  long,
-		Args:  exactArgs(1, "one CONTACT"),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if digest {
+				return exactArgs(0, "no CONTACT with --digest")(cmd, args)
+			}
+			return exactArgs(1, "one CONTACT")(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if minSeq < 0 {
 				return usageError{fmt.Errorf("--min-seq %d: want a log sequence, 0 or more", minSeq)}
 			}
+			point, past, err := at.point()
+			if err != nil {
+				return err
+			}
+			if digest {
+				if past || minSeq != 0 {
+					return usageError{errors.New("--digest takes no --at, --at-seq or --min-seq")}
+				}
+				c, nc, err := f.client(name)
+				if err != nil {
+					return err
+				}
+				defer nc.Close()
+				d, err := c.Digest(cmd.Context())
+				if err != nil {
+					return err
+				}
+				return printDigest(cmd.OutOrStdout(), d, f.json)
+			}
 			if err := events.ValidateContact(args[0]); err != nil {
 				return usageError{err}
+			}
+			if past {
+				if minSeq != 0 {
+					return usageError{errors.New("--min-seq does not go with --at or --at-seq")}
+				}
+				return readAt(cmd, &f, args[0], point, self)
 			}
 			c, nc, err := f.client(name)
 			if err != nil {
 				return err
 			}
 			defer nc.Close()
-			r, err := read(c)(cmd, args[0], uint64(minSeq))
+			read := c.Status
+			if self {
+				read = c.Self
+			}
+			r, err := read(cmd.Context(), args[0], uint64(minSeq))
 			if err != nil {
 				return err
 			}
@@ -65,7 +101,11 @@ func newRead(name, short, long string, read func(*engine.Client) func(*cobra.Com
 		},
 	}
 	f.add(cmd)
+	at.add(cmd)
 	cmd.Flags().Int64Var(&minSeq, "min-seq", 0, "answer from a projection that has applied the log at least this far")
+	if !self {
+		cmd.Flags().BoolVar(&digest, "digest", false, "print the digest of the engine's projection")
+	}
 	return cmd
 }
 

@@ -1,0 +1,330 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/presence-engine/presence/events"
+	"github.com/presence-engine/presence/projections"
+)
+
+// Default stream names, as the engine creates them.
+const (
+	DefaultLog  = "PRESENCE"
+	DefaultFeed = "PRESENCE_CHANGES"
+)
+
+// ClockSkew is how far the clock of an engine that stamped events may be from the
+// server's: a time-bounded read enters the log this much before its start, by the
+// server's timestamps, and leaves it this much after its end, so that no event
+// stamped inside the window is missed.
+const ClockSkew = time.Minute
+
+// Log reads the log for audit: the truth, invisible included. Its methods are
+// safe for concurrent use.
+type Log struct {
+	js     jetstream.JetStream
+	stream string
+}
+
+// NewLog returns a Log on the stream named stream ("" means DefaultLog).
+func NewLog(js jetstream.JetStream, stream string) *Log {
+	if stream == "" {
+		stream = DefaultLog
+	}
+	return &Log{js: js, stream: stream}
+}
+
+// Entry is one event of the log and its sequence.
+type Entry struct {
+	Seq uint64
+	events.Event
+}
+
+// Query selects events of the log. Times are the events' own (when the engine
+// accepted the change); bounds are inclusive; zero fields do not restrict.
+type Query struct {
+	Contacts []string  // only these contacts; each is read from its own subject
+	FromSeq  uint64    // from this log sequence on
+	ToSeq    uint64    // up to this log sequence
+	Since    time.Time // events at or after this time
+	Until    time.Time // events at or before this time
+
+	// Progress, when set, is called after each batch read with the records read
+	// and, as far as known, to read.
+	Progress func(projections.Progress)
+}
+
+// Validate checks the query, with errors naming the bad value.
+func (q Query) Validate() error {
+	for _, c := range q.Contacts {
+		if err := events.ValidateContact(c); err != nil {
+			return err
+		}
+	}
+	if q.ToSeq != 0 && q.FromSeq > q.ToSeq {
+		return fmt.Errorf("%w: from seq %d is after to seq %d", ErrBadQuery, q.FromSeq, q.ToSeq)
+	}
+	if !q.Since.IsZero() && !q.Until.IsZero() && q.Since.After(q.Until) {
+		return fmt.Errorf("%w: since %s is after until %s", ErrBadQuery, q.Since.Format(time.RFC3339Nano), q.Until.Format(time.RFC3339Nano))
+	}
+	return nil
+}
+
+// ErrBadQuery: a query that cannot select anything as asked.
+var ErrBadQuery = errors.New("audit: bad query")
+
+// Replay calls fn with every event the query selects, in log order, as the log
+// stood when Replay started, until fn returns an error (which Replay returns).
+// It reads only the subjects of the contacts asked for, and holds at most a few
+// thousand events in memory whatever the size of the log. A record that is not
+// an event is handed over with its sequence and an Event of zero value, and
+// counted in the returned Stats.
+func (l *Log) Replay(ctx context.Context, q Query, fn func(Entry) error) (Stats, error) {
+	var stats Stats
+	if err := q.Validate(); err != nil {
+		return stats, err
+	}
+	stream, err := l.js.Stream(ctx, l.stream)
+	if err != nil {
+		return stats, fmt.Errorf("open log %q: %w", l.stream, err)
+	}
+	end := stream.CachedInfo().State.LastSeq
+	if q.ToSeq != 0 && q.ToSeq < end {
+		end = q.ToSeq
+	}
+	cfg := projections.TailConfig{From: q.FromSeq, Subjects: subjectsOf(q.Contacts), Buffer: 4096}
+	if q.FromSeq == 0 && !q.Since.IsZero() {
+		cfg.Since = q.Since.Add(-ClockSkew)
+	}
+	if end == 0 || (q.FromSeq > end) {
+		return stats, nil
+	}
+	tail, err := projections.TailStream(ctx, stream, cfg)
+	if err != nil {
+		return stats, err
+	}
+	defer tail.Stop()
+	var (
+		batch []projections.Record
+		read  uint64
+	)
+	for read < tail.Pending() {
+		batch, err = tail.Next(ctx, batch, 1024)
+		if err != nil {
+			return stats, err
+		}
+		for _, r := range batch {
+			read++
+			if r.Seq > end {
+				return stats, nil
+			}
+			e, err := events.DecodeEvent(r.Data)
+			if err != nil {
+				stats.Malformed++
+				if err := fn(Entry{Seq: r.Seq}); err != nil {
+					return stats, err
+				}
+				continue
+			}
+			if !q.Until.IsZero() && e.At.After(q.Until) {
+				if e.At.After(q.Until.Add(ClockSkew)) {
+					return stats, nil // past the window, whatever the clocks
+				}
+				continue
+			}
+			if !q.Since.IsZero() && e.At.Before(q.Since) {
+				continue
+			}
+			stats.Events++
+			if err := fn(Entry{Seq: r.Seq, Event: e}); err != nil {
+				return stats, err
+			}
+		}
+		if q.Progress != nil {
+			q.Progress(projections.Progress{Done: read, Total: tail.Pending()})
+		}
+		if r := batch[len(batch)-1]; r.Seq >= end || tail.Last() == r.Seq {
+			return stats, nil // the end, or nothing more for now (some were removed)
+		}
+	}
+	return stats, nil
+}
+
+// Stats counts what a read of the log went through.
+type Stats struct {
+	Events    uint64 `json:"events"`    // events handed over
+	Malformed uint64 `json:"malformed"` // records that are not events
+}
+
+func subjectsOf(contacts []string) []string {
+	if len(contacts) == 0 {
+		return []string{events.EventsPrefix + ">"}
+	}
+	seen := make(map[string]bool, len(contacts))
+	var out []string
+	for _, c := range contacts {
+		s := events.EventSubject(c)
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Point is a point in the log's history: a log sequence or a time (one of them).
+type Point struct {
+	Seq  uint64    // after the event at this log sequence
+	Time time.Time // as of this time: events at or before it
+}
+
+func (p Point) String() string {
+	if p.Seq != 0 {
+		return fmt.Sprintf("seq %d", p.Seq)
+	}
+	return p.Time.UTC().Format(time.RFC3339Nano)
+}
+
+// At returns the state a contact had at a point of the log's history: the truth
+// in Status, what everyone else saw in Visible. seen is false when the contact
+// had no event yet (it then reads Unknown). It reads the contact's own subject
+// only, from its first event to the point.
+func (l *Log) At(ctx context.Context, contact string, at Point) (st projections.State, seen bool, err error) {
+	if err := events.ValidateContact(contact); err != nil {
+		return st, false, err
+	}
+	if (at.Seq == 0) == at.Time.IsZero() {
+		return st, false, fmt.Errorf("%w: give a log sequence or a time, one of them", ErrBadQuery)
+	}
+	st = projections.State{Contact: contact, Visible: projections.View{Contact: contact}}
+	q := Query{Contacts: []string{contact}, ToSeq: at.Seq}
+	_, err = l.Replay(ctx, q, func(e Entry) error {
+		if e.Contact == "" {
+			return nil // not an event
+		}
+		if !at.Time.IsZero() && e.At.After(at.Time) {
+			return errStop
+		}
+		st.Fold(e.Event, e.Seq)
+		seen = true
+		return nil
+	})
+	if errors.Is(err, errStop) {
+		err = nil
+	}
+	return st, seen, err
+}
+
+var errStop = errors.New("stop")
+
+// Report is how a contact spent a window of time, by its true status.
+type Report struct {
+	Contact string    `json:"contact"`
+	Name    string    `json:"name,omitempty"` // as of the end of the window
+	Since   time.Time `json:"since"`
+	Until   time.Time `json:"until"`
+	// Statuses is the time spent in each status during the window, longest
+	// first; Unknown covers the time before the contact's first event.
+	Statuses []StatusTime `json:"statuses"`
+	Changes  int          `json:"changes"` // events inside the window
+	// Start and End are the true statuses at the start and the end.
+	Start events.Status `json:"start"`
+	End   events.Status `json:"end"`
+	// LastOnline is the last time, up to the end of the window, the contact was
+	// seen online (a status other than offline, invisible or unknown): Until
+	// itself when it was online then. Zero when never.
+	LastOnline time.Time `json:"last_online,omitzero"`
+	// OnlineAtEnd says the contact was online at the end of the window.
+	OnlineAtEnd bool `json:"online_at_end"`
+}
+
+// StatusTime is the time spent in one status.
+type StatusTime struct {
+	Status   events.Status `json:"status"`
+	Duration time.Duration `json:"duration_ns"`
+	Share    float64       `json:"share"` // of the window, 0 to 1
+}
+
+// Report returns how contact spent the window [since, until], from the whole of
+// its history up to until. Events whose clocks went backwards count from the
+// time of the event before them.
+func (l *Log) Report(ctx context.Context, contact string, since, until time.Time) (Report, error) {
+	r := Report{Contact: contact, Since: since.UTC(), Until: until.UTC()}
+	if err := events.ValidateContact(contact); err != nil {
+		return r, err
+	}
+	if !since.Before(until) {
+		return r, fmt.Errorf("%w: since %s is not before until %s", ErrBadQuery, since.Format(time.RFC3339Nano), until.Format(time.RFC3339Nano))
+	}
+	spent := make(map[events.Status]time.Duration)
+	cur, at := events.Unknown, time.Time{} // status since time at
+	// account closes the current status at time t.
+	account := func(t time.Time) {
+		from, to := maxTime(at, since), t
+		if to.After(until) {
+			to = until
+		}
+		if to.After(from) {
+			spent[cur] += to.Sub(from)
+		}
+		if cur.Visible().IsOnline() && !at.After(until) {
+			r.LastOnline = minTime(t, until)
+		}
+	}
+	_, err := l.Replay(ctx, Query{Contacts: []string{contact}}, func(e Entry) error {
+		if e.Contact == "" {
+			return nil
+		}
+		t := maxTime(e.At, at) // never back in time
+		if t.After(until) {
+			return errStop
+		}
+		account(t)
+		if !t.Before(since) {
+			r.Changes++
+		} else {
+			r.Start = e.Status
+		}
+		cur, at, r.Name = e.Status, t, e.Name
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return r, err
+	}
+	account(until)
+	r.End = cur
+	r.OnlineAtEnd = cur.Visible().IsOnline()
+	window := until.Sub(since)
+	for s, d := range spent {
+		r.Statuses = append(r.Statuses, StatusTime{Status: s, Duration: d, Share: float64(d) / float64(window)})
+	}
+	sort.Slice(r.Statuses, func(i, j int) bool {
+		a, b := r.Statuses[i], r.Statuses[j]
+		if a.Duration != b.Duration {
+			return a.Duration > b.Duration
+		}
+		return a.Status < b.Status
+	})
+	return r, nil
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,355 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/presence-engine/presence/events"
+	"github.com/presence-engine/presence/projections"
+)
+
+// TempPattern names the directories Verify keeps its fresh folds in, as for
+// os.MkdirTemp: one left behind by a crash may be removed.
+const TempPattern = "presence-verify-*"
+
+// VerifyConfig configures Verify.
+type VerifyConfig struct {
+	// JetStream reaches the log and the feed. Required.
+	JetStream jetstream.JetStream
+	// Projection is the live projection to check. Required.
+	Projection *projections.Projection
+	// Log and Feed name the streams. Zero means DefaultLog and DefaultFeed.
+	Log, Feed string
+	// TempDir is where the fresh fold is kept while it is compared, in a
+	// directory of its own (TempPattern) removed after. Zero means os.TempDir().
+	TempDir string
+	// MaxDifferences is how many differences the report lists (all are
+	// counted). Zero means 100.
+	MaxDifferences int
+	// FeedWait is how long the check of the feed waits for an entry it expects
+	// before calling it missing: the feed may trail the log. Zero means 10s.
+	FeedWait time.Duration
+	// Progress, when set, is called as the fresh fold goes on.
+	Progress func(projections.Progress)
+	// Logger receives what the fresh fold notices. Zero means slog.Default().
+	Logger *slog.Logger
+}
+
+// Difference is one way in which the engine's state differs from the log's:
+// What begins with the part concerned ("projection", "chain" or "feed").
+type Difference = projections.Difference
+
+// VerifyReport is what Verify checked and what it found.
+type VerifyReport struct {
+	Seq         uint64             `json:"seq"`          // the log was checked up to this sequence: the projection's checkpoint
+	Events      uint64             `json:"events"`       // events folded
+	Malformed   uint64             `json:"malformed"`    // log records that are not events, stepped over
+	Contacts    uint64             `json:"contacts"`     // contacts compared
+	FeedEntries uint64             `json:"feed_entries"` // feed entries checked
+	Changes     uint64             `json:"changes"`      // visible changes the log holds up to Seq
+	Digest      projections.Digest `json:"digest"`       // of the live projection at Seq
+	Fresh       projections.Digest `json:"fresh_digest"` // of the fresh fold: equal to Digest when the states agree
+	Count       uint64             `json:"count"`        // differences found
+	Differences []Difference       `json:"differences"`  // the first MaxDifferences of them
+}
+
+// OK reports whether nothing differs.
+func (r *VerifyReport) OK() bool { return r.Count == 0 }
+
+func (r *VerifyReport) add(max int, d Difference) {
+	r.Count++
+	if len(r.Differences) < max {
+		r.Differences = append(r.Differences, d)
+	}
+}
+
+// Verify checks the engine's state against the log, as of the live projection's
+// checkpoint: it folds the log afresh (with the projection's own fold, into a
+// store of its own) and compares every contact's state and the checkpoint with
+// the live projection's; it checks every contact's chain (each event's previous
+// is the status before it); and it checks the feed against the log (every
+// visible change once, in log order, with the right content, and nothing else).
+// The live projection goes on folding meanwhile: it is read from a snapshot.
+//
+// The error is for what stopped the check (the log unreachable, ctx done);
+// differences are in the report.
+func Verify(ctx context.Context, cfg VerifyConfig) (*VerifyReport, error) {
+	if cfg.JetStream == nil || cfg.Projection == nil {
+		return nil, errors.New("audit: verify needs a JetStream and a Projection")
+	}
+	if cfg.Log == "" {
+		cfg.Log = DefaultLog
+	}
+	if cfg.Feed == "" {
+		cfg.Feed = DefaultFeed
+	}
+	if cfg.MaxDifferences <= 0 {
+		cfg.MaxDifferences = 100
+	}
+	if cfg.FeedWait <= 0 {
+		cfg.FeedWait = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	live, err := cfg.Projection.Snapshot()
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	defer live.Close()
+	report := &VerifyReport{Seq: live.Checkpoint().Seq}
+
+	logStream, err := cfg.JetStream.Stream(ctx, cfg.Log)
+	if err != nil {
+		return nil, fmt.Errorf("verify: open log %q: %w", cfg.Log, err)
+	}
+	feedStream, err := cfg.JetStream.Stream(ctx, cfg.Feed)
+	if err != nil {
+		return nil, fmt.Errorf("verify: open feed %q: %w", cfg.Feed, err)
+	}
+
+	dir, err := os.MkdirTemp(cfg.TempDir, TempPattern)
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	defer os.RemoveAll(dir)
+
+	// Differences come from the fold's goroutine and the feed's: one channel
+	// collects them.
+	diffs := make(chan Difference, 64)
+	collected := make(chan struct{})
+	go func() {
+		defer close(collected)
+		for d := range diffs {
+			report.add(cfg.MaxDifferences, d)
+		}
+	}()
+	expected := make(chan events.Change, 4096)
+	g, gctx := errgroup.WithContext(ctx)
+
+	fresh, err := projections.Open(filepath.Join(dir, "projection"), projections.Options{
+		DisableWAL: true,
+		Logger:     cfg.Logger,
+		OnEvent: func(seq uint64, e events.Event, before events.Status) {
+			if e.Previous != before {
+				diffs <- Difference{Contact: e.Contact, Seq: seq, What: "chain: previous",
+					Expected: before.String(), Found: e.Previous.String()}
+			}
+			if c, ok := events.ChangeOf(e, seq); ok {
+				select {
+				case expected <- c:
+				case <-gctx.Done():
+				}
+			}
+		},
+	})
+	if err != nil {
+		close(diffs)
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	defer fresh.Close()
+
+	fc := &feedCheck{wait: cfg.FeedWait, upTo: report.Seq, diff: func(d Difference) { diffs <- d }}
+	g.Go(func() error {
+		defer close(expected)
+		var progress func(uint64)
+		if cfg.Progress != nil {
+			progress = func(applied uint64) { cfg.Progress(projections.Progress{Done: applied, Total: report.Seq}) }
+		}
+		if err := fresh.FoldLog(gctx, logStream, report.Seq, progress); err != nil {
+			return fmt.Errorf("verify: fold the log: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error { return fc.run(gctx, feedStream, expected) })
+	err = g.Wait()
+	if err == nil {
+		err = compare(report, live, fresh, diffs)
+	}
+	close(diffs)
+	<-collected
+	if err != nil {
+		return nil, err
+	}
+	m := fresh.Metrics()
+	report.Events, report.Malformed = m.Folded, m.Malformed
+	report.FeedEntries, report.Changes = fc.entries, fc.expected
+	return report, nil
+}
+
+// compare compares the live snapshot with the fresh fold and digests both.
+func compare(report *VerifyReport, live *projections.Snapshot, fresh *projections.Projection, diffs chan<- Difference) error {
+	snap, err := fresh.Snapshot()
+	if err != nil {
+		return err
+	}
+	defer snap.Close()
+	report.Contacts, err = projections.Compare(snap, live, func(d Difference) bool {
+		d.What = "projection: " + d.What
+		diffs <- d
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("verify: compare the projection: %w", err)
+	}
+	if report.Digest, err = live.Digest(); err != nil {
+		return fmt.Errorf("verify: digest the projection: %w", err)
+	}
+	if report.Fresh, err = snap.Digest(); err != nil {
+		return fmt.Errorf("verify: digest the fresh fold: %w", err)
+	}
+	return nil
+}
+
+// feedCheck walks the feed beside the visible changes the log holds, both in
+// log order.
+type feedCheck struct {
+	wait time.Duration
+	upTo uint64 // the log sequence checked up to
+	diff func(Difference)
+
+	tail      *projections.Tail
+	buf       []projections.Record // read from the tail, from pos on not yet handed out
+	pos       int
+	peeked    *projections.Record
+	delivered uint64 // feed sequence of the last entry read
+	ended     bool   // the feed stopped growing: wait no more
+	matched   uint64 // log sequence of the last change found in the feed
+	entries   uint64 // feed entries read, up to upTo
+	expected  uint64 // visible changes expected
+}
+
+func (f *feedCheck) run(ctx context.Context, stream jetstream.Stream, expected <-chan events.Change) error {
+	var err error
+	f.tail, err = projections.TailStream(ctx, stream, projections.TailConfig{Buffer: 4096})
+	if err != nil {
+		return fmt.Errorf("verify: read the feed: %w", err)
+	}
+	defer f.tail.Stop()
+	for want := range expected {
+		f.expected++
+		if err := f.find(ctx, want); err != nil {
+			return err
+		}
+	}
+	// What is left up to upTo is there twice, or should not be there at all.
+	for {
+		r, ok, err := f.next(ctx, false)
+		if err != nil || !ok {
+			return err
+		}
+		c, ok := f.decode(r)
+		if !ok {
+			continue
+		}
+		if c.Seq > f.upTo {
+			return nil
+		}
+		f.entries++
+		f.extra(r, c)
+	}
+}
+
+// find reads the feed up to the entry for want.
+func (f *feedCheck) find(ctx context.Context, want events.Change) error {
+	for {
+		r, ok, err := f.next(ctx, true)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			f.diff(Difference{Contact: want.Contact, Seq: want.Seq, What: "feed: missing entry",
+				Expected: describeChange(want), Found: "none (the feed ends before it)"})
+			return nil
+		}
+		c, ok := f.decode(r)
+		if !ok {
+			continue
+		}
+		switch {
+		case c.Seq < want.Seq:
+			f.entries++
+			f.extra(r, c)
+		case c.Seq == want.Seq:
+			f.entries++
+			f.matched = c.Seq
+			if got, exp := describeChange(c), describeChange(want); got != exp {
+				f.diff(Difference{Contact: want.Contact, Seq: want.Seq, What: "feed: entry content", Expected: exp, Found: got})
+			}
+			return nil
+		default:
+			f.peeked = &r // keep it for the next change
+			f.diff(Difference{Contact: want.Contact, Seq: want.Seq, What: "feed: missing entry",
+				Expected: describeChange(want), Found: fmt.Sprintf("none (the next entry is for log seq %d)", c.Seq)})
+			return nil
+		}
+	}
+}
+
+// extra reports an entry found where none was expected.
+func (f *feedCheck) extra(r projections.Record, c events.Change) {
+	if c.Seq <= f.matched {
+		f.diff(Difference{Contact: c.Contact, Seq: c.Seq, What: "feed: entry repeated or out of order",
+			Expected: fmt.Sprintf("one entry, after log seq %d", f.matched), Found: fmt.Sprintf("another at feed seq %d", r.Seq)})
+		return
+	}
+	f.diff(Difference{Contact: c.Contact, Seq: c.Seq, What: "feed: entry for no visible change",
+		Expected: "none", Found: fmt.Sprintf("%s at feed seq %d", describeChange(c), r.Seq)})
+}
+
+func (f *feedCheck) decode(r projections.Record) (events.Change, bool) {
+	c, err := events.DecodeChange(r.Data)
+	if err != nil {
+		f.entries++
+		f.diff(Difference{What: "feed: malformed entry", Seq: r.Seq, Expected: "a feed entry", Found: err.Error()})
+		return c, false
+	}
+	return c, true
+}
+
+// next returns the next feed entry. With wait, an entry not there yet is waited
+// for, up to f.wait (and never again once the feed stopped growing); without,
+// only what the feed held is read.
+func (f *feedCheck) next(ctx context.Context, wait bool) (projections.Record, bool, error) {
+	if r := f.peeked; r != nil {
+		f.peeked = nil
+		return *r, true, nil
+	}
+	if f.pos < len(f.buf) {
+		f.pos++
+		return f.buf[f.pos-1], true, nil
+	}
+	caughtUp := f.tail.Last() <= f.delivered
+	if caughtUp && (!wait || f.ended) {
+		return projections.Record{}, false, nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, f.wait)
+	defer cancel()
+	var err error
+	f.buf, err = f.tail.Next(wctx, f.buf, 1024)
+	f.pos = 0
+	switch {
+	case ctx.Err() != nil:
+		return projections.Record{}, false, ctx.Err()
+	case errors.Is(err, context.DeadlineExceeded):
+		f.ended = true
+		return projections.Record{}, false, nil
+	case err != nil:
+		return projections.Record{}, false, fmt.Errorf("verify: read the feed: %w", err)
+	}
+	f.delivered = f.buf[len(f.buf)-1].Seq
+	f.pos = 1
+	return f.buf[0], true, nil
+}
+
+func describeChange(c events.Change) string {
+	return fmt.Sprintf("%q %q previous %s at %s", c.Contact, c.Name, c.Previous, c.At.UTC().Format(time.RFC3339Nano))
+}

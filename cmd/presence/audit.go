@@ -1,0 +1,419 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+
+	"github.com/presence-engine/presence/audit"
+	"github.com/presence-engine/presence/engine"
+	"github.com/presence-engine/presence/events"
+	"github.com/presence-engine/presence/projections"
+)
+
+// timeForms says what a TIME may be.
+const timeForms = `RFC 3339 ("2026-11-24T10:00:00Z", "2026-11-24T10:00:00.5+01:00"), ` +
+	`a date ("2026-11-24", midnight UTC), "now", or a duration before now ("-90m", "-24h")`
+
+// parseTime reads a TIME given to flag.
+func parseTime(flag, value string, now time.Time) (time.Time, error) {
+	v := strings.TrimSpace(value)
+	switch {
+	case v == "now":
+		return now, nil
+	case strings.HasPrefix(v, "-"):
+		if d, err := time.ParseDuration(v[1:]); err == nil && d >= 0 {
+			return now.Add(-d), nil
+		}
+	default:
+		for _, layout := range []string{time.RFC3339Nano, "2006-01-02"} {
+			if t, err := time.Parse(layout, v); err == nil {
+				return t.UTC(), nil
+			}
+		}
+	}
+	return time.Time{}, usageError{fmt.Errorf("%s %q is not a time: want %s", flag, value, timeForms)}
+}
+
+// seqFlag checks a log sequence given to flag.
+func seqFlag(flag string, v int64) (uint64, error) {
+	if v < 0 {
+		return 0, usageError{fmt.Errorf("%s %d: want a log sequence, 1 or more", flag, v)}
+	}
+	return uint64(v), nil
+}
+
+// logReader connects and returns the log for audit.
+func (f *clientFlags) log(name string) (*audit.Log, *nats.Conn, error) {
+	nc, err := f.connect(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return audit.NewLog(js, engine.LogStream), nc, nil
+}
+
+// replayLine is an event as `presence replay --json` prints it.
+type replayLine struct {
+	Seq       uint64        `json:"seq"`
+	At        string        `json:"at"`
+	Contact   string        `json:"contact"`
+	Name      string        `json:"name"`
+	Previous  events.Status `json:"previous"`
+	Status    events.Status `json:"status"`
+	Code      int           `json:"code"`
+	Cause     events.Cause  `json:"cause"`
+	RequestID string        `json:"request_id,omitempty"`
+	Malformed bool          `json:"malformed,omitempty"`
+}
+
+func newReplay() *cobra.Command {
+	var (
+		f              clientFlags
+		contacts       []string
+		fromSeq, toSeq int64
+		since, until   string
+	)
+	cmd := &cobra.Command{
+		Use:   "replay",
+		Short: "Print the log in order: every event, invisible included",
+		Long: `Print the log in order, one line per event: sequence, time, contact, friendly
+name, previous -> new status, and cause. This is the privileged view: invisible
+shows as invisible. --json prints one object per line.
+
+--contact (repeatable) reads only those contacts' subjects. Bounds are inclusive;
+times are the events' own and may be ` + timeForms + `.
+The replay ends at the log's end as it was when it started, and stops quietly
+when its output is closed (| head).`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			now := time.Now()
+			q := audit.Query{Contacts: contacts}
+			var err error
+			if q.FromSeq, err = seqFlag("--from-seq", fromSeq); err != nil {
+				return err
+			}
+			if q.ToSeq, err = seqFlag("--to-seq", toSeq); err != nil {
+				return err
+			}
+			if since != "" {
+				if fromSeq != 0 {
+					return usageError{errors.New("--from-seq and --since: give one of them")}
+				}
+				if q.Since, err = parseTime("--since", since, now); err != nil {
+					return err
+				}
+			}
+			if until != "" {
+				if toSeq != 0 {
+					return usageError{errors.New("--to-seq and --until: give one of them")}
+				}
+				if q.Until, err = parseTime("--until", until, now); err != nil {
+					return err
+				}
+			}
+			if err := q.Validate(); err != nil {
+				return usageError{err}
+			}
+			log, nc, err := f.log("replay")
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			bar := newProgressBar(cmd.ErrOrStderr(), "replay", !f.json && !isTerminal(cmd.OutOrStdout()))
+			q.Progress = bar.update
+			out := bufio.NewWriterSize(cmd.OutOrStdout(), 64<<10)
+			var line []byte
+			_, err = log.Replay(cmd.Context(), q, func(e audit.Entry) error {
+				line = appendReplayLine(line[:0], e, f.json)
+				_, err := out.Write(line)
+				return err
+			})
+			bar.done()
+			if err == nil {
+				err = out.Flush()
+			}
+			if errors.Is(err, syscall.EPIPE) {
+				return nil // the reader has seen enough
+			}
+			return err
+		},
+	}
+	f.add(cmd)
+	cmd.Flags().StringArrayVar(&contacts, "contact", nil, "only this contact (repeatable)")
+	cmd.Flags().Int64Var(&fromSeq, "from-seq", 0, "from this log sequence")
+	cmd.Flags().Int64Var(&toSeq, "to-seq", 0, "up to this log sequence")
+	cmd.Flags().StringVar(&since, "since", "", "events at or after this time")
+	cmd.Flags().StringVar(&until, "until", "", "events at or before this time")
+	return cmd
+}
+
+// appendReplayLine appends one line of replay output.
+func appendReplayLine(b []byte, e audit.Entry, asJSON bool) []byte {
+	if asJSON {
+		l := replayLine{Seq: e.Seq, Malformed: e.Contact == ""}
+		if !l.Malformed {
+			l = replayLine{Seq: e.Seq, At: e.At.Format(time.RFC3339Nano), Contact: e.Contact, Name: e.Name,
+				Previous: e.Previous, Status: e.Status, Code: e.Status.Code(), Cause: e.Cause, RequestID: e.RequestID}
+		}
+		j, _ := json.Marshal(l)
+		return append(append(b, j...), '\n')
+	}
+	b = strconv.AppendUint(b, e.Seq, 10)
+	if e.Contact == "" {
+		return append(b, "  (not an event)\n"...)
+	}
+	b = append(b, "  "...)
+	b = e.At.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, "  "...)
+	b = append(b, e.Contact...)
+	b = append(b, "  "...)
+	b = strconv.AppendQuote(b, e.Name)
+	b = append(b, "  "...)
+	b = append(b, e.Previous.String()...)
+	b = append(b, " -> "...)
+	b = append(b, e.Status.String()...)
+	b = append(b, "  "...)
+	b = append(b, e.Cause...)
+	return append(b, '\n')
+}
+
+// atFlags are --at and --at-seq of status and self.
+type atFlags struct {
+	at    string
+	atSeq int64
+}
+
+func (a *atFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&a.at, "at", "", "as of this time, from the log (TIME: "+timeForms+")")
+	cmd.Flags().Int64Var(&a.atSeq, "at-seq", 0, "as of this log sequence, from the log")
+}
+
+// point returns the point asked for, and whether one was.
+func (a *atFlags) point() (audit.Point, bool, error) {
+	if a.at != "" && a.atSeq != 0 {
+		return audit.Point{}, false, usageError{errors.New("--at and --at-seq: give one of them")}
+	}
+	if a.at != "" {
+		t, err := parseTime("--at", a.at, time.Now())
+		return audit.Point{Time: t}, true, err
+	}
+	if a.atSeq != 0 {
+		seq, err := seqFlag("--at-seq", a.atSeq)
+		return audit.Point{Seq: seq}, true, err
+	}
+	return audit.Point{}, false, nil
+}
+
+// readAt answers status or self --at from the log.
+func readAt(cmd *cobra.Command, f *clientFlags, contact string, at audit.Point, self bool) error {
+	log, nc, err := f.log("status")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	st, _, err := log.At(cmd.Context(), contact, at)
+	if err != nil {
+		return err
+	}
+	r := engine.Reply{Contact: contact, Name: st.Visible.Name, Status: st.Visible.Status, Seq: st.Visible.Seq}
+	if self {
+		r = engine.Reply{Contact: contact, Name: st.Name, Status: st.Status, Seq: st.Seq}
+	}
+	return printReply(cmd.OutOrStdout(), r, f.json)
+}
+
+func newReport() *cobra.Command {
+	var (
+		f            clientFlags
+		since, until string
+	)
+	cmd := &cobra.Command{
+		Use:   "report CONTACT",
+		Short: "Show how a contact spent a window of time, status by status",
+		Long: `Show, from the log, the time a contact spent in each status (its true status,
+invisible included) between --since and --until, how many changes it made then,
+and when it was last seen online (in a status other than offline, invisible or
+unknown). --until defaults to now, --since to 24 hours before --until. TIME is
+` + timeForms + `.`,
+		Args: exactArgs(1, "one CONTACT"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := events.ValidateContact(args[0]); err != nil {
+				return usageError{err}
+			}
+			now := time.Now().UTC()
+			end, err := now, error(nil)
+			if until != "" {
+				if end, err = parseTime("--until", until, now); err != nil {
+					return err
+				}
+			}
+			start := end.Add(-24 * time.Hour)
+			if since != "" {
+				if start, err = parseTime("--since", since, now); err != nil {
+					return err
+				}
+			}
+			if !start.Before(end) {
+				return usageError{fmt.Errorf("--since %s is not before --until %s", start.Format(time.RFC3339Nano), end.Format(time.RFC3339Nano))}
+			}
+			log, nc, err := f.log("report")
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			r, err := log.Report(cmd.Context(), args[0], start, end)
+			if err != nil {
+				return err
+			}
+			return printReport(cmd.OutOrStdout(), r, f.json)
+		},
+	}
+	f.add(cmd)
+	cmd.Flags().StringVar(&since, "since", "", "start of the window (default 24h before --until)")
+	cmd.Flags().StringVar(&until, "until", "", "end of the window (default now)")
+	return cmd
+}
+
+func printReport(out io.Writer, r audit.Report, asJSON bool) error {
+	if asJSON {
+		return json.NewEncoder(out).Encode(r)
+	}
+	w := bufio.NewWriter(out)
+	who := r.Contact
+	if r.Name != "" {
+		who = r.Name + " <" + r.Contact + ">"
+	}
+	fmt.Fprintf(w, "%s from %s to %s (%s): %d changes\n", who,
+		r.Since.Format(time.RFC3339Nano), r.Until.Format(time.RFC3339Nano), r.Until.Sub(r.Since), r.Changes)
+	for _, s := range r.Statuses {
+		fmt.Fprintf(w, "  %-24s %14s  %5.1f%%\n", s.Status, s.Duration.Round(time.Millisecond), 100*s.Share)
+	}
+	fmt.Fprintf(w, "  at the start: %s; at the end: %s\n", r.Start, r.End)
+	switch {
+	case r.OnlineAtEnd:
+		fmt.Fprintf(w, "  last seen online: online at the end of the window\n")
+	case r.LastOnline.IsZero():
+		fmt.Fprintf(w, "  last seen online: never\n")
+	default:
+		fmt.Fprintf(w, "  last seen online: %s\n", r.LastOnline.Format(time.RFC3339Nano))
+	}
+	return w.Flush()
+}
+
+func newVerify() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:   "verify",
+		Short: "Check the engine's projection and feed against the log",
+		Long: `Ask the engine to fold the whole log afresh and compare it with its live
+projection (every contact's state and the checkpoint), to check every contact's
+chain (each event's previous is the status before it), and to check the feed
+against the log (every visible change once, in order, none for hidden ones).
+It prints what it checked and the projection's digest, and each difference
+(contact, sequence, expected, found); it exits 1 on any difference.`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, nc, err := f.client("verify")
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			bar := newProgressBar(cmd.ErrOrStderr(), "verify", !f.json)
+			r, err := c.Verify(cmd.Context(), bar.update)
+			bar.done()
+			if err != nil {
+				return err
+			}
+			if err := printVerify(cmd.OutOrStdout(), r, f.json); err != nil {
+				return err
+			}
+			if !r.OK() {
+				return fmt.Errorf("verify found %d differences", r.Count)
+			}
+			return nil
+		},
+	}
+	f.add(cmd)
+	return cmd
+}
+
+func printVerify(out io.Writer, r *audit.VerifyReport, asJSON bool) error {
+	if asJSON {
+		return json.NewEncoder(out).Encode(r)
+	}
+	w := bufio.NewWriter(out)
+	fmt.Fprintf(w, "checked the log up to seq %d: %d events (%d not events), %d contacts, %d feed entries for %d visible changes\n",
+		r.Seq, r.Events, r.Malformed, r.Contacts, r.FeedEntries, r.Changes)
+	fmt.Fprintf(w, "projection digest: %s\n", r.Digest)
+	if r.OK() {
+		fmt.Fprintf(w, "ok: the projection equals a fresh fold of the log, every chain holds, and the feed has every visible change once, in order, and nothing else\n")
+		return w.Flush()
+	}
+	if r.Fresh != r.Digest {
+		fmt.Fprintf(w, "fresh fold digest: %s\n", r.Fresh)
+	}
+	fmt.Fprintf(w, "%d differences:\n", r.Count)
+	for _, d := range r.Differences {
+		fmt.Fprintf(w, "  %s\n", d)
+	}
+	if n := r.Count - uint64(len(r.Differences)); n > 0 {
+		fmt.Fprintf(w, "  ... and %d more\n", n)
+	}
+	return w.Flush()
+}
+
+func newRebuild() *cobra.Command {
+	var f clientFlags
+	cmd := &cobra.Command{
+		Use:   "rebuild",
+		Short: "Rebuild the engine's projection from the log, without stopping it",
+		Long: `Ask the engine to fold the whole log afresh into a new projection while it goes
+on answering from the old one, and to switch to the new one once it has caught
+up. It prints the sequence the switch was made at and the new digest.`,
+		Args: exactArgs(0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, nc, err := f.client("rebuild")
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			bar := newProgressBar(cmd.ErrOrStderr(), "rebuild", !f.json)
+			r, err := c.Rebuild(cmd.Context(), bar.update)
+			bar.done()
+			if err != nil {
+				return err
+			}
+			if f.json {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(r)
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "rebuilt: switched at seq %d\nprojection digest: %s\n", r.Seq, r.Digest)
+			return err
+		},
+	}
+	f.add(cmd)
+	return cmd
+}
+
+// printDigest prints the answer of status --digest.
+func printDigest(out io.Writer, d projections.Digest, asJSON bool) error {
+	if asJSON {
+		return json.NewEncoder(out).Encode(d)
+	}
+	_, err := fmt.Fprintf(out, "projection digest: %s\n", d)
+	return err
+}

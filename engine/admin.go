@@ -1,0 +1,245 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/presence-engine/presence/audit"
+	"github.com/presence-engine/presence/projections"
+)
+
+// Admin subjects: operations on the engine's own projection, for operators. They
+// answer one request at a time; verify and rebuild send progress messages to the
+// reply subject before their answer.
+const (
+	AdminPrefix    = "presence.admin."
+	DigestSubject  = AdminPrefix + "digest"  // -> projections.Digest
+	VerifySubject  = AdminPrefix + "verify"  // -> audit.VerifyReport
+	RebuildSubject = AdminPrefix + "rebuild" // -> RebuildResult
+)
+
+// ProgressHeader marks a progress message of a long admin operation; its body is
+// a projections.Progress. The answer comes after the last of them.
+const ProgressHeader = "Presence-Progress"
+
+// progressEvery is how often a long admin operation reports: the client takes a
+// silence much longer than this for a lost engine.
+const progressEvery = 500 * time.Millisecond
+
+// Admin is what the admin endpoints ask of an engine.
+type Admin interface {
+	Digest(ctx context.Context) (projections.Digest, error)
+	Verify(ctx context.Context, progress func(projections.Progress)) (*audit.VerifyReport, error)
+	Rebuild(ctx context.Context, progress func(projections.Progress)) (RebuildResult, error)
+}
+
+// RebuildResult says where a rebuild switched to the new projection.
+type RebuildResult struct {
+	Seq    uint64             `json:"seq"`    // the log sequence the new projection had reached when it took over
+	Digest projections.Digest `json:"digest"` // of the new projection right after the switch
+}
+
+// errBusy: another long admin operation runs.
+func errBusy(what string) error {
+	return unavailable(fmt.Errorf("a %s is in progress; retry when it is done", what))
+}
+
+// admin runs one long operation at a time.
+type admin struct {
+	mu      sync.Mutex
+	running string
+}
+
+func (a *admin) start(what string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.running != "" {
+		return errBusy(a.running)
+	}
+	a.running = what
+	return nil
+}
+
+func (a *admin) done() {
+	a.mu.Lock()
+	a.running = ""
+	a.mu.Unlock()
+}
+
+// Digest returns the digest of the projection's state at its checkpoint.
+func (e *Engine) Digest(context.Context) (projections.Digest, error) {
+	d, err := e.projection.Digest()
+	if errors.Is(err, projections.ErrClosed) {
+		return d, unavailable(err)
+	}
+	return d, err
+}
+
+// Verify checks the projection and the feed against the log (audit.Verify), as
+// of the projection's checkpoint, while the engine goes on working. The fresh
+// fold it compares with is kept under the engine's directory until it is done.
+func (e *Engine) Verify(ctx context.Context, progress func(projections.Progress)) (*audit.VerifyReport, error) {
+	if err := e.admin.start("verify"); err != nil {
+		return nil, err
+	}
+	defer e.admin.done()
+	return audit.Verify(ctx, audit.VerifyConfig{
+		JetStream: e.js, Projection: e.projection, Log: LogStream, Feed: FeedStream,
+		TempDir: e.dir, Progress: progress, Logger: e.logger,
+	})
+}
+
+// Rebuild folds the log afresh into a new projection while the service goes on
+// answering from the old one, and switches to the new one once it has caught up.
+func (e *Engine) Rebuild(ctx context.Context, progress func(projections.Progress)) (RebuildResult, error) {
+	if err := e.admin.start("rebuild"); err != nil {
+		return RebuildResult{}, err
+	}
+	defer e.admin.done()
+	stream, err := e.js.Stream(ctx, LogStream)
+	if err != nil {
+		return RebuildResult{}, unavailable(fmt.Errorf("open log %q: %w", LogStream, err))
+	}
+	e.logger.Info("projection: rebuilding from the log", "dir", e.projection.Dir())
+	cp, err := e.projection.Rebuild(ctx, stream, progress)
+	if err != nil {
+		return RebuildResult{}, err
+	}
+	d, err := e.projection.Digest()
+	if err != nil {
+		return RebuildResult{}, err
+	}
+	return RebuildResult{Seq: cp.Seq, Digest: d}, nil
+}
+
+// adminWork builds the work of an admin request: op, with progress messages sent
+// to the requester while it runs.
+func (s *Service) adminWork(replyTo string, op func(ctx context.Context, progress func(projections.Progress)) (any, error)) work {
+	return func(ctx context.Context) (any, error) {
+		var (
+			mu   sync.Mutex
+			last projections.Progress
+		)
+		progress := func(p projections.Progress) {
+			mu.Lock()
+			last = p
+			mu.Unlock()
+		}
+		done := make(chan struct{})
+		defer close(done)
+		if replyTo != "" {
+			go func() {
+				tick := time.NewTicker(progressEvery)
+				defer tick.Stop()
+				for {
+					select {
+					case <-done:
+						return
+					case <-tick.C:
+					}
+					mu.Lock()
+					p := last
+					mu.Unlock()
+					body, _ := json.Marshal(p)
+					msg := &nats.Msg{Subject: replyTo, Data: body, Header: nats.Header{ProgressHeader: {"1"}}}
+					if err := s.cfg.Conn.PublishMsg(msg); err != nil {
+						s.logger.Debug("service: progress message failed", "err", err)
+					}
+				}
+			}()
+		}
+		return op(ctx, progress)
+	}
+}
+
+func (s *Service) adminDigest(micro.Request) (work, error) {
+	return func(ctx context.Context) (any, error) { return s.cfg.Admin.Digest(ctx) }, nil
+}
+
+func (s *Service) adminVerify(req micro.Request) (work, error) {
+	return s.adminWork(req.Reply(), func(ctx context.Context, progress func(projections.Progress)) (any, error) {
+		return s.cfg.Admin.Verify(ctx, progress)
+	}), nil
+}
+
+func (s *Service) adminRebuild(req micro.Request) (work, error) {
+	return s.adminWork(req.Reply(), func(ctx context.Context, progress func(projections.Progress)) (any, error) {
+		return s.cfg.Admin.Rebuild(ctx, progress)
+	}), nil
+}
+
+// Digest asks the engine for the digest of its projection.
+func (c *Client) Digest(ctx context.Context) (projections.Digest, error) {
+	var d projections.Digest
+	err := c.request(ctx, DigestSubject, nil, &d)
+	return d, err
+}
+
+// Verify asks the engine to verify its projection and the feed against the log;
+// progress (if not nil) is called as it goes. Differences are in the report; the
+// error is for a verify that could not run.
+func (c *Client) Verify(ctx context.Context, progress func(projections.Progress)) (*audit.VerifyReport, error) {
+	var r audit.VerifyReport
+	if err := c.longRequest(ctx, VerifySubject, progress, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// Rebuild asks the engine to rebuild its projection from the log.
+func (c *Client) Rebuild(ctx context.Context, progress func(projections.Progress)) (RebuildResult, error) {
+	var r RebuildResult
+	err := c.longRequest(ctx, RebuildSubject, progress, &r)
+	return r, err
+}
+
+// longRequest sends a request that answers after a while, reading its progress
+// messages on the way. It gives up when ctx is done or when nothing came for
+// the client's Timeout (the engine reports progress twice a second).
+func (c *Client) longRequest(ctx context.Context, subject string, progress func(projections.Progress), reply any) error {
+	idle := c.Timeout
+	if idle <= 0 {
+		idle = 5 * time.Second
+	}
+	inbox := c.nc.NewRespInbox()
+	sub, err := c.nc.SubscribeSync(inbox)
+	if err != nil {
+		return unavailable(fmt.Errorf("request %s: %w", subject, err))
+	}
+	defer sub.Unsubscribe()
+	if err := c.nc.PublishRequest(subject, inbox, nil); err != nil {
+		return unavailable(fmt.Errorf("request %s: %w", subject, err))
+	}
+	for {
+		wctx, cancel := context.WithTimeout(ctx, idle)
+		msg, err := sub.NextMsgWithContext(wctx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, context.DeadlineExceeded):
+			return unavailable(fmt.Errorf("request %s: no word from the engine for %s", subject, idle))
+		case err != nil:
+			return unavailable(fmt.Errorf("request %s: %w", subject, err))
+		}
+		if status := msg.Header.Get("Status"); status == strconv.Itoa(503) && len(msg.Data) == 0 {
+			return unavailable(fmt.Errorf("no presence service answers on %s at %s", subject, c.nc.ConnectedUrlRedacted()))
+		}
+		if msg.Header.Get(ProgressHeader) != "" {
+			var p projections.Progress
+			if json.Unmarshal(msg.Data, &p) == nil && progress != nil {
+				progress(p)
+			}
+			continue
+		}
+		return decodeReply(subject, msg, reply)
+	}
+}
