@@ -44,7 +44,7 @@ type Admin interface {
 // RebuildResult says where a rebuild switched to the new projection.
 type RebuildResult struct {
 	Seq    uint64             `json:"seq"`    // the log sequence the new projection had reached when it took over
-	Digest projections.Digest `json:"digest"` // of the new projection right after the switch
+	Digest projections.Digest `json:"digest"` // of the new projection as it took over
 }
 
 // errBusy: another long admin operation runs.
@@ -109,15 +109,16 @@ func (e *Engine) Rebuild(ctx context.Context, progress func(projections.Progress
 		return RebuildResult{}, unavailable(fmt.Errorf("open log %q: %w", LogStream, err))
 	}
 	e.logger.Info("projection: rebuilding from the log", "dir", e.projection.Dir())
-	cp, err := e.projection.Rebuild(ctx, stream, progress)
+	snap, err := e.projection.Rebuild(ctx, stream, progress)
 	if err != nil {
 		return RebuildResult{}, err
 	}
-	d, err := e.projection.Digest()
+	defer snap.Close()
+	d, err := snap.Digest()
 	if err != nil {
 		return RebuildResult{}, err
 	}
-	return RebuildResult{Seq: cp.Seq, Digest: d}, nil
+	return RebuildResult{Seq: d.Seq, Digest: d}, nil
 }
 
 // adminWork builds the work of an admin request: op, with progress messages sent

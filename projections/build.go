@@ -74,22 +74,22 @@ func (p *Projection) FoldLog(ctx context.Context, stream jetstream.Stream, to ui
 // Rebuild folds the whole log afresh into a new store beside the projection's,
 // while the projection goes on answering and being folded, and puts the new store
 // in its place once it has caught up: for the moment of the switch, folds wait
-// and reads are held (milliseconds). It returns the checkpoint the switch was
-// made at. A crash at any point leaves either the old store or the new one
+// and reads are held (milliseconds). It returns a snapshot of the new store as
+// of the switch, to be closed by the caller. A crash at any point leaves either the old store or the new one
 // complete; Open cleans up what is left of the other.
 //
 // progress, if not nil, is called as the new store catches up.
-func (p *Projection) Rebuild(ctx context.Context, stream jetstream.Stream, progress func(Progress)) (Checkpoint, error) {
+func (p *Projection) Rebuild(ctx context.Context, stream jetstream.Stream, progress func(Progress)) (*Snapshot, error) {
 	fs := p.fs()
 	next := p.dir + rebuildSuffix
 	if err := fs.RemoveAll(next); err != nil {
-		return Checkpoint{}, fmt.Errorf("rebuild: clear %q: %w", next, err)
+		return nil, fmt.Errorf("rebuild: clear %q: %w", next, err)
 	}
 	opts := p.opts
 	opts.OnEvent = nil
 	q, err := Open(next, opts)
 	if err != nil {
-		return Checkpoint{}, fmt.Errorf("rebuild: %w", err)
+		return nil, fmt.Errorf("rebuild: %w", err)
 	}
 	defer func() {
 		if q != nil {
@@ -108,7 +108,7 @@ func (p *Projection) Rebuild(ctx context.Context, stream jetstream.Stream, progr
 	for {
 		target := p.Applied()
 		if err := q.FoldLog(ctx, stream, target, report(target)); err != nil {
-			return Checkpoint{}, fmt.Errorf("rebuild: %w", err)
+			return nil, fmt.Errorf("rebuild: %w", err)
 		}
 		if p.Applied() <= q.Applied()+4096 {
 			break
@@ -119,21 +119,21 @@ func (p *Projection) Rebuild(ctx context.Context, stream jetstream.Stream, progr
 	defer p.writeMu.Unlock()
 	want := p.Checkpoint()
 	if err := q.FoldLog(ctx, stream, want.Seq, report(want.Seq)); err != nil {
-		return Checkpoint{}, fmt.Errorf("rebuild: %w", err)
+		return nil, fmt.Errorf("rebuild: %w", err)
 	}
 	if got := q.Checkpoint(); got != want {
-		return Checkpoint{}, fmt.Errorf("rebuild: %w: the fresh fold reached seq %d (sum %016x), the projection is at seq %d (sum %016x)",
+		return nil, fmt.Errorf("rebuild: %w: the fresh fold reached seq %d (sum %016x), the projection is at seq %d (sum %016x)",
 			ErrLogMismatch, got.Seq, got.Sum, want.Seq, want.Sum)
 	}
 	if err := q.Close(); err != nil {
-		return Checkpoint{}, fmt.Errorf("rebuild: close the new store: %w", err)
+		return nil, fmt.Errorf("rebuild: close the new store: %w", err)
 	}
 	q = nil
 	if err := p.swap(next); err != nil {
-		return Checkpoint{}, err
+		return nil, err
 	}
 	p.logger.Info("projection: rebuilt from the log and switched", "dir", p.dir, "seq", want.Seq)
-	return want, nil
+	return p.Snapshot()
 }
 
 const (

@@ -143,8 +143,10 @@ func (p *Projection) load() error {
 	if err != nil {
 		return err
 	}
+	p.mu.Lock()
 	p.checkpoint = cp
 	p.applied.Store(cp.Seq)
+	p.mu.Unlock()
 	return nil
 }
 

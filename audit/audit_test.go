@@ -1,0 +1,637 @@
+package audit_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/presence-engine/presence/audit"
+	"github.com/presence-engine/presence/engine"
+	"github.com/presence-engine/presence/engine/natstest"
+	"github.com/presence-engine/presence/events"
+	"github.com/presence-engine/presence/projections"
+)
+
+// quietPebble discards Pebble's messages.
+type quietPebble struct{}
+
+func (quietPebble) Infof(string, ...any)  {}
+func (quietPebble) Errorf(string, ...any) {}
+func (quietPebble) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf(format, args...))
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// running is an engine on an external test server, so that the engine can be
+// stopped while the log stays.
+type running struct {
+	*engine.Engine
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func start(t *testing.T, s *server.Server, dir string) *running {
+	t.Helper()
+	e, err := engine.Open(dir, engine.Options{NATSURL: s.ClientURL(), Logger: quiet()})
+	if err != nil {
+		t.Fatalf("open engine: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{Engine: e, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- e.Run(ctx) }()
+	t.Cleanup(func() { r.stop(t) })
+	wctx, wcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer wcancel()
+	if err := e.WaitReady(wctx); err != nil {
+		t.Fatalf("engine not ready: %v", err)
+	}
+	return r
+}
+
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	if r.cancel == nil {
+		return
+	}
+	r.cancel()
+	r.cancel = nil
+	if err := <-r.done; err != nil {
+		t.Errorf("engine run: %v", err)
+	}
+	if err := r.Close(); err != nil {
+		t.Errorf("engine close: %v", err)
+	}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func set(t *testing.T, e *running, contact string, s events.Status, name string) engine.SetResult {
+	t.Helper()
+	r, err := e.Writer().Set(ctxT(t), engine.SetRequest{Contact: contact, Status: s, Name: name})
+	if err != nil {
+		t.Fatalf("set %s %s: %v", contact, s, err)
+	}
+	return r
+}
+
+// randomSets sets n random statuses across contacts, invisible and offline
+// included, and returns the results of those that appended an event.
+func randomSets(t *testing.T, e *running, rng *rand.Rand, contacts []string, n int) []engine.SetResult {
+	t.Helper()
+	statuses := []events.Status{events.Online, events.Away, events.Busy, events.Invisible, events.Offline, events.OnThePhone}
+	var out []engine.SetResult
+	for range n {
+		c := contacts[rng.IntN(len(contacts))]
+		r := set(t, e, c, statuses[rng.IntN(len(statuses))], "Name of "+c)
+		if r.Changed {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func replayAll(t *testing.T, l *audit.Log, q audit.Query) []audit.Entry {
+	t.Helper()
+	var out []audit.Entry
+	if _, err := l.Replay(ctxT(t), q, func(e audit.Entry) error {
+		out = append(out, e)
+		return nil
+	}); err != nil {
+		t.Fatalf("replay %+v: %v", q, err)
+	}
+	return out
+}
+
+var contacts = []string{"sip:alice@contoso.com", "sip:bob@contoso.com", "carol", "dave@example.org", "erin"}
+
+func TestReplayEqualsTheLog(t *testing.T) {
+	s := natstest.Start(t)
+	e := start(t, s, t.TempDir())
+	rng := rand.New(rand.NewPCG(1, 2))
+	acked := randomSets(t, e, rng, contacts, 300)
+	_, js := natstest.JetStream(t, s)
+	raw := natstest.ReadStream(t, js, engine.LogStream)
+	log := audit.NewLog(js, "")
+
+	all := replayAll(t, log, audit.Query{})
+	if len(all) != len(raw) || len(all) != len(acked) {
+		t.Fatalf("replay has %d events, the log %d, %d sets were acknowledged", len(all), len(raw), len(acked))
+	}
+	for i, m := range raw {
+		md, _ := m.Metadata()
+		want, err := events.DecodeEvent(m.Data())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if all[i].Seq != md.Sequence.Stream || all[i].Event != want {
+			t.Fatalf("replay entry %d = seq %d %+v, log has seq %d %+v", i, all[i].Seq, all[i].Event, md.Sequence.Stream, want)
+		}
+		if a := acked[i]; a.Seq != all[i].Seq || a.Status != all[i].Status || a.Previous != all[i].Previous {
+			t.Fatalf("replay entry %d = seq %d %s -> %s, the set was acknowledged as seq %d %s -> %s",
+				i, all[i].Seq, all[i].Previous, all[i].Status, a.Seq, a.Previous, a.Status)
+		}
+	}
+
+	// One contact, or two: exactly their events, in order.
+	for _, sel := range [][]string{{"carol"}, {"sip:bob@contoso.com", "erin"}} {
+		got := replayAll(t, log, audit.Query{Contacts: sel})
+		want := slices.DeleteFunc(slices.Clone(all), func(e audit.Entry) bool { return !slices.Contains(sel, e.Contact) })
+		if len(want) == 0 || !slices.Equal(got, want) {
+			t.Errorf("replay of %v: %d events, want %d", sel, len(got), len(want))
+		}
+	}
+	// A contact never seen: nothing, at once.
+	if got := replayAll(t, log, audit.Query{Contacts: []string{"nobody"}}); len(got) != 0 {
+		t.Errorf("replay of a never-seen contact: %d events", len(got))
+	}
+
+	// Sequence bounds are inclusive.
+	from, to := all[50].Seq, all[120].Seq
+	if got := replayAll(t, log, audit.Query{FromSeq: from, ToSeq: to}); !slices.Equal(got, all[50:121]) {
+		t.Errorf("replay of seq %d..%d: %d events, want %d", from, to, len(got), 71)
+	}
+	// Time bounds select by the events' own times.
+	since, until := all[100].At, all[200].At
+	var want []audit.Entry
+	for _, e := range all {
+		if !e.At.Before(since) && !e.At.After(until) {
+			want = append(want, e)
+		}
+	}
+	if got := replayAll(t, log, audit.Query{Since: since, Until: until}); !slices.Equal(got, want) {
+		t.Errorf("replay of %s..%s: %d events, want %d", since, until, len(got), len(want))
+	}
+	// A replay stops when its handler says so, with the handler's error.
+	stop := errors.New("enough")
+	n := 0
+	_, err := log.Replay(ctxT(t), audit.Query{}, func(audit.Entry) error {
+		n++
+		if n == 3 {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) || n != 3 {
+		t.Errorf("replay stopped after %d events with %v, want 3 and %v", n, err, stop)
+	}
+	// Bad queries are refused, naming the value.
+	for _, q := range []audit.Query{
+		{Contacts: []string{"has space"}},
+		{FromSeq: 10, ToSeq: 5},
+		{Since: until, Until: since},
+	} {
+		if _, err := log.Replay(ctxT(t), q, func(audit.Entry) error { return nil }); err == nil {
+			t.Errorf("replay %+v: no error", q)
+		}
+	}
+}
+
+// history sets statuses of one contact one by one, with another contact's
+// events in between so that its sequences are not consecutive, and returns its
+// events as the log holds them.
+func history(t *testing.T, e *running, log *audit.Log, contact string, statuses []events.Status) []audit.Entry {
+	t.Helper()
+	for i, s := range statuses {
+		set(t, e, contact, s, fmt.Sprintf("Carol %d", i))
+		set(t, e, "other", []events.Status{events.Online, events.Away}[i%2], "")
+	}
+	h := replayAll(t, log, audit.Query{Contacts: []string{contact}})
+	if len(h) != len(statuses) {
+		t.Fatalf("history of %s has %d events, want %d", contact, len(h), len(statuses))
+	}
+	return h
+}
+
+func TestAt(t *testing.T) {
+	s := natstest.Start(t)
+	e := start(t, s, t.TempDir())
+	_, js := natstest.JetStream(t, s)
+	log := audit.NewLog(js, "")
+	const carol = "sip:carol@contoso.com"
+	statuses := []events.Status{events.Online, events.Away, events.Invisible, events.Offline, events.Busy, events.Invisible, events.Online}
+	// What everyone else saw after each event, by hand: invisible reads offline,
+	// and a hidden change (invisible <-> offline) leaves the visible seq as it was.
+	visible := []events.Status{events.Online, events.Away, events.Offline, events.Offline, events.Busy, events.Offline, events.Online}
+	visibleAt := []int{0, 1, 2, 2, 4, 5, 6} // index of the event of the last visible change
+	h := history(t, e, log, carol, statuses)
+
+	check := func(at audit.Point, i int) {
+		t.Helper()
+		st, seen, err := log.At(ctxT(t), carol, at)
+		if err != nil {
+			t.Fatalf("at %s: %v", at, err)
+		}
+		if i < 0 {
+			if seen || st.Status != events.Unknown || st.Visible.Status != events.Unknown || st.Seq != 0 {
+				t.Errorf("at %s (before the first event): seen %v, %s / %s seq %d; want unknown", at, seen, st.Status, st.Visible.Status, st.Seq)
+			}
+			return
+		}
+		if !seen || st.Status != statuses[i] || st.Seq != h[i].Seq || st.Name != fmt.Sprintf("Carol %d", i) {
+			t.Errorf("at %s: self %s seq %d %q, want %s seq %d", at, st.Status, st.Seq, st.Name, statuses[i], h[i].Seq)
+		}
+		if v := st.Visible; v.Status != visible[i] || v.Seq != h[visibleAt[i]].Seq || v.Status == events.Invisible {
+			t.Errorf("at %s: status %s seq %d, want %s seq %d", at, v.Status, v.Seq, visible[i], h[visibleAt[i]].Seq)
+		}
+	}
+	check(audit.Point{Time: h[0].At.Add(-time.Nanosecond)}, -1)
+	for i := range h {
+		check(audit.Point{Seq: h[i].Seq}, i)
+		check(audit.Point{Seq: h[i].Seq + 1}, i) // the other contact's event after it
+		check(audit.Point{Time: h[i].At}, i)
+		if i+1 < len(h) {
+			check(audit.Point{Time: h[i].At.Add(h[i+1].At.Sub(h[i].At) / 2)}, i)
+		}
+	}
+	check(audit.Point{Time: time.Now().Add(time.Hour)}, len(h)-1)
+
+	for _, p := range []audit.Point{{}, {Seq: 3, Time: time.Now()}} {
+		if _, _, err := log.At(ctxT(t), carol, p); !errors.Is(err, audit.ErrBadQuery) {
+			t.Errorf("at %+v: %v, want ErrBadQuery", p, err)
+		}
+	}
+}
+
+func TestReport(t *testing.T) {
+	s := natstest.Start(t)
+	e := start(t, s, t.TempDir())
+	_, js := natstest.JetStream(t, s)
+	log := audit.NewLog(js, "")
+	const carol = "carol"
+	statuses := []events.Status{events.Online, events.Away, events.Invisible, events.Offline, events.Busy, events.Online, events.Offline}
+	h := history(t, e, log, carol, statuses)
+	at := func(i int) time.Time { return h[i].At }
+
+	// The window starts during the first status and ends during the sixth.
+	since := at(0).Add(at(1).Sub(at(0)) / 3)
+	until := at(5).Add(at(6).Sub(at(5)) / 2)
+	r, err := log.Report(ctxT(t), carol, since, until)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[events.Status]time.Duration{
+		events.Online:    at(1).Sub(since) + until.Sub(at(5)),
+		events.Away:      at(2).Sub(at(1)),
+		events.Invisible: at(3).Sub(at(2)),
+		events.Offline:   at(4).Sub(at(3)),
+		events.Busy:      at(5).Sub(at(4)),
+	}
+	got := map[events.Status]time.Duration{}
+	var total time.Duration
+	for _, st := range r.Statuses {
+		got[st.Status] = st.Duration
+		total += st.Duration
+	}
+	if !mapsEqual(got, want) {
+		t.Errorf("time per status = %v, want %v", got, want)
+	}
+	if total != until.Sub(since) {
+		t.Errorf("times add up to %s, the window is %s", total, until.Sub(since))
+	}
+	if r.Changes != 5 || r.Start != events.Online || r.End != events.Online || !r.OnlineAtEnd || !r.LastOnline.Equal(until) {
+		t.Errorf("report: %d changes, %s .. %s, online at end %v, last online %s; want 5, online .. online, true, %s",
+			r.Changes, r.Start, r.End, r.OnlineAtEnd, r.LastOnline, until)
+	}
+
+	// A window after the contact went offline: last seen online when it left.
+	later := time.Now().Add(time.Hour)
+	r, err = log.Report(ctxT(t), carol, at(6).Add(time.Millisecond), later)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Statuses) != 1 || r.Statuses[0].Status != events.Offline || r.Changes != 0 || r.OnlineAtEnd || !r.LastOnline.Equal(at(6)) {
+		t.Errorf("report after going offline: %+v; want all offline, no change, last online %s", r, at(6))
+	}
+	// Before the first event the contact was unknown and never online.
+	r, err = log.Report(ctxT(t), carol, at(0).Add(-time.Hour), at(0).Add(-time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Statuses) != 1 || r.Statuses[0].Status != events.Unknown || !r.LastOnline.IsZero() {
+		t.Errorf("report before the first event: %+v", r)
+	}
+	if _, err := log.Report(ctxT(t), carol, until, since); !errors.Is(err, audit.ErrBadQuery) {
+		t.Errorf("report with since after until: %v, want ErrBadQuery", err)
+	}
+}
+
+func mapsEqual[K comparable, V comparable](a, b map[K]V) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+func verify(t *testing.T, js jetstream.JetStream, p *projections.Projection) *audit.VerifyReport {
+	t.Helper()
+	r, err := audit.Verify(ctxT(t), audit.VerifyConfig{JetStream: js, Projection: p, TempDir: t.TempDir(),
+		FeedWait: 2 * time.Second, Logger: quiet()})
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	return r
+}
+
+// hasDifference reports whether r lists a difference of contact at seq whose
+// What starts with what.
+func hasDifference(r *audit.VerifyReport, contact string, seq uint64, what string) bool {
+	for _, d := range r.Differences {
+		if d.Contact == contact && d.Seq == seq && strings.HasPrefix(d.What, what) {
+			return true
+		}
+	}
+	return false
+}
+
+// waitFeed waits until the engine's feed has derived the log up to seq,
+// polling its position (the feed has no event to wait on).
+func waitFeed(t *testing.T, e *running, seq uint64) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for e.Feed().Position() < seq {
+		if time.Now().After(deadline) {
+			t.Fatalf("the feed is at log seq %d after 20s, want %d", e.Feed().Position(), seq)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestVerifyHealthy(t *testing.T) {
+	s := natstest.Start(t)
+	e := start(t, s, t.TempDir())
+	acked := randomSets(t, e, rand.New(rand.NewPCG(3, 4)), contacts, 200)
+	// Verify checks the log up to the projection's checkpoint: let it get there.
+	if err := e.Projection().WaitApplied(ctxT(t), acked[len(acked)-1].Seq); err != nil {
+		t.Fatal(err)
+	}
+	waitFeed(t, e, acked[len(acked)-1].Seq)
+	_, js := natstest.JetStream(t, s)
+	var progress atomic.Uint64
+	r, err := e.Verify(ctxT(t), func(p projections.Progress) { progress.Store(p.Done) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	feed := natstest.ReadStream(t, js, engine.FeedStream)
+	if !r.OK() || r.Seq != acked[len(acked)-1].Seq || r.Events != uint64(len(acked)) ||
+		r.Contacts != uint64(len(contacts)) || r.FeedEntries != uint64(len(feed)) || r.Changes != uint64(len(feed)) {
+		t.Errorf("verify of a healthy engine: %+v; want ok, seq %d, %d events, %d contacts, %d feed entries",
+			r, acked[len(acked)-1].Seq, len(acked), len(contacts), len(feed))
+	}
+	if r.Digest != r.Fresh || r.Digest.Seq != r.Seq {
+		t.Errorf("digests differ on a healthy engine: %s, fresh %s", r.Digest, r.Fresh)
+	}
+	if progress.Load() != r.Seq {
+		t.Errorf("last progress reported %d, want %d", progress.Load(), r.Seq)
+	}
+}
+
+func TestVerifyFindsAlteredProjection(t *testing.T) {
+	s := natstest.Start(t)
+	dir := t.TempDir()
+	e := start(t, s, dir)
+	acked := randomSets(t, e, rand.New(rand.NewPCG(5, 6)), contacts, 100)
+	if err := e.Projection().WaitApplied(ctxT(t), acked[len(acked)-1].Seq); err != nil {
+		t.Fatal(err)
+	}
+	e.stop(t)
+	// Alter one contact's stored status behind the projection's back: the state
+	// value is a version byte, then the status as a big-endian uint16.
+	var victim engine.SetResult
+	for _, a := range slices.Backward(acked) {
+		if a.Contact == "carol" {
+			victim = a
+			break
+		}
+	}
+	db, err := pebble.Open(filepath.Join(dir, "projection"), &pebble.Options{Logger: quietPebble{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := []byte("s/carol")
+	v, closer, err := db.Get(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	altered := slices.Clone(v)
+	closer.Close()
+	forged := events.Busy
+	if victim.Status == events.Busy {
+		forged = events.Away
+	}
+	altered[1], altered[2] = byte(forged>>8), byte(forged)
+	if err := db.Set(key, altered, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	p, err := projections.Open(filepath.Join(dir, "projection"), projections.Options{Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	_, js := natstest.JetStream(t, s)
+	r := verify(t, js, p)
+	if r.OK() || !hasDifference(r, "carol", victim.Seq, "projection: status") {
+		t.Fatalf("verify of an altered projection: %+v; want a difference of carol's status at seq %d", r, victim.Seq)
+	}
+	for _, d := range r.Differences {
+		if d.What == "projection: status" && (d.Expected != victim.Status.String() || d.Found != forged.String()) {
+			t.Errorf("difference %s: want expected %s, found %s", d, victim.Status, forged)
+		}
+	}
+	if r.Digest == r.Fresh {
+		t.Errorf("the digest of an altered projection equals the fresh one: %s", r.Digest)
+	}
+}
+
+func TestVerifyFindsFeedDamage(t *testing.T) {
+	s := natstest.Start(t)
+	// The engine's feed refuses deletes; this one, created before the engine
+	// starts, lets the test remove an entry.
+	_, js := natstest.JetStream(t, s)
+	cfg := engine.FeedStreamConfig(engine.StreamOptions{})
+	cfg.DenyDelete = false
+	if _, err := js.CreateStream(ctxT(t), cfg); err != nil {
+		t.Fatal(err)
+	}
+	e := start(t, s, t.TempDir())
+	acked := randomSets(t, e, rand.New(rand.NewPCG(7, 8)), contacts, 100)
+	waitFeed(t, e, acked[len(acked)-1].Seq)
+	feed := natstest.ReadStream(t, js, engine.FeedStream)
+	if len(feed) < 20 {
+		t.Fatalf("only %d feed entries", len(feed))
+	}
+	entry := func(i int) (events.Change, uint64) {
+		c, err := events.DecodeChange(feed[i].Data())
+		if err != nil {
+			t.Fatal(err)
+		}
+		md, _ := feed[i].Metadata()
+		return c, md.Sequence.Stream
+	}
+	stream, err := js.Stream(ctxT(t), engine.FeedStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Removed: the entry is missing, named by contact and log sequence.
+	removed, feedSeq := entry(7)
+	if err := stream.DeleteMsg(ctxT(t), feedSeq); err != nil {
+		t.Fatal(err)
+	}
+	r := verify(t, js, e.Projection())
+	if r.Count != 1 || !hasDifference(r, removed.Contact, removed.Seq, "feed: missing entry") {
+		t.Fatalf("verify with feed entry %d removed: %+v; want one missing entry for %s at seq %d", feedSeq, r, removed.Contact, removed.Seq)
+	}
+
+	// Repeated: a copy of an entry appended to the feed.
+	repeated, _ := entry(3)
+	if _, err := js.Publish(ctxT(t), events.ChangeSubject(repeated.Contact), feed[3].Data()); err != nil {
+		t.Fatal(err)
+	}
+	r = verify(t, js, e.Projection())
+	if r.Count != 2 || !hasDifference(r, repeated.Contact, repeated.Seq, "feed: entry repeated") {
+		t.Fatalf("verify with feed entry repeated: %+v; want it named (%s at seq %d) beside the missing one", r, repeated.Contact, repeated.Seq)
+	}
+}
+
+func TestVerifyFindsBrokenChain(t *testing.T) {
+	s := natstest.Start(t)
+	e := start(t, s, t.TempDir())
+	set(t, e, "carol", events.Online, "Carol")
+	set(t, e, "carol", events.Away, "Carol")
+	// A forged event whose previous is not what carol had (away).
+	_, js := natstest.JetStream(t, s)
+	forged := events.Event{Contact: "carol", Name: "Carol", Status: events.Busy, Previous: events.Online,
+		At: time.Now().UTC(), Cause: events.CauseUser}
+	ack, err := js.Publish(ctxT(t), events.EventSubject("carol"), forged.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFeed(t, e, ack.Sequence)
+	r := verify(t, js, e.Projection())
+	if r.Count != 1 || !hasDifference(r, "carol", ack.Sequence, "chain: previous") ||
+		r.Differences[0].Expected != "away" || r.Differences[0].Found != "online" {
+		t.Fatalf("verify with a broken chain: %+v; want one chain difference for carol at seq %d (expected away, found online)", r, ack.Sequence)
+	}
+}
+
+func TestRebuildWhileServing(t *testing.T) {
+	s := natstest.Start(t)
+	dir := t.TempDir()
+	e := start(t, s, dir)
+	randomSets(t, e, rand.New(rand.NewPCG(9, 10)), contacts, 200)
+	before, err := e.Digest(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Reads and writes go on throughout the rebuild, and none fails.
+	nc := natstest.Connect(t, s)
+	client := engine.NewClient(nc)
+	ctx, stopLoad := context.WithCancel(ctxT(t))
+	var (
+		wg             sync.WaitGroup
+		reads, writes  atomic.Uint64
+		loadErr        error
+		lastSet        atomic.Uint64
+		errOnce        sync.Once
+		statusesCycled = []events.Status{events.Online, events.Away, events.Busy, events.Invisible}
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ctx.Err() == nil; i++ {
+			c := contacts[i%len(contacts)]
+			res, err := client.Set(ctx, engine.SetRequest{Contact: c, Status: statusesCycled[i%len(statusesCycled)]})
+			if err == nil {
+				writes.Add(1)
+				lastSet.Store(max(lastSet.Load(), res.Seq))
+				_, err = client.Status(ctx, c, res.Seq)
+				reads.Add(1)
+			}
+			if err != nil && ctx.Err() == nil {
+				errOnce.Do(func() { loadErr = err })
+				return
+			}
+		}
+	}()
+	res, err := e.Rebuild(ctxT(t), nil)
+	stopLoad()
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("rebuild: %v", err)
+	}
+	if loadErr != nil {
+		t.Fatalf("a request failed during the rebuild: %v", loadErr)
+	}
+	if writes.Load() == 0 || reads.Load() == 0 {
+		t.Fatalf("no load ran during the rebuild")
+	}
+	if res.Seq < before.Seq || res.Digest.Seq != res.Seq {
+		t.Errorf("rebuild switched at seq %d (digest at %d), before it the projection was at %d", res.Seq, res.Digest.Seq, before.Seq)
+	}
+	// A set cut short by the end of the load may still have been appended: wait
+	// for the log's end, not the last acknowledged set.
+	_, js := natstest.JetStream(t, s)
+	logStream, err := js.Stream(ctxT(t), engine.LogStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := logStream.CachedInfo().State.LastSeq
+	if end < lastSet.Load() {
+		t.Fatalf("the log ends at %d, before the last acknowledged set %d", end, lastSet.Load())
+	}
+	if err := e.Projection().WaitApplied(ctxT(t), end); err != nil {
+		t.Fatal(err)
+	}
+	waitFeed(t, e, end)
+	r, err := e.Verify(ctxT(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.OK() {
+		t.Fatalf("verify after a rebuild under load: %+v", r)
+	}
+
+	// With the log still, the rebuilt projection's digest is the old one's.
+	again, err := e.Rebuild(ctxT(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Digest != r.Digest {
+		t.Errorf("digest of a rebuild %s, of the live projection %s", again.Digest, r.Digest)
+	}
+	// A restart takes the rebuilt store as it is: no refold.
+	e.stop(t)
+	e = start(t, s, dir)
+	if d, err := e.Digest(ctxT(t)); err != nil || d != again.Digest || e.Metrics().Rebuilds != 0 {
+		t.Errorf("after a restart: digest %s (%v), %d rebuilds; want %s and none", d, err, e.Metrics().Rebuilds, again.Digest)
+	}
+}

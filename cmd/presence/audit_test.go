@@ -1,0 +1,257 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/presence-engine/presence/audit"
+	"github.com/presence-engine/presence/events"
+)
+
+// replayed decodes the lines of `presence replay --json`.
+func replayed(t *testing.T, out string) []replayLine {
+	t.Helper()
+	var lines []replayLine
+	for _, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		if l == "" {
+			continue
+		}
+		var r replayLine
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatalf("replay line %q: %v", l, err)
+		}
+		lines = append(lines, r)
+	}
+	return lines
+}
+
+func TestReplayCommand(t *testing.T) {
+	s := startServer(t)
+	p := s.cmd(t)
+	steps := []struct {
+		contact, status string
+	}{
+		{"sip:alice@contoso.com", "online"}, {"bob", "away"}, {"sip:alice@contoso.com", "invisible"},
+		{"bob", "offline"}, {"sip:alice@contoso.com", "busy"},
+	}
+	var seqs []uint64
+	for _, st := range steps {
+		seqs = append(seqs, decodeSet(t, p("set", st.contact, st.status, "--name", "N "+st.contact, "--json")).Seq)
+	}
+
+	lines := replayed(t, p("replay", "--json"))
+	if len(lines) != len(steps) {
+		t.Fatalf("replay --json printed %d events, want %d", len(lines), len(steps))
+	}
+	prev := map[string]events.Status{}
+	for i, l := range lines {
+		want, _ := events.ParseStatus(steps[i].status)
+		if l.Seq != seqs[i] || l.Contact != steps[i].contact || l.Status != want || l.Code != want.Code() ||
+			l.Previous != prev[l.Contact] || l.Name != "N "+l.Contact || l.Cause != events.CauseUser {
+			t.Errorf("replay line %d = %+v, want seq %d %s %s (previous %s)", i, l, seqs[i], steps[i].contact, want, prev[l.Contact])
+		}
+		if _, err := time.Parse(time.RFC3339Nano, l.At); err != nil {
+			t.Errorf("replay line %d: at %q: %v", i, l.At, err)
+		}
+		prev[l.Contact] = want
+	}
+	// The privileged view: invisible shows as invisible.
+	text := p("replay")
+	want := fmt.Sprintf(`^%d  \S+  sip:alice@contoso.com  "N sip:alice@contoso.com"  online -> invisible  user$`, seqs[2])
+	if !regexp.MustCompile(`(?m)`+want).MatchString(text) || strings.Count(text, "\n") != len(steps) {
+		t.Errorf("replay printed\n%s\nwant %d lines, one matching %s", text, len(steps), want)
+	}
+	// One contact, and sequence bounds.
+	if got := replayed(t, p("replay", "--json", "--contact", "bob")); len(got) != 2 || got[0].Seq != seqs[1] || got[1].Seq != seqs[3] {
+		t.Errorf("replay --contact bob: %+v", got)
+	}
+	if got := replayed(t, p("replay", "--json", "--from-seq", fmt.Sprint(seqs[1]), "--to-seq", fmt.Sprint(seqs[3]))); len(got) != 3 || got[0].Seq != seqs[1] {
+		t.Errorf("replay --from-seq %d --to-seq %d: %+v", seqs[1], seqs[3], got)
+	}
+	// Times: from the third event's time on.
+	if got := replayed(t, p("replay", "--json", "--since", lines[2].At)); len(got) != 3 || got[0].Seq != seqs[2] {
+		t.Errorf("replay --since %s: %+v", lines[2].At, got)
+	}
+
+	for _, bad := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"replay", "--since", "yesterday-ish"}, `--since "yesterday-ish" is not a time`},
+		{[]string{"replay", "--since", "-1h", "--from-seq", "3"}, "give one of them"},
+		{[]string{"replay", "--from-seq", "5", "--to-seq", "2"}, "from seq 5 is after to seq 2"},
+		{[]string{"replay", "--contact", "has space"}, "has space"},
+		{[]string{"replay", "--to-seq", "-1"}, "--to-seq -1"},
+	} {
+		r := presence(t, append(bad.args, "--server", s.url)...)
+		if r.code != 2 || !strings.Contains(r.stderr, bad.want) {
+			t.Errorf("presence %s: %s; want exit 2 and %q", strings.Join(bad.args, " "), r, bad.want)
+		}
+	}
+}
+
+func TestStatusAtAndReport(t *testing.T) {
+	s := startServer(t)
+	p := s.cmd(t)
+	const carol = "sip:carol@contoso.com"
+	online := decodeSet(t, p("set", carol, "online", "--name", "Carol", "--json"))
+	hidden := decodeSet(t, p("set", carol, "invisible", "--json"))
+	offline := decodeSet(t, p("set", carol, "offline", "--json"))
+	lines := replayed(t, p("replay", "--json"))
+
+	// At the invisible event: others saw offline (as of that event, a visible
+	// change from online), the contact itself invisible.
+	if r := decodeReply(t, p("status", carol, "--at-seq", fmt.Sprint(hidden.Seq), "--json")); r.Status != events.Offline || r.Seq != hidden.Seq {
+		t.Errorf("status --at-seq %d = %+v, want offline at seq %d", hidden.Seq, r, hidden.Seq)
+	}
+	if r := decodeReply(t, p("self", carol, "--at-seq", fmt.Sprint(hidden.Seq), "--json")); r.Status != events.Invisible || r.Name != "Carol" {
+		t.Errorf("self --at-seq %d = %+v, want invisible", hidden.Seq, r)
+	}
+	// By time: at the first event's time, online; after the last, offline with
+	// the seq of the last visible change (invisible -> offline is hidden).
+	if out := p("status", carol, "--at", lines[0].At); !strings.HasPrefix(out, "Carol <sip:carol@contoso.com>: online (0x0002, seq "+fmt.Sprint(online.Seq)+")") {
+		t.Errorf("status --at %s = %q", lines[0].At, out)
+	}
+	if r := decodeReply(t, p("status", carol, "--at", "now", "--json")); r.Status != events.Offline || r.Seq != hidden.Seq {
+		t.Errorf("status --at now = %+v, want offline at seq %d (not %d)", r, hidden.Seq, offline.Seq)
+	}
+	if r := decodeReply(t, p("status", carol, "--at", "2000-01-01", "--json")); r.Status != events.Unknown || r.Seq != 0 {
+		t.Errorf("status --at 2000-01-01 = %+v, want unknown", r)
+	}
+
+	// The report over the whole history adds up to its window.
+	since, until := lines[0].At, time.Now().UTC().Format(time.RFC3339Nano)
+	var r audit.Report
+	if err := json.Unmarshal([]byte(p("report", carol, "--since", since, "--until", until, "--json")), &r); err != nil {
+		t.Fatal(err)
+	}
+	var total time.Duration
+	for _, st := range r.Statuses {
+		total += st.Duration
+	}
+	if total != r.Until.Sub(r.Since) || r.Changes != 3 || r.End != events.Offline || r.OnlineAtEnd {
+		t.Errorf("report: %+v; want times adding up to the window, 3 changes, offline at the end", r)
+	}
+	text := p("report", carol, "--since", since)
+	for _, want := range []string{"Carol <sip:carol@contoso.com> from ", ": 3 changes", "  offline ", "  invisible ", "last seen online: " + lines[1].At} {
+		if !strings.Contains(text, want) {
+			t.Errorf("report printed\n%s\nwant %q in it", text, want)
+		}
+	}
+
+	for _, bad := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"status", carol, "--at", "soon"}, `--at "soon" is not a time`},
+		{[]string{"status", carol, "--at", "now", "--at-seq", "3"}, "give one of them"},
+		{[]string{"self", carol, "--at-seq", "3", "--min-seq", "2"}, "--min-seq does not go with --at"},
+		{[]string{"report", carol, "--since", "now", "--until", "-1h"}, "is not before --until"},
+		{[]string{"status", "--digest", carol}, "no CONTACT with --digest"},
+	} {
+		r := presence(t, append(bad.args, "--server", s.url)...)
+		if r.code != 2 || !strings.Contains(r.stderr, bad.want) {
+			t.Errorf("presence %s: %s; want exit 2 and %q", strings.Join(bad.args, " "), r, bad.want)
+		}
+	}
+}
+
+var digestRE = regexp.MustCompile(`projection digest: seq \d+, \d+ contacts, sha256:[0-9a-f]{64}`)
+
+func TestVerifyRebuildAndDigestCommands(t *testing.T) {
+	s := startServer(t)
+	p := s.cmd(t)
+	var last uint64
+	for i, st := range []string{"online", "away", "invisible", "offline", "busy", "online"} {
+		last = decodeSet(t, p("set", fmt.Sprintf("c%d", i%3), st, "--json")).Seq
+	}
+	digest := digestRE.FindString(p("status", "--digest", "--min-seq", "0"))
+	if digest == "" || !strings.Contains(digest, fmt.Sprintf("seq %d, 3 contacts", last)) {
+		t.Fatalf("status --digest printed %q, want the digest at seq %d of 3 contacts", digest, last)
+	}
+	out := p("verify")
+	if !strings.Contains(out, "\nok: ") || !strings.Contains(out, digest) ||
+		!strings.Contains(out, fmt.Sprintf("checked the log up to seq %d: %d events", last, last)) {
+		t.Errorf("verify printed\n%s\nwant ok, %q and the log up to seq %d", out, digest, last)
+	}
+	if out := p("rebuild"); !strings.Contains(out, fmt.Sprintf("rebuilt: switched at seq %d\n", last)) || !strings.Contains(out, digest) {
+		t.Errorf("rebuild printed\n%s\nwant the switch at seq %d and %q", out, last, digest)
+	}
+
+	// A feed entry appended behind the engine's back: verify names it and exits 1.
+	nc, err := nats.Connect(s.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	feed, err := js.Stream(ctx, "PRESENCE_CHANGES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := feed.GetLastMsgForSubject(ctx, events.ChangeSubject("c1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := events.DecodeChange(msg.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, msg.Subject, msg.Data); err != nil {
+		t.Fatal(err)
+	}
+	r := presence(t, "verify", "--server", s.url)
+	want := fmt.Sprintf(`contact "c1", seq %d: feed: entry repeated or out of order`, c.Seq)
+	if r.code != 1 || !strings.Contains(r.stdout, "1 differences:\n  "+want) || !strings.Contains(r.stderr, "verify found 1 differences") {
+		t.Errorf("verify with a repeated feed entry: %s; want exit 1 and %q", r, want)
+	}
+	var report audit.VerifyReport
+	r = presence(t, "verify", "--json", "--server", s.url)
+	if err := json.Unmarshal([]byte(r.stdout), &report); err != nil || r.code != 1 || report.Count != 1 || report.Differences[0].Contact != "c1" {
+		t.Errorf("verify --json with a repeated feed entry: %s (%v)", r, err)
+	}
+}
+
+// A replay into a pipe closed early (| head -1) stops at once and exits 0.
+func TestReplayIntoClosedPipe(t *testing.T) {
+	bin := presenceBinary(t)
+	s := startServer(t)
+	nc, err := nats.Connect(s.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	// Far more than a pipe holds: replay must stop on the closed pipe, not
+	// print them all.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	e := events.Event{Contact: "flapper", Status: events.Online, At: time.Now().UTC(), Cause: events.CauseUser}
+	for i := range 20000 {
+		e.Previous, e.Status = e.Status, []events.Status{events.Online, events.Away}[i%2]
+		if _, err := js.PublishAsync(events.EventSubject(e.Contact), e.Encode()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		t.Fatal("publishing timed out")
+	}
+	cmd := exec.CommandContext(ctx, "bash", "-c", `set -o pipefail; "$0" replay --server "$1" | head -1`, bin, s.url)
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.Count(string(out), "\n") != 1 || !strings.HasPrefix(string(out), "1  ") {
+		t.Fatalf("replay | head -1: %v, output %q; want exit 0 and one line", err, out)
+	}
+}
