@@ -2,6 +2,7 @@ package audit_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -633,5 +634,27 @@ func TestRebuildWhileServing(t *testing.T) {
 	e = start(t, s, dir)
 	if d, err := e.Digest(ctxT(t)); err != nil || d != again.Digest || e.Metrics().Rebuilds != 0 {
 		t.Errorf("after a restart: digest %s (%v), %d rebuilds; want %s and none", d, err, e.Metrics().Rebuilds, again.Digest)
+	}
+}
+
+func TestEntryLines(t *testing.T) {
+	at := time.Date(2026, 11, 24, 10, 0, 0, 5, time.UTC)
+	e := audit.Entry{Seq: 42, Event: events.Event{Contact: "sip:zoë@contoso.com", Name: "Zoë \"Z\" \\ <\u2028>",
+		Status: events.Invisible, Previous: events.Busy, At: at, Cause: events.CauseEndpoint, RequestID: "r-1"}}
+	var got audit.EntryJSON
+	if err := json.Unmarshal(e.AppendJSON(nil), &got); err != nil {
+		t.Fatalf("AppendJSON wrote %s: %v", e.AppendJSON(nil), err)
+	}
+	want := audit.EntryJSON{Seq: 42, At: "2026-11-24T10:00:00.000000005Z", Contact: e.Contact, Name: e.Name,
+		Previous: events.Busy, Status: events.Invisible, Code: 0x0006, Cause: events.CauseEndpoint, RequestID: "r-1"}
+	if got != want {
+		t.Errorf("AppendJSON = %+v, want %+v", got, want)
+	}
+	if got, want := string(e.AppendText(nil)), `42  2026-11-24T10:00:00.000000005Z  sip:zoë@contoso.com  "Zoë \"Z\" \\ <\u2028>"  busy -> invisible  endpoint`+"\n"; got != want {
+		t.Errorf("AppendText = %q, want %q", got, want)
+	}
+	bad := audit.Entry{Seq: 7}
+	if got := string(bad.AppendJSON(nil)); got != `{"seq":7,"malformed":true}`+"\n" {
+		t.Errorf("AppendJSON of a record that is not an event = %q", got)
 	}
 }

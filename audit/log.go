@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -44,6 +45,72 @@ func NewLog(js jetstream.JetStream, stream string) *Log {
 type Entry struct {
 	Seq uint64
 	events.Event
+}
+
+// AppendText appends the entry as one line of text: sequence, time, contact,
+// quoted friendly name, previous -> new status, and cause.
+func (e Entry) AppendText(b []byte) []byte {
+	b = strconv.AppendUint(b, e.Seq, 10)
+	if e.Contact == "" {
+		return append(b, "  (not an event)\n"...)
+	}
+	b = append(b, "  "...)
+	b = e.At.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, "  "...)
+	b = append(b, e.Contact...)
+	b = append(b, "  "...)
+	b = strconv.AppendQuote(b, e.Name)
+	b = append(b, "  "...)
+	b = append(b, e.Previous.String()...)
+	b = append(b, " -> "...)
+	b = append(b, e.Status.String()...)
+	b = append(b, "  "...)
+	b = append(b, e.Cause...)
+	return append(b, '\n')
+}
+
+// EntryJSON is an entry as AppendJSON writes it.
+type EntryJSON struct {
+	Seq       uint64        `json:"seq"`
+	At        string        `json:"at"`
+	Contact   string        `json:"contact"`
+	Name      string        `json:"name"`
+	Previous  events.Status `json:"previous"`
+	Status    events.Status `json:"status"`
+	Code      int           `json:"code"`
+	Cause     events.Cause  `json:"cause"`
+	RequestID string        `json:"request_id,omitempty"`
+	Malformed bool          `json:"malformed,omitempty"` // the record is not an event
+}
+
+// AppendJSON appends the entry as one line of JSON (EntryJSON).
+func (e Entry) AppendJSON(b []byte) []byte {
+	if e.Contact == "" {
+		b = append(b, `{"seq":`...)
+		b = strconv.AppendUint(b, e.Seq, 10)
+		return append(b, ",\"malformed\":true}\n"...)
+	}
+	b = append(b, `{"seq":`...)
+	b = strconv.AppendUint(b, e.Seq, 10)
+	b = append(b, `,"at":"`...)
+	b = e.At.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","contact":`...)
+	b = events.AppendJSONString(b, e.Contact)
+	b = append(b, `,"name":`...)
+	b = events.AppendJSONString(b, e.Name)
+	b = append(b, `,"previous":"`...)
+	b = append(b, e.Previous.String()...)
+	b = append(b, `","status":"`...)
+	b = append(b, e.Status.String()...)
+	b = append(b, `","code":`...)
+	b = strconv.AppendInt(b, int64(e.Status.Code()), 10)
+	b = append(b, `,"cause":`...)
+	b = events.AppendJSONString(b, string(e.Cause))
+	if e.RequestID != "" {
+		b = append(b, `,"request_id":`...)
+		b = events.AppendJSONString(b, e.RequestID)
+	}
+	return append(b, "}\n"...)
 }
 
 // Query selects events of the log. Times are the events' own (when the engine

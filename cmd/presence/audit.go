@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -67,20 +66,6 @@ func (f *clientFlags) log(name string) (*audit.Log, *nats.Conn, error) {
 	return audit.NewLog(js, engine.LogStream), nc, nil
 }
 
-// replayLine is an event as `presence replay --json` prints it.
-type replayLine struct {
-	Seq       uint64        `json:"seq"`
-	At        string        `json:"at"`
-	Contact   string        `json:"contact"`
-	Name      string        `json:"name"`
-	Previous  events.Status `json:"previous"`
-	Status    events.Status `json:"status"`
-	Code      int           `json:"code"`
-	Cause     events.Cause  `json:"cause"`
-	RequestID string        `json:"request_id,omitempty"`
-	Malformed bool          `json:"malformed,omitempty"`
-}
-
 func newReplay() *cobra.Command {
 	var (
 		f              clientFlags
@@ -139,7 +124,11 @@ when its output is closed (| head).`,
 			out := bufio.NewWriterSize(cmd.OutOrStdout(), 64<<10)
 			var line []byte
 			_, err = log.Replay(cmd.Context(), q, func(e audit.Entry) error {
-				line = appendReplayLine(line[:0], e, f.json)
+				if f.json {
+					line = e.AppendJSON(line[:0])
+				} else {
+					line = e.AppendText(line[:0])
+				}
 				_, err := out.Write(line)
 				return err
 			})
@@ -160,36 +149,6 @@ when its output is closed (| head).`,
 	cmd.Flags().StringVar(&since, "since", "", "events at or after this time")
 	cmd.Flags().StringVar(&until, "until", "", "events at or before this time")
 	return cmd
-}
-
-// appendReplayLine appends one line of replay output.
-func appendReplayLine(b []byte, e audit.Entry, asJSON bool) []byte {
-	if asJSON {
-		l := replayLine{Seq: e.Seq, Malformed: e.Contact == ""}
-		if !l.Malformed {
-			l = replayLine{Seq: e.Seq, At: e.At.Format(time.RFC3339Nano), Contact: e.Contact, Name: e.Name,
-				Previous: e.Previous, Status: e.Status, Code: e.Status.Code(), Cause: e.Cause, RequestID: e.RequestID}
-		}
-		j, _ := json.Marshal(l)
-		return append(append(b, j...), '\n')
-	}
-	b = strconv.AppendUint(b, e.Seq, 10)
-	if e.Contact == "" {
-		return append(b, "  (not an event)\n"...)
-	}
-	b = append(b, "  "...)
-	b = e.At.AppendFormat(b, time.RFC3339Nano)
-	b = append(b, "  "...)
-	b = append(b, e.Contact...)
-	b = append(b, "  "...)
-	b = strconv.AppendQuote(b, e.Name)
-	b = append(b, "  "...)
-	b = append(b, e.Previous.String()...)
-	b = append(b, " -> "...)
-	b = append(b, e.Status.String()...)
-	b = append(b, "  "...)
-	b = append(b, e.Cause...)
-	return append(b, '\n')
 }
 
 // atFlags are --at and --at-seq of status and self.

@@ -18,14 +18,14 @@ import (
 )
 
 // replayed decodes the lines of `presence replay --json`.
-func replayed(t *testing.T, out string) []replayLine {
+func replayed(t *testing.T, out string) []audit.EntryJSON {
 	t.Helper()
-	var lines []replayLine
+	var lines []audit.EntryJSON
 	for _, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
 		if l == "" {
 			continue
 		}
-		var r replayLine
+		var r audit.EntryJSON
 		if err := json.Unmarshal([]byte(l), &r); err != nil {
 			t.Fatalf("replay line %q: %v", l, err)
 		}
