@@ -19,11 +19,10 @@ type Options struct {
 	Logger *slog.Logger
 	// CacheSize is Pebble's block cache in bytes. Zero means Pebble's default (8 MiB).
 	CacheSize int64
-	// OnEvent, when set, is called with every event the fold applies, its log
-	// sequence and the contact's true status before it, in log order, before the
-	// batch commits. Verify uses it to check each contact's chain. It costs a read
-	// of the prior state for every event.
-	OnEvent func(seq uint64, e events.Event, before events.Status)
+	// OnEvent, when set, is called with every event the fold applies and its
+	// log sequence, in log order, before the batch commits: an audit sees the
+	// events the projection is made of.
+	OnEvent func(seq uint64, e events.Event)
 	// DisableWAL skips Pebble's write-ahead log: for a store that is thrown away
 	// after a crash anyway, such as the fresh fold of a verify.
 	DisableWAL bool

@@ -299,7 +299,7 @@ func (p *Projection) ApplyVisible(records []Record, visible func(View)) error {
 			return fmt.Errorf("apply seq %d: %w", r.Seq, err)
 		}
 		if p.opts.OnEvent != nil {
-			p.opts.OnEvent(r.Seq, e, st.Status)
+			p.opts.OnEvent(r.Seq, e)
 		}
 		st.Fold(e, r.Seq)
 		if visible != nil && st.Visible.Seq == r.Seq {
@@ -344,7 +344,7 @@ func (p *Projection) prior(e events.Event, touched map[string]*State) (*State, e
 	if st, ok := touched[e.Contact]; ok {
 		return st, nil
 	}
-	if p.opts.OnEvent == nil && events.VisibleChange(e.Previous, e.Status) {
+	if events.VisibleChange(e.Previous, e.Status) {
 		return &State{}, nil
 	}
 	st, _, err := p.state(e.Contact)
