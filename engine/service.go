@@ -52,6 +52,9 @@ type ServiceConfig struct {
 //	presence.status.<token>  empty or {"min_seq":N}  -> {"contact","name","status","code","seq"}, the visible status
 //	presence.self.<token>    empty or {"min_seq":N}  -> the same, with the contact's own status, invisible included
 //	presence.statuses        {"contacts":[...],"min_seq":N} -> {"statuses":[...]}, the visible status of each
+//	presence.admin.digest    empty -> projections.Digest of the projection (with ServiceConfig.Admin)
+//	presence.admin.verify    empty -> progress messages, then audit.VerifyReport
+//	presence.admin.rebuild   empty -> progress messages, then RebuildResult
 //
 // Errors carry the micro error headers: 400 bad input (the description names the
 // value and what is accepted), 409 expect_seq mismatch, 503 not ready or min_seq
