@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"testing"
 	"time"
 
@@ -21,7 +24,27 @@ import (
 var (
 	benchEvents   = flag.Int("audit.events", 200_000, "events in the log the audit benchmarks read")
 	benchContacts = flag.Int("audit.contacts", 10_000, "contacts in the log the audit benchmarks read")
+	benchProfile  = flag.String("audit.cpuprofile", "", "directory to write a CPU profile of each audit benchmark to (setup excluded)")
 )
+
+// profile runs fn with a CPU profile written to -audit.cpuprofile/name.pprof,
+// when that flag is given: the package's -cpuprofile would mix in the setup.
+func profile(b *testing.B, name string, fn func()) {
+	if *benchProfile == "" {
+		fn()
+		return
+	}
+	f, err := os.Create(filepath.Join(*benchProfile, name+".pprof"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	defer pprof.StopCPUProfile()
+	fn()
+}
 
 // BenchmarkAudit measures replay, verify and rebuild over one log built for it,
 // each beside a raw ordered-consumer read of the same log measured in the same
@@ -79,9 +102,11 @@ func BenchmarkAudit(b *testing.B) {
 
 	b.Run("raw-read", func(b *testing.B) {
 		start := time.Now()
-		for range b.N {
-			rawRead(b, js, last)
-		}
+		profile(b, "raw-read", func() {
+			for range b.N {
+				rawRead(b, js, last)
+			}
+		})
 		report(b, start)
 	})
 	b.Run("replay", func(b *testing.B) {
@@ -119,21 +144,25 @@ func BenchmarkAudit(b *testing.B) {
 	})
 	b.Run("verify", func(b *testing.B) {
 		start := time.Now()
-		for range b.N {
-			r, err := e.Verify(context.Background(), nil)
-			if err != nil || !r.OK() || r.Seq != last {
-				b.Fatalf("verify: %+v, %v", r, err)
+		profile(b, "verify", func() {
+			for range b.N {
+				r, err := e.Verify(context.Background(), nil)
+				if err != nil || !r.OK() || r.Seq != last {
+					b.Fatalf("verify: %+v, %v", r, err)
+				}
 			}
-		}
+		})
 		report(b, start)
 	})
 	b.Run("rebuild", func(b *testing.B) {
 		start := time.Now()
-		for range b.N {
-			if r, err := e.Rebuild(context.Background(), nil); err != nil || r.Seq != last {
-				b.Fatalf("rebuild: %+v, %v", r, err)
+		profile(b, "rebuild", func() {
+			for range b.N {
+				if r, err := e.Rebuild(context.Background(), nil); err != nil || r.Seq != last {
+					b.Fatalf("rebuild: %+v, %v", r, err)
+				}
 			}
-		}
+		})
 		report(b, start)
 	})
 }
