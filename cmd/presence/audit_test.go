@@ -243,6 +243,13 @@ func TestReplayIntoClosedPipe(t *testing.T) {
 		if _, err := js.PublishAsync(events.EventSubject(e.Contact), e.Encode()); err != nil {
 			t.Fatal(err)
 		}
+		if i%2000 == 1999 { // under the 4000 the library lets wait
+			select {
+			case <-js.PublishAsyncComplete():
+			case <-ctx.Done():
+				t.Fatal("publishing timed out")
+			}
+		}
 	}
 	select {
 	case <-js.PublishAsyncComplete():
