@@ -483,6 +483,9 @@ func TestVerifyFindsFeedDamage(t *testing.T) {
 	}
 	e := start(t, s, t.TempDir())
 	acked := randomSets(t, e, rand.New(rand.NewPCG(7, 8)), contacts, 100)
+	if err := e.Projection().WaitApplied(ctxT(t), acked[len(acked)-1].Seq); err != nil {
+		t.Fatal(err)
+	}
 	waitFeed(t, e, acked[len(acked)-1].Seq)
 	feed := natstest.ReadStream(t, js, engine.FeedStream)
 	if len(feed) < 20 {
@@ -535,6 +538,9 @@ func TestVerifyFindsBrokenChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := e.Projection().WaitApplied(ctxT(t), ack.Sequence); err != nil {
+		t.Fatal(err)
+	}
 	waitFeed(t, e, ack.Sequence)
 	r := verify(t, js, e.Projection())
 	if r.Count != 1 || !hasDifference(r, "carol", ack.Sequence, "chain: previous") ||
@@ -547,7 +553,7 @@ func TestRebuildWhileServing(t *testing.T) {
 	s := natstest.Start(t)
 	dir := t.TempDir()
 	e := start(t, s, dir)
-	randomSets(t, e, rand.New(rand.NewPCG(9, 10)), contacts, 200)
+	randomSets(t, e, rand.New(rand.NewPCG(9, 10)), contacts, 2000)
 	before, err := e.Digest(ctxT(t))
 	if err != nil {
 		t.Fatal(err)
@@ -557,6 +563,7 @@ func TestRebuildWhileServing(t *testing.T) {
 	nc := natstest.Connect(t, s)
 	client := engine.NewClient(nc)
 	ctx, stopLoad := context.WithCancel(ctxT(t))
+	firstWrite := make(chan struct{})
 	var (
 		wg             sync.WaitGroup
 		reads, writes  atomic.Uint64
@@ -572,7 +579,9 @@ func TestRebuildWhileServing(t *testing.T) {
 			c := contacts[i%len(contacts)]
 			res, err := client.Set(ctx, engine.SetRequest{Contact: c, Status: statusesCycled[i%len(statusesCycled)]})
 			if err == nil {
-				writes.Add(1)
+				if writes.Add(1) == 1 {
+					close(firstWrite)
+				}
 				lastSet.Store(max(lastSet.Load(), res.Seq))
 				_, err = client.Status(ctx, c, res.Seq)
 				reads.Add(1)
@@ -583,7 +592,9 @@ func TestRebuildWhileServing(t *testing.T) {
 			}
 		}
 	}()
-	res, err := e.Rebuild(ctxT(t), nil)
+	<-firstWrite // the rebuild starts with the load under way
+	var duringRebuild atomic.Uint64
+	res, err := e.Rebuild(ctxT(t), func(projections.Progress) { duringRebuild.Store(writes.Load()) })
 	stopLoad()
 	wg.Wait()
 	if err != nil {
@@ -595,6 +606,7 @@ func TestRebuildWhileServing(t *testing.T) {
 	if writes.Load() == 0 || reads.Load() == 0 {
 		t.Fatalf("no load ran during the rebuild")
 	}
+	t.Logf("%d sets and %d reads, %d of the sets before the rebuild's last progress", writes.Load(), reads.Load(), duringRebuild.Load())
 	if res.Seq < before.Seq || res.Digest.Seq != res.Seq {
 		t.Errorf("rebuild switched at seq %d (digest at %d), before it the projection was at %d", res.Seq, res.Digest.Seq, before.Seq)
 	}

@@ -133,6 +133,8 @@ func Verify(ctx context.Context, cfg VerifyConfig) (*VerifyReport, error) {
 		}
 	}()
 	expected := make(chan events.Change, 4096)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the fold's sends if Verify returns early
 	g, gctx := errgroup.WithContext(ctx)
 	// Each contact's status as of the events folded so far, for the chains: a
 	// map rather than reads of the fresh fold, which would cost a store read
@@ -316,7 +318,8 @@ func (f *feedCheck) decode(r projections.Record) (events.Change, bool) {
 	c, err := events.DecodeChange(r.Data)
 	if err != nil {
 		f.entries++
-		f.diff(Difference{What: "feed: malformed entry", Seq: r.Seq, Expected: "a feed entry", Found: err.Error()})
+		f.diff(Difference{What: "feed: malformed entry", Expected: "a feed entry",
+			Found: fmt.Sprintf("at feed seq %d: %v", r.Seq, err)})
 		return c, false
 	}
 	return c, true

@@ -74,8 +74,14 @@ func (a *admin) done() {
 	a.mu.Unlock()
 }
 
-// Digest returns the digest of the projection's state at its checkpoint.
+// Digest returns the digest of the projection's state at its checkpoint. It
+// waits for nothing: during a verify or a rebuild it is refused (503), as its
+// walk of every contact would hold up the rebuild's switch.
 func (e *Engine) Digest(context.Context) (projections.Digest, error) {
+	if err := e.admin.start("digest"); err != nil {
+		return projections.Digest{}, err
+	}
+	defer e.admin.done()
 	d, err := e.projection.Digest()
 	if errors.Is(err, projections.ErrClosed) {
 		return d, unavailable(err)

@@ -119,8 +119,9 @@ func (s *Service) Run(ctx context.Context) error {
 		{"statuses", "statuses", s.statuses, reads, false},
 	}
 	if s.cfg.Admin != nil {
-		// One admin request at a time: a second is answered 503 at once.
-		long := make(chan struct{}, 1)
+		// Verify and rebuild exclude each other (the second is answered 503,
+		// naming the first); a few may wait for that answer at once.
+		long := make(chan struct{}, 4)
 		endpoints = append(endpoints,
 			endpoint{"digest", "admin.digest", s.adminDigest, reads, false},
 			endpoint{"verify", "admin.verify", s.adminVerify, long, true},

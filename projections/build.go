@@ -104,13 +104,15 @@ func (p *Projection) Rebuild(ctx context.Context, stream jetstream.Stream, progr
 			}
 		}
 	}
-	// Catch up while the projection moves on, until what is left is one batch.
-	for {
-		target := p.Applied()
+	// Catch up while the projection moves on, until what is left is one batch,
+	// for a few rounds at most: a fold that keeps ahead is caught up with under
+	// the lock.
+	for range 8 {
+		target, from := p.Applied(), q.Applied()
 		if err := q.FoldLog(ctx, stream, target, report(target)); err != nil {
 			return nil, fmt.Errorf("rebuild: %w", err)
 		}
-		if p.Applied() <= q.Applied()+4096 {
+		if p.Applied() <= q.Applied()+4096 || q.Applied() == from {
 			break
 		}
 	}
@@ -129,8 +131,12 @@ func (p *Projection) Rebuild(ctx context.Context, stream jetstream.Stream, progr
 		return nil, fmt.Errorf("rebuild: close the new store: %w", err)
 	}
 	q = nil
-	if err := p.swap(next); err != nil {
+	old, err := p.swap(next)
+	if err != nil {
 		return nil, err
+	}
+	if err := p.fs().RemoveAll(old); err != nil {
+		p.logger.Warn("projection: removing the replaced store", "dir", old, "err", err)
 	}
 	p.logger.Info("projection: rebuilt from the log and switched", "dir", p.dir, "seq", want.Seq)
 	return p.Snapshot()
@@ -141,13 +147,14 @@ const (
 	oldSuffix     = ".old"     // the store a rebuild replaced, until removed
 )
 
-// swap puts the store in dir next in the projection's place. The caller holds
+// swap puts the store in dir next in the projection's place, and returns the
+// directory the replaced store is left in, to be removed. The caller holds
 // writeMu.
-func (p *Projection) swap(next string) error {
+func (p *Projection) swap(next string) (string, error) {
 	p.closeMu.Lock()
 	defer p.closeMu.Unlock()
 	if p.closed {
-		return ErrClosed
+		return "", ErrClosed
 	}
 	fs := p.fs()
 	old := p.dir + oldSuffix
@@ -165,21 +172,23 @@ func (p *Projection) swap(next string) error {
 	}
 	if err != nil {
 		err = fmt.Errorf("rebuild: switch stores: %w", err)
-	} else if rerr := fs.RemoveAll(old); rerr != nil {
-		p.logger.Warn("projection: removing the replaced store", "dir", old, "err", rerr)
 	}
-	db, oerr := openPebble(p.dir, p.opts)
+	// Whichever store is in place now, it must be there: a new empty one
+	// would serve state the log does not hold.
+	opts := p.opts
+	opts.errorIfNotExists = true
+	db, oerr := openPebble(p.dir, opts)
 	if oerr != nil {
 		p.closed, p.closeErr = true, oerr
-		return errors.Join(err, oerr)
+		return "", errors.Join(err, oerr)
 	}
 	p.db = db
 	if lerr := p.load(); lerr != nil {
 		p.closed, p.closeErr = true, lerr
 		db.Close()
-		return errors.Join(err, lerr)
+		return "", errors.Join(err, lerr)
 	}
-	return err
+	return old, err
 }
 
 // fs is the filesystem the projection is stored in.

@@ -26,6 +26,8 @@ type Options struct {
 	// DisableWAL skips Pebble's write-ahead log: for a store that is thrown away
 	// after a crash anyway, such as the fresh fold of a verify.
 	DisableWAL bool
+
+	errorIfNotExists bool // reopening a store that must be there
 }
 
 func (o Options) withDefaults() Options {

@@ -95,7 +95,8 @@ func Open(dir string, opts Options) (*Projection, error) {
 
 // openPebble opens the store in dir with opts.
 func openPebble(dir string, opts Options) (*pebble.DB, error) {
-	popts := &pebble.Options{FS: fsOf(opts), Logger: pebbleLogger{opts.Logger}, DisableWAL: opts.DisableWAL}
+	popts := &pebble.Options{FS: fsOf(opts), Logger: pebbleLogger{opts.Logger}, DisableWAL: opts.DisableWAL,
+		ErrorIfNotExists: opts.errorIfNotExists}
 	if opts.CacheSize > 0 {
 		cache := pebble.NewCache(opts.CacheSize)
 		defer cache.Unref()

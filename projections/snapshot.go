@@ -15,7 +15,8 @@ import (
 // Snapshot is a consistent view of a projection as of one checkpoint: the states
 // and the checkpoint it holds do not move while the projection goes on folding.
 // Close it when done; a projection that is closed or rebuilt under it makes its
-// reads fail with ErrClosed.
+// reads fail with ErrClosed. A walk (Each, Digest, Compare) holds off a
+// rebuild's switch and Close until it ends. A Snapshot is for one goroutine.
 type Snapshot struct {
 	p    *Projection
 	db   *pebble.DB // the store the snapshot was taken of
@@ -207,8 +208,17 @@ func Compare(want, found *Snapshot, fn func(Difference) bool) (n uint64, err err
 			return 0, nil
 		}
 	}
+	lock := func(s *Snapshot, fn func() error) error { return s.use(fn) }
+	if want.p == found.p { // one projection: its lock is taken once
+		lock = func(s *Snapshot, fn func() error) error {
+			if s.snap == nil || s.p.db != s.db {
+				return ErrClosed
+			}
+			return fn()
+		}
+	}
 	err = want.use(func() error {
-		return found.use(func() error {
+		return lock(found, func() error {
 			w, err := newStateIter(want.snap)
 			if err != nil {
 				return err

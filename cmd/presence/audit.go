@@ -47,7 +47,7 @@ func parseTime(flag, value string, now time.Time) (time.Time, error) {
 // seqFlag checks a log sequence given to flag.
 func seqFlag(flag string, v int64) (uint64, error) {
 	if v < 0 {
-		return 0, usageError{fmt.Errorf("%s %d: want a log sequence, 1 or more", flag, v)}
+		return 0, usageError{fmt.Errorf("%s %d: want a log sequence, 1 or more (0: no bound)", flag, v)}
 	}
 	return uint64(v), nil
 }
