@@ -109,6 +109,23 @@ func BenchmarkAudit(b *testing.B) {
 		})
 		report(b, start)
 	})
+	// What verify cannot do without: reading the log and the feed at once.
+	feedLen := feedLength(b, js)
+	b.Run("raw-read-log-and-feed", func(b *testing.B) {
+		start := time.Now()
+		for range b.N {
+			both := make(chan error, 1)
+			go func() {
+				_, err := rawReadStream(js, engine.FeedStream, feedLen)
+				both <- err
+			}()
+			rawRead(b, js, last)
+			if err := <-both; err != nil {
+				b.Fatal(err)
+			}
+		}
+		report(b, start)
+	})
 	b.Run("replay", func(b *testing.B) {
 		log := audit.NewLog(js, "")
 		out := bufio.NewWriterSize(io.Discard, 64<<10)
@@ -211,29 +228,47 @@ func fillLog(b *testing.B, js jetstream.JetStream, n, contacts int) uint64 {
 // rawRead reads the whole log with an ordered consumer and nothing else.
 func rawRead(b *testing.B, js jetstream.JetStream, last uint64) time.Duration {
 	b.Helper()
-	ctx := context.Background()
-	stream, err := js.Stream(ctx, engine.LogStream)
+	d, err := rawReadStream(js, engine.LogStream, last)
 	if err != nil {
 		b.Fatal(err)
+	}
+	return d
+}
+
+// feedLength returns how many entries the feed holds.
+func feedLength(b *testing.B, js jetstream.JetStream) uint64 {
+	stream, err := js.Stream(context.Background(), engine.FeedStream)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return stream.CachedInfo().State.Msgs
+}
+
+// rawReadStream reads n messages of a stream with an ordered consumer.
+func rawReadStream(js jetstream.JetStream, name string, n uint64) (time.Duration, error) {
+	ctx := context.Background()
+	stream, err := js.Stream(ctx, name)
+	if err != nil {
+		return 0, err
 	}
 	start := time.Now()
 	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
 	if err != nil {
-		b.Fatal(err)
+		return 0, err
 	}
 	got := make(chan struct{})
 	var count uint64
-	cc, err := cons.Consume(func(m jetstream.Msg) {
+	cc, err := cons.Consume(func(jetstream.Msg) {
 		count++
-		if count == last {
+		if count == n {
 			close(got)
 		}
 	}, jetstream.PullMaxMessages(5000))
 	if err != nil {
-		b.Fatal(err)
+		return 0, err
 	}
 	<-got
 	elapsed := time.Since(start)
 	cc.Stop()
-	return elapsed
+	return elapsed, nil
 }
