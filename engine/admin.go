@@ -233,6 +233,9 @@ func (c *Client) longRequest(ctx context.Context, subject string, progress func(
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case errors.Is(err, context.DeadlineExceeded):
+			if denied := c.refused(subject); denied != nil {
+				return denied
+			}
 			return unavailable(fmt.Errorf("request %s: no word from the engine for %s", subject, idle))
 		case err != nil:
 			return unavailable(fmt.Errorf("request %s: %w", subject, err))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -64,9 +65,23 @@ func (c *Client) request(ctx context.Context, subject string, body []byte, reply
 		return unavailable(fmt.Errorf("no presence service answers on %s at %s", subject, c.nc.ConnectedUrlRedacted()))
 	}
 	if err != nil {
+		if denied := c.refused(subject); denied != nil {
+			return denied
+		}
 		return unavailable(fmt.Errorf("request %s: %w", subject, err))
 	}
 	return decodeReply(subject, msg, reply)
+}
+
+// refused returns an error saying the server refused a publish to subject, when
+// that is what the connection last heard: a refused request is never answered,
+// and the refusal comes asynchronously.
+func (c *Client) refused(subject string) error {
+	err := c.nc.LastError()
+	if errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), `"`+subject+`"`) {
+		return fmt.Errorf("%w: the server refused a request to %s for this connection's user (%v)", ErrForbidden, subject, err)
+	}
+	return nil
 }
 
 // decodeReply reads a reply of the service: an error, or the answer into reply.

@@ -2,11 +2,13 @@ package engine
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,6 +50,13 @@ type Options struct {
 	Projection projections.Options
 	// Registerer receives the engine's Prometheus collectors. Zero means none.
 	Registerer prometheus.Registerer
+	// Auth, for the embedded server, makes it ask every client for a user and
+	// gives each user the permissions of its role (presence serve --auth FILE).
+	// The engine connects as EngineUser with a password drawn at each start.
+	// Zero means no authentication: keep the server on loopback then.
+	Auth *AuthConfig
+	// TLS, for the embedded server, makes client connections use TLS.
+	TLS *tls.Config
 }
 
 // Engine is the whole presence engine of one process: the (embedded or external)
@@ -116,19 +125,32 @@ func (e *Engine) open() error {
 		nats.ClosedHandler(func(*nats.Conn) { close(e.ncClosed) }),
 	}, e.opts.NATSOptions...)
 	if url == "" {
-		s, err := StartServer(ServerConfig{
+		cfg := ServerConfig{
 			Listen:   e.opts.Listen,
 			StoreDir: e.dir, // the server keeps JetStream in StoreDir/jetstream
 			Sync:     e.opts.Sync,
 			Logger:   e.logger,
-		})
+			Auth:     e.opts.Auth,
+			TLS:      e.opts.TLS,
+		}
+		if cfg.Auth != nil {
+			secret, err := newSecret()
+			if err != nil {
+				return err
+			}
+			cfg.EnginePassword = secret
+			connOpts = append(connOpts, nats.UserInfo(EngineUser, secret))
+		}
+		s, err := StartServer(cfg)
 		if err != nil {
 			return err
 		}
 		e.server = s
-		url = s.ClientURL()
+		e.logger.Info("embedded nats-server listening", "url", s.ClientURL(), "store", filepath.Join(e.dir, "jetstream"),
+			"sync", e.opts.Sync.String(), "auth", e.opts.Auth != nil, "tls", e.opts.TLS != nil)
+		// The engine's own connection is in-process: no TLS to go through.
+		url = strings.Replace(s.ClientURL(), "tls://", "nats://", 1)
 		connOpts = append(connOpts, nats.InProcessServer(s))
-		e.logger.Info("embedded nats-server listening", "url", url, "store", filepath.Join(e.dir, "jetstream"), "sync", e.opts.Sync.String())
 	}
 	nc, err := nats.Connect(url, connOpts...)
 	if err != nil {

@@ -15,6 +15,9 @@ var (
 	// ErrUnavailable: the engine cannot answer now (not ready, the log
 	// unreachable, min_seq not reached in time). The service answers 503.
 	ErrUnavailable = errors.New("engine: unavailable")
+	// ErrForbidden: the server refused the request for the connection's user
+	// (a permissions violation): its role does not allow it.
+	ErrForbidden = errors.New("engine: not permitted")
 	// ErrIncompatibleStream: an existing stream's configuration would break the
 	// engine's guarantees.
 	ErrIncompatibleStream = errors.New("engine: incompatible stream")

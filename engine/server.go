@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +28,13 @@ type ServerConfig struct {
 	ServerName string
 	// ReadyTimeout bounds the wait for the server to accept clients. Zero means 10s.
 	ReadyTimeout time.Duration
+	// Auth, when set, makes the server ask every client for a user and
+	// password, and gives each user the permissions of its role. EnginePassword
+	// is then the password of EngineUser, the engine's own connection.
+	Auth           *AuthConfig
+	EnginePassword string
+	// TLS, when set, makes client connections use TLS (in-process ones need not).
+	TLS *tls.Config
 }
 
 // DefaultListen is the embedded server's client address.
@@ -78,6 +86,18 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 		NoSigs:       true,
 		SyncAlways:   cfg.Sync.Always,
 		SyncInterval: cfg.Sync.interval(),
+	}
+	if cfg.Auth != nil {
+		if err := cfg.Auth.Validate(); err != nil {
+			return nil, err
+		}
+		if cfg.EnginePassword == "" {
+			return nil, errors.New("engine: an embedded server with users needs the engine's password")
+		}
+		opts.Users = cfg.Auth.serverUsers(cfg.EnginePassword)
+	}
+	if cfg.TLS != nil {
+		opts.TLS, opts.TLSConfig, opts.TLSTimeout = true, cfg.TLS, 2
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {

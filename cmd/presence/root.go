@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -67,7 +68,7 @@ projection folds them into current state.
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newServe(), newSet(), newStatus(), newSelf(), newWatch(), newReplay(), newReport(), newVerify(), newRebuild(), newBench())
+	root.AddCommand(newServe(), newSet(), newStatus(), newSelf(), newWatch(), newReplay(), newReport(), newVerify(), newRebuild(), newAuth(), newBench())
 	return root
 }
 
@@ -83,9 +84,11 @@ func exactArgs(n int, names string) cobra.PositionalArgs {
 
 // clientFlags are the flags of every client command.
 type clientFlags struct {
-	server  string
-	timeout time.Duration
-	json    bool
+	server         string
+	timeout        time.Duration
+	json           bool
+	user, password string
+	tlsCA          string
 }
 
 func (f *clientFlags) add(cmd *cobra.Command) {
@@ -96,11 +99,29 @@ func (f *clientFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.server, "server", def, "NATS server URL (default $NATS_URL, else nats://127.0.0.1:4222)")
 	cmd.Flags().DurationVar(&f.timeout, "timeout", 5*time.Second, "how long to wait for an answer")
 	cmd.Flags().BoolVar(&f.json, "json", false, "print JSON")
+	cmd.Flags().StringVar(&f.user, "user", os.Getenv("NATS_USER"), "user to log in as, when the server asks (default $NATS_USER)")
+	cmd.Flags().StringVar(&f.password, "password", os.Getenv("NATS_PASSWORD"), "password of --user (default $NATS_PASSWORD)")
+	cmd.Flags().StringVar(&f.tlsCA, "tls-ca", os.Getenv("NATS_CA"), "PEM file of the CA that signed the server's TLS certificate (default $NATS_CA)")
 }
 
 // connect opens a connection to the server, with an error that says what to do.
 func (f *clientFlags) connect(name string) (*nats.Conn, error) {
-	nc, err := nats.Connect(f.server, nats.Name("presence "+name), nats.Timeout(f.timeout))
+	opts := []nats.Option{nats.Name("presence " + name), nats.Timeout(f.timeout)}
+	user := f.user
+	if u, err := url.Parse(f.server); err == nil && u.User != nil && user == "" {
+		user = u.User.Username()
+	}
+	if f.user != "" {
+		opts = append(opts, nats.UserInfo(f.user, f.password))
+	}
+	if user != "" {
+		// Each user may receive only on its own inboxes.
+		opts = append(opts, nats.CustomInboxPrefix(engine.InboxPrefix(user)))
+	}
+	if f.tlsCA != "" {
+		opts = append(opts, nats.RootCAs(f.tlsCA))
+	}
+	nc, err := nats.Connect(f.server, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("cannot connect to %s: %v (is `presence serve` running? --server or $NATS_URL choose another)", f.server, err)
 	}

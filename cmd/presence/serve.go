@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -20,6 +21,7 @@ import (
 func newServe() *cobra.Command {
 	var (
 		data, listen, natsURL, syncText, logLevel, logFormat, metrics string
+		authFile, tlsCert, tlsKey                                     string
 		replicas                                                      int
 	)
 	cmd := &cobra.Command{
@@ -50,6 +52,24 @@ in hand, commits the projection and exits 0.`,
 			}
 			if replicas < 0 {
 				return usageError{fmt.Errorf("--replicas %d: want 1, 3 or 5 (0 chooses)", replicas)}
+			}
+			if natsURL != "" && (authFile != "" || tlsCert != "" || tlsKey != "") {
+				return usageError{fmt.Errorf("--auth and --tls-* configure the embedded server; with --nats they are the server's own configuration (presence auth NAME ROLE prints the permissions of a role)")}
+			}
+			if authFile != "" {
+				if opts.Auth, err = engine.LoadAuth(authFile); err != nil {
+					return usageError{err}
+				}
+			}
+			if (tlsCert == "") != (tlsKey == "") {
+				return usageError{fmt.Errorf("--tls-cert and --tls-key go together (got cert %q, key %q)", tlsCert, tlsKey)}
+			}
+			if tlsCert != "" {
+				cert, err := tls.LoadX509KeyPair(tlsCert, tlsKey)
+				if err != nil {
+					return usageError{fmt.Errorf("--tls-cert %s, --tls-key %s: %w", tlsCert, tlsKey, err)}
+				}
+				opts.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 			}
 			var metricsServer *http.Server
 			if metrics != "" {
@@ -105,6 +125,9 @@ in hand, commits the projection and exits 0.`,
 	f.StringVar(&natsURL, "nats", "", "use this NATS server or cluster instead of the embedded one")
 	f.StringVar(&syncText, "sync", "", `embedded server's fsync: "always", or an interval such as 100ms (default 100ms)`)
 	f.IntVar(&replicas, "replicas", 0, "replicas of the streams when they are created (default: 3 on a cluster with room, else 1)")
+	f.StringVar(&authFile, "auth", "", "JSON file of users and their roles (user, subscriber, auditor, operator): every client must then log in")
+	f.StringVar(&tlsCert, "tls-cert", "", "PEM certificate for TLS on client connections (with --tls-key)")
+	f.StringVar(&tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	f.StringVar(&metrics, "metrics", "", "serve Prometheus metrics on this HOST:PORT (/metrics), for example 127.0.0.1:9090")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")

@@ -1,0 +1,181 @@
+package engine
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/presence-engine/presence/events"
+)
+
+// Role is what a NATS user of the embedded server may do. The engine turns each
+// role into NATS permissions (Permissions); everything a role does not allow is
+// refused by the server with a permissions violation.
+type Role string
+
+const (
+	// RoleUser is an end user, tied to one contact: it may set and read only its
+	// own status (presence.set.<own token>, presence.self.<own token>), read
+	// everyone's visible status and consume the feed.
+	RoleUser Role = "user"
+	// RoleSubscriber is a backend service: it may consume the feed and read
+	// visible status, and set nobody's.
+	RoleSubscriber Role = "subscriber"
+	// RoleAuditor may do what a subscriber does, read the log (the truth,
+	// invisible included) and anyone's self, and ask the engine for a digest or
+	// a verify.
+	RoleAuditor Role = "auditor"
+	// RoleOperator may do what an auditor does, and rebuild the projection.
+	RoleOperator Role = "operator"
+)
+
+// EngineUser is the name the engine connects to its embedded server as, with a
+// password drawn at each start: the only user that may write the streams.
+const EngineUser = "presence-engine"
+
+// AuthUser is one NATS user of the embedded server.
+type AuthUser struct {
+	Name string `json:"name"` // letters, digits, - and _; at most 64
+	// Password is the password in clear, or a bcrypt hash of it ("$2a$...",
+	// as `nats server passwd` makes), which the server checks.
+	Password string `json:"password"`
+	Role     Role   `json:"role"`
+	// Contact is the contact a user of RoleUser is; no other role has one.
+	Contact string `json:"contact,omitempty"`
+}
+
+// AuthConfig is the users of the embedded server: presence serve --auth FILE.
+type AuthConfig struct {
+	Users []AuthUser `json:"users"`
+}
+
+var userName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// LoadAuth reads an AuthConfig from a JSON file:
+//
+//	{"users": [
+//	  {"name": "alice", "password": "...", "role": "user", "contact": "sip:alice@contoso.com"},
+//	  {"name": "crm", "password": "...", "role": "subscriber"},
+//	  {"name": "audit", "password": "...", "role": "auditor"}
+//	]}
+func LoadAuth(path string) (*AuthConfig, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("auth file: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var cfg AuthConfig
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, fmt.Errorf("auth file %s: %w; want {\"users\":[{\"name\",\"password\",\"role\",\"contact\"}, ...]}", path, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("auth file %s: %w", path, err)
+	}
+	return &cfg, nil
+}
+
+// Validate checks every user, with errors that name the user and the value.
+func (c *AuthConfig) Validate() error {
+	if len(c.Users) == 0 {
+		return errors.New("no users: an auth configuration with no user would let nobody in")
+	}
+	seen := make(map[string]bool, len(c.Users))
+	for i, u := range c.Users {
+		switch {
+		case !userName.MatchString(u.Name):
+			return fmt.Errorf("user %d: name %q: want 1 to 64 letters, digits, - or _", i+1, u.Name)
+		case u.Name == EngineUser:
+			return fmt.Errorf("user %q: the name is the engine's own", u.Name)
+		case seen[u.Name]:
+			return fmt.Errorf("user %q: given twice", u.Name)
+		case u.Password == "":
+			return fmt.Errorf("user %q: no password", u.Name)
+		}
+		seen[u.Name] = true
+		switch u.Role {
+		case RoleUser:
+			if err := events.ValidateContact(u.Contact); err != nil {
+				return fmt.Errorf("user %q: role user needs the contact it is: %w", u.Name, err)
+			}
+		case RoleSubscriber, RoleAuditor, RoleOperator:
+			if u.Contact != "" {
+				return fmt.Errorf("user %q: role %s has no contact (got %q); only role user has one", u.Name, u.Role, u.Contact)
+			}
+		default:
+			return fmt.Errorf("user %q: role %q: want user, subscriber, auditor or operator", u.Name, u.Role)
+		}
+	}
+	return nil
+}
+
+// InboxPrefix is the inbox prefix a user's connection must use
+// (nats.CustomInboxPrefix): each user may receive only on its own inboxes, so
+// that nobody reads the replies meant for another.
+func InboxPrefix(user string) string { return "_INBOX_" + user }
+
+// Permissions returns what the user may publish and subscribe to.
+func (u AuthUser) Permissions() *server.Permissions {
+	var pub, sub []string
+	sub = append(sub, InboxPrefix(u.Name)+".>")
+	// Reading visible status and consuming the feed: every role.
+	pub = append(pub, StatusPrefix+"*", StatusesSubject, "$JS.API.INFO")
+	pub = append(pub, streamReadAPI(FeedStream)...)
+	sub = append(sub, events.ChangesPrefix+">", CurrentPrefix+">")
+	switch u.Role {
+	case RoleUser:
+		token := events.Token(u.Contact)
+		pub = append(pub, SetPrefix+token, SelfPrefix+token)
+	case RoleAuditor, RoleOperator:
+		pub = append(pub, SelfPrefix+"*", DigestSubject, VerifySubject)
+		pub = append(pub, streamReadAPI(LogStream)...)
+		pub = append(pub, "$JS.API.STREAM.MSG.GET."+LogStream, "$JS.API.DIRECT.GET."+LogStream, "$JS.API.DIRECT.GET."+LogStream+".>")
+		if u.Role == RoleOperator {
+			pub = append(pub, RebuildSubject)
+		}
+	}
+	return &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: pub},
+		Subscribe: &server.SubjectPermission{Allow: sub},
+	}
+}
+
+// streamReadAPI is the JetStream API a reader of a stream needs: its info, and
+// consumers on it (create, info, next, delete, ack). Nothing that changes the
+// stream itself.
+func streamReadAPI(stream string) []string {
+	return []string{
+		"$JS.API.STREAM.INFO." + stream,
+		"$JS.API.CONSUMER.*." + stream,        // CREATE (several filters), LIST, NAMES
+		"$JS.API.CONSUMER.*." + stream + ".>", // CREATE, INFO, DELETE, RESET, ...
+		"$JS.API.CONSUMER.DURABLE.CREATE." + stream + ".>",
+		"$JS.API.CONSUMER.MSG.NEXT." + stream + ".>",
+		"$JS.ACK." + stream + ".>",
+	}
+}
+
+// serverUsers turns the configuration into the server's users, the engine's
+// own included.
+func (c *AuthConfig) serverUsers(enginePassword string) []*server.User {
+	users := []*server.User{{Username: EngineUser, Password: enginePassword}} // no Permissions: everything
+	for _, u := range c.Users {
+		users = append(users, &server.User{Username: u.Name, Password: u.Password, Permissions: u.Permissions()})
+	}
+	return users
+}
+
+// newSecret returns a random password.
+func newSecret() (string, error) {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}

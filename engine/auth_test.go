@@ -1,0 +1,392 @@
+package engine
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/presence-engine/presence/audit"
+	"github.com/presence-engine/presence/events"
+)
+
+const (
+	alice = "sip:alice@contoso.com"
+	bob   = "sip:bob@contoso.com"
+)
+
+var testUsers = &AuthConfig{Users: []AuthUser{
+	{Name: "alice", Password: "alice-pw", Role: RoleUser, Contact: alice},
+	{Name: "crm", Password: "crm-pw", Role: RoleSubscriber},
+	{Name: "audit", Password: "audit-pw", Role: RoleAuditor},
+	{Name: "ops", Password: "ops-pw", Role: RoleOperator},
+}}
+
+// roleConn is a client connection of one user, with the asynchronous errors
+// the server sent it (permissions violations arrive that way).
+type roleConn struct {
+	user string
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	errs chan error
+}
+
+func connectAs(t *testing.T, url, user, password string) *roleConn {
+	t.Helper()
+	c := &roleConn{user: user, errs: make(chan error, 64)}
+	nc, err := nats.Connect(url, nats.UserInfo(user, password), nats.CustomInboxPrefix(InboxPrefix(user)),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			select {
+			case c.errs <- err:
+			default:
+			}
+		}))
+	if err != nil {
+		t.Fatalf("connect as %s: %v", user, err)
+	}
+	t.Cleanup(nc.Close)
+	c.nc = nc
+	c.js, _ = jetstream.New(nc)
+	return c
+}
+
+// refused waits for the server to refuse what the user did on subject.
+func (c *roleConn) refused(t *testing.T, what, subject string) {
+	t.Helper()
+	timeout := time.After(5 * time.Second)
+	for {
+		select {
+		case err := <-c.errs:
+			if errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), `"`+subject+`"`) {
+				return
+			}
+		case <-timeout:
+			t.Errorf("%s: %s was not refused with a permissions violation on %q", c.user, what, subject)
+			return
+		}
+	}
+}
+
+// publish sends a request-like message and expects it refused.
+func (c *roleConn) forbidPublish(t *testing.T, what, subject string, hdr nats.Header, data string) {
+	t.Helper()
+	msg := &nats.Msg{Subject: subject, Reply: c.nc.NewRespInbox(), Header: hdr, Data: []byte(data)}
+	if err := c.nc.PublishMsg(msg); err != nil {
+		t.Fatalf("%s: %s: %v", c.user, what, err)
+	}
+	c.refused(t, what, subject)
+}
+
+func (c *roleConn) forbidSubscribe(t *testing.T, what, subject string) {
+	t.Helper()
+	sub, err := c.nc.SubscribeSync(subject)
+	if err != nil {
+		t.Fatalf("%s: subscribe %s: %v", c.user, subject, err)
+	}
+	defer sub.Unsubscribe()
+	c.refused(t, what, subject)
+}
+
+// quickCtx bounds a call that is to be refused: a refused request gets no
+// answer, so the deadline is what ends it.
+func quickCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// logState is what must not change under forbidden actions.
+func logState(t *testing.T, js jetstream.JetStream) (log, feed uint64) {
+	t.Helper()
+	for _, name := range []string{LogStream, FeedStream} {
+		s, err := js.Stream(ctxT(t), name)
+		if err != nil {
+			t.Fatalf("stream %s: %v", name, err)
+		}
+		if name == LogStream {
+			log = s.CachedInfo().State.LastSeq
+		} else {
+			feed = s.CachedInfo().State.LastSeq
+		}
+	}
+	return log, feed
+}
+
+func TestRolesAllowWhatTheyMayDo(t *testing.T) {
+	e := startEngine(t, "", Options{Auth: testUsers})
+	url := e.ClientURL()
+	if nc, err := nats.Connect(url); err == nil {
+		nc.Close()
+		t.Fatal("a connection without credentials was let in")
+	}
+	if nc, err := nats.Connect(url, nats.UserInfo("alice", "wrong")); err == nil {
+		nc.Close()
+		t.Fatal("a connection with a wrong password was let in")
+	}
+
+	a := connectAs(t, url, "alice", "alice-pw")
+	ca := NewClient(a.nc)
+	if _, err := ca.Set(ctxT(t), SetRequest{Contact: alice, Status: events.Online, Name: "Alice"}); err != nil {
+		t.Fatalf("alice sets her own status: %v", err)
+	}
+	if r, err := ca.Self(ctxT(t), alice, 0); err != nil || r.Status != events.Online {
+		t.Fatalf("alice reads her own self: %+v, %v", r, err)
+	}
+	crm := connectAs(t, url, "crm", "crm-pw")
+	// crm follows the feed while alice changes.
+	sub, err := NewSubscriber(SubscriberConfig{Conn: crm.nc, Reader: NewClient(crm.nc), Start: StartAll()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan Reply, 16)
+	sctx, stop := context.WithCancel(ctxT(t))
+	defer stop()
+	go sub.Run(sctx, func(ctx context.Context, c Change) error {
+		r, err := c.Current(ctx)
+		if err != nil {
+			return err
+		}
+		got <- r
+		return nil
+	})
+	res, err := ca.Set(ctxT(t), SetRequest{Contact: alice, Status: events.Busy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r := range got { // crm's handler reads each change's current status
+		if r.Seq == res.Seq {
+			if r.Status != events.Busy {
+				t.Errorf("crm's handler read %+v, want busy", r)
+			}
+			break
+		}
+	}
+	for _, who := range []*roleConn{a, crm} {
+		r, err := NewClient(who.nc).Status(ctxT(t), alice, res.Seq)
+		if err != nil || r.Status != events.Busy {
+			t.Errorf("%s reads alice's status: %+v, %v", who.user, r, err)
+		}
+		if _, err := NewClient(who.nc).Statuses(ctxT(t), []string{alice, bob}, 0); err != nil {
+			t.Errorf("%s reads statuses: %v", who.user, err)
+		}
+	}
+
+	// The auditor reads the log, the truth included, and verifies.
+	au := connectAs(t, url, "audit", "audit-pw")
+	var replayed int
+	if _, err := audit.NewLog(au.js, LogStream).Replay(ctxT(t), audit.Query{}, func(audit.Entry) error { replayed++; return nil }); err != nil || replayed != 2 {
+		t.Errorf("auditor replays the log: %d events, %v", replayed, err)
+	}
+	if r, err := NewClient(au.nc).Self(ctxT(t), alice, 0); err != nil || r.Status != events.Busy {
+		t.Errorf("auditor reads alice's self: %+v, %v", r, err)
+	}
+	if r, err := NewClient(au.nc).Verify(ctxT(t), nil); err != nil || !r.OK() {
+		t.Errorf("auditor verifies: %+v, %v", r, err)
+	}
+	// The operator rebuilds.
+	ops := connectAs(t, url, "ops", "ops-pw")
+	if r, err := NewClient(ops.nc).Rebuild(ctxT(t), nil); err != nil || r.Seq != res.Seq {
+		t.Errorf("operator rebuilds: %+v, %v", r, err)
+	}
+	for _, c := range []*roleConn{a, crm, au, ops} {
+		select {
+		case err := <-c.errs:
+			t.Errorf("%s got an error doing what its role allows: %v", c.user, err)
+		default:
+		}
+	}
+}
+
+func TestRolesRefuseWhatTheyMayNotDo(t *testing.T) {
+	e := startEngine(t, "", Options{Auth: testUsers})
+	url := e.ClientURL()
+	ops := connectAs(t, url, "ops", "ops-pw")
+	ca := NewClient(connectAs(t, url, "alice", "alice-pw").nc)
+	if _, err := ca.Set(ctxT(t), SetRequest{Contact: alice, Status: events.Invisible}); err != nil {
+		t.Fatal(err)
+	}
+	logBefore, feedBefore := logState(t, ops.js)
+
+	event := events.Event{Contact: bob, Status: events.Online, At: time.Now().UTC(), Cause: events.CauseUser}
+	forbiddenToAll := func(t *testing.T, c *roleConn) {
+		t.Helper()
+		c.forbidPublish(t, "setting bob's status", SetPrefix+events.Token(bob), nil, `{"status":"busy"}`)
+		c.forbidPublish(t, "appending to the log", events.EventSubject(bob), nil, string(event.Encode()))
+		c.forbidPublish(t, "appending with Nats-Rollup", events.EventSubject(alice),
+			nats.Header{"Nats-Rollup": {"sub"}}, string(event.Encode()))
+		c.forbidPublish(t, "appending with a forged Nats-Msg-Id", events.EventSubject(alice),
+			nats.Header{"Nats-Msg-Id": {"forged"}}, string(event.Encode()))
+		c.forbidPublish(t, "forging a feed entry", events.ChangeSubject(bob), nil, `{"v":1}`)
+		c.forbidPublish(t, "forging an announcement", CurrentPrefix+events.Token(bob), nil, `{}`)
+		c.forbidPublish(t, "deleting the log", "$JS.API.STREAM.DELETE."+LogStream, nil, "")
+		c.forbidPublish(t, "purging the log", "$JS.API.STREAM.PURGE."+LogStream, nil, "")
+		c.forbidPublish(t, "purging the feed", "$JS.API.STREAM.PURGE."+FeedStream, nil, "")
+		c.forbidPublish(t, "deleting a log message", "$JS.API.STREAM.MSG.DELETE."+LogStream, nil, `{"seq":1}`)
+		c.forbidPublish(t, "changing the feed's configuration", "$JS.API.STREAM.UPDATE."+FeedStream, nil, "{}")
+		c.forbidPublish(t, "rebuilding", RebuildSubject, nil, "")
+		c.forbidSubscribe(t, "reading other users' replies", "_INBOX.>")
+		if _, err := c.js.Stream(quickCtx(t), LogStream); err == nil {
+			if err := c.js.DeleteStream(quickCtx(t), LogStream); err == nil {
+				t.Errorf("%s deleted the log", c.user)
+			}
+		}
+	}
+	forbiddenToReaders := func(t *testing.T, c *roleConn) {
+		t.Helper()
+		c.forbidSubscribe(t, "subscribing to the log's subjects", events.EventsPrefix+">")
+		c.forbidPublish(t, "creating a consumer on the log", "$JS.API.CONSUMER.CREATE."+LogStream+".x."+events.EventsPrefix+">", nil, "{}")
+		c.forbidPublish(t, "a direct get from the log", "$JS.API.DIRECT.GET."+LogStream, nil, `{"seq":1}`)
+		c.forbidPublish(t, "a get from the log", "$JS.API.STREAM.MSG.GET."+LogStream, nil, `{"seq":1}`)
+		c.forbidPublish(t, "verifying", VerifySubject, nil, "")
+		if _, err := audit.NewLog(c.js, LogStream).Replay(quickCtx(t), audit.Query{}, func(audit.Entry) error { return nil }); err == nil {
+			t.Errorf("%s replayed the log", c.user)
+		}
+	}
+
+	t.Run("user", func(t *testing.T) {
+		c := connectAs(t, url, "alice", "alice-pw")
+		forbiddenToAll(t, c)
+		forbiddenToReaders(t, c)
+		c.forbidPublish(t, "reading bob's self", SelfPrefix+events.Token(bob), nil, "")
+	})
+	t.Run("subscriber", func(t *testing.T) {
+		c := connectAs(t, url, "crm", "crm-pw")
+		forbiddenToAll(t, c)
+		forbiddenToReaders(t, c)
+		c.forbidPublish(t, "setting alice's status", SetPrefix+events.Token(alice), nil, `{"status":"busy"}`)
+		c.forbidPublish(t, "reading alice's self", SelfPrefix+events.Token(alice), nil, "")
+	})
+	t.Run("auditor", func(t *testing.T) {
+		c := connectAs(t, url, "audit", "audit-pw")
+		forbiddenToAll(t, c)
+		c.forbidPublish(t, "setting alice's status", SetPrefix+events.Token(alice), nil, `{"status":"busy"}`)
+	})
+
+	// Nothing changed: no event, no feed entry, the streams are there.
+	if logAfter, feedAfter := logState(t, ops.js); logAfter != logBefore || feedAfter != feedBefore {
+		t.Errorf("after the forbidden actions the log ends at %d (was %d), the feed at %d (was %d)", logAfter, logBefore, feedAfter, feedBefore)
+	}
+	if r, err := NewClient(ops.nc).Self(ctxT(t), alice, 0); err != nil || r.Status != events.Invisible {
+		t.Errorf("alice after the forbidden actions: %+v, %v", r, err)
+	}
+}
+
+func TestLoadAuthRefusesBadFiles(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct{ body, want string }{
+		{`{"users":[]}`, "no users"},
+		{`{"users":[{"name":"a b","password":"x","role":"user","contact":"c"}]}`, `name "a b"`},
+		{`{"users":[{"name":"presence-engine","password":"x","role":"operator"}]}`, "the engine's own"},
+		{`{"users":[{"name":"a","password":"","role":"subscriber"}]}`, "no password"},
+		{`{"users":[{"name":"a","password":"x","role":"admin"}]}`, `role "admin"`},
+		{`{"users":[{"name":"a","password":"x","role":"user"}]}`, "needs the contact"},
+		{`{"users":[{"name":"a","password":"x","role":"auditor","contact":"c"}]}`, "has no contact"},
+		{`{"users":[{"name":"a","password":"x","role":"subscriber"},{"name":"a","password":"y","role":"subscriber"}]}`, "given twice"},
+		{`{"users":[{"name":"a","password":"x","role":"subscriber","extra":1}]}`, "unknown field"},
+		{`not json`, "invalid character"},
+	} {
+		path := filepath.Join(dir, "auth.json")
+		if err := os.WriteFile(path, []byte(c.body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := LoadAuth(path); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("LoadAuth(%s) = %v, want an error with %q", c.body, err, c.want)
+		}
+	}
+}
+
+// selfSigned writes a certificate for 127.0.0.1 and its key, and returns their
+// paths.
+func selfSigned(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "presence test"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+func TestTLSClientConnections(t *testing.T) {
+	certFile, keyFile := selfSigned(t)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := startEngine(t, "", Options{Auth: testUsers, TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}})
+	url := e.ClientURL()
+	// Plain text is refused; TLS with the CA is let in (and still asks who).
+	if nc, err := nats.Connect(url, nats.UserInfo("crm", "crm-pw")); err == nil {
+		nc.Close()
+		t.Fatal("a connection without TLS was let in")
+	}
+	if nc, err := nats.Connect(url, nats.UserInfo("crm", "crm-pw"), nats.Secure(&tls.Config{MinVersion: tls.VersionTLS12})); err == nil {
+		nc.Close()
+		t.Fatal("a TLS connection that does not trust the certificate was let in")
+	}
+	nc, err := nats.Connect(url, nats.UserInfo("crm", "crm-pw"), nats.RootCAs(certFile), nats.CustomInboxPrefix(InboxPrefix("crm")))
+	if err != nil {
+		t.Fatalf("TLS connection with the CA: %v", err)
+	}
+	defer nc.Close()
+	if !nc.TLSRequired() {
+		t.Error("the connection does not use TLS")
+	}
+	if r, err := NewClient(nc).Status(ctxT(t), alice, 0); err != nil || r.Status != events.Unknown {
+		t.Errorf("status over TLS: %+v, %v", r, err)
+	}
+}
+
+func TestClientSaysWhenRefused(t *testing.T) {
+	e := startEngine(t, "", Options{Auth: testUsers})
+	c := NewClient(connectAs(t, e.ClientURL(), "alice", "alice-pw").nc)
+	c.Timeout = 500 * time.Millisecond
+	_, err := c.Set(context.Background(), SetRequest{Contact: bob, Status: events.Busy})
+	if !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), SetPrefix+events.Token(bob)) {
+		t.Errorf("alice setting bob: %v; want ErrForbidden naming the subject", err)
+	}
+	if _, err := c.Rebuild(context.Background(), nil); !errors.Is(err, ErrForbidden) {
+		t.Errorf("alice rebuilding: %v; want ErrForbidden", err)
+	}
+}
