@@ -20,7 +20,8 @@ import (
 // concurrent use.
 type Client struct {
 	nc *nats.Conn
-	// Timeout bounds a request whose context has no deadline. Zero means 5s.
+	// Timeout bounds each request, within its context's deadline. Zero means
+	// 5s for a request whose context has no deadline, and no other bound.
 	Timeout time.Duration
 }
 
@@ -51,7 +52,7 @@ func (e *ServiceError) Unwrap() error {
 }
 
 func (c *Client) request(ctx context.Context, subject string, body []byte, reply any) error {
-	if _, ok := ctx.Deadline(); !ok {
+	if _, ok := ctx.Deadline(); !ok || c.Timeout > 0 {
 		timeout := c.Timeout
 		if timeout <= 0 {
 			timeout = 5 * time.Second

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -62,6 +63,18 @@ func (f *clientFlags) log(name string) (*audit.Log, *nats.Conn, error) {
 	if err != nil {
 		nc.Close()
 		return nil, nil, err
+	}
+	// Look at the log first, within --timeout: a user who may not read it is
+	// told so at once.
+	ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
+	defer cancel()
+	if _, err := js.Stream(ctx, engine.LogStream); err != nil {
+		defer nc.Close()
+		if le := nc.LastError(); errors.Is(le, nats.ErrPermissionViolation) {
+			return nil, nil, fmt.Errorf("%w: the server refused to show this user the log %s (%v); the log is for auditors",
+				engine.ErrForbidden, engine.LogStream, le)
+		}
+		return nil, nil, fmt.Errorf("open the log %s at %s: %w", engine.LogStream, f.server, err)
 	}
 	return audit.NewLog(js, engine.LogStream), nc, nil
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -261,5 +263,40 @@ func TestReplayIntoClosedPipe(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err != nil || strings.Count(string(out), "\n") != 1 || !strings.HasPrefix(string(out), "1  ") {
 		t.Fatalf("replay | head -1: %v, output %q; want exit 0 and one line", err, out)
+	}
+}
+
+func TestServeWithAuth(t *testing.T) {
+	authFile := filepath.Join(t.TempDir(), "auth.json")
+	if err := os.WriteFile(authFile, []byte(`{"users":[
+		{"name":"alice","password":"alice-pw","role":"user","contact":"sip:alice@contoso.com"},
+		{"name":"ops","password":"ops-pw","role":"operator"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startServerWith(t, []string{"--auth", authFile}, nats.UserInfo("ops", "ops-pw"), nats.CustomInboxPrefix("_INBOX_ops"))
+	as := func(user, pw string, args ...string) cliResult {
+		return presence(t, append(args, "--server", s.url, "--user", user, "--password", pw, "--timeout", "1s")...)
+	}
+	if r := as("alice", "alice-pw", "set", "sip:alice@contoso.com", "online"); r.code != 0 {
+		t.Errorf("alice sets her own status: %s", r)
+	}
+	if r := as("alice", "alice-pw", "set", "sip:bob@contoso.com", "online"); r.code != 1 ||
+		!strings.Contains(r.stderr, "not permitted") || !strings.Contains(r.stderr, "presence.set.sip:bob@contoso%2Ecom") {
+		t.Errorf("alice sets bob's status: %s; want exit 1, not permitted, naming the subject", r)
+	}
+	if r := as("alice", "alice-pw", "replay"); r.code != 1 {
+		t.Errorf("alice replays the log: %s; want a refusal", r)
+	}
+	if r := presence(t, "status", "sip:alice@contoso.com", "--server", s.url); r.code != 1 || !strings.Contains(r.stderr, "cannot connect") {
+		t.Errorf("status without credentials: %s; want exit 1, cannot connect", r)
+	}
+	if r := as("ops", "ops-pw", "replay"); r.code != 0 || strings.Count(r.stdout, "\n") != 1 {
+		t.Errorf("the operator replays the log: %s", r)
+	}
+	if r := as("ops", "ops-pw", "verify"); r.code != 0 || !strings.Contains(r.stdout, "ok: ") {
+		t.Errorf("the operator verifies: %s", r)
+	}
+	if r := presence(t, "serve", "--auth", authFile, "--nats", s.url); r.code != 2 || !strings.Contains(r.stderr, "--auth and --tls-* configure the embedded server") {
+		t.Errorf("serve --auth --nats: %s; want a usage error", r)
 	}
 }

@@ -193,13 +193,20 @@ type testServer struct {
 // until its service answers.
 func startServer(t *testing.T) *testServer {
 	t.Helper()
+	return startServerWith(t, nil)
+}
+
+// startServerWith is startServer with more serve flags, and the options a
+// client needs to connect (credentials, TLS).
+func startServerWith(t *testing.T, extra []string, connOpts ...nats.Option) *testServer {
+	t.Helper()
 	s := &testServer{dir: t.TempDir(), logs: newSyncBuffer()}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	var runErr error
 	go func() {
 		defer close(done)
-		runErr = run(ctx, []string{"serve", "--data", s.dir, "--listen", "127.0.0.1:0", "--log-format", "json"}, &bytes.Buffer{}, s.logs)
+		runErr = run(ctx, append([]string{"serve", "--data", s.dir, "--listen", "127.0.0.1:0", "--log-format", "json"}, extra...), &bytes.Buffer{}, s.logs)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -226,14 +233,14 @@ func startServer(t *testing.T) *testServer {
 		t.Fatalf("serving log line has url %q, want nats://127.0.0.1:PORT: %v", url, line)
 	}
 	s.url = url
-	waitServing(t, url)
+	waitServing(t, url, connOpts...)
 	return s
 }
 
 // waitServing polls a status request until the service answers it.
-func waitServing(t testing.TB, url string) {
+func waitServing(t testing.TB, url string, opts ...nats.Option) {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatalf("connect to %s: %v", url, err)
 	}

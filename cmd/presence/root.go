@@ -106,7 +106,10 @@ func (f *clientFlags) add(cmd *cobra.Command) {
 
 // connect opens a connection to the server, with an error that says what to do.
 func (f *clientFlags) connect(name string) (*nats.Conn, error) {
-	opts := []nats.Option{nats.Name("presence " + name), nats.Timeout(f.timeout)}
+	opts := []nats.Option{nats.Name("presence " + name), nats.Timeout(f.timeout),
+		// Refusals arrive asynchronously; the commands report them from
+		// LastError, not on the process's stderr.
+		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {})}
 	user := f.user
 	if u, err := url.Parse(f.server); err == nil && u.User != nil && user == "" {
 		user = u.User.Username()
