@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -78,6 +79,9 @@ type Engine struct {
 	reader     *LocalReader
 	service    *Service
 	admin      admin
+	damaged    atomic.Uint64             // times the projection's store was found damaged
+	repairs    atomic.Pointer[repairCtx] // where a repair runs, once Run has started
+	repairing  atomic.Bool
 
 	ncClosed  chan struct{} // closed when the connection is
 	closeOnce sync.Once
@@ -173,12 +177,27 @@ func (e *Engine) open() error {
 			os.RemoveAll(d)
 		}
 	}
-	if e.projection, err = projections.Open(filepath.Join(e.dir, "projection"), popts); err != nil {
+	pdir := filepath.Join(e.dir, "projection")
+	e.projection, err = projections.Open(pdir, popts)
+	if errors.Is(err, projections.ErrCorrupt) {
+		// Never serve from a damaged store: set it aside and fold the log
+		// again (reads answer 503 until the new one has caught up).
+		e.damaged.Add(1)
+		to, aerr := projections.SetAside(pdir, popts)
+		if aerr != nil {
+			return errors.Join(err, aerr)
+		}
+		e.logger.Error("projection: the store is damaged; it was set aside and the projection is rebuilt from the log",
+			"err", err, "set_aside", to)
+		e.projection, err = projections.Open(pdir, popts)
+	}
+	if err != nil {
 		return err
 	}
 	ann := &announcer{nc: nc}
 	if e.follower, err = projections.NewFollower(projections.FollowerConfig{
 		Projection: e.projection, JetStream: e.js, Stream: LogStream, Logger: e.logger, OnVisible: ann.announce,
+		OnCorrupt: e.corrupt,
 	}); err != nil {
 		return err
 	}
@@ -192,7 +211,7 @@ func (e *Engine) open() error {
 	if e.writer, err = NewWriter(WriterConfig{JetStream: e.js, Logger: e.logger, Requests: requests, Hint: e.hint}); err != nil {
 		return err
 	}
-	e.reader = &LocalReader{Projection: e.projection, Ready: e.follower.IsReady, Timeout: e.opts.ReadTimeout}
+	e.reader = &LocalReader{Projection: e.projection, Ready: e.follower.IsReady, Timeout: e.opts.ReadTimeout, OnCorrupt: e.corrupt}
 	e.service, err = NewService(ServiceConfig{Conn: nc, Writer: e.writer, Reader: e.reader, Logger: e.logger,
 		MaxConcurrent: e.opts.MaxConcurrent, Stats: func() any { return e.Metrics() }, Admin: e})
 	if err != nil {
@@ -231,6 +250,8 @@ func (e *Engine) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(parts)
 	g.Go(func() error { return e.follower.Run(gctx) })
 	g.Go(func() error { return e.feed.Run(gctx) })
+	e.repairs.Store(&repairCtx{ctx: gctx, wg: g})
+	g.Go(func() error { e.scan(gctx); return nil })
 
 	svcCtx, stopService := context.WithCancel(ctx)
 	defer stopService()
@@ -293,6 +314,7 @@ type Metrics struct {
 	Ready      bool                `json:"ready"`    // the service answers and the projection has caught up
 	FoldLag    uint64              `json:"fold_lag"` // log events the projection has not applied yet
 	Rebuilds   uint64              `json:"rebuilds"` // times the projection was rebuilt from the log
+	Damaged    uint64              `json:"damaged"`  // times the projection's store was found damaged (and rebuilt)
 	Projection projections.Metrics `json:"projection"`
 	Feed       FeedMetrics         `json:"feed"`
 	Writer     WriterMetrics       `json:"writer"`
@@ -306,7 +328,7 @@ func (e *Engine) Metrics() Metrics {
 		ready = e.follower.IsReady()
 	default:
 	}
-	return Metrics{Ready: ready, FoldLag: e.follower.Lag(), Rebuilds: e.follower.Rebuilds(),
+	return Metrics{Ready: ready, FoldLag: e.follower.Lag(), Rebuilds: e.follower.Rebuilds(), Damaged: e.damaged.Load(),
 		Projection: e.projection.Metrics(), Feed: e.feed.Metrics(), Writer: e.writer.Metrics()}
 }
 

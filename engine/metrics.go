@@ -46,6 +46,8 @@ func newPromCollector(snapshot func() Metrics) *promCollector {
 			func(m Metrics) float64 { return float64(m.Projection.Batches) }),
 		newMetric("presence_projection_rebuilds_total", "Times the projection found the log did not match and rebuilt.", c,
 			func(m Metrics) float64 { return float64(m.Rebuilds) }),
+		newMetric("presence_projection_damaged_total", "Times the projection's store was found damaged and rebuilt from the log.", c,
+			func(m Metrics) float64 { return float64(m.Damaged) }),
 		newMetric("presence_feed_position_seq", "Log sequence up to which the feed holds every visible change.", g,
 			func(m Metrics) float64 { return float64(m.Feed.Position) }),
 		newMetric("presence_feed_lag_events", "Log events not yet reflected in the feed.", g,

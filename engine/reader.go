@@ -37,6 +37,9 @@ type LocalReader struct {
 	Ready func() bool
 	// Timeout bounds the wait for a minimum sequence. Zero means 2s.
 	Timeout time.Duration
+	// OnCorrupt, when set, is told when a read finds the projection's store
+	// damaged (the read fails with a 500: never a wrong answer).
+	OnCorrupt func(error)
 }
 
 func (r *LocalReader) wait(ctx context.Context, contact string, minSeq uint64) error {
@@ -71,7 +74,7 @@ func (r *LocalReader) Status(ctx context.Context, contact string, minSeq uint64)
 	}
 	v, err := r.Projection.View(contact)
 	if err != nil {
-		return Reply{}, readFailed(err)
+		return Reply{}, r.failed(err)
 	}
 	return Reply{Contact: contact, Name: v.Name, Status: v.Status, Seq: v.Seq}, nil
 }
@@ -91,7 +94,7 @@ func (r *LocalReader) Statuses(ctx context.Context, contacts []string, minSeq ui
 		}
 		v, err := r.Projection.View(c)
 		if err != nil {
-			return nil, readFailed(err)
+			return nil, r.failed(err)
 		}
 		out[i] = Reply{Contact: c, Name: v.Name, Status: v.Status, Seq: v.Seq}
 	}
@@ -106,14 +109,17 @@ func (r *LocalReader) Self(ctx context.Context, contact string, minSeq uint64) (
 	}
 	st, _, err := r.Projection.State(contact)
 	if err != nil {
-		return Reply{}, readFailed(err)
+		return Reply{}, r.failed(err)
 	}
 	return Reply{Contact: contact, Name: st.Name, Status: st.Status, Seq: st.Seq}, nil
 }
 
-func readFailed(err error) error {
+func (r *LocalReader) failed(err error) error {
 	if errors.Is(err, projections.ErrClosed) {
 		return unavailable(err)
+	}
+	if errors.Is(err, projections.ErrCorrupt) && r.OnCorrupt != nil {
+		r.OnCorrupt(err)
 	}
 	return fmt.Errorf("read the projection: %w", err)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/nats-io/nats.go/jetstream"
@@ -213,4 +214,16 @@ func recoverSwap(dir string, opts Options) error {
 		}
 	}
 	return errors.Join(fs.RemoveAll(dir+rebuildSuffix), fs.RemoveAll(dir+oldSuffix))
+}
+
+// SetAside moves a damaged store out of the way, to dir.damaged-<time> beside
+// it, for whoever wants to look at it; a projection opened in dir afterwards
+// starts empty and is folded again from the log. It returns where the store went.
+func SetAside(dir string, opts Options) (string, error) {
+	fs := fsOf(opts)
+	to := fmt.Sprintf("%s.damaged-%s", dir, time.Now().UTC().Format("20060102T150405.000000000"))
+	if err := fs.Rename(dir, to); err != nil {
+		return "", fmt.Errorf("set the damaged projection %q aside: %w", dir, err)
+	}
+	return to, nil
 }

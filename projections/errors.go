@@ -3,6 +3,8 @@ package projections
 import (
 	"errors"
 	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
 )
 
 var (
@@ -18,6 +20,15 @@ var (
 	// (it was deleted, recreated, or is behind the checkpoint).
 	ErrLogMismatch = errors.New("projections: log does not match the projection")
 )
+
+// damaged marks an error of Pebble that says its files are damaged as
+// ErrCorrupt; others pass through.
+func damaged(err error) error {
+	if err != nil && pebble.IsCorruptionError(err) && !errors.Is(err, ErrCorrupt) {
+		return fmt.Errorf("%w: the store's files are damaged: %v", ErrCorrupt, err)
+	}
+	return err
+}
 
 // NotReachedError says how far the projection got while a reader waited.
 type NotReachedError struct {

@@ -32,6 +32,11 @@ type FollowerConfig struct {
 	// RetryWait is the pause before trying again after the log could not be
 	// reached. Zero means 250ms.
 	RetryWait time.Duration
+	// OnCorrupt, when set, is called when the projection's store turns out to
+	// be damaged (the error wraps ErrCorrupt); the follower then tries again
+	// after RetryWait, for whoever was told to replace the store. Zero means
+	// the follower stops with the error.
+	OnCorrupt func(error)
 	// OnVisible, when set, is called with the view of each visible change once
 	// the projection has applied it, in log order, from the follower's
 	// goroutine: it must not block.
@@ -135,6 +140,8 @@ func (f *Follower) Run(ctx context.Context) error {
 			return nil
 		case errors.Is(err, errRecheck):
 			f.logger.Warn("projection: the log changed under the fold; checking it again", "stream", f.cfg.Stream)
+		case errors.Is(err, ErrCorrupt) && f.cfg.OnCorrupt != nil:
+			f.cfg.OnCorrupt(err)
 		case errors.Is(err, ErrClosed), errors.Is(err, ErrCorrupt):
 			return err
 		case err != nil:

@@ -95,8 +95,16 @@ func Open(dir string, opts Options) (*Projection, error) {
 
 // openPebble opens the store in dir with opts.
 func openPebble(dir string, opts Options) (*pebble.DB, error) {
-	popts := &pebble.Options{FS: fsOf(opts), Logger: pebbleLogger{opts.Logger}, DisableWAL: opts.DisableWAL,
-		ErrorIfNotExists: opts.errorIfNotExists}
+	logger := opts.Logger
+	popts := &pebble.Options{FS: fsOf(opts), Logger: pebbleLogger{logger}, DisableWAL: opts.DisableWAL,
+		ErrorIfNotExists: opts.errorIfNotExists,
+		EventListener: &pebble.EventListener{
+			// Pebble's default is to stop the process; the read that found the
+			// damage fails with ErrCorrupt instead, and the engine rebuilds.
+			DataCorruption: func(info pebble.DataCorruptionInfo) {
+				logger.Error("pebble: a file of the projection is damaged", "path", info.Path, "err", info.Details)
+			},
+		}}
 	if opts.CacheSize > 0 {
 		cache := pebble.NewCache(opts.CacheSize)
 		defer cache.Unref()
@@ -104,7 +112,7 @@ func openPebble(dir string, opts Options) (*pebble.DB, error) {
 	}
 	db, err := pebble.Open(dir, popts)
 	if err != nil {
-		return nil, fmt.Errorf("open projection %q: %w", dir, err)
+		return nil, fmt.Errorf("open projection %q: %w", dir, damaged(err))
 	}
 	return db, nil
 }
@@ -114,6 +122,7 @@ func openPebble(dir string, opts Options) (*pebble.DB, error) {
 // store that holds anything else is refused.
 func (p *Projection) load() error {
 	format, err := p.get(formatKey)
+	err = damaged(err)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
 		empty, err := p.empty()

@@ -110,7 +110,7 @@ func eachState(r reader, fn func(State) bool) error {
 			break
 		}
 	}
-	return it.it.Error()
+	return damaged(it.it.Error())
 }
 
 func readState(r reader, contact string) (State, bool, error) {
@@ -119,7 +119,7 @@ func readState(r reader, contact string) (State, bool, error) {
 		return State{Contact: contact, Visible: View{Contact: contact}}, false, nil
 	}
 	if err != nil {
-		return State{}, false, fmt.Errorf("read state of %q: %w", contact, err)
+		return State{}, false, fmt.Errorf("read state of %q: %w", contact, damaged(err))
 	}
 	defer closer.Close()
 	st, err := unmarshalState(contact, v)
