@@ -311,7 +311,7 @@ func (e *Engine) Follower() *projections.Follower { return e.follower }
 // data of its endpoints' stats (nats micro stats presence), and Options.Registerer
 // exports it to Prometheus.
 type Metrics struct {
-	Ready      bool                `json:"ready"`    // the service answers and the projection has caught up
+	Ready      bool                `json:"ready"`    // connected, the service answers and the projection has caught up
 	FoldLag    uint64              `json:"fold_lag"` // log events the projection has not applied yet
 	Rebuilds   uint64              `json:"rebuilds"` // times the projection was rebuilt from the log
 	Damaged    uint64              `json:"damaged"`  // times the projection's store was found damaged (and rebuilt)
@@ -325,7 +325,7 @@ func (e *Engine) Metrics() Metrics {
 	ready := false
 	select {
 	case <-e.service.Started():
-		ready = e.follower.IsReady()
+		ready = e.follower.IsReady() && e.nc.IsConnected()
 	default:
 	}
 	return Metrics{Ready: ready, FoldLag: e.follower.Lag(), Rebuilds: e.follower.Rebuilds(), Damaged: e.damaged.Load(),

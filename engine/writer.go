@@ -155,6 +155,11 @@ func (w *Writer) Set(ctx context.Context, req SetRequest) (SetResult, error) {
 	if err := req.validate(); err != nil {
 		return SetResult{}, err
 	}
+	// Cut off from the server, an append would wait for the reconnection
+	// until the caller gives up: say so at once instead.
+	if nc := w.cfg.JetStream.Conn(); !nc.IsConnected() {
+		return SetResult{}, unavailable(fmt.Errorf("not connected to NATS (%s); retry", nc.Status()))
+	}
 	mu := &w.locks[maphash.String(w.seed, req.Contact)%uint64(len(w.locks))]
 	mu.Lock()
 	defer mu.Unlock()

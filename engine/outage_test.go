@@ -1,0 +1,83 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/presence-engine/presence/engine/natstest"
+	"github.com/presence-engine/presence/events"
+)
+
+// An external nats-server stopped and started again under a running engine:
+// while it is down the engine says it is not ready and sets fail with a 503
+// within their bound, not hang; once it is back the engine recovers by itself
+// and nothing acknowledged is lost.
+func TestExternalServerRestart(t *testing.T) {
+	opts := natstest.Options{StoreDir: t.TempDir(), Port: natstest.FreePort(t)}
+	s := natstest.StartWith(t, opts)
+	e := startEngine(t, "", Options{NATSURL: s.ClientURL()})
+	w := e.Writer()
+	var acked []SetResult
+	set := func(ctx context.Context, i int) error {
+		res, err := w.Set(ctx, SetRequest{Contact: fmt.Sprintf("c%d", i%7), Status: []events.Status{events.Online, events.Away, events.Busy}[i%3]})
+		if err == nil && res.Changed {
+			acked = append(acked, res)
+		}
+		return err
+	}
+	for i := range 50 {
+		if err := set(ctxT(t), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	s.Shutdown()
+	s.WaitForShutdown()
+	waitFor(t, "the engine to say it is not ready", func() bool { return !e.Metrics().Ready })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	err := set(ctx, 50)
+	if err == nil || ErrorCode(err) != 503 || ctx.Err() != nil {
+		t.Fatalf("a set while the server is down: %v (code %d) after %s; want a 503 before the caller's deadline", err, ErrorCode(err), time.Since(start))
+	}
+
+	s = natstest.StartWith(t, opts)
+	var i = 51
+	waitFor(t, "sets to succeed again", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		err := set(ctx, i)
+		i++
+		return err == nil
+	})
+	waitFor(t, "the engine to be ready again", func() bool { return e.Metrics().Ready })
+	for ; i < 120; i++ {
+		if err := set(ctxT(t), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last := acked[len(acked)-1].Seq
+	if err := e.Projection().WaitApplied(ctxT(t), last); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFeed(t)
+	_, js := natstest.JetStream(t, s)
+	log := readLog(t, js)
+	bySeq := map[uint64]logEntry{}
+	for _, le := range log {
+		bySeq[le.Seq] = le
+	}
+	for _, a := range acked {
+		if le, ok := bySeq[a.Seq]; !ok || le.Event.Contact != a.Contact || le.Event.Status != a.Status {
+			t.Errorf("acknowledged set %+v is not in the log (found %+v)", a, le)
+		}
+	}
+	checkChains(t, log)
+	r, err := e.Verify(ctxT(t), nil)
+	if err != nil || !r.OK() {
+		t.Errorf("verify after the outage: %+v, %v", r, err)
+	}
+}
