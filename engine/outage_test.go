@@ -80,4 +80,5 @@ func TestExternalServerRestart(t *testing.T) {
 	if err != nil || !r.OK() {
 		t.Errorf("verify after the outage: %+v, %v", r, err)
 	}
+	e.stop(t) // before the second server's cleanup shuts it down
 }
