@@ -48,7 +48,7 @@ type running struct {
 
 func start(t *testing.T, s *server.Server, dir string) *running {
 	t.Helper()
-	e, err := engine.Open(dir, engine.Options{NATSURL: s.ClientURL(), Logger: quiet()})
+	e, err := engine.Open(dir, engine.Options{NATSURL: s.ClientURL(), Logger: quiet(), ContactRate: -1})
 	if err != nil {
 		t.Fatalf("open engine: %v", err)
 	}

@@ -45,6 +45,8 @@ func (e *ServiceError) Unwrap() error {
 		return ErrBadRequest
 	case 409:
 		return ErrConflict
+	case 429:
+		return ErrTooMany
 	case 503:
 		return ErrUnavailable
 	}

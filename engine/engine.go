@@ -58,6 +58,10 @@ type Options struct {
 	Auth *AuthConfig
 	// TLS, for the embedded server, makes client connections use TLS.
 	TLS *tls.Config
+	// ContactRate and ContactBurst bound each contact's sets (WriterConfig).
+	// Zero means the defaults; a negative rate means no bound.
+	ContactRate  float64
+	ContactBurst int
 }
 
 // Engine is the whole presence engine of one process: the (embedded or external)
@@ -208,7 +212,8 @@ func (e *Engine) open() error {
 	if err != nil {
 		return fmt.Errorf("open bucket %s: %w", RequestsBucket, err)
 	}
-	if e.writer, err = NewWriter(WriterConfig{JetStream: e.js, Logger: e.logger, Requests: requests, Hint: e.hint}); err != nil {
+	if e.writer, err = NewWriter(WriterConfig{JetStream: e.js, Logger: e.logger, Requests: requests, Hint: e.hint,
+		ContactRate: e.opts.ContactRate, ContactBurst: e.opts.ContactBurst}); err != nil {
 		return err
 	}
 	e.reader = &LocalReader{Projection: e.projection, Ready: e.follower.IsReady, Timeout: e.opts.ReadTimeout, OnCorrupt: e.corrupt}

@@ -15,6 +15,9 @@ var (
 	// ErrUnavailable: the engine cannot answer now (not ready, the log
 	// unreachable, min_seq not reached in time). The service answers 503.
 	ErrUnavailable = errors.New("engine: unavailable")
+	// ErrTooMany: a contact's sets went past their bound (TooManyError). The
+	// service answers 429.
+	ErrTooMany = errors.New("engine: too many sets for the contact")
 	// ErrForbidden: the server refused the request for the connection's user
 	// (a permissions violation): its role does not allow it.
 	ErrForbidden = errors.New("engine: not permitted")
@@ -37,6 +40,21 @@ func (e *ConflictError) Error() string {
 
 // Unwrap returns ErrConflict.
 func (e *ConflictError) Unwrap() error { return ErrConflict }
+
+// TooManyError says which contact went past which bound.
+type TooManyError struct {
+	Contact string
+	Rate    float64 // sets a second, on average
+	Burst   int     // sets at once
+}
+
+func (e *TooManyError) Error() string {
+	return fmt.Sprintf("too many sets for %q: at most %g a second (%d at once); this one was refused and appended nothing; retry later",
+		e.Contact, e.Rate, e.Burst)
+}
+
+// Unwrap returns ErrTooMany.
+func (e *TooManyError) Unwrap() error { return ErrTooMany }
 
 // badRequest wraps err (which says what is wrong) as a 400.
 func badRequest(err error) error {

@@ -51,6 +51,11 @@ func startEngine(t testing.TB, dir string, opts Options) *running {
 	if opts.Logger == nil {
 		opts.Logger = testLogger(t)
 	}
+	if opts.ContactRate == 0 {
+		// Tests set one contact far faster than people do; the bound on that
+		// has a test of its own.
+		opts.ContactRate = -1
+	}
 	e, err := Open(dir, opts)
 	if err != nil {
 		t.Fatalf("open engine: %v", err)

@@ -34,6 +34,8 @@ func newPromCollector(snapshot func() Metrics) *promCollector {
 			func(m Metrics) float64 { return float64(m.Writer.Conflicts) }),
 		newMetric("presence_writer_duplicates_total", "Retried requests answered as the first time.", c,
 			func(m Metrics) float64 { return float64(m.Writer.Duplicates) }),
+		newMetric("presence_writer_limited_total", "Sets refused because their contact went past its bound (429).", c,
+			func(m Metrics) float64 { return float64(m.Writer.Limited) }),
 		newMetric("presence_projection_applied_seq", "Log sequence up to which the projection has applied the log.", g,
 			func(m Metrics) float64 { return float64(m.Projection.Applied) }),
 		newMetric("presence_projection_lag_events", "Log events the projection has not applied yet.", g,

@@ -57,7 +57,8 @@ type ServiceConfig struct {
 //	presence.admin.rebuild   empty -> progress messages, then RebuildResult
 //
 // Errors carry the micro error headers: 400 bad input (the description names the
-// value and what is accepted), 409 expect_seq mismatch, 503 not ready or min_seq
+// value and what is accepted), 409 expect_seq mismatch, 429 a contact past its
+// bound on sets (TooManyError), 503 not ready or min_seq
 // not reached in time, 500 anything else. Its methods are safe for concurrent use.
 type Service struct {
 	cfg     ServiceConfig
@@ -237,7 +238,7 @@ func (s *Service) respondLater(subject, replyTo string, reply any, err error) {
 	}
 }
 
-// ErrorCode maps an error to the service's status code: 400, 409, 503 or 500.
+// ErrorCode maps an error to the service's status code: 400, 409, 429, 503 or 500.
 func ErrorCode(err error) int {
 	switch {
 	case errors.Is(err, ErrBadRequest),
@@ -266,6 +267,8 @@ func (s *Service) set(req micro.Request) (work, error) {
 	if err != nil {
 		return nil, err
 	}
+	case errors.Is(err, ErrTooMany):
+		return 429
 	return func(ctx context.Context) (any, error) {
 		ctx, cancel := context.WithTimeout(ctx, s.cfg.SetTimeout)
 		defer cancel()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
 
 	"github.com/presence-engine/presence/events"
 )
@@ -43,7 +44,21 @@ type WriterConfig struct {
 	// a conflict and a read of the log, never a wrong event: the append checks
 	// the sequence, and an apparent no-op is checked against the log.
 	Hint func(contact string) (status events.Status, name string, seq uint64, ok bool)
+	// ContactRate bounds the sets of one contact: ContactRate a second on
+	// average, ContactBurst at once. A set past it is refused at once with
+	// ErrTooMany (429) and appends nothing, so that a flapping contact costs
+	// the log and the others nothing. Zero means DefaultContactRate and
+	// DefaultContactBurst; a negative rate means no bound.
+	ContactRate  float64
+	ContactBurst int
 }
+
+// The default bound on the sets of one contact: far above what a person or
+// their devices do, far below what would let one contact crowd out the rest.
+const (
+	DefaultContactRate  = 50
+	DefaultContactBurst = 100
+)
 
 // SetRequest is one status change asked of the writer.
 type SetRequest struct {
@@ -82,6 +97,7 @@ type Writer struct {
 	logger *slog.Logger
 	seed   maphash.Seed
 	locks  [1024]sync.Mutex
+	limits [1024]map[string]*rate.Limiter // per stripe of locks, guarded by it
 
 	cacheMu sync.Mutex
 	cache   map[string]last
@@ -92,6 +108,7 @@ type Writer struct {
 	unchanged  atomic.Uint64
 	conflicts  atomic.Uint64
 	duplicates atomic.Uint64
+	limited    atomic.Uint64
 }
 
 // last is what the writer knows of a contact's last event.
@@ -120,6 +137,12 @@ func NewWriter(cfg WriterConfig) (*Writer, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.ContactRate == 0 {
+		cfg.ContactRate = DefaultContactRate
+	}
+	if cfg.ContactBurst <= 0 {
+		cfg.ContactBurst = DefaultContactBurst
 	}
 	return &Writer{
 		cfg: cfg, js: cfg.JetStream, logger: cfg.Logger, seed: maphash.MakeSeed(),
@@ -160,11 +183,15 @@ func (w *Writer) Set(ctx context.Context, req SetRequest) (SetResult, error) {
 	if nc := w.cfg.JetStream.Conn(); !nc.IsConnected() {
 		return SetResult{}, unavailable(fmt.Errorf("not connected to NATS (%s); retry", nc.Status()))
 	}
-	mu := &w.locks[maphash.String(w.seed, req.Contact)%uint64(len(w.locks))]
+	stripe := maphash.String(w.seed, req.Contact) % uint64(len(w.locks))
+	mu := &w.locks[stripe]
 	mu.Lock()
 	defer mu.Unlock()
 
 	if req.RequestID == "" {
+		if err := w.limit(stripe, req.Contact); err != nil {
+			return SetResult{}, err
+		}
 		return w.set(ctx, req)
 	}
 	if res, ok, err := w.answered(ctx, req); err != nil || ok {
@@ -173,11 +200,47 @@ func (w *Writer) Set(ctx context.Context, req SetRequest) (SetResult, error) {
 		}
 		return res, err
 	}
+	if err := w.limit(stripe, req.Contact); err != nil {
+		return SetResult{}, err
+	}
 	res, err := w.set(ctx, req)
 	if err == nil {
 		w.record(ctx, req, res)
 	}
 	return res, err
+}
+
+// limit takes one set of contact from its bound, or refuses it. The caller
+// holds the contact's stripe lock.
+func (w *Writer) limit(stripe uint64, contact string) error {
+	if w.cfg.ContactRate < 0 {
+		return nil
+	}
+	m := w.limits[stripe]
+	if m == nil {
+		m = make(map[string]*rate.Limiter)
+		w.limits[stripe] = m
+	}
+	l, ok := m[contact]
+	if !ok {
+		// A contact whose bucket is full again is as if never seen: forget
+		// those before remembering more, so the maps hold only contacts
+		// active within the last burst's worth of time.
+		if len(m) >= 256 {
+			for c, l := range m {
+				if l.Tokens() >= float64(w.cfg.ContactBurst) {
+					delete(m, c)
+				}
+			}
+		}
+		l = rate.NewLimiter(rate.Limit(w.cfg.ContactRate), w.cfg.ContactBurst)
+		m[contact] = l
+	}
+	if !l.Allow() {
+		w.limited.Add(1)
+		return &TooManyError{Contact: contact, Rate: w.cfg.ContactRate, Burst: w.cfg.ContactBurst}
+	}
+	return nil
 }
 
 // requestKey is where the answer to a request is kept: a digest of contact and
@@ -402,10 +465,11 @@ type WriterMetrics struct {
 	Unchanged  uint64 `json:"unchanged"`  // sets that changed nothing
 	Conflicts  uint64 `json:"conflicts"`  // appends refused because another writer got there first
 	Duplicates uint64 `json:"duplicates"` // retried requests answered as the first time
+	Limited    uint64 `json:"limited"`    // sets refused because their contact went past its bound
 }
 
 // Metrics returns a snapshot of the writer's counters.
 func (w *Writer) Metrics() WriterMetrics {
 	return WriterMetrics{Appended: w.appended.Load(), Unchanged: w.unchanged.Load(),
-		Conflicts: w.conflicts.Load(), Duplicates: w.duplicates.Load()}
+		Conflicts: w.conflicts.Load(), Duplicates: w.duplicates.Load(), Limited: w.limited.Load()}
 }

@@ -22,7 +22,8 @@ func newServe() *cobra.Command {
 	var (
 		data, listen, natsURL, syncText, logLevel, logFormat, metrics string
 		authFile, tlsCert, tlsKey                                     string
-		replicas                                                      int
+		replicas, contactBurst                                        int
+		contactRate                                                   float64
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -55,6 +56,13 @@ in hand, commits the projection and exits 0.`,
 			}
 			if natsURL != "" && (authFile != "" || tlsCert != "" || tlsKey != "") {
 				return usageError{fmt.Errorf("--auth and --tls-* configure the embedded server; with --nats they are the server's own configuration (presence auth NAME ROLE prints the permissions of a role)")}
+			}
+			if contactRate < 0 || contactBurst < 1 {
+				return usageError{fmt.Errorf("--contact-rate %g, --contact-burst %d: want a rate of 0 or more (0: no bound) and a burst of 1 or more", contactRate, contactBurst)}
+			}
+			opts.ContactRate, opts.ContactBurst = contactRate, contactBurst
+			if contactRate == 0 {
+				opts.ContactRate = -1
 			}
 			if authFile != "" {
 				if opts.Auth, err = engine.LoadAuth(authFile); err != nil {
@@ -125,6 +133,8 @@ in hand, commits the projection and exits 0.`,
 	f.StringVar(&natsURL, "nats", "", "use this NATS server or cluster instead of the embedded one")
 	f.StringVar(&syncText, "sync", "", `embedded server's fsync: "always", or an interval such as 100ms (default 100ms)`)
 	f.IntVar(&replicas, "replicas", 0, "replicas of the streams when they are created (default: 3 on a cluster with room, else 1)")
+	f.Float64Var(&contactRate, "contact-rate", engine.DefaultContactRate, "sets a second one contact may make on average; more are refused with a 429 (0: no bound)")
+	f.IntVar(&contactBurst, "contact-burst", engine.DefaultContactBurst, "sets one contact may make at once, within --contact-rate")
 	f.StringVar(&authFile, "auth", "", "JSON file of users and their roles (user, subscriber, auditor, operator): every client must then log in")
 	f.StringVar(&tlsCert, "tls-cert", "", "PEM certificate for TLS on client connections (with --tls-key)")
 	f.StringVar(&tlsKey, "tls-key", "", "PEM private key of --tls-cert")
