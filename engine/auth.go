@@ -125,8 +125,10 @@ func InboxPrefix(user string) string { return "_INBOX_" + user }
 func (u AuthUser) Permissions() *server.Permissions {
 	var pub, sub []string
 	sub = append(sub, InboxPrefix(u.Name)+".>")
-	// Reading visible status and consuming the feed: every role.
-	pub = append(pub, StatusPrefix+"*", StatusesSubject, "$JS.API.INFO")
+	// Reading visible status and consuming the feed: every role. Not the
+	// account's JetStream info ($JS.API.INFO): its storage grows with every
+	// event, hidden ones included.
+	pub = append(pub, StatusPrefix+"*", StatusesSubject)
 	pub = append(pub, streamReadAPI(FeedStream)...)
 	sub = append(sub, events.ChangesPrefix+">", CurrentPrefix+">")
 	switch u.Role {

@@ -253,6 +253,8 @@ func TestRolesRefuseWhatTheyMayNotDo(t *testing.T) {
 		c.forbidPublish(t, "a direct get from the log", "$JS.API.DIRECT.GET."+LogStream, nil, `{"seq":1}`)
 		c.forbidPublish(t, "a get from the log", "$JS.API.STREAM.MSG.GET."+LogStream, nil, `{"seq":1}`)
 		c.forbidPublish(t, "verifying", VerifySubject, nil, "")
+		// The account's storage grows with every event, hidden ones too.
+		c.forbidPublish(t, "reading the account's JetStream usage", "$JS.API.INFO", nil, "")
 		if _, err := audit.NewLog(c.js, LogStream).Replay(quickCtx(t), audit.Query{}, func(audit.Entry) error { return nil }); err == nil {
 			t.Errorf("%s replayed the log", c.user)
 		}

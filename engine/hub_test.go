@@ -27,16 +27,20 @@ func runHub(t testing.TB, r *running, cfg HubConfig) *Hub {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- h.Run(ctx) }()
+	stopped := make(chan struct{})
+	var runErr error
+	go func() { runErr = <-done; close(stopped) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("hub Run: %v", err)
+		<-stopped
+		if runErr != nil {
+			t.Errorf("hub Run: %v", runErr)
 		}
 	})
 	select {
 	case <-h.Ready():
-	case err := <-done:
-		t.Fatalf("hub stopped: %v", err)
+	case <-stopped:
+		t.Fatalf("hub stopped before it was ready: %v", runErr)
 	}
 	return h
 }
