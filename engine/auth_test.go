@@ -220,6 +220,7 @@ func TestRolesRefuseWhatTheyMayNotDo(t *testing.T) {
 	if _, err := ca.Set(ctxT(t), SetRequest{Contact: alice, Status: events.Invisible}); err != nil {
 		t.Fatal(err)
 	}
+	e.waitFeed(t)
 	logBefore, feedBefore := logState(t, ops.js)
 
 	event := events.Event{Contact: bob, Status: events.Online, At: time.Now().UTC(), Cause: events.CauseUser}

@@ -85,9 +85,11 @@ func TestFlappingContactIsBounded(t *testing.T) {
 			calmEvents++
 		}
 	}
-	if uint64(flapEvents) != flapChanged.Load() || calmEvents != 40 {
-		t.Errorf("the log holds %d events of the flapper (%d changes went through) and %d of the calm contact (40 set)",
-			flapEvents, flapChanged.Load(), calmEvents)
+	// A set in flight when the flapper stopped may be in the log unanswered
+	// (at most one per goroutine).
+	if n := uint64(flapEvents); n < flapChanged.Load() || n > flapChanged.Load()+8 || n > allowed || calmEvents != 40 {
+		t.Errorf("the log holds %d events of the flapper (%d changes went through, the bound allows %d) and %d of the calm contact (40 set)",
+			flapEvents, flapChanged.Load(), allowed, calmEvents)
 	}
 	// The metric counts the refusals the flapper saw, and those of the sets in
 	// flight when it stopped (at most one per goroutine).

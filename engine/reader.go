@@ -48,8 +48,9 @@ func (r *LocalReader) wait(ctx context.Context, contact string, minSeq uint64) e
 	}
 	if minSeq == 0 {
 		if r.Ready != nil && !r.Ready() {
-			return unavailable(fmt.Errorf("not ready: the projection is catching up with the log (applied up to seq %d); retry, or pass min_seq",
-				r.Projection.Applied()))
+			// No sequence in the message: how far the log goes counts hidden
+			// events too.
+			return unavailable(errors.New("not ready: the projection is catching up with the log; retry, or pass min_seq"))
 		}
 		return nil
 	}
@@ -60,7 +61,8 @@ func (r *LocalReader) wait(ctx context.Context, contact string, minSeq uint64) e
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := r.Projection.WaitApplied(ctx, minSeq); err != nil {
-		return unavailable(err)
+		// Nor here: the sequence applied counts hidden events.
+		return unavailable(fmt.Errorf("min_seq %d not reached within %s; retry (%w)", minSeq, timeout, projections.ErrNotReached))
 	}
 	return nil
 }
