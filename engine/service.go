@@ -200,6 +200,9 @@ func (s *Service) answer(subject string, reply any, err error) (body []byte, cod
 	if err == nil {
 		body, err = json.Marshal(reply)
 		if err == nil {
+			err = s.fits(subject, body)
+		}
+		if err == nil {
 			return body, 0, ""
 		}
 	}
@@ -210,6 +213,23 @@ func (s *Service) answer(subject string, reply any, err error) (body []byte, cod
 	desc = oneLine(err.Error())
 	body, _ = json.Marshal(map[string]any{"error": map[string]any{"code": code, "description": desc}})
 	return body, code, desc
+}
+
+// fits checks that a reply is no larger than the server carries (its
+// max_payload): one that is not could not be sent, and the requester would wait
+// for nothing. A statuses reply that is too large is a 400: the requester can ask
+// for fewer contacts at once (1000 contacts of 256 '<' each, escaped in JSON,
+// make 1.6 MB).
+func (s *Service) fits(subject string, body []byte) error {
+	limit := s.cfg.Conn.MaxPayload()
+	if limit <= 0 || int64(len(body)) <= limit {
+		return nil
+	}
+	err := fmt.Errorf("the reply is %d bytes, more than the %d bytes the NATS server carries (max_payload)", len(body), limit)
+	if subject == StatusesSubject {
+		return badRequest(fmt.Errorf("%w; ask for fewer contacts at once", err))
+	}
+	return err
 }
 
 // respondNow answers an error from the endpoint's own goroutine, through micro,
@@ -247,6 +267,8 @@ func ErrorCode(err error) int {
 		return 400
 	case errors.Is(err, ErrConflict):
 		return 409
+	case errors.Is(err, ErrTooMany):
+		return 429
 	case errors.Is(err, ErrUnavailable):
 		return 503
 	}
@@ -267,8 +289,6 @@ func (s *Service) set(req micro.Request) (work, error) {
 	if err != nil {
 		return nil, err
 	}
-	case errors.Is(err, ErrTooMany):
-		return 429
 	return func(ctx context.Context) (any, error) {
 		ctx, cancel := context.WithTimeout(ctx, s.cfg.SetTimeout)
 		defer cancel()

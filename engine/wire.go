@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -119,8 +120,13 @@ func requestFieldsUpTo(data []byte, maxSize int, accepted ...string) (map[string
 	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(data, &fields); err != nil || fields == nil {
-		return nil, badRequest(fmt.Errorf("request %s is not a JSON object; accepted fields: %s",
-			events.Quote(string(data)), strings.Join(accepted, ", ")))
+		why := "" // what a parser would say, for example of a raw control character in a string
+		var syntax *json.SyntaxError
+		if errors.As(err, &syntax) {
+			why = fmt.Sprintf(" (%s at byte %d)", syntax, syntax.Offset)
+		}
+		return nil, badRequest(fmt.Errorf("request %s is not a JSON object%s; accepted fields: %s",
+			events.Quote(string(data)), why, strings.Join(accepted, ", ")))
 	}
 	for name := range fields {
 		if !slices.Contains(accepted, name) {
