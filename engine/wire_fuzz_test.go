@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -171,6 +173,46 @@ func FuzzSetRequestPaths(f *testing.F) {
 		if fast.Status != slow.Status || fast.Name != slow.Name || fast.RequestID != slow.RequestID || fastCause != slowCause ||
 			(fast.ExpectSeq == nil) != (slow.ExpectSeq == nil) || (fast.ExpectSeq != nil && *fast.ExpectSeq != *slow.ExpectSeq) {
 			t.Fatalf("%q: fast %+v cause %q, field reader %+v cause %q", data, fast, fastCause, slow, slowCause)
+		}
+	})
+}
+
+func FuzzDecodeStatusesRequest(f *testing.F) {
+	for _, seed := range []string{
+		``, `{}`, `{"contacts":["sip:alice@contoso.com"]}`, `{"contacts":["a","b","a"],"min_seq":7}`, `{"contacts":[]}`,
+		`{"contacts":null}`, `{"contacts":["a b"]}`, `{"contacts":[1]}`, `{"contacts":["a"],"min_seq":-1}`,
+		`{"contacts":["a"],"min_seq":9223372036854775808}`, `{"contacts":["a"],"colour":1}`, "{\"contacts\":[\"\xff\"]}",
+		`{"contacts":["a\u0000"]}`, `[]`, `null`, string(EncodeStatusesRequest([]string{"x", "zoë"}, 3)),
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		contacts, minSeq, err := DecodeStatusesRequest(data)
+		if err != nil {
+			if !errors.Is(err, ErrBadRequest) || ErrorCode(err) != 400 {
+				t.Fatalf("DecodeStatusesRequest(%q) error %v is not a 400 (ErrBadRequest)", data, err)
+			}
+			return
+		}
+		// What is accepted is what a read may be given, and survives a round trip.
+		if len(contacts) == 0 || len(contacts) > MaxStatuses {
+			t.Fatalf("DecodeStatusesRequest(%q) accepted %d contacts", data, len(contacts))
+		}
+		for _, c := range contacts {
+			if err := events.ValidateContact(c); err != nil {
+				t.Fatalf("DecodeStatusesRequest(%q) accepted contact %q: %v", data, c, err)
+			}
+		}
+		if minSeq > math.MaxInt64 {
+			t.Fatalf("DecodeStatusesRequest(%q) accepted min_seq %d", data, minSeq)
+		}
+		enc := EncodeStatusesRequest(contacts, minSeq)
+		if len(enc) > MaxStatusesRequestSize {
+			return // escaped ('<' is written \u003c) past the size a request may have
+		}
+		again, againSeq, err := DecodeStatusesRequest(enc)
+		if err != nil || againSeq != minSeq || !slices.Equal(again, contacts) {
+			t.Fatalf("round trip of %q, min_seq %d gave %q, %d, %v", contacts, minSeq, again, againSeq, err)
 		}
 	})
 }
