@@ -141,10 +141,11 @@ func TestRolesAllowWhatTheyMayDo(t *testing.T) {
 
 	a := connectAs(t, url, "alice", "alice-pw")
 	ca := NewClient(a.nc)
-	if _, err := ca.Set(ctxT(t), SetRequest{Contact: alice, Status: events.Online, Name: "Alice"}); err != nil {
+	first, err := ca.Set(ctxT(t), SetRequest{Contact: alice, Status: events.Online, Name: "Alice"})
+	if err != nil {
 		t.Fatalf("alice sets her own status: %v", err)
 	}
-	if r, err := ca.Self(ctxT(t), alice, 0); err != nil || r.Status != events.Online {
+	if r, err := ca.Self(ctxT(t), alice, first.Seq); err != nil || r.Status != events.Online {
 		t.Fatalf("alice reads her own self: %+v, %v", r, err)
 	}
 	crm := connectAs(t, url, "crm", "crm-pw")
@@ -192,7 +193,7 @@ func TestRolesAllowWhatTheyMayDo(t *testing.T) {
 	if _, err := audit.NewLog(au.js, LogStream).Replay(ctxT(t), audit.Query{}, func(audit.Entry) error { replayed++; return nil }); err != nil || replayed != 2 {
 		t.Errorf("auditor replays the log: %d events, %v", replayed, err)
 	}
-	if r, err := NewClient(au.nc).Self(ctxT(t), alice, 0); err != nil || r.Status != events.Busy {
+	if r, err := NewClient(au.nc).Self(ctxT(t), alice, res.Seq); err != nil || r.Status != events.Busy {
 		t.Errorf("auditor reads alice's self: %+v, %v", r, err)
 	}
 	if r, err := NewClient(au.nc).Verify(ctxT(t), nil); err != nil || !r.OK() {
