@@ -233,7 +233,8 @@ func (s *Subscriber) subjects() []string {
 // acknowledges each change once h has returned nil for it, and its next run
 // resumes right after the last change acknowledged: after a clean stop nothing is
 // missed and nothing repeated; after a crash, the change in hand may come again.
-// One process at a time runs a given durable.
+// While Run goes on, nothing is missed or repeated either when the server
+// restarts or the connection moves. One process at a time runs a given durable.
 func (s *Subscriber) Run(ctx context.Context, h Handler) error {
 	stream, err := s.js.Stream(ctx, FeedStream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -397,14 +398,47 @@ func (s *Subscriber) durable(ctx context.Context, stream jetstream.Stream) (jets
 	return cons, nil
 }
 
+// runDurable fetches, handles and acknowledges changes in order.
+//
+// A server that restarts (the engine's embedded one, killed) may come back with
+// an older state of the consumer than it had: nats-server writes that state to
+// disk behind (at most ten times a second), and changes may have been in
+// flight. It then hands over again changes this run has handled, at once or,
+// those it holds as pending, after their AckWait and after newer ones. So
+// after every reconnection the consumer is reset to its ack floor, changes
+// from a connection that reconnected since are left for after that reset, and
+// a change this run has already handled is acknowledged and not handed over
+// again: as long as this process runs, each change is handled once, in order,
+// whatever happens to the server.
 func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h Handler) error {
+	positioned := s.cfg.Conn.Stats().Reconnects
 	cons, err := s.durable(ctx, stream)
 	if err != nil {
 		return fmt.Errorf("durable subscriber %q: %w", s.cfg.Durable, err)
 	}
 	close(s.ready)
 	wait := s.cfg.RetryWait
+	var handled uint64 // feed sequence of the last change this run handled
 	for ctx.Err() == nil {
+		if reconnects := s.cfg.Conn.Stats().Reconnects; reconnects != positioned {
+			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			res, err := stream.ResetConsumer(rctx, s.cfg.Durable)
+			cancel()
+			if err != nil {
+				if ctx.Err() != nil {
+					break
+				}
+				s.logger.Warn("subscriber: cannot resume after reconnecting; retrying", "durable", s.cfg.Durable, "err", err, "wait", wait)
+				if !sleep(ctx, wait) {
+					break
+				}
+				wait = min(2*wait, 30*time.Second)
+				continue
+			}
+			s.logger.Debug("subscriber: reconnected; resuming after the last change acknowledged", "durable", s.cfg.Durable,
+				"feed_seq", res.ResetSeq, "handled", handled)
+			positioned = reconnects
+		}
 		fctx, cancel := context.WithTimeout(ctx, time.Second)
 		batch, err := cons.Fetch(s.cfg.Batch, jetstream.FetchContext(fctx))
 		if err != nil {
@@ -421,15 +455,26 @@ func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h 
 		}
 		wait = s.cfg.RetryWait
 		var lastAcked jetstream.Msg
+		stale := false // the connection reconnected: the rest waits for the reset
 		for m := range batch.Messages() {
+			if stale {
+				continue
+			}
 			msgs := drain([]jetstream.Msg{m}, batch.Messages(), s.cfg.Batch)
 			for i, c := range s.changesOf(msgs) {
 				if ctx.Err() != nil {
 					break // left unacknowledged: the next run resumes before it
 				}
-				if err := s.handle(ctx, c, h, msgs[i], true); err != nil {
+				if s.cfg.Conn.Stats().Reconnects != positioned {
+					stale = true
 					break
 				}
+				if c.FeedSeq == 0 || c.FeedSeq > handled {
+					if err := s.handle(ctx, c, h, msgs[i], true); err != nil {
+						break
+					}
+					handled = max(handled, c.FeedSeq)
+				} // else handed over again by a server that lost its ack
 				if err := msgs[i].Ack(); err != nil {
 					s.logger.Warn("subscriber: ack failed", "durable", s.cfg.Durable, "err", err)
 				}
