@@ -130,7 +130,7 @@ func (u AuthUser) Permissions() *server.Permissions {
 	// event, hidden ones included.
 	pub = append(pub, StatusPrefix+"*", StatusesSubject)
 	pub = append(pub, streamReadAPI(FeedStream)...)
-	sub = append(sub, events.ChangesPrefix+">", CurrentPrefix+">")
+	sub = append(sub, events.ChangesPrefix+">", LivePrefix+">", CurrentPrefix+">")
 	switch u.Role {
 	case RoleUser:
 		token := events.Token(u.Contact)

@@ -235,6 +235,7 @@ func TestRolesRefuseWhatTheyMayNotDo(t *testing.T) {
 			nats.Header{"Nats-Msg-Id": {"forged"}}, string(event.Encode()))
 		c.forbidPublish(t, "forging a feed entry", events.ChangeSubject(bob), nil, `{"v":1}`)
 		c.forbidPublish(t, "forging an announcement", CurrentPrefix+events.Token(bob), nil, `{}`)
+		c.forbidPublish(t, "forging a feed entry on core NATS", LivePrefix+events.Token(bob), nil, `{}`)
 		c.forbidPublish(t, "deleting the log", "$JS.API.STREAM.DELETE."+LogStream, nil, "")
 		c.forbidPublish(t, "purging the log", "$JS.API.STREAM.PURGE."+LogStream, nil, "")
 		c.forbidPublish(t, "purging the feed", "$JS.API.STREAM.PURGE."+FeedStream, nil, "")

@@ -97,7 +97,7 @@ func ExampleSubscriber() {
 	}
 	subCtx, cancel := context.WithCancel(ctx)
 	seen := 0
-	_ = sub.Run(subCtx, func(ctx context.Context, c engine.Change) error {
+	err = sub.Run(subCtx, func(ctx context.Context, c engine.Change) error {
 		cur, err := c.Current(ctx)
 		if err != nil {
 			return err
@@ -108,6 +108,9 @@ func ExampleSubscriber() {
 		}
 		return nil
 	})
+	if err != nil {
+		fmt.Println(err)
+	}
 	// Output:
 	// Bob: Status Changed EVENT: Old Status-unknown New Status:busy
 	// Bob: Status Changed EVENT: Old Status-online New Status:busy

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -126,7 +127,31 @@ func (f *Feed) Lag() uint64 {
 // with no entry.
 type pending struct {
 	fut    jetstream.PubAckFuture
+	msg    *nats.Msg
 	logSeq uint64
+}
+
+// LivePrefix is where the engine repeats each feed entry on core NATS once the
+// feed has stored it: presence.live.<token>, the entry's bytes, with its feed
+// sequence in the FeedSeqHeader header. Subscribers follow it to be handed new
+// changes without a JetStream consumer each, and read the feed itself only to
+// catch up: from where they start, and over any gap in the feed sequences (a
+// message lost on the way, or a reconnection).
+const LivePrefix = "presence.live."
+
+// FeedSeqHeader carries the feed sequence of an entry repeated on LivePrefix.
+const FeedSeqHeader = "Presence-Feed-Seq"
+
+// live repeats an entry the feed has stored at seq on LivePrefix. Only the
+// engine whose publish the feed acknowledged does, so each entry is repeated
+// once, by the engine that stored it.
+func (f *Feed) live(msg *nats.Msg, seq uint64) {
+	out := &nats.Msg{
+		Subject: LivePrefix + msg.Subject[len(events.ChangesPrefix):],
+		Data:    msg.Data,
+		Header:  nats.Header{FeedSeqHeader: []string{strconv.FormatUint(seq, 10)}},
+	}
+	_ = f.cfg.Conn.PublishMsg(out)
 }
 
 // derive finds where the feed stands and extends it from there until a fault.
@@ -178,7 +203,10 @@ func (f *Feed) derive(ctx context.Context) error {
 			return ctx.Err()
 		case <-tail.Failed():
 			return tail.Err()
-		case <-acked:
+		case ack := <-acked:
+			if ack != nil {
+				f.live(queue[0].msg, ack.Sequence)
+			}
 			f.position.Store(queue[0].logSeq)
 			f.published.Add(1)
 			queue = queue[1:]
@@ -195,6 +223,7 @@ func (f *Feed) derive(ctx context.Context) error {
 				f.logger.Debug("feed: skipping a log record that is not an event", "seq", r.Seq, "err", err)
 			} else if c, ok := events.ChangeOf(e, r.Seq); ok {
 				msg := &nats.Msg{Subject: events.ChangeSubject(c.Contact), Data: c.Encode()}
+				p.msg = msg
 				p.fut, err = f.js.PublishMsgAsync(msg,
 					jetstream.WithExpectStream(FeedStream), jetstream.WithExpectLastSequence(expect))
 				if err != nil {

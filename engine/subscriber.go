@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -66,33 +67,43 @@ func (b *lookupBatch) add(contact string, seq uint64) {
 	b.minSeq = max(b.minSeq, seq)
 }
 
+// prefetch reads the batch now, on the calling goroutine, unless a Current
+// did already: run in the background, the read travels while the changes
+// before the batch are being handled.
+func (b *lookupBatch) prefetch(ctx context.Context) {
+	b.once.Do(func() { b.load(ctx) })
+}
+
 func (b *lookupBatch) current(ctx context.Context, c *Change) (Reply, error) {
-	b.once.Do(func() {
-		var replies []Reply
-		var err error
-		if live, ok := b.reader.(*LiveReader); ok {
-			wants := make([]want, len(b.contacts))
-			for i, c := range b.contacts {
-				wants[i] = want{contact: c, minSeq: b.seqs[i]}
-			}
-			replies, err = live.statusesEach(ctx, wants)
-		} else {
-			replies, err = b.reader.Statuses(ctx, b.contacts, b.minSeq)
-		}
-		if err != nil {
-			b.err = err
-			return
-		}
-		b.replies = make(map[string]Reply, len(replies))
-		for _, r := range replies {
-			b.replies[r.Contact] = r
-		}
-	})
+	b.once.Do(func() { b.load(ctx) })
 	if r, ok := b.replies[c.Contact]; ok && b.err == nil {
 		return r, nil
 	}
 	// The batch read failed: read this one on its own, which may succeed.
 	return c.reader.Status(ctx, c.Contact, c.Seq)
+}
+
+// load reads the whole batch; it runs once.
+func (b *lookupBatch) load(ctx context.Context) {
+	var replies []Reply
+	var err error
+	if live, ok := b.reader.(*LiveReader); ok {
+		wants := make([]want, len(b.contacts))
+		for i, c := range b.contacts {
+			wants[i] = want{contact: c, minSeq: b.seqs[i]}
+		}
+		replies, err = live.statusesEach(ctx, wants)
+	} else {
+		replies, err = b.reader.Statuses(ctx, b.contacts, b.minSeq)
+	}
+	if err != nil {
+		b.err = err
+		return
+	}
+	b.replies = make(map[string]Reply, len(replies))
+	for _, r := range replies {
+		b.replies[r.Contact] = r
+	}
 }
 
 // Current reads the contact's current visible status from the projection, once
@@ -165,6 +176,13 @@ type SubscriberConfig struct {
 	// RetryWait is the first pause before handing a change over again after the
 	// handler failed; it doubles up to 30s. Zero means 100ms.
 	RetryWait time.Duration
+	// LiveCheck applies to an ephemeral subscription to every contact: it is
+	// handed new changes as the engine repeats them on core NATS (LivePrefix),
+	// with no JetStream consumer while it keeps up, and reads the feed to
+	// catch up from where it starts, over a gap, and when it has been handed
+	// nothing for LiveCheck while the feed holds more. Zero means 1s; negative
+	// reads every change from a consumer of the feed instead.
+	LiveCheck time.Duration
 }
 
 // Subscriber consumes the feed and hands each change to a handler, one at a
@@ -179,6 +197,8 @@ type Subscriber struct {
 	// it lies past the feed's end, the consumer starts at the end and what
 	// arrives first may still be older.
 	skipBelow uint64
+	// dropLive, in tests, loses the entries from LivePrefix it returns true for.
+	dropLive func(feedSeq uint64) bool
 }
 
 // NewSubscriber checks cfg and returns a Subscriber; Run starts it.
@@ -206,6 +226,9 @@ func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
 	}
 	if cfg.RetryWait <= 0 {
 		cfg.RetryWait = 100 * time.Millisecond
+	}
+	if cfg.LiveCheck == 0 {
+		cfg.LiveCheck = time.Second
 	}
 	js, err := jetstream.New(cfg.Conn)
 	if err != nil {
@@ -245,6 +268,9 @@ func (s *Subscriber) Run(ctx context.Context, h Handler) error {
 	}
 	if s.cfg.Durable != "" {
 		return s.runDurable(ctx, stream, h)
+	}
+	if len(s.cfg.Contacts) == 0 && s.cfg.LiveCheck > 0 {
+		return s.runLive(ctx, stream, h)
 	}
 	return s.runOrdered(ctx, stream, h)
 }
@@ -304,11 +330,23 @@ func (s *Subscriber) runOrdered(ctx context.Context, stream jetstream.Stream, h 
 	if err != nil {
 		return err
 	}
+	_, err = s.consume(ctx, stream, policy, seq, at, 0, h, func() { close(s.ready) })
+	return err
+}
+
+// consume hands over the changes of an ordered consumer of the feed, starting
+// where policy, seq and at say, until ctx is done or, if until is not zero, it
+// has handed over the entry at feed sequence until or past it. It returns the
+// feed sequence after the last entry it went through (0 if none), and an error
+// only when the consumer cannot be made; started, if not nil, is called once
+// the consumer exists.
+func (s *Subscriber) consume(ctx context.Context, stream jetstream.Stream, policy jetstream.DeliverPolicy, seq uint64,
+	at *time.Time, until uint64, h Handler, started func()) (uint64, error) {
 	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: s.subjects(), DeliverPolicy: policy, OptStartSeq: seq, OptStartTime: at,
 	})
 	if err != nil {
-		return fmt.Errorf("subscribe to the feed: %w", err)
+		return 0, fmt.Errorf("subscribe to the feed: %w", err)
 	}
 	msgs := make(chan jetstream.Msg, s.cfg.Batch)
 	done := make(chan struct{})
@@ -320,23 +358,240 @@ func (s *Subscriber) runOrdered(ctx context.Context, stream jetstream.Stream, h 
 		}
 	}, jetstream.PullMaxMessages(s.cfg.Batch))
 	if err != nil {
-		return fmt.Errorf("subscribe to the feed: %w", err)
+		return 0, fmt.Errorf("subscribe to the feed: %w", err)
 	}
 	defer cc.Stop()
-	close(s.ready)
+	if started != nil {
+		started()
+	}
+
+	// A pipeline: while the handler goes through one batch, the next ones are
+	// decoded and their statuses read, so that a subscriber catching up is not
+	// held by a read's round trip per batch.
+	type prepared struct {
+		entries []entry
+		changes []Change
+	}
+	ready := make(chan prepared, 1)
+	bctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { stop(); wg.Wait() }()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-bctx.Done():
+				return
+			case m := <-msgs:
+				batch := entriesOf(drain([]jetstream.Msg{m}, msgs, s.cfg.Batch))
+				changes, lookup := s.changesOf(batch)
+				if lookup != nil {
+					wg.Add(1)
+					go func() { defer wg.Done(); lookup.prefetch(bctx) }()
+				}
+				select {
+				case ready <- prepared{batch, changes}:
+				case <-bctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	var next uint64
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
-		case m := <-msgs:
-			batch := drain([]jetstream.Msg{m}, msgs, s.cfg.Batch)
-			for i, c := range s.changesOf(batch) {
-				if err := s.handle(ctx, c, h, batch[i], false); err != nil {
-					return nil // ctx done while retrying
+			return next, nil
+		case p := <-ready:
+			for i, c := range p.changes {
+				if err := s.handle(ctx, c, h, nil, false); err != nil {
+					return next, nil // ctx done while retrying
+				}
+				next = p.entries[i].feedSeq + 1
+				if until != 0 && next > until {
+					return next, nil
 				}
 			}
 		}
 	}
+}
+
+// entry is one feed entry as a subscriber receives it, from the feed's consumer
+// or from LivePrefix.
+type entry struct {
+	subject string
+	data    []byte
+	feedSeq uint64
+}
+
+// entriesOf reads the entries of a batch of feed messages.
+func entriesOf(msgs []jetstream.Msg) []entry {
+	out := make([]entry, len(msgs))
+	for i, m := range msgs {
+		out[i] = entry{subject: m.Subject(), data: m.Data()}
+		if md, err := m.Metadata(); err == nil {
+			out[i].feedSeq = md.Sequence.Stream
+		}
+	}
+	return out
+}
+
+// runLive hands over changes as the engine repeats them on LivePrefix, in feed
+// order and each once: it reads the feed itself (an ordered consumer, for a
+// while) to catch up from where it starts and whenever the feed sequences it is
+// handed skip one, or when it has been handed nothing for LiveCheck and the
+// feed holds more.
+func (s *Subscriber) runLive(ctx context.Context, stream jetstream.Stream, h Handler) error {
+	live := make(chan *nats.Msg, liveBuffer)
+	sub, err := s.cfg.Conn.ChanSubscribe(LivePrefix+">", live)
+	if err != nil {
+		return fmt.Errorf("subscribe to the feed: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	// What the feed holds after this is repeated to this subscription.
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = s.cfg.Conn.FlushWithContext(fctx)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("subscribe to the feed: %w", err)
+	}
+	if err := s.cfg.Conn.LastError(); errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), LivePrefix) {
+		s.logger.Warn("subscriber: this user may not follow the feed on core NATS; reading it from a consumer instead",
+			"subject", LivePrefix+">", "err", err)
+		_ = sub.Unsubscribe()
+		return s.runOrdered(ctx, stream, h)
+	}
+	last, err := feedLast(ctx, stream)
+	if err != nil {
+		return err
+	}
+	next := last + 1
+	if s.cfg.Start.kind != startNew {
+		policy, seq, at, err := s.deliverFrom(ctx, stream)
+		if err != nil {
+			return err
+		}
+		switch policy {
+		case jetstream.DeliverAllPolicy:
+			next = 1
+		case jetstream.DeliverByStartSequencePolicy:
+			next = seq
+		}
+		if last > 0 && (policy == jetstream.DeliverByStartTimePolicy || next <= last) {
+			// The first catch-up reads from the start asked for.
+			if next, err = s.consume(ctx, stream, policy, seq, at, last, h, func() { close(s.ready) }); err != nil {
+				return err
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+		}
+	}
+	select {
+	case <-s.ready:
+	default:
+		close(s.ready)
+	}
+
+	check := time.NewTicker(s.cfg.LiveCheck)
+	defer check.Stop()
+	handed := true // something was handed over since the last check
+	for {
+		catchUp := false
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-check.C:
+			if handed {
+				handed = false
+				continue
+			}
+			last, err := feedLast(ctx, stream)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				s.logger.Warn("subscriber: cannot read where the feed ends; retrying", "err", err)
+				continue
+			}
+			if last+1 < next {
+				return fmt.Errorf("the feed (stream %s) ends at seq %d, before seq %d this subscriber has been handed: was it recreated?",
+					FeedStream, last, next-1)
+			}
+			catchUp = last >= next
+		case m := <-live:
+			handed = true
+			var batch []entry
+			for _, m := range drainLive([]*nats.Msg{m}, live, s.cfg.Batch) {
+				seq, err := strconv.ParseUint(m.Header.Get(FeedSeqHeader), 10, 64)
+				if s.dropLive != nil && s.dropLive(seq) {
+					continue
+				}
+				switch {
+				case err != nil || seq < next:
+					continue // a repeat of what was handed over, or not an entry
+				case seq > next:
+					catchUp = true
+				default:
+					batch = append(batch, entry{subject: m.Subject, data: m.Data, feedSeq: seq})
+					next++
+				}
+				if catchUp {
+					break
+				}
+			}
+			changes, _ := s.changesOf(batch)
+			for _, c := range changes {
+				if err := s.handle(ctx, c, h, nil, false); err != nil {
+					return nil // ctx done while retrying
+				}
+			}
+		}
+		if catchUp {
+			last, err := feedLast(ctx, stream)
+			if err == nil && last >= next {
+				var to uint64
+				to, err = s.consume(ctx, stream, jetstream.DeliverByStartSequencePolicy, next, nil, last, h, nil)
+				next = max(next, to)
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err != nil {
+				s.logger.Warn("subscriber: cannot catch up with the feed; retrying", "err", err)
+			}
+		}
+	}
+}
+
+// liveBuffer is how many entries from LivePrefix a subscriber keeps waiting:
+// past it they are dropped, and it catches up from the feed.
+const liveBuffer = 8192
+
+// feedLast returns the feed's last sequence.
+func feedLast(ctx context.Context, stream jetstream.Stream) (uint64, error) {
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("read the feed: %w", err)
+	}
+	return info.State.LastSeq, nil
+}
+
+// drainLive appends what is already waiting in live to batch, up to max in all.
+func drainLive(batch []*nats.Msg, live <-chan *nats.Msg, max int) []*nats.Msg {
+	for len(batch) < max {
+		select {
+		case m := <-live:
+			batch = append(batch, m)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // drain appends what is already waiting in msgs to batch, up to max in all.
@@ -461,7 +716,8 @@ func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h 
 				continue
 			}
 			msgs := drain([]jetstream.Msg{m}, batch.Messages(), s.cfg.Batch)
-			for i, c := range s.changesOf(msgs) {
+			changes, _ := s.changesOf(entriesOf(msgs))
+			for i, c := range changes {
 				if ctx.Err() != nil {
 					break // left unacknowledged: the next run resumes before it
 				}
@@ -493,44 +749,42 @@ func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h 
 	return nil
 }
 
-// changesOf decodes a batch of feed messages, one change per message (a zero
+// changesOf decodes a batch of feed entries, one change per entry (a zero
 // Change for one that does not decode or comes before StartAtSeq). When the
 // reader reads in batches, the changes share one lookup: the first Current of
 // the batch reads the status of every contact in it at once, from a projection
 // that has applied the log up to the batch's last change, so that no read is
 // older than its change.
-func (s *Subscriber) changesOf(msgs []jetstream.Msg) []Change {
-	out := make([]Change, len(msgs))
+func (s *Subscriber) changesOf(entries []entry) ([]Change, *lookupBatch) {
+	out := make([]Change, len(entries))
 	var (
 		lookup   *lookupBatch
 		batchR   BatchReader
 		isBatchR bool
 	)
-	if len(msgs) > 1 {
+	if len(entries) > 1 {
 		batchR, isBatchR = s.cfg.Reader.(BatchReader)
 		if isBatchR {
 			lookup = &lookupBatch{reader: batchR}
 		}
 	}
-	for i, m := range msgs {
-		c, err := events.DecodeChange(m.Data())
+	for i, m := range entries {
+		c, err := events.DecodeChange(m.data)
 		if err != nil {
-			s.logger.Error("subscriber: skipping a feed entry that does not decode", "subject", m.Subject(), "err", err)
+			s.logger.Error("subscriber: skipping a feed entry that does not decode", "subject", m.subject, "err", err)
 			continue
 		}
 		if c.Seq < s.skipBelow {
 			continue
 		}
-		out[i] = Change{Contact: c.Contact, Name: c.Name, Previous: c.Previous, Seq: c.Seq, At: c.At, reader: s.cfg.Reader}
-		if md, err := m.Metadata(); err == nil {
-			out[i].FeedSeq = md.Sequence.Stream
-		}
+		out[i] = Change{Contact: c.Contact, Name: c.Name, Previous: c.Previous, Seq: c.Seq, At: c.At,
+			FeedSeq: m.feedSeq, reader: s.cfg.Reader}
 		if lookup != nil {
 			lookup.add(c.Contact, c.Seq)
 			out[i].memo = lookup
 		}
 	}
-	return out
+	return out, lookup
 }
 
 // handle hands one change to h, again and again while h fails; a zero change

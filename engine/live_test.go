@@ -1,0 +1,188 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/presence-engine/presence/events"
+)
+
+// setVisible makes n visible changes over a few contacts and returns their log
+// sequences in order.
+func setVisible(t *testing.T, r *running, n int) []uint64 {
+	t.Helper()
+	statuses := []events.Status{events.Online, events.Away, events.Busy}
+	var seqs []uint64
+	for i := range n {
+		res, err := r.Writer().Set(ctxT(t), SetRequest{Contact: fmt.Sprintf("contact-%d", i%4), Status: statuses[(i/4)%len(statuses)]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Changed {
+			t.Fatalf("set %d changed nothing", i)
+		}
+		seqs = append(seqs, res.Seq)
+	}
+	return seqs
+}
+
+// TestLiveSubscriberNeedsNoConsumer: an ephemeral subscriber to every contact is
+// handed new changes from the engine's repeats on core NATS, each once, in
+// order, with a read no older than the change, and keeps no JetStream consumer
+// on the feed while it does.
+func TestLiveSubscriberNeedsNoConsumer(t *testing.T) {
+	r := startEngine(t, "", Options{})
+	var col collector
+	ctx, cancel := context.WithCancel(context.Background())
+	sub, err := NewSubscriber(SubscriberConfig{Conn: r.connect(t), Reader: r.Reader(), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- sub.Run(ctx, func(ctx context.Context, ch Change) error {
+			cur, err := ch.Current(ctx)
+			if err != nil {
+				return err
+			}
+			col.add(ch, cur)
+			return nil
+		})
+	}()
+	<-sub.Ready()
+	want := setVisible(t, r, 40)
+	waitFor(t, "every change", func() bool { return col.len() >= len(want) })
+
+	feed, err := r.jetStream(t).Stream(ctxT(t), FeedStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := feed.Info(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Consumers != 0 {
+		t.Errorf("the feed has %d consumers while a live subscriber keeps up, want 0", info.State.Consumers)
+	}
+	cancel()
+	wait(t, done)
+	if got := col.seqs(); !slices.Equal(got, want) {
+		t.Errorf("handed %v, want %v", got, want)
+	}
+	for i, ch := range col.changes {
+		if col.reads[i].Seq < ch.Seq {
+			t.Errorf("change at seq %d read a status of seq %d", ch.Seq, col.reads[i].Seq)
+		}
+		if ch.FeedSeq != uint64(i+1) {
+			t.Errorf("change %d has feed seq %d, want %d", i, ch.FeedSeq, i+1)
+		}
+	}
+}
+
+// TestLiveSubscriberCatchesUp: entries lost on core NATS (in the middle of a run,
+// several in a row, and the last one, after which nothing comes) are read from
+// the feed: every change is handed over once and in order all the same.
+func TestLiveSubscriberCatchesUp(t *testing.T) {
+	r := startEngine(t, "", Options{})
+	const n = 30
+	lost := map[uint64]bool{3: true, 10: true, 11: true, 12: true, 20: true, n: true}
+	var col collector
+	ctx, cancel := context.WithCancel(context.Background())
+	sub, err := NewSubscriber(SubscriberConfig{Conn: r.connect(t), Reader: r.Reader(), Logger: testLogger(t),
+		LiveCheck: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dropped := make(chan uint64, n)
+	sub.dropLive = func(seq uint64) bool {
+		if lost[seq] {
+			dropped <- seq
+			return true
+		}
+		return false
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- sub.Run(ctx, func(ctx context.Context, ch Change) error { col.add(ch, Reply{}); return nil })
+	}()
+	<-sub.Ready()
+	// One change at a time, each handed over before the next is made, so that
+	// every loss happens while the subscriber follows the repeats; a run of
+	// losses is made at once.
+	var want []uint64
+	statuses := []events.Status{events.Online, events.Away, events.Busy}
+	for i := 1; i <= n; i++ {
+		res, err := r.Writer().Set(ctxT(t), SetRequest{Contact: fmt.Sprintf("contact-%d", i%4), Status: statuses[(i/4)%len(statuses)]})
+		if err != nil || !res.Changed {
+			t.Fatalf("set %d: %+v, %v", i, res, err)
+		}
+		want = append(want, res.Seq)
+		if !lost[uint64(i)] {
+			waitFor(t, fmt.Sprintf("change %d", i), func() bool { return col.len() == i })
+		}
+	}
+	waitFor(t, "the last change, lost, and nothing after it", func() bool { return col.len() == n })
+	cancel()
+	wait(t, done)
+	close(dropped)
+	var drops []uint64
+	for seq := range dropped {
+		drops = append(drops, seq)
+	}
+	if len(drops) != len(lost) {
+		t.Errorf("lost %v on core NATS, want all of %v lost (the test did not test)", drops, lost)
+	}
+	if got := col.seqs(); !slices.Equal(got, want) {
+		t.Errorf("handed %v, want %v", got, want)
+	}
+}
+
+// TestLiveSubscriberStarts: where a live subscription starts, before it follows
+// the repeats: at the start of the feed, or at a log sequence in the middle.
+func TestLiveSubscriberStarts(t *testing.T) {
+	r := startEngine(t, "", Options{})
+	before := setVisible(t, r, 10)
+	r.waitFeed(t)
+	for _, tt := range []struct {
+		name  string
+		start Start
+		skip  int
+	}{
+		{"all", StartAll(), 0},
+		{"from-seq", StartAtSeq(before[6]), 6},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var col collector
+			ctx, cancel := context.WithCancel(context.Background())
+			sub, err := NewSubscriber(SubscriberConfig{Conn: r.connect(t), Reader: r.Reader(), Logger: testLogger(t), Start: tt.start})
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				done <- sub.Run(ctx, func(ctx context.Context, ch Change) error { col.add(ch, Reply{}); return nil })
+			}()
+			<-sub.Ready()
+			marker, err := r.Writer().Set(ctxT(t), SetRequest{Contact: "marker-" + tt.name, Status: events.Online})
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "the marker", func() bool { s := col.seqs(); return len(s) > 0 && s[len(s)-1] == marker.Seq })
+			cancel()
+			wait(t, done)
+			want := append(slices.Clone(before[tt.skip:]), marker.Seq)
+			var got []uint64 // without the markers of other runs
+			for _, seq := range col.seqs() {
+				if seq <= before[len(before)-1] || seq == marker.Seq {
+					got = append(got, seq)
+				}
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("handed %v, want %v", got, want)
+			}
+		})
+	}
+}
