@@ -176,6 +176,16 @@ type subscribers struct {
 	wg       sync.WaitGroup
 	errs     chan error
 	cleanups []func()
+	subs     []*engine.Subscriber
+}
+
+// catchUps sums the subscribers' catch-ups over gaps.
+func (s *subscribers) catchUps() int64 {
+	var n int64
+	for _, sub := range s.subs {
+		n += int64(sub.CatchUps())
+	}
+	return n
 }
 
 func newSubscribers(ctx context.Context, n int) *subscribers {
@@ -253,6 +263,7 @@ func startRemote(ctx context.Context, url string, m int, o *observer, start engi
 			return nil, err
 		}
 		h := o.handler(i)
+		s.subs = append(s.subs, sub)
 		s.run(func(ctx context.Context) error { return sub.Run(ctx, h) })
 		if err := s.wait(sub.Ready()); err != nil {
 			s.close()

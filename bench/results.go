@@ -124,7 +124,10 @@ type Fanout struct {
 	Duplicated int64    `json:"duplicated"` // deliveries of a change a subscriber already had
 	OutOfOrder int64    `json:"out_of_order"`
 	Stale      int64    `json:"stale"` // reads older than their change
-	RSSPerSub  int64    `json:"rss_per_subscriber_bytes"`
+	// CatchUps is how many times, in the live phase, remote subscribers read the
+	// feed itself over a gap in what they were handed on core NATS.
+	CatchUps  int64 `json:"catch_ups"`
+	RSSPerSub int64 `json:"rss_per_subscriber_bytes"`
 }
 
 // WriteJSON writes the results as indented JSON.
@@ -187,7 +190,7 @@ func (r *Results) WriteTable(w io.Writer) error {
 
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "mode\tM\tappends/s\tlive deliveries/s\tdeliveries/s\traw fan-out\tratio\tlookups/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\tlost\tdup\tstale\tRSS/sub\t")
+	fmt.Fprintln(tw, "mode\tM\tappends/s\tlive deliveries/s\tdeliveries/s\traw fan-out\tratio\tlookups/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\tlost\tdup\tstale\tcatch-ups\tRSS/sub\t")
 	rows := append([]Fanout(nil), r.Fanout...)
 	if r.HalfRate != nil {
 		rows = append(rows, *r.HalfRate)
@@ -197,10 +200,10 @@ func (r *Results) WriteTable(w io.Writer) error {
 		if f.TargetRate > 0 {
 			mode += fmt.Sprintf(" @%s/s", rateStr(f.TargetRate))
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t\n", mode, f.M,
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t\n", mode, f.M,
 			rateStr(f.AppendRate), rateStr(f.LiveRate), rateStr(f.Rate.Rate), rateStr(f.Rate.Baseline), ratio(f.Rate), rateStr(f.LookupRate),
 			ms(f.Latency.P50), ms(f.Latency.P90), ms(f.Latency.P99), ms(f.Latency.P999), ms(f.Latency.Max),
-			f.Lost, f.Duplicated, f.Stale, bytesText(f.RSSPerSub))
+			f.Lost, f.Duplicated, f.Stale, f.CatchUps, bytesText(f.RSSPerSub))
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "\nlive: subscribers running while the writers write (latency: writer's ack to the handler's read of the current status)")

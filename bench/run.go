@@ -331,6 +331,7 @@ func (r *runner) fanout(ctx context.Context, mode Mode, m int, limit float64) (F
 		f.LiveRate = float64(live.deliveries()) / elapsed.Seconds()
 	}
 	f.Latency = live.latency()
+	f.CatchUps = subs.catchUps()
 	live.tally(&f)
 
 	if limit > 0 {

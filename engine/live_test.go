@@ -67,6 +67,9 @@ func TestLiveSubscriberNeedsNoConsumer(t *testing.T) {
 	if info.State.Consumers != 0 {
 		t.Errorf("the feed has %d consumers while a live subscriber keeps up, want 0", info.State.Consumers)
 	}
+	if n := sub.CatchUps(); n != 0 {
+		t.Errorf("the subscriber caught up from the feed %d times while keeping up, want 0", n)
+	}
 	cancel()
 	wait(t, done)
 	if got := col.seqs(); !slices.Equal(got, want) {
@@ -131,6 +134,9 @@ func TestLiveSubscriberCatchesUp(t *testing.T) {
 	var drops []uint64
 	for seq := range dropped {
 		drops = append(drops, seq)
+	}
+	if n := sub.CatchUps(); n == 0 || n > uint64(len(lost)) {
+		t.Errorf("the subscriber caught up from the feed %d times, want 1 to %d (one per loss at most)", n, len(lost))
 	}
 	if len(drops) != len(lost) {
 		t.Errorf("lost %v on core NATS, want all of %v lost (the test did not test)", drops, lost)

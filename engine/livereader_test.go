@@ -125,6 +125,12 @@ func TestLiveReaderFallsBack(t *testing.T) {
 	if got, err := live.Status(ctxT(t), "fresh", fresh.Seq); err != nil || got.Status != events.Away {
 		t.Fatalf("read of an announced change = %+v, %v", got, err)
 	}
+	// That read may have gone to the service before the announcement came.
+	waitFor(t, "the reader's first announcement", func() bool {
+		live.mu.Lock()
+		defer live.mu.Unlock()
+		return live.firstSeen != 0
+	})
 	calls := fallback.count()
 	start := time.Now()
 	got, err = live.Status(ctxT(t), "never-announced", fresh.Seq)

@@ -47,11 +47,13 @@ var (
 //   - the feed as a JetStream consumer reads it: subject, headers, stream
 //     sequence and every field of every entry, and the feed stream's state;
 //   - what handlers are given and read (every Change field and Current), for
-//     subscribers reading through the service (Client), through a LiveReader,
+//     subscribers reading through the service (Client; following the repeats,
+//     and from a consumer of the feed), through a LiveReader,
 //     in-process (LocalReader, filtered to a few contacts), a Hub, and after
 //     the fact from the start of the feed (durable, in-process, a Hub started
 //     at a log sequence);
-//   - the announcements on presence.current.>;
+//   - the announcements on presence.current.>, and the feed's repeats on
+//     presence.live.> (subject, headers, entry);
 //   - status of the contact just set and statuses of every contact (and one
 //     never seen) after each set, the statuses a LiveReader and a Client read at
 //     the end;
@@ -498,11 +500,19 @@ func runPrivacyWorld(t *testing.T, contacts []string, ops []privacyOp, asOffline
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	repeats, err := nc.Subscribe(LivePrefix+">", func(m *nats.Msg) {
+		w.add("repeats", map[string]any{"subject": m.Subject, "header": m.Header, "entry": decodeObservation(m.Data)})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = repeats.Unsubscribe() })
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	live := newLiveReader(t, r, client, time.Second)
 	startPrivacySubscriber(t, w, "subscriber/client", SubscriberConfig{Conn: r.connect(t), Reader: client})
+	startPrivacySubscriber(t, w, "subscriber/consumer", SubscriberConfig{Conn: r.connect(t), Reader: client, LiveCheck: -1})
 	startPrivacySubscriber(t, w, "subscriber/live-reader", SubscriberConfig{Conn: r.connect(t), Reader: live})
 	startPrivacySubscriber(t, w, "subscriber/local-filtered", SubscriberConfig{Conn: r.connect(t), Reader: r.Reader(), Contacts: filtered})
 	startPrivacyHub(t, w, "hub", r, StartNew())
@@ -511,7 +521,7 @@ func runPrivacyWorld(t *testing.T, contacts []string, ops []privacyOp, asOffline
 	// applied it and every live observer has seen every visible change so far.
 	model := map[string]events.Status{}
 	visible, visibleFiltered := 0, 0
-	lockstep := []string{"announcements", "subscriber/client", "subscriber/live-reader", "hub"}
+	lockstep := []string{"announcements", "repeats", "subscriber/client", "subscriber/consumer", "subscriber/live-reader", "hub"}
 	for i, op := range ops {
 		data, code, desc := request(t, nc, SetPrefix+events.Token(op.contact), op.body(asOffline))
 		if code != "" {

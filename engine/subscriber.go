@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -197,6 +198,7 @@ type Subscriber struct {
 	// it lies past the feed's end, the consumer starts at the end and what
 	// arrives first may still be older.
 	skipBelow uint64
+	catchUps atomic.Uint64
 	// dropLive, in tests, loses the entries from LivePrefix it returns true for.
 	dropLive func(feedSeq uint64) bool
 }
@@ -236,6 +238,11 @@ func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
 	}
 	return &Subscriber{cfg: cfg, js: js, logger: cfg.Logger, ready: make(chan struct{})}, nil
 }
+
+// CatchUps returns how many times a subscription following the feed on core
+// NATS has read the feed itself to catch up, past where it started: a repeat
+// was lost (a slow handler, a reconnection) or is late.
+func (s *Subscriber) CatchUps() uint64 { return s.catchUps.Load() }
 
 // Ready returns a channel closed once the subscription's consumer exists: with
 // StartNew, every change accepted after that is handed over.
@@ -554,6 +561,8 @@ func (s *Subscriber) runLive(ctx context.Context, stream jetstream.Stream, h Han
 		if catchUp {
 			last, err := feedLast(ctx, stream)
 			if err == nil && last >= next {
+				s.catchUps.Add(1)
+				s.logger.Debug("subscriber: catching up from the feed", "from_feed_seq", next, "to_feed_seq", last)
 				var to uint64
 				to, err = s.consume(ctx, stream, jetstream.DeliverByStartSequencePolicy, next, nil, last, h, nil)
 				next = max(next, to)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -17,7 +18,7 @@ func newBench() *cobra.Command {
 	var (
 		quick, asJSON, inProcess  bool
 		natsURL, out, subs, modes string
-		cpuProfile                string
+		cpuProfile, memoryLimit   string
 		cfg                       bench.Config
 	)
 	cmd := &cobra.Command{
@@ -60,6 +61,9 @@ within a minute on two cores.`,
 			if cmd.Flags().Changed("baseline-messages") {
 				base.BaselineMessages = cfg.BaselineMessages
 			}
+			if cmd.Flags().Changed("latency-m") {
+				base.HalfRateM = cfg.HalfRateM
+			}
 			base.MemorySets, base.MemoryContacts, base.HeapProfile = cfg.MemorySets, cfg.MemoryContacts, cfg.HeapProfile
 			if subs != "" {
 				base.Subscribers = nil
@@ -88,6 +92,17 @@ within a minute on two cores.`,
 					return err
 				}
 				base.EngineCommand = []string{exe, "serve"}
+			}
+			if memoryLimit != "" {
+				n, err := parseSize(memoryLimit)
+				if err != nil {
+					return usageError{fmt.Errorf("--engine-memory-limit: %w", err)}
+				}
+				if inProcess {
+					debug.SetMemoryLimit(n)
+				} else {
+					base.EngineCommand = append(base.EngineCommand, "--memory-limit", memoryLimit)
+				}
 			}
 			if !asJSON {
 				base.Progress = cmd.ErrOrStderr()
@@ -149,6 +164,8 @@ within a minute on two cores.`,
 	f.IntVar(&cfg.AppendSets, "append-sets", 0, "sets in the append measurement (default 200000; quick 20000)")
 	f.IntVar(&cfg.BaselineMessages, "baseline-messages", 0, "messages per raw baseline (default 200000; quick 20000)")
 	f.IntVar(&cfg.MemorySets, "memory-sets", 0, "add a memory run of this many sets, sampling the engine's memory (default none)")
+	f.IntVar(&cfg.HalfRateM, "latency-m", 0, "M of the latency run at half the maximum rate (default 100; quick 10)")
+	f.StringVar(&memoryLimit, "engine-memory-limit", "", "run the engine with this --memory-limit (with --in-process, this whole process)")
 	f.IntVar(&cfg.MemoryContacts, "memory-contacts", 0, "contacts of the memory run (default 1000000)")
 	f.StringVar(&cfg.HeapProfile, "memprofile", "", "write a heap profile of this process at the end of the memory run (with --in-process it covers the engine)")
 	return cmd

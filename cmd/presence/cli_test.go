@@ -325,6 +325,8 @@ func TestUsage(t *testing.T) {
 		{"bad --sync", serve("--sync", "never"), `"never"`},
 		{"--sync with --nats", serve("--nats", nowhere, "--sync", "always"), "--sync"},
 		{"negative --replicas", serve("--replicas", "-1"), "--replicas -1"},
+		{"bad --memory-limit", serve("--memory-limit", "lots"), `"lots"`},
+		{"fractional --memory-limit", serve("--memory-limit", "1.5GiB"), `"1.5GiB"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -415,4 +417,20 @@ func TestHelp(t *testing.T) {
 			t.Errorf("presence --version: %s; want the version %s", r, engine.Version)
 		}
 	})
+}
+
+func TestParseSize(t *testing.T) {
+	for text, want := range map[string]int64{
+		"4096": 4096, "512MiB": 512 << 20, "512MB": 512 << 20, "512m": 512 << 20, "2GiB": 2 << 30,
+		" 3 GiB ": 3 << 30, "1TiB": 1 << 40, "64KiB": 64 << 10, "100B": 100,
+	} {
+		if got, err := parseSize(text); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", text, got, err, want)
+		}
+	}
+	for _, text := range []string{"", "0", "-1GiB", "GiB", "1.5GiB", "lots", "9999999TiB"} {
+		if got, err := parseSize(text); err == nil {
+			t.Errorf("parseSize(%q) = %d, want an error", text, got)
+		}
+	}
 }

@@ -4,8 +4,11 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,7 +24,7 @@ import (
 func newServe() *cobra.Command {
 	var (
 		data, listen, natsURL, syncText, logLevel, logFormat, metrics string
-		authFile, tlsCert, tlsKey                                     string
+		authFile, tlsCert, tlsKey, memoryLimit                        string
 		replicas, contactBurst                                        int
 		contactRate                                                   float64
 	)
@@ -79,6 +82,13 @@ in hand, commits the projection and exits 0.`,
 				}
 				opts.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 			}
+			if memoryLimit != "" {
+				n, err := parseSize(memoryLimit)
+				if err != nil {
+					return usageError{fmt.Errorf("--memory-limit: %w", err)}
+				}
+				debug.SetMemoryLimit(n)
+			}
 			var metricsServer *http.Server
 			if metrics != "" {
 				reg := prometheus.NewRegistry()
@@ -105,7 +115,8 @@ in hand, commits the projection and exits 0.`,
 			for started, ready := e.Started(), e.Follower().Ready(); ; {
 				select {
 				case <-started:
-					logger.Info("presence engine serving", "url", e.ClientURL(), "data", data, "version", engine.Version)
+					logger.Info("presence engine serving", "url", e.ClientURL(), "data", data, "version", engine.Version,
+						"memory_limit", memoryLimitText())
 					started = nil
 					continue
 				case <-ready:
@@ -139,6 +150,7 @@ in hand, commits the projection and exits 0.`,
 	f.StringVar(&tlsCert, "tls-cert", "", "PEM certificate for TLS on client connections (with --tls-key)")
 	f.StringVar(&tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	f.StringVar(&metrics, "metrics", "", "serve Prometheus metrics on this HOST:PORT (/metrics), for example 127.0.0.1:9090")
+	f.StringVar(&memoryLimit, "memory-limit", "", "soft limit of this process's memory, such as 1GiB: past it the embedded server's read caches are given back (default: $GOMEMLIMIT, else none)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
 	return cmd
@@ -157,4 +169,37 @@ func newLogger(w interface{ Write([]byte) (int, error) }, level, format string) 
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+// parseSize reads a size in bytes: a number, optionally followed by KiB, MiB,
+// GiB or TiB (or KB, MB, GB, TB, also powers of 1024 here, as memory sizes go).
+func parseSize(text string) (int64, error) {
+	t := strings.TrimSpace(text)
+	mult := int64(1)
+	for i, unit := range []string{"K", "M", "G", "T"} {
+		for _, suffix := range []string{unit + "iB", unit + "B", unit} {
+			if strings.HasSuffix(strings.ToUpper(t), strings.ToUpper(suffix)) {
+				t, mult = strings.TrimSpace(t[:len(t)-len(suffix)]), int64(1)<<(10*(i+1))
+				break
+			}
+		}
+		if mult != 1 {
+			break
+		}
+	}
+	t = strings.TrimSuffix(strings.TrimSuffix(t, "B"), "b")
+	n, err := strconv.ParseInt(strings.TrimSpace(t), 10, 64)
+	if err != nil || n <= 0 || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("%q: want a size such as 512MiB or 2GiB (a whole number, with KiB, MiB, GiB or TiB)", text)
+	}
+	return n * mult, nil
+}
+
+// memoryLimitText says the process's soft memory limit, for the log.
+func memoryLimitText() string {
+	n := debug.SetMemoryLimit(-1)
+	if n == math.MaxInt64 {
+		return "none"
+	}
+	return fmt.Sprintf("%d MiB", n>>20)
 }
