@@ -251,13 +251,9 @@ func startRemote(ctx context.Context, url string, m int, o *observer, start engi
 			return nil, err
 		}
 		s.cleanups = append(s.cleanups, nc.Close)
-		live, err := engine.NewLiveReader(engine.LiveReaderConfig{Conn: nc, Fallback: engine.NewClient(nc)})
-		if err != nil {
-			s.close()
-			return nil, err
-		}
-		s.cleanups = append(s.cleanups, func() { live.Close() })
-		sub, err := engine.NewSubscriber(engine.SubscriberConfig{Conn: nc, Reader: live, Start: start, Batch: 256})
+		// Live, a change's repeat carries its status; catching up, a batch of
+		// changes reads theirs in one request.
+		sub, err := engine.NewSubscriber(engine.SubscriberConfig{Conn: nc, Reader: engine.NewClient(nc), Start: start, Batch: 256})
 		if err != nil {
 			s.close()
 			return nil, err

@@ -205,9 +205,6 @@ func (e *Engine) open() error {
 	}); err != nil {
 		return err
 	}
-	if e.feed, err = NewFeed(FeedConfig{Conn: nc, Logger: e.logger}); err != nil {
-		return err
-	}
 	requests, err := e.js.KeyValue(ctx, RequestsBucket)
 	if err != nil {
 		return fmt.Errorf("open bucket %s: %w", RequestsBucket, err)
@@ -217,6 +214,9 @@ func (e *Engine) open() error {
 		return err
 	}
 	e.reader = &LocalReader{Projection: e.projection, Ready: e.follower.IsReady, Timeout: e.opts.ReadTimeout, OnCorrupt: e.corrupt}
+	if e.feed, err = NewFeed(FeedConfig{Conn: nc, Logger: e.logger, Current: e.reader}); err != nil {
+		return err
+	}
 	e.service, err = NewService(ServiceConfig{Conn: nc, Writer: e.writer, Reader: e.reader, Logger: e.logger,
 		MaxConcurrent: e.opts.MaxConcurrent, Stats: func() any { return e.Metrics() }, Admin: e})
 	if err != nil {

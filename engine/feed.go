@@ -29,6 +29,11 @@ type FeedConfig struct {
 	AckTimeout time.Duration
 	// RetryWait is the pause before starting again after a fault. Zero means 250ms.
 	RetryWait time.Duration
+	// Current, when set, reads the contact's current visible status for each
+	// entry repeated on LivePrefix, at least as new as the entry's change: the
+	// repeat carries it (CurrentHeader), so that a subscriber following the
+	// repeats has its read with the change. Nil repeats the entry alone.
+	Current Reader
 }
 
 // Feed derives the feed from the log: for each event, in log order, the entry
@@ -50,6 +55,16 @@ type Feed struct {
 	published atomic.Uint64
 	resyncs   atomic.Uint64
 	purges    atomic.Uint64
+
+	repeats chan repeat // to the repeater, in feed order
+}
+
+// repeat is a feed entry the feed has stored, to be repeated on LivePrefix.
+type repeat struct {
+	msg     *nats.Msg
+	contact string
+	feedSeq uint64
+	logSeq  uint64
 }
 
 // NewFeed returns a Feed; Run starts it.
@@ -75,11 +90,17 @@ func NewFeed(cfg FeedConfig) (*Feed, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Feed{cfg: cfg, js: js, logger: cfg.Logger}, nil
+	return &Feed{cfg: cfg, js: js, logger: cfg.Logger, repeats: make(chan repeat, cfg.MaxInFlight)}, nil
 }
 
 // Run derives the feed until ctx is done, then returns nil.
 func (f *Feed) Run(ctx context.Context) error {
+	repeater := make(chan struct{})
+	defer func() { <-repeater }()
+	go func() {
+		defer close(repeater)
+		f.repeat(ctx)
+	}()
 	wait := f.cfg.RetryWait
 	for {
 		before := f.published.Load()
@@ -126,9 +147,10 @@ func (f *Feed) Lag() uint64 {
 // pending is one log event on its way into the feed: fut is nil for an event
 // with no entry.
 type pending struct {
-	fut    jetstream.PubAckFuture
-	msg    *nats.Msg
-	logSeq uint64
+	fut     jetstream.PubAckFuture
+	msg     *nats.Msg
+	contact string
+	logSeq  uint64
 }
 
 // LivePrefix is where the engine repeats each feed entry on core NATS once the
@@ -142,16 +164,43 @@ const LivePrefix = "presence.live."
 // FeedSeqHeader carries the feed sequence of an entry repeated on LivePrefix.
 const FeedSeqHeader = "Presence-Feed-Seq"
 
-// live repeats an entry the feed has stored at seq on LivePrefix. Only the
-// engine whose publish the feed acknowledged does, so each entry is repeated
-// once, by the engine that stored it.
-func (f *Feed) live(msg *nats.Msg, seq uint64) {
-	out := &nats.Msg{
-		Subject: LivePrefix + msg.Subject[len(events.ChangesPrefix):],
-		Data:    msg.Data,
-		Header:  nats.Header{FeedSeqHeader: []string{strconv.FormatUint(seq, 10)}},
+// CurrentHeader carries, in an entry repeated on LivePrefix, the contact's
+// current visible status (a status reply, as JSON) as the engine's projection
+// had it once it had applied the entry's change: never older than the change.
+const CurrentHeader = "Presence-Current"
+
+// repeat publishes, in feed order, the entries the feed has stored on
+// LivePrefix, each with its feed sequence and, with Current, the contact's
+// current status. Only the engine whose publish the feed acknowledged repeats
+// an entry, so each is repeated once, by the engine that stored it.
+func (f *Feed) repeat(ctx context.Context) {
+	var buf []byte
+	for {
+		var r repeat
+		select {
+		case <-ctx.Done():
+			return
+		case r = <-f.repeats:
+		}
+		out := &nats.Msg{
+			Subject: LivePrefix + r.msg.Subject[len(events.ChangesPrefix):],
+			Data:    r.msg.Data,
+			Header:  nats.Header{FeedSeqHeader: []string{strconv.FormatUint(r.feedSeq, 10)}},
+		}
+		if f.cfg.Current != nil {
+			// The projection is normally ahead of the feed; if it is not
+			// there within a second, the repeat goes without, and the
+			// subscriber reads the status itself.
+			rctx, cancel := context.WithTimeout(ctx, time.Second)
+			cur, err := f.cfg.Current.Status(rctx, r.contact, r.logSeq)
+			cancel()
+			if err == nil && cur.Seq >= r.logSeq {
+				buf = appendReply(buf[:0], cur)
+				out.Header[CurrentHeader] = []string{string(buf)}
+			}
+		}
+		_ = f.cfg.Conn.PublishMsg(out)
 	}
-	_ = f.cfg.Conn.PublishMsg(out)
 }
 
 // derive finds where the feed stands and extends it from there until a fault.
@@ -205,7 +254,11 @@ func (f *Feed) derive(ctx context.Context) error {
 			return tail.Err()
 		case ack := <-acked:
 			if ack != nil {
-				f.live(queue[0].msg, ack.Sequence)
+				select {
+				case f.repeats <- repeat{msg: queue[0].msg, contact: queue[0].contact, feedSeq: ack.Sequence, logSeq: queue[0].logSeq}:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
 			}
 			f.position.Store(queue[0].logSeq)
 			f.published.Add(1)
@@ -223,7 +276,7 @@ func (f *Feed) derive(ctx context.Context) error {
 				f.logger.Debug("feed: skipping a log record that is not an event", "seq", r.Seq, "err", err)
 			} else if c, ok := events.ChangeOf(e, r.Seq); ok {
 				msg := &nats.Msg{Subject: events.ChangeSubject(c.Contact), Data: c.Encode()}
-				p.msg = msg
+				p.msg, p.contact = msg, c.Contact
 				p.fut, err = f.js.PublishMsgAsync(msg,
 					jetstream.WithExpectStream(FeedStream), jetstream.WithExpectLastSequence(expect))
 				if err != nil {

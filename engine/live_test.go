@@ -31,13 +31,14 @@ func setVisible(t *testing.T, r *running, n int) []uint64 {
 
 // TestLiveSubscriberNeedsNoConsumer: an ephemeral subscriber to every contact is
 // handed new changes from the engine's repeats on core NATS, each once, in
-// order, with a read no older than the change, and keeps no JetStream consumer
-// on the feed while it does.
+// order, with a read no older than the change that the repeat carried, and
+// keeps no JetStream consumer on the feed while it does.
 func TestLiveSubscriberNeedsNoConsumer(t *testing.T) {
 	r := startEngine(t, "", Options{})
 	var col collector
 	ctx, cancel := context.WithCancel(context.Background())
-	sub, err := NewSubscriber(SubscriberConfig{Conn: r.connect(t), Reader: r.Reader(), Logger: testLogger(t)})
+	reader := &countingBatchReader{BatchReader: r.client(t)}
+	sub, err := NewSubscriber(SubscriberConfig{Conn: r.connect(t), Reader: reader, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,6 +70,9 @@ func TestLiveSubscriberNeedsNoConsumer(t *testing.T) {
 	}
 	if n := sub.CatchUps(); n != 0 {
 		t.Errorf("the subscriber caught up from the feed %d times while keeping up, want 0", n)
+	}
+	if n := reader.count(); n != 0 {
+		t.Errorf("the handler's reads went %d times to the service; the repeats carry the status", n)
 	}
 	cancel()
 	wait(t, done)

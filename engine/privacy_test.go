@@ -53,7 +53,7 @@ var (
 //     the fact from the start of the feed (durable, in-process, a Hub started
 //     at a log sequence);
 //   - the announcements on presence.current.>, and the feed's repeats on
-//     presence.live.> (subject, headers, entry);
+//     presence.live.> (subject, headers with the status they carry, entry);
 //   - status of the contact just set and statuses of every contact (and one
 //     never seen) after each set, the statuses a LiveReader and a Client read at
 //     the end;
@@ -501,7 +501,16 @@ func runPrivacyWorld(t *testing.T, contacts []string, ops []privacyOp, asOffline
 	}
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
 	repeats, err := nc.Subscribe(LivePrefix+">", func(m *nats.Msg) {
-		w.add("repeats", map[string]any{"subject": m.Subject, "header": m.Header, "entry": decodeObservation(m.Data)})
+		// Every header, the carried status decoded (its seq is a log sequence).
+		header := map[string]any{}
+		for k, v := range m.Header {
+			if k == CurrentHeader && len(v) == 1 {
+				header[k] = decodeObservation([]byte(v[0]))
+				continue
+			}
+			header[k] = v
+		}
+		w.add("repeats", map[string]any{"subject": m.Subject, "header": header, "entry": decodeObservation(m.Data)})
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -198,7 +198,7 @@ type Subscriber struct {
 	// it lies past the feed's end, the consumer starts at the end and what
 	// arrives first may still be older.
 	skipBelow uint64
-	catchUps atomic.Uint64
+	catchUps  atomic.Uint64
 	// dropLive, in tests, loses the entries from LivePrefix it returns true for.
 	dropLive func(feedSeq uint64) bool
 }
@@ -430,7 +430,13 @@ type entry struct {
 	subject string
 	data    []byte
 	feedSeq uint64
+	current *Reply // the status a repeat carried, if any
 }
+
+// carried is the lookup of a change whose repeat carried the current status.
+type carried Reply
+
+func (k *carried) current(context.Context, *Change) (Reply, error) { return Reply(*k), nil }
 
 // entriesOf reads the entries of a batch of feed messages.
 func entriesOf(msgs []jetstream.Msg) []entry {
@@ -544,7 +550,14 @@ func (s *Subscriber) runLive(ctx context.Context, stream jetstream.Stream, h Han
 				case seq > next:
 					catchUp = true
 				default:
-					batch = append(batch, entry{subject: m.Subject, data: m.Data, feedSeq: seq})
+					e := entry{subject: m.Subject, data: m.Data, feedSeq: seq}
+					if h := m.Header.Get(CurrentHeader); h != "" {
+						var r Reply
+						if r.UnmarshalJSON([]byte(h)) == nil {
+							e.current = &r
+						}
+					}
+					batch = append(batch, e)
 					next++
 				}
 				if catchUp {
@@ -788,7 +801,9 @@ func (s *Subscriber) changesOf(entries []entry) ([]Change, *lookupBatch) {
 		}
 		out[i] = Change{Contact: c.Contact, Name: c.Name, Previous: c.Previous, Seq: c.Seq, At: c.At,
 			FeedSeq: m.feedSeq, reader: s.cfg.Reader}
-		if lookup != nil {
+		if cur := m.current; cur != nil && cur.Contact == c.Contact && cur.Seq >= c.Seq {
+			out[i].memo = (*carried)(cur)
+		} else if lookup != nil {
 			lookup.add(c.Contact, c.Seq)
 			out[i].memo = lookup
 		}
