@@ -83,7 +83,8 @@ func runKillLoop(t *testing.T, cfg killLoopConfig) {
 	// Durable subscribers run through it all, in this process (reading the
 	// current status of each change, or not; big fetches and small; every
 	// contact or a few) and as a `presence watch` process; and an ephemeral
-	// one, which its ordered consumer carries across restarts. The killed
+	// one of every contact, following the feed's repeats on core NATS, which
+	// reads what a restart lost from the feed. The killed
 	// server comes back with its durable consumers' positions up to a moment
 	// old (it writes them behind): only the subscribers' own resumption keeps
 	// them from being handed changes again.
