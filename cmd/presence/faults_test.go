@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -537,4 +538,81 @@ func checkNoRefold(t *testing.T, srv *serveProc, before engine.Metrics) {
 	}
 	t.Logf("restart after a clean stop: log at seq %d (%d when the engine started); before the stop the projection had applied %d and the feed reached %d; after it folded %d events and published %d entries, no rebuild",
 		lastSeq, atStart, before.Projection.Applied, before.Feed.Position, m.Projection.Folded, m.Feed.Published)
+}
+
+// TestProcessKillLogWentBack: the crash loop meets a log that went back (its
+// store restored, while the engine was down after a SIGKILL, from a copy taken
+// after an earlier SIGKILL) and a log recreated empty. The restarted engine
+// says so and rebuilds its projection from the log as it now is; it derives the
+// feed again; writes go on, through more SIGKILLs, and afterwards every
+// acknowledged set the log still holds is there, the projection equals a fresh
+// fold and the feed has each visible change once.
+func TestProcessKillLogWentBack(t *testing.T) {
+	bin := presenceBinary(t)
+	for _, tc := range []struct {
+		name string
+		keep bool // whether the sets acknowledged before the copy are still in the log
+	}{
+		{"back", true},
+		{"recreated", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, port := t.TempDir(), natstest.FreePort(t)
+			jsDir := filepath.Join(dir, "jetstream")
+			srv := startServeProc(t, bin, dir, port)
+			clients := newClients(t, srv.url, 4)
+			waitAcked := func(l *load, n int64, what string) {
+				from := l.n.Load()
+				waitUntil(t, 60*time.Second, fmt.Sprintf("%d %s", n, what), func() bool { return l.n.Load() >= from+n })
+			}
+			kill := func() {
+				t.Helper()
+				if st := srv.signal(t, syscall.SIGKILL); st.Success() {
+					t.Fatalf("presence serve exited %v after SIGKILL", st)
+				}
+			}
+
+			// The copy: the store as a SIGKILL left it.
+			l := startLoad(t, clients, 8, 31, "a")
+			waitAcked(l, 150, "sets acknowledged")
+			before := l.stop(t)
+			kill()
+			older := filepath.Join(t.TempDir(), "jetstream")
+			if err := os.CopyFS(older, os.DirFS(jsDir)); err != nil {
+				t.Fatal(err)
+			}
+
+			// The engine goes further, and is killed under writes.
+			srv = startServeProc(t, bin, dir, port)
+			l = startLoad(t, clients, 8, 32, "b")
+			waitAcked(l, 300, "more sets acknowledged")
+			kill()
+			if err := os.RemoveAll(jsDir); err != nil {
+				t.Fatal(err)
+			}
+			if tc.keep {
+				if err := os.CopyFS(jsDir, os.DirFS(older)); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			srv = startServeProc(t, bin, dir, port)
+			srv.logs.waitFor(t, 30*time.Second, srv.done, "the engine saying that the log does not match its projection", func(s string) bool {
+				_, ok := logLine(s, "projection: the log does not match the projection; rebuilding it from the log")
+				return ok
+			})
+			waitAcked(l, 50, "sets acknowledged after the log "+tc.name)
+			l.stop(t) // what was acknowledged before the restore is gone with it
+			l = startLoad(t, clients, 8, 33, "c")
+			waitAcked(l, 150, "sets acknowledged")
+			kill()
+			srv = startServeProc(t, bin, dir, port)
+			waitAcked(l, 50, "sets acknowledged after the last SIGKILL")
+			var want []acked
+			if tc.keep {
+				want = before
+			}
+			verifyEngine(t, srv.url, append(want, l.stop(t)...))
+		})
+	}
 }
