@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/presence-engine/presence/events"
 )
 
@@ -194,5 +196,59 @@ func TestLiveSubscriberStarts(t *testing.T) {
 				t.Errorf("handed %v, want %v", got, want)
 			}
 		})
+	}
+}
+
+// TestLiveSubscriberChecksThroughRepeats: repeats of what was handed over
+// already (as after a feed that went back) do not keep a subscriber from
+// looking at the feed when a repeat was lost and nothing new comes.
+func TestLiveSubscriberChecksThroughRepeats(t *testing.T) {
+	r := startEngine(t, "", Options{})
+	var col collector
+	ctx, cancel := context.WithCancel(context.Background())
+	sub, err := NewSubscriber(SubscriberConfig{Conn: r.connect(t), Reader: r.Reader(), Logger: testLogger(t),
+		LiveCheck: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub.dropLive = func(seq uint64) bool { return seq == 2 }
+	done := make(chan error, 1)
+	go func() {
+		done <- sub.Run(ctx, func(ctx context.Context, ch Change) error { col.add(ch, Reply{}); return nil })
+	}()
+	<-sub.Ready()
+	want := setVisible(t, r, 1)
+	waitFor(t, "the first change", func() bool { return col.len() == 1 })
+
+	// An old repeat, again and again, while the second change's is lost.
+	nc := r.connect(t)
+	stop := make(chan struct{})
+	repeating := make(chan struct{})
+	go func() {
+		defer close(repeating)
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				_ = nc.PublishMsg(&nats.Msg{Subject: LivePrefix + "contact-0", Data: []byte(`{}`),
+					Header: nats.Header{FeedSeqHeader: []string{"1"}}})
+			}
+		}
+	}()
+	res, err := r.Writer().Set(ctxT(t), SetRequest{Contact: "contact-0", Status: events.Away})
+	if err != nil || !res.Changed {
+		t.Fatalf("second set: %+v, %v", res, err)
+	}
+	want = append(want, res.Seq)
+	waitFor(t, "the second change, its repeat lost among old ones", func() bool { return col.len() == 2 })
+	close(stop)
+	<-repeating
+	cancel()
+	wait(t, done)
+	if got := col.seqs(); !slices.Equal(got, want) {
+		t.Errorf("handed %v, want %v", got, want)
 	}
 }

@@ -537,7 +537,6 @@ func (s *Subscriber) runLive(ctx context.Context, stream jetstream.Stream, h Han
 			}
 			catchUp = last >= next
 		case m := <-live:
-			handed = true
 			var batch []entry
 			for _, m := range drainLive([]*nats.Msg{m}, live, s.cfg.Batch) {
 				seq, err := strconv.ParseUint(m.Header.Get(FeedSeqHeader), 10, 64)
@@ -564,6 +563,9 @@ func (s *Subscriber) runLive(ctx context.Context, stream jetstream.Stream, h Han
 					break
 				}
 			}
+			// Only what is handed over counts: repeats from before a feed
+			// that went back (recreated) must not keep the check away.
+			handed = handed || len(batch) > 0
 			changes, _ := s.changesOf(batch)
 			for _, c := range changes {
 				if err := s.handle(ctx, c, h, nil, false); err != nil {
