@@ -100,14 +100,15 @@ func startEngine(ctx context.Context, cfg Config, dir string) (*engineUnderTest,
 	}()
 	timeout := time.NewTimer(cfg.Timeout)
 	defer timeout.Stop()
-	for ready := false; !ready; {
+	// The two lines may come in either order.
+	for caughtUp := false; !caughtUp || u.url == ""; {
 		select {
 		case m := <-lines:
 			switch m["msg"] {
 			case "presence engine serving":
 				u.url, _ = m["url"].(string)
 			case "projection caught up with the log":
-				ready = u.url != ""
+				caughtUp = true
 			}
 		case <-u.exited:
 			return nil, fmt.Errorf("the engine exited before it was ready: %s", tail.String())

@@ -112,14 +112,23 @@ in hand, commits the projection and exits 0.`,
 			done := make(chan error, 1)
 			go func() { done <- e.Run(cmd.Context()) }()
 			var runErr error
-			for started, ready := e.Started(), e.Follower().Ready(); ; {
+			started, ready := e.Started(), e.Follower().Ready()
+			serving := func() {
+				logger.Info("presence engine serving", "url", e.ClientURL(), "data", data, "version", engine.Version,
+					"memory_limit", memoryLimitText())
+				started = nil
+			}
+			for {
 				select {
 				case <-started:
-					logger.Info("presence engine serving", "url", e.ClientURL(), "data", data, "version", engine.Version,
-						"memory_limit", memoryLimitText())
-					started = nil
+					serving()
 					continue
 				case <-ready:
+					select {
+					case <-started: // both at once: say so in their order
+						serving()
+					default:
+					}
 					logger.Info("projection caught up with the log", "seq", e.Projection().Applied())
 					ready = nil
 					continue
