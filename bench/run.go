@@ -295,6 +295,12 @@ func (r *runner) fold(ctx context.Context) error {
 func (r *runner) fanout(ctx context.Context, mode Mode, m int, limit float64) (Fanout, error) {
 	cfg := r.cfg
 	f := Fanout{Mode: mode, M: m, TargetRate: limit}
+	if mode == Remote && r.rep != nil {
+		// The in-process rows' replica follows the log in this process: it
+		// has no part in a remote run, and would take its CPU.
+		r.rep.close()
+		r.rep = nil
+	}
 	base, err := r.lastLogSeq(ctx)
 	if err != nil {
 		return f, err
