@@ -54,6 +54,12 @@ func (e *ServiceError) Unwrap() error {
 }
 
 func (c *Client) request(ctx context.Context, subject string, body []byte, reply any) error {
+	// Disconnected, nats.go would keep the request in its reconnect buffer and
+	// send it once connected again, maybe long after this caller gave up: a set
+	// the caller saw fail would then be applied. Send nothing instead.
+	if !c.nc.IsConnected() {
+		return unavailable(fmt.Errorf("not connected to NATS (%s): nothing was sent; retry", c.nc.Status()))
+	}
 	if _, ok := ctx.Deadline(); !ok || c.Timeout > 0 {
 		timeout := c.Timeout
 		if timeout <= 0 {
@@ -108,6 +114,12 @@ func decodeReply(subject string, msg *nats.Msg, reply any) error {
 }
 
 // Set asks the service to set a contact's status.
+//
+// A 400, 409 or 429 says the set was not applied. Any other error (no answer in
+// time, the connection lost on the way, a 503) leaves it unknown whether it was:
+// give the request a RequestID and retry it with the same one, which within 2
+// minutes is answered as the first time and never appended twice. While the
+// connection is down nothing is sent, and Set fails at once.
 func (c *Client) Set(ctx context.Context, req SetRequest) (SetResult, error) {
 	if err := events.ValidateContact(req.Contact); err != nil {
 		return SetResult{}, badRequest(err)

@@ -82,3 +82,44 @@ func TestExternalServerRestart(t *testing.T) {
 	}
 	e.stop(t) // before the second server's cleanup shuts it down
 }
+
+// A Client whose connection is down sends nothing: a set it reports as failed
+// cannot be applied later, when the connection comes back and nats.go would
+// have flushed its reconnect buffer.
+func TestClientSendsNothingWhileDisconnected(t *testing.T) {
+	opts := natstest.Options{StoreDir: t.TempDir(), Port: natstest.FreePort(t)}
+	s := natstest.StartWith(t, opts)
+	e := startEngine(t, "", Options{NATSURL: s.ClientURL()})
+	nc := connectURL(t, s.ClientURL())
+	c := NewClient(nc)
+	first, err := c.Set(ctxT(t), SetRequest{Contact: "alice", Status: events.Online})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	s.Shutdown()
+	s.WaitForShutdown()
+	waitFor(t, "the client's connection to be down", func() bool { return !nc.IsConnected() })
+	sent := nc.Stats().OutMsgs
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = c.Set(ctx, SetRequest{Contact: "alice", Status: events.Away})
+	if ErrorCode(err) != 503 || ctx.Err() != nil {
+		t.Fatalf("a set while disconnected: %v (code %d); want a 503 at once", err, ErrorCode(err))
+	}
+	if got := nc.Stats().OutMsgs; got != sent {
+		t.Errorf("the client queued %d messages while disconnected, want none: they would be sent on reconnecting", got-sent)
+	}
+
+	s = natstest.StartWith(t, opts)
+	waitFor(t, "the client to reconnect", nc.IsConnected)
+	waitFor(t, "the engine to be ready again", func() bool { return e.Metrics().Ready })
+	after, err := c.Set(ctxT(t), SetRequest{Contact: "alice", Status: events.Busy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Previous != events.Online || after.Seq != first.Seq+1 {
+		t.Errorf("the set after reconnecting = %+v; want online -> busy right after seq %d: the failed set must not have been applied", after, first.Seq)
+	}
+	e.stop(t)
+}
