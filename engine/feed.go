@@ -56,7 +56,8 @@ type Feed struct {
 	resyncs   atomic.Uint64
 	purges    atomic.Uint64
 
-	repeats chan repeat // to the repeater, in feed order
+	repeats        chan repeat // to the repeater, in feed order
+	repeatsDropped atomic.Uint64
 }
 
 // repeat is a feed entry the feed has stored, to be repeated on LivePrefix.
@@ -254,10 +255,13 @@ func (f *Feed) derive(ctx context.Context) error {
 			return tail.Err()
 		case ack := <-acked:
 			if ack != nil {
+				// Never held up by the repeats: if they are that far behind
+				// (the projection stalled), one is dropped, and subscribers
+				// read it from the feed over the gap.
 				select {
 				case f.repeats <- repeat{msg: queue[0].msg, contact: queue[0].contact, feedSeq: ack.Sequence, logSeq: queue[0].logSeq}:
-				case <-ctx.Done():
-					return ctx.Err()
+				default:
+					f.repeatsDropped.Add(1)
 				}
 			}
 			f.position.Store(queue[0].logSeq)
@@ -347,10 +351,13 @@ type FeedMetrics struct {
 	Published uint64 `json:"published"` // entries published since start
 	Resyncs   uint64 `json:"resyncs"`   // restarts from the feed's last entry after a fault
 	Purges    uint64 `json:"purges"`    // times the feed was found not to match the log and derived again
+	// RepeatsDropped counts entries not repeated on LivePrefix because the
+	// repeats were too far behind (subscribers read them from the feed).
+	RepeatsDropped uint64 `json:"repeats_dropped"`
 }
 
 // Metrics returns a snapshot of the feed's counters.
 func (f *Feed) Metrics() FeedMetrics {
 	return FeedMetrics{Position: f.Position(), Lag: f.Lag(), Published: f.published.Load(),
-		Resyncs: f.resyncs.Load(), Purges: f.purges.Load()}
+		Resyncs: f.resyncs.Load(), Purges: f.purges.Load(), RepeatsDropped: f.repeatsDropped.Load()}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/presence-engine/presence/engine/natstest"
 	"github.com/presence-engine/presence/events"
 )
 
@@ -251,4 +252,64 @@ func TestLiveSubscriberChecksThroughRepeats(t *testing.T) {
 	if got := col.seqs(); !slices.Equal(got, want) {
 		t.Errorf("handed %v, want %v", got, want)
 	}
+}
+
+// stalledReader never answers within its caller's deadline: a projection
+// that does not move.
+type stalledReader struct{}
+
+func (stalledReader) Status(ctx context.Context, _ string, _ uint64) (Reply, error) {
+	<-ctx.Done()
+	return Reply{}, ctx.Err()
+}
+
+// TestFeedIsNotHeldUpByItsRepeats: when the status its repeats carry cannot
+// be read (the projection stalled), the feed still derives every entry at its
+// own pace; the repeats it cannot keep up with are dropped (and counted), and
+// those it makes carry no status.
+func TestFeedIsNotHeldUpByItsRepeats(t *testing.T) {
+	s := natstest.Start(t)
+	nc, js := natstest.JetStream(t, s)
+	if err := EnsureStreams(ctxT(t), js, StreamOptions{}, testLogger(t)); err != nil {
+		t.Fatal(err)
+	}
+	const n = 60
+	var last uint64
+	for i := range n {
+		e := events.Event{Contact: fmt.Sprintf("c%d", i), Status: events.Online, Previous: events.Unknown,
+			At: time.Now().UTC(), Cause: events.CauseUser}
+		ack, err := js.Publish(ctxT(t), events.EventSubject(e.Contact), e.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = ack.Sequence
+	}
+	repeats, err := nc.SubscribeSync(LivePrefix + ">")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := NewFeed(FeedConfig{Conn: nc, Logger: testLogger(t), MaxInFlight: 4, Current: stalledReader{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	waitFor(t, fmt.Sprintf("the feed to hold all %d entries", n), func() bool { return f.Position() == last })
+	m := f.Metrics()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if m.Published != n || m.RepeatsDropped == 0 {
+		t.Errorf("published %d entries and dropped %d repeats; want %d published, and repeats dropped", m.Published, m.RepeatsDropped, n)
+	}
+	msg, err := repeats.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatalf("no repeat at all: %v", err)
+	}
+	if h := msg.Header.Get(CurrentHeader); h != "" {
+		t.Errorf("a repeat carries status %s that could not be read", h)
+	}
+	checkFeed(t, js)
 }

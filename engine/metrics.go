@@ -60,6 +60,8 @@ func newPromCollector(snapshot func() Metrics) *promCollector {
 			func(m Metrics) float64 { return float64(m.Feed.Resyncs) }),
 		newMetric("presence_feed_purges_total", "Times the feed was found not to describe the log and derived again.", c,
 			func(m Metrics) float64 { return float64(m.Feed.Purges) }),
+		newMetric("presence_feed_repeats_dropped_total", "Feed entries not repeated on presence.live because the repeats were too far behind.", c,
+			func(m Metrics) float64 { return float64(m.Feed.RepeatsDropped) }),
 	}}
 }
 
