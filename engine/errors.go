@@ -24,6 +24,11 @@ var (
 	// ErrIncompatibleStream: an existing stream's configuration would break the
 	// engine's guarantees.
 	ErrIncompatibleStream = errors.New("engine: incompatible stream")
+	// ErrFeedWentBack: an ephemeral subscription found the feed going back
+	// under it (the log was restored or recreated, and the engine derived the
+	// feed again). What it was handed is no longer the feed's history;
+	// subscribe again, and read the statuses the application keeps afresh.
+	ErrFeedWentBack = errors.New("engine: the feed went back")
 )
 
 // ConflictError says what the contact's last event is, when expect_seq named

@@ -176,6 +176,12 @@ const CurrentHeader = "Presence-Current"
 // an entry, so each is repeated once, by the engine that stored it.
 func (f *Feed) repeat(ctx context.Context) {
 	var buf []byte
+	// How long a repeat waits for the projection to reach its change: a
+	// second while the projection keeps up, nothing once it has not, until it
+	// is there again. A stalled projection must not hold every repeat behind
+	// it for a second each: they would trail the feed by as many seconds as
+	// there are entries waiting.
+	patience := time.Second
 	for {
 		var r repeat
 		select {
@@ -190,14 +196,17 @@ func (f *Feed) repeat(ctx context.Context) {
 		}
 		if f.cfg.Current != nil {
 			// The projection is normally ahead of the feed; if it is not
-			// there within a second, the repeat goes without, and the
-			// subscriber reads the status itself.
-			rctx, cancel := context.WithTimeout(ctx, time.Second)
+			// there in time, the repeat goes without, and the subscriber
+			// reads the status itself.
+			rctx, cancel := context.WithTimeout(ctx, patience)
 			cur, err := f.cfg.Current.Status(rctx, r.contact, r.logSeq)
 			cancel()
 			if err == nil && cur.Seq >= r.logSeq {
 				buf = appendReply(buf[:0], cur)
 				out.Header[CurrentHeader] = []string{string(buf)}
+				patience = time.Second
+			} else if ctx.Err() == nil {
+				patience = 0
 			}
 		}
 		_ = f.cfg.Conn.PublishMsg(out)

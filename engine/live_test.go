@@ -2,15 +2,19 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presence-engine/presence/engine/natstest"
 	"github.com/presence-engine/presence/events"
+	"github.com/presence-engine/presence/projections"
 )
 
 // setVisible makes n visible changes over a few contacts and returns their log
@@ -41,7 +45,9 @@ func TestLiveSubscriberNeedsNoConsumer(t *testing.T) {
 	var col collector
 	ctx, cancel := context.WithCancel(context.Background())
 	reader := &countingBatchReader{BatchReader: r.client(t)}
-	sub, err := NewSubscriber(SubscriberConfig{Conn: r.connect(t), Reader: reader, Logger: testLogger(t)})
+	// No check for late repeats within the test: on a loaded machine one may
+	// come late, and the subscriber would read the feed, rightly.
+	sub, err := NewSubscriber(SubscriberConfig{Conn: r.connect(t), Reader: reader, Logger: testLogger(t), LiveCheck: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,8 +148,10 @@ func TestLiveSubscriberCatchesUp(t *testing.T) {
 	for seq := range dropped {
 		drops = append(drops, seq)
 	}
-	if n := sub.CatchUps(); n == 0 || n > uint64(len(lost)) {
-		t.Errorf("the subscriber caught up from the feed %d times, want 1 to %d (one per loss at most)", n, len(lost))
+	// Not an upper bound: a repeat late on a loaded machine is caught up
+	// with too.
+	if n := sub.CatchUps(); n == 0 {
+		t.Errorf("the subscriber never caught up from the feed, with %d entries lost", len(lost))
 	}
 	if len(drops) != len(lost) {
 		t.Errorf("lost %v on core NATS, want all of %v lost (the test did not test)", drops, lost)
@@ -312,4 +320,255 @@ func TestFeedIsNotHeldUpByItsRepeats(t *testing.T) {
 		t.Errorf("a repeat carries status %s that could not be read", h)
 	}
 	checkFeed(t, js)
+}
+
+// runUntilError runs sub, collecting what it hands over, and returns Run's
+// result.
+func runUntilError(t *testing.T, sub *Subscriber, col *collector) <-chan error {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	done := make(chan error, 1)
+	go func() {
+		done <- sub.Run(ctx, func(ctx context.Context, ch Change) error { col.add(ch, Reply{}); return nil })
+	}()
+	<-sub.Ready()
+	return done
+}
+
+// wantWentBack waits for Run to end with ErrFeedWentBack.
+func wantWentBack(t *testing.T, what string, done <-chan error) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrFeedWentBack) {
+			t.Errorf("%s: Run returned %v, want ErrFeedWentBack", what, err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s: still running 20s after the feed went back", what)
+	}
+}
+
+// TestSubscriberSeesTheFeedGoBack: when the engine derives the feed again (the
+// log was restored from an older copy, or recreated), an ephemeral subscription
+// says so (ErrFeedWentBack) instead of handing over what the feed now holds as
+// if it followed what it was handed: through the repeats and from a consumer,
+// when the feed was purged and when it was created again.
+func TestSubscriberSeesTheFeedGoBack(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// goBack makes the feed hold other changes than before, as after a
+		// log restored or recreated; next is the feed sequence the
+		// subscribers expect next.
+		goBack func(t *testing.T, js jetstream.JetStream, feed jetstream.Stream, next uint64)
+	}{
+		{"purged", func(t *testing.T, js jetstream.JetStream, feed jetstream.Stream, _ uint64) {
+			// Derived again from the start of a log restored from a copy:
+			// the first change comes again.
+			first, err := feed.GetMsg(ctxT(t), 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := feed.Purge(ctxT(t)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := js.Publish(ctxT(t), first.Subject, first.Data); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"created again", func(t *testing.T, js jetstream.JetStream, _ jetstream.Stream, next uint64) {
+			// Derived from a log recreated and grown again: as many
+			// entries as before and more, of other changes.
+			if err := js.DeleteStream(ctxT(t), FeedStream); err != nil {
+				t.Fatal(err)
+			}
+			if err := EnsureStreams(ctxT(t), js, StreamOptions{}, testLogger(t)); err != nil {
+				t.Fatal(err)
+			}
+			for i := range next {
+				c := events.Change{Contact: "other", Previous: events.Unknown, Seq: 1000 + i, At: time.Now().UTC()}
+				if _, err := js.Publish(ctxT(t), events.ChangeSubject(c.Contact), c.Encode()); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := startEngine(t, "", Options{})
+			subs := map[string]SubscriberConfig{
+				"live":     {LiveCheck: 20 * time.Millisecond},
+				"consumer": {LiveCheck: -1},
+			}
+			if tc.name == "created again" {
+				delete(subs, "consumer") // an ordered consumer of a deleted stream is nats.go's to recreate
+			}
+			cols := map[string]*collector{}
+			dones := map[string]<-chan error{}
+			for name, cfg := range subs {
+				cfg.Conn, cfg.Reader, cfg.Logger = r.connect(t), r.Reader(), testLogger(t)
+				sub, err := NewSubscriber(cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cols[name] = &collector{}
+				dones[name] = runUntilError(t, sub, cols[name])
+			}
+			want := setVisible(t, r, 5)
+			for name, col := range cols {
+				waitFor(t, name+" to be handed every change", func() bool { return col.len() == len(want) })
+			}
+			js := r.jetStream(t)
+			feed, err := js.Stream(ctxT(t), FeedStream)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.goBack(t, js, feed, uint64(len(want)+1))
+			for name, done := range dones {
+				wantWentBack(t, name, done)
+				if got := cols[name].seqs(); !slices.Equal(got, want) {
+					t.Errorf("%s was handed %v, want %v and nothing after", name, got, want)
+				}
+			}
+		})
+	}
+}
+
+// TestLiveSubscriberStartsAtATimeOnAnEmptyFeed: a live subscription asked to
+// start at a time still to come, on a feed with nothing stored to start a
+// consumer at, is handed the changes from that time on, not those before.
+func TestLiveSubscriberStartsAtATimeOnAnEmptyFeed(t *testing.T) {
+	r := startEngine(t, "", Options{})
+	from := time.Now().Add(time.Second)
+	var col collector
+	sub, err := NewSubscriber(SubscriberConfig{Conn: r.connect(t), Reader: r.Reader(), Logger: testLogger(t), Start: StartAtTime(from)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := runUntilError(t, sub, &col)
+	set := func(contact string) {
+		if _, err := r.Writer().Set(ctxT(t), SetRequest{Contact: contact, Status: events.Online}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 4 {
+		set(fmt.Sprintf("early-%d", i))
+	}
+	waitFor(t, "the time to start at", func() bool { return time.Now().After(from) })
+	for i := range 4 {
+		set(fmt.Sprintf("late-%d", i))
+	}
+	r.waitFeed(t)
+	var want []uint64
+	early := 0
+	for _, f := range readFeed(t, r.jetStream(t)) {
+		if f.Change.At.Before(from) {
+			early++
+		} else {
+			want = append(want, f.Change.Seq)
+		}
+	}
+	if early == 0 || len(want) == 0 {
+		t.Fatalf("%d changes made before the time to start at and %d after: the test needs both", early, len(want))
+	}
+	waitFor(t, "the changes after the time to start at", func() bool { return col.len() >= len(want) })
+	if got := col.seqs(); !slices.Equal(got, want) {
+		t.Errorf("handed %v, want %v (the changes at or after %s)", got, want, from.Format(time.RFC3339Nano))
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Run ended: %v", err)
+	default:
+	}
+}
+
+// foldingReader reads a real projection that moves only when told: before
+// each read, fold (if set) may bring it up to the change read for.
+type foldingReader struct {
+	LocalReader
+	fold atomic.Pointer[func(seq uint64)]
+}
+
+func (r *foldingReader) Status(ctx context.Context, contact string, minSeq uint64) (Reply, error) {
+	if f := r.fold.Load(); f != nil {
+		(*f)(minSeq)
+	}
+	return r.LocalReader.Status(ctx, contact, minSeq)
+}
+
+// TestRepeatsAreNotHeldBehindAStalledProjection: while the projection does not
+// move, the repeats go out at the feed's pace, without the status they cannot
+// have (one wait, not one per entry: 30 waits of a second would trail the feed
+// by 30s); once the projection is back, they carry it again.
+func TestRepeatsAreNotHeldBehindAStalledProjection(t *testing.T) {
+	s := natstest.Start(t)
+	nc, js := natstest.JetStream(t, s)
+	if err := EnsureStreams(ctxT(t), js, StreamOptions{}, testLogger(t)); err != nil {
+		t.Fatal(err)
+	}
+	p, err := projections.Open(t.TempDir(), projections.Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	reader := &foldingReader{LocalReader: LocalReader{Projection: p}}
+	repeats, err := nc.SubscribeSync(LivePrefix + ">")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := NewFeed(FeedConfig{Conn: nc, Logger: testLogger(t), Current: reader})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	set := func(contact string) {
+		e := events.Event{Contact: contact, Status: events.Online, Previous: events.Unknown, At: time.Now().UTC(), Cause: events.CauseUser}
+		if _, err := js.Publish(ctxT(t), events.EventSubject(e.Contact), e.Encode()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const n = 30
+	for i := range n {
+		set(fmt.Sprintf("c%d", i))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for i := range n {
+		msg, err := repeats.NextMsg(time.Until(deadline))
+		if err != nil {
+			t.Fatalf("%d of %d repeats within 10s of a stalled projection: they wait for it one by one (%v)", i, n, err)
+		}
+		if h := msg.Header.Get(CurrentHeader); h != "" {
+			t.Errorf("repeat %s carries status %s that the stalled projection does not have", msg.Header.Get(FeedSeqHeader), h)
+		}
+	}
+
+	logStream, err := js.Stream(ctxT(t), LogStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fold := func(seq uint64) {
+		if err := p.FoldLog(ctx, logStream, seq, nil); err != nil {
+			t.Errorf("fold the log to seq %d: %v", seq, err)
+		}
+	}
+	reader.fold.Store(&fold)
+	set("back")
+	msg, err := repeats.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatalf("no repeat once the projection is back: %v", err)
+	}
+	var cur Reply
+	if err := cur.UnmarshalJSON([]byte(msg.Header.Get(CurrentHeader))); err != nil || cur.Contact != "back" || cur.Status != events.Online {
+		t.Errorf("the repeat once the projection is back carries %q (%v), want back's status, online", msg.Header.Get(CurrentHeader), err)
+	}
+	if m := f.Metrics(); m.RepeatsDropped != 0 {
+		t.Errorf("%d repeats dropped, want none: the repeater keeps up", m.RepeatsDropped)
+	}
 }

@@ -198,7 +198,14 @@ type Subscriber struct {
 	// it lies past the feed's end, the consumer starts at the end and what
 	// arrives first may still be older.
 	skipBelow uint64
-	catchUps  atomic.Uint64
+	// notBefore, when a live subscription starts at a time on an empty
+	// feed, drops changes made before that time, until one is not.
+	notBefore time.Time
+	// handed is the log sequence of the last change an ephemeral
+	// subscription handed over: the feed is in log order, so one at or
+	// before it means that the feed went back.
+	handed   uint64
+	catchUps atomic.Uint64
 	// dropLive, in tests, loses the entries from LivePrefix it returns true for.
 	dropLive func(feedSeq uint64) bool
 }
@@ -265,6 +272,12 @@ func (s *Subscriber) subjects() []string {
 // missed and nothing repeated; after a crash, the change in hand may come again.
 // While Run goes on, nothing is missed or repeated either when the server
 // restarts or the connection moves. One process at a time runs a given durable.
+//
+// An ephemeral subscription returns an error wrapping ErrFeedWentBack when the
+// feed goes back under it: the engine found the log restored from an older copy
+// or recreated, and derived the feed again. Changes it had handed over may be
+// gone from history, or come again with other content; it does not hand them
+// over as if nothing happened.
 func (s *Subscriber) Run(ctx context.Context, h Handler) error {
 	stream, err := s.js.Stream(ctx, FeedStream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -345,8 +358,8 @@ func (s *Subscriber) runOrdered(ctx context.Context, stream jetstream.Stream, h 
 // where policy, seq and at say, until ctx is done or, if until is not zero, it
 // has handed over the entry at feed sequence until or past it. It returns the
 // feed sequence after the last entry it went through (0 if none), and an error
-// only when the consumer cannot be made; started, if not nil, is called once
-// the consumer exists.
+// when the consumer cannot be made or the feed went back (ErrFeedWentBack);
+// started, if not nil, is called once the consumer exists.
 func (s *Subscriber) consume(ctx context.Context, stream jetstream.Stream, policy jetstream.DeliverPolicy, seq uint64,
 	at *time.Time, until uint64, h Handler, started func()) (uint64, error) {
 	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
@@ -412,8 +425,11 @@ func (s *Subscriber) consume(ctx context.Context, stream jetstream.Stream, polic
 			return next, nil
 		case p := <-ready:
 			for i, c := range p.changes {
-				if err := s.handle(ctx, c, h, nil, false); err != nil {
-					return next, nil // ctx done while retrying
+				if err := s.hand(ctx, c, h); err != nil {
+					if ctx.Err() != nil {
+						return next, nil
+					}
+					return next, err
 				}
 				next = p.entries[i].feedSeq + 1
 				if until != 0 && next > until {
@@ -478,11 +494,16 @@ func (s *Subscriber) runLive(ctx context.Context, stream jetstream.Stream, h Han
 		_ = sub.Unsubscribe()
 		return s.runOrdered(ctx, stream, h)
 	}
-	last, err := feedLast(ctx, stream)
+	last, created, err := feedLast(ctx, stream)
 	if err != nil {
 		return err
 	}
 	next := last + 1
+	if s.cfg.Start.kind == startTime && last == 0 {
+		// Nothing stored yet to start the consumer at: the changes made
+		// before the time asked for are dropped here instead.
+		s.notBefore = s.cfg.Start.at
+	}
 	if s.cfg.Start.kind != startNew {
 		policy, seq, at, err := s.deliverFrom(ctx, stream)
 		if err != nil {
@@ -523,7 +544,7 @@ func (s *Subscriber) runLive(ctx context.Context, stream jetstream.Stream, h Han
 				handed = false
 				continue
 			}
-			last, err := feedLast(ctx, stream)
+			last, now, err := feedLast(ctx, stream)
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil
@@ -531,9 +552,8 @@ func (s *Subscriber) runLive(ctx context.Context, stream jetstream.Stream, h Han
 				s.logger.Warn("subscriber: cannot read where the feed ends; retrying", "err", err)
 				continue
 			}
-			if last+1 < next {
-				return fmt.Errorf("the feed (stream %s) ends at seq %d, before seq %d this subscriber has been handed: was it recreated?",
-					FeedStream, last, next-1)
+			if err := wentBack(created, now, last, next); err != nil {
+				return err
 			}
 			catchUp = last >= next
 		case m := <-live:
@@ -568,13 +588,22 @@ func (s *Subscriber) runLive(ctx context.Context, stream jetstream.Stream, h Han
 			handed = handed || len(batch) > 0
 			changes, _ := s.changesOf(batch)
 			for _, c := range changes {
-				if err := s.handle(ctx, c, h, nil, false); err != nil {
-					return nil // ctx done while retrying
+				if err := s.hand(ctx, c, h); err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					return err
 				}
 			}
 		}
 		if catchUp {
-			last, err := feedLast(ctx, stream)
+			last, now, err := feedLast(ctx, stream)
+			if err == nil {
+				err = wentBack(created, now, last, next)
+				if errors.Is(err, ErrFeedWentBack) {
+					return err
+				}
+			}
 			if err == nil && last >= next {
 				s.catchUps.Add(1)
 				s.logger.Debug("subscriber: catching up from the feed", "from_feed_seq", next, "to_feed_seq", last)
@@ -584,6 +613,9 @@ func (s *Subscriber) runLive(ctx context.Context, stream jetstream.Stream, h Han
 			}
 			if ctx.Err() != nil {
 				return nil
+			}
+			if errors.Is(err, ErrFeedWentBack) {
+				return err
 			}
 			if err != nil {
 				s.logger.Warn("subscriber: cannot catch up with the feed; retrying", "err", err)
@@ -596,13 +628,28 @@ func (s *Subscriber) runLive(ctx context.Context, stream jetstream.Stream, h Han
 // past it they are dropped, and it catches up from the feed.
 const liveBuffer = 8192
 
-// feedLast returns the feed's last sequence.
-func feedLast(ctx context.Context, stream jetstream.Stream) (uint64, error) {
+// feedLast returns the feed's last sequence, and when the feed was created.
+func feedLast(ctx context.Context, stream jetstream.Stream) (uint64, time.Time, error) {
 	info, err := stream.Info(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("read the feed: %w", err)
+		return 0, time.Time{}, fmt.Errorf("read the feed: %w", err)
 	}
-	return info.State.LastSeq, nil
+	return info.State.LastSeq, info.Created, nil
+}
+
+// wentBack returns an error wrapping ErrFeedWentBack if the feed, created at
+// was and now found created at now and ending at last, no longer holds the
+// entry before next that a subscription was handed.
+func wentBack(was, now time.Time, last, next uint64) error {
+	if !now.Equal(was) {
+		return fmt.Errorf("%w: the feed (stream %s) was created again (at %s, was %s)",
+			ErrFeedWentBack, FeedStream, now.UTC().Format(time.RFC3339Nano), was.UTC().Format(time.RFC3339Nano))
+	}
+	if last+1 < next {
+		return fmt.Errorf("%w: the feed (stream %s) ends at seq %d, before seq %d this subscriber was handed",
+			ErrFeedWentBack, FeedStream, last, next-1)
+	}
+	return nil
 }
 
 // drainLive appends what is already waiting in live to batch, up to max in all.
@@ -811,6 +858,31 @@ func (s *Subscriber) changesOf(entries []entry) ([]Change, *lookupBatch) {
 		}
 	}
 	return out, lookup
+}
+
+// hand hands an ephemeral subscription's next change to h (handle), after
+// checking that it follows the last one in the log: ErrFeedWentBack if not.
+// A zero change, or one from before the time a live subscription starts at, is
+// stepped over.
+func (s *Subscriber) hand(ctx context.Context, c Change, h Handler) error {
+	if c.Contact == "" {
+		return nil
+	}
+	if !s.notBefore.IsZero() {
+		if c.At.Before(s.notBefore) {
+			return nil
+		}
+		s.notBefore = time.Time{}
+	}
+	if c.Seq <= s.handed {
+		return fmt.Errorf("%w: feed entry %d is the change at log seq %d, and this subscriber was handed the change at log seq %d already: "+
+			"the log was restored or recreated, and the feed derived again", ErrFeedWentBack, c.FeedSeq, c.Seq, s.handed)
+	}
+	if err := s.handle(ctx, c, h, nil, false); err != nil {
+		return err
+	}
+	s.handed = c.Seq
+	return nil
 }
 
 // handle hands one change to h, again and again while h fails; a zero change
