@@ -53,6 +53,10 @@ type observer struct {
 	expected []bool // by window index: a visible change the writers appended; set once they are done
 	acks     *ackTimes
 	subs     []*subStats
+	// gate, when not nil, holds every handler back until it is closed: the
+	// catch-up is timed from when all M subscribers exist, as the raw
+	// fan-out is timed from when its M consumers exist.
+	gate chan struct{}
 
 	histMu []sync.Mutex
 	hists  []*hdrhistogram.Histogram // sharded by subscriber
@@ -78,6 +82,13 @@ func newObserver(m int, win window, acks *ackTimes) *observer {
 func (o *observer) handler(i int) engine.Handler {
 	st := o.subs[i]
 	return func(ctx context.Context, ch engine.Change) error {
+		if o.gate != nil {
+			select {
+			case <-o.gate:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
 		cur, err := ch.Current(ctx)
 		if err != nil {
 			return err

@@ -170,6 +170,9 @@ func (r *runner) baselines(ctx context.Context, replicas int) error {
 	for _, m := range cfg.Subscribers {
 		per := min(n, max(2*n/m, 1000))
 		if m <= cfg.MaxRemote {
+			// As many as each catching-up subscriber reads (the window of
+			// a fan-out run): the same work, ramp-up and all.
+			per := min(n, cfg.Changes)
 			r.step("baseline: %d ordered consumers reading %d messages each", m, per)
 			if b.FanoutOrdered[m], err = fanoutOrdered(ctx, r.eng.url, m, per); err != nil {
 				return err
@@ -345,10 +348,14 @@ func (r *runner) fanout(ctx context.Context, mode Mode, m int, limit float64) (F
 	}
 	r.step("fan-out: %d %s subscribers catching up on those %d changes", m, mode, len(wr.visible))
 	catchUp := newObserver(m, win, nil)
+	catchUp.gate = make(chan struct{})
 	start = time.Now()
 	if subs, err = r.startSubscribers(ctx, mode, m, catchUp, engine.StartAtSeq(win.base)); err != nil {
 		return f, err
 	}
+	f.CatchUpStart = time.Since(start).Seconds()
+	start = time.Now()
+	close(catchUp.gate)
 	if last, err = r.await(subs, catchUp, wr.visible); err != nil {
 		return f, err
 	}
