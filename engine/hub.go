@@ -101,7 +101,9 @@ func (h *Hub) Ready() <-chan struct{} { return h.ready }
 
 // Run consumes the feed and hands each batch of changes to every subscriber
 // until ctx is done; it then returns nil, and the subscribers' Subscribe calls
-// return nil too.
+// return nil too. It returns an error wrapping ErrFeedWentBack if the feed goes
+// back under it (as Subscriber.Run does), after the changes before that point
+// were dispatched.
 func (h *Hub) Run(ctx context.Context) error {
 	stream, err := h.js.Stream(ctx, FeedStream)
 	if err != nil {
@@ -120,7 +122,10 @@ func (h *Hub) Run(ctx context.Context) error {
 	defer tail.Stop()
 	close(h.ready)
 	defer h.closeAll()
-	var batch []projections.Record
+	var (
+		batch []projections.Record
+		last  uint64 // the log sequence of the last change handed over
+	)
 	for {
 		batch, err = tail.Next(ctx, batch, h.cfg.MaxBatch)
 		if ctx.Err() != nil {
@@ -139,6 +144,15 @@ func (h *Hub) Run(ctx context.Context) error {
 			if c.Seq < skipBelow {
 				continue
 			}
+			if c.Seq <= last {
+				if len(changes) > 0 {
+					h.changes.Add(uint64(len(changes)))
+					h.dispatch(changes)
+				}
+				return fmt.Errorf("%w: feed entry %d is the change at log seq %d, and the hub handed over the change at log seq %d already: "+
+					"the log was restored or recreated, and the feed derived again", ErrFeedWentBack, r.Seq, c.Seq, last)
+			}
+			last = c.Seq
 			changes = append(changes, &hubChange{Change: Change{Contact: c.Contact, Name: c.Name,
 				Previous: c.Previous, Seq: c.Seq, At: c.At, FeedSeq: r.Seq}})
 		}

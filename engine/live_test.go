@@ -352,8 +352,8 @@ func wantWentBack(t *testing.T, what string, done <-chan error) {
 // TestSubscriberSeesTheFeedGoBack: when the engine derives the feed again (the
 // log was restored from an older copy, or recreated), an ephemeral subscription
 // says so (ErrFeedWentBack) instead of handing over what the feed now holds as
-// if it followed what it was handed: through the repeats and from a consumer,
-// when the feed was purged and when it was created again.
+// if it followed what it was handed: through the repeats, from a consumer and
+// through a hub, when the feed was purged and when it was created again.
 func TestSubscriberSeesTheFeedGoBack(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -412,6 +412,22 @@ func TestSubscriberSeesTheFeedGoBack(t *testing.T) {
 				}
 				cols[name] = &collector{}
 				dones[name] = runUntilError(t, sub, cols[name])
+			}
+			if tc.name == "purged" {
+				hub, err := NewHub(HubConfig{Conn: r.connect(t), Reader: r.Reader(), Logger: testLogger(t)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				col, hs := &collector{}, hub.Subscribe()
+				hctx, cancel := context.WithCancel(context.Background())
+				t.Cleanup(cancel)
+				go func() {
+					_ = hs.Run(hctx, func(ctx context.Context, ch Change) error { col.add(ch, Reply{}); return nil })
+				}()
+				done := make(chan error, 1)
+				go func() { done <- hub.Run(hctx) }()
+				<-hub.Ready()
+				cols["hub"], dones["hub"] = col, done
 			}
 			want := setVisible(t, r, 5)
 			for name, col := range cols {
