@@ -124,11 +124,11 @@ type Fanout struct {
 	// is timed.
 	CatchUpStart float64 `json:"catch_up_start_s"`
 	LookupRate   float64 `json:"lookups_per_s"`
-	Latency    Latency  `json:"latency"`
-	Lost       int64    `json:"lost"`       // visible changes some subscriber never got
-	Duplicated int64    `json:"duplicated"` // deliveries of a change a subscriber already had
-	OutOfOrder int64    `json:"out_of_order"`
-	Stale      int64    `json:"stale"` // reads older than their change
+	Latency      Latency `json:"latency"`
+	Lost         int64   `json:"lost"`       // visible changes some subscriber never got
+	Duplicated   int64   `json:"duplicated"` // deliveries of a change a subscriber already had
+	OutOfOrder   int64   `json:"out_of_order"`
+	Stale        int64   `json:"stale"` // reads older than their change
 	// CatchUps is how many times, in the live phase, remote subscribers read the
 	// feed itself over a gap in what they were handed on core NATS.
 	CatchUps  int64 `json:"catch_ups"`

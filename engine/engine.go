@@ -47,7 +47,8 @@ type Options struct {
 	// MaxConcurrent bounds the sets, and apart from them the reads, that the
 	// service handles at once. Zero means 4096.
 	MaxConcurrent int
-	// Projection configures the projection's store.
+	// Projection configures the projection's store. A zero CacheSize means
+	// DefaultProjectionCache.
 	Projection projections.Options
 	// Registerer receives the engine's Prometheus collectors. Zero means none.
 	Registerer prometheus.Registerer
@@ -174,6 +175,9 @@ func (e *Engine) open() error {
 	popts := e.opts.Projection
 	if popts.Logger == nil {
 		popts.Logger = e.logger
+	}
+	if popts.CacheSize == 0 {
+		popts.CacheSize = DefaultProjectionCache
 	}
 	// Fresh folds of a verify that a crash left behind.
 	if leftovers, _ := filepath.Glob(filepath.Join(e.dir, audit.TempPattern)); len(leftovers) > 0 {

@@ -89,16 +89,18 @@ func (r *LocalReader) Statuses(ctx context.Context, contacts []string, minSeq ui
 	if err := r.wait(ctx, contacts[0], minSeq); err != nil {
 		return nil, err
 	}
-	out := make([]Reply, len(contacts))
-	for i, c := range contacts {
+	for _, c := range contacts {
 		if err := events.ValidateContact(c); err != nil {
 			return nil, badRequest(err)
 		}
-		v, err := r.Projection.View(c)
-		if err != nil {
-			return nil, r.failed(err)
-		}
-		out[i] = Reply{Contact: c, Name: v.Name, Status: v.Status, Seq: v.Seq}
+	}
+	views, err := r.Projection.Views(contacts)
+	if err != nil {
+		return nil, r.failed(err)
+	}
+	out := make([]Reply, len(contacts))
+	for i, v := range views {
+		out[i] = Reply{Contact: contacts[i], Name: v.Name, Status: v.Status, Seq: v.Seq}
 	}
 	return out, nil
 }

@@ -60,6 +60,12 @@ const (
 	DefaultContactBurst = 100
 )
 
+// DefaultProjectionCache is the projection's block cache unless configured:
+// the status reads of subscribers go to it. With Pebble's own default (8 MiB)
+// the states of 100k contacts no longer fit, and a batch of reads went to the
+// files, at a third of the speed.
+const DefaultProjectionCache = 64 << 20
+
 // SetRequest is one status change asked of the writer.
 type SetRequest struct {
 	Contact string

@@ -1,12 +1,14 @@
 package projections
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -400,6 +402,50 @@ func (p *Projection) state(contact string) (State, bool, error) {
 func (p *Projection) View(contact string) (View, error) {
 	st, _, err := p.State(contact)
 	return st.Visible, err
+}
+
+// Views returns the View of each contact, in the order given, as View does,
+// from one consistent point of the store. It reads them in key order with one
+// iterator, which costs less than a point read each when there are many.
+func (p *Projection) Views(contacts []string) ([]View, error) {
+	p.closeMu.RLock()
+	defer p.closeMu.RUnlock()
+	if p.closed {
+		return nil, ErrClosed
+	}
+	out := make([]View, len(contacts))
+	order := make([]int, len(contacts))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(contacts[a], contacts[b]) })
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: []byte(stateKeyPrefix), UpperBound: []byte("s0")})
+	if err != nil {
+		return nil, damaged(err)
+	}
+	defer it.Close()
+	var key []byte
+	for _, i := range order {
+		c := contacts[i]
+		key = append(append(key[:0], stateKeyPrefix...), c...)
+		if !it.SeekGE(key) || !bytes.Equal(it.Key(), key) {
+			if err := it.Error(); err != nil {
+				return nil, fmt.Errorf("read state of %q: %w", c, damaged(err))
+			}
+			out[i] = View{Contact: c}
+			continue
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return nil, fmt.Errorf("read state of %q: %w", c, damaged(err))
+		}
+		st, err := unmarshalState(c, v)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = st.Visible
+	}
+	return out, nil
 }
 
 // Reset empties the projection: every state goes and the checkpoint returns to

@@ -820,13 +820,15 @@ func BenchmarkApply(b *testing.B) {
 
 // BenchmarkView reads one of 100k contacts, in random order, from a projection
 // on disk with the default cache.
-func BenchmarkView(b *testing.B) {
+// viewBench opens a projection of 100k contacts, caches warm, and returns it
+// with their IDs in a random order.
+func viewBench(b *testing.B, cacheSize int64) (*Projection, []string) {
 	const contacts = 100_000
-	p, err := Open(b.TempDir(), Options{Logger: quiet})
+	p, err := Open(b.TempDir(), Options{Logger: quiet, CacheSize: cacheSize})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer p.Close()
+	b.Cleanup(func() { _ = p.Close() })
 	ids := make([]string, contacts)
 	records := make([]Record, 0, 4096)
 	for i := range ids {
@@ -845,14 +847,41 @@ func BenchmarkView(b *testing.B) {
 		b.Fatal(err)
 	}
 	rng := rand.New(rand.NewPCG(9, 9))
-	order := rng.Perm(contacts)
+	rng.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+	return p, ids
+}
+
+// BenchmarkView: one status lookup, a random one of 100k contacts.
+func BenchmarkView(b *testing.B) {
+	p, ids := viewBench(b, 64<<20)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		v, err := p.View(ids[order[i%contacts]])
+		v, err := p.View(ids[i%len(ids)])
 		if err != nil || v.Status != events.Online {
 			b.Fatalf("View = %+v, %v", v, err)
 		}
+	}
+}
+
+// BenchmarkViews: the lookups of a subscriber's batch of 256 changes, random
+// contacts of 100k, with Pebble's default cache (8 MiB) and the engine's; one
+// op is one contact, to compare with BenchmarkView.
+func BenchmarkViews(b *testing.B) {
+	for _, cache := range []int64{0, 64 << 20} {
+		b.Run(fmt.Sprintf("cache=%dMiB", max(cache>>20, 8)), func(b *testing.B) {
+			p, ids := viewBench(b, cache)
+			const batch = 256
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i += batch {
+				from := i % (len(ids) - batch)
+				views, err := p.Views(ids[from : from+batch])
+				if err != nil || views[0].Status != events.Online {
+					b.Fatalf("Views = %+v, %v", views[0], err)
+				}
+			}
+		})
 	}
 }
 
@@ -873,5 +902,51 @@ func TestNewerSchemaStopsTheFold(t *testing.T) {
 	}
 	if st, _, _ := p.State(alice); st.Status != events.Online {
 		t.Errorf("alice = %s, want online: nothing of the batch may be applied", st.Status)
+	}
+}
+
+// TestViewsReadsWhatViewReads: the views of many contacts at once, in any
+// order, repeated and never seen ones among them, are those View gives one by
+// one, in the order asked; after more changes too (in the memtable and in
+// files).
+func TestViewsReadsWhatViewReads(t *testing.T) {
+	p := openMem(t)
+	h := newHistory()
+	rng := rand.New(rand.NewPCG(7, 7))
+	randomHistory(h, rng, 50, 600)
+	apply(t, p, h.records()...)
+	if err := p.db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	n := h.last()
+	randomHistory(h, rng, 50, 200)
+	apply(t, p, h.records(int(n))...)
+	var ask []string
+	for range 300 {
+		ask = append(ask, fmt.Sprintf("sip:user%03d@contoso.com", rng.IntN(60))) // 50 to 59 never seen
+	}
+	ask = append(ask, "zzz", "a", ask[0])
+	got, err := p.Views(ask)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(ask) {
+		t.Fatalf("%d views for %d contacts", len(got), len(ask))
+	}
+	unknown := 0
+	for i, c := range ask {
+		want, err := p.View(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[i] != want {
+			t.Errorf("Views, contact %d (%s): %+v; View: %+v", i, c, got[i], want)
+		}
+		if want.Status == events.Unknown {
+			unknown++
+		}
+	}
+	if unknown == 0 || unknown == len(ask) {
+		t.Errorf("%d of %d contacts never seen: the test needs both kinds", unknown, len(ask))
 	}
 }

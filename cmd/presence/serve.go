@@ -24,7 +24,7 @@ import (
 func newServe() *cobra.Command {
 	var (
 		data, listen, natsURL, syncText, logLevel, logFormat, metrics string
-		authFile, tlsCert, tlsKey, memoryLimit                        string
+		authFile, tlsCert, tlsKey, memoryLimit, projectionCache       string
 		replicas, contactBurst                                        int
 		contactRate                                                   float64
 	)
@@ -88,6 +88,9 @@ in hand, commits the projection and exits 0.`,
 					return usageError{fmt.Errorf("--memory-limit: %w", err)}
 				}
 				debug.SetMemoryLimit(n)
+			}
+			if opts.Projection.CacheSize, err = parseSize(projectionCache); err != nil {
+				return usageError{fmt.Errorf("--projection-cache: %w", err)}
 			}
 			var metricsServer *http.Server
 			if metrics != "" {
@@ -160,6 +163,7 @@ in hand, commits the projection and exits 0.`,
 	f.StringVar(&tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	f.StringVar(&metrics, "metrics", "", "serve Prometheus metrics on this HOST:PORT (/metrics), for example 127.0.0.1:9090")
 	f.StringVar(&memoryLimit, "memory-limit", "", "soft limit of this process's memory, such as 1GiB: past it the embedded server's read caches are given back (default: $GOMEMLIMIT, else none)")
+	f.StringVar(&projectionCache, "projection-cache", "64MiB", "the projection's block cache, such as 256MiB: the status reads are served from it")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
 	return cmd
