@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presence-engine/presence/events"
 )
@@ -398,5 +401,57 @@ func TestStartAtSeqOnAnEmptyFeed(t *testing.T) {
 	wait(t, done)
 	if got := col.seqs(); fmt.Sprint(got) != fmt.Sprint([]uint64{res.Seq}) {
 		t.Errorf("saw %v, want [%d]", got, res.Seq)
+	}
+}
+
+// countingStream counts a stream's GetMsg calls.
+type countingStream struct {
+	jetstream.Stream
+	gets int
+}
+
+func (s *countingStream) GetMsg(ctx context.Context, seq uint64, opts ...jetstream.GetMsgOpt) (*jetstream.RawStreamMsg, error) {
+	s.gets++
+	return s.Stream.GetMsg(ctx, seq, opts...)
+}
+
+// TestFeedSeqOf: for every log sequence, before the log, within it (on a
+// visible change and on a hidden one) and past it, FeedSeqOf finds the first
+// feed entry at or after it, reading on average two thirds of the entries a
+// bisection would at most.
+func TestFeedSeqOf(t *testing.T) {
+	r := startEngine(t, "", Options{})
+	last := setMany(t, r, 400, 0) // a fifth hidden
+	js := r.jetStream(t)
+	feed := readFeed(t, js)
+	stream, err := js.Stream(ctxT(t), FeedStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counting := &countingStream{Stream: stream}
+	total := 0
+	bisection := math.Ceil(math.Log2(float64(len(feed) + 1))) // the reads of one
+	for target := uint64(0); target <= last+2; target++ {
+		want := feed[len(feed)-1].FeedSeq + 1
+		for _, f := range feed {
+			if f.Change.Seq >= target {
+				want = f.FeedSeq
+				break
+			}
+		}
+		counting.gets = 0
+		got, err := FeedSeqOf(ctxT(t), counting, target)
+		if err != nil || got != want {
+			t.Errorf("FeedSeqOf(log seq %d) = %d, %v; want %d", target, got, err, want)
+		}
+		if float64(counting.gets) > 2*bisection+2 {
+			t.Errorf("FeedSeqOf(log seq %d) read %d entries, more than twice a bisection's %.0f and the two ends", target, counting.gets, bisection)
+		}
+		total += counting.gets
+	}
+	if avg := float64(total) / float64(last+3); avg > bisection*2/3 {
+		t.Errorf("FeedSeqOf read %.1f entries on average, a bisection %.0f: want two thirds of that at most", avg, bisection)
+	} else {
+		t.Logf("FeedSeqOf read %.1f entries on average over a feed of %d, a bisection %.0f", avg, len(feed), bisection)
 	}
 }
