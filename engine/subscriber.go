@@ -392,8 +392,12 @@ func (s *Subscriber) runOrdered(ctx context.Context, stream jetstream.Stream, h 
 // started, if not nil, is called once the consumer exists.
 func (s *Subscriber) consume(ctx context.Context, stream jetstream.Stream, policy jetstream.DeliverPolicy, seq uint64,
 	at *time.Time, until uint64, h Handler, started func()) (uint64, error) {
+	var filter []string // none for every contact: the feed holds nothing else
+	if len(s.cfg.Contacts) > 0 {
+		filter = s.subjects()
+	}
 	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: s.subjects(), DeliverPolicy: policy, OptStartSeq: seq, OptStartTime: at,
+		FilterSubjects: filter, DeliverPolicy: policy, OptStartSeq: seq, OptStartTime: at,
 	})
 	if err != nil {
 		return 0, fmt.Errorf("subscribe to the feed: %w", err)
