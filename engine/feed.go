@@ -170,18 +170,26 @@ const FeedSeqHeader = "Presence-Feed-Seq"
 // had it once it had applied the entry's change: never older than the change.
 const CurrentHeader = "Presence-Current"
 
+// repeatPatience is how long a repeat waits at most for the projection to
+// reach its change.
+const repeatPatience = 250 * time.Millisecond
+
 // repeat publishes, in feed order, the entries the feed has stored on
 // LivePrefix, each with its feed sequence and, with Current, the contact's
 // current status. Only the engine whose publish the feed acknowledged repeats
 // an entry, so each is repeated once, by the engine that stored it.
 func (f *Feed) repeat(ctx context.Context) {
 	var buf []byte
-	// How long a repeat waits for the projection to reach its change: a
-	// second while the projection keeps up, nothing once it has not, until it
-	// is there again. A stalled projection must not hold every repeat behind
-	// it for a second each: they would trail the feed by as many seconds as
-	// there are entries waiting.
-	patience := time.Second
+	// A repeat waits up to repeatPatience for the projection to reach its
+	// change: it is normally there already, or about to be. One that waited
+	// in vain leaves the repeats after it not waiting at all (they carry the
+	// status only if the projection has it) until the projection has passed
+	// that change: a stalled projection must not hold every repeat behind
+	// it, or they would trail the feed by as much per entry waiting. Without
+	// a way to see how far the projection is, they wait again once one found
+	// it there.
+	progress, _ := f.cfg.Current.(interface{ Applied() uint64 })
+	var behind uint64 // the change a repeat waited for in vain; 0 if none
 	for {
 		var r repeat
 		select {
@@ -195,18 +203,21 @@ func (f *Feed) repeat(ctx context.Context) {
 			Header:  nats.Header{FeedSeqHeader: []string{strconv.FormatUint(r.feedSeq, 10)}},
 		}
 		if f.cfg.Current != nil {
-			// The projection is normally ahead of the feed; if it is not
-			// there in time, the repeat goes without, and the subscriber
-			// reads the status itself.
+			// If the projection is not there in time, the repeat goes
+			// without, and the subscriber reads the status itself.
+			patience := repeatPatience
+			if behind != 0 && (progress == nil || progress.Applied() < behind) {
+				patience = 0
+			}
 			rctx, cancel := context.WithTimeout(ctx, patience)
 			cur, err := f.cfg.Current.Status(rctx, r.contact, r.logSeq)
 			cancel()
 			if err == nil && cur.Seq >= r.logSeq {
 				buf = appendReply(buf[:0], cur)
 				out.Header[CurrentHeader] = []string{string(buf)}
-				patience = time.Second
+				behind = 0
 			} else if ctx.Err() == nil {
-				patience = 0
+				behind = r.logSeq
 			}
 		}
 		_ = f.cfg.Conn.PublishMsg(out)

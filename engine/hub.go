@@ -109,6 +109,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open the feed (stream %s): %w", FeedStream, err)
 	}
+	created := stream.CachedInfo().Created
 	from, skipBelow, err := h.from(ctx, stream)
 	if err != nil {
 		return err
@@ -132,6 +133,17 @@ func (h *Hub) Run(ctx context.Context) error {
 			return nil
 		}
 		if err != nil {
+			// The feed's consumer is gone with a feed deleted, and
+			// perhaps created again and derived from another log.
+			info, ierr := stream.Info(ctx)
+			if errors.Is(ierr, jetstream.ErrStreamNotFound) {
+				return fmt.Errorf("%w: the feed (stream %s) was deleted (%v)", ErrFeedWentBack, FeedStream, err)
+			}
+			if ierr == nil {
+				if werr := wentBack(created, info.Created, info.State.LastSeq, 0); werr != nil {
+					return fmt.Errorf("%w (%v)", werr, err)
+				}
+			}
 			return fmt.Errorf("read the feed: %w", err)
 		}
 		changes := make([]*hubChange, 0, len(batch))

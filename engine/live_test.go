@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -400,7 +401,10 @@ func TestSubscriberSeesTheFeedGoBack(t *testing.T) {
 				"consumer": {LiveCheck: -1},
 			}
 			if tc.name == "created again" {
-				delete(subs, "consumer") // an ordered consumer of a deleted stream is nats.go's to recreate
+				// A durable goes on after its acked position on a feed
+				// purged (the README says so), but its consumer goes with
+				// a feed deleted.
+				subs["durable"] = SubscriberConfig{Durable: "goes-back"}
 			}
 			cols := map[string]*collector{}
 			dones := map[string]<-chan error{}
@@ -413,7 +417,7 @@ func TestSubscriberSeesTheFeedGoBack(t *testing.T) {
 				cols[name] = &collector{}
 				dones[name] = runUntilError(t, sub, cols[name])
 			}
-			if tc.name == "purged" {
+			{
 				hub, err := NewHub(HubConfig{Conn: r.connect(t), Reader: r.Reader(), Logger: testLogger(t)})
 				if err != nil {
 					t.Fatal(err)
@@ -449,51 +453,74 @@ func TestSubscriberSeesTheFeedGoBack(t *testing.T) {
 	}
 }
 
-// TestLiveSubscriberStartsAtATimeOnAnEmptyFeed: a live subscription asked to
-// start at a time still to come, on a feed with nothing stored to start a
-// consumer at, is handed the changes from that time on, not those before.
-func TestLiveSubscriberStartsAtATimeOnAnEmptyFeed(t *testing.T) {
-	r := startEngine(t, "", Options{})
-	from := time.Now().Add(time.Second)
-	var col collector
-	sub, err := NewSubscriber(SubscriberConfig{Conn: r.connect(t), Reader: r.Reader(), Logger: testLogger(t), Start: StartAtTime(from)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := runUntilError(t, sub, &col)
-	set := func(contact string) {
-		if _, err := r.Writer().Set(ctxT(t), SetRequest{Contact: contact, Status: events.Online}); err != nil {
-			t.Fatal(err)
+// TestSubscriberStartsAtATimeToCome: a subscription asked to start at a time
+// still to come is handed the changes from that time on, not those made
+// between its start and that time: on an empty feed, where there is nothing
+// stored to start a consumer at, and on a feed that holds no entry from that
+// time yet, where the consumer starts at the feed's end; live, from a
+// consumer and durable.
+func TestSubscriberStartsAtATimeToCome(t *testing.T) {
+	for _, feed := range []string{"empty", "not empty"} {
+		for name, cfg := range map[string]SubscriberConfig{
+			"live":     {},
+			"consumer": {LiveCheck: -1},
+			"durable":  {Durable: "from-then"},
+		} {
+			t.Run(feed+"/"+name, func(t *testing.T) {
+				t.Parallel()
+				r := startEngine(t, "", Options{})
+				set := func(contact string) {
+					if _, err := r.Writer().Set(ctxT(t), SetRequest{Contact: contact, Status: events.Online}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if feed == "not empty" {
+					for i := range 3 {
+						set(fmt.Sprintf("before-%d", i))
+					}
+					r.waitFeed(t)
+				}
+				// Long enough for the subscription to start and the early
+				// changes to be made before it, on a loaded machine.
+				from := time.Now().Add(2 * time.Second)
+				var col collector
+				cfg.Conn, cfg.Reader, cfg.Logger, cfg.Start = r.connect(t), r.Reader(), testLogger(t), StartAtTime(from)
+				sub, err := NewSubscriber(cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				done := runUntilError(t, sub, &col)
+				for i := range 4 {
+					set(fmt.Sprintf("early-%d", i))
+				}
+				waitFor(t, "the time to start at", func() bool { return time.Now().After(from) })
+				for i := range 4 {
+					set(fmt.Sprintf("late-%d", i))
+				}
+				r.waitFeed(t)
+				var want []uint64
+				early := 0
+				for _, f := range readFeed(t, r.jetStream(t)) {
+					if f.Change.At.Before(from) {
+						early++
+					} else {
+						want = append(want, f.Change.Seq)
+					}
+				}
+				if early == 0 || len(want) == 0 {
+					t.Fatalf("%d changes made before the time to start at and %d after: the test needs both", early, len(want))
+				}
+				waitFor(t, "the changes after the time to start at", func() bool { return col.len() >= len(want) })
+				if got := col.seqs(); !slices.Equal(got, want) {
+					t.Errorf("handed %v, want %v (the changes at or after %s)", got, want, from.Format(time.RFC3339Nano))
+				}
+				select {
+				case err := <-done:
+					t.Fatalf("Run ended: %v", err)
+				default:
+				}
+			})
 		}
-	}
-	for i := range 4 {
-		set(fmt.Sprintf("early-%d", i))
-	}
-	waitFor(t, "the time to start at", func() bool { return time.Now().After(from) })
-	for i := range 4 {
-		set(fmt.Sprintf("late-%d", i))
-	}
-	r.waitFeed(t)
-	var want []uint64
-	early := 0
-	for _, f := range readFeed(t, r.jetStream(t)) {
-		if f.Change.At.Before(from) {
-			early++
-		} else {
-			want = append(want, f.Change.Seq)
-		}
-	}
-	if early == 0 || len(want) == 0 {
-		t.Fatalf("%d changes made before the time to start at and %d after: the test needs both", early, len(want))
-	}
-	waitFor(t, "the changes after the time to start at", func() bool { return col.len() >= len(want) })
-	if got := col.seqs(); !slices.Equal(got, want) {
-		t.Errorf("handed %v, want %v (the changes at or after %s)", got, want, from.Format(time.RFC3339Nano))
-	}
-	select {
-	case err := <-done:
-		t.Fatalf("Run ended: %v", err)
-	default:
 	}
 }
 
@@ -574,6 +601,35 @@ func TestRepeatsAreNotHeldBehindAStalledProjection(t *testing.T) {
 			t.Errorf("fold the log to seq %d: %v", seq, err)
 		}
 	}
+	// A projection that trails the feed: it reaches each change only once
+	// asked for it, a moment later. Once it is past the change a repeat
+	// waited for in vain, the repeats wait for it again: they do not go
+	// without the status for good after a stall.
+	var folds sync.WaitGroup
+	defer folds.Wait()
+	trail := func(seq uint64) {
+		folds.Add(1)
+		go func() { defer folds.Done(); fold(seq) }()
+	}
+	reader.fold.Store(&trail)
+	const trailing = 5
+	carried := 0
+	for i := range trailing {
+		set(fmt.Sprintf("trail-%d", i))
+		msg, err := repeats.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatalf("no repeat of trail-%d: %v", i, err)
+		}
+		if i > 0 && msg.Header.Get(CurrentHeader) != "" {
+			carried++
+		}
+		folds.Wait() // the projection is past this change
+	}
+	if carried < (trailing-1)/2 {
+		t.Errorf("%d of the %d repeats after the first carry the status of a projection that trails by a moment, want most: "+
+			"the repeater stopped waiting for good after the stall", carried, trailing-1)
+	}
+
 	reader.fold.Store(&fold)
 	set("back")
 	msg, err := repeats.NextMsg(10 * time.Second)

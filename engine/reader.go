@@ -42,6 +42,9 @@ type LocalReader struct {
 	OnCorrupt func(error)
 }
 
+// Applied returns the log sequence the projection has applied up to.
+func (r *LocalReader) Applied() uint64 { return r.Projection.Applied() }
+
 func (r *LocalReader) wait(ctx context.Context, contact string, minSeq uint64) error {
 	if err := events.ValidateContact(contact); err != nil {
 		return badRequest(err)

@@ -148,7 +148,9 @@ func StartAll() Start { return Start{kind: startAll} }
 func StartAtSeq(seq uint64) Start { return Start{kind: startSeq, seq: seq} }
 
 // StartAtTime begins with the first change stored in the feed at or after t
-// (an entry is stored a moment after its change is accepted).
+// (an entry is stored a moment after its change is accepted). From a time
+// still to come, the changes accepted before it are stepped over: by a durable,
+// in the run that creates it, acknowledged without being handed over.
 func StartAtTime(t time.Time) Start { return Start{kind: startTime, at: t} }
 
 // SubscriberConfig configures a Subscriber.
@@ -198,9 +200,14 @@ type Subscriber struct {
 	// it lies past the feed's end, the consumer starts at the end and what
 	// arrives first may still be older.
 	skipBelow uint64
-	// notBefore, when a live subscription starts at a time on an empty
-	// feed, drops changes made before that time, until one is not.
+	// notBefore, when a subscription starts at a time the feed holds no
+	// entry from yet (still to come, or on an empty feed), drops changes
+	// made before that time, until one is not: the consumer starts at the
+	// feed's end, and what it is handed first may still be older.
 	notBefore time.Time
+	// created is when the feed was created, as Run found it: a feed created
+	// again under an ephemeral subscription is one that went back.
+	created time.Time
 	// handed is the log sequence of the last change an ephemeral
 	// subscription handed over: the feed is in log order, so one at or
 	// before it means that the feed went back.
@@ -286,6 +293,7 @@ func (s *Subscriber) Run(ctx context.Context, h Handler) error {
 	if err != nil {
 		return fmt.Errorf("open the feed (stream %s): %w", FeedStream, err)
 	}
+	s.created = stream.CachedInfo().Created
 	if s.cfg.Durable != "" {
 		return s.runDurable(ctx, stream, h)
 	}
@@ -309,6 +317,9 @@ func (s *Subscriber) deliverFrom(ctx context.Context, stream jetstream.Stream) (
 		return jetstream.DeliverByStartSequencePolicy, feedSeq, nil, nil
 	case startTime:
 		t := s.cfg.Start.at
+		if t.After(time.Now()) {
+			s.notBefore = t
+		}
 		return jetstream.DeliverByStartTimePolicy, 0, &t, nil
 	}
 	return jetstream.DeliverNewPolicy, 0, nil, nil
@@ -321,7 +332,19 @@ func (s *Subscriber) deliverFrom(ctx context.Context, stream jetstream.Stream) (
 // entry is from the entries it has read and reads a handful of entries where a
 // bisection would read twenty: each read of an entry far from the last one
 // can cost the server a block read from disk.
+//
+// An entry removed from the feed's start while it reads (the feed's limits) has
+// it start again, a few times.
 func FeedSeqOf(ctx context.Context, feed jetstream.Stream, logSeq uint64) (uint64, error) {
+	for tries := 1; ; tries++ {
+		seq, err := feedSeqOf(ctx, feed, logSeq)
+		if !errors.Is(err, jetstream.ErrMsgNotFound) || tries == 3 {
+			return seq, err
+		}
+	}
+}
+
+func feedSeqOf(ctx context.Context, feed jetstream.Stream, logSeq uint64) (uint64, error) {
 	info, err := feed.Info(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("read the feed: %w", err)
@@ -344,6 +367,9 @@ func FeedSeqOf(ctx context.Context, feed jetstream.Stream, logSeq uint64) (uint6
 	hiLog, err := logSeqAt(hi)
 	if err != nil || hiLog < logSeq {
 		return hi + 1, err
+	}
+	if lo == hi {
+		return hi, nil
 	}
 	loLog, err := logSeqAt(lo)
 	if err != nil || loLog >= logSeq {
@@ -452,13 +478,29 @@ func (s *Subscriber) consume(ctx context.Context, stream jetstream.Stream, polic
 			}
 		}
 	}()
-	var next uint64
+	var (
+		next     uint64
+		consumer string // the server's consumer the last entry came from
+	)
 	for {
 		select {
 		case <-ctx.Done():
 			return next, nil
 		case p := <-ready:
 			for i, c := range p.changes {
+				if e := p.entries[i]; e.consumer != consumer {
+					// nats.go made the consumer again: after a reconnection,
+					// or because the feed was deleted, and perhaps created
+					// again and derived from another log. It resumes after the
+					// last feed sequence it handed over, whatever the feed
+					// now holds there.
+					if consumer != "" {
+						if err := s.sameFeed(ctx, stream); err != nil {
+							return next, err
+						}
+					}
+					consumer = e.consumer
+				}
 				if err := s.hand(ctx, c, h); err != nil {
 					if ctx.Err() != nil {
 						return next, nil
@@ -477,10 +519,11 @@ func (s *Subscriber) consume(ctx context.Context, stream jetstream.Stream, polic
 // entry is one feed entry as a subscriber receives it, from the feed's consumer
 // or from LivePrefix.
 type entry struct {
-	subject string
-	data    []byte
-	feedSeq uint64
-	current *Reply // the status a repeat carried, if any
+	subject  string
+	data     []byte
+	feedSeq  uint64
+	consumer string // the consumer it came from, if any
+	current  *Reply // the status a repeat carried, if any
 }
 
 // carried is the lookup of a change whose repeat carried the current status.
@@ -494,7 +537,7 @@ func entriesOf(msgs []jetstream.Msg) []entry {
 	for i, m := range msgs {
 		out[i] = entry{subject: m.Subject(), data: m.Data()}
 		if md, err := m.Metadata(); err == nil {
-			out[i].feedSeq = md.Sequence.Stream
+			out[i].feedSeq, out[i].consumer = md.Sequence.Stream, md.Consumer
 		}
 	}
 	return out
@@ -528,7 +571,7 @@ func (s *Subscriber) runLive(ctx context.Context, stream jetstream.Stream, h Han
 		_ = sub.Unsubscribe()
 		return s.runOrdered(ctx, stream, h)
 	}
-	last, created, err := feedLast(ctx, stream)
+	last, err := s.checkFeed(ctx, stream, 0)
 	if err != nil {
 		return err
 	}
@@ -578,16 +621,16 @@ func (s *Subscriber) runLive(ctx context.Context, stream jetstream.Stream, h Han
 				handed = false
 				continue
 			}
-			last, now, err := feedLast(ctx, stream)
+			last, err := s.checkFeed(ctx, stream, next)
+			if errors.Is(err, ErrFeedWentBack) {
+				return err
+			}
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
 				s.logger.Warn("subscriber: cannot read where the feed ends; retrying", "err", err)
 				continue
-			}
-			if err := wentBack(created, now, last, next); err != nil {
-				return err
 			}
 			catchUp = last >= next
 		case m := <-live:
@@ -631,12 +674,9 @@ func (s *Subscriber) runLive(ctx context.Context, stream jetstream.Stream, h Han
 			}
 		}
 		if catchUp {
-			last, now, err := feedLast(ctx, stream)
-			if err == nil {
-				err = wentBack(created, now, last, next)
-				if errors.Is(err, ErrFeedWentBack) {
-					return err
-				}
+			last, err := s.checkFeed(ctx, stream, next)
+			if errors.Is(err, ErrFeedWentBack) {
+				return err
 			}
 			if err == nil && last >= next {
 				s.catchUps.Add(1)
@@ -669,6 +709,47 @@ func feedLast(ctx context.Context, stream jetstream.Stream) (uint64, time.Time, 
 		return 0, time.Time{}, fmt.Errorf("read the feed: %w", err)
 	}
 	return info.State.LastSeq, info.Created, nil
+}
+
+// checkFeed returns the feed's last sequence, or an error wrapping
+// ErrFeedWentBack if the feed went back under the subscription: created again
+// since Run found it, or ending before next-1, the last entry it was handed (0:
+// none to check). A feed ending before is read once more, RetryWait later,
+// before it counts: one answer from a server that has not yet applied what it
+// stored (a new cluster leader) must not end the subscription.
+func (s *Subscriber) checkFeed(ctx context.Context, stream jetstream.Stream, next uint64) (uint64, error) {
+	last, now, err := feedLast(ctx, stream)
+	if err != nil {
+		return 0, err
+	}
+	if err := wentBack(s.created, now, last, next); err == nil || !now.Equal(s.created) {
+		return last, err
+	}
+	if !sleep(ctx, s.cfg.RetryWait) {
+		return last, ctx.Err()
+	}
+	if last, now, err = feedLast(ctx, stream); err != nil {
+		return 0, err
+	}
+	return last, wentBack(s.created, now, last, next)
+}
+
+// sameFeed returns nil once it has read that the feed is the one Run found,
+// an error wrapping ErrFeedWentBack if it was created again, or ctx's error.
+// It reads again and again while the feed cannot be read.
+func (s *Subscriber) sameFeed(ctx context.Context, stream jetstream.Stream) error {
+	wait := s.cfg.RetryWait
+	for {
+		_, err := s.checkFeed(ctx, stream, 0)
+		if err == nil || errors.Is(err, ErrFeedWentBack) || ctx.Err() != nil {
+			return err
+		}
+		s.logger.Warn("subscriber: cannot read the feed; retrying", "err", err, "wait", wait)
+		if !sleep(ctx, wait) {
+			return ctx.Err()
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
 }
 
 // wentBack returns an error wrapping ErrFeedWentBack if the feed, created at
@@ -813,7 +894,6 @@ func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h 
 			wait = min(2*wait, 30*time.Second)
 			continue
 		}
-		wait = s.cfg.RetryWait
 		var lastAcked jetstream.Msg
 		stale := false // the connection reconnected: the rest waits for the reset
 		for m := range batch.Messages() {
@@ -830,7 +910,7 @@ func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h 
 					stale = true
 					break
 				}
-				if c.FeedSeq == 0 || c.FeedSeq > handled {
+				if (c.FeedSeq == 0 || c.FeedSeq > handled) && !s.early(c) {
 					if err := s.handle(ctx, c, h, msgs[i], true); err != nil {
 						break
 					}
@@ -850,6 +930,37 @@ func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h 
 			_ = lastAcked.DoubleAck(cctx)
 			cancel()
 		}
+		err = batch.Error()
+		if err == nil || errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+			wait = s.cfg.RetryWait
+			continue
+		}
+		// The fetch failed at once (no responders: no such consumer) or on
+		// the way: without a pause it would be tried again at full speed.
+		if err := s.durableLost(ctx, stream); err != nil {
+			return err
+		}
+		s.logger.Warn("subscriber: fetch failed; retrying", "durable", s.cfg.Durable, "err", err, "wait", wait)
+		if !sleep(ctx, wait) {
+			break
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
+	return nil
+}
+
+// durableLost returns an error if the durable's consumer, and the position it
+// held, is gone for good: the feed was created again (wrapping
+// ErrFeedWentBack), or the consumer was deleted. Carrying on would mean
+// making a new one, which starts where Start says, not where this one was.
+func (s *Subscriber) durableLost(ctx context.Context, stream jetstream.Stream) error {
+	if _, err := s.checkFeed(ctx, stream, 0); errors.Is(err, ErrFeedWentBack) {
+		return fmt.Errorf("durable subscriber %q: %w; its consumer, and the position it held, went with the old feed",
+			s.cfg.Durable, err)
+	}
+	if _, err := stream.Consumer(ctx, s.cfg.Durable); errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("durable subscriber %q: its consumer was deleted from the feed (stream %s), and the position it held with it; "+
+			"running it again makes a new one, starting where its Start says", s.cfg.Durable, FeedStream)
 	}
 	return nil
 }
@@ -899,14 +1010,8 @@ func (s *Subscriber) changesOf(entries []entry) ([]Change, *lookupBatch) {
 // A zero change, or one from before the time a live subscription starts at, is
 // stepped over.
 func (s *Subscriber) hand(ctx context.Context, c Change, h Handler) error {
-	if c.Contact == "" {
+	if c.Contact == "" || s.early(c) {
 		return nil
-	}
-	if !s.notBefore.IsZero() {
-		if c.At.Before(s.notBefore) {
-			return nil
-		}
-		s.notBefore = time.Time{}
 	}
 	if c.Seq <= s.handed {
 		return fmt.Errorf("%w: feed entry %d is the change at log seq %d, and this subscriber was handed the change at log seq %d already: "+
@@ -917,6 +1022,19 @@ func (s *Subscriber) hand(ctx context.Context, c Change, h Handler) error {
 	}
 	s.handed = c.Seq
 	return nil
+}
+
+// early reports whether c was made before the time the subscription starts at
+// and is to be stepped over; the first change that was not ends the check.
+func (s *Subscriber) early(c Change) bool {
+	if s.notBefore.IsZero() {
+		return false
+	}
+	if c.At.Before(s.notBefore) {
+		return true
+	}
+	s.notBefore = time.Time{}
+	return false
 }
 
 // handle hands one change to h, again and again while h fails; a zero change
