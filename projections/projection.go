@@ -407,7 +407,7 @@ func (p *Projection) View(contact string) (View, error) {
 // Views returns the View of each contact, in the order given, as View does,
 // from one consistent point of the store. It reads them in key order with one
 // iterator, which costs less than a point read each when there are many.
-func (p *Projection) Views(contacts []string) ([]View, error) {
+func (p *Projection) Views(contacts []string) (_ []View, err error) {
 	p.closeMu.RLock()
 	defer p.closeMu.RUnlock()
 	if p.closed {
@@ -423,7 +423,11 @@ func (p *Projection) Views(contacts []string) ([]View, error) {
 	if err != nil {
 		return nil, damaged(err)
 	}
-	defer it.Close()
+	defer func() {
+		if cerr := it.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("read states: %w", damaged(cerr))
+		}
+	}()
 	var key []byte
 	for _, i := range order {
 		c := contacts[i]

@@ -818,8 +818,6 @@ func BenchmarkApply(b *testing.B) {
 	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "events/s")
 }
 
-// BenchmarkView reads one of 100k contacts, in random order, from a projection
-// on disk with the default cache.
 // viewBench opens a projection of 100k contacts, caches warm, and returns it
 // with their IDs in a random order.
 func viewBench(b *testing.B, cacheSize int64) (*Projection, []string) {
