@@ -216,7 +216,7 @@ func (f *Feed) repeat(ctx context.Context) {
 				buf = appendReply(buf[:0], cur)
 				out.Header[CurrentHeader] = []string{string(buf)}
 				behind = 0
-			} else if ctx.Err() == nil {
+			} else if ctx.Err() == nil && patience > 0 {
 				behind = r.logSeq
 			}
 		}

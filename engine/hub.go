@@ -34,7 +34,8 @@ type HubConfig struct {
 	Queue int
 	// MaxBatch is the most changes handed on at once. Zero means 512.
 	MaxBatch int
-	// Start is where the hub begins in the feed. Zero means StartNew.
+	// Start is where the hub begins in the feed: StartNew (the default),
+	// StartAll or StartAtSeq. A hub does not start at a time.
 	Start Start
 }
 
@@ -79,6 +80,10 @@ func NewHub(cfg HubConfig) (*Hub, error) {
 	if cfg.Conn == nil || cfg.Reader == nil {
 		return nil, errors.New("engine: a hub needs a Conn and a Reader")
 	}
+	if cfg.Start.kind == startTime {
+		return nil, badRequest(errors.New("hub start: a hub starts from now (StartNew), the start of the feed (StartAll) " +
+			"or a log sequence (StartAtSeq), not at a time"))
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -96,7 +101,8 @@ func NewHub(cfg HubConfig) (*Hub, error) {
 }
 
 // Ready returns a channel closed once the hub consumes the feed: every change
-// that reaches the feed after that is handed over.
+// that reaches the feed after that is handed over. It is not closed if Run
+// fails before that.
 func (h *Hub) Ready() <-chan struct{} { return h.ready }
 
 // Run consumes the feed and hands each batch of changes to every subscriber
@@ -185,8 +191,6 @@ func (h *Hub) from(ctx context.Context, stream jetstream.Stream) (feedSeq, skipB
 	case startSeq:
 		seq, err := FeedSeqOf(ctx, stream, h.cfg.Start.seq)
 		return seq, h.cfg.Start.seq, err
-	case startTime:
-		return 0, 0, errors.New("engine: a hub starts from now, the start of the feed, or a log sequence")
 	}
 	info, err := stream.Info(ctx)
 	if err != nil {

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/presence-engine/presence/engine/natstest"
 )
 
 // runHub runs a hub on the engine's own projection until the test ends.
@@ -161,5 +164,16 @@ func TestHubCutsOffASlowSubscriber(t *testing.T) {
 	cancel()
 	if err := <-fastDone; err != nil {
 		t.Errorf("fast subscriber: %v", err)
+	}
+}
+
+// TestHubDoesNotStartAtATime: a hub asked to start at a time is refused when
+// made, with what it accepts, rather than failing in Run before Ready.
+func TestHubDoesNotStartAtATime(t *testing.T) {
+	s := natstest.Start(t)
+	nc, _ := natstest.JetStream(t, s)
+	_, err := NewHub(HubConfig{Conn: nc, Reader: &LocalReader{}, Start: StartAtTime(time.Now())})
+	if !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), "StartAtSeq") {
+		t.Fatalf("NewHub with StartAtTime: %v; want a bad request naming the starts a hub accepts", err)
 	}
 }

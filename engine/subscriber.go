@@ -149,8 +149,10 @@ func StartAtSeq(seq uint64) Start { return Start{kind: startSeq, seq: seq} }
 
 // StartAtTime begins with the first change stored in the feed at or after t
 // (an entry is stored a moment after its change is accepted). From a time
-// still to come, the changes accepted before it are stepped over: by a durable,
-// in the run that creates it, acknowledged without being handed over.
+// still to come, the changes accepted before it are stepped over (by a durable,
+// acknowledged without being handed over).
+//
+// A Hub does not start at a time: NewHub refuses it.
 func StartAtTime(t time.Time) Start { return Start{kind: startTime, at: t} }
 
 // SubscriberConfig configures a Subscriber.
@@ -495,7 +497,10 @@ func (s *Subscriber) consume(ctx context.Context, stream jetstream.Stream, polic
 					// last feed sequence it handed over, whatever the feed
 					// now holds there.
 					if consumer != "" {
-						if err := s.sameFeed(ctx, stream); err != nil {
+						if err := s.sameFeed(ctx, stream, next); err != nil {
+							if ctx.Err() != nil {
+								return next, nil
+							}
 							return next, err
 						}
 					}
@@ -714,33 +719,38 @@ func feedLast(ctx context.Context, stream jetstream.Stream) (uint64, time.Time, 
 // checkFeed returns the feed's last sequence, or an error wrapping
 // ErrFeedWentBack if the feed went back under the subscription: created again
 // since Run found it, or ending before next-1, the last entry it was handed (0:
-// none to check). A feed ending before is read once more, RetryWait later,
-// before it counts: one answer from a server that has not yet applied what it
-// stored (a new cluster leader) must not end the subscription.
+// none to check). A feed ending before is read again for a few seconds before
+// it counts: an answer from a server that has not yet applied what it stored
+// (a new cluster leader, on a loaded machine) must not end the subscription.
 func (s *Subscriber) checkFeed(ctx context.Context, stream jetstream.Stream, next uint64) (uint64, error) {
-	last, now, err := feedLast(ctx, stream)
-	if err != nil {
-		return 0, err
+	wait := s.cfg.RetryWait
+	for tries := 1; ; tries++ {
+		last, now, err := feedLast(ctx, stream)
+		if err != nil {
+			return 0, err
+		}
+		err = wentBack(s.created, now, last, next)
+		if err == nil || !now.Equal(s.created) || tries == feedEndsBeforeReads {
+			return last, err
+		}
+		if !sleep(ctx, wait) {
+			return last, ctx.Err()
+		}
+		wait = min(2*wait, time.Second)
 	}
-	if err := wentBack(s.created, now, last, next); err == nil || !now.Equal(s.created) {
-		return last, err
-	}
-	if !sleep(ctx, s.cfg.RetryWait) {
-		return last, ctx.Err()
-	}
-	if last, now, err = feedLast(ctx, stream); err != nil {
-		return 0, err
-	}
-	return last, wentBack(s.created, now, last, next)
 }
 
-// sameFeed returns nil once it has read that the feed is the one Run found,
-// an error wrapping ErrFeedWentBack if it was created again, or ctx's error.
-// It reads again and again while the feed cannot be read.
-func (s *Subscriber) sameFeed(ctx context.Context, stream jetstream.Stream) error {
+// feedEndsBeforeReads is how many times checkFeed reads a feed that ends before
+// what was handed before it says so.
+const feedEndsBeforeReads = 5
+
+// sameFeed returns nil once it has read that the feed is the one Run found and
+// holds the entry before next, an error wrapping ErrFeedWentBack if not, or
+// ctx's error. It reads again and again while the feed cannot be read.
+func (s *Subscriber) sameFeed(ctx context.Context, stream jetstream.Stream, next uint64) error {
 	wait := s.cfg.RetryWait
 	for {
-		_, err := s.checkFeed(ctx, stream, 0)
+		_, err := s.checkFeed(ctx, stream, next)
 		if err == nil || errors.Is(err, ErrFeedWentBack) || ctx.Err() != nil {
 			return err
 		}
@@ -822,6 +832,11 @@ func (s *Subscriber) durable(ctx context.Context, stream jetstream.Stream) (jets
 		return nil, err
 	}
 	info := cons.CachedInfo()
+	if t := info.Config.OptStartTime; info.Config.DeliverPolicy == jetstream.DeliverByStartTimePolicy && t != nil && t.After(info.Created) {
+		// Made to start at a time still to come: until a change from that
+		// time on, it steps over those before, in this run as in the first.
+		s.notBefore = *t
+	}
 	if filters := s.subjects(); !slices.Equal(info.Config.FilterSubjects, filters) {
 		cfg := info.Config
 		cfg.FilterSubject, cfg.FilterSubjects = "", filters
@@ -954,7 +969,11 @@ func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h 
 // ErrFeedWentBack), or the consumer was deleted. Carrying on would mean
 // making a new one, which starts where Start says, not where this one was.
 func (s *Subscriber) durableLost(ctx context.Context, stream jetstream.Stream) error {
-	if _, err := s.checkFeed(ctx, stream, 0); errors.Is(err, ErrFeedWentBack) {
+	_, err := s.checkFeed(ctx, stream, 0)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		err = fmt.Errorf("%w: the feed (stream %s) was deleted", ErrFeedWentBack, FeedStream)
+	}
+	if errors.Is(err, ErrFeedWentBack) {
 		return fmt.Errorf("durable subscriber %q: %w; its consumer, and the position it held, went with the old feed",
 			s.cfg.Durable, err)
 	}

@@ -408,11 +408,61 @@ func TestStartAtSeqOnAnEmptyFeed(t *testing.T) {
 type countingStream struct {
 	jetstream.Stream
 	gets int
+	// removeFirst, if not zero, is the feed's first sequence: the first read
+	// of it has the entry purged just before, as the feed's limits would.
+	removeFirst uint64
 }
 
 func (s *countingStream) GetMsg(ctx context.Context, seq uint64, opts ...jetstream.GetMsgOpt) (*jetstream.RawStreamMsg, error) {
 	s.gets++
+	if seq == s.removeFirst {
+		s.removeFirst = 0
+		if err := s.Stream.Purge(ctx, jetstream.WithPurgeSequence(seq+1)); err != nil {
+			return nil, err
+		}
+	}
 	return s.Stream.GetMsg(ctx, seq, opts...)
+}
+
+// TestFeedSeqOfOnAFeedLosingItsStart: an entry removed from the feed's start
+// while FeedSeqOf reads it has it read again from the new start; a feed of one
+// entry is read once.
+func TestFeedSeqOfOnAFeedLosingItsStart(t *testing.T) {
+	r := startEngine(t, "", Options{})
+	res, err := r.Writer().Set(ctxT(t), SetRequest{Contact: "only", Status: events.Online})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.waitFeed(t)
+	js := r.jetStream(t)
+	stream, err := js.Stream(ctxT(t), FeedStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counting := &countingStream{Stream: stream}
+	for _, target := range []uint64{0, res.Seq, res.Seq + 1} {
+		counting.gets = 0
+		got, err := FeedSeqOf(ctxT(t), counting, target)
+		if want := map[bool]uint64{true: 1, false: 2}[target <= res.Seq]; err != nil || got != want {
+			t.Errorf("one entry: FeedSeqOf(log seq %d) = %d, %v; want %d", target, got, err, want)
+		}
+		if counting.gets != 1 {
+			t.Errorf("one entry: FeedSeqOf(log seq %d) read %d entries, want 1", target, counting.gets)
+		}
+	}
+
+	last := setMany(t, r, 60, 0)
+	feed := readFeed(t, js)
+	target := feed[len(feed)/2].Change.Seq
+	counting.removeFirst = feed[0].FeedSeq
+	got, err := FeedSeqOf(ctxT(t), counting, target)
+	if want := feed[len(feed)/2].FeedSeq; err != nil || got != want {
+		t.Errorf("FeedSeqOf(log seq %d of %d) with the feed's first entry removed while it reads = %d, %v; want %d",
+			target, last, got, err, want)
+	}
+	if counting.removeFirst != 0 {
+		t.Fatal("the feed's first entry was not read: the test removed nothing")
+	}
 }
 
 // TestFeedSeqOf: for every log sequence, before the log, within it (on a

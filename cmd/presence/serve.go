@@ -163,7 +163,7 @@ in hand, commits the projection and exits 0.`,
 	f.StringVar(&tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	f.StringVar(&metrics, "metrics", "", "serve Prometheus metrics on this HOST:PORT (/metrics), for example 127.0.0.1:9090")
 	f.StringVar(&memoryLimit, "memory-limit", "", "soft limit of this process's memory, such as 1GiB: past it the embedded server's read caches are given back (default: $GOMEMLIMIT, else none)")
-	f.StringVar(&projectionCache, "projection-cache", "64MiB", "the projection's block cache, such as 256MiB (0: the default): the status reads are served from it")
+	f.StringVar(&projectionCache, "projection-cache", "64MiB", "the projection's block cache, such as 256MiB (0: 64MiB): the status reads are served from it")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
 	return cmd
