@@ -190,15 +190,25 @@ func fanoutOrdered(ctx context.Context, url string, m, n int) (float64, error) {
 	}
 	var wg sync.WaitGroup
 	var total atomic.Int64
-	start := time.Now()
+	// Timed as the engine's subscribers catching up are: from when every
+	// consumer exists (and may have pulled its first messages), with the
+	// handlers held until then.
+	gate := make(chan struct{})
+	var opened sync.Once
+	open := func() { opened.Do(func() { close(gate) }) }
+	defer open() // a failed start must not leave handlers held
 	ccs := make([]jetstream.ConsumeContext, m)
 	for i := range m {
 		wg.Add(1)
 		var got atomic.Int64
 		cc, err := cons[i].Consume(func(jetstream.Msg) {
-			total.Add(1)
-			if got.Add(1) == int64(n) {
-				wg.Done()
+			<-gate
+			// The stream may hold more than n: what comes after does not count.
+			if k := got.Add(1); k <= int64(n) {
+				total.Add(1)
+				if k == int64(n) {
+					wg.Done()
+				}
 			}
 		}, jetstream.PullMaxMessages(256))
 		if err != nil {
@@ -211,6 +221,8 @@ func fanoutOrdered(ctx context.Context, url string, m, n int) (float64, error) {
 			cc.Stop()
 		}
 	}()
+	start := time.Now()
+	open()
 	if err := waitGroup(ctx, &wg); err != nil {
 		return 0, fmt.Errorf("fan-out to %d ordered consumers: %d of %d deliveries: %w", m, total.Load(), m*n, err)
 	}
