@@ -170,8 +170,9 @@ func (r *runner) baselines(ctx context.Context, replicas int) error {
 	for _, m := range cfg.Subscribers {
 		per := min(n, max(2*n/m, 1000))
 		if m <= cfg.MaxRemote {
-			// As many as each catching-up subscriber reads (the window of
-			// a fan-out run): the same work, ramp-up and all.
+			// As many as the writers make sets in a fan-out run, whose
+			// visible ones (~80%) each catching-up subscriber reads: about
+			// the same work, ramp-up and all.
 			per := min(n, cfg.Changes)
 			r.step("baseline: %d ordered consumers reading %d messages each", m, per)
 			if b.FanoutOrdered[m], err = fanoutOrdered(ctx, r.eng.url, m, per); err != nil {
