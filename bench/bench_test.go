@@ -46,7 +46,7 @@ func TestRunTinyWorkload(t *testing.T) {
 			t.Errorf("baseline %s = %v, want a positive rate", name, v)
 		}
 	}
-	for name, c := range map[string]Compared{"appends": res.Appends, "fold": res.Fold} {
+	for name, c := range map[string]Compared{"appends": res.Appends, "appends through a writer": res.AppendsWriter, "fold": res.Fold} {
 		if c.Rate <= 0 || c.Baseline <= 0 {
 			t.Errorf("%s: %+v, want a positive rate and baseline", name, c)
 		}

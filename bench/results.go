@@ -24,7 +24,10 @@ type Results struct {
 	Baselines Baselines `json:"baselines"`
 
 	Appends Compared `json:"appends"` // sets appended through the service, vs raw async publish with expected seq
-	Fold    Compared `json:"fold"`    // events folded into a fresh projection, vs a raw ordered read of the same log
+	// AppendsWriter is sets appended by an engine.Writer in the writers'
+	// process, straight to the log, vs the same.
+	AppendsWriter Compared `json:"appends_writer"`
+	Fold          Compared `json:"fold"` // events folded into a fresh projection, vs a raw ordered read of the same log
 	// FoldMaxLag is the largest projection lag seen while appends ran as fast
 	// as they could; FeedMaxLag likewise for the feed.
 	FoldMaxLag uint64   `json:"fold_max_lag_events"`
@@ -182,6 +185,7 @@ func (r *Results) WriteTable(w io.Writer) error {
 	fmt.Fprintln(tw, "figure\tengine\traw NATS\tratio\tagainst\t")
 	b := r.Baselines
 	fmt.Fprintf(tw, "appends/s (through the service)\t%s\t%s\t%s\tasync publish + expected seq\t\n", rateStr(r.Appends.Rate), rateStr(r.Appends.Baseline), ratio(r.Appends))
+	fmt.Fprintf(tw, "appends/s (engine.Writer, writers' process)\t%s\t%s\t%s\tasync publish + expected seq\t\n", rateStr(r.AppendsWriter.Rate), rateStr(r.AppendsWriter.Baseline), ratio(r.AppendsWriter))
 	fmt.Fprintf(tw, "fold events/s (fresh projection)\t%s\t%s\t%s\tordered read of the same log\t\n", rateStr(r.Fold.Rate), rateStr(r.Fold.Baseline), ratio(r.Fold))
 	fmt.Fprintf(tw, "feed entries/s (while appending)\t%s\t%s\t%s\tasync publish\t\n", rateStr(r.Feed.Rate), rateStr(r.Feed.Baseline), ratio(r.Feed))
 	fmt.Fprintf(tw, "raw async publish\t\t%s\t\t\t\n", rateStr(b.PublishAsync))
@@ -244,6 +248,7 @@ func (r *Results) WriteGoBench(w io.Writer) error {
 		fmt.Fprintf(w, "%s\t%d\t%.1f %s\n", name, max(n, 1), v, unit)
 	}
 	line("BenchmarkAppend/engine", int64(r.Workload.AppendSets), "appends/s", r.Appends.Rate)
+	line("BenchmarkAppend/writer", int64(r.Workload.AppendSets), "appends/s", r.AppendsWriter.Rate)
 	line("BenchmarkAppend/raw-expect", int64(r.Workload.Baseline), "msgs/s", r.Baselines.PublishAsyncExpect)
 	line("BenchmarkAppend/raw", int64(r.Workload.Baseline), "msgs/s", r.Baselines.PublishAsync)
 	line("BenchmarkFold/engine", int64(r.Workload.AppendSets), "events/s", r.Fold.Rate)

@@ -247,6 +247,17 @@ func (r *runner) appends(ctx context.Context) error {
 	visibleRate := float64(len(wr.visible)) / wr.elapsed.Seconds()
 	feedRate := float64(after.Feed.Published-before.Feed.Published) / wr.elapsed.Seconds()
 	r.res.Feed = compare(feedRate, visibleRate)
+
+	// The same sets with the engine's writer in the writers' process: what
+	// the service's request and reply cost. The engine folds and derives the
+	// feed meanwhile, as before. Each writer starts knowing no contact, and
+	// reads a contact's last event from the log the first time it sets it.
+	r.step("engine: %d sets with an engine.Writer in the writers' process, %d writers x %d in flight", cfg.AppendSets, cfg.Writers, cfg.InFlight)
+	r.seed++
+	if wr, err = writeContacts(ctx, r.eng.url, cfg, cfg.AppendSets, 0, newAckTimes(0, 0), r.seed, false, writerSetter); err != nil {
+		return err
+	}
+	r.res.AppendsWriter = compare(float64(wr.appended)/wr.elapsed.Seconds(), r.res.Baselines.PublishAsyncExpect)
 	return nil
 }
 
@@ -474,7 +485,7 @@ func (r *runner) memory(ctx context.Context) error {
 		if i == 0 {
 			n = cfg.MemoryContacts // every contact once: what follows only adds events
 		}
-		wr, err := writeContacts(ctx, r.eng.url, cfg, n, 0, newAckTimes(0, 0), r.seed, i == 0)
+		wr, err := writeContacts(ctx, r.eng.url, cfg, n, 0, newAckTimes(0, 0), r.seed, i == 0, serviceSetter)
 		if err != nil {
 			return err
 		}

@@ -3,12 +3,14 @@ package bench
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/time/rate"
 
 	"github.com/presence-engine/presence/engine"
@@ -80,12 +82,37 @@ type writeResult struct {
 // connections with inFlight sets outstanding each, at most limit sets per
 // second (0: as fast as they go). Each acknowledgement's time goes into acks.
 func write(ctx context.Context, url string, cfg Config, n int, limit float64, acks *ackTimes, seed uint64) (writeResult, error) {
-	return writeContacts(ctx, url, cfg, n, limit, acks, seed, false)
+	return writeContacts(ctx, url, cfg, n, limit, acks, seed, false, serviceSetter)
 }
 
-// writeContacts is write; with sequential, set i goes to contact i mod
-// cfg.Contacts instead of a random one, so that every contact is touched.
-func writeContacts(ctx context.Context, url string, cfg Config, n int, limit float64, acks *ackTimes, seed uint64, sequential bool) (writeResult, error) {
+// setter makes what one writer connection sets statuses with.
+type setter func(nc *nats.Conn) (func(context.Context, engine.SetRequest) (engine.SetResult, error), error)
+
+// serviceSetter sets through the service (engine.Client): request and reply.
+func serviceSetter(nc *nats.Conn) (func(context.Context, engine.SetRequest) (engine.SetResult, error), error) {
+	return engine.NewClient(nc).Set, nil
+}
+
+// writerSetter sets with an engine.Writer in the writers' process, appending
+// straight to the log (with the log's per-contact optimistic concurrency, as
+// the engine's own writer does), as a backend that embeds the writer does.
+func writerSetter(nc *nats.Conn) (func(context.Context, engine.SetRequest) (engine.SetResult, error), error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	w, err := engine.NewWriter(engine.WriterConfig{JetStream: js, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return nil, err
+	}
+	return w.Set, nil
+}
+
+// writeContacts is write, setting with what set makes for each writer
+// connection; with sequential, set i goes to contact i mod cfg.Contacts instead
+// of a random one, so that every contact is touched.
+func writeContacts(ctx context.Context, url string, cfg Config, n int, limit float64, acks *ackTimes, seed uint64, sequential bool,
+	setWith setter) (writeResult, error) {
 	var (
 		next    atomic.Int64
 		mu      sync.Mutex
@@ -112,9 +139,16 @@ func writeContacts(ctx context.Context, url string, cfg Config, n int, limit flo
 		}
 		conns[i] = nc
 	}
+	sets := make([]func(context.Context, engine.SetRequest) (engine.SetResult, error), cfg.Writers)
+	for w, nc := range conns {
+		var err error
+		if sets[w], err = setWith(nc); err != nil {
+			return res, err
+		}
+	}
 	start := time.Now()
 	for w := range cfg.Writers {
-		client := engine.NewClient(conns[w])
+		set := sets[w]
 		for g := range cfg.InFlight {
 			wg.Add(1)
 			go func() {
@@ -142,7 +176,7 @@ func writeContacts(ctx context.Context, url string, cfg Config, n int, limit flo
 						contact = int(i-1) % cfg.Contacts
 					}
 					status, cause := pick(rng)
-					r, err := client.Set(ctx, engine.SetRequest{Contact: contactID(contact), Status: status, Cause: cause,
+					r, err := set(ctx, engine.SetRequest{Contact: contactID(contact), Status: status, Cause: cause,
 						Name: fmt.Sprintf("User %d", contact)})
 					if err != nil {
 						err = fmt.Errorf("set: %w", err)
