@@ -111,6 +111,14 @@ func (h *Hub) Ready() <-chan struct{} { return h.ready }
 // back under it (as Subscriber.Run does), after the changes before that point
 // were dispatched.
 func (h *Hub) Run(ctx context.Context) error {
+	err := h.run(ctx)
+	if ctx.Err() != nil {
+		return nil // stopped, perhaps while starting
+	}
+	return err
+}
+
+func (h *Hub) run(ctx context.Context) error {
 	stream, err := h.js.Stream(ctx, FeedStream)
 	if err != nil {
 		return fmt.Errorf("open the feed (stream %s): %w", FeedStream, err)

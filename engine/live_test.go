@@ -549,6 +549,49 @@ func TestSubscriberStartsAtATimeToCome(t *testing.T) {
 	}
 }
 
+// TestDurableStartedAtATimeStepsOverOnlyUntilThen: a durable made to start at
+// a time still to come, run again once it has handed a change from that time
+// on, steps over nothing more: a change stamped earlier (another engine's clock
+// behind) is handed like any other.
+func TestDurableStartedAtATimeStepsOverOnlyUntilThen(t *testing.T) {
+	r := startEngine(t, "", Options{})
+	from := time.Now().Add(time.Second)
+	var col collector
+	cfg := SubscriberConfig{Conn: r.connect(t), Reader: r.Reader(), Logger: testLogger(t), Durable: "from-then", Start: StartAtTime(from)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := runSubscriber(t, ctx, cfg, func(ctx context.Context, ch Change) error { col.add(ch, Reply{}); return nil })
+	waitFor(t, "the time to start at", func() bool { return time.Now().After(from) })
+	late, err := r.Writer().Set(ctxT(t), SetRequest{Contact: "late", Status: events.Online})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the change after the time to start at", func() bool { return col.len() == 1 })
+	cancel()
+	wait(t, done)
+
+	behind, err := NewWriter(WriterConfig{JetStream: r.jetStream(t), Logger: testLogger(t),
+		Now: func() time.Time { return from.Add(-time.Minute) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	skewed, err := behind.Set(ctxT(t), SetRequest{Contact: "skewed", Status: events.Away})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := r.Writer().Set(ctxT(t), SetRequest{Contact: "after", Status: events.Busy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	runSubscriber(t, ctx, cfg, func(ctx context.Context, ch Change) error { col.add(ch, Reply{}); return nil })
+	waitFor(t, "the change after the restart", func() bool { s := col.seqs(); return len(s) > 0 && s[len(s)-1] == after.Seq })
+	if got, want := col.seqs(), []uint64{late.Seq, skewed.Seq, after.Seq}; !slices.Equal(got, want) {
+		t.Errorf("handed %v, want %v: run again, the durable stepped over a change stamped before its start time "+
+			"after it had handed one from then on", got, want)
+	}
+}
+
 // foldingReader reads a real projection that moves only when told: before a
 // read that may wait (its ctx not done yet), fold (if set) brings it up to the
 // change read for, as a projection a moment behind would get there while the

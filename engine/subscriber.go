@@ -286,8 +286,18 @@ func (s *Subscriber) subjects() []string {
 // feed goes back under it: the engine found the log restored from an older copy
 // or recreated, and derived the feed again. Changes it had handed over may be
 // gone from history, or come again with other content; it does not hand them
-// over as if nothing happened.
+// over as if nothing happened. A durable returns an error when its consumer, and
+// the position it holds, is gone: wrapping ErrFeedWentBack when the feed was
+// deleted or created again.
 func (s *Subscriber) Run(ctx context.Context, h Handler) error {
+	err := s.run(ctx, h)
+	if ctx.Err() != nil {
+		return nil // stopped, perhaps while starting
+	}
+	return err
+}
+
+func (s *Subscriber) run(ctx context.Context, h Handler) error {
 	stream, err := s.js.Stream(ctx, FeedStream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return fmt.Errorf("the feed (stream %s) does not exist on this server: is `presence serve` running against it?", FeedStream)
@@ -713,24 +723,37 @@ func feedLast(ctx context.Context, stream jetstream.Stream) (uint64, time.Time, 
 	if err != nil {
 		return 0, time.Time{}, fmt.Errorf("read the feed: %w", err)
 	}
+	if info.Cluster != nil && info.Cluster.Leader == "" {
+		// Answered by a replica while the feed's group elects a leader:
+		// from its own copy, which may be behind.
+		return info.State.LastSeq, info.Created, fmt.Errorf("read the feed: %w", errNoLeader)
+	}
 	return info.State.LastSeq, info.Created, nil
 }
+
+// errNoLeader: the feed's replicas are electing a leader.
+var errNoLeader = errors.New("the feed (stream " + FeedStream + ") has no leader at the moment")
 
 // checkFeed returns the feed's last sequence, or an error wrapping
 // ErrFeedWentBack if the feed went back under the subscription: created again
 // since Run found it, or ending before next-1, the last entry it was handed (0:
-// none to check). A feed ending before is read again for a few seconds before
-// it counts: an answer from a server that has not yet applied what it stored
-// (a new cluster leader, on a loaded machine) must not end the subscription.
+// none to check). A feed that ends before, or that answers without a leader
+// (from a replica's own copy, while its group elects one), is read again for up
+// to feedCheckWindow before that counts: a new cluster leader, or a replica
+// behind, must not end a subscription.
 func (s *Subscriber) checkFeed(ctx context.Context, stream jetstream.Stream, next uint64) (uint64, error) {
 	wait := s.cfg.RetryWait
-	for tries := 1; ; tries++ {
+	deadline := time.Now().Add(feedCheckWindow)
+	for {
 		last, now, err := feedLast(ctx, stream)
-		if err != nil {
+		if err == nil {
+			if err = wentBack(s.created, now, last, next); err == nil || !now.Equal(s.created) {
+				return last, err
+			}
+		} else if !errors.Is(err, errNoLeader) {
 			return 0, err
 		}
-		err = wentBack(s.created, now, last, next)
-		if err == nil || !now.Equal(s.created) || tries == feedEndsBeforeReads {
+		if time.Now().After(deadline) {
 			return last, err
 		}
 		if !sleep(ctx, wait) {
@@ -740,9 +763,9 @@ func (s *Subscriber) checkFeed(ctx context.Context, stream jetstream.Stream, nex
 	}
 }
 
-// feedEndsBeforeReads is how many times checkFeed reads a feed that ends before
-// what was handed before it says so.
-const feedEndsBeforeReads = 5
+// feedCheckWindow is how long checkFeed reads again a feed that looks as if it
+// went back, or has no leader: longer than a JetStream leader election.
+const feedCheckWindow = 10 * time.Second
 
 // sameFeed returns nil once it has read that the feed is the one Run found and
 // holds the entry before next, an error wrapping ErrFeedWentBack if not, or
@@ -834,8 +857,15 @@ func (s *Subscriber) durable(ctx context.Context, stream jetstream.Stream) (jets
 	info := cons.CachedInfo()
 	if t := info.Config.OptStartTime; info.Config.DeliverPolicy == jetstream.DeliverByStartTimePolicy && t != nil && t.After(info.Created) {
 		// Made to start at a time still to come: until a change from that
-		// time on, it steps over those before, in this run as in the first.
-		s.notBefore = *t
+		// time on, it steps over those before, in this run as in the first,
+		// unless the last change acknowledged was already from that time on.
+		before, err := s.ackedBefore(ctx, stream, info.AckFloor.Stream, *t)
+		if err != nil {
+			return nil, err
+		}
+		if before {
+			s.notBefore = *t
+		}
 	}
 	if filters := s.subjects(); !slices.Equal(info.Config.FilterSubjects, filters) {
 		cfg := info.Config
@@ -852,6 +882,26 @@ func (s *Subscriber) durable(ctx context.Context, stream jetstream.Stream) (jets
 		}
 	}
 	return cons, nil
+}
+
+// ackedBefore reports whether the change at feed sequence acked (0: none) was
+// accepted before t.
+func (s *Subscriber) ackedBefore(ctx context.Context, stream jetstream.Stream, acked uint64, t time.Time) (bool, error) {
+	if acked == 0 {
+		return true, nil
+	}
+	msg, err := stream.GetMsg(ctx, acked)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return true, nil // gone from the feed: what follows is compared instead
+	}
+	if err != nil {
+		return false, fmt.Errorf("read the feed at seq %d: %w", acked, err)
+	}
+	c, err := events.DecodeChange(msg.Data)
+	if err != nil {
+		return true, nil
+	}
+	return c.At.Before(t), nil
 }
 
 // runDurable fetches, handles and acknowledges changes in order.
@@ -970,6 +1020,15 @@ func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h 
 // making a new one, which starts where Start says, not where this one was.
 func (s *Subscriber) durableLost(ctx context.Context, stream jetstream.Stream) error {
 	_, err := s.checkFeed(ctx, stream, 0)
+	// A replica still loading the stream may say it does not exist: it
+	// counts when it lasts.
+	for wait, deadline := s.cfg.RetryWait, time.Now().Add(feedCheckWindow); errors.Is(err, jetstream.ErrStreamNotFound) &&
+		time.Now().Before(deadline); wait = min(2*wait, time.Second) {
+		if !sleep(ctx, wait) {
+			return nil
+		}
+		_, err = s.checkFeed(ctx, stream, 0)
+	}
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		err = fmt.Errorf("%w: the feed (stream %s) was deleted", ErrFeedWentBack, FeedStream)
 	}
