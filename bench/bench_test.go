@@ -55,6 +55,10 @@ func TestRunTinyWorkload(t *testing.T) {
 		}
 	}
 
+	if res.AppendsWriterConflicts != 0 {
+		t.Errorf("appends with a writer: %d conflicts, want none (each writer has contacts of its own)", res.AppendsWriterConflicts)
+	}
+
 	if got, want := len(res.Fanout), 4; got != want {
 		t.Fatalf("%d fan-out runs, want %d (two modes, M = 1 and 4)", got, want)
 	}

@@ -27,7 +27,11 @@ type Results struct {
 	// AppendsWriter is sets appended by an engine.Writer in the writers'
 	// process, straight to the log, vs the same.
 	AppendsWriter Compared `json:"appends_writer"`
-	Fold          Compared `json:"fold"` // events folded into a fresh projection, vs a raw ordered read of the same log
+	// AppendsWriterConflicts is how many of those appends were refused because
+	// another writer had set the contact first: none, as each writer has its
+	// own contacts.
+	AppendsWriterConflicts uint64   `json:"appends_writer_conflicts"`
+	Fold                   Compared `json:"fold"` // events folded into a fresh projection, vs a raw ordered read of the same log
 	// FoldMaxLag is the largest projection lag seen while appends ran as fast
 	// as they could; FeedMaxLag likewise for the feed.
 	FoldMaxLag uint64   `json:"fold_max_lag_events"`
@@ -193,6 +197,8 @@ func (r *Results) WriteTable(w io.Writer) error {
 	fmt.Fprintf(tw, "raw ordered read\t\t%s\t\t\t\n", rateStr(b.OrderedRead))
 	tw.Flush()
 	fmt.Fprintf(w, "\nprojection lag while appending at full speed: max %d events; feed lag: max %d events\n", r.FoldMaxLag, r.FeedMaxLag)
+	fmt.Fprintf(w, "appends with an engine.Writer (measured after the fan-out runs, each writer on contacts of its own, most of which it has set before): %d conflicts\n",
+		r.AppendsWriterConflicts)
 	if r.EnginePeakRSS > 0 {
 		fmt.Fprintf(w, "engine peak resident memory: %s\n", bytesText(r.EnginePeakRSS))
 	}

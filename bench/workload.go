@@ -82,37 +82,67 @@ type writeResult struct {
 // connections with inFlight sets outstanding each, at most limit sets per
 // second (0: as fast as they go). Each acknowledgement's time goes into acks.
 func write(ctx context.Context, url string, cfg Config, n int, limit float64, acks *ackTimes, seed uint64) (writeResult, error) {
-	return writeContacts(ctx, url, cfg, n, limit, acks, seed, false, serviceSetter)
+	return writeContacts(ctx, url, cfg, writeSpec{n: n, limit: limit, acks: acks, seed: seed})
 }
 
-// setter makes what one writer connection sets statuses with.
-type setter func(nc *nats.Conn) (func(context.Context, engine.SetRequest) (engine.SetResult, error), error)
+// setFunc sets a status, through the service or with a writer.
+type setFunc func(context.Context, engine.SetRequest) (engine.SetResult, error)
 
-// serviceSetter sets through the service (engine.Client): request and reply.
-func serviceSetter(nc *nats.Conn) (func(context.Context, engine.SetRequest) (engine.SetResult, error), error) {
-	return engine.NewClient(nc).Set, nil
+// writeSpec says what writeContacts does.
+type writeSpec struct {
+	n     int     // sets
+	limit float64 // sets a second at most; 0: as fast as they go
+	acks  *ackTimes
+	seed  uint64
+	// sequential has set i go to contact i mod cfg.Contacts instead of a
+	// random one, so that every contact is touched.
+	sequential bool
+	// sets, if not nil, is what each of the writers sets with; nil sets
+	// through the service, over a connection each.
+	sets []setFunc
+	// id names contact i; nil means contactID.
+	id func(int) string
+	// partition gives writer w only the contacts i with i mod cfg.Writers ==
+	// w, so that no two writers set the same contact.
+	partition bool
 }
 
-// writerSetter sets with an engine.Writer in the writers' process, appending
-// straight to the log (with the log's per-contact optimistic concurrency, as
-// the engine's own writer does), as a backend that embeds the writer does.
-func writerSetter(nc *nats.Conn) (func(context.Context, engine.SetRequest) (engine.SetResult, error), error) {
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, err
+// directWriters makes an engine.Writer per writer, each on its own connection,
+// appending straight to the log (with the log's per-contact optimistic
+// concurrency, as the engine's own writer does), as a backend that embeds the
+// writer does; close closes their connections.
+func directWriters(url string, cfg Config) (sets []setFunc, writers []*engine.Writer, close func(), err error) {
+	var conns []*nats.Conn
+	close = func() {
+		for _, nc := range conns {
+			nc.Close()
+		}
 	}
-	w, err := engine.NewWriter(engine.WriterConfig{JetStream: js, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		return nil, err
+	for i := range cfg.Writers {
+		nc, err := nats.Connect(url, nats.Name(fmt.Sprintf("bench direct writer %d", i)))
+		if err != nil {
+			close()
+			return nil, nil, nil, err
+		}
+		conns = append(conns, nc)
+		js, err := jetstream.New(nc)
+		if err != nil {
+			close()
+			return nil, nil, nil, err
+		}
+		// No bound per contact: the engine under test has none either.
+		w, err := engine.NewWriter(engine.WriterConfig{JetStream: js, Logger: slog.New(slog.DiscardHandler), ContactRate: -1})
+		if err != nil {
+			close()
+			return nil, nil, nil, err
+		}
+		sets, writers = append(sets, w.Set), append(writers, w)
 	}
-	return w.Set, nil
+	return sets, writers, close, nil
 }
 
-// writeContacts is write, setting with what set makes for each writer
-// connection; with sequential, set i goes to contact i mod cfg.Contacts instead
-// of a random one, so that every contact is touched.
-func writeContacts(ctx context.Context, url string, cfg Config, n int, limit float64, acks *ackTimes, seed uint64, sequential bool,
-	setWith setter) (writeResult, error) {
+// writeContacts has the writers make the sets spec says.
+func writeContacts(ctx context.Context, url string, cfg Config, spec writeSpec) (writeResult, error) {
 	var (
 		next    atomic.Int64
 		mu      sync.Mutex
@@ -121,30 +151,34 @@ func writeContacts(ctx context.Context, url string, cfg Config, n int, limit flo
 		failed  atomic.Pointer[error]
 		limiter *rate.Limiter
 	)
-	if limit > 0 {
-		limiter = rate.NewLimiter(rate.Limit(limit), max(1, int(limit/100)))
+	n, acks, seed, id := spec.n, spec.acks, spec.seed, spec.id
+	if id == nil {
+		id = contactID
 	}
-	conns := make([]*nats.Conn, cfg.Writers)
-	defer func() {
-		for _, nc := range conns {
-			if nc != nil {
-				nc.Close()
+	if spec.limit > 0 {
+		limiter = rate.NewLimiter(rate.Limit(spec.limit), max(1, int(spec.limit/100)))
+	}
+	sets := spec.sets
+	if sets == nil {
+		conns := make([]*nats.Conn, cfg.Writers)
+		defer func() {
+			for _, nc := range conns {
+				if nc != nil {
+					nc.Close()
+				}
 			}
+		}()
+		for i := range conns {
+			nc, err := nats.Connect(url, nats.Name(fmt.Sprintf("bench writer %d", i)))
+			if err != nil {
+				return res, err
+			}
+			conns[i] = nc
+			sets = append(sets, engine.NewClient(nc).Set)
 		}
-	}()
-	for i := range conns {
-		nc, err := nats.Connect(url, nats.Name(fmt.Sprintf("bench writer %d", i)))
-		if err != nil {
-			return res, err
-		}
-		conns[i] = nc
 	}
-	sets := make([]func(context.Context, engine.SetRequest) (engine.SetResult, error), cfg.Writers)
-	for w, nc := range conns {
-		var err error
-		if sets[w], err = setWith(nc); err != nil {
-			return res, err
-		}
+	if len(sets) != cfg.Writers {
+		return res, fmt.Errorf("%d writers' sets for %d writers", len(sets), cfg.Writers)
 	}
 	start := time.Now()
 	for w := range cfg.Writers {
@@ -172,11 +206,14 @@ func writeContacts(ctx context.Context, url string, cfg Config, n int, limit flo
 						}
 					}
 					contact := rng.IntN(cfg.Contacts)
-					if sequential {
+					switch {
+					case spec.sequential:
 						contact = int(i-1) % cfg.Contacts
+					case spec.partition:
+						contact = rng.IntN(max(cfg.Contacts/cfg.Writers, 1))*cfg.Writers + w
 					}
 					status, cause := pick(rng)
-					r, err := set(ctx, engine.SetRequest{Contact: contactID(contact), Status: status, Cause: cause,
+					r, err := set(ctx, engine.SetRequest{Contact: id(contact), Status: status, Cause: cause,
 						Name: fmt.Sprintf("User %d", contact)})
 					if err != nil {
 						err = fmt.Errorf("set: %w", err)
