@@ -694,3 +694,23 @@ func TestRepeatsAreNotHeldBehindAStalledProjection(t *testing.T) {
 		t.Errorf("%d repeats dropped, want none: the repeater keeps up", m.RepeatsDropped)
 	}
 }
+
+// TestDurableEndsWhenTheFeedIsDeleted: a durable whose feed is deleted, and not
+// made again, ends with ErrFeedWentBack once that has lasted, instead of
+// fetching from a consumer that is gone for ever.
+func TestDurableEndsWhenTheFeedIsDeleted(t *testing.T) {
+	r := startEngine(t, "", Options{})
+	sub, err := NewSubscriber(SubscriberConfig{Conn: r.connect(t), Reader: r.Reader(), Logger: testLogger(t), Durable: "deleted"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub.checkWindow = 300 * time.Millisecond
+	var col collector
+	done := runUntilError(t, sub, &col)
+	want := setVisible(t, r, 3)
+	waitFor(t, "the durable to be handed every change", func() bool { return col.len() == len(want) })
+	if err := r.jetStream(t).DeleteStream(ctxT(t), FeedStream); err != nil {
+		t.Fatal(err)
+	}
+	wantWentBack(t, "durable", done)
+}

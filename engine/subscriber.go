@@ -217,6 +217,8 @@ type Subscriber struct {
 	catchUps atomic.Uint64
 	// dropLive, in tests, loses the entries from LivePrefix it returns true for.
 	dropLive func(feedSeq uint64) bool
+	// checkWindow is feedCheckWindow, shorter in tests.
+	checkWindow time.Duration
 }
 
 // NewSubscriber checks cfg and returns a Subscriber; Run starts it.
@@ -252,7 +254,7 @@ func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Subscriber{cfg: cfg, js: js, logger: cfg.Logger, ready: make(chan struct{})}, nil
+	return &Subscriber{cfg: cfg, js: js, logger: cfg.Logger, ready: make(chan struct{}), checkWindow: feedCheckWindow}, nil
 }
 
 // CatchUps returns how many times a subscription following the feed on core
@@ -743,7 +745,7 @@ var errNoLeader = errors.New("the feed (stream " + FeedStream + ") has no leader
 // behind, must not end a subscription.
 func (s *Subscriber) checkFeed(ctx context.Context, stream jetstream.Stream, next uint64) (uint64, error) {
 	wait := s.cfg.RetryWait
-	deadline := time.Now().Add(feedCheckWindow)
+	deadline := time.Now().Add(s.checkWindow)
 	for {
 		last, now, err := feedLast(ctx, stream)
 		if err == nil {
@@ -764,7 +766,8 @@ func (s *Subscriber) checkFeed(ctx context.Context, stream jetstream.Stream, nex
 }
 
 // feedCheckWindow is how long checkFeed reads again a feed that looks as if it
-// went back, or has no leader: longer than a JetStream leader election.
+// went back, or has no leader: longer than a JetStream leader election
+// (Subscriber.checkWindow, which tests shorten).
 const feedCheckWindow = 10 * time.Second
 
 // sameFeed returns nil once it has read that the feed is the one Run found and
@@ -1022,7 +1025,7 @@ func (s *Subscriber) durableLost(ctx context.Context, stream jetstream.Stream) e
 	_, err := s.checkFeed(ctx, stream, 0)
 	// A replica still loading the stream may say it does not exist: it
 	// counts when it lasts.
-	for wait, deadline := s.cfg.RetryWait, time.Now().Add(feedCheckWindow); errors.Is(err, jetstream.ErrStreamNotFound) &&
+	for wait, deadline := s.cfg.RetryWait, time.Now().Add(s.checkWindow); errors.Is(err, jetstream.ErrStreamNotFound) &&
 		time.Now().Before(deadline); wait = min(2*wait, time.Second) {
 		if !sleep(ctx, wait) {
 			return nil
