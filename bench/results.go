@@ -42,7 +42,7 @@ type Results struct {
 	// HalfRate is the latency at half the maximum sustained append rate.
 	HalfRate *Fanout `json:"half_rate,omitempty"`
 
-	EnginePeakRSS int64 `json:"engine_peak_rss_bytes"` // 0 when the engine ran in this process
+	EnginePeakRSS int64 `json:"engine_peak_rss_bytes"` // up to the half-rate run; 0 when the engine ran in this process
 	// Memory is the memory run, if any: the engine's resident memory as the log
 	// grew.
 	Memory []MemorySample `json:"memory,omitempty"`
@@ -197,10 +197,10 @@ func (r *Results) WriteTable(w io.Writer) error {
 	fmt.Fprintf(tw, "raw ordered read\t\t%s\t\t\t\n", rateStr(b.OrderedRead))
 	tw.Flush()
 	fmt.Fprintf(w, "\nprojection lag while appending at full speed: max %d events; feed lag: max %d events\n", r.FoldMaxLag, r.FeedMaxLag)
-	fmt.Fprintf(w, "appends with an engine.Writer (measured after the fan-out runs, each writer on contacts of its own, most of which it has set before): %d conflicts\n",
+	fmt.Fprintf(w, "appends with an engine.Writer (measured after the fan-out runs, each writer on contacts of its own, each set once before): %d conflicts\n",
 		r.AppendsWriterConflicts)
 	if r.EnginePeakRSS > 0 {
-		fmt.Fprintf(w, "engine peak resident memory: %s\n", bytesText(r.EnginePeakRSS))
+		fmt.Fprintf(w, "engine peak resident memory, up to the half-rate run: %s\n", bytesText(r.EnginePeakRSS))
 	}
 
 	fmt.Fprintln(w)

@@ -123,6 +123,8 @@ func (r *runner) run(ctx context.Context) error {
 	if err := r.halfRate(ctx); err != nil {
 		return fmt.Errorf("half-rate latency: %w", err)
 	}
+	// The peak so far: what follows adds contacts of its own.
+	res.EnginePeakRSS = r.eng.peakRSS()
 	if err := r.writerAppends(ctx); err != nil {
 		return fmt.Errorf("appends with a writer: %w", err)
 	}
@@ -131,7 +133,6 @@ func (r *runner) run(ctx context.Context) error {
 			return fmt.Errorf("memory run: %w", err)
 		}
 	}
-	res.EnginePeakRSS = r.eng.peakRSS()
 	return nil
 }
 
@@ -258,10 +259,10 @@ func (r *runner) appends(ctx context.Context) error {
 // and reply cost. It runs after the fan-out runs, on contacts of its own and
 // each writer on its own share of them, so that it leaves the engine's writer
 // nothing stale to find (a contact set behind its back costs it a conflict
-// and a read) and the writers none to conflict on. The writers first set
-// their contacts once untimed, as the engine's writer knows its contacts from
-// its projection; the engine folds and derives the feed meanwhile, as in the
-// appends through the service.
+// and a read) and the writers none to conflict on. The writers first set each
+// of their contacts once, untimed, as the engine's writer knows its contacts
+// from its projection; the engine folds and derives the feed meanwhile, as in
+// the appends through the service.
 func (r *runner) writerAppends(ctx context.Context) error {
 	cfg := r.cfg
 	sets, writers, closeWriters, err := directWriters(r.eng.url, cfg)
@@ -271,11 +272,11 @@ func (r *runner) writerAppends(ctx context.Context) error {
 	defer closeWriters()
 	spec := writeSpec{n: cfg.AppendSets, acks: newAckTimes(0, 0), sets: sets, partition: true,
 		id: func(i int) string { return fmt.Sprintf("sip:direct%06d@contoso.com", i) }}
-	r.step("engine: %d sets with an engine.Writer in the writers' process, %d writers x %d in flight (untimed: the writers learn their contacts)",
-		cfg.AppendSets, cfg.Writers, cfg.InFlight)
+	r.step("engine: %d sets with an engine.Writer in the writers' process, each contact once, untimed: the writers learn their contacts", cfg.Contacts)
 	r.seed++
-	spec.seed = r.seed
-	if _, err := writeContacts(ctx, r.eng.url, cfg, spec); err != nil {
+	learn := spec
+	learn.n, learn.seed, learn.sequential = cfg.Contacts, r.seed, true
+	if _, err := writeContacts(ctx, r.eng.url, cfg, learn); err != nil {
 		return err
 	}
 	before := writerMetrics(writers)

@@ -103,7 +103,8 @@ type writeSpec struct {
 	// id names contact i; nil means contactID.
 	id func(int) string
 	// partition gives writer w only the contacts i with i mod cfg.Writers ==
-	// w, so that no two writers set the same contact.
+	// w, and n/cfg.Writers of the sets, so that no two writers set the same
+	// contact.
 	partition bool
 }
 
@@ -145,6 +146,7 @@ func directWriters(url string, cfg Config) (sets []setFunc, writers []*engine.Wr
 func writeContacts(ctx context.Context, url string, cfg Config, spec writeSpec) (writeResult, error) {
 	var (
 		next    atomic.Int64
+		nexts   = make([]atomic.Int64, cfg.Writers) // with partition, each writer's
 		mu      sync.Mutex
 		res     writeResult
 		wg      sync.WaitGroup
@@ -199,18 +201,25 @@ func writeContacts(ctx context.Context, url string, cfg Config, spec writeSpec) 
 					res.lastSeq = max(res.lastSeq, lastSeq)
 					mu.Unlock()
 				}()
-				for i := next.Add(1); i <= int64(n) && ctx.Err() == nil && failed.Load() == nil; i = next.Add(1) {
+				// With partition, each writer has its own share of the sets
+				// and the contacts: its k-th set, in order, goes to its
+				// k-th contact (sequential) or a random one of its own.
+				counter, quota, share := &next, int64(n), cfg.Contacts
+				if spec.partition {
+					counter, quota, share = &nexts[w], int64(n/cfg.Writers), max(cfg.Contacts/cfg.Writers, 1)
+				}
+				for i := counter.Add(1); i <= quota && ctx.Err() == nil && failed.Load() == nil; i = counter.Add(1) {
 					if limiter != nil {
 						if err := limiter.Wait(ctx); err != nil {
 							return
 						}
 					}
-					contact := rng.IntN(cfg.Contacts)
-					switch {
-					case spec.sequential:
-						contact = int(i-1) % cfg.Contacts
-					case spec.partition:
-						contact = rng.IntN(max(cfg.Contacts/cfg.Writers, 1))*cfg.Writers + w
+					contact := rng.IntN(share)
+					if spec.sequential {
+						contact = int(i-1) % share
+					}
+					if spec.partition {
+						contact = contact*cfg.Writers + w
 					}
 					status, cause := pick(rng)
 					r, err := set(ctx, engine.SetRequest{Contact: id(contact), Status: status, Cause: cause,

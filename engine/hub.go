@@ -148,8 +148,17 @@ func (h *Hub) run(ctx context.Context) error {
 		}
 		if err != nil {
 			// The feed's consumer is gone with a feed deleted, and
-			// perhaps created again and derived from another log.
-			info, ierr := stream.Info(ctx)
+			// perhaps created again and derived from another log. A
+			// replica still loading the stream may say it does not
+			// exist: that counts when it lasts.
+			var info *jetstream.StreamInfo
+			ierr := whileNotFound(ctx, feedCheckWindow, func() (err error) {
+				info, err = stream.Info(ctx)
+				return err
+			})
+			if ctx.Err() != nil {
+				return nil
+			}
 			if errors.Is(ierr, jetstream.ErrStreamNotFound) {
 				return fmt.Errorf("%w: the feed (stream %s) was deleted (%v)", ErrFeedWentBack, FeedStream, err)
 			}

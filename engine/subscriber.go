@@ -290,7 +290,8 @@ func (s *Subscriber) subjects() []string {
 // gone from history, or come again with other content; it does not hand them
 // over as if nothing happened. A durable returns an error when its consumer, and
 // the position it holds, is gone: wrapping ErrFeedWentBack when the feed was
-// deleted or created again.
+// deleted or created again. Once ctx is done Run returns nil, whatever else
+// was happening then.
 func (s *Subscriber) Run(ctx context.Context, h Handler) error {
 	err := s.run(ctx, h)
 	if ctx.Err() != nil {
@@ -765,6 +766,21 @@ func (s *Subscriber) checkFeed(ctx context.Context, stream jetstream.Stream, nex
 	}
 }
 
+// whileNotFound calls read again, backing off, while it says the feed is not
+// found, for up to window: a replica still loading the stream may say so, and
+// it counts when it lasts. It returns read's last error, or ctx's.
+func whileNotFound(ctx context.Context, window time.Duration, read func() error) error {
+	err := read()
+	for wait, deadline := 100*time.Millisecond, time.Now().Add(window); errors.Is(err, jetstream.ErrStreamNotFound) &&
+		time.Now().Before(deadline); wait = min(2*wait, time.Second) {
+		if !sleep(ctx, wait) {
+			return ctx.Err()
+		}
+		err = read()
+	}
+	return err
+}
+
 // feedCheckWindow is how long checkFeed reads again a feed that looks as if it
 // went back, or has no leader: longer than a JetStream leader election
 // (Subscriber.checkWindow, which tests shorten).
@@ -861,7 +877,7 @@ func (s *Subscriber) durable(ctx context.Context, stream jetstream.Stream) (jets
 	if t := info.Config.OptStartTime; info.Config.DeliverPolicy == jetstream.DeliverByStartTimePolicy && t != nil && t.After(info.Created) {
 		// Made to start at a time still to come: until a change from that
 		// time on, it steps over those before, in this run as in the first,
-		// unless the last change acknowledged was already from that time on.
+		// unless it has acknowledged one stored from that time on already.
 		before, err := s.ackedBefore(ctx, stream, info.AckFloor.Stream, *t)
 		if err != nil {
 			return nil, err
@@ -887,8 +903,10 @@ func (s *Subscriber) durable(ctx context.Context, stream jetstream.Stream) (jets
 	return cons, nil
 }
 
-// ackedBefore reports whether the change at feed sequence acked (0: none) was
-// accepted before t.
+// ackedBefore reports whether the entry at feed sequence acked (0: none) was
+// stored before t: the feed is in the order it was stored, so once one from t
+// on was acknowledged, so is nothing before t to come. (A change's own time may
+// be earlier than when it was stored, by another engine's clock.)
 func (s *Subscriber) ackedBefore(ctx context.Context, stream jetstream.Stream, acked uint64, t time.Time) (bool, error) {
 	if acked == 0 {
 		return true, nil
@@ -900,11 +918,7 @@ func (s *Subscriber) ackedBefore(ctx context.Context, stream jetstream.Stream, a
 	if err != nil {
 		return false, fmt.Errorf("read the feed at seq %d: %w", acked, err)
 	}
-	c, err := events.DecodeChange(msg.Data)
-	if err != nil {
-		return true, nil
-	}
-	return c.At.Before(t), nil
+	return msg.Time.Before(t), nil
 }
 
 // runDurable fetches, handles and acknowledges changes in order.
@@ -1022,15 +1036,12 @@ func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h 
 // ErrFeedWentBack), or the consumer was deleted. Carrying on would mean
 // making a new one, which starts where Start says, not where this one was.
 func (s *Subscriber) durableLost(ctx context.Context, stream jetstream.Stream) error {
-	_, err := s.checkFeed(ctx, stream, 0)
-	// A replica still loading the stream may say it does not exist: it
-	// counts when it lasts.
-	for wait, deadline := s.cfg.RetryWait, time.Now().Add(s.checkWindow); errors.Is(err, jetstream.ErrStreamNotFound) &&
-		time.Now().Before(deadline); wait = min(2*wait, time.Second) {
-		if !sleep(ctx, wait) {
-			return nil
-		}
-		_, err = s.checkFeed(ctx, stream, 0)
+	err := whileNotFound(ctx, s.checkWindow, func() error {
+		_, err := s.checkFeed(ctx, stream, 0)
+		return err
+	})
+	if ctx.Err() != nil {
+		return nil
 	}
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		err = fmt.Errorf("%w: the feed (stream %s) was deleted", ErrFeedWentBack, FeedStream)
