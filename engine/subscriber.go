@@ -904,9 +904,10 @@ func (s *Subscriber) durable(ctx context.Context, stream jetstream.Stream) (jets
 }
 
 // ackedBefore reports whether the entry at feed sequence acked (0: none) was
-// stored before t: the feed is in the order it was stored, so once one from t
-// on was acknowledged, so is nothing before t to come. (A change's own time may
-// be earlier than when it was stored, by another engine's clock.)
+// stored before t. The feed is in the order it was stored: once an entry stored
+// from t on was acknowledged, none stored before t is still to come. (A
+// change's own time may be earlier than when it was stored, by another
+// engine's clock: it is not what counts here.)
 func (s *Subscriber) ackedBefore(ctx context.Context, stream jetstream.Stream, acked uint64, t time.Time) (bool, error) {
 	if acked == 0 {
 		return true, nil
