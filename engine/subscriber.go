@@ -590,6 +590,15 @@ func (s *Subscriber) runLive(ctx context.Context, stream jetstream.Stream, h Han
 		return s.runOrdered(ctx, stream, h)
 	}
 	last, err := s.checkFeed(ctx, stream, 0)
+	for wait := s.cfg.RetryWait; errors.Is(err, errNoLeader); wait = min(2*wait, 30*time.Second) {
+		// Where the feed ends decides where the subscription starts: wait
+		// for a leader to say so, as a consumer could not be made before.
+		s.logger.Warn("subscriber: the feed has no leader; waiting for one", "wait", wait)
+		if !sleep(ctx, wait) {
+			return nil
+		}
+		last, err = s.checkFeed(ctx, stream, 0)
+	}
 	if err != nil {
 		return err
 	}
