@@ -265,11 +265,15 @@ func (r *runner) appends(ctx context.Context) error {
 // the appends through the service.
 func (r *runner) writerAppends(ctx context.Context) error {
 	cfg := r.cfg
-	sets, writers, closeWriters, err := directWriters(r.eng.url, cfg)
+	writers, closeWriters, err := directWriters(r.eng.url, cfg)
 	if err != nil {
 		return err
 	}
 	defer closeWriters()
+	var sets []setFunc
+	for _, w := range writers {
+		sets = append(sets, w.Set)
+	}
 	spec := writeSpec{n: cfg.AppendSets, acks: newAckTimes(0, 0), sets: sets, partition: true,
 		id: func(i int) string { return fmt.Sprintf("sip:direct%06d@contoso.com", i) }}
 	r.step("engine: %d sets with an engine.Writer in the writers' process, each contact once, untimed: the writers learn their contacts", cfg.Contacts)
@@ -279,7 +283,7 @@ func (r *runner) writerAppends(ctx context.Context) error {
 	if _, err := writeContacts(ctx, r.eng.url, cfg, learn); err != nil {
 		return err
 	}
-	before := writerMetrics(writers)
+	before := conflicts(writers)
 	r.step("engine: %d sets with an engine.Writer in the writers' process, %d writers x %d in flight", cfg.AppendSets, cfg.Writers, cfg.InFlight)
 	r.seed++
 	spec.seed = r.seed
@@ -287,19 +291,17 @@ func (r *runner) writerAppends(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	after := writerMetrics(writers)
+	after := conflicts(writers)
 	r.res.AppendsWriter = compare(float64(wr.appended)/wr.elapsed.Seconds(), r.res.Baselines.PublishAsyncExpect)
-	r.res.AppendsWriterConflicts = after.Conflicts - before.Conflicts
+	r.res.AppendsWriterConflicts = after - before
 	return nil
 }
 
-// writerMetrics sums the writers' metrics.
-func writerMetrics(writers []*engine.Writer) engine.WriterMetrics {
-	var sum engine.WriterMetrics
+// conflicts sums the writers' conflicts.
+func conflicts(writers []*engine.Writer) uint64 {
+	var sum uint64
 	for _, w := range writers {
-		m := w.Metrics()
-		sum.Appended += m.Appended
-		sum.Conflicts += m.Conflicts
+		sum += w.Metrics().Conflicts
 	}
 	return sum
 }

@@ -112,7 +112,7 @@ type writeSpec struct {
 // appending straight to the log (with the log's per-contact optimistic
 // concurrency, as the engine's own writer does), as a backend that embeds the
 // writer does; close closes their connections.
-func directWriters(url string, cfg Config) (sets []setFunc, writers []*engine.Writer, close func(), err error) {
+func directWriters(url string, cfg Config) (writers []*engine.Writer, close func(), err error) {
 	var conns []*nats.Conn
 	close = func() {
 		for _, nc := range conns {
@@ -123,23 +123,23 @@ func directWriters(url string, cfg Config) (sets []setFunc, writers []*engine.Wr
 		nc, err := nats.Connect(url, nats.Name(fmt.Sprintf("bench direct writer %d", i)))
 		if err != nil {
 			close()
-			return nil, nil, nil, err
+			return nil, nil, err
 		}
 		conns = append(conns, nc)
 		js, err := jetstream.New(nc)
 		if err != nil {
 			close()
-			return nil, nil, nil, err
+			return nil, nil, err
 		}
 		// No bound per contact: the engine under test has none either.
 		w, err := engine.NewWriter(engine.WriterConfig{JetStream: js, Logger: slog.New(slog.DiscardHandler), ContactRate: -1})
 		if err != nil {
 			close()
-			return nil, nil, nil, err
+			return nil, nil, err
 		}
-		sets, writers = append(sets, w.Set), append(writers, w)
+		writers = append(writers, w)
 	}
-	return sets, writers, close, nil
+	return writers, close, nil
 }
 
 // writeContacts has the writers make the sets spec says.

@@ -123,7 +123,7 @@ func (h *Hub) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open the feed (stream %s): %w", FeedStream, err)
 	}
-	created := stream.CachedInfo().Created
+	feed := feedWatch{stream: stream, created: stream.CachedInfo().Created, window: feedCheckWindow, wait: 100 * time.Millisecond}
 	from, skipBelow, err := h.from(ctx, stream)
 	if err != nil {
 		return err
@@ -148,24 +148,13 @@ func (h *Hub) run(ctx context.Context) error {
 		}
 		if err != nil {
 			// The feed's consumer is gone with a feed deleted, and
-			// perhaps created again and derived from another log. A
-			// replica still loading the stream may say it does not
-			// exist: that counts when it lasts.
-			var info *jetstream.StreamInfo
-			ierr := whileNotFound(ctx, feedCheckWindow, func() (err error) {
-				info, err = stream.Info(ctx)
-				return err
-			})
+			// perhaps created again and derived from another log.
+			gerr := feed.gone(ctx)
 			if ctx.Err() != nil {
 				return nil
 			}
-			if errors.Is(ierr, jetstream.ErrStreamNotFound) {
-				return fmt.Errorf("%w: the feed (stream %s) was deleted (%v)", ErrFeedWentBack, FeedStream, err)
-			}
-			if ierr == nil {
-				if werr := wentBack(created, info.Created, info.State.LastSeq, 0); werr != nil {
-					return fmt.Errorf("%w (%v)", werr, err)
-				}
+			if errors.Is(gerr, ErrFeedWentBack) {
+				return fmt.Errorf("%w (%v)", gerr, err)
 			}
 			return fmt.Errorf("read the feed: %w", err)
 		}
@@ -184,8 +173,7 @@ func (h *Hub) run(ctx context.Context) error {
 					h.changes.Add(uint64(len(changes)))
 					h.dispatch(changes)
 				}
-				return fmt.Errorf("%w: feed entry %d is the change at log seq %d, and the hub handed over the change at log seq %d already: "+
-					"the log was restored or recreated, and the feed derived again", ErrFeedWentBack, r.Seq, c.Seq, last)
+				return handedAgain("the hub", r.Seq, c.Seq, last)
 			}
 			last = c.Seq
 			changes = append(changes, &hubChange{Change: Change{Contact: c.Contact, Name: c.Name,

@@ -326,14 +326,26 @@ func TestFeedIsNotHeldUpByItsRepeats(t *testing.T) {
 // result.
 func runUntilError(t *testing.T, sub *Subscriber, col *collector) <-chan error {
 	t.Helper()
+	_, done := runCollecting(t, sub, col)
+	return done
+}
+
+// runCollecting runs sub into col until the test ends or the returned cancel
+// is called, once it is ready; the channel gets Run's result.
+func runCollecting(t *testing.T, sub *Subscriber, col *collector) (context.CancelFunc, <-chan error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	done := make(chan error, 1)
 	go func() {
 		done <- sub.Run(ctx, func(ctx context.Context, ch Change) error { col.add(ch, Reply{}); return nil })
 	}()
-	<-sub.Ready()
-	return done
+	select {
+	case <-sub.Ready():
+	case err := <-done:
+		t.Fatalf("Run ended before it was ready: %v", err)
+	}
+	return cancel, done
 }
 
 // wantWentBack waits for Run to end with ErrFeedWentBack.
@@ -489,18 +501,7 @@ func TestSubscriberStartsAtATimeToCome(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					ctx, cancel := context.WithCancel(context.Background())
-					t.Cleanup(cancel)
-					done := make(chan error, 1)
-					go func() {
-						done <- sub.Run(ctx, func(ctx context.Context, ch Change) error { col.add(ch, Reply{}); return nil })
-					}()
-					select {
-					case <-sub.Ready():
-					case err := <-done:
-						t.Fatalf("Run ended: %v", err)
-					}
-					return cancel, done
+					return runCollecting(t, sub, &col)
 				}
 				// Stopped and run again before the time: a durable then
 				// resumes its consumer, which must still step over them.
@@ -715,7 +716,7 @@ func TestDurableEndsWhenTheFeedIsDeleted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sub.checkWindow = 300 * time.Millisecond
+	sub.feed.window = 300 * time.Millisecond
 	var col collector
 	done := runUntilError(t, sub, &col)
 	want := setVisible(t, r, 3)

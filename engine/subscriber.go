@@ -202,14 +202,13 @@ type Subscriber struct {
 	// it lies past the feed's end, the consumer starts at the end and what
 	// arrives first may still be older.
 	skipBelow uint64
-	// notBefore, when a subscription starts at a time the feed holds no
-	// entry from yet (still to come, or on an empty feed), drops changes
-	// made before that time, until one is not: the consumer starts at the
-	// feed's end, and what it is handed first may still be older.
+	// notBefore, when a subscription starts at a time still to come (the
+	// feed holds no entry from it yet), drops changes made before that
+	// time, until one is not: the consumer starts at the feed's end, and
+	// what it is handed first may still be older.
 	notBefore time.Time
-	// created is when the feed was created, as Run found it: a feed created
-	// again under an ephemeral subscription is one that went back.
-	created time.Time
+	// feed tells whether the feed went back under the subscription.
+	feed feedWatch
 	// handed is the log sequence of the last change an ephemeral
 	// subscription handed over: the feed is in log order, so one at or
 	// before it means that the feed went back.
@@ -217,8 +216,6 @@ type Subscriber struct {
 	catchUps atomic.Uint64
 	// dropLive, in tests, loses the entries from LivePrefix it returns true for.
 	dropLive func(feedSeq uint64) bool
-	// checkWindow is feedCheckWindow, shorter in tests.
-	checkWindow time.Duration
 }
 
 // NewSubscriber checks cfg and returns a Subscriber; Run starts it.
@@ -254,7 +251,8 @@ func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Subscriber{cfg: cfg, js: js, logger: cfg.Logger, ready: make(chan struct{}), checkWindow: feedCheckWindow}, nil
+	return &Subscriber{cfg: cfg, js: js, logger: cfg.Logger, ready: make(chan struct{}),
+		feed: feedWatch{window: feedCheckWindow, wait: cfg.RetryWait}}, nil
 }
 
 // CatchUps returns how many times a subscription following the feed on core
@@ -308,7 +306,7 @@ func (s *Subscriber) run(ctx context.Context, h Handler) error {
 	if err != nil {
 		return fmt.Errorf("open the feed (stream %s): %w", FeedStream, err)
 	}
-	s.created = stream.CachedInfo().Created
+	s.feed.stream, s.feed.created = stream, stream.CachedInfo().Created
 	if s.cfg.Durable != "" {
 		return s.runDurable(ctx, stream, h)
 	}
@@ -510,7 +508,7 @@ func (s *Subscriber) consume(ctx context.Context, stream jetstream.Stream, polic
 					// last feed sequence it handed over, whatever the feed
 					// now holds there.
 					if consumer != "" {
-						if err := s.sameFeed(ctx, stream, next); err != nil {
+						if err := s.sameFeed(ctx, next); err != nil {
 							if ctx.Err() != nil {
 								return next, nil
 							}
@@ -589,7 +587,7 @@ func (s *Subscriber) runLive(ctx context.Context, stream jetstream.Stream, h Han
 		_ = sub.Unsubscribe()
 		return s.runOrdered(ctx, stream, h)
 	}
-	last, err := s.checkFeed(ctx, stream, 0)
+	last, err := s.feed.check(ctx, 0)
 	for wait := s.cfg.RetryWait; errors.Is(err, errNoLeader); wait = min(2*wait, 30*time.Second) {
 		// Where the feed ends decides where the subscription starts: wait
 		// for a leader to say so, as a consumer could not be made before.
@@ -597,17 +595,12 @@ func (s *Subscriber) runLive(ctx context.Context, stream jetstream.Stream, h Han
 		if !sleep(ctx, wait) {
 			return nil
 		}
-		last, err = s.checkFeed(ctx, stream, 0)
+		last, err = s.feed.check(ctx, 0)
 	}
 	if err != nil {
 		return err
 	}
 	next := last + 1
-	if s.cfg.Start.kind == startTime && last == 0 {
-		// Nothing stored yet to start the consumer at: the changes made
-		// before the time asked for are dropped here instead.
-		s.notBefore = s.cfg.Start.at
-	}
 	if s.cfg.Start.kind != startNew {
 		policy, seq, at, err := s.deliverFrom(ctx, stream)
 		if err != nil {
@@ -648,7 +641,7 @@ func (s *Subscriber) runLive(ctx context.Context, stream jetstream.Stream, h Han
 				handed = false
 				continue
 			}
-			last, err := s.checkFeed(ctx, stream, next)
+			last, err := s.feed.check(ctx, next)
 			if errors.Is(err, ErrFeedWentBack) {
 				return err
 			}
@@ -701,7 +694,7 @@ func (s *Subscriber) runLive(ctx context.Context, stream jetstream.Stream, h Han
 			}
 		}
 		if catchUp {
-			last, err := s.checkFeed(ctx, stream, next)
+			last, err := s.feed.check(ctx, next)
 			if errors.Is(err, ErrFeedWentBack) {
 				return err
 			}
@@ -729,79 +722,13 @@ func (s *Subscriber) runLive(ctx context.Context, stream jetstream.Stream, h Han
 // past it they are dropped, and it catches up from the feed.
 const liveBuffer = 8192
 
-// feedLast returns the feed's last sequence, and when the feed was created.
-func feedLast(ctx context.Context, stream jetstream.Stream) (uint64, time.Time, error) {
-	info, err := stream.Info(ctx)
-	if err != nil {
-		return 0, time.Time{}, fmt.Errorf("read the feed: %w", err)
-	}
-	if info.Cluster != nil && info.Cluster.Leader == "" {
-		// Answered by a replica while the feed's group elects a leader:
-		// from its own copy, which may be behind.
-		return info.State.LastSeq, info.Created, fmt.Errorf("read the feed: %w", errNoLeader)
-	}
-	return info.State.LastSeq, info.Created, nil
-}
-
-// errNoLeader: the feed's replicas are electing a leader.
-var errNoLeader = errors.New("the feed (stream " + FeedStream + ") has no leader at the moment")
-
-// checkFeed returns the feed's last sequence, or an error wrapping
-// ErrFeedWentBack if the feed went back under the subscription: created again
-// since Run found it, or ending before next-1, the last entry it was handed (0:
-// none to check). A feed that ends before, or that answers without a leader
-// (from a replica's own copy, while its group elects one), is read again for up
-// to feedCheckWindow before that counts: a new cluster leader, or a replica
-// behind, must not end a subscription.
-func (s *Subscriber) checkFeed(ctx context.Context, stream jetstream.Stream, next uint64) (uint64, error) {
-	wait := s.cfg.RetryWait
-	deadline := time.Now().Add(s.checkWindow)
-	for {
-		last, now, err := feedLast(ctx, stream)
-		if err == nil {
-			if err = wentBack(s.created, now, last, next); err == nil || !now.Equal(s.created) {
-				return last, err
-			}
-		} else if !errors.Is(err, errNoLeader) {
-			return 0, err
-		}
-		if time.Now().After(deadline) {
-			return last, err
-		}
-		if !sleep(ctx, wait) {
-			return last, ctx.Err()
-		}
-		wait = min(2*wait, time.Second)
-	}
-}
-
-// whileNotFound calls read again, backing off, while it says the feed is not
-// found, for up to window: a replica still loading the stream may say so, and
-// it counts when it lasts. It returns read's last error, or ctx's.
-func whileNotFound(ctx context.Context, window time.Duration, read func() error) error {
-	err := read()
-	for wait, deadline := 100*time.Millisecond, time.Now().Add(window); errors.Is(err, jetstream.ErrStreamNotFound) &&
-		time.Now().Before(deadline); wait = min(2*wait, time.Second) {
-		if !sleep(ctx, wait) {
-			return ctx.Err()
-		}
-		err = read()
-	}
-	return err
-}
-
-// feedCheckWindow is how long checkFeed reads again a feed that looks as if it
-// went back, or has no leader: longer than a JetStream leader election
-// (Subscriber.checkWindow, which tests shorten).
-const feedCheckWindow = 10 * time.Second
-
 // sameFeed returns nil once it has read that the feed is the one Run found and
 // holds the entry before next, an error wrapping ErrFeedWentBack if not, or
 // ctx's error. It reads again and again while the feed cannot be read.
-func (s *Subscriber) sameFeed(ctx context.Context, stream jetstream.Stream, next uint64) error {
+func (s *Subscriber) sameFeed(ctx context.Context, next uint64) error {
 	wait := s.cfg.RetryWait
 	for {
-		_, err := s.checkFeed(ctx, stream, next)
+		_, err := s.feed.check(ctx, next)
 		if err == nil || errors.Is(err, ErrFeedWentBack) || ctx.Err() != nil {
 			return err
 		}
@@ -811,21 +738,6 @@ func (s *Subscriber) sameFeed(ctx context.Context, stream jetstream.Stream, next
 		}
 		wait = min(2*wait, 30*time.Second)
 	}
-}
-
-// wentBack returns an error wrapping ErrFeedWentBack if the feed, created at
-// was and now found created at now and ending at last, no longer holds the
-// entry before next that a subscription was handed.
-func wentBack(was, now time.Time, last, next uint64) error {
-	if !now.Equal(was) {
-		return fmt.Errorf("%w: the feed (stream %s) was created again (at %s, was %s)",
-			ErrFeedWentBack, FeedStream, now.UTC().Format(time.RFC3339Nano), was.UTC().Format(time.RFC3339Nano))
-	}
-	if last+1 < next {
-		return fmt.Errorf("%w: the feed (stream %s) ends at seq %d, before seq %d this subscriber was handed",
-			ErrFeedWentBack, FeedStream, last, next-1)
-	}
-	return nil
 }
 
 // drainLive appends what is already waiting in live to batch, up to max in all.
@@ -1046,15 +958,9 @@ func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h 
 // ErrFeedWentBack), or the consumer was deleted. Carrying on would mean
 // making a new one, which starts where Start says, not where this one was.
 func (s *Subscriber) durableLost(ctx context.Context, stream jetstream.Stream) error {
-	err := whileNotFound(ctx, s.checkWindow, func() error {
-		_, err := s.checkFeed(ctx, stream, 0)
-		return err
-	})
+	err := s.feed.gone(ctx)
 	if ctx.Err() != nil {
 		return nil
-	}
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		err = fmt.Errorf("%w: the feed (stream %s) was deleted", ErrFeedWentBack, FeedStream)
 	}
 	if errors.Is(err, ErrFeedWentBack) {
 		return fmt.Errorf("durable subscriber %q: %w; its consumer, and the position it held, went with the old feed",
@@ -1116,8 +1022,7 @@ func (s *Subscriber) hand(ctx context.Context, c Change, h Handler) error {
 		return nil
 	}
 	if c.Seq <= s.handed {
-		return fmt.Errorf("%w: feed entry %d is the change at log seq %d, and this subscriber was handed the change at log seq %d already: "+
-			"the log was restored or recreated, and the feed derived again", ErrFeedWentBack, c.FeedSeq, c.Seq, s.handed)
+		return handedAgain("this subscriber", c.FeedSeq, c.Seq, s.handed)
 	}
 	if err := s.handle(ctx, c, h, nil, false); err != nil {
 		return err

@@ -1,0 +1,110 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// feedWatch tells whether the feed a subscription (or a hub) follows went back
+// under it: deleted, created again, or ending before what was handed.
+type feedWatch struct {
+	stream  jetstream.Stream
+	created time.Time     // when the feed was created, as the subscription found it
+	window  time.Duration // how long a doubtful answer is read again: feedCheckWindow, shorter in tests
+	wait    time.Duration // the first pause between reads
+}
+
+// feedCheckWindow is how long a feed that looks as if it went back, or has no
+// leader, is read again: longer than a JetStream leader election.
+const feedCheckWindow = 10 * time.Second
+
+// errNoLeader: the feed's replicas are electing a leader.
+var errNoLeader = errors.New("the feed (stream " + FeedStream + ") has no leader at the moment")
+
+// feedLast returns the feed's last sequence, and when the feed was created.
+func feedLast(ctx context.Context, stream jetstream.Stream) (uint64, time.Time, error) {
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("read the feed: %w", err)
+	}
+	if info.Cluster != nil && info.Cluster.Leader == "" {
+		// Answered by a replica while the feed's group elects a leader:
+		// from its own copy, which may be behind.
+		return info.State.LastSeq, info.Created, fmt.Errorf("read the feed: %w", errNoLeader)
+	}
+	return info.State.LastSeq, info.Created, nil
+}
+
+// check returns the feed's last sequence, or an error wrapping
+// ErrFeedWentBack if the feed went back: created again, or ending before
+// next-1, the last entry handed (0: none to check). A feed that ends before, or
+// that answers without a leader (from a replica's own copy, while its group
+// elects one), is read again for up to window before that counts: a new
+// cluster leader, or a replica behind, must not end a subscription.
+func (f *feedWatch) check(ctx context.Context, next uint64) (uint64, error) {
+	wait := f.wait
+	deadline := time.Now().Add(f.window)
+	for {
+		last, now, err := feedLast(ctx, f.stream)
+		if err == nil {
+			if err = wentBack(f.created, now, last, next); err == nil || !now.Equal(f.created) {
+				return last, err
+			}
+		} else if !errors.Is(err, errNoLeader) {
+			return 0, err
+		}
+		if time.Now().After(deadline) {
+			return last, err
+		}
+		if !sleep(ctx, wait) {
+			return last, ctx.Err()
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+// gone returns an error wrapping ErrFeedWentBack if the feed was deleted (not
+// found for window: a replica still loading the stream may say so for a
+// moment) or created again, nil if it is the feed it was, or the error that
+// kept it from telling.
+func (f *feedWatch) gone(ctx context.Context) error {
+	_, err := f.check(ctx, 0)
+	for wait, deadline := f.wait, time.Now().Add(f.window); errors.Is(err, jetstream.ErrStreamNotFound) &&
+		time.Now().Before(deadline); wait = min(2*wait, time.Second) {
+		if !sleep(ctx, wait) {
+			return ctx.Err()
+		}
+		_, err = f.check(ctx, 0)
+	}
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("%w: the feed (stream %s) was deleted", ErrFeedWentBack, FeedStream)
+	}
+	return err
+}
+
+// wentBack returns an error wrapping ErrFeedWentBack if the feed, created at
+// was and now found created at now and ending at last, no longer holds the
+// entry before next that a subscription was handed.
+func wentBack(was, now time.Time, last, next uint64) error {
+	if !now.Equal(was) {
+		return fmt.Errorf("%w: the feed (stream %s) was created again (at %s, was %s)",
+			ErrFeedWentBack, FeedStream, now.UTC().Format(time.RFC3339Nano), was.UTC().Format(time.RFC3339Nano))
+	}
+	if last+1 < next {
+		return fmt.Errorf("%w: the feed (stream %s) ends at seq %d, before seq %d this subscriber was handed",
+			ErrFeedWentBack, FeedStream, last, next-1)
+	}
+	return nil
+}
+
+// handedAgain is the error of who (a subscriber, a hub) finding feed entry
+// feedSeq to be the change at log seq seq, not after the change at log seq
+// last it handed over already: the feed is in log order, so it went back.
+func handedAgain(who string, feedSeq, seq, last uint64) error {
+	return fmt.Errorf("%w: feed entry %d is the change at log seq %d, and %s handed over the change at log seq %d already: "+
+		"the log was restored or recreated, and the feed derived again", ErrFeedWentBack, feedSeq, seq, who, last)
+}
