@@ -34,6 +34,9 @@ func profile(b *testing.B, name string, fn func()) {
 		fn()
 		return
 	}
+	if err := os.MkdirAll(*benchProfile, 0o755); err != nil {
+		b.Fatal(err)
+	}
 	f, err := os.Create(filepath.Join(*benchProfile, name+".pprof"))
 	if err != nil {
 		b.Fatal(err)

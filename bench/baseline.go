@@ -13,29 +13,38 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// The raw baselines run on the engine's server, on a stream of their own.
+// The raw baselines run on the engine's server, on streams of their own.
 const (
 	rawStream  = "BENCH_RAW"
 	rawSubject = "bench.raw."
+	// rawFeedStream is the second stream of the append floor, as the feed is
+	// the engine's second.
+	rawFeedStream  = "BENCH_RAW_FEED"
+	rawFeedSubject = "bench.rawfeed."
 	// maxPending bounds the async publishes in flight, as a semaphore released
 	// by the acks: the library's own limit stalls rather than waits.
 	maxPending = 4096
 )
 
-// rawStreamConfig is the scratch stream: file storage, like the log.
-func rawStreamConfig(replicas int) jetstream.StreamConfig {
-	return jetstream.StreamConfig{Name: rawStream, Subjects: []string{rawSubject + ">"}, Storage: jetstream.FileStorage,
+// rawStreamConfig is a scratch stream: file storage, like the log.
+func rawStreamConfig(name, subject string, replicas int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{Name: name, Subjects: []string{subject + ">"}, Storage: jetstream.FileStorage,
 		Replicas: replicas, MaxMsgs: -1, MaxBytes: -1}
 }
 
 // resetRawStream deletes and creates the scratch stream.
 func resetRawStream(ctx context.Context, js jetstream.JetStream, replicas int) error {
-	if err := js.DeleteStream(ctx, rawStream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+	return resetStream(ctx, js, rawStreamConfig(rawStream, rawSubject, replicas))
+}
+
+// resetStream deletes and creates a scratch stream.
+func resetStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
+	if err := js.DeleteStream(ctx, cfg.Name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return err
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		_, err := js.CreateStream(ctx, rawStreamConfig(replicas))
+		_, err := js.CreateStream(ctx, cfg)
 		if err == nil || time.Now().After(deadline) {
 			return err
 		}
@@ -50,6 +59,16 @@ func resetRawStream(ctx context.Context, js jetstream.JetStream, replicas int) e
 // sequence of its subject, as the engine's appends do; only one per subject is
 // then in flight.
 func publishAsync(ctx context.Context, nc *nats.Conn, n, size, subjects int, expect bool) (float64, error) {
+	start, err := publishAll(ctx, nc, n, size, subjects, expect)
+	if err != nil {
+		return 0, err
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// publishAll is publishAsync, returning when the last ack came back and the
+// time of the first publish.
+func publishAll(ctx context.Context, nc *nats.Conn, n, size, subjects int, expect bool) (time.Time, error) {
 	payload := make([]byte, size)
 	for i := range payload {
 		payload[i] = 'x'
@@ -92,15 +111,15 @@ func publishAsync(ctx context.Context, nc *nats.Conn, n, size, subjects int, exp
 			settle(m, 0)
 		}))
 	if err != nil {
-		return 0, err
+		return time.Time{}, err
 	}
 	start := time.Now()
 	for i := range n {
 		if ctx.Err() != nil {
-			return 0, ctx.Err()
+			return time.Time{}, ctx.Err()
 		}
 		if err := failed.Load(); err != nil {
-			return 0, *err
+			return time.Time{}, *err
 		}
 		subj := i % subjects
 		var opts []jetstream.PublishOpt
@@ -116,14 +135,158 @@ func publishAsync(ctx context.Context, nc *nats.Conn, n, size, subjects int, exp
 		sem <- struct{}{}
 		acked.Add(1)
 		if _, err := js.PublishAsync(rawSubject+strconv.Itoa(subj), payload, opts...); err != nil {
-			return 0, err
+			return time.Time{}, err
 		}
 	}
 	acked.Wait()
 	if err := failed.Load(); err != nil {
-		return 0, *err
+		return time.Time{}, *err
+	}
+	return start, nil
+}
+
+// appendFloor is the floor of an engine append: the work the design has the
+// server do for each event, done with plain NATS calls and none of the engine's
+// own. The messages are published as publishAsync does with expect (the log's
+// appends); two ordered consumers, each on a connection of its own, read them
+// back as they land (the engine's fold and its feed); the second publishes, for
+// four messages in five (the visible changes), an entry of the same size to a
+// second stream with that stream's expected last sequence (the feed), and two
+// core messages (the fold's announcement and the feed's repeat). It returns
+// messages per second, from the first publish until the second stream holds
+// every entry. The request and reply of the service are not part of it.
+func appendFloor(ctx context.Context, nc *nats.Conn, url string, replicas, n, size, subjects int) (float64, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return 0, err
+	}
+	if err := resetRawStream(ctx, js, replicas); err != nil {
+		return 0, err
+	}
+	if err := resetStream(ctx, js, rawStreamConfig(rawFeedStream, rawFeedSubject, replicas)); err != nil {
+		return 0, err
+	}
+	defer js.DeleteStream(context.WithoutCancel(ctx), rawFeedStream)
+	entries := int64(n - n/5) // the messages whose sequence is not a multiple of five
+	var (
+		folded, stored atomic.Int64
+		wg             sync.WaitGroup
+		failed         = make(chan error, 1)
+		quit           = make(chan struct{}) // ends a feed handler waiting for room
+		sem            = make(chan struct{}, maxPending)
+		payload        = make([]byte, size)
+		published      uint64 // entries published, by the feed's handler only
+	)
+	defer close(quit)
+	fail := func(err error) {
+		select {
+		case failed <- err:
+		default:
+		}
+	}
+	wg.Add(2)
+	stopFold, err := consumeRaw(ctx, url, func(*nats.Conn) (jetstream.MessageHandler, error) {
+		return func(jetstream.Msg) {
+			if folded.Add(1) == int64(n) {
+				wg.Done()
+			}
+		}, nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	defer stopFold()
+	stopFeed, err := consumeRaw(ctx, url, func(fc *nats.Conn) (jetstream.MessageHandler, error) {
+		fjs, err := jetstream.New(fc, jetstream.WithPublishAsyncMaxPending(2*maxPending),
+			jetstream.WithPublishAsyncAckHandler(func(jetstream.JetStream, *nats.Msg, *jetstream.PubAck) {
+				<-sem
+				if stored.Add(1) == entries {
+					wg.Done()
+				}
+			}),
+			jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, _ *nats.Msg, err error) {
+				<-sem
+				fail(fmt.Errorf("raw feed publish: %w", err))
+			}))
+		if err != nil {
+			return nil, err
+		}
+		return func(msg jetstream.Msg) {
+			md, err := msg.Metadata()
+			if err != nil {
+				fail(err)
+				return
+			}
+			if md.Sequence.Stream%5 == 0 {
+				return
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-quit:
+				return
+			}
+			token := strconv.FormatUint(md.Sequence.Stream, 10)
+			if _, err := fjs.PublishAsync(rawFeedSubject+token, payload, jetstream.WithExpectLastSequence(published)); err != nil {
+				<-sem
+				fail(err)
+				return
+			}
+			published++
+			_ = fc.Publish("bench.rawannounce."+token, payload)
+			_ = fc.Publish("bench.rawrepeat."+token, payload)
+		}, nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	defer stopFeed()
+	start, err := publishAll(ctx, nc, n, size, subjects, true)
+	if err != nil {
+		return 0, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- waitGroup(ctx, &wg) }()
+	select {
+	case err = <-done:
+	case err = <-failed:
+	}
+	if err != nil {
+		return 0, fmt.Errorf("append floor: %d of %d read, %d of %d entries stored: %w", folded.Load(), n, stored.Load(), entries, err)
 	}
 	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// consumeRaw reads the scratch stream with an ordered consumer on a connection
+// of its own, handing its messages to the handler made for that connection.
+func consumeRaw(ctx context.Context, url string, handler func(*nats.Conn) (jetstream.MessageHandler, error)) (stop func(), err error) {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return nil, err
+	}
+	cc, err := func() (jetstream.ConsumeContext, error) {
+		h, err := handler(nc)
+		if err != nil {
+			return nil, err
+		}
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return nil, err
+		}
+		s, err := js.Stream(ctx, rawStream)
+		if err != nil {
+			return nil, err
+		}
+		cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+		if err != nil {
+			return nil, err
+		}
+		return cons.Consume(h, jetstream.PullMaxMessages(5000))
+	}()
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return func() { cc.Stop(); nc.Close() }, nil
 }
 
 // orderedRead reads the first n messages of a stream with one ordered consumer

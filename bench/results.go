@@ -71,11 +71,15 @@ type Workload struct {
 
 // Baselines are the raw NATS figures of the run.
 type Baselines struct {
-	PublishAsync       float64         `json:"publish_async"`        // msgs/s, JetStream async publish
-	PublishAsyncExpect float64         `json:"publish_async_expect"` // msgs/s, with expected-last-subject-sequence
-	OrderedRead        float64         `json:"ordered_read"`         // msgs/s, one ordered consumer
-	FanoutOrdered      map[int]float64 `json:"fanout_ordered"`       // deliveries/s to M ordered consumers
-	FanoutCore         map[int]float64 `json:"fanout_core"`          // deliveries/s to M core subscribers
+	PublishAsync       float64 `json:"publish_async"`        // msgs/s, JetStream async publish
+	PublishAsyncExpect float64 `json:"publish_async_expect"` // msgs/s, with expected-last-subject-sequence
+	OrderedRead        float64 `json:"ordered_read"`         // msgs/s, one ordered consumer
+	// AppendFloor is msgs/s of the server's work per append, with plain NATS
+	// calls: published with expected-last-subject-sequence, read back by two
+	// ordered consumers, four in five derived to a second stream (appendFloor).
+	AppendFloor   float64         `json:"append_floor"`
+	FanoutOrdered map[int]float64 `json:"fanout_ordered"` // deliveries/s to M ordered consumers
+	FanoutCore    map[int]float64 `json:"fanout_core"`    // deliveries/s to M core subscribers
 }
 
 // Compared is an engine figure beside its baseline.
@@ -195,6 +199,8 @@ func (r *Results) WriteTable(w io.Writer) error {
 	fmt.Fprintf(tw, "raw async publish\t\t%s\t\t\t\n", rateStr(b.PublishAsync))
 	fmt.Fprintf(tw, "raw async publish + expected seq\t\t%s\t\t\t\n", rateStr(b.PublishAsyncExpect))
 	fmt.Fprintf(tw, "raw ordered read\t\t%s\t\t\t\n", rateStr(b.OrderedRead))
+	floor := compare(b.AppendFloor, b.PublishAsyncExpect)
+	fmt.Fprintf(tw, "raw floor of an append (publish, 2 reads, feed entry)\t\t%s\t%s\tasync publish + expected seq\t\n", rateStr(b.AppendFloor), ratio(floor))
 	tw.Flush()
 	fmt.Fprintf(w, "\nprojection lag while appending at full speed: max %d events; feed lag: max %d events\n", r.FoldMaxLag, r.FeedMaxLag)
 	fmt.Fprintf(w, "appends with an engine.Writer (measured after the fan-out runs, each writer on contacts of its own, each set once before): %d conflicts\n",
@@ -257,6 +263,7 @@ func (r *Results) WriteGoBench(w io.Writer) error {
 	line("BenchmarkAppend/writer", int64(r.Workload.AppendSets), "appends/s", r.AppendsWriter.Rate)
 	line("BenchmarkAppend/raw-expect", int64(r.Workload.Baseline), "msgs/s", r.Baselines.PublishAsyncExpect)
 	line("BenchmarkAppend/raw", int64(r.Workload.Baseline), "msgs/s", r.Baselines.PublishAsync)
+	line("BenchmarkAppend/raw-floor", int64(r.Workload.Baseline), "msgs/s", r.Baselines.AppendFloor)
 	line("BenchmarkFold/engine", int64(r.Workload.AppendSets), "events/s", r.Fold.Rate)
 	line("BenchmarkFold/raw-ordered-read", int64(r.Workload.AppendSets), "msgs/s", r.Fold.Baseline)
 	for _, f := range r.Fanout {
