@@ -69,7 +69,7 @@ type Workload struct {
 	Modes       []Mode `json:"modes"`
 }
 
-// Baselines are the raw NATS figures of the run.
+// Baselines are the raw figures of the run: NATS alone, and the floors.
 type Baselines struct {
 	PublishAsync       float64 `json:"publish_async"`        // msgs/s, JetStream async publish
 	PublishAsyncExpect float64 `json:"publish_async_expect"` // msgs/s, with expected-last-subject-sequence
@@ -77,7 +77,11 @@ type Baselines struct {
 	// AppendFloor is msgs/s of the server's work per append, with plain NATS
 	// calls: published with expected-last-subject-sequence, read back by two
 	// ordered consumers, four in five derived to a second stream (appendFloor).
-	AppendFloor   float64         `json:"append_floor"`
+	AppendFloor float64 `json:"append_floor"`
+	// FoldFloor is msgs/s of an ordered read of the log with each message
+	// written to a fresh Pebble store, in batches, as the fold writes
+	// (foldFloor): measured in the fold phase, on the log.
+	FoldFloor     float64         `json:"fold_floor"`
 	FanoutOrdered map[int]float64 `json:"fanout_ordered"` // deliveries/s to M ordered consumers
 	FanoutCore    map[int]float64 `json:"fanout_core"`    // deliveries/s to M core subscribers
 }
@@ -201,6 +205,7 @@ func (r *Results) WriteTable(w io.Writer) error {
 	fmt.Fprintf(tw, "raw ordered read\t\t%s\t\t\t\n", rateStr(b.OrderedRead))
 	floor := compare(b.AppendFloor, b.PublishAsyncExpect)
 	fmt.Fprintf(tw, "raw floor of an append (publish, 2 reads, feed entry)\t\t%s\t%s\tasync publish + expected seq\t\n", rateStr(b.AppendFloor), ratio(floor))
+	fmt.Fprintf(tw, "raw floor of a fold (ordered read, a Pebble set each)\t\t%s\t%s\tordered read of the same log\t\n", rateStr(b.FoldFloor), ratio(compare(b.FoldFloor, r.Fold.Baseline)))
 	tw.Flush()
 	fmt.Fprintf(w, "\nprojection lag while appending at full speed: max %d events; feed lag: max %d events\n", r.FoldMaxLag, r.FeedMaxLag)
 	fmt.Fprintf(w, "appends with an engine.Writer (measured after the fan-out runs, each writer on contacts of its own, each set once before): %d conflicts\n",
@@ -266,6 +271,7 @@ func (r *Results) WriteGoBench(w io.Writer) error {
 	line("BenchmarkAppend/raw-floor", int64(r.Workload.Baseline), "msgs/s", r.Baselines.AppendFloor)
 	line("BenchmarkFold/engine", int64(r.Workload.AppendSets), "events/s", r.Fold.Rate)
 	line("BenchmarkFold/raw-ordered-read", int64(r.Workload.AppendSets), "msgs/s", r.Fold.Baseline)
+	line("BenchmarkFold/raw-floor", int64(r.Workload.AppendSets), "msgs/s", r.Baselines.FoldFloor)
 	for _, f := range r.Fanout {
 		name := fmt.Sprintf("BenchmarkFanout/mode=%s/M=%d", f.Mode, f.M)
 		fmt.Fprintf(w, "%s\t%d\t%.1f deliveries/s\t%.1f lookups/s\t%.1f p50-us\t%.1f p99-us\t%.1f max-us\n",

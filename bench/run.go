@@ -324,6 +324,10 @@ func (r *runner) fold(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	r.step("baseline: the floor of a fold: an ordered read of the log's %d events, each written to a fresh Pebble store", last)
+	if r.res.Baselines.FoldFloor, err = foldFloor(ctx, r.js, engine.LogStream, int(last), filepath.Join(r.dir, "fold-floor"), r.cfg.Logger); err != nil {
+		return err
+	}
 	r.step("engine: folding the log's %d events into a fresh projection", last)
 	proj, err := projections.Open(filepath.Join(r.dir, "fold"), projections.Options{Logger: r.cfg.Logger})
 	if err != nil {

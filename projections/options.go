@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/presence-engine/presence/events"
@@ -39,6 +40,11 @@ func (o Options) withDefaults() Options {
 
 // pebbleLogger sends Pebble's messages to slog.
 type pebbleLogger struct{ l *slog.Logger }
+
+// PebbleLogger sends the messages of a Pebble store to l, as the projection's
+// own go: what Pebble says to inform at Debug, its errors at Error. It is for
+// stores kept beside a projection, such as the benchmark's.
+func PebbleLogger(l *slog.Logger) pebble.Logger { return pebbleLogger{l} }
 
 func (l pebbleLogger) Infof(format string, args ...any) {
 	l.l.Debug("pebble: " + fmt.Sprintf(format, args...))
