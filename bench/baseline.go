@@ -149,16 +149,17 @@ func publishAll(ctx context.Context, nc *nats.Conn, n, size, subjects int, expec
 	return start, nil
 }
 
-// appendFloor is the floor of an engine append: the work the design has the
+// appendFloor is the floor of an engine append: the least the design has the
 // server do for each event, done with plain NATS calls and none of the engine's
-// own. The messages are published as publishAsync does with expect (the log's
-// appends); two ordered consumers, each on a connection of its own, read them
-// back as they land (the engine's fold and its feed); the second publishes, for
-// four messages in five (the visible changes), an entry of the same size to a
-// second stream with that stream's expected last sequence (the feed), and two
-// core messages (the fold's announcement and the feed's repeat). It returns
-// messages per second, from the first publish until the second stream holds
-// every entry. The request and reply of the service are not part of it.
+// own work. The messages are published as publishAsync does with expect (the
+// log's appends); one ordered consumer, on a connection of its own, reads them
+// back as they land (the log must be read to fold and to derive the feed); for
+// four messages in five (the visible changes) it publishes an entry of the same
+// size to a second stream with that stream's expected last sequence (the feed,
+// exactly once). It returns messages per second, from the first publish until
+// the second stream holds every entry. The engine does more per event than
+// this: the request and reply of the service, a second reader of the log (the
+// fold's and the feed's are apart), the announcement and the repeat.
 func appendFloor(ctx context.Context, nc *nats.Conn, url string, replicas, n, size, subjects int) (float64, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -173,13 +174,14 @@ func appendFloor(ctx context.Context, nc *nats.Conn, url string, replicas, n, si
 	defer js.DeleteStream(context.WithoutCancel(ctx), rawFeedStream)
 	entries := int64(n - n/5) // the messages whose sequence is not a multiple of five
 	var (
-		folded, stored atomic.Int64
-		wg             sync.WaitGroup
-		failed         = make(chan error, 1)
-		quit           = make(chan struct{}) // ends a feed handler waiting for room
-		sem            = make(chan struct{}, maxPending)
-		payload        = make([]byte, size)
-		published      uint64 // entries published, by the feed's handler only
+		stored    atomic.Int64
+		read      atomic.Int64
+		all       = make(chan struct{})
+		failed    = make(chan error, 1)
+		quit      = make(chan struct{}) // ends a handler waiting for room
+		sem       = make(chan struct{}, maxPending)
+		payload   = make([]byte, size)
+		published uint64 // entries published, by the handler only
 	)
 	defer close(quit)
 	fail := func(err error) {
@@ -188,24 +190,12 @@ func appendFloor(ctx context.Context, nc *nats.Conn, url string, replicas, n, si
 		default:
 		}
 	}
-	wg.Add(2)
-	stopFold, err := consumeRaw(ctx, url, func(*nats.Conn) (jetstream.MessageHandler, error) {
-		return func(jetstream.Msg) {
-			if folded.Add(1) == int64(n) {
-				wg.Done()
-			}
-		}, nil
-	})
-	if err != nil {
-		return 0, err
-	}
-	defer stopFold()
-	stopFeed, err := consumeRaw(ctx, url, func(fc *nats.Conn) (jetstream.MessageHandler, error) {
+	stop, err := consumeRaw(ctx, url, func(fc *nats.Conn) (jetstream.MessageHandler, error) {
 		fjs, err := jetstream.New(fc, jetstream.WithPublishAsyncMaxPending(2*maxPending),
 			jetstream.WithPublishAsyncAckHandler(func(jetstream.JetStream, *nats.Msg, *jetstream.PubAck) {
 				<-sem
 				if stored.Add(1) == entries {
-					wg.Done()
+					close(all)
 				}
 			}),
 			jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, _ *nats.Msg, err error) {
@@ -216,6 +206,7 @@ func appendFloor(ctx context.Context, nc *nats.Conn, url string, replicas, n, si
 			return nil, err
 		}
 		return func(msg jetstream.Msg) {
+			read.Add(1)
 			md, err := msg.Metadata()
 			if err != nil {
 				fail(err)
@@ -229,33 +220,31 @@ func appendFloor(ctx context.Context, nc *nats.Conn, url string, replicas, n, si
 			case <-quit:
 				return
 			}
-			token := strconv.FormatUint(md.Sequence.Stream, 10)
-			if _, err := fjs.PublishAsync(rawFeedSubject+token, payload, jetstream.WithExpectLastSequence(published)); err != nil {
+			subject := rawFeedSubject + strconv.FormatUint(md.Sequence.Stream, 10)
+			if _, err := fjs.PublishAsync(subject, payload, jetstream.WithExpectLastSequence(published)); err != nil {
 				<-sem
 				fail(err)
 				return
 			}
 			published++
-			_ = fc.Publish("bench.rawannounce."+token, payload)
-			_ = fc.Publish("bench.rawrepeat."+token, payload)
 		}, nil
 	})
 	if err != nil {
 		return 0, err
 	}
-	defer stopFeed()
+	defer stop()
 	start, err := publishAll(ctx, nc, n, size, subjects, true)
 	if err != nil {
 		return 0, err
 	}
-	done := make(chan error, 1)
-	go func() { done <- waitGroup(ctx, &wg) }()
 	select {
-	case err = <-done:
+	case <-all:
 	case err = <-failed:
+	case <-ctx.Done():
+		err = ctx.Err()
 	}
 	if err != nil {
-		return 0, fmt.Errorf("append floor: %d of %d read, %d of %d entries stored: %w", folded.Load(), n, stored.Load(), entries, err)
+		return 0, fmt.Errorf("append floor: %d of %d read, %d of %d entries stored: %w", read.Load(), n, stored.Load(), entries, err)
 	}
 	return float64(n) / time.Since(start).Seconds(), nil
 }

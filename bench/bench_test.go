@@ -126,3 +126,26 @@ func TestRunTinyWorkload(t *testing.T) {
 		t.Errorf("%d BenchmarkFanout lines, want %d", benchLines, len(res.Fanout))
 	}
 }
+
+// TestChartOfFewRuns draws the chart of runs with one value of M, and with no
+// fan-out run at all: a log-scale axis whose data are one value, or none, has
+// no range of its own.
+func TestChartOfFewRuns(t *testing.T) {
+	one := &Results{
+		Workload:  Workload{Modes: []Mode{InProcess}},
+		Fanout:    []Fanout{{Mode: InProcess, M: 1, Rate: Compared{Rate: 1000, Baseline: 1000}, Latency: Latency{P99: 5000}}},
+		Baselines: Baselines{FanoutCore: map[int]float64{1: 1000}},
+	}
+	for name, r := range map[string]*Results{"one M": one, "no fan-out": {Workload: Workload{Modes: []Mode{Remote}}}} {
+		for _, file := range []string{"chart.svg", "chart.png"} {
+			path := filepath.Join(t.TempDir(), file)
+			if err := r.WriteChart(path); err != nil {
+				t.Errorf("%s: %s: %v", name, file, err)
+				continue
+			}
+			if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
+				t.Errorf("%s: %s not written: %v", name, file, err)
+			}
+		}
+	}
+}

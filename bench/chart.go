@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"image/color"
 	"io"
+	"math"
 	"os"
 	"sort"
 	"strings"
@@ -78,6 +79,10 @@ func writeChart(r *Results, path string) error {
 		}
 	}
 
+	for _, a := range []*plot.Axis{&rate.X, &rate.Y, &lat.X} {
+		spreadLog(a)
+	}
+
 	const width, height = 7 * vg.Inch, 8 * vg.Inch
 	var canvas interface {
 		vg.CanvasSizer
@@ -103,6 +108,19 @@ func writeChart(r *Results, path string) error {
 		return fmt.Errorf("write chart %s: %w", path, err)
 	}
 	return out.Close()
+}
+
+// spreadLog gives a log-scale axis a range it can show. The library pads an
+// axis whose data are one value (a run of one M) by one either side, and one
+// without data to -1..1: both reach zero, where a log scale has nothing (it
+// panics).
+func spreadLog(a *plot.Axis) {
+	switch {
+	case math.IsInf(a.Min, 0) || math.IsInf(a.Max, 0) || a.Max <= 0:
+		a.Min, a.Max = 1, 10
+	case a.Min == a.Max:
+		a.Min, a.Max = a.Min/2, a.Max*2
+	}
 }
 
 func addLine(p *plot.Plot, name string, xys plotter.XYs, c color.RGBA, dashed bool) error {

@@ -170,7 +170,7 @@ func (r *runner) baselines(ctx context.Context, replicas int) error {
 	if b.OrderedRead, err = orderedRead(ctx, r.js, rawStream, n); err != nil {
 		return err
 	}
-	r.step("baseline: the floor of an append: %d messages published with expected seq, read back twice, four in five derived to a second stream", n)
+	r.step("baseline: the floor of an append: %d messages published with expected seq, read back, four in five derived to a second stream", n)
 	if b.AppendFloor, err = appendFloor(ctx, r.nc, r.eng.url, replicas, n, size, cfg.Contacts); err != nil {
 		return err
 	}
