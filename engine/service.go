@@ -198,7 +198,7 @@ func (s *Service) dispatch(ctx context.Context, h func(micro.Request) (work, err
 // description for the micro error headers.
 func (s *Service) answer(subject string, reply any, err error) (body []byte, code int, desc string) {
 	if err == nil {
-		body, err = json.Marshal(reply)
+		body, err = marshalReply(reply)
 		if err == nil {
 			err = s.fits(subject, body)
 		}
@@ -213,6 +213,17 @@ func (s *Service) answer(subject string, reply any, err error) (body []byte, cod
 	desc = oneLine(err.Error())
 	body, _ = json.Marshal(map[string]any{"error": map[string]any{"code": code, "description": desc}})
 	return body, code, desc
+}
+
+// marshalReply writes a reply. The service's replies have writers of their own
+// (replyjson.go), which write compact, HTML-safe JSON, byte for byte what
+// encoding/json writes: going through json.Marshal would only scan and copy each
+// reply again (~3% of the CPU of a fan-out run, on statuses replies of 256).
+func marshalReply(reply any) ([]byte, error) {
+	if m, ok := reply.(json.Marshaler); ok {
+		return m.MarshalJSON()
+	}
+	return json.Marshal(reply)
 }
 
 // fits checks that a reply is no larger than the server carries (its

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -215,4 +216,33 @@ func FuzzDecodeStatusesRequest(f *testing.F) {
 			t.Fatalf("round trip of %q, min_seq %d gave %q, %d, %v", contacts, minSeq, again, againSeq, err)
 		}
 	})
+}
+
+// TestRepliesAreWhatEncodingJSONWrites checks that the service's own reply
+// writers, which it calls directly, write byte for byte what encoding/json
+// writes of the same reply (compact, HTML-safe), strings that need escaping
+// included.
+func TestRepliesAreWhatEncodingJSONWrites(t *testing.T) {
+	names := []string{"Alice", "Alice <A&B>", "tab\there \"quoted\" \\ \u2028\u2029", "bad \xff utf-8", "\x00\x1f\x7f", ""}
+	var replies []any
+	for i, name := range names {
+		r := Reply{Contact: "sip:" + name + "@contoso.com", Name: name, Status: events.OnThePhone, Seq: uint64(i)}
+		replies = append(replies, r,
+			SetResult{Contact: r.Contact, Status: events.Away, Previous: events.Online, Seq: r.Seq, Changed: i%2 == 0},
+			statusesReply{Statuses: []Reply{r, {Contact: name, Status: events.Unknown}}})
+	}
+	replies = append(replies, statusesReply{})
+	for _, r := range replies {
+		want, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := marshalReply(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%T %+v:\n got %s\nwant %s", r, r, got, want)
+		}
+	}
 }
