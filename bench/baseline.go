@@ -263,14 +263,8 @@ func foldFloor(ctx context.Context, js jetstream.JetStream, stream string, n int
 		return 0, err
 	}
 	defer db.Close()
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		return 0, err
-	}
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		return 0, err
-	}
+	// Not a projections.Tail: its records carry no subject, the key of the
+	// write that stands for the fold's.
 	type kv struct {
 		key, value []byte
 		seq        uint64
@@ -278,8 +272,7 @@ func foldFloor(ctx context.Context, js jetstream.JetStream, stream string, n int
 	c := make(chan kv, 16384)
 	quit := make(chan struct{})
 	defer close(quit)
-	start := time.Now()
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
+	cc, start, err := consumeOrdered(ctx, js, stream, func(msg jetstream.Msg) {
 		md, err := msg.Metadata()
 		if err != nil {
 			return // counted as missing: the wait below ends with ctx
@@ -288,7 +281,7 @@ func foldFloor(ctx context.Context, js jetstream.JetStream, stream string, n int
 		case c <- kv{[]byte(msg.Subject()), msg.Data(), md.Sequence.Stream}:
 		case <-quit:
 		}
-	}, jetstream.PullMaxMessages(5000))
+	})
 	if err != nil {
 		return 0, err
 	}
@@ -354,15 +347,8 @@ func consumeRaw(ctx context.Context, url string, handler func(*nats.Conn) (jetst
 		if err != nil {
 			return nil, err
 		}
-		s, err := js.Stream(ctx, rawStream)
-		if err != nil {
-			return nil, err
-		}
-		cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-		if err != nil {
-			return nil, err
-		}
-		return cons.Consume(h, jetstream.PullMaxMessages(5000))
+		cc, _, err := consumeOrdered(ctx, js, rawStream, h)
+		return cc, err
 	}()
 	if err != nil {
 		nc.Close()
@@ -371,25 +357,33 @@ func consumeRaw(ctx context.Context, url string, handler func(*nats.Conn) (jetst
 	return func() { cc.Stop(); nc.Close() }, nil
 }
 
-// orderedRead reads the first n messages of a stream with one ordered consumer
-// (the engine's settings: PullMaxMessages 5000) and returns messages per second.
-func orderedRead(ctx context.Context, js jetstream.JetStream, stream string, n int) (float64, error) {
+// consumeOrdered reads a stream with one ordered consumer, with the engine's
+// settings (PullMaxMessages 5000), handing its messages to h. It returns when
+// the reading began, once the consumer existed: the time a rate counts from.
+func consumeOrdered(ctx context.Context, js jetstream.JetStream, stream string, h jetstream.MessageHandler) (jetstream.ConsumeContext, time.Time, error) {
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
-		return 0, err
+		return nil, time.Time{}, err
 	}
 	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
 	if err != nil {
-		return 0, err
+		return nil, time.Time{}, err
 	}
+	start := time.Now()
+	cc, err := cons.Consume(h, jetstream.PullMaxMessages(5000))
+	return cc, start, err
+}
+
+// orderedRead reads the first n messages of a stream with one ordered consumer
+// (the engine's settings: PullMaxMessages 5000) and returns messages per second.
+func orderedRead(ctx context.Context, js jetstream.JetStream, stream string, n int) (float64, error) {
 	done := make(chan struct{})
 	var got atomic.Int64
-	start := time.Now()
-	cc, err := cons.Consume(func(jetstream.Msg) {
+	cc, start, err := consumeOrdered(ctx, js, stream, func(jetstream.Msg) {
 		if got.Add(1) == int64(n) {
 			close(done)
 		}
-	}, jetstream.PullMaxMessages(5000))
+	})
 	if err != nil {
 		return 0, err
 	}
