@@ -19,7 +19,7 @@ import (
 
 var (
 	modeColors = map[Mode]color.RGBA{Remote: {R: 0x1f, G: 0x77, B: 0xb4, A: 255}, InProcess: {R: 0xd6, G: 0x27, B: 0x28, A: 255}}
-	rawColors  = []color.RGBA{{R: 0x7f, G: 0x7f, B: 0x7f, A: 255}, {R: 0xbc, G: 0xbd, B: 0x22, A: 255}}
+	rawColors  = []color.RGBA{{R: 0x7f, G: 0x7f, B: 0x7f, A: 255}, {R: 0xbc, G: 0xbd, B: 0x22, A: 255}, {R: 0x17, G: 0xbe, B: 0xcf, A: 255}}
 )
 
 // writeChart draws, as SVG (or PNG, by the path's extension), two panels against M (log scale): deliveries/s of each mode
@@ -63,7 +63,8 @@ func writeChart(r *Results, path string) error {
 	for i, raw := range []struct {
 		name string
 		by   map[int]float64
-	}{{"raw: M ordered consumers", r.Baselines.FanoutOrdered}, {"raw: M core subscribers", r.Baselines.FanoutCore}} {
+	}{{"raw: M ordered consumers", r.Baselines.FanoutOrdered}, {"raw: M core subscribers", r.Baselines.FanoutCore},
+		{"raw floor: M ordered consumers with batched reads", r.Baselines.FanoutReadFloor}} {
 		var xys plotter.XYs
 		for m, v := range raw.by {
 			if v > 0 {

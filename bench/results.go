@@ -83,7 +83,11 @@ type Baselines struct {
 	// (foldFloor): measured in the fold phase, on the log.
 	FoldFloor     float64         `json:"fold_floor"`
 	FanoutOrdered map[int]float64 `json:"fanout_ordered"` // deliveries/s to M ordered consumers
-	FanoutCore    map[int]float64 `json:"fanout_core"`    // deliveries/s to M core subscribers
+	// FanoutReadFloor is deliveries/s to M ordered consumers that each read
+	// the status of every message in batched requests to a plain responder:
+	// the floor of a remote fan-out with reads (fanoutReadFloor).
+	FanoutReadFloor map[int]float64 `json:"fanout_read_floor"`
+	FanoutCore      map[int]float64 `json:"fanout_core"` // deliveries/s to M core subscribers
 }
 
 // Compared is an engine figure beside its baseline.
@@ -236,11 +240,18 @@ func (r *Results) WriteTable(w io.Writer) error {
 	fmt.Fprintln(w, "\nlive: subscribers running while the writers write (latency: writer's ack to the handler's read of the current status)")
 	fmt.Fprintln(w, "deliveries/s: M subscribers catching up on that window at once, each reading the current status of every change,")
 	fmt.Fprintln(w, "timed from when all M exist (start ms: how long starting them took, one after another);")
-	fmt.Fprintln(w, "raw fan-out: remote rows against M ordered consumers of a pre-filled stream, in-process rows against M core NATS subscribers")
+	fmt.Fprintln(w, "raw fan-out: remote rows against M ordered consumers of a pre-filled stream, in-process rows against M core NATS subscribers;")
+	fmt.Fprintln(w, "floor with reads: those M ordered consumers each also reading the status of every message, a request per batch of 256, from a plain responder")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "M\tordered consumers deliveries/s\tcore subscribers deliveries/s\t")
+	fmt.Fprintln(tw, "M\tordered consumers deliveries/s\tfloor with reads deliveries/s\tremote catch-up / floor\tcore subscribers deliveries/s\t")
 	for _, m := range r.Workload.Subscribers {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t\n", m, rateStr(b.FanoutOrdered[m]), rateStr(b.FanoutCore[m]))
+		ofFloor := "-"
+		for _, f := range r.Fanout {
+			if f.Mode == Remote && f.M == m && b.FanoutReadFloor[m] > 0 {
+				ofFloor = fmt.Sprintf("%.2f", f.Rate.Rate/b.FanoutReadFloor[m])
+			}
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t\n", m, rateStr(b.FanoutOrdered[m]), rateStr(b.FanoutReadFloor[m]), ofFloor, rateStr(b.FanoutCore[m]))
 	}
 	tw.Flush()
 	if len(r.Memory) > 0 {
@@ -280,6 +291,9 @@ func (r *Results) WriteGoBench(w io.Writer) error {
 	for _, m := range r.Workload.Subscribers {
 		if v, ok := r.Baselines.FanoutOrdered[m]; ok {
 			line(fmt.Sprintf("BenchmarkFanout/raw-ordered/M=%d", m), int64(r.Workload.Baseline), "deliveries/s", v)
+		}
+		if v, ok := r.Baselines.FanoutReadFloor[m]; ok {
+			line(fmt.Sprintf("BenchmarkFanout/raw-floor/M=%d", m), int64(r.Workload.Baseline), "deliveries/s", v)
 		}
 		if v, ok := r.Baselines.FanoutCore[m]; ok {
 			line(fmt.Sprintf("BenchmarkFanout/raw-core/M=%d", m), int64(r.Workload.Baseline), "deliveries/s", v)

@@ -174,7 +174,7 @@ func (r *runner) baselines(ctx context.Context, replicas int) error {
 	if b.AppendFloor, err = appendFloor(ctx, r.nc, r.eng.url, replicas, n, size, cfg.Contacts); err != nil {
 		return err
 	}
-	b.FanoutOrdered, b.FanoutCore = map[int]float64{}, map[int]float64{}
+	b.FanoutOrdered, b.FanoutReadFloor, b.FanoutCore = map[int]float64{}, map[int]float64{}, map[int]float64{}
 	for _, m := range cfg.Subscribers {
 		per := min(n, max(2*n/m, 1000))
 		if m <= cfg.MaxRemote {
@@ -184,6 +184,10 @@ func (r *runner) baselines(ctx context.Context, replicas int) error {
 			per := min(n, cfg.Changes)
 			r.step("baseline: %d ordered consumers reading %d messages each", m, per)
 			if b.FanoutOrdered[m], err = fanoutOrdered(ctx, r.eng.url, m, per); err != nil {
+				return err
+			}
+			r.step("baseline: the floor of a remote fan-out with reads: %d ordered consumers reading %d messages each, and their statuses in batches", m, per)
+			if b.FanoutReadFloor[m], err = fanoutReadFloor(ctx, r.eng.url, m, per, cfg.Contacts); err != nil {
 				return err
 			}
 		}
