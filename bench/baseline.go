@@ -16,6 +16,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
 
 	"github.com/presence-engine/presence/projections"
 )
@@ -66,16 +67,23 @@ func resetStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.Stre
 // sequence of its subject, as the engine's appends do; only one per subject is
 // then in flight.
 func publishAsync(ctx context.Context, nc *nats.Conn, n, size, subjects int, expect bool) (float64, error) {
-	start, err := publishAll(ctx, nc, n, size, subjects, expect)
+	start, err := publishAll(ctx, nc, n, size, subjects, expect, nil)
 	if err != nil {
 		return 0, err
 	}
 	return float64(n) / time.Since(start).Seconds(), nil
 }
 
+// paced, given to publishAll, spaces its publishes and times their acks, as
+// the writers of the engine's latency run are spaced and timed.
+type paced struct {
+	limiter *rate.Limiter
+	acks    *ackTimes
+}
+
 // publishAll is publishAsync, returning when the last ack came back and the
-// time of the first publish.
-func publishAll(ctx context.Context, nc *nats.Conn, n, size, subjects int, expect bool) (time.Time, error) {
+// time of the first publish; with pace, spaced and timed by it.
+func publishAll(ctx context.Context, nc *nats.Conn, n, size, subjects int, expect bool, pace *paced) (time.Time, error) {
 	payload := make([]byte, size)
 	for i := range payload {
 		payload[i] = 'x'
@@ -110,6 +118,9 @@ func publishAll(ctx context.Context, nc *nats.Conn, n, size, subjects int, expec
 	// The handlers run on the library's reply goroutine: they must not block.
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(2*maxPending),
 		jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) {
+			if pace != nil {
+				pace.acks.put(ack.Sequence, time.Now())
+			}
 			settle(m, ack.Sequence)
 		}),
 		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
@@ -127,6 +138,11 @@ func publishAll(ctx context.Context, nc *nats.Conn, n, size, subjects int, expec
 		}
 		if err := failed.Load(); err != nil {
 			return time.Time{}, *err
+		}
+		if pace != nil {
+			if err := pace.limiter.Wait(ctx); err != nil {
+				return time.Time{}, err
+			}
 		}
 		subj := i % subjects
 		var opts []jetstream.PublishOpt
@@ -164,15 +180,29 @@ func publishAll(ctx context.Context, nc *nats.Conn, n, size, subjects int, expec
 // this: the request and reply of the service, a second reader of the log (the
 // fold's and the feed's are apart), the announcement and the repeat.
 func appendFloor(ctx context.Context, nc *nats.Conn, url string, replicas, n, size, subjects int) (float64, error) {
-	js, err := jetstream.New(nc)
+	start, err := floorPipeline(ctx, nc, url, replicas, n, size, subjects, nil, nil)
 	if err != nil {
 		return 0, err
 	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// floorPipeline is the append floor's work, returning when the second stream
+// holds every entry, and the time of the first publish. With pace, the
+// publishes are spaced and their acks timed; with repeat, each entry, once
+// stored, is handed to it (its log sequence and payload) on the reader's
+// connection, as the engine repeats each feed entry on core NATS.
+func floorPipeline(ctx context.Context, nc *nats.Conn, url string, replicas, n, size, subjects int,
+	pace *paced, repeat func(fc *nats.Conn, logSeq string, payload []byte)) (time.Time, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return time.Time{}, err
+	}
 	if err := resetRawStream(ctx, js, replicas); err != nil {
-		return 0, err
+		return time.Time{}, err
 	}
 	if err := resetStream(ctx, js, rawStreamConfig(rawFeedStream, rawFeedSubject, replicas)); err != nil {
-		return 0, err
+		return time.Time{}, err
 	}
 	defer js.DeleteStream(context.WithoutCancel(ctx), rawFeedStream)
 	entries := int64(n - n/5) // the messages whose sequence is not a multiple of five
@@ -195,7 +225,10 @@ func appendFloor(ctx context.Context, nc *nats.Conn, url string, replicas, n, si
 	}
 	stop, err := consumeRaw(ctx, url, func(fc *nats.Conn) (jetstream.MessageHandler, error) {
 		fjs, err := jetstream.New(fc, jetstream.WithPublishAsyncMaxPending(2*maxPending),
-			jetstream.WithPublishAsyncAckHandler(func(jetstream.JetStream, *nats.Msg, *jetstream.PubAck) {
+			jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) {
+				if repeat != nil {
+					repeat(fc, m.Subject[len(rawFeedSubject):], m.Data)
+				}
 				<-sem
 				if stored.Add(1) == entries {
 					close(all)
@@ -233,12 +266,12 @@ func appendFloor(ctx context.Context, nc *nats.Conn, url string, replicas, n, si
 		}, nil
 	})
 	if err != nil {
-		return 0, err
+		return time.Time{}, err
 	}
 	defer stop()
-	start, err := publishAll(ctx, nc, n, size, subjects, true)
+	start, err := publishAll(ctx, nc, n, size, subjects, true, pace)
 	if err != nil {
-		return 0, err
+		return time.Time{}, err
 	}
 	select {
 	case <-all:
@@ -247,9 +280,72 @@ func appendFloor(ctx context.Context, nc *nats.Conn, url string, replicas, n, si
 		err = ctx.Err()
 	}
 	if err != nil {
-		return 0, fmt.Errorf("append floor: %d of %d read, %d of %d entries stored: %w", read.Load(), n, stored.Load(), entries, err)
+		return time.Time{}, fmt.Errorf("append floor: %d of %d read, %d of %d entries stored: %w", read.Load(), n, stored.Load(), entries, err)
 	}
-	return float64(n) / time.Since(start).Seconds(), nil
+	return start, nil
+}
+
+// floorLiveSubject is where the floor of the latency run repeats its entries,
+// the log sequence appended.
+const floorLiveSubject = "bench.floor.live."
+
+// latencyFloor is the floor of the latency run: the append floor's work at
+// limit publishes a second (n of them), each entry repeated on core NATS once
+// stored, to m subscribers on connections of their own, each timing every
+// entry from the publish's ack as the latency run times a change from the
+// writer's ack. The engine's path has more: the service, the fold's reader,
+// the announcement, and the status the repeat carries.
+func latencyFloor(ctx context.Context, nc *nats.Conn, url string, replicas, m, n, size, subjects int, limit float64) (Latency, error) {
+	acks := newAckTimes(1, n+1) // the scratch stream starts again at 1
+	o := newObserver(m, window{base: 1, size: n + 1}, acks)
+	want := int64(m * (n - n/5))
+	var got atomic.Int64
+	all := make(chan struct{})
+	for i := range m {
+		sc, err := nats.Connect(url)
+		if err != nil {
+			return Latency{}, err
+		}
+		defer sc.Close()
+		st := o.subs[i]
+		sub, err := sc.Subscribe(floorLiveSubject+">", func(msg *nats.Msg) {
+			now := time.Now().UnixNano()
+			seq, err := strconv.ParseUint(msg.Subject[len(floorLiveSubject):], 10, 64)
+			if err != nil {
+				return
+			}
+			if ack := acks.get(seq); ack > 0 {
+				o.record(i, now-ack)
+			} else {
+				st.pending = append(st.pending, delivery{seq: seq, at: now})
+			}
+			if got.Add(1) == want {
+				close(all)
+			}
+		})
+		if err != nil {
+			return Latency{}, err
+		}
+		_ = sub.SetPendingLimits(-1, -1)
+		if err := sc.Flush(); err != nil {
+			return Latency{}, err
+		}
+	}
+	pace := &paced{limiter: rate.NewLimiter(rate.Limit(limit), max(1, int(limit/100))), acks: acks}
+	_, err := floorPipeline(ctx, nc, url, replicas, n, size, subjects, pace, func(fc *nats.Conn, logSeq string, payload []byte) {
+		_ = fc.Publish(floorLiveSubject+logSeq, payload)
+	})
+	if err != nil {
+		return Latency{}, err
+	}
+	select {
+	case <-all:
+	case <-ctx.Done():
+		return Latency{}, ctx.Err()
+	case <-time.After(10 * time.Second):
+		return Latency{}, fmt.Errorf("floor of the latency run: %d of %d deliveries", got.Load(), want)
+	}
+	return o.latency(), nil
 }
 
 // foldFloor is the floor of the fold: the first n messages of a stream read

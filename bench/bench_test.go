@@ -92,6 +92,18 @@ func TestRunTinyWorkload(t *testing.T) {
 	if res.HalfRate.TargetRate <= 0 || res.HalfRate.M != 4 {
 		t.Errorf("half-rate run %+v, want M=4 at a set rate", res.HalfRate)
 	}
+	// The half-rate run is remote (remote is run): its floor repeats every
+	// entry (four in five of its Changes publishes) to each of its M.
+	if l := res.HalfRateFloor; l == nil {
+		t.Error("no floor of the half-rate run")
+	} else {
+		if want := int64(4 * (150 - 150/5)); l.Count != want {
+			t.Errorf("floor of the half-rate run: %d latencies, want %d (M x entries)", l.Count, want)
+		}
+		if !(l.P50 > 0 && l.P50 <= l.P90 && l.P90 <= l.P99 && l.P99 <= l.P999 && l.P999 <= l.Max) {
+			t.Errorf("floor of the half-rate run: latencies not positive and ordered: %+v", l)
+		}
+	}
 
 	dir := t.TempDir()
 	if err := res.WriteFiles(dir); err != nil {

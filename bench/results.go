@@ -41,6 +41,10 @@ type Results struct {
 	Fanout []Fanout `json:"fanout"`
 	// HalfRate is the latency at half the maximum sustained append rate.
 	HalfRate *Fanout `json:"half_rate,omitempty"`
+	// HalfRateFloor is the latency of the same load on plain NATS: the floor
+	// of an append at the half-rate run's rate, each entry repeated on core
+	// NATS to as many subscribers (latencyFloor). Remote runs only.
+	HalfRateFloor *Latency `json:"half_rate_floor,omitempty"`
 
 	EnginePeakRSS int64 `json:"engine_peak_rss_bytes"` // up to the half-rate run; 0 when the engine ran in this process
 	// Memory is the memory run, if any: the engine's resident memory as the log
@@ -237,6 +241,11 @@ func (r *Results) WriteTable(w io.Writer) error {
 			f.Lost, f.Duplicated, f.Stale, f.CatchUps, bytesText(f.RSSPerSub))
 	}
 	tw.Flush()
+	if l := r.HalfRateFloor; l != nil && r.HalfRate != nil {
+		fmt.Fprintf(w, "\nfloor of the half-rate run (plain NATS: the append floor at %s/s, each entry repeated on core NATS to %d subscribers):\n", rateStr(r.HalfRate.TargetRate), r.HalfRate.M)
+		fmt.Fprintf(w, "  p50 %s ms, p90 %s ms, p99 %s ms, p99.9 %s ms, max %s ms over %d deliveries; the engine's p99 is %.1fx it\n",
+			ms(l.P50), ms(l.P90), ms(l.P99), ms(l.P999), ms(l.Max), l.Count, r.HalfRate.Latency.P99/max(l.P99, 1))
+	}
 	fmt.Fprintln(w, "\nlive: subscribers running while the writers write (latency: writer's ack to the handler's read of the current status)")
 	fmt.Fprintln(w, "deliveries/s: M subscribers catching up on that window at once, each reading the current status of every change,")
 	fmt.Fprintln(w, "timed from when all M exist (start ms: how long starting them took, one after another);")
@@ -287,6 +296,15 @@ func (r *Results) WriteGoBench(w io.Writer) error {
 		name := fmt.Sprintf("BenchmarkFanout/mode=%s/M=%d", f.Mode, f.M)
 		fmt.Fprintf(w, "%s\t%d\t%.1f deliveries/s\t%.1f lookups/s\t%.1f p50-us\t%.1f p99-us\t%.1f max-us\n",
 			name, max(f.Deliveries, 1), f.Rate.Rate, f.LookupRate, f.Latency.P50, f.Latency.P99, f.Latency.Max)
+	}
+	latLine := func(name string, l Latency) {
+		fmt.Fprintf(w, "%s\t%d\t%.1f p50-us\t%.1f p90-us\t%.1f p99-us\t%.1f max-us\n", name, max(l.Count, 1), l.P50, l.P90, l.P99, l.Max)
+	}
+	if h := r.HalfRate; h != nil {
+		latLine(fmt.Sprintf("BenchmarkHalfRate/mode=%s/M=%d", h.Mode, h.M), h.Latency)
+		if r.HalfRateFloor != nil {
+			latLine(fmt.Sprintf("BenchmarkHalfRate/raw-floor/M=%d", h.M), *r.HalfRateFloor)
+		}
 	}
 	for _, m := range r.Workload.Subscribers {
 		if v, ok := r.Baselines.FanoutOrdered[m]; ok {

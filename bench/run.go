@@ -49,6 +49,8 @@ type runner struct {
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	seed uint64
+	// replicas is the log's: the raw streams have as many.
+	replicas int
 }
 
 func (r *runner) step(format string, args ...any) {
@@ -96,9 +98,9 @@ func (r *runner) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	replicas := log.CachedInfo().Config.Replicas
+	r.replicas = log.CachedInfo().Config.Replicas
 
-	if err := r.baselines(ctx, replicas); err != nil {
+	if err := r.baselines(ctx, r.replicas); err != nil {
 		return fmt.Errorf("baselines: %w", err)
 	}
 	if err := r.appends(ctx); err != nil {
@@ -522,7 +524,17 @@ func (r *runner) halfRate(ctx context.Context) error {
 		return err
 	}
 	r.res.HalfRate = &f
-	return nil
+	if f.Mode != Remote {
+		return nil
+	}
+	// The same load on the plain NATS path a remote subscriber's change takes.
+	r.step("baseline: the floor of the latency run: the append floor at %.0f/s, each entry repeated to %d core subscribers", f.TargetRate, f.M)
+	lat, err := latencyFloor(ctx, r.nc, r.eng.url, r.replicas, f.M, r.cfg.Changes, r.res.EventSize, r.cfg.Contacts, f.TargetRate)
+	if err != nil {
+		return err
+	}
+	r.res.HalfRateFloor = &lat
+	return r.js.DeleteStream(ctx, rawStream)
 }
 
 // memory sets every one of MemoryContacts contacts once, then makes MemorySets
