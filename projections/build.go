@@ -184,6 +184,7 @@ func (p *Projection) swap(next string) (string, error) {
 		return "", errors.Join(err, oerr)
 	}
 	p.db = db
+	p.cache.clear() // of the replaced store; no reader is in (closeMu)
 	if lerr := p.load(); lerr != nil {
 		p.closed, p.closeErr = true, lerr
 		db.Close()

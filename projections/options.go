@@ -20,6 +20,10 @@ type Options struct {
 	Logger *slog.Logger
 	// CacheSize is Pebble's block cache in bytes. Zero means Pebble's default (8 MiB).
 	CacheSize int64
+	// StateCache is how many contacts' states are kept in memory for reads
+	// (about 200 bytes each, beside the contact ID and name): the states read
+	// last, kept current by the fold. Zero means 65536; negative, none.
+	StateCache int
 	// OnEvent, when set, is called with every event the fold applies and its
 	// log sequence, in log order, before the batch commits: an audit sees the
 	// events the projection is made of.
@@ -34,6 +38,9 @@ type Options struct {
 func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.StateCache == 0 {
+		o.StateCache = 1 << 16
 	}
 	return o
 }

@@ -70,6 +70,15 @@ type Projection struct {
 	malformed atomic.Uint64 // records skipped as malformed
 	batches   atomic.Uint64 // Pebble batches committed
 
+	// cache keeps the states read last (nil: none). A read that fills it
+	// holds cacheMu shared from its read of the store to its put; the fold
+	// takes cacheMu to update the cache after each commit, and only then moves
+	// the checkpoint. So a fill that read the store before a commit is updated
+	// by it, one that read after it holds what it committed, and whoever has
+	// waited for a checkpoint finds the cache at least that new.
+	cache   *stateCache
+	cacheMu sync.RWMutex
+
 	// closeMu guards db against use after Close: readers hold it shared.
 	closeMu  sync.RWMutex
 	closed   bool
@@ -87,7 +96,8 @@ func Open(dir string, opts Options) (*Projection, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Projection{db: db, dir: dir, opts: opts, logger: opts.Logger, advanced: make(chan struct{})}
+	p := &Projection{db: db, dir: dir, opts: opts, logger: opts.Logger, advanced: make(chan struct{}),
+		cache: newStateCache(opts.StateCache)}
 	if err := p.load(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open projection %q: %w", dir, err)
@@ -339,6 +349,13 @@ func (p *Projection) ApplyVisible(records []Record, visible func(View)) error {
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("commit projection batch up to seq %d: %w", next.Seq, err)
 	}
+	if p.cache != nil {
+		p.cacheMu.Lock()
+		for contact, st := range touched {
+			p.cache.update(contact, *st)
+		}
+		p.cacheMu.Unlock()
+	}
 	p.folded.Add(folded)
 	p.malformed.Add(malformed)
 	p.batches.Add(1)
@@ -393,7 +410,19 @@ func (p *Projection) State(contact string) (State, bool, error) {
 }
 
 func (p *Projection) state(contact string) (State, bool, error) {
-	return readState(p.db, contact)
+	if p.cache == nil {
+		return readState(p.db, contact)
+	}
+	p.cacheMu.RLock()
+	defer p.cacheMu.RUnlock()
+	if st, seen, ok := p.cache.get(contact); ok {
+		return st, seen, nil
+	}
+	st, seen, err := readState(p.db, contact)
+	if err == nil {
+		p.cache.put(contact, st, seen)
+	}
+	return st, seen, err
 }
 
 // View returns a contact as subscribers see it: the visible status, and the name,
@@ -405,20 +434,30 @@ func (p *Projection) View(contact string) (View, error) {
 }
 
 // Views returns the View of each contact, in the order given, as View does,
-// from one consistent point of the store. It reads them in key order with one
-// iterator, which costs less than a point read each when there are many.
+// each at least as new as the checkpoint when it was called. It reads the
+// states that are not in the cache in key order with one iterator, which costs
+// less than a point read each when there are many.
 func (p *Projection) Views(contacts []string) (_ []View, err error) {
 	p.closeMu.RLock()
 	defer p.closeMu.RUnlock()
 	if p.closed {
 		return nil, ErrClosed
 	}
+	p.cacheMu.RLock()
+	defer p.cacheMu.RUnlock()
 	out := make([]View, len(contacts))
-	order := make([]int, len(contacts))
-	for i := range order {
-		order[i] = i
+	var missed []int // the contacts not in the cache
+	for i, c := range contacts {
+		if st, _, ok := p.cache.get(c); ok {
+			out[i] = st.Visible
+		} else {
+			missed = append(missed, i)
+		}
 	}
-	slices.SortFunc(order, func(a, b int) int { return strings.Compare(contacts[a], contacts[b]) })
+	if len(missed) == 0 {
+		return out, nil
+	}
+	slices.SortFunc(missed, func(a, b int) int { return strings.Compare(contacts[a], contacts[b]) })
 	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: []byte(stateKeyPrefix), UpperBound: []byte("s0")})
 	if err != nil {
 		return nil, damaged(err)
@@ -429,7 +468,7 @@ func (p *Projection) Views(contacts []string) (_ []View, err error) {
 		}
 	}()
 	var key []byte
-	for _, i := range order {
+	for _, i := range missed {
 		c := contacts[i]
 		key = append(append(key[:0], stateKeyPrefix...), c...)
 		if !it.SeekGE(key) || !bytes.Equal(it.Key(), key) {
@@ -437,6 +476,7 @@ func (p *Projection) Views(contacts []string) (_ []View, err error) {
 				return nil, fmt.Errorf("read state of %q: %w", c, damaged(err))
 			}
 			out[i] = View{Contact: c}
+			p.cache.put(c, State{Contact: c, Visible: out[i]}, false)
 			continue
 		}
 		v, err := it.ValueAndErr()
@@ -448,6 +488,7 @@ func (p *Projection) Views(contacts []string) (_ []View, err error) {
 			return nil, err
 		}
 		out[i] = st.Visible
+		p.cache.put(c, st, true)
 	}
 	return out, nil
 }
@@ -473,6 +514,9 @@ func (p *Projection) Reset() error {
 	if err := b.Commit(p.sync()); err != nil {
 		return fmt.Errorf("reset projection %q: %w", p.dir, err)
 	}
+	p.cacheMu.Lock()
+	p.cache.clear()
+	p.cacheMu.Unlock()
 	p.mu.Lock()
 	p.checkpoint = Checkpoint{}
 	p.applied.Store(0)

@@ -25,7 +25,7 @@ func newServe() *cobra.Command {
 	var (
 		data, listen, natsURL, syncText, logLevel, logFormat, metrics string
 		authFile, tlsCert, tlsKey, memoryLimit, projectionCache       string
-		replicas, contactBurst                                        int
+		replicas, contactBurst, stateCache                            int
 		contactRate                                                   float64
 	)
 	cmd := &cobra.Command{
@@ -92,6 +92,7 @@ in hand, commits the projection and exits 0.`,
 			if opts.Projection.CacheSize, err = parseSize(projectionCache); err != nil {
 				return usageError{fmt.Errorf("--projection-cache: %w", err)}
 			}
+			opts.Projection.StateCache = stateCache
 			var metricsServer *http.Server
 			if metrics != "" {
 				reg := prometheus.NewRegistry()
@@ -164,6 +165,7 @@ in hand, commits the projection and exits 0.`,
 	f.StringVar(&metrics, "metrics", "", "serve Prometheus metrics on this HOST:PORT (/metrics), for example 127.0.0.1:9090")
 	f.StringVar(&memoryLimit, "memory-limit", "", "soft limit of this process's memory, such as 1GiB: past it the embedded server's read caches are given back (default: $GOMEMLIMIT, else none)")
 	f.StringVar(&projectionCache, "projection-cache", "64MiB", "the projection's block cache, such as 256MiB (0: 64MiB): the status reads are served from it")
+	f.IntVar(&stateCache, "state-cache", 0, "contacts whose states are kept in memory for status reads, kept current by the fold (0: 65536; negative: none)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
 	return cmd

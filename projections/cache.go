@@ -1,0 +1,101 @@
+package projections
+
+import (
+	"hash/maphash"
+	"sync"
+)
+
+// stateCache keeps the states of the contacts read last, so that the many
+// readers of one change (every subscriber reads the status of every change it
+// is handed) do not each go to the store. It is filled by reads and kept
+// current by the fold, which updates the states it holds as each batch
+// commits; it never holds a state the store no longer has (see Projection's
+// cacheMu). When full, a read's state takes the place of an arbitrary one.
+type stateCache struct {
+	seed   maphash.Seed
+	max    int // states per shard
+	shards [cacheShards]cacheShard
+}
+
+// cacheShards spreads the cache's locks: readers on every core, and the fold.
+const cacheShards = 64
+
+type cacheShard struct {
+	mu     sync.Mutex
+	states map[string]cachedState
+}
+
+type cachedState struct {
+	st   State
+	seen bool
+}
+
+// newStateCache returns a cache of about size states, or nil for none.
+func newStateCache(size int) *stateCache {
+	if size <= 0 {
+		return nil
+	}
+	c := &stateCache{seed: maphash.MakeSeed(), max: max(1, size/cacheShards)}
+	for i := range c.shards {
+		c.shards[i].states = make(map[string]cachedState)
+	}
+	return c
+}
+
+func (c *stateCache) shard(contact string) *cacheShard {
+	return &c.shards[maphash.String(c.seed, contact)%cacheShards]
+}
+
+func (c *stateCache) get(contact string) (State, bool, bool) {
+	if c == nil {
+		return State{}, false, false
+	}
+	sh := c.shard(contact)
+	sh.mu.Lock()
+	e, ok := sh.states[contact]
+	sh.mu.Unlock()
+	return e.st, e.seen, ok
+}
+
+// put keeps a state read from the store.
+func (c *stateCache) put(contact string, st State, seen bool) {
+	if c == nil {
+		return
+	}
+	sh := c.shard(contact)
+	sh.mu.Lock()
+	if _, ok := sh.states[contact]; !ok && len(sh.states) >= c.max {
+		for k := range sh.states { // Go's map order: an arbitrary one goes
+			delete(sh.states, k)
+			break
+		}
+	}
+	sh.states[contact] = cachedState{st: st, seen: seen}
+	sh.mu.Unlock()
+}
+
+// update replaces a state the cache holds with the one the fold just
+// committed; a contact it does not hold stays out.
+func (c *stateCache) update(contact string, st State) {
+	if c == nil {
+		return
+	}
+	sh := c.shard(contact)
+	sh.mu.Lock()
+	if _, ok := sh.states[contact]; ok {
+		sh.states[contact] = cachedState{st: st, seen: true}
+	}
+	sh.mu.Unlock()
+}
+
+func (c *stateCache) clear() {
+	if c == nil {
+		return
+	}
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		clear(sh.states)
+		sh.mu.Unlock()
+	}
+}
