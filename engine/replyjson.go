@@ -246,3 +246,30 @@ func readSetRequest(data []byte) (req SetRequest, cause string, ok bool) {
 	}
 	return req, cause, w.ok && len(bytes.TrimSpace(w.b)) == 0
 }
+
+// readStatusesRequest reads a statuses request in the shape
+// EncodeStatusesRequest writes, its contact IDs without escapes. The checks of
+// the contacts are the caller's.
+func readStatusesRequest(data []byte) (contacts []string, minSeq uint64, ok bool) {
+	if len(data) > MaxStatusesRequestSize {
+		return nil, 0, false
+	}
+	w := wireReader{b: data, ok: true}
+	w.lit(`{"contacts":["`)
+	for w.ok {
+		contacts = append(contacts, w.str())
+		if !bytes.HasPrefix(w.b, []byte(`,"`)) {
+			break
+		}
+		w.b = w.b[2:]
+	}
+	w.lit(`]`)
+	if w.ok && bytes.HasPrefix(w.b, []byte(`,"min_seq":`)) {
+		w.b = w.b[len(`,"min_seq":`):]
+		if minSeq = w.uint(); minSeq > math.MaxInt64 {
+			w.ok = false
+		}
+	}
+	w.lit(`}`)
+	return contacts, minSeq, w.ok && len(bytes.TrimSpace(w.b)) == 0
+}

@@ -267,6 +267,26 @@ func EncodeReadRequest(minSeq uint64) []byte {
 // {"contacts":["sip:alice@contoso.com",...],"min_seq":N}, 1 to MaxStatuses
 // contacts, min_seq optional.
 func DecodeStatusesRequest(data []byte) (contacts []string, minSeq uint64, err error) {
+	contacts, minSeq, ok := readStatusesRequest(data)
+	if !ok {
+		if contacts, minSeq, err = decodeStatusesRequestFields(data); err != nil {
+			return nil, 0, err
+		}
+	}
+	if len(contacts) == 0 || len(contacts) > MaxStatuses {
+		return nil, 0, badRequest(fmt.Errorf(`field "contacts" names %d contacts; want 1 to %d`, len(contacts), MaxStatuses))
+	}
+	for _, c := range contacts {
+		if err := events.ValidateContact(c); err != nil {
+			return nil, 0, badRequest(err)
+		}
+	}
+	return contacts, minSeq, nil
+}
+
+// decodeStatusesRequestFields reads a statuses request field by field, naming
+// whatever is wrong; the checks of the contacts are the caller's.
+func decodeStatusesRequestFields(data []byte) (contacts []string, minSeq uint64, err error) {
 	fields, err := requestFieldsUpTo(data, MaxStatusesRequestSize, "contacts", "min_seq")
 	if err != nil {
 		return nil, 0, err
@@ -277,14 +297,6 @@ func DecodeStatusesRequest(data []byte) (contacts []string, minSeq uint64, err e
 	}
 	if err := json.Unmarshal(raw, &contacts); err != nil {
 		return nil, 0, badRequest(fmt.Errorf(`field "contacts" is %s; want a JSON array of contact IDs`, events.Quote(string(raw))))
-	}
-	if len(contacts) == 0 || len(contacts) > MaxStatuses {
-		return nil, 0, badRequest(fmt.Errorf(`field "contacts" names %d contacts; want 1 to %d`, len(contacts), MaxStatuses))
-	}
-	for _, c := range contacts {
-		if err := events.ValidateContact(c); err != nil {
-			return nil, 0, badRequest(err)
-		}
 	}
 	n, err := seqField(fields, "min_seq")
 	if err != nil || n == nil {

@@ -218,6 +218,57 @@ func FuzzDecodeStatusesRequest(f *testing.F) {
 	})
 }
 
+// FuzzStatusesRequestPaths checks the fast reader of statuses requests
+// against the field by field one: whatever the fast reader takes, the other
+// reads the same way.
+func FuzzStatusesRequestPaths(f *testing.F) {
+	for _, seed := range [][]byte{EncodeStatusesRequest([]string{"sip:alice@contoso.com"}, 0),
+		EncodeStatusesRequest([]string{"a", "b", "a"}, 7), EncodeStatusesRequest([]string{"zoë", "<x>"}, 1),
+		[]byte(`{"contacts":["a"],"min_seq":9223372036854775808}`), []byte(`{"contacts":["a","b"],"min_seq":01}`),
+		[]byte(`{"contacts":[""]}`), []byte("{\"contacts\":[\"\xff\"]}")} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fast, fastSeq, ok := readStatusesRequest(data)
+		if !ok {
+			return
+		}
+		slow, slowSeq, err := decodeStatusesRequestFields(data)
+		if err != nil {
+			t.Fatalf("fast reader took %q, the field reader refuses it: %v", data, err)
+		}
+		if !slices.Equal(fast, slow) || fastSeq != slowSeq {
+			t.Fatalf("%q: fast %q min_seq %d, field reader %q min_seq %d", data, fast, fastSeq, slow, slowSeq)
+		}
+	})
+}
+
+// TestStatusesRequestsTakeTheFastPath: what the client writes, the service
+// reads without encoding/json, unless a contact ID needs escaping.
+func TestStatusesRequestsTakeTheFastPath(t *testing.T) {
+	for _, tc := range []struct {
+		contacts []string
+		minSeq   uint64
+		fast     bool
+	}{
+		{[]string{"sip:alice@contoso.com"}, 0, true},
+		{[]string{"sip:alice@contoso.com", "sip:bob@contoso.com", "zoë"}, 42, true},
+		{[]string{"a<b"}, 1, false}, // written \u003c
+	} {
+		data := EncodeStatusesRequest(tc.contacts, tc.minSeq)
+		contacts, minSeq, ok := readStatusesRequest(data)
+		if ok != tc.fast {
+			t.Errorf("%s: fast path %v, want %v", data, ok, tc.fast)
+		}
+		if ok && (!slices.Equal(contacts, tc.contacts) || minSeq != tc.minSeq) {
+			t.Errorf("%s: fast read %q, %d", data, contacts, minSeq)
+		}
+		if got, gotSeq, err := DecodeStatusesRequest(data); err != nil || !slices.Equal(got, tc.contacts) || gotSeq != tc.minSeq {
+			t.Errorf("DecodeStatusesRequest(%s) = %q, %d, %v", data, got, gotSeq, err)
+		}
+	}
+}
+
 // TestRepliesAreWhatEncodingJSONWrites checks that the service's own reply
 // writers, which it calls directly, write byte for byte what encoding/json
 // writes of the same reply (compact, HTML-safe), strings that need escaping
