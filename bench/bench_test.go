@@ -161,3 +161,28 @@ func TestChartOfFewRuns(t *testing.T) {
 		}
 	}
 }
+
+// TestCPUTicksGrow: the processor time read from /proc grows as this process
+// works, so the CPU per delivery the bench reports is measured, not zero.
+func TestCPUTicksGrow(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc")
+	}
+	start := cpuTicks(0)
+	if start <= 0 {
+		t.Fatalf("cpuTicks(self) = %d, want the time this process has run", start)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	x := uint64(1)
+	for cpuTicks(0) <= start {
+		for range 1_000_000 {
+			x = x*6364136223846793005 + 1442695040888963407
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cpuTicks(self) still %d after 10s of work (%d)", start, x)
+		}
+	}
+	if got := cpuTicks(1 << 30); got != 0 {
+		t.Errorf("cpuTicks of no process = %d, want 0", got)
+	}
+}

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -181,6 +182,58 @@ func (u *engineUnderTest) stop() error {
 		<-u.exited
 	}
 	return nil
+}
+
+// cpuClock is processor time so far of this process and of the engine's
+// child process (zero in process), in clock ticks.
+type cpuClock struct{ self, child int64 }
+
+func (u *engineUnderTest) cpuNow() cpuClock {
+	c := cpuClock{self: cpuTicks(0)}
+	if u.cmd != nil {
+		c.child = cpuTicks(u.cmd.Process.Pid)
+	}
+	return c
+}
+
+// perDelivery is the processor time since c, per delivery, in microseconds.
+func (u *engineUnderTest) perDelivery(c cpuClock, deliveries int64) CPU {
+	if deliveries <= 0 {
+		return CPU{}
+	}
+	now := u.cpuNow()
+	const usPerTick = 1e6 / clockTicks
+	return CPU{Bench: float64(now.self-c.self) * usPerTick / float64(deliveries),
+		Engine: float64(now.child-c.child) * usPerTick / float64(deliveries)}
+}
+
+// clockTicks is the unit of the times in /proc/PID/stat (USER_HZ, 100 on Linux).
+const clockTicks = 100
+
+// cpuTicks reads a process's user and system time from /proc, in clock ticks;
+// 0 where there is no /proc.
+func cpuTicks(pid int) int64 {
+	path := "/proc/self/stat"
+	if pid > 0 {
+		path = "/proc/" + strconv.Itoa(pid) + "/stat"
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	// The command name, in parentheses, may hold spaces: fields count from
+	// after it, utime and stime being the 14th and 15th of the line.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	user, _ := strconv.ParseInt(f[11], 10, 64)
+	sys, _ := strconv.ParseInt(f[12], 10, 64)
+	return user + sys
 }
 
 // vmHWM reads a process's peak resident set size from /proc; 0 where there is

@@ -91,7 +91,9 @@ type Baselines struct {
 	// the status of every message in batched requests to a plain responder:
 	// the floor of a remote fan-out with reads (fanoutReadFloor).
 	FanoutReadFloor map[int]float64 `json:"fanout_read_floor"`
-	FanoutCore      map[int]float64 `json:"fanout_core"` // deliveries/s to M core subscribers
+	// FanoutReadFloorCPU is the processor time of the floor per delivery.
+	FanoutReadFloorCPU map[int]CPU     `json:"fanout_read_floor_cpu"`
+	FanoutCore         map[int]float64 `json:"fanout_core"` // deliveries/s to M core subscribers
 }
 
 // Compared is an engine figure beside its baseline.
@@ -156,6 +158,25 @@ type Fanout struct {
 	// feed itself over a gap in what they were handed on core NATS.
 	CatchUps  int64 `json:"catch_ups"`
 	RSSPerSub int64 `json:"rss_per_subscriber_bytes"`
+	// CatchUpCPU is the processor time the catch-up took per delivery.
+	CatchUpCPU CPU `json:"catch_up_cpu_per_delivery"`
+}
+
+// CPU is processor time per delivery, in microseconds: of the bench's own
+// process (the subscribers, and a floor's responder) and of the engine's
+// child process (the engine and its embedded server, or the server alone
+// for a raw figure). With the engine in the bench's process, or a server
+// elsewhere, Engine is 0 and Bench holds what this process took.
+type CPU struct {
+	Bench  float64 `json:"bench_us"`
+	Engine float64 `json:"engine_us"`
+}
+
+func (c CPU) String() string {
+	if c == (CPU{}) {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f / %.1f", c.Bench, c.Engine)
 }
 
 // WriteJSON writes the results as indented JSON.
@@ -250,17 +271,19 @@ func (r *Results) WriteTable(w io.Writer) error {
 	fmt.Fprintln(w, "deliveries/s: M subscribers catching up on that window at once, each reading the current status of every change,")
 	fmt.Fprintln(w, "timed from when all M exist (start ms: how long starting them took, one after another);")
 	fmt.Fprintln(w, "raw fan-out: remote rows against M ordered consumers of a pre-filled stream, in-process rows against M core NATS subscribers;")
-	fmt.Fprintln(w, "floor with reads: those M ordered consumers each also reading the status of every message, a request per batch of 256, from a plain responder")
+	fmt.Fprintln(w, "floor with reads: those M ordered consumers each also reading the status of every message, a request per batch of 256, from a plain responder;")
+	fmt.Fprintln(w, "CPU us/delivery: processor time per delivery of this process (subscribers, the floor's responder) / of the engine's process (engine and server; server alone for the floor)")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "M\tordered consumers deliveries/s\tfloor with reads deliveries/s\tremote catch-up / floor\tcore subscribers deliveries/s\t")
+	fmt.Fprintln(tw, "M\tordered consumers deliveries/s\tfloor with reads deliveries/s\tremote catch-up / floor\tCPU us/delivery, floor\tCPU us/delivery, remote catch-up\tcore subscribers deliveries/s\t")
 	for _, m := range r.Workload.Subscribers {
-		ofFloor := "-"
+		ofFloor, catchUpCPU := "-", CPU{}
 		for _, f := range r.Fanout {
 			if f.Mode == Remote && f.M == m && b.FanoutReadFloor[m] > 0 {
-				ofFloor = fmt.Sprintf("%.2f", f.Rate.Rate/b.FanoutReadFloor[m])
+				ofFloor, catchUpCPU = fmt.Sprintf("%.2f", f.Rate.Rate/b.FanoutReadFloor[m]), f.CatchUpCPU
 			}
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t\n", m, rateStr(b.FanoutOrdered[m]), rateStr(b.FanoutReadFloor[m]), ofFloor, rateStr(b.FanoutCore[m]))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", m, rateStr(b.FanoutOrdered[m]), rateStr(b.FanoutReadFloor[m]), ofFloor,
+			b.FanoutReadFloorCPU[m], catchUpCPU, rateStr(b.FanoutCore[m]))
 	}
 	tw.Flush()
 	if len(r.Memory) > 0 {

@@ -177,6 +177,7 @@ func (r *runner) baselines(ctx context.Context, replicas int) error {
 		return err
 	}
 	b.FanoutOrdered, b.FanoutReadFloor, b.FanoutCore = map[int]float64{}, map[int]float64{}, map[int]float64{}
+	b.FanoutReadFloorCPU = map[int]CPU{}
 	for _, m := range cfg.Subscribers {
 		per := min(n, max(2*n/m, 1000))
 		if m <= cfg.MaxRemote {
@@ -189,9 +190,11 @@ func (r *runner) baselines(ctx context.Context, replicas int) error {
 				return err
 			}
 			r.step("baseline: the floor of a remote fan-out with reads: %d ordered consumers reading %d messages each, and their statuses in batches", m, per)
+			clock := r.eng.cpuNow()
 			if b.FanoutReadFloor[m], err = fanoutReadFloor(ctx, r.eng.url, m, per, cfg.Contacts); err != nil {
 				return err
 			}
+			b.FanoutReadFloorCPU[m] = r.eng.perDelivery(clock, int64(m*per))
 		}
 		r.step("baseline: core NATS to %d subscribers, %d messages", m, per)
 		if b.FanoutCore[m], err = fanoutCore(ctx, r.eng.url, m, per, size); err != nil {
@@ -426,10 +429,12 @@ func (r *runner) fanout(ctx context.Context, mode Mode, m int, limit float64) (F
 	}
 	f.CatchUpStart = time.Since(start).Seconds()
 	start = time.Now()
+	clock := r.eng.cpuNow()
 	close(catchUp.gate)
 	if last, err = r.await(subs, catchUp, wr.visible); err != nil {
 		return f, err
 	}
+	f.CatchUpCPU = r.eng.perDelivery(clock, catchUp.deliveries())
 	rate := 0.0
 	if elapsed := last.Sub(start); elapsed > 0 {
 		rate = float64(catchUp.deliveries()) / elapsed.Seconds()
