@@ -498,7 +498,7 @@ func orderedRead(ctx context.Context, js jetstream.JetStream, stream string, n i
 // first n messages of the scratch stream at once, and returns deliveries per
 // second over all of them.
 func fanoutOrdered(ctx context.Context, url string, m, n int) (float64, error) {
-	return fanoutConsumers(ctx, url, m, n, nil)
+	return fanoutConsumers(ctx, url, m, n, nil, nil)
 }
 
 // The floor of a remote fan-out with reads asks for statuses on this subject,
@@ -518,8 +518,9 @@ const (
 // next batches' requests travelling while one is awaited), answered by a
 // responder on a connection of its own with a reply the size of the engine's
 // statuses reply (each status taken from a map: no store). A delivery counts
-// once the reply of its batch is in.
-func fanoutReadFloor(ctx context.Context, url string, m, n, contacts int) (float64, error) {
+// once the reply of its batch is in. started, if not nil, is called as the
+// timing starts.
+func fanoutReadFloor(ctx context.Context, url string, m, n, contacts int, started func()) (float64, error) {
 	ids := make([]string, contacts)
 	for i := range ids {
 		ids[i] = contactID(i)
@@ -531,7 +532,7 @@ func fanoutReadFloor(ctx context.Context, url string, m, n, contacts int) (float
 	defer stop()
 	return fanoutConsumers(ctx, url, m, n, func(ctx context.Context, nc *nats.Conn, count func(int), fail func(error)) func(jetstream.Msg) {
 		return floorReads(ctx, nc, ids, n, count, fail)
-	})
+	}, started)
 }
 
 // serveFloorReads answers the floor's status requests (contact IDs, one a
@@ -640,9 +641,10 @@ func floorReads(ctx context.Context, nc *nats.Conn, ids []string, n int, count f
 // fanoutConsumers has m ordered consumers, each on its own connection, read
 // the first n messages of the scratch stream at once, and returns deliveries
 // per second over all of them. A delivery counts as it arrives, or, with
-// reads, once reads counts it (or fails).
+// reads, once reads counts it (or fails). started, if not nil, is called as
+// the timing starts.
 func fanoutConsumers(ctx context.Context, url string, m, n int,
-	reads func(ctx context.Context, nc *nats.Conn, count func(int), fail func(error)) func(jetstream.Msg)) (float64, error) {
+	reads func(ctx context.Context, nc *nats.Conn, count func(int), fail func(error)) func(jetstream.Msg), started func()) (float64, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	conns := make([]*nats.Conn, m)
@@ -712,6 +714,9 @@ func fanoutConsumers(ctx context.Context, url string, m, n int,
 			return 0, err
 		}
 		ccs = append(ccs, cc)
+	}
+	if started != nil {
+		started()
 	}
 	start := time.Now()
 	open()

@@ -190,8 +190,8 @@ func (r *runner) baselines(ctx context.Context, replicas int) error {
 				return err
 			}
 			r.step("baseline: the floor of a remote fan-out with reads: %d ordered consumers reading %d messages each, and their statuses in batches", m, per)
-			clock := r.eng.cpuNow()
-			if b.FanoutReadFloor[m], err = fanoutReadFloor(ctx, r.eng.url, m, per, cfg.Contacts); err != nil {
+			var clock cpuClock
+			if b.FanoutReadFloor[m], err = fanoutReadFloor(ctx, r.eng.url, m, per, cfg.Contacts, func() { clock = r.eng.cpuNow() }); err != nil {
 				return err
 			}
 			b.FanoutReadFloorCPU[m] = r.eng.perDelivery(clock, int64(m*per))
