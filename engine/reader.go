@@ -57,6 +57,9 @@ func (r *LocalReader) wait(ctx context.Context, contact string, minSeq uint64) e
 		}
 		return nil
 	}
+	if r.Projection.Applied() >= minSeq {
+		return nil // most reads: no timer to set up
+	}
 	timeout := r.Timeout
 	if timeout <= 0 {
 		timeout = 2 * time.Second
