@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,7 +31,12 @@ type WriterConfig struct {
 	// append without reading the log first. Zero means 100,000.
 	CacheSize int
 	// MaxAttempts bounds the appends tried for one set when other writers keep
-	// changing the contact in between. Zero means 32.
+	// changing the contact in between. Zero means 32. From the second conflict
+	// on, each attempt waits a random while first, up to twice as long as the
+	// one before (conflictWait): on a cluster, the leader refuses an append
+	// while an earlier one of the contact is still being replicated, and the
+	// log's last event reads as before until it is; writers racing on one
+	// contact also take turns.
 	MaxAttempts int
 	// Requests is the bucket where answers to request IDs are kept for the
 	// deduplication window (RequestsBucket), so that a retry is answered as the
@@ -348,6 +354,9 @@ func (w *Writer) set(ctx context.Context, req SetRequest) (SetResult, error) {
 		if isWrongLastSequence(err) {
 			w.conflicts.Add(1)
 			cur.fromLog = false
+			if err := conflictWait(ctx, attempt); err != nil {
+				return SetResult{}, unavailable(fmt.Errorf("append to the log: %w", err))
+			}
 			continue
 		}
 		if err != nil {
@@ -367,6 +376,24 @@ func (w *Writer) set(ctx context.Context, req SetRequest) (SetResult, error) {
 	}
 	w.forget(req.Contact)
 	return SetResult{}, unavailable(fmt.Errorf("contact %q kept changing under %d attempts to append; try again", req.Contact, w.cfg.MaxAttempts))
+}
+
+// conflictWait pauses before the attempt after a conflict: not after the first
+// (what the writer remembered was stale, and the log has been read since),
+// then a random while up to 1ms, 2ms, 4ms... at most 64ms, or until ctx is done.
+func conflictWait(ctx context.Context, attempt int) error {
+	if attempt == 0 {
+		return nil
+	}
+	most := time.Millisecond << min(attempt-1, 6)
+	t := time.NewTimer(rand.N(most) + 1)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // msgID scopes a request ID to its contact: the log deduplicates across the whole

@@ -380,3 +380,22 @@ func TestUnchangedRequestIsAnsweredTheSame(t *testing.T) {
 		t.Errorf("the retry appended: log went from seq %d to %d", before, after)
 	}
 }
+
+// TestConflictWait: the first conflict is retried at once (what the writer
+// remembered was stale, and the log has been read since); later ones wait,
+// and give up their wait when the set's context ends.
+func TestConflictWait(t *testing.T) {
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := conflictWait(done, 0); err != nil {
+		t.Errorf("after the first conflict: %v, want a retry at once", err)
+	}
+	for _, attempt := range []int{1, 5, 40} {
+		if err := conflictWait(done, attempt); !errors.Is(err, context.Canceled) {
+			t.Errorf("attempt %d with the set's context ended: %v, want context.Canceled", attempt, err)
+		}
+		if err := conflictWait(context.Background(), attempt); err != nil {
+			t.Errorf("attempt %d: %v, want a wait that ends", attempt, err)
+		}
+	}
+}
