@@ -7,10 +7,11 @@ import (
 
 // stateCache keeps the states of the contacts read last, so that the many
 // readers of one change (every subscriber reads the status of every change it
-// is handed) do not each go to the store. It is filled by reads and kept
-// current by the fold, which updates the states it holds as each batch
-// commits; it never holds a state the store no longer has (see Projection's
-// cacheMu). When full, a read's state takes the place of an arbitrary one.
+// is handed) do not each go to the store. Reads fill it, the fold's own reads
+// of prior states included; after each commit the fold updates the states of
+// the batch it holds, and adds none. It never holds a state the store no
+// longer has (see Projection's cacheMu). When full, a read's state takes the
+// place of an arbitrary one.
 type stateCache struct {
 	seed   maphash.Seed
 	max    int // states per shard
@@ -30,7 +31,8 @@ type cachedState struct {
 	seen bool
 }
 
-// newStateCache returns a cache of about size states, or nil for none.
+// newStateCache returns a cache of about size states (at least one a shard),
+// or nil for none.
 func newStateCache(size int) *stateCache {
 	if size <= 0 {
 		return nil

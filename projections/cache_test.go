@@ -178,3 +178,40 @@ func TestStateCacheIsBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestCacheIsCurrentBeforeTheCheckpointMoves: whoever waits for a checkpoint
+// (WaitApplied, Applied) reads from the cache at once, in another goroutine
+// than the fold's; so by the time the checkpoint moves, every state the cache
+// holds of the batch's contacts is the one the batch committed.
+func TestCacheIsCurrentBeforeTheCheckpointMoves(t *testing.T) {
+	p := openMem(t)
+	h := newHistory()
+	var contacts []string
+	for i := range 200 {
+		contacts = append(contacts, fmt.Sprintf("sip:user%04d@contoso.com", i))
+	}
+	statuses := []events.Status{events.Online, events.Away, events.Busy, events.Offline}
+	var want map[string]uint64 // each contact's seq once the batch is applied
+	var stale []string
+	p.testHookAdvance = func() {
+		for c, seq := range want {
+			if st, _, ok := p.cache.get(c); ok && st.Seq != seq {
+				stale = append(stale, fmt.Sprintf("%s cached at seq %d, committed at %d", c, st.Seq, seq))
+			}
+		}
+	}
+	for k := range 5 {
+		n := int(h.last())
+		want = map[string]uint64{}
+		for i, c := range contacts {
+			want[c] = h.set(c, "", statuses[(k+i)%len(statuses)]).Seq
+		}
+		apply(t, p, h.records(n)...)
+		if _, err := p.Views(contacts); err != nil { // all of them in the cache
+			t.Fatal(err)
+		}
+	}
+	if len(stale) > 0 {
+		t.Errorf("%d states in the cache older than the checkpoint, for example %s", len(stale), stale[0])
+	}
+}

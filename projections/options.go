@@ -22,7 +22,8 @@ type Options struct {
 	CacheSize int64
 	// StateCache is how many contacts' states are kept in memory for reads
 	// (about 200 bytes each, beside the contact ID and name): the states read
-	// last, kept current by the fold. Zero means 65536; negative, none.
+	// last, kept current by the fold (at least 64). Zero means 65536;
+	// negative, none.
 	StateCache int
 	// OnEvent, when set, is called with every event the fold applies and its
 	// log sequence, in log order, before the batch commits: an audit sees the

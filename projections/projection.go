@@ -78,6 +78,9 @@ type Projection struct {
 	// waited for a checkpoint finds the cache at least that new.
 	cache   *stateCache
 	cacheMu sync.RWMutex
+	// testHookAdvance, in tests, runs as the fold is about to move the
+	// checkpoint.
+	testHookAdvance func()
 
 	// closeMu guards db against use after Close: readers hold it shared.
 	closeMu  sync.RWMutex
@@ -359,6 +362,9 @@ func (p *Projection) ApplyVisible(records []Record, visible func(View)) error {
 	p.folded.Add(folded)
 	p.malformed.Add(malformed)
 	p.batches.Add(1)
+	if p.testHookAdvance != nil {
+		p.testHookAdvance()
+	}
 	p.advance(next)
 	for _, v := range views {
 		visible(v)

@@ -170,6 +170,19 @@ func TestRebuildSwitchesStores(t *testing.T) {
 	if err := p.db.Set(stateKey("c1"), st.marshal(nil), pebble.Sync); err != nil {
 		t.Fatal(err)
 	}
+	// And one that a read then keeps in memory: the rebuild must not serve it.
+	st2, _, err := readState(p.db, "c2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	name2 := st2.Name
+	st2.Name = "forged"
+	if err := p.db.Set(stateKey("c2"), st2.marshal(nil), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _ := p.State("c2"); got.Name != "forged" {
+		t.Fatalf("the damaged c2 reads %+v", got)
+	}
 	var progress []Progress
 	snap, err := p.Rebuild(ctx, stream, func(pr Progress) { progress = append(progress, pr) })
 	if err != nil {
@@ -182,6 +195,9 @@ func TestRebuildSwitchesStores(t *testing.T) {
 	}
 	if d := digest(t, p); d != before {
 		t.Errorf("digest after the rebuild %s, want %s (the undamaged state)", d, before)
+	}
+	if got, _, _ := p.State("c2"); got.Name != name2 {
+		t.Errorf("after the rebuild c2 reads name %q, want %q: a state of the replaced store was kept", got.Name, name2)
 	}
 	for _, dir := range []string{"projection" + rebuildSuffix, "projection" + oldSuffix} {
 		if _, err := fs.Stat(dir); err == nil {
