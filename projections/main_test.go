@@ -311,12 +311,13 @@ func deleteLog(t testing.TB, js jetstream.JetStream) {
 
 // publish appends the history's entries from i on to the log, each on its
 // contact's subject, and checks the log gives them the history's sequences.
+// Each append has testTimeout: a benchmark's log takes longer than that.
 func publish(t testing.TB, js jetstream.JetStream, h *history, from int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
 	for _, e := range h.entries[from:] {
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 		ack, err := js.Publish(ctx, events.EventSubject(e.Event.Contact), e.Record.Data)
+		cancel()
 		if err != nil {
 			t.Fatalf("publish seq %d: %v", e.Record.Seq, err)
 		}
