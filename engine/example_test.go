@@ -83,11 +83,20 @@ func ExampleSubscriber() {
 	}
 	defer stop()
 	ctx := context.Background()
+	var last uint64
 	for _, st := range []events.Status{events.Online, events.Away, events.Invisible, events.Offline, events.Busy} {
-		if _, err := e.Writer().Set(ctx, engine.SetRequest{Contact: "sip:bob@contoso.com", Status: st, Name: "Bob"}); err != nil {
+		res, err := e.Writer().Set(ctx, engine.SetRequest{Contact: "sip:bob@contoso.com", Status: st, Name: "Bob"})
+		if err != nil {
 			fmt.Println(err)
 			return
 		}
+		last = res.Seq
+	}
+	// A handler reads the status as it is when it reads, at least as new as
+	// the change: here, once the projection has every set, always busy.
+	if err := e.Projection().WaitApplied(ctx, last); err != nil {
+		fmt.Println(err)
+		return
 	}
 
 	sub, err := engine.NewSubscriber(engine.SubscriberConfig{Conn: e.Conn(), Reader: e.Reader(), Start: engine.StartAll(), Logger: quiet})
