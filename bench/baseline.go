@@ -307,18 +307,13 @@ func latencyFloor(ctx context.Context, nc *nats.Conn, url string, replicas, m, n
 			return Latency{}, err
 		}
 		defer sc.Close()
-		st := o.subs[i]
 		sub, err := sc.Subscribe(floorLiveSubject+">", func(msg *nats.Msg) {
 			now := time.Now().UnixNano()
 			seq, err := strconv.ParseUint(msg.Subject[len(floorLiveSubject):], 10, 64)
 			if err != nil {
 				return
 			}
-			if ack := acks.get(seq); ack > 0 {
-				o.record(i, now-ack)
-			} else {
-				st.pending = append(st.pending, delivery{seq: seq, at: now})
-			}
+			o.time(i, seq, now)
 			if got.Add(1) == want {
 				close(all)
 			}

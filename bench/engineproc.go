@@ -213,11 +213,7 @@ const clockTicks = 100
 // cpuTicks reads a process's user and system time from /proc, in clock ticks;
 // 0 where there is no /proc.
 func cpuTicks(pid int) int64 {
-	path := "/proc/self/stat"
-	if pid > 0 {
-		path = "/proc/" + strconv.Itoa(pid) + "/stat"
-	}
-	b, err := os.ReadFile(path)
+	b, err := readProc(pid, "stat")
 	if err != nil {
 		return 0
 	}
@@ -236,6 +232,15 @@ func cpuTicks(pid int) int64 {
 	return user + sys
 }
 
+// readProc reads /proc/PID/name, or /proc/self/name for pid 0.
+func readProc(pid int, name string) ([]byte, error) {
+	dir := "self"
+	if pid > 0 {
+		dir = strconv.Itoa(pid)
+	}
+	return os.ReadFile("/proc/" + dir + "/" + name)
+}
+
 // vmHWM reads a process's peak resident set size from /proc; 0 where there is
 // no /proc.
 func vmHWM(pid int) int64 {
@@ -243,11 +248,7 @@ func vmHWM(pid int) int64 {
 }
 
 func procStatusKB(pid int, field string) int64 {
-	path := "/proc/self/status"
-	if pid > 0 {
-		path = "/proc/" + strconv.Itoa(pid) + "/status"
-	}
-	b, err := os.ReadFile(path)
+	b, err := readProc(pid, "status")
 	if err != nil {
 		return 0
 	}

@@ -118,12 +118,18 @@ func (o *observer) handler(i int) engine.Handler {
 		if !o.timing {
 			return nil
 		}
-		if ack := o.acks.get(ch.Seq); ack > 0 {
-			o.record(i, now.UnixNano()-ack)
-		} else {
-			st.pending = append(st.pending, delivery{seq: ch.Seq, at: now.UnixNano()})
-		}
+		o.time(i, ch.Seq, now.UnixNano())
 		return nil
+	}
+}
+
+// time records subscriber i's delivery at now of the change at log sequence
+// seq: from the writer's ack, or, the ack not known yet, once the run is over.
+func (o *observer) time(i int, seq uint64, now int64) {
+	if ack := o.acks.get(seq); ack > 0 {
+		o.record(i, now-ack)
+	} else {
+		o.subs[i].pending = append(o.subs[i].pending, delivery{seq: seq, at: now})
 	}
 }
 
@@ -264,7 +270,7 @@ func startRemote(ctx context.Context, url string, m int, o *observer, start engi
 		s.cleanups = append(s.cleanups, nc.Close)
 		// Live, a change's repeat carries its status; catching up, a batch of
 		// changes reads theirs in one request.
-		sub, err := engine.NewSubscriber(engine.SubscriberConfig{Conn: nc, Reader: engine.NewClient(nc), Start: start, Batch: 256})
+		sub, err := engine.NewSubscriber(engine.SubscriberConfig{Conn: nc, Reader: engine.NewClient(nc), Start: start, Batch: readBatch})
 		if err != nil {
 			s.close()
 			return nil, err

@@ -271,7 +271,7 @@ func (r *Results) WriteTable(w io.Writer) error {
 	fmt.Fprintln(w, "deliveries/s: M subscribers catching up on that window at once, each reading the current status of every change,")
 	fmt.Fprintln(w, "timed from when all M exist (start ms: how long starting them took, one after another);")
 	fmt.Fprintln(w, "raw fan-out: remote rows against M ordered consumers of a pre-filled stream, in-process rows against M core NATS subscribers;")
-	fmt.Fprintln(w, "floor with reads: those M ordered consumers each also reading the status of every message, a request per batch of 256, from a plain responder;")
+	fmt.Fprintf(w, "floor with reads: those M ordered consumers each also reading the status of every message, a request per batch of %d, from a plain responder;\n", readBatch)
 	fmt.Fprintln(w, "CPU us/delivery: processor time per delivery of this process (subscribers, the floor's responder) / of the engine's process (engine and server; server alone for the floor)")
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "M\tordered consumers deliveries/s\tfloor with reads deliveries/s\tremote catch-up / floor\tCPU us/delivery, floor\tCPU us/delivery, remote catch-up\tcore subscribers deliveries/s\t")

@@ -100,7 +100,7 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	r.replicas = log.CachedInfo().Config.Replicas
 
-	if err := r.baselines(ctx, r.replicas); err != nil {
+	if err := r.baselines(ctx); err != nil {
 		return fmt.Errorf("baselines: %w", err)
 	}
 	if err := r.appends(ctx); err != nil {
@@ -150,19 +150,19 @@ func eventSize(contacts int) int {
 	return total / max(n, 1)
 }
 
-func (r *runner) baselines(ctx context.Context, replicas int) error {
+func (r *runner) baselines(ctx context.Context) error {
 	cfg, b := r.cfg, &r.res.Baselines
 	n, size := cfg.BaselineMessages, r.res.EventSize
 	var err error
 	r.step("baseline: JetStream async publish of %d messages of %d bytes", n, size)
-	if err := resetRawStream(ctx, r.js, replicas); err != nil {
+	if err := resetRawStream(ctx, r.js, r.replicas); err != nil {
 		return err
 	}
 	if b.PublishAsync, err = publishAsync(ctx, r.nc, n, size, cfg.Contacts, false); err != nil {
 		return err
 	}
 	r.step("baseline: the same with expected-last-subject-sequence")
-	if err := resetRawStream(ctx, r.js, replicas); err != nil {
+	if err := resetRawStream(ctx, r.js, r.replicas); err != nil {
 		return err
 	}
 	if b.PublishAsyncExpect, err = publishAsync(ctx, r.nc, n, size, cfg.Contacts, true); err != nil {
@@ -173,7 +173,7 @@ func (r *runner) baselines(ctx context.Context, replicas int) error {
 		return err
 	}
 	r.step("baseline: the floor of an append: %d messages published with expected seq, read back, four in five derived to a second stream", n)
-	if b.AppendFloor, err = appendFloor(ctx, r.nc, r.eng.url, replicas, n, size, cfg.Contacts); err != nil {
+	if b.AppendFloor, err = appendFloor(ctx, r.nc, r.eng.url, r.replicas, n, size, cfg.Contacts); err != nil {
 		return err
 	}
 	b.FanoutOrdered, b.FanoutReadFloor, b.FanoutCore = map[int]float64{}, map[int]float64{}, map[int]float64{}

@@ -23,12 +23,7 @@ const cacheShards = 64
 
 type cacheShard struct {
 	mu     sync.Mutex
-	states map[string]cachedState
-}
-
-type cachedState struct {
-	st   State
-	seen bool
+	states map[string]State // a never-seen contact's at sequence 0
 }
 
 // newStateCache returns a cache of about size states (at least one a shard),
@@ -39,7 +34,7 @@ func newStateCache(size int) *stateCache {
 	}
 	c := &stateCache{seed: maphash.MakeSeed(), max: max(1, size/cacheShards)}
 	for i := range c.shards {
-		c.shards[i].states = make(map[string]cachedState)
+		c.shards[i].states = make(map[string]State)
 	}
 	return c
 }
@@ -48,19 +43,21 @@ func (c *stateCache) shard(contact string) *cacheShard {
 	return &c.shards[maphash.String(c.seed, contact)%cacheShards]
 }
 
+// get returns the contact's state, whether it was ever seen (a state of the
+// store has the sequence of an event), and whether the cache holds it.
 func (c *stateCache) get(contact string) (State, bool, bool) {
 	if c == nil {
 		return State{}, false, false
 	}
 	sh := c.shard(contact)
 	sh.mu.Lock()
-	e, ok := sh.states[contact]
+	st, ok := sh.states[contact]
 	sh.mu.Unlock()
-	return e.st, e.seen, ok
+	return st, st.Seq != 0, ok
 }
 
 // put keeps a state read from the store.
-func (c *stateCache) put(contact string, st State, seen bool) {
+func (c *stateCache) put(contact string, st State) {
 	if c == nil {
 		return
 	}
@@ -72,7 +69,7 @@ func (c *stateCache) put(contact string, st State, seen bool) {
 			break
 		}
 	}
-	sh.states[contact] = cachedState{st: st, seen: seen}
+	sh.states[contact] = st
 	sh.mu.Unlock()
 }
 
@@ -85,7 +82,7 @@ func (c *stateCache) update(contact string, st State) {
 	sh := c.shard(contact)
 	sh.mu.Lock()
 	if _, ok := sh.states[contact]; ok {
-		sh.states[contact] = cachedState{st: st, seen: true}
+		sh.states[contact] = st
 	}
 	sh.mu.Unlock()
 }

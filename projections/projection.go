@@ -426,7 +426,7 @@ func (p *Projection) state(contact string) (State, bool, error) {
 	}
 	st, seen, err := readState(p.db, contact)
 	if err == nil {
-		p.cache.put(contact, st, seen)
+		p.cache.put(contact, st)
 	}
 	return st, seen, err
 }
@@ -482,7 +482,7 @@ func (p *Projection) Views(contacts []string) (_ []View, err error) {
 				return nil, fmt.Errorf("read state of %q: %w", c, damaged(err))
 			}
 			out[i] = View{Contact: c}
-			p.cache.put(c, State{Contact: c, Visible: out[i]}, false)
+			p.cache.put(c, State{Contact: c, Visible: out[i]})
 			continue
 		}
 		v, err := it.ValueAndErr()
@@ -494,7 +494,7 @@ func (p *Projection) Views(contacts []string) (_ []View, err error) {
 			return nil, err
 		}
 		out[i] = st.Visible
-		p.cache.put(c, st, true)
+		p.cache.put(c, st)
 	}
 	return out, nil
 }
