@@ -539,6 +539,7 @@ type entry struct {
 	data     []byte
 	feedSeq  uint64
 	consumer string // the consumer it came from, if any
+	delivery uint64 // the consumer's delivery sequence, if any
 	current  *Reply // the status a repeat carried, if any
 }
 
@@ -553,7 +554,7 @@ func entriesOf(msgs []jetstream.Msg) []entry {
 	for i, m := range msgs {
 		out[i] = entry{subject: m.Subject(), data: m.Data()}
 		if md, err := m.Metadata(); err == nil {
-			out[i].feedSeq, out[i].consumer = md.Sequence.Stream, md.Consumer
+			out[i].feedSeq, out[i].consumer, out[i].delivery = md.Sequence.Stream, md.Consumer, md.Sequence.Consumer
 		}
 	}
 	return out
@@ -774,8 +775,9 @@ func drain(batch []jetstream.Msg, msgs <-chan jetstream.Msg, max int) []jetstrea
 // order: when changes were handed to an earlier run and not acknowledged (it was
 // stopped mid-batch, or crashed), it is reset to there, so the next change handed
 // over is always the one after, never a later one while an earlier waits for
-// redelivery. Changed contacts update its filter in place.
-func (s *Subscriber) durable(ctx context.Context, stream jetstream.Stream) (jetstream.Consumer, error) {
+// redelivery. Changed contacts update its filter in place. It also returns the
+// delivery sequence the consumer's next delivery will have.
+func (s *Subscriber) durable(ctx context.Context, stream jetstream.Stream) (jetstream.Consumer, uint64, error) {
 	cons, err := stream.Consumer(ctx, s.cfg.Durable)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		cfg := jetstream.ConsumerConfig{
@@ -787,12 +789,13 @@ func (s *Subscriber) durable(ctx context.Context, stream jetstream.Stream) (jets
 			MaxAckPending:  s.cfg.Batch,
 		}
 		if cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime, err = s.deliverFrom(ctx, stream); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		return stream.CreateConsumer(ctx, cfg)
+		cons, err := stream.CreateConsumer(ctx, cfg)
+		return cons, 1, err
 	}
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	info := cons.CachedInfo()
 	if t := info.Config.OptStartTime; info.Config.DeliverPolicy == jetstream.DeliverByStartTimePolicy && t != nil && t.After(info.Created) {
@@ -801,7 +804,7 @@ func (s *Subscriber) durable(ctx context.Context, stream jetstream.Stream) (jets
 		// unless it has acknowledged one stored from that time on already.
 		before, err := s.ackedBefore(ctx, stream, info.AckFloor.Stream, *t)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if before {
 			s.notBefore = *t
@@ -811,17 +814,18 @@ func (s *Subscriber) durable(ctx context.Context, stream jetstream.Stream) (jets
 		cfg := info.Config
 		cfg.FilterSubject, cfg.FilterSubjects = "", filters
 		if cons, err = stream.UpdateConsumer(ctx, cfg); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
 	if info.NumAckPending > 0 || info.NumRedelivered > 0 {
 		s.logger.Debug("subscriber: resuming after the last change acknowledged", "durable", s.cfg.Durable,
 			"unacknowledged", info.NumAckPending)
 		if _, err := stream.ResetConsumer(ctx, s.cfg.Durable); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
+		return cons, 1, nil // a reset starts the delivery sequence again
 	}
-	return cons, nil
+	return cons, info.Delivered.Consumer + 1, nil
 }
 
 // ackedBefore reports whether the entry at feed sequence acked (0: none) was
@@ -845,27 +849,38 @@ func (s *Subscriber) ackedBefore(ctx context.Context, stream jetstream.Stream, a
 
 // runDurable fetches, handles and acknowledges changes in order.
 //
+// Each delivery of the consumer has the next delivery sequence, first
+// deliveries in feed order, so a change is handed over only when its delivery
+// follows the last one received. One that does not means a delivery was lost
+// on the way: a fetch that ran out as it arrived, a connection that dropped.
+// The server holds the lost change as pending and would hand it over again
+// only after its AckWait, behind the changes that followed it.
+//
 // A server that restarts (the engine's embedded one, killed) may come back with
 // an older state of the consumer than it had: nats-server writes that state to
 // disk behind (at most ten times a second), and changes may have been in
 // flight. It then hands over again changes this run has handled, at once or,
-// those it holds as pending, after their AckWait and after newer ones. So
-// after every reconnection the consumer is reset to its ack floor, changes
-// from a connection that reconnected since are left for after that reset, and
-// a change this run has already handled is acknowledged and not handed over
+// those it holds as pending, after their AckWait and after newer ones.
+//
+// So after every reconnection and every lost delivery the consumer is reset
+// to its ack floor, the rest of the batch is left for after that reset, and a
+// change this run has already handled is acknowledged and not handed over
 // again: as long as this process runs, each change is handled once, in order,
-// whatever happens to the server.
+// whatever happens to the server or on the way.
 func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h Handler) error {
 	positioned := s.cfg.Conn.Stats().Reconnects
-	cons, err := s.durable(ctx, stream)
+	cons, next, err := s.durable(ctx, stream)
 	if err != nil {
 		return fmt.Errorf("durable subscriber %q: %w", s.cfg.Durable, err)
 	}
 	close(s.ready)
 	wait := s.cfg.RetryWait
-	var handled uint64 // feed sequence of the last change this run handled
+	var (
+		handled uint64 // feed sequence of the last change this run handled
+		lost    bool   // a delivery was lost since the last reset
+	)
 	for ctx.Err() == nil {
-		if reconnects := s.cfg.Conn.Stats().Reconnects; reconnects != positioned {
+		if reconnects := s.cfg.Conn.Stats().Reconnects; reconnects != positioned || lost {
 			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			res, err := stream.ResetConsumer(rctx, s.cfg.Durable)
 			cancel()
@@ -873,16 +888,16 @@ func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h 
 				if ctx.Err() != nil {
 					break
 				}
-				s.logger.Warn("subscriber: cannot resume after reconnecting; retrying", "durable", s.cfg.Durable, "err", err, "wait", wait)
+				s.logger.Warn("subscriber: cannot resume after the last change acknowledged; retrying", "durable", s.cfg.Durable, "err", err, "wait", wait)
 				if !sleep(ctx, wait) {
 					break
 				}
 				wait = min(2*wait, 30*time.Second)
 				continue
 			}
-			s.logger.Debug("subscriber: reconnected; resuming after the last change acknowledged", "durable", s.cfg.Durable,
-				"feed_seq", res.ResetSeq, "handled", handled)
-			positioned = reconnects
+			s.logger.Debug("subscriber: resuming after the last change acknowledged", "durable", s.cfg.Durable,
+				"reconnected", reconnects != positioned, "lost_delivery", lost, "feed_seq", res.ResetSeq, "handled", handled)
+			positioned, lost, next = reconnects, false, 1
 		}
 		fctx, cancel := context.WithTimeout(ctx, time.Second)
 		batch, err := cons.Fetch(s.cfg.Batch, jetstream.FetchContext(fctx))
@@ -899,21 +914,30 @@ func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h 
 			continue
 		}
 		var lastAcked jetstream.Msg
-		stale := false // the connection reconnected: the rest waits for the reset
+		stale := false // reconnected or lost a delivery: the rest waits for the reset
 		for m := range batch.Messages() {
 			if stale {
 				continue
 			}
 			msgs := drain([]jetstream.Msg{m}, batch.Messages(), s.cfg.Batch)
-			changes, _ := s.changesOf(entriesOf(msgs))
+			entries := entriesOf(msgs)
+			changes, _ := s.changesOf(entries)
 			for i, c := range changes {
 				if ctx.Err() != nil {
 					break // left unacknowledged: the next run resumes before it
 				}
 				if s.cfg.Conn.Stats().Reconnects != positioned {
 					stale = true
+				} else if entries[i].delivery != next {
+					s.logger.Info("subscriber: a delivery was lost on the way; resuming after the last change acknowledged",
+						"durable", s.cfg.Durable, "delivery", entries[i].delivery, "expected", next, "feed_seq", c.FeedSeq)
+					stale, lost = true, true
+				}
+				if stale {
+					cancel() // no need to wait for the rest of the fetch
 					break
 				}
+				next++
 				if (c.FeedSeq == 0 || c.FeedSeq > handled) && !s.early(c) {
 					if err := s.handle(ctx, c, h, msgs[i], true); err != nil {
 						break
@@ -935,7 +959,7 @@ func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h 
 			cancel()
 		}
 		err = batch.Error()
-		if err == nil || errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+		if err == nil || errors.Is(err, context.DeadlineExceeded) || stale || ctx.Err() != nil {
 			wait = s.cfg.RetryWait
 			continue
 		}

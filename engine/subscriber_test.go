@@ -521,3 +521,81 @@ func TestFeedSeqOf(t *testing.T) {
 		})
 	}
 }
+
+// TestDurableSubscriberMissesNoDelivery loses one delivery of a durable's
+// consumer, as a fetch that timed out on its way in does: the server counts
+// the change as delivered and pending, and hands over the next one. The
+// subscriber sees the gap in the consumer's delivery sequence and goes back
+// for the lost change, instead of handing over the next one first and the lost
+// one never (a redelivery after AckWait comes after changes handled since).
+func TestDurableSubscriberMissesNoDelivery(t *testing.T) {
+	r := startEngine(t, "", Options{})
+	w := r.Writer()
+	setOne := func(contact string, status events.Status) uint64 {
+		t.Helper()
+		res, err := w.Set(ctxT(t), SetRequest{Contact: contact, Status: status})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.waitFeed(t)
+		return res.Seq
+	}
+	a := setOne("a", events.Online)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	release := make(chan struct{})
+	var seen collector
+	done := runSubscriber(t, ctx, SubscriberConfig{Conn: r.connect(t), Reader: r.Reader(), Durable: "gappy",
+		Start: StartAll(), Batch: 4, AckWait: time.Minute},
+		func(ctx context.Context, ch Change) error {
+			if seen.add(ch, Reply{}) == 1 {
+				select {
+				case <-release:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			return nil
+		})
+	waitFor(t, "the first change to be handed over", func() bool { return seen.len() == 1 })
+
+	feed, err := r.jetStream(t).Stream(ctxT(t), FeedStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := feed.Consumer(ctxT(t), "gappy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The subscriber's own pull request runs out while its handler is held,
+	// so the next change can be taken from under it.
+	waitFor(t, "the subscriber's pull request to expire", func() bool {
+		info, err := cons.Info(ctxT(t))
+		return err == nil && info.NumWaiting == 0
+	})
+	b := setOne("b", events.Busy)
+	lost, err := cons.Fetch(1, jetstream.FetchMaxWait(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	for m := range lost.Messages() {
+		if md, err := m.Metadata(); err != nil || md.Sequence.Stream == 0 {
+			t.Fatalf("lost delivery: %v", err)
+		}
+		n++ // and never acknowledged
+	}
+	if n != 1 || lost.Error() != nil {
+		t.Fatalf("took %d deliveries (%v), want 1", n, lost.Error())
+	}
+	c := setOne("c", events.Away)
+	close(release)
+
+	waitFor(t, "the subscriber to reach the last change", func() bool { return slices.Contains(seen.seqs(), c) })
+	cancel()
+	wait(t, done)
+	if got, want := seen.seqs(), []uint64{a, b, c}; !slices.Equal(got, want) {
+		t.Errorf("handed over seqs %v, want %v", got, want)
+	}
+}
