@@ -62,33 +62,7 @@ func TestRunTinyWorkload(t *testing.T) {
 	if got, want := len(res.Fanout), 4; got != want {
 		t.Fatalf("%d fan-out runs, want %d (two modes, M = 1 and 4)", got, want)
 	}
-	rows := append(res.Fanout, *res.HalfRate)
-	for _, f := range rows {
-		name := fmt.Sprintf("%s M=%d", f.Mode, f.M)
-		if f.Visible == 0 || f.Visible > f.Appended {
-			t.Errorf("%s: %d visible of %d appended", name, f.Visible, f.Appended)
-		}
-		phases := int64(2) // live and catch-up
-		if f.TargetRate > 0 {
-			phases = 1
-		}
-		if want := phases * int64(f.M) * int64(f.Visible); f.Deliveries != want {
-			t.Errorf("%s: %d deliveries, want %d (visible changes x subscribers x phases)", name, f.Deliveries, want)
-		}
-		if f.Lost != 0 || f.Duplicated != 0 || f.OutOfOrder != 0 || f.Stale != 0 {
-			t.Errorf("%s: lost %d, duplicated %d, out of order %d, stale %d; want none", name, f.Lost, f.Duplicated, f.OutOfOrder, f.Stale)
-		}
-		l := f.Latency
-		if l.Count != int64(f.M)*int64(f.Visible) {
-			t.Errorf("%s: %d latencies for %d live deliveries", name, l.Count, int64(f.M)*int64(f.Visible))
-		}
-		if !(l.P50 > 0 && l.P50 <= l.P90 && l.P90 <= l.P99 && l.P99 <= l.P999 && l.P999 <= l.Max) {
-			t.Errorf("%s: latencies not positive and ordered: %+v", name, l)
-		}
-		if f.TargetRate == 0 && (f.Rate.Rate <= 0 || f.Rate.Baseline <= 0 || f.LookupRate <= 0) {
-			t.Errorf("%s: catch-up %+v, lookups %v; want positive rates", name, f.Rate, f.LookupRate)
-		}
-	}
+	checkFanouts(t, append(res.Fanout, *res.HalfRate))
 	if res.HalfRate.TargetRate <= 0 || res.HalfRate.M != 4 {
 		t.Errorf("half-rate run %+v, want M=4 at a set rate", res.HalfRate)
 	}
@@ -136,6 +110,85 @@ func TestRunTinyWorkload(t *testing.T) {
 	}
 	if benchLines != len(res.Fanout) {
 		t.Errorf("%d BenchmarkFanout lines, want %d", benchLines, len(res.Fanout))
+	}
+}
+
+// checkFanouts checks that the figures of fan-out runs add up: every visible
+// change reached every subscriber once, in order, never with a stale read,
+// and the latencies are positive and ordered.
+func checkFanouts(t *testing.T, rows []Fanout) {
+	t.Helper()
+	for _, f := range rows {
+		name := fmt.Sprintf("%s M=%d", f.Mode, f.M)
+		if f.Visible == 0 || f.Visible > f.Appended {
+			t.Errorf("%s: %d visible of %d appended", name, f.Visible, f.Appended)
+		}
+		phases := int64(2) // live and catch-up
+		if f.TargetRate > 0 {
+			phases = 1
+		}
+		if want := phases * int64(f.M) * int64(f.Visible); f.Deliveries != want {
+			t.Errorf("%s: %d deliveries, want %d (visible changes x subscribers x phases)", name, f.Deliveries, want)
+		}
+		if f.Lost != 0 || f.Duplicated != 0 || f.OutOfOrder != 0 || f.Stale != 0 {
+			t.Errorf("%s: lost %d, duplicated %d, out of order %d, stale %d; want none", name, f.Lost, f.Duplicated, f.OutOfOrder, f.Stale)
+		}
+		l := f.Latency
+		if l.Count != int64(f.M)*int64(f.Visible) {
+			t.Errorf("%s: %d latencies for %d live deliveries", name, l.Count, int64(f.M)*int64(f.Visible))
+		}
+		if !(l.P50 > 0 && l.P50 <= l.P90 && l.P90 <= l.P99 && l.P99 <= l.P999 && l.P999 <= l.Max) {
+			t.Errorf("%s: latencies not positive and ordered: %+v", name, l)
+		}
+		if f.TargetRate == 0 && (f.Rate.Rate <= 0 || f.Rate.Baseline <= 0 || f.LookupRate <= 0) {
+			t.Errorf("%s: catch-up %+v, lookups %v; want positive rates", name, f.Rate, f.LookupRate)
+		}
+	}
+}
+
+// TestRunForADuration runs the harness for a duration instead of a number of
+// sets: every run of the engine stops when its time is up, far short of the
+// sets that cap it, and its figures still add up.
+func TestRunForADuration(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: runs the benchmark harness")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var progress bytes.Buffer
+	cfg := Config{
+		Contacts: 300, Writers: 1, InFlight: 2, Subscribers: []int{2}, Modes: []Mode{InProcess}, Duration: 200 * time.Millisecond,
+		BaselineMessages: 1000, HalfRateM: 2, Timeout: time.Minute, Progress: &progress,
+	}
+	res, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, progress.String())
+	}
+	w := res.Workload
+	if w.Duration != 0.2 || w.Changes != 1_000_000 || w.AppendSets != 10_000_000 {
+		t.Errorf("workload %+v: want a duration of 0.2s and the caps of a run for a duration", w)
+	}
+	for name, n := range map[string]int{"appends": res.AppendsCount, "appends through a writer": res.AppendsWriterCount} {
+		if n <= 0 || n >= w.AppendSets {
+			t.Errorf("%s: %d events appended; want some, and far fewer than the cap of %d", name, n, w.AppendSets)
+		}
+	}
+	if len(res.Fanout) != 1 || res.HalfRate == nil {
+		t.Fatalf("%d fan-out runs and half-rate run %v; want one each", len(res.Fanout), res.HalfRate)
+	}
+	rows := append(res.Fanout, *res.HalfRate)
+	for _, f := range rows {
+		if f.Appended >= w.Changes {
+			t.Errorf("%s M=%d: %d appended, want far fewer than the cap of %d", f.Mode, f.M, f.Appended, w.Changes)
+		}
+	}
+	checkFanouts(t, rows)
+	var txt bytes.Buffer
+	if err := res.WriteTable(&txt); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(txt.String(), "each run of the engine writes for 200ms") {
+		t.Errorf("the table does not say the runs wrote for 200ms:\n%s", txt.String())
 	}
 }
 

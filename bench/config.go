@@ -45,11 +45,19 @@ type Config struct {
 	MaxRemote int
 	// Modes are the subscriber modes run. Zero means both.
 	Modes []Mode
-	// Changes is how many sets each fan-out run makes. Zero means 20,000.
+	// Changes is how many sets each fan-out run makes. Zero means 20,000, or
+	// 1,000,000 with a Duration.
 	Changes int
 	// AppendSets is how many sets the append measurement makes. Zero means
-	// 200,000.
+	// 200,000, or 10,000,000 with a Duration.
 	AppendSets int
+	// Duration, when set, has each run of the engine write for that long
+	// instead of a number of sets: the appends through the service and with an
+	// engine.Writer, and the live phase of each fan-out run and of the
+	// half-rate run (a catch-up reads what its run wrote). Changes and
+	// AppendSets then only cap the sets, whichever comes first. The raw
+	// baselines still move BaselineMessages each.
+	Duration time.Duration
 	// BaselineMessages is how many messages each raw baseline moves. Zero means
 	// 200,000.
 	BaselineMessages int
@@ -115,11 +123,20 @@ func (c Config) withDefaults() (Config, error) {
 	if len(c.Modes) == 0 {
 		c.Modes = []Mode{Remote, InProcess}
 	}
+	if c.Duration < 0 {
+		return c, fmt.Errorf("duration %v: want a positive duration, or zero to run for a number of sets", c.Duration)
+	}
 	if c.Changes <= 0 {
 		c.Changes = 20_000
+		if c.Duration > 0 {
+			c.Changes = 1_000_000
+		}
 	}
 	if c.AppendSets <= 0 {
 		c.AppendSets = 200_000
+		if c.Duration > 0 {
+			c.AppendSets = 10_000_000
+		}
 	}
 	if c.BaselineMessages <= 0 {
 		c.BaselineMessages = 200_000

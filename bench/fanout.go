@@ -28,9 +28,26 @@ func (w window) index(seq uint64) (int, bool) {
 	return int(seq - w.base), true
 }
 
+// indexSet is a set of window indexes, as long as the largest one added
+// needs: a run for a duration sizes its window for the most sets it may
+// make, and M subscribers would each hold that much.
+type indexSet []uint64
+
+func (s indexSet) has(i int) bool {
+	w := i / 64
+	return w < len(s) && s[w]&(1<<(i%64)) != 0
+}
+
+func (s *indexSet) add(i int) {
+	if w := i / 64; w >= len(*s) {
+		*s = append(*s, make([]uint64, w+1-len(*s))...)
+	}
+	(*s)[i/64] |= 1 << (i % 64)
+}
+
 // subStats is what one subscriber saw.
 type subStats struct {
-	got        []bool // by window index: delivered
+	got        indexSet // by window index: delivered
 	last       uint64
 	inWindow   atomic.Int64 // distinct changes of the window delivered
 	deliveries int64
@@ -68,7 +85,7 @@ func newObserver(m int, win window, acks *ackTimes) *observer {
 	o := &observer{timing: acks != nil, win: win, expected: make([]bool, win.size), acks: acks, subs: make([]*subStats, m),
 		histMu: make([]sync.Mutex, histShards), hists: make([]*hdrhistogram.Histogram, histShards)}
 	for i := range o.subs {
-		o.subs[i] = &subStats{got: make([]bool, win.size)}
+		o.subs[i] = &subStats{}
 	}
 	for i := range o.hists {
 		o.hists[i] = hdrhistogram.New(1, int64(10*time.Minute/time.Microsecond), 3)
@@ -100,7 +117,7 @@ func (o *observer) handler(i int) engine.Handler {
 			st.stale++
 		}
 		if ch.Seq <= st.last {
-			if idx, ok := o.win.index(ch.Seq); ok && st.got[idx] {
+			if idx, ok := o.win.index(ch.Seq); ok && st.got.has(idx) {
 				st.duplicated++
 			} else {
 				st.outOfOrder++
@@ -111,8 +128,8 @@ func (o *observer) handler(i int) engine.Handler {
 		if !ok {
 			return nil
 		}
-		if !st.got[idx] {
-			st.got[idx] = true
+		if !st.got.has(idx) {
+			st.got.add(idx)
 			st.inWindow.Add(1)
 		}
 		if !o.timing {
@@ -178,7 +195,7 @@ func (o *observer) lost() int64 {
 	var n int64
 	for _, st := range o.subs {
 		for i, want := range o.expected {
-			if want && !st.got[i] {
+			if want && !st.got.has(i) {
 				n++
 			}
 		}

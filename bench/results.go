@@ -23,15 +23,18 @@ type Results struct {
 
 	Baselines Baselines `json:"baselines"`
 
-	Appends Compared `json:"appends"` // sets appended through the service, vs raw async publish with expected seq
+	Appends      Compared `json:"appends"`       // sets appended through the service, vs raw async publish with expected seq
+	AppendsCount int      `json:"appends_count"` // events those sets appended
 	// AppendsWriter is sets appended by an engine.Writer in the writers'
 	// process, straight to the log, vs the same.
-	AppendsWriter Compared `json:"appends_writer"`
+	AppendsWriter      Compared `json:"appends_writer"`
+	AppendsWriterCount int      `json:"appends_writer_count"`
 	// AppendsWriterConflicts is how many of those appends were refused because
 	// another writer had set the contact first: none, as each writer has its
 	// own contacts.
 	AppendsWriterConflicts uint64   `json:"appends_writer_conflicts"`
-	Fold                   Compared `json:"fold"` // events folded into a fresh projection, vs a raw ordered read of the same log
+	Fold                   Compared `json:"fold"`       // events folded into a fresh projection, vs a raw ordered read of the same log
+	FoldCount              uint64   `json:"fold_count"` // events in that log
 	// FoldMaxLag is the largest projection lag seen while appends ran as fast
 	// as they could; FeedMaxLag likewise for the feed.
 	FoldMaxLag uint64   `json:"fold_max_lag_events"`
@@ -63,14 +66,17 @@ type Machine struct {
 
 // Workload is the shape of the run.
 type Workload struct {
-	Contacts    int    `json:"contacts"`
-	Writers     int    `json:"writers"`
-	InFlight    int    `json:"in_flight"`
-	Changes     int    `json:"changes_per_fanout_run"`
-	AppendSets  int    `json:"append_sets"`
-	Baseline    int    `json:"baseline_messages"`
-	Subscribers []int  `json:"subscribers"`
-	Modes       []Mode `json:"modes"`
+	Contacts   int `json:"contacts"`
+	Writers    int `json:"writers"`
+	InFlight   int `json:"in_flight"`
+	Changes    int `json:"changes_per_fanout_run"`
+	AppendSets int `json:"append_sets"`
+	// Duration is how long, in seconds, each run of the engine wrote (Changes
+	// and AppendSets then cap the sets); 0: the runs made those sets.
+	Duration    float64 `json:"duration_s,omitempty"`
+	Baseline    int     `json:"baseline_messages"`
+	Subscribers []int   `json:"subscribers"`
+	Modes       []Mode  `json:"modes"`
 }
 
 // Baselines are the raw figures of the run: NATS alone, and the floors.
@@ -219,9 +225,13 @@ func ms(us float64) string { return fmt.Sprintf("%.2f", us/1000) }
 
 // WriteTable writes the results for people.
 func (r *Results) WriteTable(w io.Writer) error {
-	fmt.Fprintf(w, "presence bench: %d CPUs, %s, engine %s, server %s; %d contacts, %d writers x %d in flight; events of %d bytes\n\n",
+	runs := ""
+	if d := r.Workload.Duration; d > 0 {
+		runs = fmt.Sprintf("; each run of the engine writes for %v", time.Duration(d*float64(time.Second)))
+	}
+	fmt.Fprintf(w, "presence bench: %d CPUs, %s, engine %s, server %s; %d contacts, %d writers x %d in flight%s; events of %d bytes\n\n",
 		r.Machine.CPUs, r.Machine.GoVersion, r.Machine.Engine, r.Machine.Server, r.Workload.Contacts,
-		r.Workload.Writers, r.Workload.InFlight, r.EventSize)
+		r.Workload.Writers, r.Workload.InFlight, runs, r.EventSize)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "figure\tengine\traw NATS\tratio\tagainst\t")
 	b := r.Baselines
@@ -307,14 +317,14 @@ func (r *Results) WriteGoBench(w io.Writer) error {
 	line := func(name string, n int64, unit string, v float64) {
 		fmt.Fprintf(w, "%s\t%d\t%.1f %s\n", name, max(n, 1), v, unit)
 	}
-	line("BenchmarkAppend/engine", int64(r.Workload.AppendSets), "appends/s", r.Appends.Rate)
-	line("BenchmarkAppend/writer", int64(r.Workload.AppendSets), "appends/s", r.AppendsWriter.Rate)
+	line("BenchmarkAppend/engine", int64(r.AppendsCount), "appends/s", r.Appends.Rate)
+	line("BenchmarkAppend/writer", int64(r.AppendsWriterCount), "appends/s", r.AppendsWriter.Rate)
 	line("BenchmarkAppend/raw-expect", int64(r.Workload.Baseline), "msgs/s", r.Baselines.PublishAsyncExpect)
 	line("BenchmarkAppend/raw", int64(r.Workload.Baseline), "msgs/s", r.Baselines.PublishAsync)
 	line("BenchmarkAppend/raw-floor", int64(r.Workload.Baseline), "msgs/s", r.Baselines.AppendFloor)
-	line("BenchmarkFold/engine", int64(r.Workload.AppendSets), "events/s", r.Fold.Rate)
-	line("BenchmarkFold/raw-ordered-read", int64(r.Workload.AppendSets), "msgs/s", r.Fold.Baseline)
-	line("BenchmarkFold/raw-floor", int64(r.Workload.AppendSets), "msgs/s", r.Baselines.FoldFloor)
+	line("BenchmarkFold/engine", int64(r.FoldCount), "events/s", r.Fold.Rate)
+	line("BenchmarkFold/raw-ordered-read", int64(r.FoldCount), "msgs/s", r.Fold.Baseline)
+	line("BenchmarkFold/raw-floor", int64(r.FoldCount), "msgs/s", r.Baselines.FoldFloor)
 	for _, f := range r.Fanout {
 		name := fmt.Sprintf("BenchmarkFanout/mode=%s/M=%d", f.Mode, f.M)
 		fmt.Fprintf(w, "%s\t%d\t%.1f deliveries/s\t%.1f lookups/s\t%.1f p50-us\t%.1f p99-us\t%.1f max-us\n",

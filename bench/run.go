@@ -80,7 +80,8 @@ func (r *runner) run(ctx context.Context) error {
 		res.Machine.Server = cfg.NATSURL
 	}
 	res.Workload = Workload{Contacts: cfg.Contacts, Writers: cfg.Writers, InFlight: cfg.InFlight, Changes: cfg.Changes,
-		AppendSets: cfg.AppendSets, Baseline: cfg.BaselineMessages, Subscribers: cfg.Subscribers, Modes: cfg.Modes}
+		AppendSets: cfg.AppendSets, Duration: cfg.Duration.Seconds(), Baseline: cfg.BaselineMessages,
+		Subscribers: cfg.Subscribers, Modes: cfg.Modes}
 	res.EventSize = eventSize(cfg.Contacts)
 
 	r.step("starting the engine (%s, %s server)", res.Machine.Engine, res.Machine.Server)
@@ -221,7 +222,7 @@ func (r *runner) lastLogSeq(ctx context.Context) (uint64, error) {
 // fold and feed lag meanwhile.
 func (r *runner) appends(ctx context.Context) error {
 	cfg := r.cfg
-	r.step("engine: %d sets through the service, %d writers x %d in flight", cfg.AppendSets, cfg.Writers, cfg.InFlight)
+	r.step("engine: %s through the service, %d writers x %d in flight", r.setsText(cfg.AppendSets), cfg.Writers, cfg.InFlight)
 	base, err := r.lastLogSeq(ctx)
 	if err != nil {
 		return err
@@ -261,6 +262,7 @@ func (r *runner) appends(ctx context.Context) error {
 	}
 	appendRate := float64(wr.appended) / wr.elapsed.Seconds()
 	r.res.Appends = compare(appendRate, r.res.Baselines.PublishAsyncExpect)
+	r.res.AppendsCount = wr.appended
 	visibleRate := float64(len(wr.visible)) / wr.elapsed.Seconds()
 	feedRate := float64(after.Feed.Published-before.Feed.Published) / wr.elapsed.Seconds()
 	r.res.Feed = compare(feedRate, visibleRate)
@@ -287,17 +289,17 @@ func (r *runner) writerAppends(ctx context.Context) error {
 	for _, w := range writers {
 		sets = append(sets, w.Set)
 	}
-	spec := writeSpec{n: cfg.AppendSets, acks: newAckTimes(0, 0), sets: sets, partition: true,
+	spec := writeSpec{n: cfg.AppendSets, duration: cfg.Duration, acks: newAckTimes(0, 0), sets: sets, partition: true,
 		id: func(i int) string { return fmt.Sprintf("sip:direct%06d@contoso.com", i) }}
 	r.step("engine: %d sets with an engine.Writer in the writers' process, each contact once, untimed: the writers learn their contacts", cfg.Contacts)
 	r.seed++
 	learn := spec
-	learn.n, learn.seed, learn.sequential = cfg.Contacts, r.seed, true
+	learn.n, learn.duration, learn.seed, learn.sequential = cfg.Contacts, 0, r.seed, true
 	if _, err := writeContacts(ctx, r.eng.url, cfg, learn); err != nil {
 		return err
 	}
 	before := conflicts(writers)
-	r.step("engine: %d sets with an engine.Writer in the writers' process, %d writers x %d in flight", cfg.AppendSets, cfg.Writers, cfg.InFlight)
+	r.step("engine: %s with an engine.Writer in the writers' process, %d writers x %d in flight", r.setsText(cfg.AppendSets), cfg.Writers, cfg.InFlight)
 	r.seed++
 	spec.seed = r.seed
 	wr, err := writeContacts(ctx, r.eng.url, cfg, spec)
@@ -306,6 +308,7 @@ func (r *runner) writerAppends(ctx context.Context) error {
 	}
 	after := conflicts(writers)
 	r.res.AppendsWriter = compare(float64(wr.appended)/wr.elapsed.Seconds(), r.res.Baselines.PublishAsyncExpect)
+	r.res.AppendsWriterCount = wr.appended
 	r.res.AppendsWriterConflicts = after - before
 	return nil
 }
@@ -358,6 +361,7 @@ func (r *runner) fold(ctx context.Context) error {
 		return err
 	}
 	r.res.Fold = compare(float64(last)/elapsed.Seconds(), raw)
+	r.res.FoldCount = last
 	return nil
 }
 
@@ -385,7 +389,7 @@ func (r *runner) fanout(ctx context.Context, mode Mode, m int, limit float64) (F
 	win := window{base: base + 1, size: cfg.Changes + 1}
 	acks := newAckTimes(win.base, win.size)
 
-	r.step("fan-out: %d %s subscribers live, %d sets%s", m, mode, cfg.Changes, rateText(limit))
+	r.step("fan-out: %d %s subscribers live, %s%s", m, mode, r.setsText(cfg.Changes), rateText(limit))
 	live := newObserver(m, win, acks)
 	runtime.GC()
 	resetPeakRSS()
@@ -504,6 +508,15 @@ func (r *runner) await(subs *subscribers, o *observer, visible []uint64) (time.T
 	return last, nil
 }
 
+// setsText says how many sets a run makes: n, or as many as in the run's
+// duration (at most n).
+func (r *runner) setsText(n int) string {
+	if r.cfg.Duration > 0 {
+		return fmt.Sprintf("sets for %v (at most %d)", r.cfg.Duration, n)
+	}
+	return fmt.Sprintf("%d sets", n)
+}
+
 func rateText(limit float64) string {
 	if limit <= 0 {
 		return ", as fast as they go"
@@ -534,7 +547,11 @@ func (r *runner) halfRate(ctx context.Context) error {
 	}
 	// The same load on the plain NATS path a remote subscriber's change takes.
 	r.step("baseline: the floor of the latency run: the append floor at %.0f/s, each entry repeated to %d core subscribers", f.TargetRate, f.M)
-	lat, err := latencyFloor(ctx, r.nc, r.eng.url, r.replicas, f.M, r.cfg.Changes, r.res.EventSize, r.cfg.Contacts, f.TargetRate)
+	n := r.cfg.Changes
+	if r.cfg.Duration > 0 {
+		n = f.Appended // as many as the engine's run appended in its time
+	}
+	lat, err := latencyFloor(ctx, r.nc, r.eng.url, r.replicas, f.M, n, r.res.EventSize, r.cfg.Contacts, f.TargetRate)
 	if err != nil {
 		return err
 	}

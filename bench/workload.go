@@ -78,11 +78,12 @@ type writeResult struct {
 	elapsed  time.Duration
 }
 
-// write has the writers make n sets through the service, over writers
-// connections with inFlight sets outstanding each, at most limit sets per
-// second (0: as fast as they go). Each acknowledgement's time goes into acks.
+// write has the writers make n sets through the service, or as many as they
+// make in cfg.Duration if set, over writers connections with inFlight sets
+// outstanding each, at most limit sets per second (0: as fast as they go).
+// Each acknowledgement's time goes into acks.
 func write(ctx context.Context, url string, cfg Config, n int, limit float64, acks *ackTimes, seed uint64) (writeResult, error) {
-	return writeContacts(ctx, url, cfg, writeSpec{n: n, limit: limit, acks: acks, seed: seed})
+	return writeContacts(ctx, url, cfg, writeSpec{n: n, limit: limit, acks: acks, seed: seed, duration: cfg.Duration})
 }
 
 // setFunc sets a status, through the service or with a writer.
@@ -92,8 +93,11 @@ type setFunc func(context.Context, engine.SetRequest) (engine.SetResult, error)
 type writeSpec struct {
 	n     int     // sets
 	limit float64 // sets a second at most; 0: as fast as they go
-	acks  *ackTimes
-	seed  uint64
+	// duration, when set, stops the writers after that long, with n sets made
+	// or not.
+	duration time.Duration
+	acks     *ackTimes
+	seed     uint64
 	// sequential has set i go to contact i mod cfg.Contacts instead of a
 	// random one, so that every contact is touched.
 	sequential bool
@@ -183,6 +187,10 @@ func writeContacts(ctx context.Context, url string, cfg Config, spec writeSpec) 
 		return res, fmt.Errorf("%d writers' sets for %d writers", len(sets), cfg.Writers)
 	}
 	start := time.Now()
+	var until time.Time
+	if spec.duration > 0 {
+		until = start.Add(spec.duration)
+	}
 	for w := range cfg.Writers {
 		set := sets[w]
 		for g := range cfg.InFlight {
@@ -209,6 +217,9 @@ func writeContacts(ctx context.Context, url string, cfg Config, spec writeSpec) 
 					counter, quota, share = &nexts[w], int64(n/cfg.Writers), max(cfg.Contacts/cfg.Writers, 1)
 				}
 				for i := counter.Add(1); i <= quota && ctx.Err() == nil && failed.Load() == nil; i = counter.Add(1) {
+					if !until.IsZero() && !time.Now().Before(until) {
+						return
+					}
 					if limiter != nil {
 						if err := limiter.Wait(ctx); err != nil {
 							return

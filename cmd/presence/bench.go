@@ -36,6 +36,7 @@ memory is measured apart; --in-process runs it here instead. --quick finishes
 within a minute on two cores.`,
 		Example: `  presence bench --quick
   presence bench --subscribers 1,10,100,1000 --out bench-results
+  presence bench --duration 30s --subscribers 100 --modes remote
   presence bench --nats nats://10.0.0.5:4222 --json`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -57,6 +58,20 @@ within a minute on two cores.`,
 			}
 			if cmd.Flags().Changed("append-sets") {
 				base.AppendSets = cfg.AppendSets
+			}
+			if cmd.Flags().Changed("duration") {
+				if cfg.Duration <= 0 {
+					return usageError{fmt.Errorf("--duration %v: want a positive duration, for example 30s", cfg.Duration)}
+				}
+				// The runs go for the duration: the sets only cap them,
+				// by default far above what they make in it.
+				base.Duration = cfg.Duration
+				if !cmd.Flags().Changed("changes") {
+					base.Changes = 0
+				}
+				if !cmd.Flags().Changed("append-sets") {
+					base.AppendSets = 0
+				}
 			}
 			if cmd.Flags().Changed("baseline-messages") {
 				base.BaselineMessages = cfg.BaselineMessages
@@ -160,8 +175,9 @@ within a minute on two cores.`,
 	f.IntVar(&cfg.Contacts, "contacts", 0, "K, contacts written to (default 100000; quick 10000)")
 	f.IntVar(&cfg.Writers, "writers", 0, "W, writer connections (default 4; quick 2)")
 	f.IntVar(&cfg.InFlight, "in-flight", 0, "sets each writer keeps outstanding (default 64; quick 32)")
-	f.IntVar(&cfg.Changes, "changes", 0, "sets per fan-out run (default 20000; quick 2000)")
-	f.IntVar(&cfg.AppendSets, "append-sets", 0, "sets in the append measurement (default 200000; quick 20000)")
+	f.IntVar(&cfg.Changes, "changes", 0, "sets per fan-out run (default 20000; quick 2000; with --duration, at most 1000000)")
+	f.IntVar(&cfg.AppendSets, "append-sets", 0, "sets in the append measurement (default 200000; quick 20000; with --duration, at most 10000000)")
+	f.DurationVar(&cfg.Duration, "duration", 0, "have each run of the engine (the appends, each fan-out run, the half-rate run) write for this long instead of a number of sets")
 	f.IntVar(&cfg.BaselineMessages, "baseline-messages", 0, "messages per raw baseline (default 200000; quick 20000)")
 	f.IntVar(&cfg.MemorySets, "memory-sets", 0, "add a memory run of this many sets, sampling the engine's memory (default none)")
 	f.IntVar(&cfg.HalfRateM, "latency-m", 0, "M of the latency run at half the maximum rate (default 100; quick 10)")

@@ -327,11 +327,13 @@ func TestUsage(t *testing.T) {
 		{"negative --replicas", serve("--replicas", "-1"), "--replicas -1"},
 		{"bad --memory-limit", serve("--memory-limit", "lots"), `"lots"`},
 		{"fractional --memory-limit", serve("--memory-limit", "1.5GiB"), `"1.5GiB"`},
+		{"negative --duration", []string{"bench", "--duration", "-1s"}, "--duration -1s: want a positive duration"},
+		{"zero --duration", []string{"bench", "--duration", "0s"}, "--duration 0s: want a positive duration"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			args := tt.args
-			if args[0] != "serve" && args[0] != "bogus" {
+			if args[0] != "serve" && args[0] != "bogus" && args[0] != "bench" {
 				args = append(args, "--server", nowhere)
 			}
 			oneLineError(t, presence(t, args...), 2, tt.want)
