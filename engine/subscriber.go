@@ -934,7 +934,9 @@ func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h 
 					stale, lost = true, true
 				}
 				if stale {
-					cancel() // no need to wait for the rest of the fetch
+					// The rest of the fetch is left to end as it would:
+					// cut short, the pull request could still take
+					// deliveries after the reset, and lose them.
 					break
 				}
 				next++
