@@ -316,6 +316,21 @@ func (s *Subscriber) run(ctx context.Context, h Handler) error {
 	return s.runOrdered(ctx, stream, h)
 }
 
+// feedEnd returns the feed's last sequence, as its leader says: where the feed
+// ends decides where a subscription starts, so it waits for a leader while
+// there is none, as a consumer could not be made before.
+func (s *Subscriber) feedEnd(ctx context.Context) (uint64, error) {
+	last, err := s.feed.check(ctx, 0)
+	for wait := s.cfg.RetryWait; errors.Is(err, errNoLeader); wait = min(2*wait, 30*time.Second) {
+		s.logger.Warn("subscriber: the feed has no leader; waiting for one", "wait", wait)
+		if !sleep(ctx, wait) {
+			return 0, ctx.Err()
+		}
+		last, err = s.feed.check(ctx, 0)
+	}
+	return last, err
+}
+
 // deliverFrom translates Start into a deliver policy and feed sequence.
 func (s *Subscriber) deliverFrom(ctx context.Context, stream jetstream.Stream) (jetstream.DeliverPolicy, uint64, *time.Time, error) {
 	switch s.cfg.Start.kind {
@@ -418,6 +433,18 @@ func (s *Subscriber) runOrdered(ctx context.Context, stream jetstream.Stream, h 
 	policy, seq, at, err := s.deliverFrom(ctx, stream)
 	if err != nil {
 		return err
+	}
+	if policy == jetstream.DeliverNewPolicy {
+		// Not DeliverNew: an ordered consumer made again (after a
+		// reconnection) before it was handed anything is made with the
+		// policy it was first given, and would start after what was stored
+		// meanwhile. From the sequence after the feed's end it starts where
+		// this one did.
+		last, err := s.feedEnd(ctx)
+		if err != nil {
+			return err
+		}
+		policy, seq = jetstream.DeliverByStartSequencePolicy, last+1
 	}
 	_, err = s.consume(ctx, stream, policy, seq, at, 0, h, func() { close(s.ready) })
 	return err
@@ -588,16 +615,7 @@ func (s *Subscriber) runLive(ctx context.Context, stream jetstream.Stream, h Han
 		_ = sub.Unsubscribe()
 		return s.runOrdered(ctx, stream, h)
 	}
-	last, err := s.feed.check(ctx, 0)
-	for wait := s.cfg.RetryWait; errors.Is(err, errNoLeader); wait = min(2*wait, 30*time.Second) {
-		// Where the feed ends decides where the subscription starts: wait
-		// for a leader to say so, as a consumer could not be made before.
-		s.logger.Warn("subscriber: the feed has no leader; waiting for one", "wait", wait)
-		if !sleep(ctx, wait) {
-			return nil
-		}
-		last, err = s.feed.check(ctx, 0)
-	}
+	last, err := s.feedEnd(ctx)
 	if err != nil {
 		return err
 	}
@@ -791,6 +809,9 @@ func (s *Subscriber) durable(ctx context.Context, stream jetstream.Stream) (jets
 		if cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime, err = s.deliverFrom(ctx, stream); err != nil {
 			return nil, 0, err
 		}
+		if s.skipBelow > 0 {
+			cfg.Metadata = map[string]string{startSeqKey: strconv.FormatUint(s.skipBelow, 10)}
+		}
 		cons, err := stream.CreateConsumer(ctx, cfg)
 		return cons, 1, err
 	}
@@ -798,6 +819,16 @@ func (s *Subscriber) durable(ctx context.Context, stream jetstream.Stream) (jets
 		return nil, 0, err
 	}
 	info := cons.CachedInfo()
+	if v, ok := info.Config.Metadata[startSeqKey]; ok {
+		// Made to start at a log sequence, perhaps one the feed had not
+		// reached: what comes before it is stepped over in every run, not
+		// in the first alone. Past it, nothing comes before it.
+		seq, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return nil, 0, fmt.Errorf("consumer %s: metadata %s=%s is not a log sequence", s.cfg.Durable, startSeqKey, events.Quote(v))
+		}
+		s.skipBelow = seq
+	}
 	if t := info.Config.OptStartTime; info.Config.DeliverPolicy == jetstream.DeliverByStartTimePolicy && t != nil && t.After(info.Created) {
 		// Made to start at a time still to come: until a change from that
 		// time on, it steps over those before, in this run as in the first,
@@ -827,6 +858,10 @@ func (s *Subscriber) durable(ctx context.Context, stream jetstream.Stream) (jets
 	}
 	return cons, info.Delivered.Consumer + 1, nil
 }
+
+// startSeqKey is the metadata of a durable's consumer that keeps the log
+// sequence it was made to start at (StartAtSeq).
+const startSeqKey = "presence_start_seq"
 
 // ackedBefore reports whether the entry at feed sequence acked (0: none) was
 // stored before t. The feed is in the order it was stored: once an entry stored

@@ -7,12 +7,15 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/presence-engine/presence/engine/natstest"
 	"github.com/presence-engine/presence/events"
 )
 
@@ -597,5 +600,113 @@ func TestDurableSubscriberMissesNoDelivery(t *testing.T) {
 	wait(t, done)
 	if got, want := seen.seqs(), []uint64{a, b, c}; !slices.Equal(got, want) {
 		t.Errorf("handed over seqs %v, want %v", got, want)
+	}
+}
+
+// TestStartNewAcrossAReconnection: an ephemeral subscriber that reads the feed
+// from an ordered consumer (Contacts set, as `presence watch alice` does; or
+// LiveCheck < 0; or a user refused LivePrefix) started with StartNew, and
+// handed nothing yet, loses its connection. A change made while it is away is
+// still handed over: nats.go makes the ordered consumer again with the policy
+// it was first given (its cursor is still 0), and with DeliverNew that would
+// start after the change.
+func TestStartNewAcrossAReconnection(t *testing.T) {
+	r := startEngine(t, "", Options{})
+	w := r.Writer()
+	p := natstest.StartProxy(t, strings.TrimPrefix(r.ClientURL(), "nats://"))
+	nc, err := nats.Connect(p.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond),
+		nats.ReconnectJitter(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var seen collector
+	sub, err := NewSubscriber(SubscriberConfig{Conn: nc, Reader: r.Reader(), Contacts: []string{"alice"},
+		Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- sub.Run(ctx, func(_ context.Context, c Change) error { seen.add(c, Reply{}); return nil })
+	}()
+	<-sub.Ready()
+
+	reconnects := nc.Stats().Reconnects
+	p.Pause()
+	waitFor(t, "the subscriber's connection to drop", func() bool { return !nc.IsConnected() })
+	away, err := w.Set(ctxT(t), SetRequest{Contact: "alice", Status: events.Away})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.waitFeed(t)
+	p.Resume()
+	waitFor(t, "the subscriber to reconnect", func() bool { return nc.IsConnected() && nc.Stats().Reconnects > reconnects })
+
+	// Sets until one is handed over: the consumer nats.go makes again after
+	// the reconnection may also start after the first sets made since.
+	var sets []uint64
+	waitFor(t, "a change after the reconnection", func() bool {
+		res, err := w.Set(ctxT(t), SetRequest{Contact: "alice", Status: []events.Status{events.Busy, events.Online}[len(sets)%2]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sets = append(sets, res.Seq)
+		return seen.len() > 0
+	})
+	cancel()
+	wait(t, done)
+	want := append([]uint64{away.Seq}, sets...)
+	if got := seen.seqs(); len(got) > len(want) || !slices.Equal(got, want[:len(got)]) {
+		t.Errorf("handed over seqs %v, want %d (made while disconnected) first, then %v in order",
+			got, away.Seq, sets)
+	}
+}
+
+// TestDurableStartedPastTheEndRemembersItsStart: a durable made to start at a
+// log sequence the feed has not reached (a future one, or one whose entry
+// trails the log) starts its consumer at the feed's end and steps over the
+// changes before that sequence, in every run: run again before it got there,
+// it still hands over none of them. (TestDurableStartedAtATimeStepsOverOnlyUntilThen
+// covers the same for a time.)
+func TestDurableStartedPastTheEndRemembersItsStart(t *testing.T) {
+	r := startEngine(t, "", Options{})
+	w := r.Writer()
+	first, err := w.Set(ctxT(t), SetRequest{Contact: "alice", Status: events.Online})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.waitFeed(t)
+	start := first.Seq + 3
+	var col collector
+	cfg := SubscriberConfig{Conn: r.connect(t), Reader: r.Reader(), Durable: "past-the-end", Start: StartAtSeq(start)}
+	h := func(ctx context.Context, ch Change) error { col.add(ch, Reply{}); return nil }
+	ctx, cancel := context.WithCancel(context.Background())
+	sub, err := NewSubscriber(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sub.Run(ctx, h) }()
+	<-sub.Ready()
+	cancel()
+	wait(t, done)
+
+	var last SetResult
+	for _, st := range []events.Status{events.Away, events.Busy, events.Online, events.Away} {
+		if last, err = w.Set(ctxT(t), SetRequest{Contact: "alice", Status: st}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel = context.WithCancel(context.Background())
+	done2 := runSubscriber(t, ctx, cfg, h)
+	waitFor(t, "the last change", func() bool { s := col.seqs(); return len(s) > 0 && s[len(s)-1] == last.Seq })
+	cancel()
+	wait(t, done2)
+	if got, want := col.seqs(), []uint64{start, start + 1}; !slices.Equal(got, want) {
+		t.Errorf("handed %v, want %v: run again, the durable handed changes before its StartAtSeq", got, want)
 	}
 }
