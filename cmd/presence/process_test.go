@@ -564,7 +564,16 @@ func TestProcessRetryAfterRestart(t *testing.T) {
 		first, last engine.SetResult
 	}{{same, firstSame, lastSame}, {other, firstOther, lastOther}} {
 		t.Run(cs.contact, func(t *testing.T) {
-			got, err := c.Set(ctx, engine.SetRequest{Contact: cs.contact, Status: events.Online, RequestID: "r-1"})
+			// The client may still be reconnecting: it says so, having sent
+			// nothing, and a careful client retries.
+			var (
+				got engine.SetResult
+				err error
+			)
+			waitUntil(t, 20*time.Second, "the client to reconnect", func() bool {
+				got, err = c.Set(ctx, engine.SetRequest{Contact: cs.contact, Status: events.Online, RequestID: "r-1"})
+				return !errors.Is(err, engine.ErrUnavailable)
+			})
 			if err != nil {
 				t.Fatalf("retry after the restart: %v", err)
 			}
