@@ -147,7 +147,7 @@ func (c *Client) Statuses(ctx context.Context, contacts []string, minSeq uint64)
 	out := make([]Reply, 0, len(contacts))
 	for len(contacts) > 0 {
 		n := min(len(contacts), MaxStatuses)
-		var r statusesReply
+		r := statusesReply{asked: contacts[:n]}
 		if err := c.request(ctx, StatusesSubject, EncodeStatusesRequest(contacts[:n], minSeq), &r); err != nil {
 			return nil, err
 		}
@@ -164,7 +164,9 @@ func (c *Client) read(ctx context.Context, prefix, contact string, minSeq uint64
 	if err := events.ValidateContact(contact); err != nil {
 		return Reply{}, badRequest(err)
 	}
-	var r Reply
-	err := c.request(ctx, prefix+events.Token(contact), EncodeReadRequest(minSeq), &r)
-	return r, err
+	r := Reply{Contact: contact} // read into: the reply's contact is this one
+	if err := c.request(ctx, prefix+events.Token(contact), EncodeReadRequest(minSeq), &r); err != nil {
+		return Reply{}, err
+	}
+	return r, nil
 }

@@ -46,7 +46,7 @@ func (r statusesReply) MarshalJSON() ([]byte, error) {
 // UnmarshalJSON reads what MarshalJSON writes, fast, and anything else through
 // encoding/json.
 func (r *statusesReply) UnmarshalJSON(data []byte) error {
-	if replies, ok := readStatuses(data); ok {
+	if replies, ok := readStatuses(data, r.asked); ok {
 		r.Statuses = replies
 		return nil
 	}
@@ -80,26 +80,31 @@ func (w *wireReader) lit(s string) {
 // str reads a string without escapes up to its closing quote (the opening one
 // is part of the literal before it).
 func (w *wireReader) str() string {
+	return string(w.raw())
+}
+
+// raw is str's bytes, not copied.
+func (w *wireReader) raw() []byte {
 	if !w.ok {
-		return ""
+		return nil
 	}
 	for i, c := range w.b {
 		switch {
 		case c == '"':
 			if !utf8.Valid(w.b[:i]) { // encoding/json would replace the bad bytes
 				w.ok = false
-				return ""
+				return nil
 			}
-			s := string(w.b[:i])
+			s := w.b[:i]
 			w.b = w.b[i+1:]
 			return s
 		case c == '\\' || c < 0x20:
 			w.ok = false
-			return ""
+			return nil
 		}
 	}
 	w.ok = false
-	return ""
+	return nil
 }
 
 func (w *wireReader) uint() uint64 {
@@ -119,38 +124,50 @@ func (w *wireReader) uint() uint64 {
 	return n
 }
 
-func (w *wireReader) reply() Reply {
+// reply reads one reply. Its contact is asked, without a copy, when it is
+// that one: a subscriber reads the statuses of the contacts it names.
+func (w *wireReader) reply(asked string) Reply {
 	var r Reply
 	w.lit(`{"contact":"`)
-	r.Contact = w.str()
+	if contact := w.raw(); string(contact) == asked {
+		r.Contact = asked
+	} else {
+		r.Contact = string(contact)
+	}
 	w.lit(`,"name":"`)
 	r.Name = w.str()
 	w.lit(`,"status":"`)
-	name := w.str()
+	name := w.raw()
 	w.lit(`,"code":`)
 	code := w.uint()
 	w.lit(`,"seq":`)
 	r.Seq = w.uint()
 	w.lit(`}`)
-	if w.ok {
-		st, err := events.ParseStatus(name)
-		if err != nil || uint64(st.Code()) != code {
-			w.ok = false
-		}
+	// The writer writes a status's name and its code: anything else (a
+	// constant, a number, a name that is not the code's) is encoding/json's.
+	if st := events.Status(code); w.ok && code <= math.MaxUint16 && st.Valid() && string(name) == st.String() {
 		r.Status = st
+	} else {
+		w.ok = false
 	}
 	return r
 }
 
-func readStatuses(data []byte) ([]Reply, bool) {
+// readStatuses reads a statuses reply; asked, if not nil, are the contacts the
+// request named, in order.
+func readStatuses(data []byte, asked []string) ([]Reply, bool) {
 	w := wireReader{b: data, ok: true}
 	w.lit(`{"statuses":[`)
-	var out []Reply
+	out := make([]Reply, 0, len(asked))
 	for w.ok && len(w.b) > 0 && w.b[0] != ']' {
 		if len(out) > 0 {
 			w.lit(",")
 		}
-		out = append(out, w.reply())
+		var a string
+		if len(out) < len(asked) {
+			a = asked[len(out)]
+		}
+		out = append(out, w.reply(a))
 	}
 	w.lit("]}")
 	return out, w.ok && len(bytes.TrimSpace(w.b)) == 0

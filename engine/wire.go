@@ -59,10 +59,11 @@ func (r Reply) MarshalJSON() ([]byte, error) {
 	return appendReply(nil, r), nil
 }
 
-// UnmarshalJSON reads what MarshalJSON writes.
+// UnmarshalJSON reads what MarshalJSON writes. A contact already in r is what
+// the request asked for: the reply's, when it is the same, is not copied.
 func (r *Reply) UnmarshalJSON(data []byte) error {
 	w := wireReader{b: data, ok: true}
-	if fast := w.reply(); w.ok && len(bytes.TrimSpace(w.b)) == 0 {
+	if fast := w.reply(r.Contact); w.ok && len(bytes.TrimSpace(w.b)) == 0 {
 		*r = fast
 		return nil
 	}
@@ -305,19 +306,40 @@ func decodeStatusesRequestFields(data []byte) (contacts []string, minSeq uint64,
 	return contacts, *n, nil
 }
 
-// EncodeStatusesRequest writes the body DecodeStatusesRequest reads.
+// EncodeStatusesRequest writes the body DecodeStatusesRequest reads:
+// {"contacts":[...],"min_seq":N}, byte for byte as encoding/json writes it,
+// without going through it (a subscriber writes one per batch it reads).
 func EncodeStatusesRequest(contacts []string, minSeq uint64) []byte {
-	b, _ := json.Marshal(struct {
-		Contacts []string `json:"contacts"`
-		MinSeq   uint64   `json:"min_seq,omitempty"`
-	}{contacts, minSeq})
-	return b
+	size := len(`{"contacts":[],"min_seq":18446744073709551615}`)
+	for _, c := range contacts {
+		size += len(c) + 3
+	}
+	b := append(make([]byte, 0, size), `{"contacts":`...)
+	if contacts == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '[')
+		for i, c := range contacts {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = events.AppendJSONString(b, c)
+		}
+		b = append(b, ']')
+	}
+	if minSeq != 0 {
+		b = append(b, `,"min_seq":`...)
+		b = strconv.AppendUint(b, minSeq, 10)
+	}
+	return append(b, '}')
 }
 
 // statusesReply is the reply of a statuses request: the statuses in the order
 // of the request.
 type statusesReply struct {
 	Statuses []Reply `json:"statuses"`
+	// asked, when reading a reply, are the contacts the request named.
+	asked []string
 }
 
 // contactOf decodes the contact of a service subject; a bad token is a 400.

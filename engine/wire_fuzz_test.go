@@ -67,7 +67,8 @@ func FuzzDecodeReadRequest(f *testing.F) {
 }
 
 // FuzzStatusesReply checks the fast reader of statuses replies against
-// encoding/json: whatever it accepts, encoding/json reads the same way.
+// encoding/json: whatever it accepts, encoding/json reads the same way, and
+// the contacts a request named change nothing but where the strings are.
 func FuzzStatusesReply(f *testing.F) {
 	good, _ := statusesReply{Statuses: []Reply{
 		{Contact: "sip:alice@contoso.com", Name: "Alice", Status: events.Away, Seq: 7},
@@ -78,7 +79,7 @@ func FuzzStatusesReply(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		fast, ok := readStatuses(data)
+		fast, ok := readStatuses(data, nil)
 		if !ok {
 			return
 		}
@@ -90,6 +91,17 @@ func FuzzStatusesReply(f *testing.F) {
 		}
 		if len(slow.Statuses) != len(fast) {
 			t.Fatalf("%q: fast read %d replies, encoding/json %d", data, len(fast), len(slow.Statuses))
+		}
+		// Asked for those contacts, for others, and for fewer.
+		var same, other []string
+		for _, j := range slow.Statuses {
+			same, other = append(same, j.Contact), append(other, j.Contact+"x")
+		}
+		for _, asked := range [][]string{same, other, same[:len(same)/2]} {
+			again, ok := readStatuses(data, asked)
+			if !ok || !slices.Equal(again, fast) {
+				t.Fatalf("%q: asked for %q, fast read %+v (%v), without %+v", data, asked, again, ok, fast)
+			}
 		}
 		for i, j := range slow.Statuses {
 			if want := (Reply{Contact: j.Contact, Name: j.Name, Status: j.Status, Seq: j.Seq}); fast[i] != want {
@@ -116,11 +128,11 @@ func TestStatusesReplyRoundTrip(t *testing.T) {
 	if fmt.Sprint(out) != fmt.Sprint(in) {
 		t.Errorf("round trip of %s gave %+v, want %+v", data, out, in)
 	}
-	if _, ok := readStatuses(data); ok {
+	if _, ok := readStatuses(data, nil); ok {
 		t.Errorf("the fast reader took escaped strings it does not read")
 	}
 	plain, _ := json.Marshal(statusesReply{Statuses: []Reply{{Contact: "sip:alice@contoso.com", Name: "Alice", Status: events.Away, Seq: 3}}})
-	if _, ok := readStatuses(plain); !ok {
+	if _, ok := readStatuses(plain, nil); !ok {
 		t.Errorf("the fast reader refused what the writer writes: %s", plain)
 	}
 }
@@ -294,6 +306,21 @@ func TestRepliesAreWhatEncodingJSONWrites(t *testing.T) {
 		}
 		if !bytes.Equal(got, want) {
 			t.Errorf("%T %+v:\n got %s\nwant %s", r, r, got, want)
+		}
+	}
+	// And the client's statuses requests.
+	for _, contacts := range [][]string{names, names[:1], {}, nil} {
+		for _, minSeq := range []uint64{0, 7, math.MaxUint64} {
+			want, err := json.Marshal(struct {
+				Contacts []string `json:"contacts"`
+				MinSeq   uint64   `json:"min_seq,omitempty"`
+			}{contacts, minSeq})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := EncodeStatusesRequest(contacts, minSeq); !bytes.Equal(got, want) {
+				t.Errorf("statuses request of %q, min_seq %d:\n got %s\nwant %s", contacts, minSeq, got, want)
+			}
 		}
 	}
 }
