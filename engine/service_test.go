@@ -156,6 +156,27 @@ func TestIncompatibleStreamIsReported(t *testing.T) {
 	}
 }
 
+// TestFeedWithAnAgeLimitIsRefused: once every entry aged out, a feed with
+// max_age would read as one purged to be derived again, and every change in
+// the log would come again.
+func TestFeedWithAnAgeLimitIsRefused(t *testing.T) {
+	s := natstest.Start(t)
+	_, js := natstest.JetStream(t, s)
+	cfg := FeedStreamConfig(StreamOptions{})
+	cfg.MaxAge, cfg.Duplicates = time.Hour, time.Minute
+	if _, err := js.CreateStream(ctxT(t), cfg); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(t.TempDir(), Options{NATSURL: s.ClientURL(), Logger: testLogger(t)})
+	var ie *IncompatibleStreamError
+	if !errors.As(err, &ie) || ie.Stream != FeedStream || ie.Setting != "max_age" {
+		t.Fatalf("Open with a feed with max_age: %v, want an IncompatibleStreamError naming %s max_age", err, FeedStream)
+	}
+	if !strings.Contains(err.Error(), "1h0m0s") {
+		t.Errorf("error %q does not name the value", err)
+	}
+}
+
 func TestSyncAlways(t *testing.T) {
 	r := startEngine(t, "", Options{Sync: Sync{Always: true}})
 	if !r.server.JetStreamConfig().SyncAlways {

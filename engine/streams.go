@@ -211,6 +211,10 @@ func checkStream(have, want jetstream.StreamConfig, o StreamOptions, logger *slo
 		return bad("allow_msg_ttl", true, "false (no message may expire on its own)")
 	case have.MaxMsgsPerSubject > 0 && want.Name == LogStream:
 		return bad("max_msgs_per_subject", have.MaxMsgsPerSubject, "-1 (a contact's history is its chain)")
+	case have.MaxAge > 0 && want.Name == FeedStream:
+		// Emptied, the feed reads as one purged to be derived again from
+		// the log's start: every change would come a second time.
+		return bad("max_age", have.MaxAge, "0 (a feed whose entries all aged out would be derived again from the log's start)")
 	case have.DenyPurge && want.Name == FeedStream:
 		return bad("deny_purge", true, "false (the feed is purged and derived again when the log was recreated)")
 	case want.Name == LogStream && have.Duplicates < o.Duplicates:
