@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,6 +11,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -130,7 +132,8 @@ type last struct {
 	name      string
 	seq       uint64 // 0: never seen
 	requestID string
-	fromLog   bool // read from the log just now, not remembered
+	fromLog   bool   // read from the log just now, not remembered
+	data      []byte // as read from the log (fromLog only)
 }
 
 // NewWriter returns a Writer.
@@ -301,6 +304,11 @@ func (w *Writer) record(ctx context.Context, req SetRequest, res SetResult) {
 }
 
 func (w *Writer) set(ctx context.Context, req SetRequest) (SetResult, error) {
+	// unsure are the events appended whose acknowledgement was lost: one
+	// found as the contact's last event was stored. (Each try's event has a
+	// time of its own; with a request ID, the log's deduplication also
+	// answers for an earlier one.)
+	var unsure [][]byte
 	cur, ok := w.cached(req.Contact)
 	if !ok && w.cfg.Hint != nil {
 		if status, name, seq, hinted := w.cfg.Hint(req.Contact); hinted {
@@ -325,6 +333,13 @@ func (w *Writer) set(ctx context.Context, req SetRequest) (SetResult, error) {
 					return SetResult{}, err
 				}
 			}
+		}
+		if cur.fromLog && slices.ContainsFunc(unsure, func(b []byte) bool { return bytes.Equal(b, cur.data) }) {
+			// The append whose acknowledgement was lost is the log's
+			// last event: it was stored.
+			w.remember(req.Contact, cur)
+			w.appended.Add(1)
+			return SetResult{Contact: req.Contact, Status: cur.status, Previous: cur.previous, Seq: cur.seq, Changed: true}, nil
 		}
 		if req.RequestID != "" && cur.requestID == req.RequestID {
 			w.duplicates.Add(1)
@@ -357,6 +372,15 @@ func (w *Writer) set(ctx context.Context, req SetRequest) (SetResult, error) {
 			if err := conflictWait(ctx, attempt); err != nil {
 				return SetResult{}, unavailable(fmt.Errorf("append to the log: %w", err))
 			}
+			continue
+		}
+		if err != nil && ambiguous(ctx, err) && attempt+1 < w.cfg.MaxAttempts {
+			// Stored or not, nobody said: settled against the log on the
+			// next attempt, which reads the contact's last event first.
+			unsure = append(unsure, msg.Data)
+			w.forget(req.Contact)
+			cur.fromLog = false
+			w.logger.Debug("writer: an append's acknowledgement was lost; reading the log", "contact", req.Contact, "err", err)
 			continue
 		}
 		if err != nil {
@@ -454,7 +478,7 @@ func (w *Writer) readLast(ctx context.Context, contact string) (last, error) {
 		return last{}, fmt.Errorf("the log holds a malformed event of %q at seq %d: %w", contact, msg.Sequence, err)
 	}
 	return last{status: e.Status, previous: e.Previous, name: e.Name, seq: msg.Sequence,
-		requestID: e.RequestID, fromLog: true}, nil
+		requestID: e.RequestID, fromLog: true, data: msg.Data}, nil
 }
 
 func (w *Writer) cached(contact string) (last, bool) {
@@ -465,7 +489,7 @@ func (w *Writer) cached(contact string) (last, bool) {
 }
 
 func (w *Writer) remember(contact string, l last) {
-	l.fromLog = false
+	l.fromLog, l.data = false, nil
 	w.cacheMu.Lock()
 	defer w.cacheMu.Unlock()
 	if _, ok := w.cache[contact]; !ok && len(w.cache) >= w.cfg.CacheSize {
@@ -481,6 +505,18 @@ func (w *Writer) forget(contact string) {
 	w.cacheMu.Lock()
 	defer w.cacheMu.Unlock()
 	delete(w.cache, contact)
+}
+
+// ambiguous reports whether an append that failed with err may have been
+// stored all the same: no answer came (a timeout, a lost connection) while
+// ctx still runs. An answer of the server's (an API error) says it was not.
+func ambiguous(ctx context.Context, err error) bool {
+	var apiErr *jetstream.APIError
+	if ctx.Err() != nil || errors.As(err, &apiErr) {
+		return false
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrConnectionReconnecting)
 }
 
 func isWrongLastSequence(err error) bool {

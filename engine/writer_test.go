@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presence-engine/presence/engine/natstest"
@@ -397,5 +399,73 @@ func TestConflictWait(t *testing.T) {
 		if err := conflictWait(context.Background(), attempt); err != nil {
 			t.Errorf("attempt %d: %v, want a wait that ends", attempt, err)
 		}
+	}
+}
+
+// lostAckJS stores an append and then says it failed, as when its
+// acknowledgement is lost (a timeout, a reconnection, a leader change).
+type lostAckJS struct {
+	jetstream.JetStream
+	lose atomic.Bool
+}
+
+func (j *lostAckJS) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	ack, err := j.JetStream.PublishMsg(ctx, m, opts...)
+	if err == nil && j.lose.Swap(false) {
+		return nil, context.DeadlineExceeded
+	}
+	return ack, err
+}
+
+// TestLostAcknowledgementIsSettledFromTheLog: an append stored whose
+// acknowledgement was lost is answered as stored, from the log, with or
+// without a request ID and expect_seq; it is not appended twice, and the set
+// is not answered with a 503 that a retry after another change would find
+// refused (409) or "nothing changed".
+func TestLostAcknowledgementIsSettledFromTheLog(t *testing.T) {
+	r := startEngine(t, "", Options{})
+	nc := r.connect(t)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctxT(t), RequestsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lossy := &lostAckJS{JetStream: js}
+	w, err := NewWriter(WriterConfig{JetStream: lossy, Requests: kv, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	zero := uint64(0)
+	for _, req := range []SetRequest{
+		{Contact: "bob", Status: events.Online},
+		{Contact: "bob", Status: events.Away, Name: "Bob"},
+		{Contact: "carol", Status: events.Busy, RequestID: "r-1", ExpectSeq: &zero},
+	} {
+		before := lastSeq(t, js, LogStream)
+		lossy.lose.Store(true)
+		got, err := w.Set(ctxT(t), req)
+		if err != nil {
+			t.Fatalf("set %+v with its acknowledgement lost: %v", req, err)
+		}
+		if lossy.lose.Load() {
+			t.Fatalf("set %+v: no acknowledgement was lost", req)
+		}
+		stored := lastSeq(t, js, LogStream)
+		if stored != before+1 {
+			t.Errorf("set %+v appended %d events, want 1", req, stored-before)
+		}
+		log := readLog(t, js)
+		e := log[len(log)-1].Event
+		want := SetResult{Contact: req.Contact, Status: req.Status, Previous: e.Previous, Seq: stored, Changed: true}
+		if got != want || e.Contact != req.Contact || e.Status != req.Status {
+			t.Errorf("set %+v answered %+v, want %+v (the log holds %+v)", req, got, want, e)
+		}
+	}
+	if again, err := w.Set(ctxT(t), SetRequest{Contact: "carol", Status: events.Busy, RequestID: "r-1", ExpectSeq: &zero}); err != nil ||
+		again.Seq != lastSeq(t, js, LogStream) || !again.Changed {
+		t.Errorf("retry of r-1: %+v, %v; want it answered as the first time", again, err)
 	}
 }
