@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"strings"
 	"testing"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -139,6 +140,64 @@ func TestLogRecreatedIsNoticed(t *testing.T) {
 	cur, err := r.Reader().Status(ctx, "new-contact", 0)
 	if err != nil || cur.Status != events.Away {
 		t.Errorf("contact of the new log reads %+v, %v; want away", cur, err)
+	}
+	r.waitFeed(t)
+	checkFeed(t, js)
+	if m := r.Feed().Metrics(); m.Purges != 1 {
+		t.Errorf("feed purges = %d, want 1", m.Purges)
+	}
+}
+
+// TestLogRecreatedWhileCutOffIsNoticed: the log is recreated (a server that
+// lost its store, another engine making the streams again) while a running
+// engine is cut off from the server. Reconnected, nats.go makes the fold's and
+// the feed's consumers again and would read the new log on from the old
+// sequences, as if it went on from the old one; the engine notices instead,
+// folds the new log afresh and derives the feed again.
+func TestLogRecreatedWhileCutOffIsNoticed(t *testing.T) {
+	s := natstest.Start(t)
+	p := natstest.StartProxy(t, strings.TrimPrefix(s.ClientURL(), "nats://"))
+	r := startEngine(t, "", Options{NATSURL: p.URL()})
+	ctx := ctxT(t)
+	for _, st := range []events.Status{events.Online, events.Away, events.Busy} {
+		if _, err := r.Writer().Set(ctx, SetRequest{Contact: "old-contact", Status: st}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.waitFeed(t)
+	if err := r.Projection().WaitApplied(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+
+	p.Pause()
+	waitFor(t, "the engine to be cut off", func() bool { return !r.Conn().IsConnected() })
+	_, js := natstest.JetStream(t, s)
+	if err := js.DeleteStream(ctx, LogStream); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, LogStreamConfig(StreamOptions{})); err != nil {
+		t.Fatal(err)
+	}
+	w := newTestWriter(t, s.ClientURL())
+	var last SetResult
+	for _, set := range []SetRequest{{Contact: "new-contact", Status: events.Online}, {Contact: "new-contact", Status: events.Away},
+		{Contact: "new-contact", Status: events.Busy}, {Contact: "other", Status: events.Online}, {Contact: "other", Status: events.Away}} {
+		var err error
+		if last, err = w.Set(ctx, set); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.Resume()
+
+	waitFor(t, "the projection to be rebuilt", func() bool { return r.Follower().Rebuilds() > 0 })
+	if err := r.Projection().WaitApplied(ctx, last.Seq); err != nil {
+		t.Fatal(err)
+	}
+	for contact, want := range map[string]events.Status{"old-contact": events.Unknown, "new-contact": events.Busy, "other": events.Away} {
+		got, err := r.Reader().Status(ctx, contact, last.Seq)
+		if err != nil || got.Status != want {
+			t.Errorf("%s reads %+v, %v; want %s, as the new log says", contact, got, err, want)
+		}
 	}
 	r.waitFeed(t)
 	checkFeed(t, js)

@@ -139,7 +139,7 @@ func (f *Follower) Run(ctx context.Context) error {
 		case ctx.Err() != nil:
 			return nil
 		case errors.Is(err, errRecheck):
-			f.logger.Warn("projection: the log changed under the fold; checking it again", "stream", f.cfg.Stream)
+			f.logger.Warn("projection: the fold's consumer of the log was lost or made again; checking the log again", "stream", f.cfg.Stream, "err", err)
 		case errors.Is(err, ErrCorrupt) && f.cfg.OnCorrupt != nil:
 			f.cfg.OnCorrupt(err)
 		case errors.Is(err, ErrClosed), errors.Is(err, ErrCorrupt):

@@ -13,9 +13,11 @@ import (
 )
 
 // ErrConsumerLost: the consumer of a Tail was deleted under it, as happens when
-// its stream is deleted (and perhaps recreated). The reader must look at the
-// stream again before going on.
-var ErrConsumerLost = errors.New("projections: the stream's consumer was deleted (was the stream deleted or recreated?)")
+// its stream is deleted (and perhaps recreated), or the library made it again
+// (after a reconnection, say) on a stream created again meanwhile, which it
+// would go on reading from the same sequence as if it were the one before. The
+// reader must look at the stream again before going on.
+var ErrConsumerLost = errors.New("projections: the stream's consumer was lost (was the stream deleted or recreated?)")
 
 // TailConfig configures a Tail.
 type TailConfig struct {
@@ -48,8 +50,9 @@ type Tail struct {
 	failed   chan struct{} // closed when the consumer was lost
 	failErr  error
 	failOnce sync.Once
-	last     atomic.Uint64 // the stream's last sequence as of the last delivery
-	pending  uint64        // messages to deliver when the consumer was created
+	last     atomic.Uint64          // the stream's last sequence as of the last delivery
+	pending  uint64                 // messages to deliver when the consumer was created
+	consumer atomic.Pointer[string] // the name of the consumer read
 	stopped  sync.Once
 }
 
@@ -76,6 +79,10 @@ func TailStream(ctx context.Context, stream jetstream.Stream, cfg TailConfig) (*
 	if err != nil {
 		return nil, fmt.Errorf("read stream %s: %w", stream.CachedInfo().Config.Name, err)
 	}
+	var created time.Time
+	if info := stream.CachedInfo(); info != nil {
+		created = info.Created
+	}
 	c := make(chan Record, cfg.Buffer)
 	t := &Tail{C: c, done: make(chan struct{}), failed: make(chan struct{})}
 	if info := stream.CachedInfo(); info != nil {
@@ -90,6 +97,17 @@ func TailStream(ctx context.Context, stream jetstream.Stream, cfg TailConfig) (*
 		case <-t.failed:
 			return // whatever comes after a loss may be from another stream
 		default:
+		}
+		if !t.sameConsumer(md.Consumer) {
+			// Made again: by then the stream may have been created
+			// again (the client was cut off from a server that lost its
+			// store, and another engine made the streams again), and the
+			// new consumer reads it on from the same sequence all the same.
+			if err := sameStream(ctx, stream, created); err != nil {
+				t.lost(fmt.Errorf("consumer %s made again as %s: %w", *t.consumer.Load(), md.Consumer, err))
+				return
+			}
+			t.consumer.Store(&md.Consumer)
 		}
 		t.last.Store(md.Sequence.Stream + md.NumPending)
 		select {
@@ -113,8 +131,33 @@ func TailStream(ctx context.Context, stream jetstream.Stream, cfg TailConfig) (*
 	}
 	if info := cons.CachedInfo(); info != nil {
 		t.pending = info.NumPending
+		t.sameConsumer(info.Name)
 	}
 	return t, nil
+}
+
+// sameStream returns an error unless stream, looked up again, is the one
+// created at created.
+func sameStream(ctx context.Context, stream jetstream.Stream, created time.Time) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("look at the stream again: %w", err)
+	}
+	if !info.Created.Equal(created) {
+		return fmt.Errorf("the stream was created again (at %s, not %s)", info.Created.Format(time.RFC3339Nano), created.Format(time.RFC3339Nano))
+	}
+	return nil
+}
+
+// sameConsumer reports whether name is the consumer the Tail reads, the first
+// name it is given being that one.
+func (t *Tail) sameConsumer(name string) bool {
+	if t.consumer.CompareAndSwap(nil, &name) {
+		return true
+	}
+	return *t.consumer.Load() == name
 }
 
 // Pending returns how many messages the Tail had to deliver when it started: a
