@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -345,6 +346,20 @@ func (w *Writer) set(ctx context.Context, req SetRequest) (SetResult, error) {
 			w.duplicates.Add(1)
 			return SetResult{Contact: req.Contact, Status: cur.status, Previous: cur.previous, Seq: cur.seq, Changed: true}, nil
 		}
+		if req.RequestID != "" && ((req.ExpectSeq != nil && *req.ExpectSeq != cur.seq) || cur.status == req.Status) {
+			// About to say the set was refused or changed nothing: unless
+			// it is the retry of one whose event is in the log after all,
+			// behind later changes (its answer was lost before it was
+			// kept), which the log's deduplication is not reached to say.
+			seq, err := w.appendedBefore(ctx, req)
+			if err != nil {
+				return SetResult{}, err
+			}
+			if seq > 0 {
+				w.duplicates.Add(1)
+				return w.original(ctx, req, seq)
+			}
+		}
 		if req.ExpectSeq != nil && *req.ExpectSeq != cur.seq {
 			return SetResult{}, &ConflictError{Contact: req.Contact, Expect: *req.ExpectSeq, Actual: cur.seq}
 		}
@@ -401,6 +416,55 @@ func (w *Writer) set(ctx context.Context, req SetRequest) (SetResult, error) {
 	w.forget(req.Contact)
 	return SetResult{}, unavailable(fmt.Errorf("contact %q kept changing under %d attempts to append; try again", req.Contact, w.cfg.MaxAttempts))
 }
+
+// probeLastMsgID is the expected last message ID of appendedBefore's appends
+// to a log of one replica: none the log can have, its events' IDs all holding
+// a '/'.
+const probeLastMsgID = "presence:none"
+
+// appendedBefore returns the log sequence of the event of req's request ID if
+// the log's duplicate window holds one, 0 if not. It asks the log itself, with
+// an append of the request's message ID that the server refuses either way: as
+// a duplicate (answering with the original's sequence), or else for a check
+// that comes after the deduplication and that the append cannot pass. Nothing
+// is stored. Which check comes after differs: on a server alone, the last
+// message ID (the contact's last sequence is checked before); on a cluster, the
+// contact's last sequence (checked, like the deduplication, before the append
+// is proposed to the others, where the last message ID is checked only as it
+// is applied, and failing there holds up the stream).
+func (w *Writer) appendedBefore(ctx context.Context, req SetRequest) (uint64, error) {
+	stream, err := w.log(ctx)
+	if err != nil {
+		return 0, err
+	}
+	// Clustered whatever its replicas: a stream of one replica on a cluster
+	// has a Raft group of its own, and goes through the same steps.
+	info := stream.CachedInfo()
+	clustered := info.Cluster != nil && info.Cluster.RaftGroup != ""
+	opts := []jetstream.PublishOpt{jetstream.WithExpectStream(LogStream), jetstream.WithMsgID(msgID(req.Contact, req.RequestID))}
+	if clustered {
+		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(math.MaxUint64))
+	} else {
+		opts = append(opts, jetstream.WithExpectLastMsgID(probeLastMsgID))
+	}
+	ack, err := w.js.PublishMsg(ctx, &nats.Msg{Subject: events.EventSubject(req.Contact)}, opts...)
+	var apiErr *jetstream.APIError
+	switch {
+	case err == nil && ack.Duplicate:
+		return ack.Sequence, nil
+	case clustered && isWrongLastSequence(err), !clustered && errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrCodeWrongLastMsgID:
+		return 0, nil
+	case err == nil:
+		w.logger.Error("writer: the log stored an empty record asking after a request; it is not an event, and is skipped by the fold and the feed",
+			"contact", req.Contact, "request_id", req.RequestID, "seq", ack.Sequence)
+		return 0, unavailable(fmt.Errorf("look up request %s in the log: the log stored the question at seq %d", events.Quote(req.RequestID), ack.Sequence))
+	}
+	return 0, unavailable(fmt.Errorf("look up request %s in the log: %w", events.Quote(req.RequestID), err))
+}
+
+// jsErrCodeWrongLastMsgID is the server's error code for an append whose
+// expected last message ID is not the log's.
+const jsErrCodeWrongLastMsgID jetstream.ErrorCode = 10070
 
 // conflictWait pauses before the attempt after a conflict: not after the first
 // (what the writer remembered was stale, and the log has been read since),

@@ -469,3 +469,112 @@ func TestLostAcknowledgementIsSettledFromTheLog(t *testing.T) {
 		t.Errorf("retry of r-1: %+v, %v; want it answered as the first time", again, err)
 	}
 }
+
+// gaveUpJS stores an append and then ends its context, as a caller that gives
+// up while its append is on the way: the writer cannot settle it, and answers
+// 503 with nothing kept of the answer.
+type gaveUpJS struct {
+	jetstream.JetStream
+	cancel atomic.Pointer[context.CancelFunc]
+}
+
+func (j *gaveUpJS) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	ack, err := j.JetStream.PublishMsg(ctx, m, opts...)
+	if cancel := j.cancel.Swap(nil); cancel != nil && err == nil {
+		(*cancel)()
+		return nil, ctx.Err()
+	}
+	return ack, err
+}
+
+// TestRetryAfterAnUnsettledSetIsAnsweredAsTheFirstTime: a set with a request
+// ID whose event was stored, but whose answer was neither given nor kept, is
+// retried after another change of the contact. The checks that would refuse it
+// (expect_seq) or call it a no-op (the contact is back at its status) come
+// before the log's deduplication, so the writer asks the log first: the retry
+// is answered as the first time. A set that truly changes nothing, or is truly
+// refused, is still answered so, and the asking stores nothing.
+func TestRetryAfterAnUnsettledSetIsAnsweredAsTheFirstTime(t *testing.T) {
+	t.Run("one server", func(t *testing.T) { retryAfterAnUnsettledSet(t, startEngine(t, "", Options{})) })
+	// On a cluster the server deduplicates before it proposes an append, and
+	// checks the last message ID once the append is agreed on: still first.
+	t.Run("a cluster of three", func(t *testing.T) {
+		retryAfterAnUnsettledSet(t, startEngine(t, "", Options{NATSURL: clusterOfThree(t)[0].ClientURL()}))
+	})
+}
+
+func retryAfterAnUnsettledSet(t *testing.T, r *running) {
+	nc := r.connect(t)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctxT(t), RequestsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gaveUp := &gaveUpJS{JetStream: js}
+	first, err := NewWriter(WriterConfig{JetStream: gaveUp, Requests: kv, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := r.Writer()
+	zero := uint64(0)
+	unsettled := func(req SetRequest) uint64 {
+		t.Helper()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		gaveUp.cancel.Store(&cancel)
+		if _, err := first.Set(ctx, req); ErrorCode(err) != 503 {
+			t.Fatalf("set %+v given up on: %v, want a 503", req, err)
+		}
+		return lastSeq(t, js, LogStream)
+	}
+	set := func(req SetRequest) SetResult {
+		t.Helper()
+		res, err := other.Set(ctxT(t), req)
+		if err != nil {
+			t.Fatalf("set %+v: %v", req, err)
+		}
+		return res
+	}
+
+	for _, tc := range []struct {
+		name  string
+		req   SetRequest
+		after []events.Status // changes of the contact before the retry
+	}{
+		{"with expect_seq, after another change", SetRequest{Contact: "bob", Status: events.Online, RequestID: "r-1", ExpectSeq: &zero}, []events.Status{events.Away}},
+		{"back at its status", SetRequest{Contact: "carol", Status: events.Online, RequestID: "r-2"}, []events.Status{events.Away, events.Online}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stored := unsettled(tc.req)
+			for _, st := range tc.after {
+				set(SetRequest{Contact: tc.req.Contact, Status: st})
+			}
+			before := lastSeq(t, js, LogStream)
+			got, err := other.Set(ctxT(t), tc.req)
+			want := SetResult{Contact: tc.req.Contact, Status: tc.req.Status, Previous: events.Unknown, Seq: stored, Changed: true}
+			if err != nil || got != want {
+				t.Errorf("retry of %s, whose event is in the log at seq %d: %+v, %v; want %+v", tc.req.RequestID, stored, got, err, want)
+			}
+			if after := lastSeq(t, js, LogStream); after != before {
+				t.Errorf("the retry stored %d records", after-before)
+			}
+		})
+	}
+
+	t.Run("truly a no-op, truly refused", func(t *testing.T) {
+		cur := set(SetRequest{Contact: "dan", Status: events.Busy})
+		before := lastSeq(t, js, LogStream)
+		if got, err := other.Set(ctxT(t), SetRequest{Contact: "dan", Status: events.Busy, RequestID: "r-3"}); err != nil || got.Changed || got.Seq != cur.Seq {
+			t.Errorf("no-op with a request ID: %+v, %v; want changed:false at seq %d", got, err, cur.Seq)
+		}
+		if _, err := other.Set(ctxT(t), SetRequest{Contact: "dan", Status: events.Away, RequestID: "r-4", ExpectSeq: &zero}); !errors.Is(err, ErrConflict) {
+			t.Errorf("set with a wrong expect_seq and a request ID: %v, want a conflict", err)
+		}
+		if after := lastSeq(t, js, LogStream); after != before {
+			t.Errorf("asking after the requests stored %d records", after-before)
+		}
+	})
+}
