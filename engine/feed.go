@@ -242,7 +242,7 @@ func (f *Feed) derive(ctx context.Context) error {
 	f.logLast.Store(max(pos, logStream.CachedInfo().State.LastSeq))
 
 	tail, err := projections.TailStream(ctx, logStream, projections.TailConfig{
-		From: pos + 1, Subjects: []string{events.EventsPrefix + ">"}, Logger: f.logger,
+		From: pos + 1, Subjects: []string{events.EventsPrefix + ">"}, Logger: f.logger, Conn: f.js.Conn(),
 	})
 	if err != nil {
 		return err

@@ -153,56 +153,72 @@ func TestLogRecreatedIsNoticed(t *testing.T) {
 // engine is cut off from the server. Reconnected, nats.go makes the fold's and
 // the feed's consumers again and would read the new log on from the old
 // sequences, as if it went on from the old one; the engine notices instead,
-// folds the new log afresh and derives the feed again.
+// folds the new log afresh and derives the feed again. The new log may be
+// longer than the old one, or shorter: then the new consumers deliver nothing
+// to show it, until the log is looked at again on the reconnection.
 func TestLogRecreatedWhileCutOffIsNoticed(t *testing.T) {
-	s := natstest.Start(t)
-	p := natstest.StartProxy(t, strings.TrimPrefix(s.ClientURL(), "nats://"))
-	r := startEngine(t, "", Options{NATSURL: p.URL()})
-	ctx := ctxT(t)
-	for _, st := range []events.Status{events.Online, events.Away, events.Busy} {
-		if _, err := r.Writer().Set(ctx, SetRequest{Contact: "old-contact", Status: st}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	r.waitFeed(t)
-	if err := r.Projection().WaitApplied(ctx, 3); err != nil {
-		t.Fatal(err)
-	}
+	for _, tc := range []struct {
+		name string
+		sets []SetRequest // by another engine, on the new log
+	}{
+		{"longer", []SetRequest{{Contact: "new-contact", Status: events.Online}, {Contact: "new-contact", Status: events.Away},
+			{Contact: "new-contact", Status: events.Busy}, {Contact: "other", Status: events.Online}, {Contact: "other", Status: events.Away}}},
+		{"shorter", []SetRequest{{Contact: "new-contact", Status: events.Busy}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := natstest.Start(t)
+			p := natstest.StartProxy(t, strings.TrimPrefix(s.ClientURL(), "nats://"))
+			r := startEngine(t, "", Options{NATSURL: p.URL()})
+			ctx := ctxT(t)
+			for _, st := range []events.Status{events.Online, events.Away, events.Busy} {
+				if _, err := r.Writer().Set(ctx, SetRequest{Contact: "old-contact", Status: st}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r.waitFeed(t)
+			if err := r.Projection().WaitApplied(ctx, 3); err != nil {
+				t.Fatal(err)
+			}
 
-	p.Pause()
-	waitFor(t, "the engine to be cut off", func() bool { return !r.Conn().IsConnected() })
-	_, js := natstest.JetStream(t, s)
-	if err := js.DeleteStream(ctx, LogStream); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := js.CreateStream(ctx, LogStreamConfig(StreamOptions{})); err != nil {
-		t.Fatal(err)
-	}
-	w := newTestWriter(t, s.ClientURL())
-	var last SetResult
-	for _, set := range []SetRequest{{Contact: "new-contact", Status: events.Online}, {Contact: "new-contact", Status: events.Away},
-		{Contact: "new-contact", Status: events.Busy}, {Contact: "other", Status: events.Online}, {Contact: "other", Status: events.Away}} {
-		var err error
-		if last, err = w.Set(ctx, set); err != nil {
-			t.Fatal(err)
-		}
-	}
-	p.Resume()
+			p.Pause()
+			waitFor(t, "the engine to be cut off", func() bool { return !r.Conn().IsConnected() })
+			_, js := natstest.JetStream(t, s)
+			if err := js.DeleteStream(ctx, LogStream); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := js.CreateStream(ctx, LogStreamConfig(StreamOptions{})); err != nil {
+				t.Fatal(err)
+			}
+			w := newTestWriter(t, s.ClientURL())
+			want := map[string]events.Status{"old-contact": events.Unknown}
+			for _, set := range tc.sets {
+				if _, err := w.Set(ctx, set); err != nil {
+					t.Fatal(err)
+				}
+				want[set.Contact] = set.Status
+			}
+			p.Resume()
+			waitFor(t, "the engine to reconnect", func() bool { return r.Conn().IsConnected() })
 
-	waitFor(t, "the projection to be rebuilt", func() bool { return r.Follower().Rebuilds() > 0 })
-	if err := r.Projection().WaitApplied(ctx, last.Seq); err != nil {
-		t.Fatal(err)
-	}
-	for contact, want := range map[string]events.Status{"old-contact": events.Unknown, "new-contact": events.Busy, "other": events.Away} {
-		got, err := r.Reader().Status(ctx, contact, last.Seq)
-		if err != nil || got.Status != want {
-			t.Errorf("%s reads %+v, %v; want %s, as the new log says", contact, got, err, want)
-		}
-	}
-	r.waitFeed(t)
-	checkFeed(t, js)
-	if m := r.Feed().Metrics(); m.Purges != 1 {
-		t.Errorf("feed purges = %d, want 1", m.Purges)
+			// The engine's own set after the reconnection, and a read of it.
+			last, err := r.Writer().Set(ctx, SetRequest{Contact: "late", Status: events.Away})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want["late"] = events.Away
+			waitFor(t, "the projection to be rebuilt", func() bool { return r.Follower().Rebuilds() > 0 })
+			for contact, st := range want {
+				got, err := r.Reader().Status(ctx, contact, last.Seq)
+				if err != nil || got.Status != st {
+					t.Errorf("%s reads %+v, %v; want %s, as the new log says", contact, got, err, st)
+				}
+			}
+			r.waitFeed(t)
+			checkFeed(t, js)
+			if m := r.Feed().Metrics(); m.Purges != 1 {
+				t.Errorf("feed purges = %d, want 1", m.Purges)
+			}
+		})
 	}
 }
 

@@ -129,7 +129,7 @@ func (h *Hub) run(ctx context.Context) error {
 		return err
 	}
 	tail, err := projections.TailStream(ctx, stream, projections.TailConfig{
-		From: from, Buffer: h.cfg.MaxBatch, Logger: h.logger,
+		From: from, Buffer: h.cfg.MaxBatch, Logger: h.logger, Conn: h.js.Conn(),
 	})
 	if err != nil {
 		return err

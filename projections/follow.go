@@ -182,6 +182,7 @@ func (f *Follower) follow(ctx context.Context) error {
 		Buffer:          4 * f.cfg.MaxBatch, // room to go on reading while a batch commits
 		PullMaxMessages: f.cfg.PullMaxMessages,
 		Logger:          f.logger,
+		Conn:            f.cfg.JetStream.Conn(),
 	})
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -35,6 +36,15 @@ type TailConfig struct {
 	PullMaxMessages int
 	// Logger receives consumer errors, at Debug. Zero means slog.Default().
 	Logger *slog.Logger
+	// Conn, when set, is the connection the stream is read over: a Tail looks
+	// at the stream again as soon as it reconnects, as it does every Watch.
+	Conn *nats.Conn
+	// Watch is how often a Tail looks at its stream to see that it was not
+	// created again, or went back to before what the Tail delivered, under
+	// it. A new consumer the library made shows it too, but only once it
+	// delivers, and one on a stream created again shorter than where the Tail
+	// reads delivers nothing for a while. Zero means 2s; negative, never.
+	Watch time.Duration
 }
 
 // Tail reads a stream in order with an ordered consumer (no acks, recreated by
@@ -45,15 +55,18 @@ type Tail struct {
 	// C delivers the records in stream order.
 	C <-chan Record
 
-	cc       jetstream.ConsumeContext
-	done     chan struct{}
-	failed   chan struct{} // closed when the consumer was lost
-	failErr  error
-	failOnce sync.Once
-	last     atomic.Uint64          // the stream's last sequence as of the last delivery
-	pending  uint64                 // messages to deliver when the consumer was created
-	consumer atomic.Pointer[string] // the name of the consumer read
-	stopped  sync.Once
+	cc        jetstream.ConsumeContext
+	done      chan struct{}
+	failed    chan struct{} // closed when the consumer was lost
+	failErr   error
+	failOnce  sync.Once
+	last      atomic.Uint64          // the stream's last sequence as of the last delivery
+	delivered atomic.Uint64          // the sequence of the last record delivered
+	pending   uint64                 // messages to deliver when the consumer was created
+	consumer  atomic.Pointer[string] // the name of the consumer read
+	stream    jetstream.Stream
+	created   time.Time // when the stream read was created
+	stopped   sync.Once
 }
 
 // TailStream starts reading stream. Stop ends it.
@@ -67,6 +80,9 @@ func TailStream(ctx context.Context, stream jetstream.Stream, cfg TailConfig) (*
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Watch == 0 {
+		cfg.Watch = 2 * time.Second
+	}
 	ocfg := jetstream.OrderedConsumerConfig{FilterSubjects: cfg.Subjects, DeliverPolicy: jetstream.DeliverAllPolicy}
 	if cfg.From > 1 {
 		ocfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
@@ -79,14 +95,14 @@ func TailStream(ctx context.Context, stream jetstream.Stream, cfg TailConfig) (*
 	if err != nil {
 		return nil, fmt.Errorf("read stream %s: %w", stream.CachedInfo().Config.Name, err)
 	}
-	var created time.Time
-	if info := stream.CachedInfo(); info != nil {
-		created = info.Created
-	}
 	c := make(chan Record, cfg.Buffer)
-	t := &Tail{C: c, done: make(chan struct{}), failed: make(chan struct{})}
+	t := &Tail{C: c, done: make(chan struct{}), failed: make(chan struct{}), stream: stream}
 	if info := stream.CachedInfo(); info != nil {
 		t.last.Store(info.State.LastSeq)
+		t.created = info.Created
+	}
+	if info := cons.CachedInfo(); info != nil {
+		t.sameConsumer(info.Name)
 	}
 	t.cc, err = cons.Consume(func(msg jetstream.Msg) {
 		md, err := msg.Metadata()
@@ -103,13 +119,14 @@ func TailStream(ctx context.Context, stream jetstream.Stream, cfg TailConfig) (*
 			// again (the client was cut off from a server that lost its
 			// store, and another engine made the streams again), and the
 			// new consumer reads it on from the same sequence all the same.
-			if err := sameStream(ctx, stream, created); err != nil {
-				t.lost(fmt.Errorf("consumer %s made again as %s: %w", *t.consumer.Load(), md.Consumer, err))
+			// Nothing is delivered until that is known.
+			if !t.checkUntilKnown(ctx, fmt.Sprintf("consumer %s made again as %s", *t.consumer.Load(), md.Consumer)) {
 				return
 			}
 			t.consumer.Store(&md.Consumer)
 		}
 		t.last.Store(md.Sequence.Stream + md.NumPending)
+		t.delivered.Store(md.Sequence.Stream)
 		select {
 		case c <- Record{Seq: md.Sequence.Stream, Data: msg.Data()}:
 		case <-t.done:
@@ -131,24 +148,95 @@ func TailStream(ctx context.Context, stream jetstream.Stream, cfg TailConfig) (*
 	}
 	if info := cons.CachedInfo(); info != nil {
 		t.pending = info.NumPending
-		t.sameConsumer(info.Name)
+	}
+	if cfg.Watch > 0 {
+		go t.watch(ctx, cfg.Watch, cfg.Conn)
 	}
 	return t, nil
 }
 
-// sameStream returns an error unless stream, looked up again, is the one
-// created at created.
-func sameStream(ctx context.Context, stream jetstream.Stream, created time.Time) error {
+// errStreamChanged: the stream read is not the one the Tail began with.
+var errStreamChanged = errors.New("the stream changed under the consumer")
+
+// check looks at the stream again: an error wrapping errStreamChanged if it
+// was created again, or ends before the last record delivered (restored from
+// an older copy, or created again shorter); another error if it cannot tell.
+func (t *Tail) check(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	info, err := stream.Info(ctx)
+	info, err := t.stream.Info(ctx)
 	if err != nil {
 		return fmt.Errorf("look at the stream again: %w", err)
 	}
-	if !info.Created.Equal(created) {
-		return fmt.Errorf("the stream was created again (at %s, not %s)", info.Created.Format(time.RFC3339Nano), created.Format(time.RFC3339Nano))
+	if !info.Created.Equal(t.created) {
+		return fmt.Errorf("%w: it was created again (at %s, not %s)", errStreamChanged,
+			info.Created.Format(time.RFC3339Nano), t.created.Format(time.RFC3339Nano))
+	}
+	// A replica answering while its group has no leader may be behind.
+	if leader := info.Cluster == nil || info.Cluster.Leader != ""; leader && info.State.LastSeq < t.delivered.Load() {
+		return fmt.Errorf("%w: it ends at seq %d, before seq %d, delivered", errStreamChanged, info.State.LastSeq, t.delivered.Load())
 	}
 	return nil
+}
+
+// checkUntilKnown checks the stream until it can tell, failing the Tail if it
+// changed. It reports whether the Tail goes on.
+func (t *Tail) checkUntilKnown(ctx context.Context, why string) bool {
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		err := t.check(ctx)
+		if err == nil {
+			return true
+		}
+		if errors.Is(err, errStreamChanged) {
+			t.lost(fmt.Errorf("%s: %w", why, err))
+			return false
+		}
+		select {
+		case <-t.done:
+			return false
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+	}
+}
+
+// watch looks at the stream every interval, and at once when conn (if any)
+// reconnected, until the Tail stops or fails.
+func (t *Tail) watch(ctx context.Context, interval time.Duration, conn *nats.Conn) {
+	const poll = 50 * time.Millisecond // for a reconnection
+	var reconnects uint64
+	if conn != nil {
+		reconnects = conn.Stats().Reconnects
+	}
+	next := time.Now().Add(interval)
+	tick := time.NewTicker(min(poll, interval))
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.done:
+			return
+		case <-t.failed:
+			return
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		why := ""
+		if conn != nil && conn.Stats().Reconnects != reconnects && conn.IsConnected() {
+			reconnects, why = conn.Stats().Reconnects, "reconnected"
+		} else if time.Now().After(next) {
+			why = "looked again"
+		}
+		if why == "" {
+			continue
+		}
+		next = time.Now().Add(interval)
+		if err := t.check(ctx); errors.Is(err, errStreamChanged) {
+			t.lost(fmt.Errorf("%s: %w", why, err))
+			return
+		}
+	}
 }
 
 // sameConsumer reports whether name is the consumer the Tail reads, the first
