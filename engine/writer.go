@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -133,8 +132,8 @@ type last struct {
 	name      string
 	seq       uint64 // 0: never seen
 	requestID string
-	fromLog   bool   // read from the log just now, not remembered
-	data      []byte // as read from the log (fromLog only)
+	fromLog   bool      // read from the log just now, not remembered
+	at        time.Time // when the log stored it (fromLog only)
 }
 
 // NewWriter returns a Writer.
@@ -305,11 +304,10 @@ func (w *Writer) record(ctx context.Context, req SetRequest, res SetResult) {
 }
 
 func (w *Writer) set(ctx context.Context, req SetRequest) (SetResult, error) {
-	// unsure are the events appended whose acknowledgement was lost: one
-	// found as the contact's last event was stored. (Each try's event has a
-	// time of its own; with a request ID, the log's deduplication also
-	// answers for an earlier one.)
-	var unsure [][]byte
+	// unsure are the appends whose acknowledgement was lost. Each expected
+	// the contact's last event at a sequence: stored, it is the contact's
+	// first event after it (each try's event has a time of its own).
+	var unsure []unsureAppend
 	cur, ok := w.cached(req.Contact)
 	if !ok && w.cfg.Hint != nil {
 		if status, name, seq, hinted := w.cfg.Hint(req.Contact); hinted {
@@ -335,18 +333,22 @@ func (w *Writer) set(ctx context.Context, req SetRequest) (SetResult, error) {
 				}
 			}
 		}
-		if cur.fromLog && slices.ContainsFunc(unsure, func(b []byte) bool { return bytes.Equal(b, cur.data) }) {
-			// The append whose acknowledgement was lost is the log's
-			// last event: it was stored.
-			w.remember(req.Contact, cur)
-			w.appended.Add(1)
-			return SetResult{Contact: req.Contact, Status: cur.status, Previous: cur.previous, Seq: cur.seq, Changed: true}, nil
+		for _, u := range unsure {
+			seq, err := w.stored(ctx, subject, u)
+			if err != nil {
+				return SetResult{}, err
+			}
+			if seq > 0 {
+				w.appended.Add(1)
+				return SetResult{Contact: req.Contact, Status: req.Status, Previous: u.previous, Seq: seq, Changed: true}, nil
+			}
 		}
 		if req.RequestID != "" && cur.requestID == req.RequestID {
 			w.duplicates.Add(1)
 			return SetResult{Contact: req.Contact, Status: cur.status, Previous: cur.previous, Seq: cur.seq, Changed: true}, nil
 		}
-		if req.RequestID != "" && ((req.ExpectSeq != nil && *req.ExpectSeq != cur.seq) || cur.status == req.Status) {
+		if req.RequestID != "" && ((req.ExpectSeq != nil && *req.ExpectSeq != cur.seq) || cur.status == req.Status) &&
+			w.mayHold(ctx, cur) {
 			// About to say the set was refused or changed nothing: unless
 			// it is the retry of one whose event is in the log after all,
 			// behind later changes (its answer was lost before it was
@@ -392,7 +394,7 @@ func (w *Writer) set(ctx context.Context, req SetRequest) (SetResult, error) {
 		if err != nil && ambiguous(ctx, err) && attempt+1 < w.cfg.MaxAttempts {
 			// Stored or not, nobody said: settled against the log on the
 			// next attempt, which reads the contact's last event first.
-			unsure = append(unsure, msg.Data)
+			unsure = append(unsure, unsureAppend{data: msg.Data, after: cur.seq, previous: cur.status})
 			w.forget(req.Contact)
 			cur.fromLog = false
 			w.logger.Debug("writer: an append's acknowledgement was lost; reading the log", "contact", req.Contact, "err", err)
@@ -417,6 +419,48 @@ func (w *Writer) set(ctx context.Context, req SetRequest) (SetResult, error) {
 	return SetResult{}, unavailable(fmt.Errorf("contact %q kept changing under %d attempts to append; try again", req.Contact, w.cfg.MaxAttempts))
 }
 
+// unsureAppend is an append whose acknowledgement was lost.
+type unsureAppend struct {
+	data     []byte
+	after    uint64        // the contact's last sequence it expected
+	previous events.Status // the status it changed
+}
+
+// stored returns the log sequence of u if the log holds it, 0 if not (yet).
+func (w *Writer) stored(ctx context.Context, subject string, u unsureAppend) (uint64, error) {
+	stream, err := w.log(ctx)
+	if err != nil {
+		return 0, err
+	}
+	msg, err := stream.GetMsg(ctx, u.after+1, jetstream.WithGetMsgSubject(subject))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, unavailable(fmt.Errorf("read the log after seq %d: %w", u.after, err))
+	}
+	if bytes.Equal(msg.Data, u.data) {
+		return msg.Sequence, nil
+	}
+	return 0, nil
+}
+
+// mayHold reports whether the log's duplicate window may hold a request of
+// the contact whose last event is cur (read from the log): not if it has none,
+// nor if that event is older than the window, as the request's would be (by
+// the server's clock, which may differ from this one: a minute is allowed).
+func (w *Writer) mayHold(ctx context.Context, cur last) bool {
+	if cur.seq == 0 {
+		return false
+	}
+	stream, err := w.log(ctx)
+	if err != nil || cur.at.IsZero() {
+		return true
+	}
+	window := stream.CachedInfo().Config.Duplicates
+	return window <= 0 || time.Since(cur.at) < window+time.Minute
+}
+
 // probeLastMsgID is the expected last message ID of appendedBefore's appends
 // to a log of one replica: none the log can have, its events' IDs all holding
 // a '/'.
@@ -437,9 +481,14 @@ func (w *Writer) appendedBefore(ctx context.Context, req SetRequest) (uint64, er
 	if err != nil {
 		return 0, err
 	}
-	// Clustered whatever its replicas: a stream of one replica on a cluster
-	// has a Raft group of its own, and goes through the same steps.
-	info := stream.CachedInfo()
+	// A stream with a Raft group (one of several replicas) takes the
+	// cluster's steps; one without (a server alone, or one replica on a
+	// cluster) the other's. Read afresh, as its replicas may have changed:
+	// the wrong probe on a cluster would fail as it is applied.
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return 0, unavailable(fmt.Errorf("look up request %s in the log: %w", events.Quote(req.RequestID), err))
+	}
 	clustered := info.Cluster != nil && info.Cluster.RaftGroup != ""
 	opts := []jetstream.PublishOpt{jetstream.WithExpectStream(LogStream), jetstream.WithMsgID(msgID(req.Contact, req.RequestID))}
 	if clustered {
@@ -455,7 +504,8 @@ func (w *Writer) appendedBefore(ctx context.Context, req SetRequest) (uint64, er
 	case clustered && isWrongLastSequence(err), !clustered && errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrCodeWrongLastMsgID:
 		return 0, nil
 	case err == nil:
-		w.logger.Error("writer: the log stored an empty record asking after a request; it is not an event, and is skipped by the fold and the feed",
+		w.logger.Error("writer: the log stored the empty record that asked after a request; it is not an event: the fold and the feed skip it, "+
+			"but a set that reads it as the contact's last event fails, and an audit reports it",
 			"contact", req.Contact, "request_id", req.RequestID, "seq", ack.Sequence)
 		return 0, unavailable(fmt.Errorf("look up request %s in the log: the log stored the question at seq %d", events.Quote(req.RequestID), ack.Sequence))
 	}
@@ -542,7 +592,7 @@ func (w *Writer) readLast(ctx context.Context, contact string) (last, error) {
 		return last{}, fmt.Errorf("the log holds a malformed event of %q at seq %d: %w", contact, msg.Sequence, err)
 	}
 	return last{status: e.Status, previous: e.Previous, name: e.Name, seq: msg.Sequence,
-		requestID: e.RequestID, fromLog: true, data: msg.Data}, nil
+		requestID: e.RequestID, fromLog: true, at: msg.Time}, nil
 }
 
 func (w *Writer) cached(contact string) (last, bool) {
@@ -553,7 +603,7 @@ func (w *Writer) cached(contact string) (last, bool) {
 }
 
 func (w *Writer) remember(contact string, l last) {
-	l.fromLog, l.data = false, nil
+	l.fromLog, l.at = false, time.Time{}
 	w.cacheMu.Lock()
 	defer w.cacheMu.Unlock()
 	if _, ok := w.cache[contact]; !ok && len(w.cache) >= w.cfg.CacheSize {

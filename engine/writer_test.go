@@ -407,11 +407,15 @@ func TestConflictWait(t *testing.T) {
 type lostAckJS struct {
 	jetstream.JetStream
 	lose atomic.Bool
+	then func() // if set, run once the lost append is stored
 }
 
 func (j *lostAckJS) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
 	ack, err := j.JetStream.PublishMsg(ctx, m, opts...)
 	if err == nil && j.lose.Swap(false) {
+		if j.then != nil {
+			j.then()
+		}
 		return nil, context.DeadlineExceeded
 	}
 	return ack, err
@@ -467,6 +471,31 @@ func TestLostAcknowledgementIsSettledFromTheLog(t *testing.T) {
 	if again, err := w.Set(ctxT(t), SetRequest{Contact: "carol", Status: events.Busy, RequestID: "r-1", ExpectSeq: &zero}); err != nil ||
 		again.Seq != lastSeq(t, js, LogStream) || !again.Changed {
 		t.Errorf("retry of r-1: %+v, %v; want it answered as the first time", again, err)
+	}
+
+	// Another writer changes the contact between the lost append and the
+	// writer's look at the log: the lost one is no longer the last event,
+	// and is still found, with expect_seq and without.
+	other := r.Writer()
+	for i, req := range []SetRequest{
+		{Contact: "dan", Status: events.Online, ExpectSeq: &zero},
+		{Contact: "erin", Status: events.Online},
+	} {
+		lossy.then = func() {
+			if _, err := other.Set(ctxT(t), SetRequest{Contact: req.Contact, Status: events.Busy}); err != nil {
+				t.Errorf("the other writer's set: %v", err)
+			}
+		}
+		before := lastSeq(t, js, LogStream)
+		lossy.lose.Store(true)
+		got, err := w.Set(ctxT(t), req)
+		want := SetResult{Contact: req.Contact, Status: events.Online, Previous: events.Unknown, Seq: before + 1, Changed: true}
+		if err != nil || got != want {
+			t.Errorf("set %d %+v, its acknowledgement lost and another change after it: %+v, %v; want %+v", i, req, got, err, want)
+		}
+		if after := lastSeq(t, js, LogStream); after != before+2 {
+			t.Errorf("set %d appended %d events beside the other writer's, want 1", i, after-before-1)
+		}
 	}
 }
 
@@ -577,4 +606,38 @@ func retryAfterAnUnsettledSet(t *testing.T, r *running) {
 			t.Errorf("asking after the requests stored %d records", after-before)
 		}
 	})
+}
+
+// countingJS counts the appends made through it.
+type countingJS struct {
+	jetstream.JetStream
+	appends atomic.Int64
+}
+
+func (j *countingJS) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	j.appends.Add(1)
+	return j.JetStream.PublishMsg(ctx, m, opts...)
+}
+
+// TestNoQuestionWhereNoRequestCanBe: a set with a request ID refused for a
+// contact the log has never seen asks the log nothing: no request of it can
+// be there.
+func TestNoQuestionWhereNoRequestCanBe(t *testing.T) {
+	r := startEngine(t, "", Options{})
+	js, err := jetstream.New(r.connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	counting := &countingJS{JetStream: js}
+	w, err := NewWriter(WriterConfig{JetStream: counting, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	five := uint64(5)
+	if _, err := w.Set(ctxT(t), SetRequest{Contact: "nobody", Status: events.Away, RequestID: "r-1", ExpectSeq: &five}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("expect_seq 5 on a contact never seen: %v, want a conflict", err)
+	}
+	if n := counting.appends.Load(); n != 0 {
+		t.Errorf("%d appends to the log, want none", n)
+	}
 }
