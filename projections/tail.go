@@ -66,10 +66,15 @@ type Tail struct {
 	consumer  atomic.Pointer[string] // the name of the consumer read
 	stream    jetstream.Stream
 	created   time.Time // when the stream read was created
-	stopped   sync.Once
+	// live lasts until Stop: the Tail's own looks at the stream use it,
+	// whatever becomes of the context it was started with.
+	live     context.Context
+	stopLive context.CancelFunc
+	watching sync.WaitGroup
+	stopped  sync.Once
 }
 
-// TailStream starts reading stream. Stop ends it.
+// TailStream starts reading stream; ctx bounds only the start. Stop ends it.
 func TailStream(ctx context.Context, stream jetstream.Stream, cfg TailConfig) (*Tail, error) {
 	if cfg.Buffer <= 0 {
 		cfg.Buffer = 4096
@@ -97,6 +102,7 @@ func TailStream(ctx context.Context, stream jetstream.Stream, cfg TailConfig) (*
 	}
 	c := make(chan Record, cfg.Buffer)
 	t := &Tail{C: c, done: make(chan struct{}), failed: make(chan struct{}), stream: stream}
+	t.live, t.stopLive = context.WithCancel(context.WithoutCancel(ctx))
 	if info := stream.CachedInfo(); info != nil {
 		t.last.Store(info.State.LastSeq)
 		t.created = info.Created
@@ -120,7 +126,7 @@ func TailStream(ctx context.Context, stream jetstream.Stream, cfg TailConfig) (*
 			// store, and another engine made the streams again), and the
 			// new consumer reads it on from the same sequence all the same.
 			// Nothing is delivered until that is known.
-			if !t.checkUntilKnown(ctx, fmt.Sprintf("consumer %s made again as %s", *t.consumer.Load(), md.Consumer)) {
+			if !t.checkUntilKnown(fmt.Sprintf("consumer %s made again as %s", *t.consumer.Load(), md.Consumer)) {
 				return
 			}
 			t.consumer.Store(&md.Consumer)
@@ -150,7 +156,11 @@ func TailStream(ctx context.Context, stream jetstream.Stream, cfg TailConfig) (*
 		t.pending = info.NumPending
 	}
 	if cfg.Watch > 0 {
-		go t.watch(ctx, cfg.Watch, cfg.Conn)
+		t.watching.Add(1)
+		go func() {
+			defer t.watching.Done()
+			t.watch(cfg.Watch, cfg.Conn)
+		}()
 	}
 	return t, nil
 }
@@ -161,8 +171,8 @@ var errStreamChanged = errors.New("the stream changed under the consumer")
 // check looks at the stream again: an error wrapping errStreamChanged if it
 // was created again, or ends before the last record delivered (restored from
 // an older copy, or created again shorter); another error if it cannot tell.
-func (t *Tail) check(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+func (t *Tail) check() error {
+	ctx, cancel := context.WithTimeout(t.live, 5*time.Second)
 	defer cancel()
 	info, err := t.stream.Info(ctx)
 	if err != nil {
@@ -172,18 +182,27 @@ func (t *Tail) check(ctx context.Context) error {
 		return fmt.Errorf("%w: it was created again (at %s, not %s)", errStreamChanged,
 			info.Created.Format(time.RFC3339Nano), t.created.Format(time.RFC3339Nano))
 	}
-	// A replica answering while its group has no leader may be behind.
-	if leader := info.Cluster == nil || info.Cluster.Leader != ""; leader && info.State.LastSeq < t.delivered.Load() {
-		return fmt.Errorf("%w: it ends at seq %d, before seq %d, delivered", errStreamChanged, info.State.LastSeq, t.delivered.Load())
+	delivered := t.delivered.Load()
+	if info.State.LastSeq >= delivered {
+		return nil
+	}
+	// Info may come from a replica that is behind (during an election, or
+	// a new one joining); the record delivered last is read from the
+	// stream's leader, which has it unless the stream went back.
+	if _, err := t.stream.GetMsg(ctx, delivered); errors.Is(err, jetstream.ErrMsgNotFound) {
+		return fmt.Errorf("%w: it ends at seq %d, before seq %d, delivered", errStreamChanged, info.State.LastSeq, delivered)
+	} else if err != nil {
+		return fmt.Errorf("look at the stream again: %w", err)
 	}
 	return nil
 }
 
 // checkUntilKnown checks the stream until it can tell, failing the Tail if it
-// changed. It reports whether the Tail goes on.
-func (t *Tail) checkUntilKnown(ctx context.Context, why string) bool {
+// changed. It reports whether the Tail goes on: not if it changed, nor once
+// the Tail was stopped.
+func (t *Tail) checkUntilKnown(why string) bool {
 	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
-		err := t.check(ctx)
+		err := t.check()
 		if err == nil {
 			return true
 		}
@@ -192,9 +211,7 @@ func (t *Tail) checkUntilKnown(ctx context.Context, why string) bool {
 			return false
 		}
 		select {
-		case <-t.done:
-			return false
-		case <-ctx.Done():
+		case <-t.live.Done():
 			return false
 		case <-time.After(wait):
 		}
@@ -202,39 +219,45 @@ func (t *Tail) checkUntilKnown(ctx context.Context, why string) bool {
 }
 
 // watch looks at the stream every interval, and at once when conn (if any)
-// reconnected, until the Tail stops or fails.
-func (t *Tail) watch(ctx context.Context, interval time.Duration, conn *nats.Conn) {
+// reconnected, until the Tail stops or fails. After a reconnection, a look
+// that cannot tell is made again soon, sooner than interval, until one can.
+func (t *Tail) watch(interval time.Duration, conn *nats.Conn) {
 	const poll = 50 * time.Millisecond // for a reconnection
 	var reconnects uint64
 	if conn != nil {
 		reconnects = conn.Stats().Reconnects
 	}
-	next := time.Now().Add(interval)
+	next := time.Now().Add(interval) // when to look
+	retry := time.Duration(0)        // after a reconnection, until a look can tell
 	tick := time.NewTicker(min(poll, interval))
 	defer tick.Stop()
 	for {
 		select {
-		case <-t.done:
+		case <-t.live.Done():
 			return
 		case <-t.failed:
 			return
-		case <-ctx.Done():
-			return
 		case <-tick.C:
 		}
-		why := ""
+		why := "looked again"
 		if conn != nil && conn.Stats().Reconnects != reconnects && conn.IsConnected() {
-			reconnects, why = conn.Stats().Reconnects, "reconnected"
-		} else if time.Now().After(next) {
-			why = "looked again"
+			reconnects, why, retry, next = conn.Stats().Reconnects, "reconnected", poll, time.Now()
 		}
-		if why == "" {
+		if time.Now().Before(next) {
 			continue
 		}
-		next = time.Now().Add(interval)
-		if err := t.check(ctx); errors.Is(err, errStreamChanged) {
+		err := t.check()
+		switch {
+		case errors.Is(err, errStreamChanged):
 			t.lost(fmt.Errorf("%s: %w", why, err))
 			return
+		case err == nil:
+			retry, next = 0, time.Now().Add(interval)
+		case retry > 0:
+			retry = min(2*retry, interval)
+			next = time.Now().Add(retry)
+		default:
+			next = time.Now().Add(interval)
 		}
 	}
 }
@@ -282,7 +305,9 @@ func (t *Tail) Last() uint64 { return t.last.Load() }
 func (t *Tail) Stop() {
 	t.stopped.Do(func() {
 		close(t.done)
+		t.stopLive()
 		t.cc.Stop()
+		t.watching.Wait()
 	})
 }
 

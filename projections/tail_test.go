@@ -7,12 +7,15 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/presence-engine/presence/engine/natstest"
 	"github.com/presence-engine/presence/events"
 )
 
@@ -221,4 +224,51 @@ func (l *logRecorder) errs() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return slices.Clone(l.seen)
+}
+
+// TestTailNoticesAStreamCreatedAgainWhileCutOff: cut off from the server while
+// the stream is created again shorter, a Tail hears of no deletion, and its
+// new consumer, at the old position, delivers nothing. It looks at the stream
+// on reconnecting and fails, although the context it was started with is long
+// gone (startTail's ends as it returns); Stop then waits for its looking.
+func TestTailNoticesAStreamCreatedAgainWhileCutOff(t *testing.T) {
+	s := natstest.Start(t)
+	p := natstest.StartProxy(t, strings.TrimPrefix(s.ClientURL(), "nats://"))
+	nc, err := nats.Connect(p.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond), nats.ReconnectJitter(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, direct := natstest.JetStream(t, s)
+	stream := createLog(t, js)
+	h := newHistory()
+	h.set(alice, "Alice", events.Online)
+	h.set(bob, "Bob", events.Online)
+	publish(t, js, h, 0)
+	tail := startTail(t, stream, TailConfig{Conn: nc, Watch: time.Hour}) // only the reconnection may tell
+	checkRecords(t, collect(t, tail, 2), h, 1, 2)
+
+	p.Pause()
+	deleteLog(t, direct)
+	again := newHistory()
+	again.set(alice, "Alice", events.Away)
+	createLog(t, direct)
+	publish(t, direct, again, 0)
+	p.Resume()
+
+	select {
+	case <-tail.Failed():
+		if err := tail.Err(); !errors.Is(err, ErrConsumerLost) {
+			t.Errorf("Err() = %v, want ErrConsumerLost", err)
+		}
+	case r := <-tail.C:
+		t.Fatalf("the Tail delivered seq %d of the stream created again", r.Seq)
+	case <-time.After(testTimeout):
+		t.Fatal("the Tail did not fail after reconnecting to a stream created again")
+	}
+	tail.Stop() // returns once the Tail has stopped looking
 }
