@@ -392,8 +392,8 @@ func (w *Writer) set(ctx context.Context, req SetRequest) (SetResult, error) {
 			continue
 		}
 		if err != nil && ambiguous(ctx, err) && attempt+1 < w.cfg.MaxAttempts {
-			// Stored or not, nobody said: settled against the log on the
-			// next attempt, which reads the contact's last event first.
+			// Stored or not, nobody said: the next attempt looks for it
+			// in the log first (stored), and tries again if it is not.
 			unsure = append(unsure, unsureAppend{data: msg.Data, after: cur.seq, previous: cur.status})
 			w.forget(req.Contact)
 			cur.fromLog = false
