@@ -19,25 +19,34 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// TestRunTinyWorkload runs the whole harness on a tiny workload and checks that
-// what it reports holds together: every visible change reached every subscriber
-// once, in order, with a fresh read; deliveries add up; latencies are positive
-// and ordered; every engine figure has its baseline and ratio; the outputs are
-// written.
-func TestRunTinyWorkload(t *testing.T) {
+// runHarness runs the harness on cfg, with a minute for each waiting step,
+// failing the test, with the run's progress, if it fails. -short skips it.
+func runHarness(t *testing.T, cfg Config) *Results {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("-short: runs the benchmark harness")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var progress bytes.Buffer
-	res, err := Run(ctx, Config{
-		Contacts: 300, Writers: 2, InFlight: 4, Subscribers: []int{1, 4}, Changes: 150, AppendSets: 400,
-		BaselineMessages: 2000, HalfRateM: 4, Timeout: time.Minute, Progress: &progress,
-	})
+	cfg.Timeout, cfg.Progress = time.Minute, &progress
+	res, err := Run(ctx, cfg)
 	if err != nil {
 		t.Fatalf("Run: %v\n%s", err, progress.String())
 	}
+	return res
+}
+
+// TestRunTinyWorkload runs the whole harness on a tiny workload and checks that
+// what it reports holds together: every visible change reached every subscriber
+// once, in order, with a fresh read; deliveries add up; latencies are positive
+// and ordered; every engine figure has its baseline and ratio; the outputs are
+// written.
+func TestRunTinyWorkload(t *testing.T) {
+	res := runHarness(t, Config{
+		Contacts: 300, Writers: 2, InFlight: 4, Subscribers: []int{1, 4}, Changes: 150, AppendSets: 400,
+		BaselineMessages: 2000, HalfRateM: 4,
+	})
 
 	b := res.Baselines
 	for name, v := range map[string]float64{"publish async": b.PublishAsync, "publish async expect": b.PublishAsyncExpect,
@@ -150,20 +159,10 @@ func checkFanouts(t *testing.T, rows []Fanout) {
 // sets: every run of the engine stops when its time is up, far short of the
 // sets that cap it, and its figures still add up.
 func TestRunForADuration(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: runs the benchmark harness")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	var progress bytes.Buffer
-	cfg := Config{
+	res := runHarness(t, Config{
 		Contacts: 300, Writers: 1, InFlight: 2, Subscribers: []int{2}, Modes: []Mode{InProcess}, Duration: 200 * time.Millisecond,
-		BaselineMessages: 1000, HalfRateM: 2, Timeout: time.Minute, Progress: &progress,
-	}
-	res, err := Run(ctx, cfg)
-	if err != nil {
-		t.Fatalf("Run: %v\n%s", err, progress.String())
-	}
+		BaselineMessages: 1000, HalfRateM: 2,
+	})
 	w := res.Workload
 	if w.Duration != 0.2 || w.Changes != 1_000_000 || w.AppendSets != 10_000_000 {
 		t.Errorf("workload %+v: want a duration of 0.2s and the caps of a run for a duration", w)

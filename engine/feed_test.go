@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presence-engine/presence/engine/natstest"
@@ -114,13 +115,7 @@ func TestLogRecreatedIsNoticed(t *testing.T) {
 	}
 	r.stop(t)
 
-	_, js := natstest.JetStream(t, s)
-	if err := js.DeleteStream(ctx, LogStream); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := js.CreateStream(ctx, LogStreamConfig(StreamOptions{})); err != nil {
-		t.Fatal(err)
-	}
+	js := recreateLog(t, s)
 	w := newTestWriter(t, s.ClientURL())
 	if _, err := w.Set(ctx, SetRequest{Contact: "new-contact", Status: events.Away}); err != nil {
 		t.Fatal(err)
@@ -182,13 +177,7 @@ func TestLogRecreatedWhileCutOffIsNoticed(t *testing.T) {
 
 			p.Pause()
 			waitFor(t, "the engine to be cut off", func() bool { return !r.Conn().IsConnected() })
-			_, js := natstest.JetStream(t, s)
-			if err := js.DeleteStream(ctx, LogStream); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := js.CreateStream(ctx, LogStreamConfig(StreamOptions{})); err != nil {
-				t.Fatal(err)
-			}
+			js := recreateLog(t, s)
 			w := newTestWriter(t, s.ClientURL())
 			want := map[string]events.Status{"old-contact": events.Unknown}
 			for _, set := range tc.sets {
@@ -220,6 +209,21 @@ func TestLogRecreatedWhileCutOffIsNoticed(t *testing.T) {
 			}
 		})
 	}
+}
+
+// recreateLog deletes the log on s and creates it again, empty, as a server
+// that lost its store and an engine making the streams again would; it
+// returns a JetStream on s.
+func recreateLog(t *testing.T, s *server.Server) jetstream.JetStream {
+	t.Helper()
+	_, js := natstest.JetStream(t, s)
+	if err := js.DeleteStream(ctxT(t), LogStream); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctxT(t), LogStreamConfig(StreamOptions{})); err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
 
 // TestFeedOrderMatchesLog checks the order of entries against a log with many

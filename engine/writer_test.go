@@ -20,8 +20,30 @@ import (
 // on a server where the streams exist.
 func newTestWriter(t testing.TB, url string) *Writer {
 	t.Helper()
-	nc := connectURL(t, url)
-	js, err := jetstream.New(nc)
+	w, _ := newHookedWriter(t, url, nil)
+	return w
+}
+
+// appendHook is given each append's outcome and returns what the writer is
+// told instead: a lost acknowledgement, say.
+type appendHook func(ctx context.Context, ack *jetstream.PubAck, err error) (*jetstream.PubAck, error)
+
+// hookedJS passes each append through its hook.
+type hookedJS struct {
+	jetstream.JetStream
+	after appendHook
+}
+
+func (j *hookedJS) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	ack, err := j.JetStream.PublishMsg(ctx, m, opts...)
+	return j.after(ctx, ack, err)
+}
+
+// newHookedWriter is newTestWriter whose appends, if after is not nil, go
+// through after. It also returns the writer's JetStream, hook and all left out.
+func newHookedWriter(t testing.TB, url string, after appendHook) (*Writer, jetstream.JetStream) {
+	t.Helper()
+	js, err := jetstream.New(connectURL(t, url))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,11 +51,15 @@ func newTestWriter(t testing.TB, url string) *Writer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := NewWriter(WriterConfig{JetStream: js, Logger: testLogger(t), Requests: requests})
+	var through jetstream.JetStream = js
+	if after != nil {
+		through = &hookedJS{JetStream: js, after: after}
+	}
+	w, err := NewWriter(WriterConfig{JetStream: through, Logger: testLogger(t), Requests: requests})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return w
+	return w, js
 }
 
 func lastSeq(t testing.TB, js jetstream.JetStream, stream string) uint64 {
@@ -402,25 +428,6 @@ func TestConflictWait(t *testing.T) {
 	}
 }
 
-// lostAckJS stores an append and then says it failed, as when its
-// acknowledgement is lost (a timeout, a reconnection, a leader change).
-type lostAckJS struct {
-	jetstream.JetStream
-	lose atomic.Bool
-	then func() // if set, run once the lost append is stored
-}
-
-func (j *lostAckJS) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
-	ack, err := j.JetStream.PublishMsg(ctx, m, opts...)
-	if err == nil && j.lose.Swap(false) {
-		if j.then != nil {
-			j.then()
-		}
-		return nil, context.DeadlineExceeded
-	}
-	return ack, err
-}
-
 // TestLostAcknowledgementIsSettledFromTheLog: an append stored whose
 // acknowledgement was lost is answered as stored, from the log, with or
 // without a request ID and expect_seq; it is not appended twice, and the set
@@ -428,20 +435,22 @@ func (j *lostAckJS) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstre
 // refused (409) or "nothing changed".
 func TestLostAcknowledgementIsSettledFromTheLog(t *testing.T) {
 	r := startEngine(t, "", Options{})
-	nc := r.connect(t)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kv, err := js.KeyValue(ctxT(t), RequestsBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lossy := &lostAckJS{JetStream: js}
-	w, err := NewWriter(WriterConfig{JetStream: lossy, Requests: kv, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// An append stored once lose is set says it failed, as when its
+	// acknowledgement is lost (a timeout, a reconnection, a leader change),
+	// after then, if set, has run.
+	var (
+		lose atomic.Bool
+		then func()
+	)
+	w, js := newHookedWriter(t, r.ClientURL(), func(_ context.Context, ack *jetstream.PubAck, err error) (*jetstream.PubAck, error) {
+		if err == nil && lose.Swap(false) {
+			if then != nil {
+				then()
+			}
+			return nil, context.DeadlineExceeded
+		}
+		return ack, err
+	})
 	zero := uint64(0)
 	for _, req := range []SetRequest{
 		{Contact: "bob", Status: events.Online},
@@ -449,12 +458,12 @@ func TestLostAcknowledgementIsSettledFromTheLog(t *testing.T) {
 		{Contact: "carol", Status: events.Busy, RequestID: "r-1", ExpectSeq: &zero},
 	} {
 		before := lastSeq(t, js, LogStream)
-		lossy.lose.Store(true)
+		lose.Store(true)
 		got, err := w.Set(ctxT(t), req)
 		if err != nil {
 			t.Fatalf("set %+v with its acknowledgement lost: %v", req, err)
 		}
-		if lossy.lose.Load() {
+		if lose.Load() {
 			t.Fatalf("set %+v: no acknowledgement was lost", req)
 		}
 		stored := lastSeq(t, js, LogStream)
@@ -481,13 +490,13 @@ func TestLostAcknowledgementIsSettledFromTheLog(t *testing.T) {
 		{Contact: "dan", Status: events.Online, ExpectSeq: &zero},
 		{Contact: "erin", Status: events.Online},
 	} {
-		lossy.then = func() {
+		then = func() {
 			if _, err := other.Set(ctxT(t), SetRequest{Contact: req.Contact, Status: events.Busy}); err != nil {
 				t.Errorf("the other writer's set: %v", err)
 			}
 		}
 		before := lastSeq(t, js, LogStream)
-		lossy.lose.Store(true)
+		lose.Store(true)
 		got, err := w.Set(ctxT(t), req)
 		want := SetResult{Contact: req.Contact, Status: events.Online, Previous: events.Unknown, Seq: before + 1, Changed: true}
 		if err != nil || got != want {
@@ -497,23 +506,6 @@ func TestLostAcknowledgementIsSettledFromTheLog(t *testing.T) {
 			t.Errorf("set %d appended %d events beside the other writer's, want 1", i, after-before-1)
 		}
 	}
-}
-
-// gaveUpJS stores an append and then ends its context, as a caller that gives
-// up while its append is on the way: the writer cannot settle it, and answers
-// 503 with nothing kept of the answer.
-type gaveUpJS struct {
-	jetstream.JetStream
-	cancel atomic.Pointer[context.CancelFunc]
-}
-
-func (j *gaveUpJS) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
-	ack, err := j.JetStream.PublishMsg(ctx, m, opts...)
-	if cancel := j.cancel.Swap(nil); cancel != nil && err == nil {
-		(*cancel)()
-		return nil, ctx.Err()
-	}
-	return ack, err
 }
 
 // TestRetryAfterAnUnsettledSetIsAnsweredAsTheFirstTime: a set with a request
@@ -533,27 +525,24 @@ func TestRetryAfterAnUnsettledSetIsAnsweredAsTheFirstTime(t *testing.T) {
 }
 
 func retryAfterAnUnsettledSet(t *testing.T, r *running) {
-	nc := r.connect(t)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kv, err := js.KeyValue(ctxT(t), RequestsBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gaveUp := &gaveUpJS{JetStream: js}
-	first, err := NewWriter(WriterConfig{JetStream: gaveUp, Requests: kv, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// An append stored once giveUp is set ends its context, as a caller that
+	// gives up while its append is on the way: the writer cannot settle it,
+	// and answers 503 with nothing kept of the answer.
+	var giveUp atomic.Pointer[context.CancelFunc]
+	first, js := newHookedWriter(t, r.ClientURL(), func(ctx context.Context, ack *jetstream.PubAck, err error) (*jetstream.PubAck, error) {
+		if cancel := giveUp.Swap(nil); cancel != nil && err == nil {
+			(*cancel)()
+			return nil, ctx.Err()
+		}
+		return ack, err
+	})
 	other := r.Writer()
 	zero := uint64(0)
 	unsettled := func(req SetRequest) uint64 {
 		t.Helper()
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		gaveUp.cancel.Store(&cancel)
+		giveUp.Store(&cancel)
 		if _, err := first.Set(ctx, req); ErrorCode(err) != 503 {
 			t.Fatalf("set %+v given up on: %v, want a 503", req, err)
 		}
@@ -608,36 +597,21 @@ func retryAfterAnUnsettledSet(t *testing.T, r *running) {
 	})
 }
 
-// countingJS counts the appends made through it.
-type countingJS struct {
-	jetstream.JetStream
-	appends atomic.Int64
-}
-
-func (j *countingJS) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
-	j.appends.Add(1)
-	return j.JetStream.PublishMsg(ctx, m, opts...)
-}
-
 // TestNoQuestionWhereNoRequestCanBe: a set with a request ID refused for a
 // contact the log has never seen asks the log nothing: no request of it can
 // be there.
 func TestNoQuestionWhereNoRequestCanBe(t *testing.T) {
 	r := startEngine(t, "", Options{})
-	js, err := jetstream.New(r.connect(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	counting := &countingJS{JetStream: js}
-	w, err := NewWriter(WriterConfig{JetStream: counting, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	var appends atomic.Int64
+	w, _ := newHookedWriter(t, r.ClientURL(), func(_ context.Context, ack *jetstream.PubAck, err error) (*jetstream.PubAck, error) {
+		appends.Add(1)
+		return ack, err
+	})
 	five := uint64(5)
 	if _, err := w.Set(ctxT(t), SetRequest{Contact: "nobody", Status: events.Away, RequestID: "r-1", ExpectSeq: &five}); !errors.Is(err, ErrConflict) {
 		t.Fatalf("expect_seq 5 on a contact never seen: %v, want a conflict", err)
 	}
-	if n := counting.appends.Load(); n != 0 {
+	if n := appends.Load(); n != 0 {
 		t.Errorf("%d appends to the log, want none", n)
 	}
 }
