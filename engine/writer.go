@@ -448,7 +448,8 @@ func (w *Writer) stored(ctx context.Context, subject string, u unsureAppend) (ui
 // mayHold reports whether the log's duplicate window may hold a request of
 // the contact whose last event is cur (read from the log): not if it has none,
 // nor if that event is older than the window, as the request's would be (by
-// the server's clock, which may differ from this one: a minute is allowed).
+// the server's clock, which may differ from the writer's, Now: a minute is
+// allowed).
 func (w *Writer) mayHold(ctx context.Context, cur last) bool {
 	if cur.seq == 0 {
 		return false
@@ -458,7 +459,7 @@ func (w *Writer) mayHold(ctx context.Context, cur last) bool {
 		return true
 	}
 	window := stream.CachedInfo().Config.Duplicates
-	return window <= 0 || time.Since(cur.at) < window+time.Minute
+	return window <= 0 || w.cfg.Now().Sub(cur.at) < window+time.Minute
 }
 
 // probeLastMsgID is the expected last message ID of appendedBefore's appends

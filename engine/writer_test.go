@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -613,5 +614,50 @@ func TestNoQuestionWhereNoRequestCanBe(t *testing.T) {
 	}
 	if n := appends.Load(); n != 0 {
 		t.Errorf("%d appends to the log, want none", n)
+	}
+}
+
+// TestNoQuestionPastTheDuplicateWindow: the log forgets a request ID once its
+// duplicate window has passed, so a set that would change nothing is asked
+// about its request ID only while the contact's last event is within that
+// window (and a minute for the clocks), never after.
+func TestNoQuestionPastTheDuplicateWindow(t *testing.T) {
+	r := startEngine(t, "", Options{})
+	var appends atomic.Int64
+	w, js := newHookedWriter(t, r.ClientURL(), func(_ context.Context, ack *jetstream.PubAck, err error) (*jetstream.PubAck, error) {
+		appends.Add(1)
+		return ack, err
+	})
+	var ahead atomic.Int64 // how far the writer's clock is ahead of time.Now
+	w.cfg.Now = func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
+	log, err := js.Stream(ctxT(t), LogStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	window := log.CachedInfo().Config.Duplicates
+
+	if _, err := w.Set(ctxT(t), SetRequest{Contact: "carol", Status: events.Online}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		past time.Duration // since the contact's last event
+		asks int64         // appends the no-op costs: its question to the log
+	}{
+		{"within the window", 0, 1},
+		{"past the window and the clocks' minute", window + time.Minute + time.Second, 0},
+	} {
+		ahead.Store(int64(c.past))
+		before := appends.Load()
+		res, err := w.Set(ctxT(t), SetRequest{Contact: "carol", Status: events.Online, RequestID: "r-" + c.name})
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if res.Changed || res.Seq != 1 {
+			t.Errorf("%s: %+v, want no change at seq 1", c.name, res)
+		}
+		if n := appends.Load() - before; n != c.asks {
+			t.Errorf("%s: %d appends to the log, want %d", c.name, n, c.asks)
+		}
 	}
 }
