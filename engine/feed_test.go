@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -209,6 +210,84 @@ func TestLogRecreatedWhileCutOffIsNoticed(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLogRestoredWhileCutOffIsNoticed: while the engine is cut off from an
+// external server, the server is started again on an older copy of its store.
+// The log there keeps its creation time, and has grown past where the engine
+// read by the time the engine reconnects: other events at the sequences after
+// the last one it read. The engine folds the restored log afresh.
+func TestLogRestoredWhileCutOffIsNoticed(t *testing.T) {
+	dir, older := t.TempDir(), t.TempDir()
+	port := natstest.FreePort(t)
+	s := natstest.StartWith(t, natstest.Options{StoreDir: dir, Port: port})
+	p := natstest.StartProxy(t, strings.TrimPrefix(s.ClientURL(), "nats://"))
+	r := startEngine(t, "", Options{NATSURL: p.URL()})
+	ctx := ctxT(t)
+	set := func(w *Writer, contact string, st events.Status) SetResult {
+		t.Helper()
+		res, err := w.Set(ctx, SetRequest{Contact: contact, Status: st})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	// restart starts the server again with the engine cut off, having
+	// done between to its store.
+	restart := func(between func() error) {
+		t.Helper()
+		p.Pause()
+		waitFor(t, "the engine to be cut off", func() bool { return !r.Conn().IsConnected() })
+		s.Shutdown()
+		s.WaitForShutdown()
+		if err := between(); err != nil {
+			t.Fatal(err)
+		}
+		s = natstest.StartWith(t, natstest.Options{StoreDir: dir, Port: port})
+		t.Cleanup(func() { r.stop(t) }) // before this server stops
+	}
+	resume := func() {
+		t.Helper()
+		p.Resume()
+		waitFor(t, "the engine to reconnect", func() bool { return r.Conn().IsConnected() })
+	}
+
+	set(r.Writer(), "old-contact", events.Online) // seq 1
+	r.waitFeed(t)
+	restart(func() error { return os.CopyFS(older, os.DirFS(dir)) })
+	resume()
+	set(r.Writer(), "old-contact", events.Away) // seq 2
+	set(r.Writer(), "old-contact", events.Busy) // seq 3
+	set(r.Writer(), "forgotten", events.Online) // seq 4
+	r.waitFeed(t)
+	if err := r.Projection().WaitApplied(ctx, 4); err != nil {
+		t.Fatal(err)
+	}
+
+	restart(func() error {
+		if err := os.RemoveAll(dir); err != nil {
+			return err
+		}
+		return os.CopyFS(dir, os.DirFS(older))
+	})
+	w := newTestWriter(t, s.ClientURL())
+	for _, st := range []events.Status{events.Online, events.Away, events.Online, events.Away} { // seqs 2 to 5
+		set(w, "new-contact", st)
+	}
+	resume()
+	last := set(r.Writer(), "late", events.Away)
+	want := map[string]events.Status{"old-contact": events.Online, "forgotten": events.Unknown,
+		"new-contact": events.Away, "late": events.Away}
+	waitFor(t, "the projection to be rebuilt", func() bool { return r.Follower().Rebuilds() > 0 })
+	for contact, st := range want {
+		got, err := r.Reader().Status(ctx, contact, last.Seq)
+		if err != nil || got.Status != st {
+			t.Errorf("%s reads %+v, %v; want %s, as the restored log says", contact, got, err, st)
+		}
+	}
+	r.waitFeed(t)
+	_, js := natstest.JetStream(t, s)
+	checkFeed(t, js)
 }
 
 // recreateLog deletes the log on s and creates it again, empty, as a server

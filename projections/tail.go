@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -110,6 +111,7 @@ func TailStream(ctx context.Context, stream jetstream.Stream, cfg TailConfig) (*
 	if info := cons.CachedInfo(); info != nil {
 		t.sameConsumer(info.Name)
 	}
+	var lastData []byte // the last record delivered; only this callback's goroutine uses it
 	t.cc, err = cons.Consume(func(msg jetstream.Msg) {
 		md, err := msg.Metadata()
 		if err != nil {
@@ -125,16 +127,20 @@ func TailStream(ctx context.Context, stream jetstream.Stream, cfg TailConfig) (*
 			// again (the client was cut off from a server that lost its
 			// store, and another engine made the streams again), and the
 			// new consumer reads it on from the same sequence all the same.
-			// Nothing is delivered until that is known.
-			if !t.checkUntilKnown(fmt.Sprintf("consumer %s made again as %s", *t.consumer.Load(), md.Consumer)) {
+			// Or restored from an older copy, which keeps its creation time
+			// and may have grown past the Tail since: then it holds another
+			// record where the Tail delivered its last one. Nothing is
+			// delivered until that is known.
+			if !t.checkUntilKnown(fmt.Sprintf("consumer %s made again as %s", *t.consumer.Load(), md.Consumer), lastData) {
 				return
 			}
 			t.consumer.Store(&md.Consumer)
 		}
 		t.last.Store(md.Sequence.Stream + md.NumPending)
 		t.delivered.Store(md.Sequence.Stream)
+		lastData = msg.Data()
 		select {
-		case c <- Record{Seq: md.Sequence.Stream, Data: msg.Data()}:
+		case c <- Record{Seq: md.Sequence.Stream, Data: lastData}:
 		case <-t.done:
 		case <-t.failed:
 		}
@@ -170,8 +176,10 @@ var errStreamChanged = errors.New("the stream changed under the consumer")
 
 // check looks at the stream again: an error wrapping errStreamChanged if it
 // was created again, or ends before the last record delivered (restored from
-// an older copy, or created again shorter); another error if it cannot tell.
-func (t *Tail) check() error {
+// an older copy, or created again shorter), or, given that record's data
+// (last), holds another record at its sequence (restored from an older copy
+// and grown since); another error if it cannot tell.
+func (t *Tail) check(last []byte) error {
 	ctx, cancel := context.WithTimeout(t.live, 5*time.Second)
 	defer cancel()
 	info, err := t.stream.Info(ctx)
@@ -183,26 +191,32 @@ func (t *Tail) check() error {
 			info.Created.Format(time.RFC3339Nano), t.created.Format(time.RFC3339Nano))
 	}
 	delivered := t.delivered.Load()
-	if info.State.LastSeq >= delivered {
+	if delivered == 0 || (info.State.LastSeq >= delivered && last == nil) {
 		return nil
 	}
 	// Info may come from a replica that is behind (during an election, or
 	// a new one joining); the record delivered last is read from the
 	// stream's leader, which has it unless the stream went back.
-	if _, err := t.stream.GetMsg(ctx, delivered); errors.Is(err, jetstream.ErrMsgNotFound) {
+	msg, err := t.stream.GetMsg(ctx, delivered)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound) && info.State.LastSeq < delivered:
 		return fmt.Errorf("%w: it ends at seq %d, before seq %d, delivered", errStreamChanged, info.State.LastSeq, delivered)
-	} else if err != nil {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return nil // removed since, by the stream's limits or a delete: nothing to compare
+	case err != nil:
 		return fmt.Errorf("look at the stream again: %w", err)
+	case last != nil && !bytes.Equal(msg.Data, last):
+		return fmt.Errorf("%w: it holds another record at seq %d than the one delivered", errStreamChanged, delivered)
 	}
 	return nil
 }
 
 // checkUntilKnown checks the stream until it can tell, failing the Tail if it
-// changed. It reports whether the Tail goes on: not if it changed, nor once
-// the Tail was stopped.
-func (t *Tail) checkUntilKnown(why string) bool {
+// changed (last as for check). It reports whether the Tail goes on: not if it
+// changed, nor once the Tail was stopped.
+func (t *Tail) checkUntilKnown(why string, last []byte) bool {
 	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
-		err := t.check()
+		err := t.check(last)
 		if err == nil {
 			return true
 		}
@@ -246,7 +260,7 @@ func (t *Tail) watch(interval time.Duration, conn *nats.Conn) {
 		if time.Now().Before(next) {
 			continue
 		}
-		err := t.check()
+		err := t.check(nil)
 		switch {
 		case errors.Is(err, errStreamChanged):
 			t.lost(fmt.Errorf("%s: %w", why, err))

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -271,4 +273,82 @@ func TestTailNoticesAStreamCreatedAgainWhileCutOff(t *testing.T) {
 		t.Fatal("the Tail did not fail after reconnecting to a stream created again")
 	}
 	tail.Stop() // returns once the Tail has stopped looking
+}
+
+// TestTailNoticesAStreamRestoredFromAnOlderCopy: a server started again on an
+// older copy of its store has the same stream, created at the same time, but
+// ending before what a Tail delivered. The Tail fails on reconnecting rather
+// than deliver what is appended to that stream since: other events at the
+// sequences after the ones it delivered.
+func TestTailNoticesAStreamRestoredFromAnOlderCopy(t *testing.T) {
+	dir, older := t.TempDir(), t.TempDir()
+	port := natstest.FreePort(t)
+	start := func() *server.Server { return natstest.StartWith(t, natstest.Options{StoreDir: dir, Port: port}) }
+	stop := func(s *server.Server) {
+		s.Shutdown()
+		s.WaitForShutdown()
+	}
+	s := start()
+	reconnected := make(chan struct{}, 2)
+	nc, err := nats.Connect(s.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond), nats.ReconnectJitter(0, 0),
+		nats.ReconnectHandler(func(*nats.Conn) { reconnected <- struct{}{} }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := createLog(t, js)
+	h := newHistory()
+	h.set(alice, "Alice", events.Online)
+	h.set(bob, "Bob", events.Online)
+	publish(t, js, h, 0)
+	stop(s)
+	if err := os.CopyFS(older, os.DirFS(dir)); err != nil {
+		t.Fatal(err)
+	}
+
+	s = start()
+	select {
+	case <-reconnected:
+	case <-time.After(testTimeout):
+		t.Fatal("the client did not reconnect to the server started again")
+	}
+	tail := startTail(t, stream, TailConfig{Conn: nc, Watch: time.Hour}) // only the consumer made again may tell
+	h.set(alice, "Alice", events.Away)
+	h.set(bob, "Bob", events.Busy)
+	publish(t, js, h, 2)
+	checkRecords(t, collect(t, tail, 4), h, 1, 2, 3, 4)
+
+	stop(s)
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(dir, os.DirFS(older)); err != nil {
+		t.Fatal(err)
+	}
+	s = start()
+	_, direct := natstest.JetStream(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	const carol = "sip:carol@contoso.com"
+	for i := range 3 { // seqs 3 to 5 of the restored stream
+		e := events.Event{Contact: carol, Name: "Carol", Status: []events.Status{events.Online, events.Busy, events.Away}[i]}
+		if _, err := direct.Publish(ctx, events.EventSubject(carol), e.Encode()); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	select {
+	case <-tail.Failed():
+		if err := tail.Err(); !errors.Is(err, ErrConsumerLost) {
+			t.Errorf("Err() = %v, want ErrConsumerLost", err)
+		}
+	case r := <-tail.C:
+		t.Fatalf("the Tail delivered seq %d of the stream restored from an older copy: %s", r.Seq, r.Data)
+	case <-time.After(testTimeout):
+		t.Fatal("the Tail did not fail after reconnecting to a stream restored from an older copy")
+	}
 }
