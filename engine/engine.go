@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -88,15 +90,21 @@ type Engine struct {
 	repairs    atomic.Pointer[repairCtx] // where a repair runs, once Run has started
 	repairing  atomic.Bool
 
+	lock      io.Closer     // the data directory's, held until Close
 	ncClosed  chan struct{} // closed when the connection is
 	closeOnce sync.Once
 	closeErr  error
 }
 
+// LockFile, in an engine's data directory, is locked while an engine uses the
+// directory.
+const LockFile = "LOCK"
+
 // Open prepares an engine whose data lives in dir: the projection in
 // dir/projection and, with the embedded server, the log in dir/jetstream. It
 // starts the embedded server (or connects to opts.NATSURL), creates the streams
-// if they are missing and opens the projection. Run starts the work.
+// if they are missing and opens the projection. Run starts the work. The
+// engine holds dir until Close: another Open of it fails meanwhile.
 func Open(dir string, opts Options) (*Engine, error) {
 	if dir == "" {
 		return nil, errors.New("engine: a data directory is required")
@@ -107,7 +115,18 @@ func Open(dir string, opts Options) (*Engine, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("data directory %q: %w", dir, err)
 	}
-	e := &Engine{dir: dir, opts: opts, logger: opts.Logger, ncClosed: make(chan struct{})}
+	// Two engines on one directory would run two servers on one store, and
+	// the second would fail only at the projection, with the first's log
+	// already shared: the directory is taken before anything else.
+	lockFile := filepath.Join(dir, LockFile)
+	if abs, err := filepath.Abs(lockFile); err == nil {
+		lockFile = abs // one name whichever way dir was given
+	}
+	lock, err := vfs.Default.Lock(lockFile)
+	if err != nil {
+		return nil, fmt.Errorf("data directory %q is in use by another engine (%s is locked: %v); stop it, or give this one another --data", dir, lockFile, err)
+	}
+	e := &Engine{dir: dir, opts: opts, logger: opts.Logger, lock: lock, ncClosed: make(chan struct{})}
 	if err := e.open(); err != nil {
 		e.Close()
 		return nil, err
@@ -362,6 +381,9 @@ func (e *Engine) Close() error {
 		if e.server != nil {
 			e.server.Shutdown()
 			e.server.WaitForShutdown()
+		}
+		if e.lock != nil {
+			errs = append(errs, e.lock.Close())
 		}
 		e.closeErr = errors.Join(errs...)
 	})

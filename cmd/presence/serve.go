@@ -152,7 +152,7 @@ in hand, commits the projection and exits 0.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&data, "data", "presence-data", "data directory: the projection, and the embedded server's JetStream store")
+	f.StringVar(&data, "data", "presence-data", "data directory: the projection, and the embedded server's JetStream store; one engine at a time")
 	f.StringVar(&listen, "listen", engine.DefaultListen, "embedded server's client address, HOST:PORT (port 0 picks one)")
 	f.StringVar(&natsURL, "nats", "", "use this NATS server or cluster instead of the embedded one")
 	f.StringVar(&syncText, "sync", "", `embedded server's fsync: "always", or an interval such as 100ms (default 100ms)`)
