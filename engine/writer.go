@@ -212,6 +212,7 @@ func (w *Writer) Set(ctx context.Context, req SetRequest) (SetResult, error) {
 	if res, ok, err := w.answered(ctx, req); err != nil || ok {
 		if ok {
 			w.duplicates.Add(1)
+			return sameRequest(req, res)
 		}
 		return res, err
 	}
@@ -219,10 +220,24 @@ func (w *Writer) Set(ctx context.Context, req SetRequest) (SetResult, error) {
 		return SetResult{}, err
 	}
 	res, err := w.set(ctx, req)
-	if err == nil {
-		w.record(ctx, req, res)
+	if err != nil {
+		return res, err
 	}
-	return res, err
+	w.record(ctx, req, res)
+	return sameRequest(req, res)
+}
+
+// sameRequest returns res, the answer to a set with req's request ID, unless
+// that set was to another status than req's: a request ID names one request,
+// and is given again only to retry it. Answering the first request then would
+// tell the caller its status was set when it was not.
+func sameRequest(req SetRequest, res SetResult) (SetResult, error) {
+	if res.Status == req.Status {
+		return res, nil
+	}
+	return SetResult{}, badRequest(fmt.Errorf("request_id %s of %s was a set to %s (seq %d), not to %s: "+
+		"a request ID is given again only to retry the same set; give this one an ID of its own",
+		events.Quote(req.RequestID), events.Quote(req.Contact), res.Status, res.Seq, req.Status))
 }
 
 // limit takes one set of contact from its bound, or refuses it. The caller

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -289,6 +290,54 @@ func TestRequestIDIsStoredOnce(t *testing.T) {
 	if n != 2 {
 		t.Errorf("log holds %d events with request req-1, want 2 (bob once, carol once)", n)
 	}
+}
+
+// TestRequestIDGivenAgainForAnotherStatusIsRefused: a request ID names one
+// set; given again with another status it is refused (400), not answered as
+// the first set, which would tell the caller its status was set. So whether
+// the answer is found in the writer's memory, in the requests bucket, or only
+// in the log, with or without a change in between.
+func TestRequestIDGivenAgainForAnotherStatusIsRefused(t *testing.T) {
+	s := natstest.Start(t)
+	r := startEngine(t, "", Options{NATSURL: s.ClientURL()})
+	js := r.jetStream(t)
+	ctx := ctxT(t)
+	if _, err := r.Writer().Set(ctx, SetRequest{Contact: "bob", Status: events.Away, RequestID: "req-1"}); err != nil {
+		t.Fatal(err)
+	}
+	logOnly, err := NewWriter(WriterConfig{JetStream: js, Logger: testLogger(t)}) // no requests bucket
+	if err != nil {
+		t.Fatal(err)
+	}
+	writers := []struct {
+		name string
+		w    *Writer
+	}{{"same writer", r.Writer()}, {"other writer", newTestWriter(t, s.ClientURL())}, {"the log alone", logOnly}}
+	check := func(between string, st events.Status) {
+		t.Helper()
+		after := lastSeq(t, js, LogStream)
+		for _, w := range writers {
+			res, err := w.w.Set(ctx, SetRequest{Contact: "bob", Status: st, RequestID: "req-1"})
+			if !errors.Is(err, ErrBadRequest) {
+				t.Errorf("%s, %s: req-1 given again for %s = %+v, %v; want it refused as bad input", w.name, between, st, res, err)
+				continue
+			}
+			for _, part := range []string{`"req-1"`, "away", st.String()} {
+				if !strings.Contains(err.Error(), part) {
+					t.Errorf("%s, %s: %q, want it to name %s", w.name, between, err, part)
+				}
+			}
+		}
+		if got := lastSeq(t, js, LogStream); got != after {
+			t.Errorf("%s: the refused sets appended: log at seq %d, want %d", between, got, after)
+		}
+	}
+	check("nothing in between", events.Busy)
+	if _, err := r.Writer().Set(ctx, SetRequest{Contact: "bob", Status: events.Online}); err != nil {
+		t.Fatal(err)
+	}
+	check("a change in between", events.Online) // bob is online: it would change nothing
+	check("a change in between", events.Busy)
 }
 
 func TestExpectSeq(t *testing.T) {
