@@ -179,11 +179,8 @@ func DecodeSetRequest(contact string, data []byte) (SetRequest, error) {
 	}
 	req.Contact = contact
 	var err error
-	if req.Cause, err = events.ParseCause(cause); err != nil {
+	if req.Cause, err = events.ParseClientCause(cause); err != nil {
 		return SetRequest{}, badRequest(err)
-	}
-	if req.Cause == events.CauseEngine {
-		return SetRequest{}, badRequest(fmt.Errorf(`cause "engine" is the engine's own; accepted: "user", "endpoint"`))
 	}
 	return req, req.validate()
 }

@@ -26,3 +26,17 @@ func ParseCause(text string) (Cause, error) {
 	return "", &ValueError{Field: "cause", Value: quote(text), Err: ErrInvalidCause,
 		Reason: `accepted: "user", "endpoint", "engine"`}
 }
+
+// ParseClientCause parses the cause of a change a client asks for, as
+// ParseCause does, refusing CauseEngine: the engine's own.
+func ParseClientCause(text string) (Cause, error) {
+	c, err := ParseCause(text)
+	switch {
+	case err != nil:
+		return "", &ValueError{Field: "cause", Value: quote(text), Err: ErrInvalidCause, Reason: `accepted: "user", "endpoint"`}
+	case c == CauseEngine:
+		return "", &ValueError{Field: "cause", Value: quote(text), Err: ErrInvalidCause,
+			Reason: `it is the engine's own (sign-out, expiry); accepted: "user", "endpoint"`}
+	}
+	return c, nil
+}

@@ -276,7 +276,7 @@ func (s Status) Settable(cause Cause) error {
 			Reason: "local-only states describe a client's own connection and are never part of the protocol"}
 	case s == Idle && cause == CauseUser:
 		return &StatusError{Input: s.describe(), Err: ErrNotSettable,
-			Reason: `idle is automatic, from inactivity: an endpoint or the engine transmits it, with cause "endpoint" or "engine"`}
+			Reason: `idle is automatic, from inactivity: an endpoint (a client's inactivity timer) sets it with cause "endpoint"`}
 	}
 	return nil
 }

@@ -272,6 +272,7 @@ func TestBadInput(t *testing.T) {
 		{"unknown is not settable", []string{"set", c, "unknown"}, []string{"unknown (0x0000)", "never-seen"}},
 		{"idle is not a user's choice", []string{"set", c, "idle"}, []string{"idle (0x0012)", `"endpoint"`}},
 		{"unknown cause", []string{"set", c, "away", "--cause", "boss"}, []string{`"boss"`, `"user"`}},
+		{"the engine's own cause", []string{"set", c, "away", "--cause", "engine"}, []string{`"engine"`, "the engine's own", `accepted: "user", "endpoint"`}},
 		{"invalid contact for set", []string{"set", "bad contact", "away"}, []string{`"bad contact"`, "space"}},
 		{"invalid contact for status", []string{"status", "bad contact"}, []string{`"bad contact"`, "space"}},
 		{"invalid contact for self", []string{"self", "bad contact"}, []string{`"bad contact"`, "space"}},

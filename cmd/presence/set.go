@@ -34,7 +34,7 @@ Statuses: ` + statusList(),
 			if err != nil {
 				return usageError{err}
 			}
-			c, err := events.ParseCause(cause)
+			c, err := events.ParseClientCause(cause)
 			if err != nil {
 				return usageError{err}
 			}
