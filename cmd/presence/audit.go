@@ -23,24 +23,24 @@ import (
 
 // timeForms says what a TIME may be.
 const timeForms = `RFC 3339 ("2026-11-24T10:00:00Z", "2026-11-24T10:00:00.5+01:00"), ` +
-	`a date ("2026-11-24", midnight UTC), "now", or a duration before now ("-90m", "-24h")`
+	`a date ("2026-11-24", midnight UTC), "now", or a duration before now ("90m", "-24h", "2h ago")`
 
-// parseTime reads a TIME given to flag.
+// parseTime reads a TIME given to flag: every command that takes a time reads
+// it the same way.
 func parseTime(flag, value string, now time.Time) (time.Time, error) {
 	v := strings.TrimSpace(value)
-	switch {
-	case v == "now":
+	if v == "now" {
 		return now, nil
-	case strings.HasPrefix(v, "-"):
-		if d, err := time.ParseDuration(v[1:]); err == nil && d >= 0 {
-			return now.Add(-d), nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02"} {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t.UTC(), nil
 		}
-	default:
-		for _, layout := range []string{time.RFC3339Nano, "2006-01-02"} {
-			if t, err := time.Parse(layout, v); err == nil {
-				return t.UTC(), nil
-			}
-		}
+	}
+	// A duration is before now, whichever way it is written.
+	ago := strings.TrimPrefix(strings.TrimSpace(strings.TrimSuffix(v, "ago")), "-")
+	if d, err := time.ParseDuration(ago); err == nil && d >= 0 && ago != "" && ago[0] != '+' {
+		return now.Add(-d), nil
 	}
 	return time.Time{}, usageError{fmt.Errorf("%s %q is not a time: want %s", flag, value, timeForms)}
 }

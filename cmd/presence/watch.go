@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -48,9 +47,9 @@ with the same name resumes where this one stopped.`,
 				start, set = engine.StartAtSeq(uint64(fromSeq)), set+1
 			}
 			if since != "" {
-				t, err := parseSince(since, time.Now())
+				t, err := parseTime("--since", since, time.Now())
 				if err != nil {
-					return usageError{err}
+					return err
 				}
 				start, set = engine.StartAtTime(t), set+1
 			}
@@ -81,20 +80,9 @@ with the same name resumes where this one stopped.`,
 	f.add(cmd)
 	cmd.Flags().BoolVar(&all, "all", false, "start with the first change the feed holds")
 	cmd.Flags().Int64Var(&fromSeq, "from-seq", 0, "start with the first change at or after this log sequence")
-	cmd.Flags().StringVar(&since, "since", "", "start with changes since a time (RFC 3339) or a duration ago (10m, 2h)")
+	cmd.Flags().StringVar(&since, "since", "", "start with changes stored since a time: "+timeForms)
 	cmd.Flags().StringVar(&durable, "durable", "", "name a durable subscription that resumes where it stopped")
 	return cmd
-}
-
-// parseSince reads an RFC 3339 time or a duration before now.
-func parseSince(s string, now time.Time) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
-	}
-	if d, err := time.ParseDuration(strings.TrimSuffix(s, " ago")); err == nil && d >= 0 {
-		return now.Add(-d), nil
-	}
-	return time.Time{}, fmt.Errorf("--since %q: want an RFC 3339 time (2026-11-24T09:00:00Z) or a duration ago (10m, 2h)", s)
 }
 
 type changeJSON struct {

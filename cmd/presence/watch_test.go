@@ -492,7 +492,9 @@ func TestWatchDurable(t *testing.T) {
 	t.Logf("first watch printed %d lines, second %d", len(firstLines), len(secondLines))
 }
 
-func TestParseSince(t *testing.T) {
+// TestParseTime: every command that takes a time (watch --since, replay,
+// report, status --at) reads the same forms.
+func TestParseTime(t *testing.T) {
 	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
 	tests := []struct {
 		in      string
@@ -501,33 +503,38 @@ func TestParseSince(t *testing.T) {
 	}{
 		{in: "2026-11-24T09:00:00Z", want: time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)},
 		{in: "2026-11-24T09:00:00.5+01:00", want: time.Date(2026, 11, 24, 8, 0, 0, 5e8, time.UTC)},
+		{in: "2026-11-24", want: time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)},
+		{in: "now", want: now},
 		{in: "10m", want: now.Add(-10 * time.Minute)},
-		{in: "2h", want: now.Add(-2 * time.Hour)},
+		{in: "-2h", want: now.Add(-2 * time.Hour)},
 		{in: "1h30m ago", want: now.Add(-90 * time.Minute)},
+		{in: " -24h ", want: now.Add(-24 * time.Hour)},
 		{in: "0s", want: now},
-		{in: "-5m", wantErr: true},
+		{in: "+5m", wantErr: true},
+		{in: "--5m", wantErr: true},
+		{in: "ago", wantErr: true},
 		{in: "10", wantErr: true},
 		{in: "yesterday", wantErr: true},
-		{in: "2026-11-24", wantErr: true},
+		{in: "2026-13-01", wantErr: true},
 		{in: "", wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			got, err := parseSince(tt.in, now)
+			got, err := parseTime("--since", tt.in, now)
 			if tt.wantErr {
 				if err == nil {
-					t.Fatalf("parseSince(%q) = %v, want an error", tt.in, got)
+					t.Fatalf("parseTime(%q) = %v, want an error", tt.in, got)
 				}
-				if msg := err.Error(); !strings.Contains(msg, fmt.Sprintf("%q", tt.in)) || !strings.Contains(msg, "RFC 3339") {
-					t.Errorf("parseSince(%q) error %q: want it to name the input and what is accepted", tt.in, msg)
+				if msg := err.Error(); !strings.Contains(msg, fmt.Sprintf("--since %q", tt.in)) || !strings.Contains(msg, "RFC 3339") {
+					t.Errorf("parseTime(%q) error %q: want it to name the flag, the input and what is accepted", tt.in, msg)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("parseSince(%q): %v", tt.in, err)
+				t.Fatalf("parseTime(%q): %v", tt.in, err)
 			}
 			if !got.Equal(tt.want) {
-				t.Errorf("parseSince(%q) = %v, want %v", tt.in, got, tt.want)
+				t.Errorf("parseTime(%q) = %v, want %v", tt.in, got, tt.want)
 			}
 		})
 	}
