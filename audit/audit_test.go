@@ -675,3 +675,30 @@ func TestEntryLines(t *testing.T) {
 		t.Errorf("AppendJSON of a record that is not an event = %q", got)
 	}
 }
+
+// TestReplayUntilWithEnginesClocksApart: two engines whose clocks are each
+// within ClockSkew of the server's may be twice that apart. An event stamped
+// by a fast engine past the window's end may be followed in the log by one a
+// slow engine stamped inside it: the replay must not stop at the first.
+func TestReplayUntilWithEnginesClocksApart(t *testing.T) {
+	s := natstest.Start(t)
+	_, js := natstest.JetStream(t, s)
+	ctx := ctxT(t)
+	if err := engine.EnsureStreams(ctx, js, engine.StreamOptions{}, quiet()); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	until := now.Add(-2 * time.Second)
+	for _, e := range []events.Event{
+		{Contact: "fast", Status: events.Online, Previous: events.Unknown, At: now.Add(audit.ClockSkew - time.Second), Cause: events.CauseUser},
+		{Contact: "slow", Status: events.Online, Previous: events.Unknown, At: now.Add(-audit.ClockSkew + time.Second), Cause: events.CauseUser},
+	} {
+		if _, err := js.Publish(ctx, events.EventSubject(e.Contact), e.Encode()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := replayAll(t, audit.NewLog(js, ""), audit.Query{Since: now.Add(-10 * time.Minute), Until: until})
+	if len(got) != 1 || got[0].Event.Contact != "slow" {
+		t.Errorf("replay until %s: %+v, want the slow engine's event only, stamped inside the window", until.Format(time.RFC3339), got)
+	}
+}

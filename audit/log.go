@@ -22,8 +22,10 @@ const (
 
 // ClockSkew is how far the clock of an engine that stamped events may be from the
 // server's: a time-bounded read enters the log this much before its start, by the
-// server's timestamps, and leaves it this much after its end, so that no event
-// stamped inside the window is missed.
+// server's timestamps, and leaves it at the first event stamped twice this much
+// after its end (two engines' clocks may be that far apart, and an event
+// stored later than another is stamped at most that much before it), so that
+// no event stamped inside the window is missed.
 const ClockSkew = time.Minute
 
 // Log reads the log for audit: the truth, invisible included. Its methods are
@@ -200,8 +202,8 @@ func (l *Log) Replay(ctx context.Context, q Query, fn func(Entry) error) (Stats,
 				continue
 			}
 			if !q.Until.IsZero() && e.At.After(q.Until) {
-				if e.At.After(q.Until.Add(ClockSkew)) {
-					return stats, nil // past the window, whatever the clocks
+				if e.At.After(q.Until.Add(2 * ClockSkew)) {
+					return stats, nil // past the window, whatever the engines' clocks
 				}
 				continue
 			}
