@@ -272,6 +272,22 @@ func (l *Log) At(ctx context.Context, contact string, at Point) (st projections.
 	if (at.Seq == 0) == at.Time.IsZero() {
 		return st, false, fmt.Errorf("%w: give a log sequence or a time, one of them", ErrBadQuery)
 	}
+	// The log answers for what it holds: past its end, or after now, what
+	// the contact's status is is not known yet.
+	if !at.Time.IsZero() {
+		if now := time.Now(); at.Time.After(now.Add(ClockSkew)) {
+			return st, false, fmt.Errorf("%w: %s is in the future (it is %s)", ErrBadQuery,
+				at.Time.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+		}
+	} else {
+		stream, err := l.js.Stream(ctx, l.stream)
+		if err != nil {
+			return st, false, fmt.Errorf("open log %q: %w", l.stream, err)
+		}
+		if last := stream.CachedInfo().State.LastSeq; at.Seq > last {
+			return st, false, fmt.Errorf("%w: seq %d is past the end of the log, at seq %d", ErrBadQuery, at.Seq, last)
+		}
+	}
 	st = projections.State{Contact: contact, Visible: projections.View{Contact: contact}}
 	q := Query{Contacts: []string{contact}, ToSeq: at.Seq}
 	_, err = l.Replay(ctx, q, func(e Entry) error {

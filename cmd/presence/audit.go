@@ -175,18 +175,21 @@ func (a *atFlags) add(cmd *cobra.Command) {
 	cmd.Flags().Int64Var(&a.atSeq, "at-seq", 0, "as of this log sequence, from the log")
 }
 
-// point returns the point asked for, and whether one was.
-func (a *atFlags) point() (audit.Point, bool, error) {
-	if a.at != "" && a.atSeq != 0 {
+// point returns the point asked for in cmd's flags, and whether one was.
+func (a *atFlags) point(cmd *cobra.Command) (audit.Point, bool, error) {
+	seqGiven := cmd.Flags().Changed("at-seq")
+	if a.at != "" && seqGiven {
 		return audit.Point{}, false, usageError{errors.New("--at and --at-seq: give one of them")}
 	}
 	if a.at != "" {
 		t, err := parseTime("--at", a.at, time.Now())
 		return audit.Point{Time: t}, true, err
 	}
-	if a.atSeq != 0 {
-		seq, err := seqFlag("--at-seq", a.atSeq)
-		return audit.Point{Seq: seq}, true, err
+	if seqGiven {
+		if a.atSeq < 1 {
+			return audit.Point{}, false, usageError{fmt.Errorf("--at-seq %d: want a log sequence, 1 or more", a.atSeq)}
+		}
+		return audit.Point{Seq: uint64(a.atSeq)}, true, nil
 	}
 	return audit.Point{}, false, nil
 }

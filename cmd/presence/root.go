@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
+	"github.com/presence-engine/presence/audit"
 	"github.com/presence-engine/presence/engine"
 )
 
@@ -23,15 +24,16 @@ func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
 // exitCode prints err on one line and returns the process's exit code: 0 for
-// none, 2 for bad input (a usage mistake, or a value the service refused with a
-// 400), 1 for anything else.
+// none, 2 for bad input (a usage mistake, a value the service refused with a
+// 400, or a query of the log that cannot be answered as asked), 1 for anything
+// else.
 func exitCode(err error, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
 	fmt.Fprintf(stderr, "presence: %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
 	var u usageError
-	if errors.As(err, &u) || errors.Is(err, engine.ErrBadRequest) {
+	if errors.As(err, &u) || errors.Is(err, engine.ErrBadRequest) || errors.Is(err, audit.ErrBadQuery) {
 		return 2
 	}
 	return 1

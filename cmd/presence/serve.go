@@ -164,7 +164,7 @@ in hand, commits the projection and exits 0.`,
 	f.StringVar(&tlsKey, "tls-key", "", "PEM private key of --tls-cert")
 	f.StringVar(&metrics, "metrics", "", "serve Prometheus metrics on this HOST:PORT (/metrics), for example 127.0.0.1:9090")
 	f.StringVar(&memoryLimit, "memory-limit", "", "soft limit of this process's memory, such as 1GiB: past it the embedded server's read caches are given back (default: $GOMEMLIMIT, else none)")
-	f.StringVar(&projectionCache, "projection-cache", "64MiB", "the projection's block cache, such as 256MiB (0: 64MiB): the status reads are served from it")
+	f.StringVar(&projectionCache, "projection-cache", "64MiB", "the projection's block cache, such as 256MiB: the status reads are served from it")
 	f.IntVar(&stateCache, "state-cache", 0, "contacts whose states are kept in memory for status reads, kept current by the fold (0: 65536; negative: none)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
@@ -205,7 +205,7 @@ func parseSize(text string) (int64, error) {
 	t = strings.TrimSuffix(strings.TrimSuffix(t, "B"), "b")
 	n, err := strconv.ParseInt(strings.TrimSpace(t), 10, 64)
 	if err != nil || n <= 0 || n > math.MaxInt64/mult {
-		return 0, fmt.Errorf("%q: want a size such as 512MiB or 2GiB (a whole number, with KiB, MiB, GiB or TiB)", text)
+		return 0, fmt.Errorf("%q: want a size such as 512MiB or 2GiB (a whole number above 0, with KiB, MiB, GiB or TiB; KB, MB, GB and TB are read the same)", text)
 	}
 	return n * mult, nil
 }

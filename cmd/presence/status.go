@@ -56,7 +56,7 @@ func newRead(name, short, long string, self bool) *cobra.Command {
 			if minSeq < 0 {
 				return usageError{fmt.Errorf("--min-seq %d: want a log sequence, 0 or more", minSeq)}
 			}
-			point, past, err := at.point()
+			point, past, err := at.point(cmd)
 			if err != nil {
 				return err
 			}
