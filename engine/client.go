@@ -69,6 +69,7 @@ func (c *Client) request(ctx context.Context, subject string, body []byte, reply
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
+	sent := time.Now()
 	msg, err := c.nc.RequestWithContext(ctx, subject, body)
 	if errors.Is(err, nats.ErrNoResponders) {
 		return unavailable(fmt.Errorf("no presence service answers on %s at %s", subject, c.nc.ConnectedUrlRedacted()))
@@ -76,6 +77,12 @@ func (c *Client) request(ctx context.Context, subject string, body []byte, reply
 	if err != nil {
 		if denied := c.refused(subject); denied != nil {
 			return denied
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			// Said in full: a caller that waits less than the service does
+			// (a min_seq read waits up to 2s) hears nothing else.
+			return unavailable(fmt.Errorf("request %s: no answer within %s: %w", subject,
+				time.Since(sent).Round(time.Millisecond), err))
 		}
 		return unavailable(fmt.Errorf("request %s: %w", subject, err))
 	}

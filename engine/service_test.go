@@ -260,3 +260,16 @@ func TestStatusesReadsManyAtOnce(t *testing.T) {
 		t.Errorf("Statuses = %+v\nwant %+v", got, want)
 	}
 }
+
+// TestClientSaysItGaveUp: a client that waits less than the service does (a
+// min_seq read waits up to 2s) says how long it waited for an answer, not
+// only that a context ran out.
+func TestClientSaysItGaveUp(t *testing.T) {
+	r := startEngine(t, "", Options{})
+	c := r.client(t)
+	c.Timeout = 100 * time.Millisecond
+	_, err := c.Status(ctxT(t), "alice", 1000)
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "no answer within") {
+		t.Errorf("a read past the log's end with a 100ms timeout: %v, want unavailable, saying no answer came within the wait", err)
+	}
+}

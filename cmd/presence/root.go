@@ -78,7 +78,11 @@ projection folds them into current state.
 func exactArgs(n int, names string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) != n {
-			return usageError{fmt.Errorf("%s takes %s (got %d arguments); see %s --help", cmd.Name(), names, len(args), cmd.CommandPath())}
+			got := fmt.Sprintf("%d arguments", len(args))
+			if len(args) == 1 {
+				got = "1 argument"
+			}
+			return usageError{fmt.Errorf("%s takes %s (got %s); see %s --help", cmd.Name(), names, got, cmd.CommandPath())}
 		}
 		return nil
 	}
@@ -98,7 +102,7 @@ func (f *clientFlags) add(cmd *cobra.Command) {
 	if def == "" {
 		def = "nats://127.0.0.1:4222"
 	}
-	cmd.Flags().StringVar(&f.server, "server", def, "NATS server URL (default $NATS_URL, else nats://127.0.0.1:4222)")
+	cmd.Flags().StringVar(&f.server, "server", def, "NATS server URL ($NATS_URL when set)")
 	cmd.Flags().DurationVar(&f.timeout, "timeout", 5*time.Second, "how long to wait for an answer")
 	cmd.Flags().BoolVar(&f.json, "json", false, "print JSON")
 	cmd.Flags().StringVar(&f.user, "user", os.Getenv("NATS_USER"), "user to log in as, when the server asks (default $NATS_USER)")
@@ -108,6 +112,9 @@ func (f *clientFlags) add(cmd *cobra.Command) {
 
 // connect opens a connection to the server, with an error that says what to do.
 func (f *clientFlags) connect(name string) (*nats.Conn, error) {
+	if f.timeout <= 0 {
+		return nil, usageError{fmt.Errorf("--timeout %s: want a duration above 0, such as 5s", f.timeout)}
+	}
 	opts := []nats.Option{nats.Name("presence " + name), nats.Timeout(f.timeout),
 		// Refusals arrive asynchronously; the commands report them from
 		// LastError, not on the process's stderr.
