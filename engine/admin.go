@@ -167,17 +167,35 @@ func (s *Service) adminWork(replyTo string, op func(ctx context.Context, progres
 	}
 }
 
-func (s *Service) adminDigest(micro.Request) (work, error) {
+// noBody refuses a body where a request takes none, as every other request
+// refuses fields it does not know.
+func noBody(req micro.Request) error {
+	if n := len(req.Data()); n > 0 {
+		return badRequest(fmt.Errorf("%s takes no body; got %d bytes", req.Subject(), n))
+	}
+	return nil
+}
+
+func (s *Service) adminDigest(req micro.Request) (work, error) {
+	if err := noBody(req); err != nil {
+		return nil, err
+	}
 	return func(ctx context.Context) (any, error) { return s.cfg.Admin.Digest(ctx) }, nil
 }
 
 func (s *Service) adminVerify(req micro.Request) (work, error) {
+	if err := noBody(req); err != nil {
+		return nil, err
+	}
 	return s.adminWork(req.Reply(), func(ctx context.Context, progress func(projections.Progress)) (any, error) {
 		return s.cfg.Admin.Verify(ctx, progress)
 	}), nil
 }
 
 func (s *Service) adminRebuild(req micro.Request) (work, error) {
+	if err := noBody(req); err != nil {
+		return nil, err
+	}
 	return s.adminWork(req.Reply(), func(ctx context.Context, progress func(projections.Progress)) (any, error) {
 		return s.cfg.Admin.Rebuild(ctx, progress)
 	}), nil

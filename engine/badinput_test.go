@@ -177,6 +177,11 @@ func badInputCases(maxPayload int) []badCase {
 	// '<', each escaped to \u003c in the reply, make 1.6 MB.
 	lt := `"` + strings.Repeat("<", events.MaxContactLen) + `"`
 	statuses("a reply past max_payload", `{"contacts":[`+strings.Repeat(lt+",", MaxStatuses-1)+lt+`]}`, "400", "ask for fewer contacts")
+
+	// admin: no body.
+	for _, subject := range []string{DigestSubject, VerifySubject, RebuildSubject} {
+		add(subject+": a body", subject, `{"x":1}`, "400", "takes no body; got 7 bytes")
+	}
 	return cases
 }
 
