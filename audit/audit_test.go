@@ -615,6 +615,9 @@ func TestRebuildWhileServing(t *testing.T) {
 	if res.Seq < before.Seq || res.Digest.Seq != res.Seq {
 		t.Errorf("rebuild switched at seq %d (digest at %d), before it the projection was at %d", res.Seq, res.Digest.Seq, before.Seq)
 	}
+	if m := e.Metrics(); m.OperatorRebuilds != 1 || m.Rebuilds != 0 {
+		t.Errorf("metrics after one rebuild asked for: operator_rebuilds %d, rebuilds %d; want 1 and 0", m.OperatorRebuilds, m.Rebuilds)
+	}
 	// Every set of the load has had its answer: the log's end is the last
 	// acknowledged set's, or a set's whose answer was an error.
 	_, js := natstest.JetStream(t, s)

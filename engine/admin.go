@@ -119,6 +119,7 @@ func (e *Engine) Rebuild(ctx context.Context, progress func(projections.Progress
 	if err != nil {
 		return RebuildResult{}, err
 	}
+	e.operatorRebuilds.Add(1)
 	defer snap.Close()
 	d, err := snap.Digest()
 	if err != nil {

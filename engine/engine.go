@@ -76,19 +76,20 @@ type Engine struct {
 	opts   Options
 	logger *slog.Logger
 
-	server     *server.Server // nil with an external server
-	nc         *nats.Conn
-	js         jetstream.JetStream
-	projection *projections.Projection
-	follower   *projections.Follower
-	feed       *Feed
-	writer     *Writer
-	reader     *LocalReader
-	service    *Service
-	admin      admin
-	damaged    atomic.Uint64             // times the projection's store was found damaged
-	repairs    atomic.Pointer[repairCtx] // where a repair runs, once Run has started
-	repairing  atomic.Bool
+	server           *server.Server // nil with an external server
+	nc               *nats.Conn
+	js               jetstream.JetStream
+	projection       *projections.Projection
+	follower         *projections.Follower
+	feed             *Feed
+	writer           *Writer
+	reader           *LocalReader
+	service          *Service
+	admin            admin
+	damaged          atomic.Uint64             // times the projection's store was found damaged
+	operatorRebuilds atomic.Uint64             // rebuilds an operator asked for that switched
+	repairs          atomic.Pointer[repairCtx] // where a repair runs, once Run has started
+	repairing        atomic.Bool
 
 	lock      io.Closer     // the data directory's, held until Close
 	ncClosed  chan struct{} // closed when the connection is
@@ -339,13 +340,16 @@ func (e *Engine) Follower() *projections.Follower { return e.follower }
 // data of its endpoints' stats (nats micro stats presence), and Options.Registerer
 // exports it to Prometheus.
 type Metrics struct {
-	Ready      bool                `json:"ready"`    // connected, the service answers and the projection has caught up
-	FoldLag    uint64              `json:"fold_lag"` // log events the projection has not applied yet
-	Rebuilds   uint64              `json:"rebuilds"` // times the projection was rebuilt from the log
-	Damaged    uint64              `json:"damaged"`  // times the projection's store was found damaged (and rebuilt)
-	Projection projections.Metrics `json:"projection"`
-	Feed       FeedMetrics         `json:"feed"`
-	Writer     WriterMetrics       `json:"writer"`
+	Ready    bool   `json:"ready"`    // connected, the service answers and the projection has caught up
+	FoldLag  uint64 `json:"fold_lag"` // log events the projection has not applied yet
+	Rebuilds uint64 `json:"rebuilds"` // times the projection found the log did not match it and was folded again
+	// OperatorRebuilds counts the rebuilds an operator asked for (Rebuild,
+	// presence rebuild) that switched to the new projection.
+	OperatorRebuilds uint64              `json:"operator_rebuilds"`
+	Damaged          uint64              `json:"damaged"` // times the projection's store was found damaged (and rebuilt)
+	Projection       projections.Metrics `json:"projection"`
+	Feed             FeedMetrics         `json:"feed"`
+	Writer           WriterMetrics       `json:"writer"`
 }
 
 // Metrics returns a snapshot of the engine's counters.
@@ -356,7 +360,7 @@ func (e *Engine) Metrics() Metrics {
 		ready = e.follower.IsReady() && e.nc.IsConnected()
 	default:
 	}
-	return Metrics{Ready: ready, FoldLag: e.follower.Lag(), Rebuilds: e.follower.Rebuilds(), Damaged: e.damaged.Load(),
+	return Metrics{Ready: ready, FoldLag: e.follower.Lag(), Rebuilds: e.follower.Rebuilds(), OperatorRebuilds: e.operatorRebuilds.Load(), Damaged: e.damaged.Load(),
 		Projection: e.projection.Metrics(), Feed: e.feed.Metrics(), Writer: e.writer.Metrics()}
 }
 
