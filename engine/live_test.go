@@ -726,3 +726,50 @@ func TestDurableEndsWhenTheFeedIsDeleted(t *testing.T) {
 	}
 	wantWentBack(t, "durable", done)
 }
+
+// TestCaughtUpSubscriberLeavesNoConsumer: a subscriber of every contact that
+// starts earlier reads the feed with a consumer to catch up, and deletes that
+// consumer once it has: live, it keeps none on the server.
+func TestCaughtUpSubscriberLeavesNoConsumer(t *testing.T) {
+	r := startEngine(t, "", Options{})
+	want := setVisible(t, r, 12)
+	var col collector
+	ctx, cancel := context.WithCancel(context.Background())
+	sub, err := NewSubscriber(SubscriberConfig{Conn: r.connect(t), Reader: r.client(t), Logger: testLogger(t),
+		Start: StartAll(), LiveCheck: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- sub.Run(ctx, func(ctx context.Context, ch Change) error {
+			cur, err := ch.Current(ctx)
+			if err != nil {
+				return err
+			}
+			col.add(ch, cur)
+			return nil
+		})
+	}()
+	waitFor(t, "the changes from before", func() bool { return col.len() >= len(want) })
+	<-sub.Ready()
+	want = append(want, setVisible(t, r, 8)...)
+	waitFor(t, "the changes after", func() bool { return col.len() >= len(want) })
+
+	feed, err := r.jetStream(t).Stream(ctxT(t), FeedStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := feed.Info(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Consumers != 0 {
+		t.Errorf("the feed has %d consumers once the subscriber caught up, want 0", info.State.Consumers)
+	}
+	cancel()
+	wait(t, done)
+	if got := col.seqs(); !slices.Equal(got, want) {
+		t.Errorf("handed %v, want %v", got, want)
+	}
+}

@@ -66,7 +66,8 @@ type Tail struct {
 	pending   uint64                 // messages to deliver when the consumer was created
 	consumer  atomic.Pointer[string] // the name of the consumer read
 	stream    jetstream.Stream
-	created   time.Time // when the stream read was created
+	conn      *nats.Conn // TailConfig.Conn
+	created   time.Time  // when the stream read was created
 	// live lasts until Stop: the Tail's own looks at the stream use it,
 	// whatever becomes of the context it was started with.
 	live     context.Context
@@ -102,7 +103,7 @@ func TailStream(ctx context.Context, stream jetstream.Stream, cfg TailConfig) (*
 		return nil, fmt.Errorf("read stream %s: %w", stream.CachedInfo().Config.Name, err)
 	}
 	c := make(chan Record, cfg.Buffer)
-	t := &Tail{C: c, done: make(chan struct{}), failed: make(chan struct{}), stream: stream}
+	t := &Tail{C: c, done: make(chan struct{}), failed: make(chan struct{}), stream: stream, conn: cfg.Conn}
 	t.live, t.stopLive = context.WithCancel(context.WithoutCancel(ctx))
 	if info := stream.CachedInfo(); info != nil {
 		t.last.Store(info.State.LastSeq)
@@ -160,6 +161,7 @@ func TailStream(ctx context.Context, stream jetstream.Stream, cfg TailConfig) (*
 	}
 	if info := cons.CachedInfo(); info != nil {
 		t.pending = info.NumPending
+		t.sameConsumer(info.Name) // known before any delivery, for Stop
 	}
 	if cfg.Watch > 0 {
 		t.watching.Add(1)
@@ -315,14 +317,32 @@ func (t *Tail) Err() error {
 // Last returns the stream's last sequence as of the last record delivered.
 func (t *Tail) Last() uint64 { return t.last.Load() }
 
-// Stop ends the consumer. It is safe to call more than once.
+// Stop ends the consumer, and deletes it from the server. It is safe to call
+// more than once.
 func (t *Tail) Stop() {
 	t.stopped.Do(func() {
 		close(t.done)
 		t.stopLive()
 		t.cc.Stop()
 		t.watching.Wait()
+		if name := t.consumer.Load(); name != nil {
+			DropConsumer(t.stream, *name, t.conn)
+		}
 	})
+}
+
+// DropConsumer deletes the consumer name of stream, once its reader has
+// stopped, within a second, and not at all while conn (when given) is cut off:
+// the library leaves an ordered consumer on the server until its inactive
+// threshold (5 minutes) has passed, where operators listing consumers see it.
+// Failing is harmless: the server drops it after that threshold.
+func DropConsumer(stream jetstream.Stream, name string, conn *nats.Conn) {
+	if conn != nil && !conn.IsConnected() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = stream.DeleteConsumer(ctx, name)
 }
 
 // Next waits for the next record and then takes what else is already waiting, up

@@ -352,3 +352,31 @@ func TestTailNoticesAStreamRestoredFromAnOlderCopy(t *testing.T) {
 		t.Fatal("the Tail did not fail after reconnecting to a stream restored from an older copy")
 	}
 }
+
+// TestTailStopDeletesItsConsumer: a stopped Tail leaves no consumer on the
+// server (the library would leave it there for five minutes).
+func TestTailStopDeletesItsConsumer(t *testing.T) {
+	js, stream := startLog(t)
+	h := newHistory()
+	h.set(alice, "Alice", events.Online)
+	publish(t, js, h, 0)
+	consumers := func() int {
+		t.Helper()
+		info, err := stream.Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Consumers
+	}
+	for _, n := range []int{0, 1} { // records delivered before Stop
+		tail := startTail(t, stream, TailConfig{})
+		collect(t, tail, n)
+		if got := consumers(); got != 1 {
+			t.Fatalf("%d consumers while a Tail reads, want 1", got)
+		}
+		tail.Stop()
+		if got := consumers(); got != 0 {
+			t.Errorf("%d consumers after Stop (%d records delivered), want 0", got, n)
+		}
+	}
+}
