@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/presence-engine/presence/events"
 )
 
 // feedWatch tells whether the feed a subscription (or a hub) follows went back
@@ -16,6 +19,50 @@ type feedWatch struct {
 	created time.Time     // when the feed was created, as the subscription found it
 	window  time.Duration // how long a doubtful answer is read again: feedCheckWindow, shorter in tests
 	wait    time.Duration // the first pause between reads
+	// conn, when set, is the connection the feed is read over: cut off, a
+	// read would wait out its whole timeout, so none is made.
+	conn *nats.Conn
+	// handed is the last entry the subscription handed over, if any: a feed
+	// restored from an older copy keeps its creation time, and may have
+	// grown past it again with other entries.
+	handed handedEntry
+}
+
+// handedEntry tells one feed entry from any other at its feed sequence: by
+// its change (contact, log sequence, time).
+type handedEntry struct {
+	feedSeq uint64
+	contact string
+	seq     uint64
+	at      time.Time
+}
+
+// handing records c as the last change handed over.
+func (f *feedWatch) handing(c Change) {
+	f.handed = handedEntry{feedSeq: c.FeedSeq, contact: c.Contact, seq: c.Seq, at: c.At}
+}
+
+// holdsHanded returns an error wrapping ErrFeedWentBack if the feed holds
+// another entry where the last one handed over was; nil if it holds that one,
+// or none there (removed by the feed's limits, or the feed ends before it,
+// which wentBack tells), or nothing was handed yet.
+func (f *feedWatch) holdsHanded(ctx context.Context) error {
+	h := f.handed
+	if h.feedSeq == 0 {
+		return nil
+	}
+	msg, err := f.stream.GetMsg(ctx, h.feedSeq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read the feed: %w", err)
+	}
+	if c, err := events.DecodeChange(msg.Data); err != nil || c.Contact != h.contact || c.Seq != h.seq || !c.At.Equal(h.at) {
+		return fmt.Errorf("%w: the feed (stream %s) holds another entry at feed seq %d than the one handed over there, "+
+			"the change at log seq %d: it was restored from an older copy", ErrFeedWentBack, FeedStream, h.feedSeq, h.seq)
+	}
+	return nil
 }
 
 // feedCheckWindow is how long a feed that looks as if it went back, or has no
@@ -49,9 +96,15 @@ func (f *feedWatch) check(ctx context.Context, next uint64) (uint64, error) {
 	wait := f.wait
 	deadline := time.Now().Add(f.window)
 	for {
+		if f.conn != nil && !f.conn.IsConnected() {
+			return 0, fmt.Errorf("read the feed: not connected to NATS (%s)", f.conn.Status())
+		}
 		last, now, err := feedLast(ctx, f.stream)
 		if err == nil {
-			if err = wentBack(f.created, now, last, next); err == nil || !now.Equal(f.created) {
+			if err = wentBack(f.created, now, last, next); err == nil {
+				return last, f.holdsHanded(ctx)
+			}
+			if !now.Equal(f.created) {
 				return last, err
 			}
 		} else if !errors.Is(err, errNoLeader) {

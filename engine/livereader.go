@@ -53,7 +53,10 @@ type LiveReaderConfig struct {
 // cannot have (the change is older than the reader, or its announcement was
 // lost) goes to Fallback with the change's min_seq. Either way a read is never
 // older than its change. It implements BatchReader, and is safe for concurrent
-// use; Close it when done.
+// use; Close it when done. It keeps the newest status of each contact by its
+// log sequence, so once the log went back (a subscription ended with
+// ErrFeedWentBack), subscribe again with a new LiveReader: this one would
+// answer from the old history until the new one passes its sequences.
 type LiveReader struct {
 	cfg LiveReaderConfig
 	sub *nats.Subscription

@@ -6,7 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/presence-engine/presence/engine/natstest"
 	"github.com/presence-engine/presence/events"
 )
 
@@ -100,6 +106,115 @@ func TestLogWentBackOrWasRecreated(t *testing.T) {
 			checkChains(t, log)
 			if r, err := e.Verify(ctxT(t), nil); err != nil || !r.OK() || r.Seq != last {
 				t.Errorf("verify after more writes: %+v, %v", r, err)
+			}
+		})
+	}
+}
+
+// restorableFeed is a server whose store can be copied and restored, with the
+// streams made and a way to write feed entries straight to the feed.
+type restorableFeed struct {
+	t          *testing.T
+	dir, older string
+	port       int
+	s          *server.Server
+	js         jetstream.JetStream
+}
+
+func newRestorableFeed(t *testing.T) *restorableFeed {
+	f := &restorableFeed{t: t, dir: t.TempDir(), older: t.TempDir(), port: natstest.FreePort(t)}
+	f.start()
+	if err := EnsureStreams(ctxT(t), f.js, StreamOptions{}, testLogger(t)); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func (f *restorableFeed) start() {
+	f.s = natstest.StartWith(f.t, natstest.Options{StoreDir: f.dir, Port: f.port})
+	_, f.js = natstest.JetStream(f.t, f.s)
+}
+
+// restart starts the server again, copying its store aside first, or, with
+// restore, on the copy.
+func (f *restorableFeed) restart(restore bool) {
+	f.t.Helper()
+	f.s.Shutdown()
+	f.s.WaitForShutdown()
+	if restore {
+		if err := os.RemoveAll(f.dir); err != nil {
+			f.t.Fatal(err)
+		}
+		copyDir(f.t, f.older, f.dir)
+	} else {
+		copyDir(f.t, f.dir, f.older)
+	}
+	f.start()
+}
+
+// publish writes entries for log seqs from to to of contact, as the engine
+// would derive them from a log of that contact alone.
+func (f *restorableFeed) publish(contact string, from, to uint64) {
+	f.t.Helper()
+	for seq := from; seq <= to; seq++ {
+		c := events.Change{Contact: contact, Previous: events.Unknown, Seq: seq, At: time.Now().UTC()}
+		if _, err := f.js.Publish(ctxT(f.t), events.ChangeSubject(contact), c.Encode()); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+}
+
+// TestSubscriberSeesAFeedRestoredFromAnOlderCopy: a server started again on an
+// older copy of its store has a feed created at the same time as before,
+// shorter, and (the log restored with it, so nothing is purged) growing again
+// with other changes at the same sequences, even the same log sequences. A
+// subscription that was handed the old entries there says so
+// (ErrFeedWentBack), rather than hand over only what lies past where it was,
+// or, durable, acknowledge the new entries as handed over already.
+func TestSubscriberSeesAFeedRestoredFromAnOlderCopy(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  SubscriberConfig
+	}{
+		{"consumer", SubscriberConfig{LiveCheck: -1, Start: StartAll()}},
+		{"live", SubscriberConfig{LiveCheck: 20 * time.Millisecond, Start: StartAll()}},
+		{"durable", SubscriberConfig{Durable: "crm", Start: StartAll()}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newRestorableFeed(t)
+			nc := natstest.Connect(t, f.s, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+			cfg := tc.cfg
+			cfg.Conn, cfg.Reader, cfg.Logger = nc, NewClient(nc), testLogger(t)
+			sub, err := NewSubscriber(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			col := &collector{}
+			done := runUntilError(t, sub, col)
+			handed := func(n int) {
+				t.Helper()
+				waitFor(t, fmt.Sprintf("%d changes handed over", n), func() bool { return col.len() == n })
+				if cfg.Durable != "" {
+					waitFor(t, "the durable's acknowledgements", func() bool {
+						info, err := f.js.Consumer(ctxT(t), FeedStream, cfg.Durable)
+						return err == nil && info.CachedInfo().AckFloor.Stream == uint64(n)
+					})
+				}
+			}
+			f.publish("old", 1, 3)
+			handed(3)
+			f.restart(false) // the copy: the feed at 3, the durable's position with it
+			waitFor(t, "the subscriber to reconnect", nc.IsConnected)
+			f.publish("old", 4, 6)
+			handed(6)
+
+			f.restart(true)
+			f.publish("new", 4, 7)
+			wantWentBack(t, tc.name, done)
+			for _, c := range col.changes {
+				if c.Contact == "new" {
+					t.Errorf("handed over the change at log seq %d of the restored feed (feed seq %d)", c.Seq, c.FeedSeq)
+				}
 			}
 		})
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presence-engine/presence/events"
+	"github.com/presence-engine/presence/projections"
 )
 
 // Change is one visible change handed to a subscriber: the contact and its
@@ -252,7 +253,7 @@ func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
 		return nil, err
 	}
 	return &Subscriber{cfg: cfg, js: js, logger: cfg.Logger, ready: make(chan struct{}),
-		feed: feedWatch{window: feedCheckWindow, wait: cfg.RetryWait}}, nil
+		feed: feedWatch{window: feedCheckWindow, wait: cfg.RetryWait, conn: cfg.Conn}}, nil
 }
 
 // CatchUps returns how many times a subscription following the feed on core
@@ -480,7 +481,12 @@ func (s *Subscriber) consume(ctx context.Context, stream jetstream.Stream, polic
 	if err != nil {
 		return 0, fmt.Errorf("subscribe to the feed: %w", err)
 	}
-	defer cc.Stop()
+	defer func() {
+		cc.Stop()
+		if info := cons.CachedInfo(); info != nil {
+			projections.DropConsumer(stream, info.Name, s.cfg.Conn)
+		}
+	}()
 	if started != nil {
 		started()
 	}
@@ -795,6 +801,14 @@ func drain(batch []jetstream.Msg, msgs <-chan jetstream.Msg, max int) []jetstrea
 // over is always the one after, never a later one while an earlier waits for
 // redelivery. Changed contacts update its filter in place. It also returns the
 // delivery sequence the consumer's next delivery will have.
+// followed says which contacts a consumer's filters follow.
+func followed(filters []string) string {
+	if len(filters) == 0 || slices.Equal(filters, []string{events.ChangesPrefix + ">"}) {
+		return "every contact"
+	}
+	return strings.Join(filters, " ")
+}
+
 func (s *Subscriber) durable(ctx context.Context, stream jetstream.Stream) (jetstream.Consumer, uint64, error) {
 	cons, err := stream.Consumer(ctx, s.cfg.Durable)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
@@ -819,6 +833,10 @@ func (s *Subscriber) durable(ctx context.Context, stream jetstream.Stream) (jets
 		return nil, 0, err
 	}
 	info := cons.CachedInfo()
+	if s.cfg.Start.kind != startNew {
+		s.logger.Warn("subscriber: the durable subscription exists, and resumes where it stopped: a start applies only to a new one",
+			"durable", s.cfg.Durable)
+	}
 	if v, ok := info.Config.Metadata[startSeqKey]; ok {
 		// Made to start at a log sequence, perhaps one the feed had not
 		// reached: what comes before it is stepped over in every run, not
@@ -842,6 +860,8 @@ func (s *Subscriber) durable(ctx context.Context, stream jetstream.Stream) (jets
 		}
 	}
 	if filters := s.subjects(); !slices.Equal(info.Config.FilterSubjects, filters) {
+		s.logger.Warn("subscriber: the durable subscription now follows other contacts than before, from where it stopped",
+			"durable", s.cfg.Durable, "was", followed(info.Config.FilterSubjects), "now", followed(filters))
 		cfg := info.Config
 		cfg.FilterSubject, cfg.FilterSubjects = "", filters
 		if cons, err = stream.UpdateConsumer(ctx, cfg); err != nil {
@@ -913,6 +933,7 @@ func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h 
 	var (
 		handled uint64 // feed sequence of the last change this run handled
 		lost    bool   // a delivery was lost since the last reset
+		checked bool   // the feed was found to hold the last change handled, since the last reset
 	)
 	for ctx.Err() == nil {
 		if reconnects := s.cfg.Conn.Stats().Reconnects; reconnects != positioned || lost {
@@ -932,7 +953,7 @@ func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h 
 			}
 			s.logger.Debug("subscriber: resuming after the last change acknowledged", "durable", s.cfg.Durable,
 				"reconnected", reconnects != positioned, "lost_delivery", lost, "feed_seq", res.ResetSeq, "handled", handled)
-			positioned, lost, next = reconnects, false, 1
+			positioned, lost, next, checked = reconnects, false, 1, false
 		}
 		fctx, cancel := context.WithTimeout(ctx, time.Second)
 		batch, err := cons.Fetch(s.cfg.Batch, jetstream.FetchContext(fctx))
@@ -975,11 +996,28 @@ func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h 
 					break
 				}
 				next++
+				if c.Contact != "" && c.FeedSeq <= handled && !checked {
+					// Handed over again after a reset: by a server that lost
+					// the ack, or one restored from an older copy, whose feed
+					// may hold other entries at those sequences now. Once a
+					// reset, the entry handed over last is read again.
+					if err := s.feed.holdsHanded(ctx); err != nil {
+						if errors.Is(err, ErrFeedWentBack) {
+							cancel()
+							return fmt.Errorf("durable subscriber %q: %w", s.cfg.Durable, err)
+						}
+						stale, lost = true, true // cannot tell yet: reset, and look again
+						s.logger.Warn("subscriber: cannot read the feed; retrying", "durable", s.cfg.Durable, "err", err)
+						break
+					}
+					checked = true
+				}
 				if (c.FeedSeq == 0 || c.FeedSeq > handled) && !s.early(c) {
 					if err := s.handle(ctx, c, h, msgs[i], true); err != nil {
 						break
 					}
 					handled = max(handled, c.FeedSeq)
+					s.feed.handing(c)
 				} // else handed over again by a server that lost its ack
 				if err := msgs[i].Ack(); err != nil {
 					s.logger.Warn("subscriber: ack failed", "durable", s.cfg.Durable, "err", err)
@@ -1019,6 +1057,9 @@ func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h 
 // ErrFeedWentBack), or the consumer was deleted. Carrying on would mean
 // making a new one, which starts where Start says, not where this one was.
 func (s *Subscriber) durableLost(ctx context.Context, stream jetstream.Stream) error {
+	if !s.cfg.Conn.IsConnected() {
+		return nil // cannot tell: the fetch fails while cut off, and is tried again
+	}
 	err := s.feed.gone(ctx)
 	if ctx.Err() != nil {
 		return nil
@@ -1089,6 +1130,7 @@ func (s *Subscriber) hand(ctx context.Context, c Change, h Handler) error {
 		return err
 	}
 	s.handed = c.Seq
+	s.feed.handing(c)
 	return nil
 }
 

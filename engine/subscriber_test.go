@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -708,5 +709,40 @@ func TestDurableStartedPastTheEndRemembersItsStart(t *testing.T) {
 	wait(t, done2)
 	if got, want := col.seqs(), []uint64{start, start + 1}; !slices.Equal(got, want) {
 		t.Errorf("handed %v, want %v: run again, the durable handed changes before its StartAtSeq", got, want)
+	}
+}
+
+// TestResumedDurableSaysWhatChanged: a durable subscription that exists
+// resumes where it stopped, whatever start it is given, and follows the
+// contacts it is given now; it says so, rather than leave the caller to
+// believe its start was taken, or miss that it follows others now.
+func TestResumedDurableSaysWhatChanged(t *testing.T) {
+	r := startEngine(t, "", Options{})
+	run := func(cfg SubscriberConfig) string {
+		t.Helper()
+		var logs lockedBuffer
+		cfg.Conn, cfg.Reader, cfg.Durable = r.connect(t), r.client(t), "crm"
+		cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		sub, err := NewSubscriber(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cancel, done := runCollecting(t, sub, &collector{})
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		return logs.String()
+	}
+	const startIgnored, othersNow = "a start applies only to a new one", "now follows other contacts than before"
+	if out := run(SubscriberConfig{Start: StartAll()}); strings.Contains(out, startIgnored) || strings.Contains(out, othersNow) {
+		t.Errorf("the durable's first run said %q; it was made as asked", out)
+	}
+	if out := run(SubscriberConfig{Start: StartAll()}); !strings.Contains(out, startIgnored) {
+		t.Errorf("resumed with a start, it said %q; want it to say the start applies only to a new one", out)
+	}
+	if out := run(SubscriberConfig{Contacts: []string{"sip:alice@contoso.com"}}); !strings.Contains(out, othersNow) ||
+		!strings.Contains(out, "was=\"every contact\"") || !strings.Contains(out, events.ChangeSubject("sip:alice@contoso.com")) {
+		t.Errorf("resumed with other contacts, it said %q; want it to say it follows alice now, not every contact", out)
 	}
 }
