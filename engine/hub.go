@@ -52,8 +52,9 @@ type Hub struct {
 	logger *slog.Logger
 	ready  chan struct{}
 
-	mu   sync.Mutex
-	subs map[*hubSub]struct{}
+	mu      sync.Mutex
+	subs    map[*hubSub]struct{}
+	stopped bool // Run has returned: nothing more comes
 
 	changes    atomic.Uint64
 	deliveries atomic.Uint64
@@ -224,6 +225,7 @@ func (h *Hub) dispatch(changes []*hubChange) {
 func (h *Hub) closeAll() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.stopped = true
 	for s := range h.subs {
 		delete(h.subs, s)
 		close(s.queue)
@@ -239,12 +241,17 @@ type HubSubscription struct {
 }
 
 // Subscribe registers a subscriber: every change that reaches the hub from now
-// on is queued for it, for Run to hand to a handler.
+// on is queued for it, for Run to hand to a handler. Once the hub has stopped,
+// its Run returns nil at once.
 func (h *Hub) Subscribe() *HubSubscription {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &hubSub{queue: make(chan []*hubChange, h.cfg.Queue), cut: make(chan struct{}), cancel: cancel}
 	h.mu.Lock()
-	h.subs[s] = struct{}{}
+	if h.stopped {
+		close(s.queue) // its Run returns at once
+	} else {
+		h.subs[s] = struct{}{}
+	}
 	h.mu.Unlock()
 	return &HubSubscription{h: h, sub: s, ctx: ctx}
 }

@@ -177,3 +177,34 @@ func TestHubDoesNotStartAtATime(t *testing.T) {
 		t.Fatalf("NewHub with StartAtTime: %v; want a bad request naming the starts a hub accepts", err)
 	}
 }
+
+// TestHubSubscribedAfterItStopped: a subscription made once the hub has
+// stopped ends at once, as those made before do, rather than wait for
+// changes that will never come.
+func TestHubSubscribedAfterItStopped(t *testing.T) {
+	r := startEngine(t, "", Options{})
+	h, err := NewHub(HubConfig{Conn: r.connect(t), Reader: r.Reader(), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.Run(ctx) }()
+	<-h.Ready()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("hub Run: %v", err)
+	}
+	ran := make(chan error, 1)
+	go func() {
+		ran <- h.Subscribe().Run(ctxT(t), func(context.Context, Change) error { return nil })
+	}()
+	select {
+	case err := <-ran:
+		if err != nil {
+			t.Errorf("Run of a subscription made after the hub stopped: %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a subscription made after the hub stopped is still running 10s on")
+	}
+}
