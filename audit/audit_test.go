@@ -674,6 +674,10 @@ func TestEntryLines(t *testing.T) {
 	if got, want := string(e.AppendText(nil)), `42  2026-11-24T10:00:00.000000005Z  sip:zoë@contoso.com  "Zoë \"Z\" \\ <\u2028>"  busy -> invisible  endpoint`+"\n"; got != want {
 		t.Errorf("AppendText = %q, want %q", got, want)
 	}
+	e.At = time.Date(2026, 11, 24, 10, 0, 0, 5e8, time.UTC)
+	if got := string(e.AppendText(nil)); !strings.Contains(got, "  2026-11-24T10:00:00.500000000Z  ") {
+		t.Errorf("AppendText = %q, want the time with every digit of its nanoseconds, as the lines around it", got)
+	}
 	bad := audit.Entry{Seq: 7}
 	if got := string(bad.AppendJSON(nil)); got != `{"seq":7,"malformed":true}`+"\n" {
 		t.Errorf("AppendJSON of a record that is not an event = %q", got)

@@ -49,6 +49,10 @@ type Entry struct {
 	events.Event
 }
 
+// textTime writes times of the same zone in as many characters: RFC 3339,
+// with every digit of the nanoseconds, so that lines of text line up.
+const textTime = "2006-01-02T15:04:05.000000000Z07:00"
+
 // AppendText appends the entry as one line of text: sequence, time, contact,
 // quoted friendly name, previous -> new status, and cause.
 func (e Entry) AppendText(b []byte) []byte {
@@ -57,7 +61,7 @@ func (e Entry) AppendText(b []byte) []byte {
 		return append(b, "  (not an event)\n"...)
 	}
 	b = append(b, "  "...)
-	b = e.At.AppendFormat(b, time.RFC3339Nano)
+	b = e.At.AppendFormat(b, textTime)
 	b = append(b, "  "...)
 	b = append(b, e.Contact...)
 	b = append(b, "  "...)
