@@ -228,6 +228,9 @@ func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
 		return nil, badRequest(fmt.Errorf("durable name %s: it may not hold whitespace, '.', '*', '>', '/' or '\\'",
 			events.Quote(cfg.Durable)))
 	}
+	if n := len(cfg.Durable); n > maxDurableName {
+		return nil, badRequest(fmt.Errorf("durable name %s is %d bytes: at most %d", events.Quote(cfg.Durable[:32]+"..."), n, maxDurableName))
+	}
 	for _, c := range cfg.Contacts {
 		if err := events.ValidateContact(c); err != nil {
 			return nil, badRequest(err)
@@ -264,6 +267,9 @@ func (s *Subscriber) CatchUps() uint64 { return s.catchUps.Load() }
 // Ready returns a channel closed once the subscription's consumer exists: with
 // StartNew, every change accepted after that is handed over.
 func (s *Subscriber) Ready() <-chan struct{} { return s.ready }
+
+// maxDurableName is the longest name the server takes for a consumer.
+const maxDurableName = 255
 
 func (s *Subscriber) subjects() []string {
 	if len(s.cfg.Contacts) == 0 {

@@ -278,6 +278,7 @@ func TestBadInput(t *testing.T) {
 		{"invalid contact for self", []string{"self", "bad contact"}, []string{`"bad contact"`, "space"}},
 		{"invalid contact for watch", []string{"watch", "bad contact"}, []string{`"bad contact"`, "space"}},
 		{"invalid durable name", []string{"watch", "--durable", "a.b"}, []string{`"a.b"`}},
+		{"durable name too long", []string{"watch", "--durable", strings.Repeat("d", 256)}, []string{"is 256 bytes: at most 255"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
