@@ -1046,8 +1046,12 @@ func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h 
 		}
 		// The fetch failed at once (no responders: no such consumer) or on
 		// the way: without a pause it would be tried again at full speed.
-		if err := s.durableLost(ctx, stream); err != nil {
-			return err
+		// A server shutting down says so as it goes: asking it whether the
+		// consumer is gone would wait out the request's whole timeout.
+		if !errors.Is(err, jetstream.ErrServerShutdown) {
+			if err := s.durableLost(ctx, stream); err != nil {
+				return err
+			}
 		}
 		s.logger.Warn("subscriber: fetch failed; retrying", "durable", s.cfg.Durable, "err", err, "wait", wait)
 		if !sleep(ctx, wait) {
