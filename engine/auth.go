@@ -138,7 +138,6 @@ func (u AuthUser) Permissions() *server.Permissions {
 	case RoleAuditor, RoleOperator:
 		pub = append(pub, SelfPrefix+"*", DigestSubject, VerifySubject)
 		pub = append(pub, streamReadAPI(LogStream)...)
-		pub = append(pub, "$JS.API.STREAM.MSG.GET."+LogStream, "$JS.API.DIRECT.GET."+LogStream, "$JS.API.DIRECT.GET."+LogStream+".>")
 		if u.Role == RoleOperator {
 			pub = append(pub, RebuildSubject)
 		}
@@ -149,12 +148,17 @@ func (u AuthUser) Permissions() *server.Permissions {
 	}
 }
 
-// streamReadAPI is the JetStream API a reader of a stream needs: its info, and
-// consumers on it (create, info, next, delete, ack). Nothing that changes the
-// stream itself.
+// streamReadAPI is the JetStream API a reader of a stream needs: its info,
+// consumers on it (create, info, next, delete, ack), and gets of one message (a
+// subscriber reads the feed's entry at a sequence: where it starts, and to see
+// that the feed still holds the one it handed over last). Nothing that changes
+// the stream itself.
 func streamReadAPI(stream string) []string {
 	return []string{
 		"$JS.API.STREAM.INFO." + stream,
+		"$JS.API.STREAM.MSG.GET." + stream,
+		"$JS.API.DIRECT.GET." + stream,
+		"$JS.API.DIRECT.GET." + stream + ".>",
 		"$JS.API.CONSUMER.*." + stream,        // CREATE (several filters), LIST, NAMES
 		"$JS.API.CONSUMER.*." + stream + ".>", // CREATE, INFO, DELETE, RESET, ...
 		"$JS.API.CONSUMER.DURABLE.CREATE." + stream + ".>",

@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presence-engine/presence/audit"
+	"github.com/presence-engine/presence/engine/natstest"
 	"github.com/presence-engine/presence/events"
 )
 
@@ -393,5 +394,89 @@ func TestClientSaysWhenRefused(t *testing.T) {
 	}
 	if _, err := c.Rebuild(context.Background(), nil); !errors.Is(err, ErrForbidden) {
 		t.Errorf("alice rebuilding: %v; want ErrForbidden", err)
+	}
+}
+
+// TestRolesFollowTheFeedAcrossFaults: what a subscription reads of the feed
+// to hand over every change once (an entry at a sequence: where it starts, and
+// the one it handed last, to see the feed still holds it) is open to the roles
+// that consume the feed, and only to the feed: a live subscriber of the
+// subscriber role catches up over a repeat it lost, one of the user role
+// starts at a log sequence, and a hub of the subscriber role goes on across a
+// reconnection.
+func TestRolesFollowTheFeedAcrossFaults(t *testing.T) {
+	r := startEngine(t, "", Options{Auth: testUsers})
+	set := func(contact string, st events.Status) SetResult {
+		t.Helper()
+		res, err := r.Writer().Set(ctxT(t), SetRequest{Contact: contact, Status: st})
+		if err != nil || !res.Changed {
+			t.Fatalf("set %s %s: %+v, %v", contact, st, res, err)
+		}
+		return res
+	}
+	first := set(alice, events.Online)
+	r.waitFeed(t)
+
+	for _, who := range []struct{ user, password string }{{"crm", "crm-pw"}, {"alice", "alice-pw"}} {
+		c := connectAs(t, r.ClientURL(), who.user, who.password)
+		js, err := jetstream.New(c.nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		feed, err := js.Stream(ctxT(t), FeedStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := feed.GetMsg(ctxT(t), 1); err != nil {
+			t.Errorf("%s: get of the feed's first entry: %v", who.user, err)
+		}
+		if _, err := feed.GetMsg(ctxT(t), 1, jetstream.WithGetMsgSubject(events.ChangeSubject(alice))); err != nil {
+			t.Errorf("%s: get of alice's last entry: %v", who.user, err)
+		}
+	}
+
+	// A live subscriber that loses a repeat catches up from the feed.
+	crm := connectAs(t, r.ClientURL(), "crm", "crm-pw")
+	var live collector
+	sub, err := NewSubscriber(SubscriberConfig{Conn: crm.nc, Reader: NewClient(crm.nc), Logger: testLogger(t),
+		Start: StartAtSeq(first.Seq), LiveCheck: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub.dropLive = func(seq uint64) bool { return seq == 3 }
+	liveDone := runUntilError(t, sub, &live)
+
+	// A hub across a reconnection.
+	p := natstest.StartProxy(t, strings.TrimPrefix(r.ClientURL(), "nats://"))
+	nc, err := nats.Connect(p.URL(), nats.UserInfo("crm", "crm-pw"), nats.CustomInboxPrefix(InboxPrefix("crm")),
+		nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond), nats.ReconnectJitter(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	h := runHub(t, r, HubConfig{Conn: nc})
+	var hubbed collector
+	hubCtx, stopHub := context.WithCancel(context.Background())
+	defer stopHub()
+	hs := h.Subscribe()
+	go func() {
+		_ = hs.Run(hubCtx, func(_ context.Context, c Change) error { hubbed.add(c, Reply{}); return nil })
+	}()
+
+	set(alice, events.Away) // feed entry 2
+	waitFor(t, "the hub's first change", func() bool { return hubbed.len() == 1 })
+	reconnects := nc.Stats().Reconnects
+	p.Pause()
+	waitFor(t, "the hub to be cut off", func() bool { return !nc.IsConnected() })
+	p.Resume()
+	waitFor(t, "the hub to reconnect", func() bool { return nc.IsConnected() && nc.Stats().Reconnects > reconnects })
+	set(alice, events.Busy)   // feed entry 3: its repeat is lost to the live subscriber
+	set(alice, events.Online) // feed entry 4
+	waitFor(t, "the live subscriber's four changes", func() bool { return live.len() == 4 })
+	waitFor(t, "the hub's three changes", func() bool { return hubbed.len() == 3 })
+	select {
+	case err := <-liveDone:
+		t.Fatalf("the live subscriber ended: %v", err)
+	default:
 	}
 }

@@ -45,18 +45,20 @@ func (f *feedWatch) handing(c Change) {
 // holdsHanded returns an error wrapping ErrFeedWentBack if the feed holds
 // another entry where the last one handed over was; nil if it holds that one,
 // or none there (removed by the feed's limits, or the feed ends before it,
-// which wentBack tells), or nothing was handed yet.
+// which wentBack tells), or nothing was handed yet, or the entry cannot be read
+// (refused to a user that may not get messages of the feed, as one with the
+// permissions of an older `presence auth`, or no answer in time): that look
+// tells nothing, and must not hold the subscription up.
 func (f *feedWatch) holdsHanded(ctx context.Context) error {
 	h := f.handed
 	if h.feedSeq == 0 {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
 	msg, err := f.stream.GetMsg(ctx, h.feedSeq)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil
-	}
 	if err != nil {
-		return fmt.Errorf("read the feed: %w", err)
+		return nil
 	}
 	if c, err := events.DecodeChange(msg.Data); err != nil || c.Contact != h.contact || c.Seq != h.seq || !c.At.Equal(h.at) {
 		return fmt.Errorf("%w: the feed (stream %s) holds another entry at feed seq %d than the one handed over there, "+

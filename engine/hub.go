@@ -112,6 +112,7 @@ func (h *Hub) Ready() <-chan struct{} { return h.ready }
 // back under it (as Subscriber.Run does), after the changes before that point
 // were dispatched.
 func (h *Hub) Run(ctx context.Context) error {
+	defer h.closeAll() // however it ends, starting or not
 	err := h.run(ctx)
 	if ctx.Err() != nil {
 		return nil // stopped, perhaps while starting
@@ -137,7 +138,6 @@ func (h *Hub) run(ctx context.Context) error {
 	}
 	defer tail.Stop()
 	close(h.ready)
-	defer h.closeAll()
 	var (
 		batch []projections.Record
 		last  uint64 // the log sequence of the last change handed over

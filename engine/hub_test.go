@@ -179,22 +179,42 @@ func TestHubDoesNotStartAtATime(t *testing.T) {
 }
 
 // TestHubSubscribedAfterItStopped: a subscription made once the hub has
-// stopped ends at once, as those made before do, rather than wait for
-// changes that will never come.
+// stopped, having run or failed to start, ends at once, as those made before
+// do, rather than wait for changes that will never come.
 func TestHubSubscribedAfterItStopped(t *testing.T) {
-	r := startEngine(t, "", Options{})
-	h, err := NewHub(HubConfig{Conn: r.connect(t), Reader: r.Reader(), Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- h.Run(ctx) }()
-	<-h.Ready()
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("hub Run: %v", err)
-	}
+	t.Run("having run", func(t *testing.T) {
+		r := startEngine(t, "", Options{})
+		h, err := NewHub(HubConfig{Conn: r.connect(t), Reader: r.Reader(), Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- h.Run(ctx) }()
+		<-h.Ready()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("hub Run: %v", err)
+		}
+		subscribeAfter(t, h)
+	})
+	t.Run("failed to start", func(t *testing.T) {
+		nc := connectURL(t, natstest.Start(t).ClientURL()) // a server without the feed
+		h, err := NewHub(HubConfig{Conn: nc, Reader: NewClient(nc), Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Run(ctxT(t)); err == nil {
+			t.Fatal("a hub ran without a feed")
+		}
+		subscribeAfter(t, h)
+	})
+}
+
+// subscribeAfter checks that a subscription to h, which has stopped, ends at
+// once with nil.
+func subscribeAfter(t *testing.T, h *Hub) {
+	t.Helper()
 	ran := make(chan error, 1)
 	go func() {
 		ran <- h.Subscribe().Run(ctxT(t), func(context.Context, Change) error { return nil })

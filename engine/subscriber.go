@@ -1008,13 +1008,8 @@ func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h 
 					// may hold other entries at those sequences now. Once a
 					// reset, the entry handed over last is read again.
 					if err := s.feed.holdsHanded(ctx); err != nil {
-						if errors.Is(err, ErrFeedWentBack) {
-							cancel()
-							return fmt.Errorf("durable subscriber %q: %w", s.cfg.Durable, err)
-						}
-						stale, lost = true, true // cannot tell yet: reset, and look again
-						s.logger.Warn("subscriber: cannot read the feed; retrying", "durable", s.cfg.Durable, "err", err)
-						break
+						cancel()
+						return fmt.Errorf("durable subscriber %q: %w", s.cfg.Durable, err)
 					}
 					checked = true
 				}

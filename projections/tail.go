@@ -63,6 +63,7 @@ type Tail struct {
 	failOnce  sync.Once
 	last      atomic.Uint64          // the stream's last sequence as of the last delivery
 	delivered atomic.Uint64          // the sequence of the last record delivered
+	lastData  []byte                 // its data: written by the consumer's callback before delivered
 	pending   uint64                 // messages to deliver when the consumer was created
 	consumer  atomic.Pointer[string] // the name of the consumer read
 	stream    jetstream.Stream
@@ -112,7 +113,6 @@ func TailStream(ctx context.Context, stream jetstream.Stream, cfg TailConfig) (*
 	if info := cons.CachedInfo(); info != nil {
 		t.sameConsumer(info.Name)
 	}
-	var lastData []byte // the last record delivered; only this callback's goroutine uses it
 	t.cc, err = cons.Consume(func(msg jetstream.Msg) {
 		md, err := msg.Metadata()
 		if err != nil {
@@ -132,16 +132,17 @@ func TailStream(ctx context.Context, stream jetstream.Stream, cfg TailConfig) (*
 			// and may have grown past the Tail since: then it holds another
 			// record where the Tail delivered its last one. Nothing is
 			// delivered until that is known.
-			if !t.checkUntilKnown(fmt.Sprintf("consumer %s made again as %s", *t.consumer.Load(), md.Consumer), lastData) {
+			if !t.checkUntilKnown(fmt.Sprintf("consumer %s made again as %s", *t.consumer.Load(), md.Consumer), true) {
 				return
 			}
 			t.consumer.Store(&md.Consumer)
 		}
 		t.last.Store(md.Sequence.Stream + md.NumPending)
+		data := msg.Data()
+		t.lastData = data // before delivered: a check that loads delivered sees it
 		t.delivered.Store(md.Sequence.Stream)
-		lastData = msg.Data()
 		select {
-		case c <- Record{Seq: md.Sequence.Stream, Data: lastData}:
+		case c <- Record{Seq: md.Sequence.Stream, Data: data}:
 		case <-t.done:
 		case <-t.failed:
 		}
@@ -178,10 +179,13 @@ var errStreamChanged = errors.New("the stream changed under the consumer")
 
 // check looks at the stream again: an error wrapping errStreamChanged if it
 // was created again, or ends before the last record delivered (restored from
-// an older copy, or created again shorter), or, given that record's data
-// (last), holds another record at its sequence (restored from an older copy
-// and grown since); another error if it cannot tell.
-func (t *Tail) check(last []byte) error {
+// an older copy, or created again shorter), or, with compare, holds another
+// record at its sequence (restored from an older copy and grown since);
+// another error if it cannot tell. Only the consumer's callback compares: the
+// record delivered last is its own, handed over before it runs again (nats.go
+// calls a consumer made again on a goroutine of its own, after the old one
+// delivered its last).
+func (t *Tail) check(compare bool) error {
 	ctx, cancel := context.WithTimeout(t.live, 5*time.Second)
 	defer cancel()
 	info, err := t.stream.Info(ctx)
@@ -193,6 +197,10 @@ func (t *Tail) check(last []byte) error {
 			info.Created.Format(time.RFC3339Nano), t.created.Format(time.RFC3339Nano))
 	}
 	delivered := t.delivered.Load()
+	var last []byte
+	if compare {
+		last = t.lastData // written before delivered was stored
+	}
 	if delivered == 0 || (info.State.LastSeq >= delivered && last == nil) {
 		return nil
 	}
@@ -203,8 +211,11 @@ func (t *Tail) check(last []byte) error {
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound) && info.State.LastSeq < delivered:
 		return fmt.Errorf("%w: it ends at seq %d, before seq %d, delivered", errStreamChanged, info.State.LastSeq, delivered)
-	case errors.Is(err, jetstream.ErrMsgNotFound):
-		return nil // removed since, by the stream's limits or a delete: nothing to compare
+	case err != nil && info.State.LastSeq >= delivered:
+		// Removed since, by the stream's limits or a delete, or not to be
+		// read (a reader refused gets of the stream, no answer in time):
+		// nothing to compare, and nothing that says the stream went back.
+		return nil
 	case err != nil:
 		return fmt.Errorf("look at the stream again: %w", err)
 	case last != nil && !bytes.Equal(msg.Data, last):
@@ -214,11 +225,11 @@ func (t *Tail) check(last []byte) error {
 }
 
 // checkUntilKnown checks the stream until it can tell, failing the Tail if it
-// changed (last as for check). It reports whether the Tail goes on: not if it
+// changed (compare as for check). It reports whether the Tail goes on: not if it
 // changed, nor once the Tail was stopped.
-func (t *Tail) checkUntilKnown(why string, last []byte) bool {
+func (t *Tail) checkUntilKnown(why string, compare bool) bool {
 	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
-		err := t.check(last)
+		err := t.check(compare)
 		if err == nil {
 			return true
 		}
@@ -262,7 +273,7 @@ func (t *Tail) watch(interval time.Duration, conn *nats.Conn) {
 		if time.Now().Before(next) {
 			continue
 		}
-		err := t.check(nil)
+		err := t.check(false)
 		switch {
 		case errors.Is(err, errStreamChanged):
 			t.lost(fmt.Errorf("%s: %w", why, err))
