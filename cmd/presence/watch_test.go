@@ -207,6 +207,10 @@ func TestWatch(t *testing.T) {
 			func(s string) bool { return hasSeq(decodeWatchLines(t, s), res.Seq) })
 		humanW.out.waitFor(t, 10*time.Second, humanW.done, fmt.Sprintf("the watch line of seq %d", res.Seq),
 			func(s string) bool { return strings.Contains(s, w.human) })
+		if st.contact == ben {
+			benW.out.waitFor(t, 10*time.Second, benW.done, fmt.Sprintf("ben's watch line of seq %d", res.Seq),
+				func(s string) bool { return hasSeq(decodeWatchLines(t, s), res.Seq) })
+		}
 	}
 	// Changes of others go into the feed in log order: once the last line is
 	// there, every line there will ever be for these changes is.
