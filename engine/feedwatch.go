@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presence-engine/presence/events"
+	"github.com/presence-engine/presence/projections"
 )
 
 // feedWatch tells whether the feed a subscription (or a hub) follows went back
@@ -44,11 +45,10 @@ func (f *feedWatch) handing(c Change) {
 
 // holdsHanded returns an error wrapping ErrFeedWentBack if the feed holds
 // another entry where the last one handed over was; nil if it holds that one,
-// or none there (removed by the feed's limits, or the feed ends before it,
-// which wentBack tells), or nothing was handed yet, or the entry cannot be read
-// (refused to a user that may not get messages of the feed, as one with the
-// permissions of an older `presence auth`, or no answer in time): that look
-// tells nothing, and must not hold the subscription up.
+// or none there (removed by the feed's limits: a feed that ends before it is
+// for wentBack to tell), or nothing was handed yet, or the user may not get
+// messages of the feed (as with the permissions of an older `presence auth`:
+// nothing to compare, ever); another error if it cannot tell yet.
 func (f *feedWatch) holdsHanded(ctx context.Context) error {
 	h := f.handed
 	if h.feedSeq == 0 {
@@ -57,8 +57,11 @@ func (f *feedWatch) holdsHanded(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	msg, err := f.stream.GetMsg(ctx, h.feedSeq)
-	if err != nil {
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound), err != nil && projections.GetRefused(f.conn, FeedStream):
 		return nil
+	case err != nil:
+		return fmt.Errorf("read the feed's entry at seq %d: %w", h.feedSeq, err)
 	}
 	if c, err := events.DecodeChange(msg.Data); err != nil || c.Contact != h.contact || c.Seq != h.seq || !c.At.Equal(h.at) {
 		return fmt.Errorf("%w: the feed (stream %s) holds another entry at feed seq %d than the one handed over there, "+

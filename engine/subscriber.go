@@ -940,6 +940,7 @@ func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h 
 		handled uint64 // feed sequence of the last change this run handled
 		lost    bool   // a delivery was lost since the last reset
 		checked bool   // the feed was found to hold the last change handled, since the last reset
+		pause   bool   // the feed could not be read: wait before the next reset
 	)
 	for ctx.Err() == nil {
 		if reconnects := s.cfg.Conn.Stats().Reconnects; reconnects != positioned || lost {
@@ -949,6 +950,13 @@ func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h 
 			if err != nil {
 				if ctx.Err() != nil {
 					break
+				}
+				// Connected, a reset that fails may be of a consumer, or a
+				// feed, that is gone for good.
+				if s.cfg.Conn.IsConnected() {
+					if err := s.durableLost(ctx, stream); err != nil {
+						return err
+					}
 				}
 				s.logger.Warn("subscriber: cannot resume after the last change acknowledged; retrying", "durable", s.cfg.Durable, "err", err, "wait", wait)
 				if !sleep(ctx, wait) {
@@ -1005,11 +1013,22 @@ func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h 
 				if c.Contact != "" && c.FeedSeq <= handled && !checked {
 					// Handed over again after a reset: by a server that lost
 					// the ack, or one restored from an older copy, whose feed
-					// may hold other entries at those sequences now. Once a
-					// reset, the entry handed over last is read again.
-					if err := s.feed.holdsHanded(ctx); err != nil {
+					// may end before the entry handed over last, or hold
+					// another there (now or once it grows again). Once a
+					// reset, the feed is read there before stepping over.
+					_, err := s.feed.check(ctx, handled+1)
+					if errors.Is(err, ErrFeedWentBack) {
 						cancel()
 						return fmt.Errorf("durable subscriber %q: %w", s.cfg.Durable, err)
+					}
+					if err != nil {
+						if ctx.Err() != nil {
+							break
+						}
+						// Cannot tell yet: nothing is stepped over until it can.
+						s.logger.Warn("subscriber: cannot read the feed; retrying", "durable", s.cfg.Durable, "err", err, "wait", wait)
+						stale, lost, pause = true, true, true
+						break
 					}
 					checked = true
 				}
@@ -1033,6 +1052,14 @@ func (s *Subscriber) runDurable(ctx context.Context, stream jetstream.Stream, h 
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			_ = lastAcked.DoubleAck(cctx)
 			cancel()
+		}
+		if pause {
+			pause = false
+			if !sleep(ctx, wait) {
+				break
+			}
+			wait = min(2*wait, 30*time.Second)
+			continue
 		}
 		err = batch.Error()
 		if err == nil || errors.Is(err, context.DeadlineExceeded) || stale || ctx.Err() != nil {

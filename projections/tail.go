@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,7 +64,8 @@ type Tail struct {
 	failOnce  sync.Once
 	last      atomic.Uint64          // the stream's last sequence as of the last delivery
 	delivered atomic.Uint64          // the sequence of the last record delivered
-	lastData  []byte                 // its data: written by the consumer's callback before delivered
+	callback  sync.Mutex             // held by the consumer's callback, for one record
+	lastData  []byte                 // the data of the record delivered last; under callback
 	pending   uint64                 // messages to deliver when the consumer was created
 	consumer  atomic.Pointer[string] // the name of the consumer read
 	stream    jetstream.Stream
@@ -114,6 +116,12 @@ func TailStream(ctx context.Context, stream jetstream.Stream, cfg TailConfig) (*
 		t.sameConsumer(info.Name)
 	}
 	t.cc, err = cons.Consume(func(msg jetstream.Msg) {
+		// One record at a time, whichever consumer it comes from: nats.go
+		// calls a consumer made again on a goroutine of its own, without
+		// waiting for the old one's callback, which may still be looking
+		// at the stream with a record that comes first.
+		t.callback.Lock()
+		defer t.callback.Unlock()
 		md, err := msg.Metadata()
 		if err != nil {
 			return
@@ -139,7 +147,7 @@ func TailStream(ctx context.Context, stream jetstream.Stream, cfg TailConfig) (*
 		}
 		t.last.Store(md.Sequence.Stream + md.NumPending)
 		data := msg.Data()
-		t.lastData = data // before delivered: a check that loads delivered sees it
+		t.lastData = data
 		t.delivered.Store(md.Sequence.Stream)
 		select {
 		case c <- Record{Seq: md.Sequence.Stream, Data: data}:
@@ -181,10 +189,8 @@ var errStreamChanged = errors.New("the stream changed under the consumer")
 // was created again, or ends before the last record delivered (restored from
 // an older copy, or created again shorter), or, with compare, holds another
 // record at its sequence (restored from an older copy and grown since);
-// another error if it cannot tell. Only the consumer's callback compares: the
-// record delivered last is its own, handed over before it runs again (nats.go
-// calls a consumer made again on a goroutine of its own, after the old one
-// delivered its last).
+// another error if it cannot tell. Only the consumer's callback compares,
+// holding callback.
 func (t *Tail) check(compare bool) error {
 	ctx, cancel := context.WithTimeout(t.live, 5*time.Second)
 	defer cancel()
@@ -199,7 +205,7 @@ func (t *Tail) check(compare bool) error {
 	delivered := t.delivered.Load()
 	var last []byte
 	if compare {
-		last = t.lastData // written before delivered was stored
+		last = t.lastData
 	}
 	if delivered == 0 || (info.State.LastSeq >= delivered && last == nil) {
 		return nil
@@ -208,13 +214,14 @@ func (t *Tail) check(compare bool) error {
 	// a new one joining); the record delivered last is read from the
 	// stream's leader, which has it unless the stream went back.
 	msg, err := t.stream.GetMsg(ctx, delivered)
+	refused := err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) && GetRefused(t.conn, info.Config.Name)
 	switch {
-	case errors.Is(err, jetstream.ErrMsgNotFound) && info.State.LastSeq < delivered:
+	case (errors.Is(err, jetstream.ErrMsgNotFound) || refused) && info.State.LastSeq < delivered:
+		// Refused the get, the stream's word is all there is.
 		return fmt.Errorf("%w: it ends at seq %d, before seq %d, delivered", errStreamChanged, info.State.LastSeq, delivered)
-	case err != nil && info.State.LastSeq >= delivered:
-		// Removed since, by the stream's limits or a delete, or not to be
-		// read (a reader refused gets of the stream, no answer in time):
-		// nothing to compare, and nothing that says the stream went back.
+	case errors.Is(err, jetstream.ErrMsgNotFound), refused:
+		// Removed since, by the stream's limits or a delete; or a reader
+		// that may not get messages of the stream: nothing to compare.
 		return nil
 	case err != nil:
 		return fmt.Errorf("look at the stream again: %w", err)
@@ -340,6 +347,27 @@ func (t *Tail) Stop() {
 			DropConsumer(t.stream, *name, t.conn)
 		}
 	})
+}
+
+// GetRefused reports whether the server last refused conn a get of a message
+// of stream: a permissions violation on its get subjects, which the server
+// answers with no reply (the get waits out its timeout) and reports apart.
+// Such a user may never get one; other failures may pass.
+func GetRefused(conn *nats.Conn, stream string) bool {
+	if conn == nil {
+		return false
+	}
+	err := conn.LastError()
+	if !errors.Is(err, nats.ErrPermissionViolation) {
+		return false
+	}
+	msg := err.Error()
+	for _, subject := range []string{"$JS.API.DIRECT.GET." + stream, "$JS.API.STREAM.MSG.GET." + stream} {
+		if strings.Contains(msg, subject+`"`) || strings.Contains(msg, subject+".") {
+			return true
+		}
+	}
+	return false
 }
 
 // DropConsumer deletes the consumer name of stream, once its reader has
