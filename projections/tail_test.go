@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -379,4 +380,88 @@ func TestTailStopDeletesItsConsumer(t *testing.T) {
 			t.Errorf("%d consumers after Stop (%d records delivered), want 0", got, n)
 		}
 	}
+}
+
+// gatedStream answers no Info while fail is set, as a stream does while the
+// link to it flaps: a Tail's look at it cannot tell, and is made again.
+type gatedStream struct {
+	jetstream.Stream
+	fail  atomic.Bool
+	looks atomic.Int32 // looks that could not tell
+}
+
+func (g *gatedStream) Info(ctx context.Context, opts ...jetstream.StreamInfoOpt) (*jetstream.StreamInfo, error) {
+	if g.fail.Load() {
+		g.looks.Add(1)
+		return nil, errors.New("no answer")
+	}
+	return g.Stream.Info(ctx, opts...)
+}
+
+// TestTailKeepsOrderAcrossConsumersMadeAgainWhileLooking: nats.go makes a
+// Tail's consumer again on a goroutine of its own, without waiting for the
+// old one's callback. That one may still be looking at the stream before it
+// delivers a record when the next consumer, made again from the record after,
+// delivers that one: the Tail delivers them in stream order all the same.
+func TestTailKeepsOrderAcrossConsumersMadeAgainWhileLooking(t *testing.T) {
+	s := natstest.Start(t)
+	p := natstest.StartProxy(t, strings.TrimPrefix(s.ClientURL(), "nats://"))
+	nc, err := nats.Connect(p.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond), nats.ReconnectJitter(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, direct := natstest.JetStream(t, s)
+	g := &gatedStream{Stream: createLog(t, js)}
+	h := newHistory()
+	h.set(alice, "Alice", events.Online)
+	h.set(bob, "Bob", events.Online)
+	publish(t, direct, h, 0)
+	tail := startTail(t, g, TailConfig{Conn: nc, Watch: -1})
+	checkRecords(t, collect(t, tail, 2), h, 1, 2)
+
+	wait := func(what string, cond func() bool) {
+		t.Helper()
+		if !eventually(testTimeout, cond) {
+			t.Fatalf("waited %s for %s", testTimeout, what)
+		}
+	}
+	bounce := func() {
+		t.Helper()
+		before := nc.Stats().Reconnects
+		p.Pause()
+		wait("the Tail to be cut off", func() bool { return !nc.IsConnected() })
+		p.Resume()
+		wait("the Tail to reconnect", func() bool { return nc.IsConnected() && nc.Stats().Reconnects > before })
+	}
+	delivered := func(seq uint64) func() bool { // by some consumer of the stream, to the Tail's client
+		return func() bool {
+			stream, err := direct.Stream(context.Background(), "PRESENCE")
+			if err != nil {
+				return false
+			}
+			for info := range stream.ListConsumers(context.Background()).Info() {
+				if info.Delivered.Stream >= seq {
+					return true
+				}
+			}
+			return false
+		}
+	}
+
+	g.fail.Store(true)
+	bounce()
+	h.set(alice, "Alice", events.Away) // seq 3: its consumer was made again, and its callback looks, in vain
+	publish(t, direct, h, 2)
+	wait("the callback of seq 3 to look at the stream", func() bool { return g.looks.Load() > 0 })
+	bounce()
+	h.set(bob, "Bob", events.Away) // seq 4: for the consumer made again from it
+	publish(t, direct, h, 3)
+	wait("seq 4 to be delivered to the Tail's client", delivered(4))
+	g.fail.Store(false)
+	checkRecords(t, collect(t, tail, 2), h, 3, 4)
 }
