@@ -335,3 +335,61 @@ func TestSubscriberSeesAFeedRestoredWhateverTheLook(t *testing.T) {
 		})
 	}
 }
+
+// TestDurableEndsWhenItsConsumerGoesWhileCutOff: the consumer of a durable
+// subscription deleted while it is cut off, or gone with the feed of a server
+// started again on an empty store: once connected again, the reset it makes
+// fails, and it ends rather than try for ever.
+func TestDurableEndsWhenItsConsumerGoesWhileCutOff(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		gone func(f *restorableFeed)
+	}{
+		{"consumer deleted", func(f *restorableFeed) {
+			if err := f.js.DeleteConsumer(ctxT(f.t), FeedStream, "crm"); err != nil {
+				f.t.Fatal(err)
+			}
+		}},
+		{"feed made again on an empty store", func(f *restorableFeed) {
+			f.s.Shutdown()
+			f.s.WaitForShutdown()
+			if err := os.RemoveAll(f.dir); err != nil {
+				f.t.Fatal(err)
+			}
+			f.start()
+			if err := EnsureStreams(ctxT(f.t), f.js, StreamOptions{}, testLogger(f.t)); err != nil {
+				f.t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newRestorableFeed(t)
+			px := natstest.StartProxy(t, fmt.Sprintf("127.0.0.1:%d", f.port))
+			nc, err := nats.Connect(px.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(nc.Close)
+			sub, err := NewSubscriber(SubscriberConfig{Durable: "crm", Start: StartAll(), Conn: nc, Reader: NewClient(nc), Logger: testLogger(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			col := &collector{}
+			done := runUntilError(t, sub, col)
+			f.publish("old", 1, 3)
+			waitFor(t, "three changes handed over", func() bool { return col.len() == 3 })
+			px.Pause()
+			waitFor(t, "the durable to be cut off", func() bool { return !nc.IsConnected() })
+			tc.gone(f)
+			px.Resume()
+			select {
+			case err := <-done:
+				if err == nil {
+					t.Error("Run returned nil, want an error saying the durable's consumer is gone")
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("the durable still runs 20s after its consumer went")
+			}
+		})
+	}
+}
