@@ -280,8 +280,8 @@ func (l *Log) At(ctx context.Context, contact string, at Point) (st projections.
 	// the contact's status is is not known yet.
 	if !at.Time.IsZero() {
 		if now := time.Now(); at.Time.After(now.Add(ClockSkew)) {
-			return st, false, fmt.Errorf("%w: %s is in the future (it is %s)", ErrBadQuery,
-				at.Time.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+			return st, false, fmt.Errorf("%w: %s is in the future (it is %s): want a time up to now, or up to %s ahead for clocks apart", ErrBadQuery,
+				at.Time.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), ClockSkew)
 		}
 	} else {
 		stream, err := l.js.Stream(ctx, l.stream)

@@ -119,13 +119,20 @@ func Open(dir string, opts Options) (*Engine, error) {
 	// Two engines on one directory would run two servers on one store, and
 	// the second would fail only at the projection, with the first's log
 	// already shared: the directory is taken before anything else.
-	lockFile := filepath.Join(dir, LockFile)
-	if abs, err := filepath.Abs(lockFile); err == nil {
-		lockFile = abs // one name whichever way dir was given
+	// One name whichever way dir was given, through a symbolic link
+	// included: the lock is a POSIX record lock, which never conflicts within
+	// a process, so two engines of one process are told apart by that name.
+	lockDir := dir
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		lockDir = real
 	}
+	if abs, err := filepath.Abs(lockDir); err == nil {
+		lockDir = abs
+	}
+	lockFile := filepath.Join(lockDir, LockFile)
 	lock, err := vfs.Default.Lock(lockFile)
 	if err != nil {
-		return nil, fmt.Errorf("data directory %q is in use by another engine (%s is locked: %v); stop it, or give this one another --data", dir, lockFile, err)
+		return nil, lockError(dir, lockFile, err)
 	}
 	e := &Engine{dir: dir, opts: opts, logger: opts.Logger, lock: lock, ncClosed: make(chan struct{})}
 	if err := e.open(); err != nil {
@@ -133,6 +140,17 @@ func Open(dir string, opts Options) (*Engine, error) {
 		return nil, err
 	}
 	return e, nil
+}
+
+// lockError says why the data directory could not be taken: another engine
+// holds it, or the lock file itself could not be made (a directory in its
+// place, no permission), which no other engine would fix.
+func lockError(dir, lockFile string, err error) error {
+	var pathErr *os.PathError
+	if errors.As(err, &pathErr) {
+		return fmt.Errorf("data directory %q: cannot make its lock file: %w", dir, err)
+	}
+	return fmt.Errorf("data directory %q is in use by another engine (%s is locked: %v); stop it, or give this one another --data", dir, lockFile, err)
 }
 
 func (e *Engine) open() error {

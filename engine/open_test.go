@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -18,13 +20,21 @@ func TestDataDirectoryHeldByOneEngine(t *testing.T) {
 	if _, err := r.Writer().Set(ctx, SetRequest{Contact: "alice", Status: events.Online}); err != nil {
 		t.Fatal(err)
 	}
-	second, err := Open(dir, Options{Listen: "127.0.0.1:0", Logger: testLogger(t)})
-	if err == nil {
-		second.Close()
-		t.Fatal("a second engine opened a data directory in use")
+	// The same directory, as given and through a symbolic link: the lock
+	// never conflicts within one process, so only its name tells them apart.
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
 	}
-	if msg := err.Error(); !strings.Contains(msg, "in use by another engine") || !strings.Contains(msg, dir) {
-		t.Errorf("second Open: %q, want it to name %s as in use by another engine", msg, dir)
+	for _, d := range []string{dir, link} {
+		second, err := Open(d, Options{Listen: "127.0.0.1:0", Logger: testLogger(t)})
+		if err == nil {
+			second.Close()
+			t.Fatalf("a second engine opened a data directory in use, given as %s", d)
+		}
+		if msg := err.Error(); !strings.Contains(msg, "in use by another engine") || !strings.Contains(msg, d) {
+			t.Errorf("second Open of %s: %q, want it to name %s as in use by another engine", d, msg, d)
+		}
 	}
 	set, err := r.Writer().Set(ctx, SetRequest{Contact: "alice", Status: events.Away})
 	if err != nil {
@@ -36,5 +46,22 @@ func TestDataDirectoryHeldByOneEngine(t *testing.T) {
 	got, err := again.Reader().Status(ctx, "alice", set.Seq)
 	if err != nil || got.Status != events.Away {
 		t.Errorf("alice reads %+v, %v after the directory was opened again; want away", got, err)
+	}
+}
+
+// TestDataDirectoryWhoseLockCannotBeMade: a lock file that cannot be made (a
+// directory in its place) is said to be that, not blamed on another engine.
+func TestDataDirectoryWhoseLockCannotBeMade(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, LockFile), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e, err := Open(dir, Options{Listen: "127.0.0.1:0", Logger: testLogger(t)})
+	if err == nil {
+		e.Close()
+		t.Fatal("an engine opened a data directory whose lock file is a directory")
+	}
+	if msg := err.Error(); strings.Contains(msg, "another engine") || !strings.Contains(msg, "cannot make its lock file") {
+		t.Errorf("Open: %q, want it to say the lock file cannot be made, not that another engine holds it", msg)
 	}
 }

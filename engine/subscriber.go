@@ -228,8 +228,9 @@ func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
 		return nil, badRequest(fmt.Errorf("durable name %s: it may not hold whitespace, '.', '*', '>', '/' or '\\'",
 			events.Quote(cfg.Durable)))
 	}
-	if n := len(cfg.Durable); n > maxDurableName {
-		return nil, badRequest(fmt.Errorf("durable name %s is %d bytes: at most %d", events.Quote(cfg.Durable[:32]+"..."), n, maxDurableName))
+	if len(cfg.Durable) > maxDurableName {
+		// Quote shortens it, saying its length.
+		return nil, badRequest(fmt.Errorf("durable name %s: at most %d bytes", events.Quote(cfg.Durable), maxDurableName))
 	}
 	for _, c := range cfg.Contacts {
 		if err := events.ValidateContact(c); err != nil {

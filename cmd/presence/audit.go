@@ -38,7 +38,11 @@ func parseTime(flag, value string, now time.Time) (time.Time, error) {
 		}
 	}
 	// A duration is before now, whichever way it is written.
-	ago := strings.TrimPrefix(strings.TrimSpace(strings.TrimSuffix(v, "ago")), "-")
+	ago := v
+	if before, ok := strings.CutSuffix(v, " ago"); ok {
+		ago = strings.TrimSpace(before)
+	}
+	ago = strings.TrimPrefix(ago, "-")
 	if d, err := time.ParseDuration(ago); err == nil && d >= 0 && ago != "" && ago[0] != '+' {
 		return now.Add(-d), nil
 	}
@@ -108,7 +112,7 @@ when its output is closed (| head).`,
 			if q.ToSeq, err = seqFlag("--to-seq", toSeq); err != nil {
 				return err
 			}
-			if since != "" {
+			if cmd.Flags().Changed("since") {
 				if fromSeq != 0 {
 					return usageError{errors.New("--from-seq and --since: give one of them")}
 				}
@@ -116,7 +120,7 @@ when its output is closed (| head).`,
 					return err
 				}
 			}
-			if until != "" {
+			if cmd.Flags().Changed("until") {
 				if toSeq != 0 {
 					return usageError{errors.New("--to-seq and --until: give one of them")}
 				}
@@ -177,11 +181,11 @@ func (a *atFlags) add(cmd *cobra.Command) {
 
 // point returns the point asked for in cmd's flags, and whether one was.
 func (a *atFlags) point(cmd *cobra.Command) (audit.Point, bool, error) {
-	seqGiven := cmd.Flags().Changed("at-seq")
-	if a.at != "" && seqGiven {
+	atGiven, seqGiven := cmd.Flags().Changed("at"), cmd.Flags().Changed("at-seq")
+	if atGiven && seqGiven {
 		return audit.Point{}, false, usageError{errors.New("--at and --at-seq: give one of them")}
 	}
-	if a.at != "" {
+	if atGiven {
 		t, err := parseTime("--at", a.at, time.Now())
 		return audit.Point{Time: t}, true, err
 	}
@@ -232,13 +236,13 @@ unknown). --until defaults to now, --since to 24 hours before --until. TIME is
 			}
 			now := time.Now().UTC()
 			end, err := now, error(nil)
-			if until != "" {
+			if cmd.Flags().Changed("until") {
 				if end, err = parseTime("--until", until, now); err != nil {
 					return err
 				}
 			}
 			start := end.Add(-24 * time.Hour)
-			if since != "" {
+			if cmd.Flags().Changed("since") {
 				if start, err = parseTime("--since", since, now); err != nil {
 					return err
 				}

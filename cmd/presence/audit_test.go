@@ -155,10 +155,15 @@ func TestStatusAtAndReport(t *testing.T) {
 		want string
 	}{
 		{[]string{"status", carol, "--at", "soon"}, `--at "soon" is not a time`},
+		{[]string{"status", carol, "--at", ""}, `--at "" is not a time`},
+		{[]string{"replay", "--since", ""}, `--since "" is not a time`},
+		{[]string{"replay", "--until", ""}, `--until "" is not a time`},
+		{[]string{"report", carol, "--since", ""}, `--since "" is not a time`},
+		{[]string{"watch", "--since", ""}, `--since "" is not a time`},
 		{[]string{"status", carol, "--at", "now", "--at-seq", "3"}, "give one of them"},
 		{[]string{"status", carol, "--at-seq", "0"}, "--at-seq 0: want a log sequence, 1 or more"},
 		{[]string{"self", carol, "--at-seq", "99999"}, "seq 99999 is past the end of the log, at seq "},
-		{[]string{"status", carol, "--at", "2099-01-01"}, "2099-01-01T00:00:00Z is in the future"},
+		{[]string{"status", carol, "--at", "2099-01-01"}, "2099-01-01T00:00:00Z is in the future (it is "},
 		{[]string{"replay", "--from-seq", "5", "--to-seq", "3"}, "from seq 5 is after to seq 3"},
 		{[]string{"self", carol, "--at-seq", "3", "--min-seq", "2"}, "--min-seq does not go with --at"},
 		{[]string{"report", carol, "--since", "now", "--until", "-1h"}, "is not before --until"},

@@ -278,7 +278,8 @@ func TestBadInput(t *testing.T) {
 		{"invalid contact for self", []string{"self", "bad contact"}, []string{`"bad contact"`, "space"}},
 		{"invalid contact for watch", []string{"watch", "bad contact"}, []string{`"bad contact"`, "space"}},
 		{"invalid durable name", []string{"watch", "--durable", "a.b"}, []string{`"a.b"`}},
-		{"durable name too long", []string{"watch", "--durable", strings.Repeat("d", 256)}, []string{"is 256 bytes: at most 255"}},
+		{"durable name too long", []string{"watch", "--durable", strings.Repeat("d", 256)}, []string{"(256 bytes): at most 255 bytes"}},
+		{"durable name too long, in two-byte characters", []string{"watch", "--durable", "d" + strings.Repeat("é", 130)}, []string{`"d` + strings.Repeat("é", 31) + `"...`, "(261 bytes): at most 255 bytes"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -46,7 +46,7 @@ with the same name resumes where this one stopped.`,
 				}
 				start, set = engine.StartAtSeq(uint64(fromSeq)), set+1
 			}
-			if since != "" {
+			if cmd.Flags().Changed("since") {
 				t, err := parseTime("--since", since, time.Now())
 				if err != nil {
 					return err

@@ -517,6 +517,7 @@ func TestParseTime(t *testing.T) {
 		{in: "+5m", wantErr: true},
 		{in: "--5m", wantErr: true},
 		{in: "ago", wantErr: true},
+		{in: "5mago", wantErr: true},
 		{in: "10", wantErr: true},
 		{in: "yesterday", wantErr: true},
 		{in: "2026-13-01", wantErr: true},
