@@ -144,6 +144,18 @@ func (f *feedWatch) gone(ctx context.Context) error {
 	return err
 }
 
+// goneBack returns an error wrapping ErrFeedWentBack if the feed went back
+// under what was handed over: deleted (for window), created again, ending
+// before the last entry handed or holding another there; nil if not, or the
+// error that kept it from telling.
+func (f *feedWatch) goneBack(ctx context.Context) error {
+	_, err := f.check(ctx, f.handed.feedSeq+1)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return f.gone(ctx)
+	}
+	return err
+}
+
 // wentBack returns an error wrapping ErrFeedWentBack if the feed, created at
 // was and now found created at now and ending at last, no longer holds the
 // entry before next that a subscription was handed.

@@ -149,8 +149,9 @@ func (h *Hub) run(ctx context.Context) error {
 		}
 		if err != nil {
 			// The feed's consumer is gone with a feed deleted, and
-			// perhaps created again and derived from another log.
-			gerr := feed.gone(ctx)
+			// perhaps created again and derived from another log, or the
+			// feed went back: restored from an older copy.
+			gerr := feed.goneBack(ctx)
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -185,6 +186,7 @@ func (h *Hub) run(ctx context.Context) error {
 		}
 		h.changes.Add(uint64(len(changes)))
 		h.dispatch(changes)
+		feed.handing(changes[len(changes)-1].Change)
 	}
 }
 

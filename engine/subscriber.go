@@ -479,12 +479,20 @@ func (s *Subscriber) consume(ctx context.Context, stream jetstream.Stream, polic
 	msgs := make(chan jetstream.Msg, s.cfg.Batch)
 	done := make(chan struct{})
 	defer close(done)
+	gone := make(chan struct{}, 1) // nats.go says the consumer went: look at the feed now
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		select {
 		case msgs <- m:
 		case <-done:
 		}
-	}, jetstream.PullMaxMessages(s.cfg.Batch))
+	}, jetstream.PullMaxMessages(s.cfg.Batch), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if projections.ConsumerGone(err) {
+			select {
+			case gone <- struct{}{}:
+			default:
+			}
+		}
+	}))
 	if err != nil {
 		return 0, fmt.Errorf("subscribe to the feed: %w", err)
 	}
@@ -535,10 +543,24 @@ func (s *Subscriber) consume(ctx context.Context, stream jetstream.Stream, polic
 		next     uint64
 		consumer string // the server's consumer the last entry came from
 	)
+	// nats.go makes a consumer again, for ever, when the feed is deleted, and
+	// a feed created again shorter than where it was delivers nothing until it
+	// grows past there: neither hands anything over to compare, so the feed
+	// is looked at when the consumer goes and every feedLookEvery.
+	look := time.NewTicker(feedLookEvery)
+	defer look.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return next, nil
+		case <-gone:
+			if err := s.feed.goneBack(ctx); errors.Is(err, ErrFeedWentBack) && ctx.Err() == nil {
+				return next, err
+			}
+		case <-look.C:
+			if err := s.feed.goneBack(ctx); errors.Is(err, ErrFeedWentBack) && ctx.Err() == nil {
+				return next, err
+			}
 		case p := <-ready:
 			for i, c := range p.changes {
 				if e := p.entries[i]; e.consumer != consumer {
@@ -606,6 +628,7 @@ func entriesOf(msgs []jetstream.Msg) []entry {
 // handed skip one, or when it has been handed nothing for LiveCheck and the
 // feed holds more.
 func (s *Subscriber) runLive(ctx context.Context, stream jetstream.Stream, h Handler) error {
+	positioned := s.cfg.Conn.Stats().Reconnects
 	live := make(chan *nats.Msg, liveBuffer)
 	sub, err := s.cfg.Conn.ChanSubscribe(LivePrefix+">", live)
 	if err != nil {
@@ -686,6 +709,19 @@ func (s *Subscriber) runLive(ctx context.Context, stream jetstream.Stream, h Han
 			}
 			catchUp = last >= next
 		case m := <-live:
+			if reconnects := s.cfg.Conn.Stats().Reconnects; reconnects != positioned {
+				// Connected again, perhaps to a server that came back on an
+				// older copy of its store, whose feed grows again with other
+				// entries: its repeats would be handed over from where this
+				// subscriber was, as if they followed what it was handed.
+				if err := s.sameFeed(ctx, next); err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					return err
+				}
+				positioned = reconnects
+			}
 			var batch []entry
 			for _, m := range drainLive([]*nats.Msg{m}, live, s.cfg.Batch) {
 				seq, err := strconv.ParseUint(m.Header.Get(FeedSeqHeader), 10, 64)
@@ -749,6 +785,10 @@ func (s *Subscriber) runLive(ctx context.Context, stream jetstream.Stream, h Han
 		}
 	}
 }
+
+// feedLookEvery is how often a subscriber reading the feed from a consumer
+// looks at it, to tell a feed deleted or created again under it.
+const feedLookEvery = 2 * time.Second
 
 // liveBuffer is how many entries from LivePrefix a subscriber keeps waiting:
 // past it they are dropped, and it catches up from the feed.

@@ -79,6 +79,15 @@ type Tail struct {
 	stopped  sync.Once
 }
 
+// ConsumerGone reports whether err, as nats.go hands it to a consumer's error
+// handler, says the consumer or its stream is gone: the library makes the
+// consumer again by itself, but a stream deleted, and perhaps created again,
+// under it is another stream.
+func ConsumerGone(err error) bool {
+	return errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
+		errors.Is(err, jetstream.ErrStreamNotFound)
+}
+
 // TailStream starts reading stream; ctx bounds only the start. Stop ends it.
 func TailStream(ctx context.Context, stream jetstream.Stream, cfg TailConfig) (*Tail, error) {
 	if cfg.Buffer <= 0 {
@@ -158,8 +167,7 @@ func TailStream(ctx context.Context, stream jetstream.Stream, cfg TailConfig) (*
 		// The library recreates a lost consumer by itself, from the sequence
 		// after the last one delivered, but a stream deleted and recreated
 		// under it is another log: stop, and let the reader look again.
-		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
-			errors.Is(err, jetstream.ErrStreamNotFound) {
+		if ConsumerGone(err) {
 			t.lost(err)
 			return
 		}
