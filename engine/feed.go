@@ -356,6 +356,10 @@ func (f *Feed) resume(ctx context.Context, logStream, feedStream jetstream.Strea
 	if err := feedStream.Purge(ctx); err != nil {
 		return 0, 0, fmt.Errorf("purge the feed: %w", err)
 	}
+	// Empty, the feed describes none of the log: its position goes back as
+	// the purge is counted, not later, so that the two are never read as
+	// the old position on the new log.
+	f.position.Store(0)
 	f.purges.Add(1)
 	info, err = feedStream.Info(ctx)
 	if err != nil {
