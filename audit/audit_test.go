@@ -1,12 +1,9 @@
 package audit_test
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -17,11 +14,12 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presence-engine/presence/audit"
+	"github.com/presence-engine/presence/client"
 	"github.com/presence-engine/presence/engine"
+	"github.com/presence-engine/presence/engine/enginetest"
 	"github.com/presence-engine/presence/engine/natstest"
 	"github.com/presence-engine/presence/events"
 	"github.com/presence-engine/presence/projections"
@@ -36,58 +34,9 @@ func (quietPebble) Fatalf(format string, args ...any) {
 	panic(fmt.Sprintf(format, args...))
 }
 
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
-// running is an engine on an external test server, so that the engine can be
-// stopped while the log stays.
-type running struct {
-	*engine.Engine
-	cancel context.CancelFunc
-	done   chan error
-}
-
-func start(t *testing.T, s *server.Server, dir string) *running {
+func set(t *testing.T, e *enginetest.Running, contact string, s events.Status, name string) client.SetResult {
 	t.Helper()
-	e, err := engine.Open(dir, engine.Options{NATSURL: s.ClientURL(), Logger: quiet(), ContactRate: -1})
-	if err != nil {
-		t.Fatalf("open engine: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{Engine: e, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- e.Run(ctx) }()
-	t.Cleanup(func() { r.stop(t) })
-	wctx, wcancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer wcancel()
-	if err := e.WaitReady(wctx); err != nil {
-		t.Fatalf("engine not ready: %v", err)
-	}
-	return r
-}
-
-func (r *running) stop(t *testing.T) {
-	t.Helper()
-	if r.cancel == nil {
-		return
-	}
-	r.cancel()
-	r.cancel = nil
-	if err := <-r.done; err != nil {
-		t.Errorf("engine run: %v", err)
-	}
-	if err := r.Close(); err != nil {
-		t.Errorf("engine close: %v", err)
-	}
-}
-
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-func set(t *testing.T, e *running, contact string, s events.Status, name string) engine.SetResult {
-	t.Helper()
-	r, err := e.Writer().Set(ctxT(t), engine.SetRequest{Contact: contact, Status: s, Name: name})
+	r, err := e.Writer().Set(natstest.Context(t), client.SetRequest{Contact: contact, Status: s, Name: name})
 	if err != nil {
 		t.Fatalf("set %s %s: %v", contact, s, err)
 	}
@@ -96,10 +45,10 @@ func set(t *testing.T, e *running, contact string, s events.Status, name string)
 
 // randomSets sets n random statuses across contacts, invisible and offline
 // included, and returns the results of those that appended an event.
-func randomSets(t *testing.T, e *running, rng *rand.Rand, contacts []string, n int) []engine.SetResult {
+func randomSets(t *testing.T, e *enginetest.Running, rng *rand.Rand, contacts []string, n int) []client.SetResult {
 	t.Helper()
 	statuses := []events.Status{events.Online, events.Away, events.Busy, events.Invisible, events.Offline, events.OnThePhone}
-	var out []engine.SetResult
+	var out []client.SetResult
 	for range n {
 		c := contacts[rng.IntN(len(contacts))]
 		r := set(t, e, c, statuses[rng.IntN(len(statuses))], "Name of "+c)
@@ -113,7 +62,7 @@ func randomSets(t *testing.T, e *running, rng *rand.Rand, contacts []string, n i
 func replayAll(t *testing.T, l *audit.Log, q audit.Query) []audit.Entry {
 	t.Helper()
 	var out []audit.Entry
-	if _, err := l.Replay(ctxT(t), q, func(e audit.Entry) error {
+	if _, err := l.Replay(natstest.Context(t), q, func(e audit.Entry) error {
 		out = append(out, e)
 		return nil
 	}); err != nil {
@@ -126,11 +75,11 @@ var contacts = []string{"sip:alice@contoso.com", "sip:bob@contoso.com", "carol",
 
 func TestReplayEqualsTheLog(t *testing.T) {
 	s := natstest.Start(t)
-	e := start(t, s, t.TempDir())
+	e := enginetest.Start(t, t.TempDir(), engine.Options{NATSURL: s.ClientURL()})
 	rng := rand.New(rand.NewPCG(1, 2))
 	acked := randomSets(t, e, rng, contacts, 300)
 	_, js := natstest.JetStream(t, s)
-	raw := natstest.ReadStream(t, js, engine.LogStream)
+	raw := natstest.ReadStream(t, js, events.LogStream)
 	log := audit.NewLog(js, "")
 
 	all := replayAll(t, log, audit.Query{})
@@ -184,7 +133,7 @@ func TestReplayEqualsTheLog(t *testing.T) {
 	// A replay stops when its handler says so, with the handler's error.
 	stop := errors.New("enough")
 	n := 0
-	_, err := log.Replay(ctxT(t), audit.Query{}, func(audit.Entry) error {
+	_, err := log.Replay(natstest.Context(t), audit.Query{}, func(audit.Entry) error {
 		n++
 		if n == 3 {
 			return stop
@@ -200,7 +149,7 @@ func TestReplayEqualsTheLog(t *testing.T) {
 		{FromSeq: 10, ToSeq: 5},
 		{Since: until, Until: since},
 	} {
-		if _, err := log.Replay(ctxT(t), q, func(audit.Entry) error { return nil }); err == nil {
+		if _, err := log.Replay(natstest.Context(t), q, func(audit.Entry) error { return nil }); err == nil {
 			t.Errorf("replay %+v: no error", q)
 		}
 	}
@@ -209,7 +158,7 @@ func TestReplayEqualsTheLog(t *testing.T) {
 // history sets statuses of one contact one by one, with another contact's
 // events in between so that its sequences are not consecutive, and returns its
 // events as the log holds them.
-func history(t *testing.T, e *running, log *audit.Log, contact string, statuses []events.Status) []audit.Entry {
+func history(t *testing.T, e *enginetest.Running, log *audit.Log, contact string, statuses []events.Status) []audit.Entry {
 	t.Helper()
 	for i, s := range statuses {
 		set(t, e, contact, s, fmt.Sprintf("Carol %d", i))
@@ -224,7 +173,7 @@ func history(t *testing.T, e *running, log *audit.Log, contact string, statuses 
 
 func TestAt(t *testing.T) {
 	s := natstest.Start(t)
-	e := start(t, s, t.TempDir())
+	e := enginetest.Start(t, t.TempDir(), engine.Options{NATSURL: s.ClientURL()})
 	_, js := natstest.JetStream(t, s)
 	log := audit.NewLog(js, "")
 	const carol = "sip:carol@contoso.com"
@@ -237,7 +186,7 @@ func TestAt(t *testing.T) {
 
 	check := func(at audit.Point, i int) {
 		t.Helper()
-		st, seen, err := log.At(ctxT(t), carol, at)
+		st, seen, err := log.At(natstest.Context(t), carol, at)
 		if err != nil {
 			t.Fatalf("at %s: %v", at, err)
 		}
@@ -267,7 +216,7 @@ func TestAt(t *testing.T) {
 
 	// Nothing, both, or what the log does not know yet: the future, or past its end.
 	for _, p := range []audit.Point{{}, {Seq: 3, Time: time.Now()}, {Time: time.Now().Add(time.Hour)}, {Seq: 1 << 40}} {
-		if _, _, err := log.At(ctxT(t), carol, p); !errors.Is(err, audit.ErrBadQuery) {
+		if _, _, err := log.At(natstest.Context(t), carol, p); !errors.Is(err, audit.ErrBadQuery) {
 			t.Errorf("at %+v: %v, want ErrBadQuery", p, err)
 		}
 	}
@@ -275,7 +224,7 @@ func TestAt(t *testing.T) {
 
 func TestReport(t *testing.T) {
 	s := natstest.Start(t)
-	e := start(t, s, t.TempDir())
+	e := enginetest.Start(t, t.TempDir(), engine.Options{NATSURL: s.ClientURL()})
 	_, js := natstest.JetStream(t, s)
 	log := audit.NewLog(js, "")
 	const carol = "carol"
@@ -286,7 +235,7 @@ func TestReport(t *testing.T) {
 	// The window starts during the first status and ends during the sixth.
 	since := at(0).Add(at(1).Sub(at(0)) / 3)
 	until := at(5).Add(at(6).Sub(at(5)) / 2)
-	r, err := log.Report(ctxT(t), carol, since, until)
+	r, err := log.Report(natstest.Context(t), carol, since, until)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,7 +265,7 @@ func TestReport(t *testing.T) {
 
 	// A window after the contact went offline: last seen online when it left.
 	later := time.Now().Add(time.Hour)
-	r, err = log.Report(ctxT(t), carol, at(6).Add(time.Millisecond), later)
+	r, err = log.Report(natstest.Context(t), carol, at(6).Add(time.Millisecond), later)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,14 +273,14 @@ func TestReport(t *testing.T) {
 		t.Errorf("report after going offline: %+v; want all offline, no change, last online %s", r, at(6))
 	}
 	// Before the first event the contact was unknown and never online.
-	r, err = log.Report(ctxT(t), carol, at(0).Add(-time.Hour), at(0).Add(-time.Minute))
+	r, err = log.Report(natstest.Context(t), carol, at(0).Add(-time.Hour), at(0).Add(-time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(r.Statuses) != 1 || r.Statuses[0].Status != events.Unknown || !r.LastOnline.IsZero() {
 		t.Errorf("report before the first event: %+v", r)
 	}
-	if _, err := log.Report(ctxT(t), carol, until, since); !errors.Is(err, audit.ErrBadQuery) {
+	if _, err := log.Report(natstest.Context(t), carol, until, since); !errors.Is(err, audit.ErrBadQuery) {
 		t.Errorf("report with since after until: %v, want ErrBadQuery", err)
 	}
 }
@@ -350,8 +299,8 @@ func mapsEqual[K comparable, V comparable](a, b map[K]V) bool {
 
 func verify(t *testing.T, js jetstream.JetStream, p *projections.Projection) *audit.VerifyReport {
 	t.Helper()
-	r, err := audit.Verify(ctxT(t), audit.VerifyConfig{JetStream: js, Projection: p, TempDir: t.TempDir(),
-		FeedWait: 2 * time.Second, Logger: quiet()})
+	r, err := audit.Verify(natstest.Context(t), audit.VerifyConfig{JetStream: js, Projection: p, TempDir: t.TempDir(),
+		FeedWait: 2 * time.Second, Logger: natstest.Logger(t)})
 	if err != nil {
 		t.Fatalf("verify: %v", err)
 	}
@@ -371,7 +320,7 @@ func hasDifference(r *audit.VerifyReport, contact string, seq uint64, what strin
 
 // waitFeed waits until the engine's feed has derived the log up to seq,
 // polling its position (the feed has no event to wait on).
-func waitFeed(t *testing.T, e *running, seq uint64) {
+func waitFeed(t *testing.T, e *enginetest.Running, seq uint64) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for e.Feed().Position() < seq {
@@ -384,20 +333,20 @@ func waitFeed(t *testing.T, e *running, seq uint64) {
 
 func TestVerifyHealthy(t *testing.T) {
 	s := natstest.Start(t)
-	e := start(t, s, t.TempDir())
+	e := enginetest.Start(t, t.TempDir(), engine.Options{NATSURL: s.ClientURL()})
 	acked := randomSets(t, e, rand.New(rand.NewPCG(3, 4)), contacts, 200)
 	// Verify checks the log up to the projection's checkpoint: let it get there.
-	if err := e.Projection().WaitApplied(ctxT(t), acked[len(acked)-1].Seq); err != nil {
+	if err := e.Projection().WaitApplied(natstest.Context(t), acked[len(acked)-1].Seq); err != nil {
 		t.Fatal(err)
 	}
 	waitFeed(t, e, acked[len(acked)-1].Seq)
 	_, js := natstest.JetStream(t, s)
 	var progress atomic.Uint64
-	r, err := e.Verify(ctxT(t), func(p projections.Progress) { progress.Store(p.Done) })
+	r, err := e.Verify(natstest.Context(t), func(p projections.Progress) { progress.Store(p.Done) })
 	if err != nil {
 		t.Fatal(err)
 	}
-	feed := natstest.ReadStream(t, js, engine.FeedStream)
+	feed := natstest.ReadStream(t, js, events.FeedStream)
 	if !r.OK() || r.Seq != acked[len(acked)-1].Seq || r.Events != uint64(len(acked)) ||
 		r.Contacts != uint64(len(contacts)) || r.FeedEntries != uint64(len(feed)) || r.Changes != uint64(len(feed)) {
 		t.Errorf("verify of a healthy engine: %+v; want ok, seq %d, %d events, %d contacts, %d feed entries",
@@ -414,15 +363,15 @@ func TestVerifyHealthy(t *testing.T) {
 func TestVerifyFindsAlteredProjection(t *testing.T) {
 	s := natstest.Start(t)
 	dir := t.TempDir()
-	e := start(t, s, dir)
+	e := enginetest.Start(t, dir, engine.Options{NATSURL: s.ClientURL()})
 	acked := randomSets(t, e, rand.New(rand.NewPCG(5, 6)), contacts, 100)
-	if err := e.Projection().WaitApplied(ctxT(t), acked[len(acked)-1].Seq); err != nil {
+	if err := e.Projection().WaitApplied(natstest.Context(t), acked[len(acked)-1].Seq); err != nil {
 		t.Fatal(err)
 	}
-	e.stop(t)
+	e.Stop(t)
 	// Alter one contact's stored status behind the projection's back: the state
 	// value is a version byte, then the status as a big-endian uint16.
-	var victim engine.SetResult
+	var victim client.SetResult
 	for _, a := range slices.Backward(acked) {
 		if a.Contact == "carol" {
 			victim = a
@@ -452,7 +401,7 @@ func TestVerifyFindsAlteredProjection(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	p, err := projections.Open(filepath.Join(dir, "projection"), projections.Options{Logger: quiet()})
+	p, err := projections.Open(filepath.Join(dir, "projection"), projections.Options{Logger: natstest.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -479,16 +428,16 @@ func TestVerifyFindsFeedDamage(t *testing.T) {
 	_, js := natstest.JetStream(t, s)
 	cfg := engine.FeedStreamConfig(engine.StreamOptions{})
 	cfg.DenyDelete = false
-	if _, err := js.CreateStream(ctxT(t), cfg); err != nil {
+	if _, err := js.CreateStream(natstest.Context(t), cfg); err != nil {
 		t.Fatal(err)
 	}
-	e := start(t, s, t.TempDir())
+	e := enginetest.Start(t, t.TempDir(), engine.Options{NATSURL: s.ClientURL()})
 	acked := randomSets(t, e, rand.New(rand.NewPCG(7, 8)), contacts, 100)
-	if err := e.Projection().WaitApplied(ctxT(t), acked[len(acked)-1].Seq); err != nil {
+	if err := e.Projection().WaitApplied(natstest.Context(t), acked[len(acked)-1].Seq); err != nil {
 		t.Fatal(err)
 	}
 	waitFeed(t, e, acked[len(acked)-1].Seq)
-	feed := natstest.ReadStream(t, js, engine.FeedStream)
+	feed := natstest.ReadStream(t, js, events.FeedStream)
 	if len(feed) < 20 {
 		t.Fatalf("only %d feed entries", len(feed))
 	}
@@ -500,14 +449,14 @@ func TestVerifyFindsFeedDamage(t *testing.T) {
 		md, _ := feed[i].Metadata()
 		return c, md.Sequence.Stream
 	}
-	stream, err := js.Stream(ctxT(t), engine.FeedStream)
+	stream, err := js.Stream(natstest.Context(t), events.FeedStream)
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	// Removed: the entry is missing, named by contact and log sequence.
 	removed, feedSeq := entry(7)
-	if err := stream.DeleteMsg(ctxT(t), feedSeq); err != nil {
+	if err := stream.DeleteMsg(natstest.Context(t), feedSeq); err != nil {
 		t.Fatal(err)
 	}
 	r := verify(t, js, e.Projection())
@@ -517,7 +466,7 @@ func TestVerifyFindsFeedDamage(t *testing.T) {
 
 	// Repeated: a copy of an entry appended to the feed.
 	repeated, _ := entry(3)
-	if _, err := js.Publish(ctxT(t), events.ChangeSubject(repeated.Contact), feed[3].Data()); err != nil {
+	if _, err := js.Publish(natstest.Context(t), events.ChangeSubject(repeated.Contact), feed[3].Data()); err != nil {
 		t.Fatal(err)
 	}
 	r = verify(t, js, e.Projection())
@@ -528,18 +477,18 @@ func TestVerifyFindsFeedDamage(t *testing.T) {
 
 func TestVerifyFindsBrokenChain(t *testing.T) {
 	s := natstest.Start(t)
-	e := start(t, s, t.TempDir())
+	e := enginetest.Start(t, t.TempDir(), engine.Options{NATSURL: s.ClientURL()})
 	set(t, e, "carol", events.Online, "Carol")
 	set(t, e, "carol", events.Away, "Carol")
 	// A forged event whose previous is not what carol had (away).
 	_, js := natstest.JetStream(t, s)
 	forged := events.Event{Contact: "carol", Name: "Carol", Status: events.Busy, Previous: events.Online,
 		At: time.Now().UTC(), Cause: events.CauseUser}
-	ack, err := js.Publish(ctxT(t), events.EventSubject("carol"), forged.Encode())
+	ack, err := js.Publish(natstest.Context(t), events.EventSubject("carol"), forged.Encode())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Projection().WaitApplied(ctxT(t), ack.Sequence); err != nil {
+	if err := e.Projection().WaitApplied(natstest.Context(t), ack.Sequence); err != nil {
 		t.Fatal(err)
 	}
 	waitFeed(t, e, ack.Sequence)
@@ -553,20 +502,20 @@ func TestVerifyFindsBrokenChain(t *testing.T) {
 func TestRebuildWhileServing(t *testing.T) {
 	s := natstest.Start(t)
 	dir := t.TempDir()
-	e := start(t, s, dir)
+	e := enginetest.Start(t, dir, engine.Options{NATSURL: s.ClientURL()})
 	randomSets(t, e, rand.New(rand.NewPCG(9, 10)), contacts, 2000)
-	before, err := e.Digest(ctxT(t))
+	before, err := e.Digest(natstest.Context(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	// Reads and writes go on throughout the rebuild, and none fails.
 	nc := natstest.Connect(t, s)
-	client := engine.NewClient(nc)
+	svc := client.New(nc)
 	// The load stops between requests, not in the middle of one: a set cut
 	// short on the client's side could still be appended after the log's end
 	// is read below, and the digests compared at different sequences.
-	ctx := ctxT(t)
+	ctx := natstest.Context(t)
 	var stopped atomic.Bool
 	stopLoad := func() { stopped.Store(true) }
 	firstWrite := make(chan struct{})
@@ -583,13 +532,13 @@ func TestRebuildWhileServing(t *testing.T) {
 		defer wg.Done()
 		for i := 0; !stopped.Load(); i++ {
 			c := contacts[i%len(contacts)]
-			res, err := client.Set(ctx, engine.SetRequest{Contact: c, Status: statusesCycled[i%len(statusesCycled)]})
+			res, err := svc.Set(ctx, client.SetRequest{Contact: c, Status: statusesCycled[i%len(statusesCycled)]})
 			if err == nil {
 				if writes.Add(1) == 1 {
 					close(firstWrite)
 				}
 				lastSet.Store(max(lastSet.Load(), res.Seq))
-				_, err = client.Status(ctx, c, res.Seq)
+				_, err = svc.Status(ctx, c, res.Seq)
 				reads.Add(1)
 			}
 			if err != nil {
@@ -600,7 +549,7 @@ func TestRebuildWhileServing(t *testing.T) {
 	}()
 	<-firstWrite // the rebuild starts with the load under way
 	var duringRebuild atomic.Uint64
-	res, err := e.Rebuild(ctxT(t), func(projections.Progress) { duringRebuild.Store(writes.Load()) })
+	res, err := e.Rebuild(natstest.Context(t), func(projections.Progress) { duringRebuild.Store(writes.Load()) })
 	stopLoad()
 	wg.Wait()
 	if err != nil {
@@ -622,7 +571,7 @@ func TestRebuildWhileServing(t *testing.T) {
 	// Every set of the load has had its answer: the log's end is the last
 	// acknowledged set's, or a set's whose answer was an error.
 	_, js := natstest.JetStream(t, s)
-	logStream, err := js.Stream(ctxT(t), engine.LogStream)
+	logStream, err := js.Stream(natstest.Context(t), events.LogStream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -630,11 +579,11 @@ func TestRebuildWhileServing(t *testing.T) {
 	if end < lastSet.Load() {
 		t.Fatalf("the log ends at %d, before the last acknowledged set %d", end, lastSet.Load())
 	}
-	if err := e.Projection().WaitApplied(ctxT(t), end); err != nil {
+	if err := e.Projection().WaitApplied(natstest.Context(t), end); err != nil {
 		t.Fatal(err)
 	}
 	waitFeed(t, e, end)
-	r, err := e.Verify(ctxT(t), nil)
+	r, err := e.Verify(natstest.Context(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -643,7 +592,7 @@ func TestRebuildWhileServing(t *testing.T) {
 	}
 
 	// With the log still, the rebuilt projection's digest is the old one's.
-	again, err := e.Rebuild(ctxT(t), nil)
+	again, err := e.Rebuild(natstest.Context(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -651,9 +600,9 @@ func TestRebuildWhileServing(t *testing.T) {
 		t.Errorf("digest of a rebuild %s, of the live projection %s", again.Digest, r.Digest)
 	}
 	// A restart takes the rebuilt store as it is: no refold.
-	e.stop(t)
-	e = start(t, s, dir)
-	if d, err := e.Digest(ctxT(t)); err != nil || d != again.Digest || e.Metrics().Rebuilds != 0 {
+	e.Stop(t)
+	e = enginetest.Start(t, dir, engine.Options{NATSURL: s.ClientURL()})
+	if d, err := e.Digest(natstest.Context(t)); err != nil || d != again.Digest || e.Metrics().Rebuilds != 0 {
 		t.Errorf("after a restart: digest %s (%v), %d rebuilds; want %s and none", d, err, e.Metrics().Rebuilds, again.Digest)
 	}
 }
@@ -691,8 +640,8 @@ func TestEntryLines(t *testing.T) {
 func TestReplayUntilWithEnginesClocksApart(t *testing.T) {
 	s := natstest.Start(t)
 	_, js := natstest.JetStream(t, s)
-	ctx := ctxT(t)
-	if err := engine.EnsureStreams(ctx, js, engine.StreamOptions{}, quiet()); err != nil {
+	ctx := natstest.Context(t)
+	if err := engine.EnsureStreams(ctx, js, engine.StreamOptions{}, natstest.Logger(t)); err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now().UTC()

@@ -17,6 +17,7 @@ import (
 
 	"github.com/presence-engine/presence/audit"
 	"github.com/presence-engine/presence/engine"
+	"github.com/presence-engine/presence/engine/enginetest"
 	"github.com/presence-engine/presence/engine/natstest"
 	"github.com/presence-engine/presence/events"
 )
@@ -58,18 +59,7 @@ func BenchmarkAudit(b *testing.B) {
 	n := *benchEvents
 	s := natstest.Start(b)
 	dir := b.TempDir()
-	e, err := engine.Open(dir, engine.Options{NATSURL: s.ClientURL(), Logger: quiet()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	b.Cleanup(func() {
-		cancel()
-		<-done
-		e.Close()
-	})
+	e := enginetest.Start(b, dir, engine.Options{NATSURL: s.ClientURL()})
 	_, js := natstest.JetStream(b, s)
 	last := fillLog(b, js, n, *benchContacts)
 	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -119,7 +109,7 @@ func BenchmarkAudit(b *testing.B) {
 		for range b.N {
 			both := make(chan error, 1)
 			go func() {
-				_, err := rawReadStream(js, engine.FeedStream, feedLen)
+				_, err := rawReadStream(js, events.FeedStream, feedLen)
 				both <- err
 			}()
 			rawRead(b, js, last)
@@ -218,7 +208,7 @@ func fillLog(b *testing.B, js jetstream.JetStream, n, contacts int) uint64 {
 		}
 	}
 	<-js.PublishAsyncComplete()
-	stream, err := js.Stream(context.Background(), engine.LogStream)
+	stream, err := js.Stream(context.Background(), events.LogStream)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -231,7 +221,7 @@ func fillLog(b *testing.B, js jetstream.JetStream, n, contacts int) uint64 {
 // rawRead reads the whole log with an ordered consumer and nothing else.
 func rawRead(b *testing.B, js jetstream.JetStream, last uint64) time.Duration {
 	b.Helper()
-	d, err := rawReadStream(js, engine.LogStream, last)
+	d, err := rawReadStream(js, events.LogStream, last)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -240,7 +230,7 @@ func rawRead(b *testing.B, js jetstream.JetStream, last uint64) time.Duration {
 
 // feedLength returns how many entries the feed holds.
 func feedLength(b *testing.B, js jetstream.JetStream) uint64 {
-	stream, err := js.Stream(context.Background(), engine.FeedStream)
+	stream, err := js.Stream(context.Background(), events.FeedStream)
 	if err != nil {
 		b.Fatal(err)
 	}

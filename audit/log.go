@@ -11,13 +11,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presence-engine/presence/events"
+	"github.com/presence-engine/presence/internal/tail"
 	"github.com/presence-engine/presence/projections"
-)
-
-// Default stream names, as the engine creates them.
-const (
-	DefaultLog  = "PRESENCE"
-	DefaultFeed = "PRESENCE_CHANGES"
 )
 
 // ClockSkew is how far the clock of an engine that stamped events may be from the
@@ -35,10 +30,10 @@ type Log struct {
 	stream string
 }
 
-// NewLog returns a Log on the stream named stream ("" means DefaultLog).
+// NewLog returns a Log on the stream named stream ("" means events.LogStream).
 func NewLog(js jetstream.JetStream, stream string) *Log {
 	if stream == "" {
-		stream = DefaultLog
+		stream = events.LogStream
 	}
 	return &Log{js: js, stream: stream}
 }
@@ -171,24 +166,24 @@ func (l *Log) Replay(ctx context.Context, q Query, fn func(Entry) error) (Stats,
 	if q.ToSeq != 0 && q.ToSeq < end {
 		end = q.ToSeq
 	}
-	cfg := projections.TailConfig{From: q.FromSeq, Subjects: subjectsOf(q.Contacts), Buffer: 4096}
+	cfg := tail.Config{From: q.FromSeq, Subjects: subjectsOf(q.Contacts), Buffer: 4096}
 	if q.FromSeq == 0 && !q.Since.IsZero() {
 		cfg.Since = q.Since.Add(-ClockSkew)
 	}
 	if end == 0 || (q.FromSeq > end) {
 		return stats, nil
 	}
-	tail, err := projections.TailStream(ctx, stream, cfg)
+	reader, err := tail.Start(ctx, stream, cfg)
 	if err != nil {
 		return stats, err
 	}
-	defer tail.Stop()
+	defer reader.Stop()
 	var (
-		batch []projections.Record
+		batch []tail.Record
 		read  uint64
 	)
-	for read < tail.Pending() {
-		batch, err = tail.Next(ctx, batch, 1024)
+	for read < reader.Pending() {
+		batch, err = reader.Next(ctx, batch, 1024)
 		if err != nil {
 			return stats, err
 		}
@@ -220,9 +215,9 @@ func (l *Log) Replay(ctx context.Context, q Query, fn func(Entry) error) (Stats,
 			}
 		}
 		if q.Progress != nil {
-			q.Progress(projections.Progress{Done: read, Total: tail.Pending()})
+			q.Progress(projections.Progress{Done: read, Total: reader.Pending()})
 		}
-		if r := batch[len(batch)-1]; r.Seq >= end || tail.Last() == r.Seq {
+		if r := batch[len(batch)-1]; r.Seq >= end || reader.Last() == r.Seq {
 			return stats, nil // the end, or nothing more for now (some were removed)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/presence-engine/presence/events"
+	"github.com/presence-engine/presence/internal/tail"
 	"github.com/presence-engine/presence/projections"
 )
 
@@ -26,7 +27,7 @@ type VerifyConfig struct {
 	JetStream jetstream.JetStream
 	// Projection is the live projection to check. Required.
 	Projection *projections.Projection
-	// Log and Feed name the streams. Zero means DefaultLog and DefaultFeed.
+	// Log and Feed name the streams. Zero means events.LogStream and events.FeedStream.
 	Log, Feed string
 	// TempDir is where the fresh fold is kept while it is compared, in a
 	// directory of its own (TempPattern) removed after. Zero means os.TempDir().
@@ -86,10 +87,10 @@ func Verify(ctx context.Context, cfg VerifyConfig) (*VerifyReport, error) {
 		return nil, errors.New("audit: verify needs a JetStream and a Projection")
 	}
 	if cfg.Log == "" {
-		cfg.Log = DefaultLog
+		cfg.Log = events.LogStream
 	}
 	if cfg.Feed == "" {
-		cfg.Feed = DefaultFeed
+		cfg.Feed = events.FeedStream
 	}
 	if cfg.MaxDifferences <= 0 {
 		cfg.MaxDifferences = 100
@@ -224,10 +225,10 @@ type feedCheck struct {
 	upTo uint64 // the log sequence checked up to
 	diff func(Difference)
 
-	tail      *projections.Tail
-	buf       []projections.Record // read from the tail, from pos on not yet handed out
+	tail      *tail.Tail
+	buf       []tail.Record // read from the tail, from pos on not yet handed out
 	pos       int
-	peeked    *projections.Record
+	peeked    *tail.Record
 	delivered uint64 // feed sequence of the last entry read
 	ended     bool   // the feed stopped growing: wait no more
 	matched   uint64 // log sequence of the last change found in the feed
@@ -237,7 +238,7 @@ type feedCheck struct {
 
 func (f *feedCheck) run(ctx context.Context, stream jetstream.Stream, expected <-chan events.Change) error {
 	var err error
-	f.tail, err = projections.TailStream(ctx, stream, projections.TailConfig{Buffer: 4096})
+	f.tail, err = tail.Start(ctx, stream, tail.Config{Buffer: 4096})
 	if err != nil {
 		return fmt.Errorf("verify: read the feed: %w", err)
 	}
@@ -304,7 +305,7 @@ func (f *feedCheck) find(ctx context.Context, want events.Change) error {
 }
 
 // extra reports an entry found where none was expected.
-func (f *feedCheck) extra(r projections.Record, c events.Change) {
+func (f *feedCheck) extra(r tail.Record, c events.Change) {
 	if c.Seq <= f.matched {
 		f.diff(Difference{Contact: c.Contact, Seq: c.Seq, What: "feed: entry repeated or out of order",
 			Expected: fmt.Sprintf("one entry, after log seq %d", f.matched), Found: fmt.Sprintf("another at feed seq %d", r.Seq)})
@@ -314,7 +315,7 @@ func (f *feedCheck) extra(r projections.Record, c events.Change) {
 		Expected: "none", Found: fmt.Sprintf("%s at feed seq %d", describeChange(c), r.Seq)})
 }
 
-func (f *feedCheck) decode(r projections.Record) (events.Change, bool) {
+func (f *feedCheck) decode(r tail.Record) (events.Change, bool) {
 	c, err := events.DecodeChange(r.Data)
 	if err != nil {
 		f.entries++
@@ -328,7 +329,7 @@ func (f *feedCheck) decode(r projections.Record) (events.Change, bool) {
 // next returns the next feed entry. With wait, an entry not there yet is waited
 // for, up to f.wait (and never again once the feed stopped growing); without,
 // only what the feed held is read.
-func (f *feedCheck) next(ctx context.Context, wait bool) (projections.Record, bool, error) {
+func (f *feedCheck) next(ctx context.Context, wait bool) (tail.Record, bool, error) {
 	if r := f.peeked; r != nil {
 		f.peeked = nil
 		return *r, true, nil
@@ -339,7 +340,7 @@ func (f *feedCheck) next(ctx context.Context, wait bool) (projections.Record, bo
 	}
 	caughtUp := f.tail.Last() <= f.delivered
 	if caughtUp && (!wait || f.ended) {
-		return projections.Record{}, false, nil
+		return tail.Record{}, false, nil
 	}
 	wctx, cancel := context.WithTimeout(ctx, f.wait)
 	defer cancel()
@@ -348,12 +349,12 @@ func (f *feedCheck) next(ctx context.Context, wait bool) (projections.Record, bo
 	f.pos = 0
 	switch {
 	case ctx.Err() != nil:
-		return projections.Record{}, false, ctx.Err()
+		return tail.Record{}, false, ctx.Err()
 	case errors.Is(err, context.DeadlineExceeded):
 		f.ended = true
-		return projections.Record{}, false, nil
+		return tail.Record{}, false, nil
 	case err != nil:
-		return projections.Record{}, false, fmt.Errorf("verify: read the feed: %w", err)
+		return tail.Record{}, false, fmt.Errorf("verify: read the feed: %w", err)
 	}
 	f.delivered = f.buf[len(f.buf)-1].Seq
 	f.pos = 1

@@ -498,7 +498,7 @@ func fanoutOrdered(ctx context.Context, url string, m, n int) (float64, error) {
 
 // The floor of a remote fan-out with reads asks for statuses on this subject,
 // readBatch contacts a request, with up to readsAhead requests in flight per
-// subscriber: as an engine.Subscriber catching up does.
+// subscriber: as an client.Subscriber catching up does.
 const (
 	floorReadSubject = "bench.floor.statuses"
 	readBatch        = 256

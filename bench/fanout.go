@@ -11,7 +11,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/presence-engine/presence/client"
 	"github.com/presence-engine/presence/engine"
+	"github.com/presence-engine/presence/events"
 	"github.com/presence-engine/presence/projections"
 )
 
@@ -96,9 +98,9 @@ func newObserver(m int, win window, acks *ackTimes) *observer {
 // handler returns subscriber i's handler: it reads the current status, as every
 // subscriber must, then records what it saw. A subscriber's handler runs on one
 // goroutine at a time.
-func (o *observer) handler(i int) engine.Handler {
+func (o *observer) handler(i int) client.Handler {
 	st := o.subs[i]
-	return func(ctx context.Context, ch engine.Change) error {
+	return func(ctx context.Context, ch client.Change) error {
 		if o.gate != nil {
 			select {
 			case <-o.gate:
@@ -216,7 +218,7 @@ type subscribers struct {
 	wg       sync.WaitGroup
 	errs     chan error
 	cleanups []func()
-	subs     []*engine.Subscriber
+	subs     []*client.Subscriber
 }
 
 // catchUps sums the subscribers' catch-ups over gaps.
@@ -282,7 +284,7 @@ func (s *subscribers) wait(ready <-chan struct{}) error {
 // startRemote starts m remote subscribers: each its own connection and consumer,
 // reading the current status from the engine's announcements (a LiveReader),
 // and over the service, in batches, what those cannot answer.
-func startRemote(ctx context.Context, url string, m int, o *observer, start engine.Start) (*subscribers, error) {
+func startRemote(ctx context.Context, url string, m int, o *observer, start client.Start) (*subscribers, error) {
 	s := newSubscribers(ctx, m)
 	for i := range m {
 		nc, err := nats.Connect(url, nats.Name(fmt.Sprintf("bench subscriber %d", i)))
@@ -293,7 +295,7 @@ func startRemote(ctx context.Context, url string, m int, o *observer, start engi
 		s.cleanups = append(s.cleanups, nc.Close)
 		// Live, a change's repeat carries its status; catching up, a batch of
 		// changes reads theirs in one request.
-		sub, err := engine.NewSubscriber(engine.SubscriberConfig{Conn: nc, Reader: engine.NewClient(nc), Start: start, Batch: readBatch})
+		sub, err := client.NewSubscriber(client.SubscriberConfig{Conn: nc, Reader: client.New(nc), Start: start, Batch: readBatch})
 		if err != nil {
 			s.close()
 			return nil, err
@@ -335,7 +337,7 @@ func openReplica(ctx context.Context, url, dir string, cfg Config) (*replica, er
 		proj.Close()
 		return nil, err
 	}
-	follower, err := projections.NewFollower(projections.FollowerConfig{Projection: proj, JetStream: js, Stream: engine.LogStream, Logger: cfg.Logger})
+	follower, err := projections.NewFollower(projections.FollowerConfig{Projection: proj, JetStream: js, Stream: events.LogStream, Logger: cfg.Logger})
 	if err != nil {
 		nc.Close()
 		proj.Close()
@@ -367,9 +369,9 @@ func (r *replica) close() {
 
 // startInProcess starts m subscribers in this process on the shared replica,
 // through one hub.
-func startInProcess(ctx context.Context, rep *replica, m int, o *observer, cfg Config, start engine.Start) (*subscribers, error) {
+func startInProcess(ctx context.Context, rep *replica, m int, o *observer, cfg Config, start client.Start) (*subscribers, error) {
 	s := newSubscribers(ctx, m+1)
-	hub, err := engine.NewHub(engine.HubConfig{Conn: rep.nc, Reader: rep.reader, Logger: cfg.Logger, Queue: 4096, Start: start})
+	hub, err := client.NewHub(client.HubConfig{Conn: rep.nc, Reader: rep.reader, Logger: cfg.Logger, Queue: 4096, Start: start})
 	if err != nil {
 		return nil, err
 	}

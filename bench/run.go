@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/presence-engine/presence/client"
 	"github.com/presence-engine/presence/engine"
 	"github.com/presence-engine/presence/events"
 	"github.com/presence-engine/presence/projections"
@@ -95,7 +96,7 @@ func (r *runner) run(ctx context.Context) error {
 	if r.js, err = jetstream.New(r.nc); err != nil {
 		return err
 	}
-	log, err := r.js.Stream(ctx, engine.LogStream)
+	log, err := r.js.Stream(ctx, events.LogStream)
 	if err != nil {
 		return err
 	}
@@ -207,7 +208,7 @@ func (r *runner) baselines(ctx context.Context) error {
 
 // lastLogSeq is the log's last sequence.
 func (r *runner) lastLogSeq(ctx context.Context) (uint64, error) {
-	s, err := r.js.Stream(ctx, engine.LogStream)
+	s, err := r.js.Stream(ctx, events.LogStream)
 	if err != nil {
 		return 0, err
 	}
@@ -332,12 +333,12 @@ func (r *runner) fold(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
 	r.step("baseline: ordered read of the log's %d events", last)
-	raw, err := orderedRead(ctx, r.js, engine.LogStream, int(last))
+	raw, err := orderedRead(ctx, r.js, events.LogStream, int(last))
 	if err != nil {
 		return err
 	}
 	r.step("baseline: the floor of a fold: an ordered read of the log's %d events, each written to a fresh Pebble store", last)
-	if r.res.Baselines.FoldFloor, err = foldFloor(ctx, r.js, engine.LogStream, int(last), filepath.Join(r.dir, "fold-floor"), r.cfg.Logger); err != nil {
+	if r.res.Baselines.FoldFloor, err = foldFloor(ctx, r.js, events.LogStream, int(last), filepath.Join(r.dir, "fold-floor"), r.cfg.Logger); err != nil {
 		return err
 	}
 	r.step("engine: folding the log's %d events into a fresh projection", last)
@@ -346,7 +347,7 @@ func (r *runner) fold(ctx context.Context) error {
 		return err
 	}
 	defer proj.Close()
-	f, err := projections.NewFollower(projections.FollowerConfig{Projection: proj, JetStream: r.js, Stream: engine.LogStream, Logger: r.cfg.Logger})
+	f, err := projections.NewFollower(projections.FollowerConfig{Projection: proj, JetStream: r.js, Stream: events.LogStream, Logger: r.cfg.Logger})
 	if err != nil {
 		return err
 	}
@@ -394,7 +395,7 @@ func (r *runner) fanout(ctx context.Context, mode Mode, m int, limit float64) (F
 	runtime.GC()
 	resetPeakRSS()
 	rssBefore := procStatusKB(0, "VmRSS:") * 1024
-	subs, err := r.startSubscribers(ctx, mode, m, live, engine.StartNew())
+	subs, err := r.startSubscribers(ctx, mode, m, live, client.StartNew())
 	if err != nil {
 		return f, err
 	}
@@ -428,7 +429,7 @@ func (r *runner) fanout(ctx context.Context, mode Mode, m int, limit float64) (F
 	catchUp := newObserver(m, win, nil)
 	catchUp.gate = make(chan struct{})
 	start = time.Now()
-	if subs, err = r.startSubscribers(ctx, mode, m, catchUp, engine.StartAtSeq(win.base)); err != nil {
+	if subs, err = r.startSubscribers(ctx, mode, m, catchUp, client.StartAtSeq(win.base)); err != nil {
 		return f, err
 	}
 	f.CatchUpStart = time.Since(start).Seconds()
@@ -453,7 +454,7 @@ func (r *runner) fanout(ctx context.Context, mode Mode, m int, limit float64) (F
 	return f, nil
 }
 
-func (r *runner) startSubscribers(ctx context.Context, mode Mode, m int, o *observer, start engine.Start) (*subscribers, error) {
+func (r *runner) startSubscribers(ctx context.Context, mode Mode, m int, o *observer, start client.Start) (*subscribers, error) {
 	if mode == Remote {
 		return startRemote(ctx, r.eng.url, m, o, start)
 	}

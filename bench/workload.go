@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/time/rate"
 
+	"github.com/presence-engine/presence/client"
 	"github.com/presence-engine/presence/engine"
 	"github.com/presence-engine/presence/events"
 )
@@ -87,7 +88,7 @@ func write(ctx context.Context, url string, cfg Config, n int, limit float64, ac
 }
 
 // setFunc sets a status, through the service or with a writer.
-type setFunc func(context.Context, engine.SetRequest) (engine.SetResult, error)
+type setFunc func(context.Context, client.SetRequest) (client.SetResult, error)
 
 // writeSpec says what writeContacts does.
 type writeSpec struct {
@@ -180,7 +181,7 @@ func writeContacts(ctx context.Context, url string, cfg Config, spec writeSpec) 
 				return res, err
 			}
 			conns[i] = nc
-			sets = append(sets, engine.NewClient(nc).Set)
+			sets = append(sets, client.New(nc).Set)
 		}
 	}
 	if len(sets) != cfg.Writers {
@@ -233,7 +234,7 @@ func writeContacts(ctx context.Context, url string, cfg Config, spec writeSpec) 
 						contact = contact*cfg.Writers + w
 					}
 					status, cause := pick(rng)
-					r, err := set(ctx, engine.SetRequest{Contact: id(contact), Status: status, Cause: cause,
+					r, err := set(ctx, client.SetRequest{Contact: id(contact), Status: status, Cause: cause,
 						Name: fmt.Sprintf("User %d", contact)})
 					if err != nil {
 						err = fmt.Errorf("set: %w", err)

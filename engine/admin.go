@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
@@ -13,22 +12,10 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/presence-engine/presence/audit"
+	"github.com/presence-engine/presence/client"
+	"github.com/presence-engine/presence/events"
 	"github.com/presence-engine/presence/projections"
 )
-
-// Admin subjects: operations on the engine's own projection, for operators. They
-// answer one request at a time; verify and rebuild send progress messages to the
-// reply subject before their answer.
-const (
-	AdminPrefix    = "presence.admin."
-	DigestSubject  = AdminPrefix + "digest"  // -> projections.Digest
-	VerifySubject  = AdminPrefix + "verify"  // -> audit.VerifyReport
-	RebuildSubject = AdminPrefix + "rebuild" // -> RebuildResult
-)
-
-// ProgressHeader marks a progress message of a long admin operation; its body is
-// a projections.Progress. The answer comes after the last of them.
-const ProgressHeader = "Presence-Progress"
 
 // progressEvery is how often a long admin operation reports: the client takes a
 // silence much longer than this for a lost engine.
@@ -98,7 +85,7 @@ func (e *Engine) Verify(ctx context.Context, progress func(projections.Progress)
 	}
 	defer e.admin.done()
 	return audit.Verify(ctx, audit.VerifyConfig{
-		JetStream: e.js, Projection: e.projection, Log: LogStream, Feed: FeedStream,
+		JetStream: e.js, Projection: e.projection, Log: events.LogStream, Feed: events.FeedStream,
 		TempDir: e.dir, Progress: progress, Logger: e.logger,
 	})
 }
@@ -110,9 +97,9 @@ func (e *Engine) Rebuild(ctx context.Context, progress func(projections.Progress
 		return RebuildResult{}, err
 	}
 	defer e.admin.done()
-	stream, err := e.js.Stream(ctx, LogStream)
+	stream, err := e.js.Stream(ctx, events.LogStream)
 	if err != nil {
-		return RebuildResult{}, unavailable(fmt.Errorf("open log %q: %w", LogStream, err))
+		return RebuildResult{}, unavailable(fmt.Errorf("open log %q: %w", events.LogStream, err))
 	}
 	e.logger.Info("projection: rebuilding from the log", "dir", e.projection.Dir())
 	snap, err := e.projection.Rebuild(ctx, stream, progress)
@@ -157,7 +144,7 @@ func (s *Service) adminWork(replyTo string, op func(ctx context.Context, progres
 					p := last
 					mu.Unlock()
 					body, _ := json.Marshal(p)
-					msg := &nats.Msg{Subject: replyTo, Data: body, Header: nats.Header{ProgressHeader: {"1"}}}
+					msg := &nats.Msg{Subject: replyTo, Data: body, Header: nats.Header{client.ProgressHeader: {"1"}}}
 					if err := s.cfg.Conn.PublishMsg(msg); err != nil {
 						s.logger.Debug("service: progress message failed", "err", err)
 					}
@@ -202,73 +189,47 @@ func (s *Service) adminRebuild(req micro.Request) (work, error) {
 	}), nil
 }
 
+// AdminClient asks an engine for its admin operations over NATS, as an
+// operator (presence digest, verify, rebuild). It is safe for concurrent use.
+type AdminClient struct{ c *client.Client }
+
+// NewAdminClient returns an AdminClient that sends its requests through c.
+func NewAdminClient(c *client.Client) *AdminClient { return &AdminClient{c: c} }
+
 // Digest asks the engine for the digest of its projection.
-func (c *Client) Digest(ctx context.Context) (projections.Digest, error) {
+func (a *AdminClient) Digest(ctx context.Context) (projections.Digest, error) {
 	var d projections.Digest
-	err := c.request(ctx, DigestSubject, nil, &d)
+	err := a.c.Request(ctx, events.DigestSubject, nil, &d)
 	return d, err
 }
 
 // Verify asks the engine to verify its projection and the feed against the log;
 // progress (if not nil) is called as it goes. Differences are in the report; the
 // error is for a verify that could not run.
-func (c *Client) Verify(ctx context.Context, progress func(projections.Progress)) (*audit.VerifyReport, error) {
+func (a *AdminClient) Verify(ctx context.Context, progress func(projections.Progress)) (*audit.VerifyReport, error) {
 	var r audit.VerifyReport
-	if err := c.longRequest(ctx, VerifySubject, progress, &r); err != nil {
+	if err := a.c.RequestWithProgress(ctx, events.VerifySubject, progressOf(progress), &r); err != nil {
 		return nil, err
 	}
 	return &r, nil
 }
 
 // Rebuild asks the engine to rebuild its projection from the log.
-func (c *Client) Rebuild(ctx context.Context, progress func(projections.Progress)) (RebuildResult, error) {
+func (a *AdminClient) Rebuild(ctx context.Context, progress func(projections.Progress)) (RebuildResult, error) {
 	var r RebuildResult
-	err := c.longRequest(ctx, RebuildSubject, progress, &r)
+	err := a.c.RequestWithProgress(ctx, events.RebuildSubject, progressOf(progress), &r)
 	return r, err
 }
 
-// longRequest sends a request that answers after a while, reading its progress
-// messages on the way. It gives up when ctx is done or when nothing came for
-// the client's Timeout (the engine reports progress twice a second).
-func (c *Client) longRequest(ctx context.Context, subject string, progress func(projections.Progress), reply any) error {
-	idle := c.Timeout
-	if idle <= 0 {
-		idle = 5 * time.Second
+// progressOf reads the progress messages of a long admin operation for fn.
+func progressOf(fn func(projections.Progress)) func([]byte) {
+	if fn == nil {
+		return nil
 	}
-	inbox := c.nc.NewRespInbox()
-	sub, err := c.nc.SubscribeSync(inbox)
-	if err != nil {
-		return unavailable(fmt.Errorf("request %s: %w", subject, err))
-	}
-	defer sub.Unsubscribe()
-	if err := c.nc.PublishRequest(subject, inbox, nil); err != nil {
-		return unavailable(fmt.Errorf("request %s: %w", subject, err))
-	}
-	for {
-		wctx, cancel := context.WithTimeout(ctx, idle)
-		msg, err := sub.NextMsgWithContext(wctx)
-		cancel()
-		switch {
-		case ctx.Err() != nil:
-			return ctx.Err()
-		case errors.Is(err, context.DeadlineExceeded):
-			if denied := c.refused(subject); denied != nil {
-				return denied
-			}
-			return unavailable(fmt.Errorf("request %s: no word from the engine for %s", subject, idle))
-		case err != nil:
-			return unavailable(fmt.Errorf("request %s: %w", subject, err))
+	return func(data []byte) {
+		var p projections.Progress
+		if json.Unmarshal(data, &p) == nil {
+			fn(p)
 		}
-		if status := msg.Header.Get("Status"); status == strconv.Itoa(503) && len(msg.Data) == 0 {
-			return unavailable(fmt.Errorf("no presence service answers on %s at %s", subject, c.nc.ConnectedUrlRedacted()))
-		}
-		if msg.Header.Get(ProgressHeader) != "" {
-			var p projections.Progress
-			if json.Unmarshal(msg.Data, &p) == nil && progress != nil {
-				progress(p)
-			}
-			continue
-		}
-		return decodeReply(subject, msg, reply)
 	}
 }

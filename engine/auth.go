@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/presence-engine/presence/client"
 	"github.com/presence-engine/presence/events"
 )
 
@@ -116,30 +117,25 @@ func (c *AuthConfig) Validate() error {
 	return nil
 }
 
-// InboxPrefix is the inbox prefix a user's connection must use
-// (nats.CustomInboxPrefix): each user may receive only on its own inboxes, so
-// that nobody reads the replies meant for another.
-func InboxPrefix(user string) string { return "_INBOX_" + user }
-
 // Permissions returns what the user may publish and subscribe to.
 func (u AuthUser) Permissions() *server.Permissions {
 	var pub, sub []string
-	sub = append(sub, InboxPrefix(u.Name)+".>")
+	sub = append(sub, client.InboxPrefix(u.Name)+".>")
 	// Reading visible status and consuming the feed: every role. Not the
 	// account's JetStream info ($JS.API.INFO): its storage grows with every
 	// event, hidden ones included.
-	pub = append(pub, StatusPrefix+"*", StatusesSubject)
-	pub = append(pub, streamReadAPI(FeedStream)...)
-	sub = append(sub, events.ChangesPrefix+">", LivePrefix+">", CurrentPrefix+">")
+	pub = append(pub, events.StatusPrefix+"*", events.StatusesSubject)
+	pub = append(pub, streamReadAPI(events.FeedStream)...)
+	sub = append(sub, events.ChangesPrefix+">", events.LivePrefix+">")
 	switch u.Role {
 	case RoleUser:
 		token := events.Token(u.Contact)
-		pub = append(pub, SetPrefix+token, SelfPrefix+token)
+		pub = append(pub, events.SetPrefix+token, events.SelfPrefix+token)
 	case RoleAuditor, RoleOperator:
-		pub = append(pub, SelfPrefix+"*", DigestSubject, VerifySubject)
-		pub = append(pub, streamReadAPI(LogStream)...)
+		pub = append(pub, events.SelfPrefix+"*", events.DigestSubject, events.VerifySubject)
+		pub = append(pub, streamReadAPI(events.LogStream)...)
 		if u.Role == RoleOperator {
-			pub = append(pub, RebuildSubject)
+			pub = append(pub, events.RebuildSubject)
 		}
 	}
 	return &server.Permissions{

@@ -1,4 +1,4 @@
-package engine
+package engine_test
 
 import (
 	"context"
@@ -22,6 +22,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presence-engine/presence/audit"
+	"github.com/presence-engine/presence/client"
+	"github.com/presence-engine/presence/engine"
+	"github.com/presence-engine/presence/engine/enginetest"
 	"github.com/presence-engine/presence/engine/natstest"
 	"github.com/presence-engine/presence/events"
 )
@@ -30,13 +33,6 @@ const (
 	alice = "sip:alice@contoso.com"
 	bob   = "sip:bob@contoso.com"
 )
-
-var testUsers = &AuthConfig{Users: []AuthUser{
-	{Name: "alice", Password: "alice-pw", Role: RoleUser, Contact: alice},
-	{Name: "crm", Password: "crm-pw", Role: RoleSubscriber},
-	{Name: "audit", Password: "audit-pw", Role: RoleAuditor},
-	{Name: "ops", Password: "ops-pw", Role: RoleOperator},
-}}
 
 // roleConn is a client connection of one user, with the asynchronous errors
 // the server sent it (permissions violations arrive that way).
@@ -47,22 +43,16 @@ type roleConn struct {
 	errs chan error
 }
 
-func connectAs(t *testing.T, url, user, password string) *roleConn {
+func connectAs(t *testing.T, url, user string) *roleConn {
 	t.Helper()
 	c := &roleConn{user: user, errs: make(chan error, 64)}
-	nc, err := nats.Connect(url, nats.UserInfo(user, password), nats.CustomInboxPrefix(InboxPrefix(user)),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			select {
-			case c.errs <- err:
-			default:
-			}
-		}))
-	if err != nil {
-		t.Fatalf("connect as %s: %v", user, err)
-	}
-	t.Cleanup(nc.Close)
-	c.nc = nc
-	c.js, _ = jetstream.New(nc)
+	c.nc = enginetest.ConnectAs(t, url, user, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		select {
+		case c.errs <- err:
+		default:
+		}
+	}))
+	c.js, _ = jetstream.New(c.nc)
 	return c
 }
 
@@ -114,12 +104,12 @@ func quickCtx(t *testing.T) context.Context {
 // logState is what must not change under forbidden actions.
 func logState(t *testing.T, js jetstream.JetStream) (log, feed uint64) {
 	t.Helper()
-	for _, name := range []string{LogStream, FeedStream} {
-		s, err := js.Stream(ctxT(t), name)
+	for _, name := range []string{events.LogStream, events.FeedStream} {
+		s, err := js.Stream(natstest.Context(t), name)
 		if err != nil {
 			t.Fatalf("stream %s: %v", name, err)
 		}
-		if name == LogStream {
+		if name == events.LogStream {
 			log = s.CachedInfo().State.LastSeq
 		} else {
 			feed = s.CachedInfo().State.LastSeq
@@ -129,7 +119,7 @@ func logState(t *testing.T, js jetstream.JetStream) (log, feed uint64) {
 }
 
 func TestRolesAllowWhatTheyMayDo(t *testing.T) {
-	e := startEngine(t, "", Options{Auth: testUsers})
+	e := enginetest.Start(t, "", engine.Options{Auth: enginetest.Users})
 	url := e.ClientURL()
 	if nc, err := nats.Connect(url); err == nil {
 		nc.Close()
@@ -140,25 +130,25 @@ func TestRolesAllowWhatTheyMayDo(t *testing.T) {
 		t.Fatal("a connection with a wrong password was let in")
 	}
 
-	a := connectAs(t, url, "alice", "alice-pw")
-	ca := NewClient(a.nc)
-	first, err := ca.Set(ctxT(t), SetRequest{Contact: alice, Status: events.Online, Name: "Alice"})
+	a := connectAs(t, url, "alice")
+	ca := client.New(a.nc)
+	first, err := ca.Set(natstest.Context(t), client.SetRequest{Contact: alice, Status: events.Online, Name: "Alice"})
 	if err != nil {
 		t.Fatalf("alice sets her own status: %v", err)
 	}
-	if r, err := ca.Self(ctxT(t), alice, first.Seq); err != nil || r.Status != events.Online {
+	if r, err := ca.Self(natstest.Context(t), alice, first.Seq); err != nil || r.Status != events.Online {
 		t.Fatalf("alice reads her own self: %+v, %v", r, err)
 	}
-	crm := connectAs(t, url, "crm", "crm-pw")
+	crm := connectAs(t, url, "crm")
 	// crm follows the feed while alice changes.
-	sub, err := NewSubscriber(SubscriberConfig{Conn: crm.nc, Reader: NewClient(crm.nc), Start: StartAll()})
+	sub, err := client.NewSubscriber(client.SubscriberConfig{Conn: crm.nc, Reader: client.New(crm.nc), Start: client.StartAll()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan Reply, 16)
-	sctx, stop := context.WithCancel(ctxT(t))
+	got := make(chan client.Reply, 16)
+	sctx, stop := context.WithCancel(natstest.Context(t))
 	defer stop()
-	go sub.Run(sctx, func(ctx context.Context, c Change) error {
+	go sub.Run(sctx, func(ctx context.Context, c client.Change) error {
 		r, err := c.Current(ctx)
 		if err != nil {
 			return err
@@ -166,7 +156,7 @@ func TestRolesAllowWhatTheyMayDo(t *testing.T) {
 		got <- r
 		return nil
 	})
-	res, err := ca.Set(ctxT(t), SetRequest{Contact: alice, Status: events.Busy})
+	res, err := ca.Set(natstest.Context(t), client.SetRequest{Contact: alice, Status: events.Busy})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,30 +169,30 @@ func TestRolesAllowWhatTheyMayDo(t *testing.T) {
 		}
 	}
 	for _, who := range []*roleConn{a, crm} {
-		r, err := NewClient(who.nc).Status(ctxT(t), alice, res.Seq)
+		r, err := client.New(who.nc).Status(natstest.Context(t), alice, res.Seq)
 		if err != nil || r.Status != events.Busy {
 			t.Errorf("%s reads alice's status: %+v, %v", who.user, r, err)
 		}
-		if _, err := NewClient(who.nc).Statuses(ctxT(t), []string{alice, bob}, 0); err != nil {
+		if _, err := client.New(who.nc).Statuses(natstest.Context(t), []string{alice, bob}, 0); err != nil {
 			t.Errorf("%s reads statuses: %v", who.user, err)
 		}
 	}
 
 	// The auditor reads the log, the truth included, and verifies.
-	au := connectAs(t, url, "audit", "audit-pw")
+	au := connectAs(t, url, "audit")
 	var replayed int
-	if _, err := audit.NewLog(au.js, LogStream).Replay(ctxT(t), audit.Query{}, func(audit.Entry) error { replayed++; return nil }); err != nil || replayed != 2 {
+	if _, err := audit.NewLog(au.js, events.LogStream).Replay(natstest.Context(t), audit.Query{}, func(audit.Entry) error { replayed++; return nil }); err != nil || replayed != 2 {
 		t.Errorf("auditor replays the log: %d events, %v", replayed, err)
 	}
-	if r, err := NewClient(au.nc).Self(ctxT(t), alice, res.Seq); err != nil || r.Status != events.Busy {
+	if r, err := client.New(au.nc).Self(natstest.Context(t), alice, res.Seq); err != nil || r.Status != events.Busy {
 		t.Errorf("auditor reads alice's self: %+v, %v", r, err)
 	}
-	if r, err := NewClient(au.nc).Verify(ctxT(t), nil); err != nil || !r.OK() {
+	if r, err := engine.NewAdminClient(client.New(au.nc)).Verify(natstest.Context(t), nil); err != nil || !r.OK() {
 		t.Errorf("auditor verifies: %+v, %v", r, err)
 	}
 	// The operator rebuilds.
-	ops := connectAs(t, url, "ops", "ops-pw")
-	if r, err := NewClient(ops.nc).Rebuild(ctxT(t), nil); err != nil || r.Seq != res.Seq {
+	ops := connectAs(t, url, "ops")
+	if r, err := engine.NewAdminClient(client.New(ops.nc)).Rebuild(natstest.Context(t), nil); err != nil || r.Seq != res.Seq {
 		t.Errorf("operator rebuilds: %+v, %v", r, err)
 	}
 	for _, c := range []*roleConn{a, crm, au, ops} {
@@ -215,37 +205,36 @@ func TestRolesAllowWhatTheyMayDo(t *testing.T) {
 }
 
 func TestRolesRefuseWhatTheyMayNotDo(t *testing.T) {
-	e := startEngine(t, "", Options{Auth: testUsers})
+	e := enginetest.Start(t, "", engine.Options{Auth: enginetest.Users})
 	url := e.ClientURL()
-	ops := connectAs(t, url, "ops", "ops-pw")
-	ca := NewClient(connectAs(t, url, "alice", "alice-pw").nc)
-	if _, err := ca.Set(ctxT(t), SetRequest{Contact: alice, Status: events.Invisible}); err != nil {
+	ops := connectAs(t, url, "ops")
+	ca := client.New(connectAs(t, url, "alice").nc)
+	if _, err := ca.Set(natstest.Context(t), client.SetRequest{Contact: alice, Status: events.Invisible}); err != nil {
 		t.Fatal(err)
 	}
-	e.waitFeed(t)
+	e.WaitFeed(t)
 	logBefore, feedBefore := logState(t, ops.js)
 
 	event := events.Event{Contact: bob, Status: events.Online, At: time.Now().UTC(), Cause: events.CauseUser}
 	forbiddenToAll := func(t *testing.T, c *roleConn) {
 		t.Helper()
-		c.forbidPublish(t, "setting bob's status", SetPrefix+events.Token(bob), nil, `{"status":"busy"}`)
+		c.forbidPublish(t, "setting bob's status", events.SetPrefix+events.Token(bob), nil, `{"status":"busy"}`)
 		c.forbidPublish(t, "appending to the log", events.EventSubject(bob), nil, string(event.Encode()))
 		c.forbidPublish(t, "appending with Nats-Rollup", events.EventSubject(alice),
 			nats.Header{"Nats-Rollup": {"sub"}}, string(event.Encode()))
 		c.forbidPublish(t, "appending with a forged Nats-Msg-Id", events.EventSubject(alice),
 			nats.Header{"Nats-Msg-Id": {"forged"}}, string(event.Encode()))
 		c.forbidPublish(t, "forging a feed entry", events.ChangeSubject(bob), nil, `{"v":1}`)
-		c.forbidPublish(t, "forging an announcement", CurrentPrefix+events.Token(bob), nil, `{}`)
-		c.forbidPublish(t, "forging a feed entry on core NATS", LivePrefix+events.Token(bob), nil, `{}`)
-		c.forbidPublish(t, "deleting the log", "$JS.API.STREAM.DELETE."+LogStream, nil, "")
-		c.forbidPublish(t, "purging the log", "$JS.API.STREAM.PURGE."+LogStream, nil, "")
-		c.forbidPublish(t, "purging the feed", "$JS.API.STREAM.PURGE."+FeedStream, nil, "")
-		c.forbidPublish(t, "deleting a log message", "$JS.API.STREAM.MSG.DELETE."+LogStream, nil, `{"seq":1}`)
-		c.forbidPublish(t, "changing the feed's configuration", "$JS.API.STREAM.UPDATE."+FeedStream, nil, "{}")
-		c.forbidPublish(t, "rebuilding", RebuildSubject, nil, "")
+		c.forbidPublish(t, "forging a feed entry on core NATS", events.LivePrefix+events.Token(bob), nil, `{}`)
+		c.forbidPublish(t, "deleting the log", "$JS.API.STREAM.DELETE."+events.LogStream, nil, "")
+		c.forbidPublish(t, "purging the log", "$JS.API.STREAM.PURGE."+events.LogStream, nil, "")
+		c.forbidPublish(t, "purging the feed", "$JS.API.STREAM.PURGE."+events.FeedStream, nil, "")
+		c.forbidPublish(t, "deleting a log message", "$JS.API.STREAM.MSG.DELETE."+events.LogStream, nil, `{"seq":1}`)
+		c.forbidPublish(t, "changing the feed's configuration", "$JS.API.STREAM.UPDATE."+events.FeedStream, nil, "{}")
+		c.forbidPublish(t, "rebuilding", events.RebuildSubject, nil, "")
 		c.forbidSubscribe(t, "reading other users' replies", "_INBOX.>")
-		if _, err := c.js.Stream(quickCtx(t), LogStream); err == nil {
-			if err := c.js.DeleteStream(quickCtx(t), LogStream); err == nil {
+		if _, err := c.js.Stream(quickCtx(t), events.LogStream); err == nil {
+			if err := c.js.DeleteStream(quickCtx(t), events.LogStream); err == nil {
 				t.Errorf("%s deleted the log", c.user)
 			}
 		}
@@ -253,41 +242,41 @@ func TestRolesRefuseWhatTheyMayNotDo(t *testing.T) {
 	forbiddenToReaders := func(t *testing.T, c *roleConn) {
 		t.Helper()
 		c.forbidSubscribe(t, "subscribing to the log's subjects", events.EventsPrefix+">")
-		c.forbidPublish(t, "creating a consumer on the log", "$JS.API.CONSUMER.CREATE."+LogStream+".x."+events.EventsPrefix+">", nil, "{}")
-		c.forbidPublish(t, "a direct get from the log", "$JS.API.DIRECT.GET."+LogStream, nil, `{"seq":1}`)
-		c.forbidPublish(t, "a get from the log", "$JS.API.STREAM.MSG.GET."+LogStream, nil, `{"seq":1}`)
-		c.forbidPublish(t, "verifying", VerifySubject, nil, "")
+		c.forbidPublish(t, "creating a consumer on the log", "$JS.API.CONSUMER.CREATE."+events.LogStream+".x."+events.EventsPrefix+">", nil, "{}")
+		c.forbidPublish(t, "a direct get from the log", "$JS.API.DIRECT.GET."+events.LogStream, nil, `{"seq":1}`)
+		c.forbidPublish(t, "a get from the log", "$JS.API.STREAM.MSG.GET."+events.LogStream, nil, `{"seq":1}`)
+		c.forbidPublish(t, "verifying", events.VerifySubject, nil, "")
 		// The account's storage grows with every event, hidden ones too.
 		c.forbidPublish(t, "reading the account's JetStream usage", "$JS.API.INFO", nil, "")
-		if _, err := audit.NewLog(c.js, LogStream).Replay(quickCtx(t), audit.Query{}, func(audit.Entry) error { return nil }); err == nil {
+		if _, err := audit.NewLog(c.js, events.LogStream).Replay(quickCtx(t), audit.Query{}, func(audit.Entry) error { return nil }); err == nil {
 			t.Errorf("%s replayed the log", c.user)
 		}
 	}
 
 	t.Run("user", func(t *testing.T) {
-		c := connectAs(t, url, "alice", "alice-pw")
+		c := connectAs(t, url, "alice")
 		forbiddenToAll(t, c)
 		forbiddenToReaders(t, c)
-		c.forbidPublish(t, "reading bob's self", SelfPrefix+events.Token(bob), nil, "")
+		c.forbidPublish(t, "reading bob's self", events.SelfPrefix+events.Token(bob), nil, "")
 	})
 	t.Run("subscriber", func(t *testing.T) {
-		c := connectAs(t, url, "crm", "crm-pw")
+		c := connectAs(t, url, "crm")
 		forbiddenToAll(t, c)
 		forbiddenToReaders(t, c)
-		c.forbidPublish(t, "setting alice's status", SetPrefix+events.Token(alice), nil, `{"status":"busy"}`)
-		c.forbidPublish(t, "reading alice's self", SelfPrefix+events.Token(alice), nil, "")
+		c.forbidPublish(t, "setting alice's status", events.SetPrefix+events.Token(alice), nil, `{"status":"busy"}`)
+		c.forbidPublish(t, "reading alice's self", events.SelfPrefix+events.Token(alice), nil, "")
 	})
 	t.Run("auditor", func(t *testing.T) {
-		c := connectAs(t, url, "audit", "audit-pw")
+		c := connectAs(t, url, "audit")
 		forbiddenToAll(t, c)
-		c.forbidPublish(t, "setting alice's status", SetPrefix+events.Token(alice), nil, `{"status":"busy"}`)
+		c.forbidPublish(t, "setting alice's status", events.SetPrefix+events.Token(alice), nil, `{"status":"busy"}`)
 	})
 
 	// Nothing changed: no event, no feed entry, the streams are there.
 	if logAfter, feedAfter := logState(t, ops.js); logAfter != logBefore || feedAfter != feedBefore {
 		t.Errorf("after the forbidden actions the log ends at %d (was %d), the feed at %d (was %d)", logAfter, logBefore, feedAfter, feedBefore)
 	}
-	if r, err := NewClient(ops.nc).Self(ctxT(t), alice, 0); err != nil || r.Status != events.Invisible {
+	if r, err := client.New(ops.nc).Self(natstest.Context(t), alice, 0); err != nil || r.Status != events.Invisible {
 		t.Errorf("alice after the forbidden actions: %+v, %v", r, err)
 	}
 }
@@ -310,7 +299,7 @@ func TestLoadAuthRefusesBadFiles(t *testing.T) {
 		if err := os.WriteFile(path, []byte(c.body), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := LoadAuth(path); err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, err := engine.LoadAuth(path); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("LoadAuth(%s) = %v, want an error with %q", c.body, err, c.want)
 		}
 	}
@@ -360,7 +349,7 @@ func TestTLSClientConnections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := startEngine(t, "", Options{Auth: testUsers, TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}})
+	e := enginetest.Start(t, "", engine.Options{Auth: enginetest.Users, TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}})
 	url := e.ClientURL()
 	// Plain text is refused; TLS with the CA is let in (and still asks who).
 	if nc, err := nats.Connect(url, nats.UserInfo("crm", "crm-pw")); err == nil {
@@ -371,7 +360,7 @@ func TestTLSClientConnections(t *testing.T) {
 		nc.Close()
 		t.Fatal("a TLS connection that does not trust the certificate was let in")
 	}
-	nc, err := nats.Connect(url, nats.UserInfo("crm", "crm-pw"), nats.RootCAs(certFile), nats.CustomInboxPrefix(InboxPrefix("crm")))
+	nc, err := nats.Connect(url, nats.UserInfo("crm", "crm-pw"), nats.RootCAs(certFile), nats.CustomInboxPrefix(client.InboxPrefix("crm")))
 	if err != nil {
 		t.Fatalf("TLS connection with the CA: %v", err)
 	}
@@ -379,104 +368,20 @@ func TestTLSClientConnections(t *testing.T) {
 	if !nc.TLSRequired() {
 		t.Error("the connection does not use TLS")
 	}
-	if r, err := NewClient(nc).Status(ctxT(t), alice, 0); err != nil || r.Status != events.Unknown {
+	if r, err := client.New(nc).Status(natstest.Context(t), alice, 0); err != nil || r.Status != events.Unknown {
 		t.Errorf("status over TLS: %+v, %v", r, err)
 	}
 }
 
 func TestClientSaysWhenRefused(t *testing.T) {
-	e := startEngine(t, "", Options{Auth: testUsers})
-	c := NewClient(connectAs(t, e.ClientURL(), "alice", "alice-pw").nc)
+	e := enginetest.Start(t, "", engine.Options{Auth: enginetest.Users})
+	c := client.New(connectAs(t, e.ClientURL(), "alice").nc)
 	c.Timeout = 500 * time.Millisecond
-	_, err := c.Set(context.Background(), SetRequest{Contact: bob, Status: events.Busy})
-	if !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), SetPrefix+events.Token(bob)) {
+	_, err := c.Set(context.Background(), client.SetRequest{Contact: bob, Status: events.Busy})
+	if !errors.Is(err, client.ErrForbidden) || !strings.Contains(err.Error(), events.SetPrefix+events.Token(bob)) {
 		t.Errorf("alice setting bob: %v; want ErrForbidden naming the subject", err)
 	}
-	if _, err := c.Rebuild(context.Background(), nil); !errors.Is(err, ErrForbidden) {
+	if _, err := engine.NewAdminClient(c).Rebuild(context.Background(), nil); !errors.Is(err, client.ErrForbidden) {
 		t.Errorf("alice rebuilding: %v; want ErrForbidden", err)
-	}
-}
-
-// TestRolesFollowTheFeedAcrossFaults: what a subscription reads of the feed
-// to hand over every change once (an entry at a sequence: where it starts, and
-// the one it handed last, to see the feed still holds it) is open to the roles
-// that consume the feed, and only to the feed: a live subscriber of the
-// subscriber role catches up over a repeat it lost, one of the user role
-// starts at a log sequence, and a hub of the subscriber role goes on across a
-// reconnection.
-func TestRolesFollowTheFeedAcrossFaults(t *testing.T) {
-	r := startEngine(t, "", Options{Auth: testUsers})
-	set := func(contact string, st events.Status) SetResult {
-		t.Helper()
-		res, err := r.Writer().Set(ctxT(t), SetRequest{Contact: contact, Status: st})
-		if err != nil || !res.Changed {
-			t.Fatalf("set %s %s: %+v, %v", contact, st, res, err)
-		}
-		return res
-	}
-	first := set(alice, events.Online)
-	r.waitFeed(t)
-
-	for _, who := range []struct{ user, password string }{{"crm", "crm-pw"}, {"alice", "alice-pw"}} {
-		c := connectAs(t, r.ClientURL(), who.user, who.password)
-		js, err := jetstream.New(c.nc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		feed, err := js.Stream(ctxT(t), FeedStream)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := feed.GetMsg(ctxT(t), 1); err != nil {
-			t.Errorf("%s: get of the feed's first entry: %v", who.user, err)
-		}
-		if _, err := feed.GetMsg(ctxT(t), 1, jetstream.WithGetMsgSubject(events.ChangeSubject(alice))); err != nil {
-			t.Errorf("%s: get of alice's last entry: %v", who.user, err)
-		}
-	}
-
-	// A live subscriber that loses a repeat catches up from the feed.
-	crm := connectAs(t, r.ClientURL(), "crm", "crm-pw")
-	var live collector
-	sub, err := NewSubscriber(SubscriberConfig{Conn: crm.nc, Reader: NewClient(crm.nc), Logger: testLogger(t),
-		Start: StartAtSeq(first.Seq), LiveCheck: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sub.dropLive = func(seq uint64) bool { return seq == 3 }
-	liveDone := runUntilError(t, sub, &live)
-
-	// A hub across a reconnection.
-	p := natstest.StartProxy(t, strings.TrimPrefix(r.ClientURL(), "nats://"))
-	nc, err := nats.Connect(p.URL(), nats.UserInfo("crm", "crm-pw"), nats.CustomInboxPrefix(InboxPrefix("crm")),
-		nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond), nats.ReconnectJitter(0, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	h := runHub(t, r, HubConfig{Conn: nc})
-	var hubbed collector
-	hubCtx, stopHub := context.WithCancel(context.Background())
-	defer stopHub()
-	hs := h.Subscribe()
-	go func() {
-		_ = hs.Run(hubCtx, func(_ context.Context, c Change) error { hubbed.add(c, Reply{}); return nil })
-	}()
-
-	set(alice, events.Away) // feed entry 2
-	waitFor(t, "the hub's first change", func() bool { return hubbed.len() == 1 })
-	reconnects := nc.Stats().Reconnects
-	p.Pause()
-	waitFor(t, "the hub to be cut off", func() bool { return !nc.IsConnected() })
-	p.Resume()
-	waitFor(t, "the hub to reconnect", func() bool { return nc.IsConnected() && nc.Stats().Reconnects > reconnects })
-	set(alice, events.Busy)   // feed entry 3: its repeat is lost to the live subscriber
-	set(alice, events.Online) // feed entry 4
-	waitFor(t, "the live subscriber's four changes", func() bool { return live.len() == 4 })
-	waitFor(t, "the hub's three changes", func() bool { return hubbed.len() == 3 })
-	select {
-	case err := <-liveDone:
-		t.Fatalf("the live subscriber ended: %v", err)
-	default:
 	}
 }

@@ -1,4 +1,4 @@
-package engine
+package engine_test
 
 import (
 	"bufio"
@@ -18,6 +18,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/presence-engine/presence/client"
+	"github.com/presence-engine/presence/engine"
+	"github.com/presence-engine/presence/engine/enginetest"
+	"github.com/presence-engine/presence/engine/natstest"
 	"github.com/presence-engine/presence/events"
 )
 
@@ -31,7 +35,7 @@ type badCase struct {
 
 // readPrefixes are the per-contact read subjects; status and self read the same
 // requests.
-var readPrefixes = []string{StatusPrefix, SelfPrefix}
+var readPrefixes = []string{events.StatusPrefix, events.SelfPrefix}
 
 // badTokens are subject tokens that do not decode to a contact ID. They are sent
 // as they are: NATS carries any byte but space, tab, CR and LF in a subject.
@@ -73,7 +77,7 @@ func badBodies(maxPayload int) []badBody {
 		{"unknown field", `{"colour":"red"}`, `"colour"`, ""},
 		{"100 KB", hundredKB, fmt.Sprintf("is %d bytes; at most 4096", len(hundredKB)), `"colour"`},
 		{"1 MB, the most the server carries", strings.Repeat(" ", maxPayload),
-			fmt.Sprintf("is %d bytes; at most 4096", maxPayload), fmt.Sprintf("is %d bytes; at most %d", maxPayload, MaxStatusesRequestSize)},
+			fmt.Sprintf("is %d bytes; at most 4096", maxPayload), fmt.Sprintf("is %d bytes; at most %d", maxPayload, client.MaxStatusesRequestSize)},
 	}
 }
 
@@ -88,14 +92,14 @@ func badInputCases(maxPayload int) []badCase {
 
 	// Subject tokens that do not decode, on every per-contact endpoint.
 	for _, tok := range badTokens {
-		add("set: "+tok.name, SetPrefix+tok.token, good, "400", tok.mention)
+		add("set: "+tok.name, events.SetPrefix+tok.token, good, "400", tok.mention)
 		for _, p := range readPrefixes {
 			add(strings.TrimSuffix(p[len("presence."):], ".")+": "+tok.name, p+tok.token, ``, "400", tok.mention)
 		}
 	}
 	// Bodies no endpoint takes.
 	for _, b := range badBodies(maxPayload) {
-		add("set: "+b.name, SetPrefix+"alice", b.body, "400", b.mention)
+		add("set: "+b.name, events.SetPrefix+"alice", b.body, "400", b.mention)
 		for _, p := range readPrefixes {
 			add(strings.TrimSuffix(p[len("presence."):], ".")+": "+b.name, p+"alice", b.body, "400", b.mention)
 		}
@@ -103,11 +107,13 @@ func badInputCases(maxPayload int) []badCase {
 		if b.statusesMention != "" {
 			mention = b.statusesMention
 		}
-		add("statuses: "+b.name, StatusesSubject, b.body, "400", mention)
+		add("statuses: "+b.name, events.StatusesSubject, b.body, "400", mention)
 	}
 
 	// set: wrong types, statuses that cannot be set, names, sequences.
-	set := func(name, body, code, mention string) { add("set: "+name, SetPrefix+"alice", body, code, mention) }
+	set := func(name, body, code, mention string) {
+		add("set: "+name, events.SetPrefix+"alice", body, code, mention)
+	}
 	set("status number out of range", `{"status":65536}`, "400", `"65536"`)
 	set("status negative", `{"status":-2}`, "400", `"-2"`)
 	set("status not a MISTATUS value", `{"status":3}`, "400", `"3"`)
@@ -158,7 +164,9 @@ func badInputCases(maxPayload int) []badCase {
 	}
 
 	// statuses: contacts and min_seq.
-	statuses := func(name, body, code, mention string) { add("statuses: "+name, StatusesSubject, body, code, mention) }
+	statuses := func(name, body, code, mention string) {
+		add("statuses: "+name, events.StatusesSubject, body, code, mention)
+	}
 	statuses("contacts missing", `{"min_seq":1}`, "400", `"contacts" is required`)
 	statuses("contacts null", `{"contacts":null}`, "400", "0 contacts")
 	statuses("contacts a number", `{"contacts":7}`, "400", "JSON array")
@@ -176,10 +184,10 @@ func badInputCases(maxPayload int) []badCase {
 	// A request within every limit whose answer is not: 1000 contacts of 256
 	// '<', each escaped to \u003c in the reply, make 1.6 MB.
 	lt := `"` + strings.Repeat("<", events.MaxContactLen) + `"`
-	statuses("a reply past max_payload", `{"contacts":[`+strings.Repeat(lt+",", MaxStatuses-1)+lt+`]}`, "400", "ask for fewer contacts")
+	statuses("a reply past max_payload", `{"contacts":[`+strings.Repeat(lt+",", client.MaxStatuses-1)+lt+`]}`, "400", "ask for fewer contacts")
 
 	// admin: no body.
-	for _, subject := range []string{DigestSubject, VerifySubject, RebuildSubject} {
+	for _, subject := range []string{events.DigestSubject, events.VerifySubject, events.RebuildSubject} {
 		add(subject+": a body", subject, `{"x":1}`, "400", "takes no body; got 7 bytes")
 	}
 	return cases
@@ -190,9 +198,9 @@ func badInputCases(maxPayload int) []badCase {
 // but cannot be met) with a description naming the problem, nothing is appended
 // to the log, and the service keeps serving.
 func TestBadInputIsRefused(t *testing.T) {
-	r := startEngine(t, "", Options{ReadTimeout: 100 * time.Millisecond})
-	nc := r.connect(t)
-	js := r.jetStream(t)
+	r := enginetest.Start(t, "", engine.Options{ReadTimeout: 100 * time.Millisecond})
+	nc := r.Connect(t)
+	js := r.JetStream(t)
 	set(t, nc, "alice", `{"status":"online"}`)
 	before := logMsgs(t, js)
 
@@ -235,7 +243,7 @@ func checkRefusal(t testing.TB, msg *nats.Msg, code, mention string) {
 // changes alice's status and reads of it.
 func checkServing(t testing.TB, nc *nats.Conn) {
 	t.Helper()
-	cur := statusJSON(t, nc, SelfPrefix, "alice", 0)["status"]
+	cur := statusJSON(t, nc, events.SelfPrefix, "alice", 0)["status"]
 	next := `{"status":"busy"}`
 	if cur == "busy" {
 		next = `{"status":"away"}`
@@ -244,10 +252,10 @@ func checkServing(t testing.TB, nc *nats.Conn) {
 	if !res.Changed {
 		t.Fatalf("a good set after the bad requests = %+v, want a change", res)
 	}
-	if got := statusJSON(t, nc, StatusPrefix, "alice", res.Seq)["status"]; got != res.Status.String() {
+	if got := statusJSON(t, nc, events.StatusPrefix, "alice", res.Seq)["status"]; got != res.Status.String() {
 		t.Errorf("status of alice after the bad requests = %v, want %v", got, res.Status)
 	}
-	data, code, desc := request(t, nc, StatusesSubject, string(EncodeStatusesRequest([]string{"alice"}, res.Seq)))
+	data, code, desc := request(t, nc, events.StatusesSubject, string(client.EncodeStatusesRequest([]string{"alice"}, res.Seq)))
 	if code != "" || !strings.Contains(string(data), `"status":"`+res.Status.String()+`"`) {
 		t.Errorf("statuses after the bad requests = %s (%s %s), want alice %v", data, code, desc, res.Status)
 	}
@@ -256,11 +264,11 @@ func checkServing(t testing.TB, nc *nats.Conn) {
 // logMsgs returns how many messages the log holds.
 func logMsgs(t testing.TB, js jetstream.JetStream) uint64 {
 	t.Helper()
-	s, err := js.Stream(ctxT(t), LogStream)
+	s, err := js.Stream(natstest.Context(t), events.LogStream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := s.Info(ctxT(t))
+	info, err := s.Info(natstest.Context(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,16 +279,16 @@ func logMsgs(t testing.TB, js jetstream.JetStream) uint64 {
 // refuses before the engine sees it: a payload past max_payload and a subject
 // past the longest protocol line. The client is told, and the engine is unaffected.
 func TestOversizedMessagesAreRefusedByTheServer(t *testing.T) {
-	r := startEngine(t, "", Options{})
-	nc := r.connect(t)
-	js := r.jetStream(t)
+	r := enginetest.Start(t, "", engine.Options{})
+	nc := r.Connect(t)
+	js := r.JetStream(t)
 	set(t, nc, "alice", `{"status":"online"}`)
 	before := logMsgs(t, js)
 	tenMB := make([]byte, 10<<20)
 
 	t.Run("10 MB through the client", func(t *testing.T) {
 		// nats.go knows the server's max_payload and refuses at publish.
-		for _, subject := range []string{SetPrefix + "alice", StatusPrefix + "alice", SelfPrefix + "alice", StatusesSubject} {
+		for _, subject := range []string{events.SetPrefix + "alice", events.StatusPrefix + "alice", events.SelfPrefix + "alice", events.StatusesSubject} {
 			if _, err := nc.Request(subject, tenMB, 10*time.Second); !errors.Is(err, nats.ErrMaxPayload) {
 				t.Errorf("10 MB request to %s: %v, want %v", subject, err, nats.ErrMaxPayload)
 			}
@@ -290,7 +298,7 @@ func TestOversizedMessagesAreRefusedByTheServer(t *testing.T) {
 	t.Run("10 MB on the wire", func(t *testing.T) {
 		// A client that does not check: the server refuses the PUB on its
 		// announced size and closes the connection.
-		line := rawPublish(t, r.ClientURL(), "PUB "+SetPrefix+"alice _INBOX.raw "+fmt.Sprint(len(tenMB))+"\r\n")
+		line := rawPublish(t, r.ClientURL(), "PUB "+events.SetPrefix+"alice _INBOX.raw "+fmt.Sprint(len(tenMB))+"\r\n")
 		if !strings.Contains(line, "Maximum Payload Violation") {
 			t.Errorf("server answered a 10 MB PUB with %q, want -ERR 'Maximum Payload Violation'", line)
 		}
@@ -310,7 +318,7 @@ func TestOversizedMessagesAreRefusedByTheServer(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer own.Close()
-		_, err = own.Request(SetPrefix+strings.Repeat("a", 100<<10), []byte(`{"status":"away"}`), 10*time.Second)
+		_, err = own.Request(events.SetPrefix+strings.Repeat("a", 100<<10), []byte(`{"status":"away"}`), 10*time.Second)
 		if err == nil {
 			t.Fatal("a request on a subject of 100 KB was answered, want the server to refuse it")
 		}
@@ -382,28 +390,28 @@ func TestFloodIsRefusedAndMemoryStaysBounded(t *testing.T) {
 		clients = 8
 		slack   = 64 << 20 // generous: the heap is ~6-10 MiB before, ~20 MiB after
 	)
-	r := startEngine(t, "", Options{MaxConcurrent: 16, ReadTimeout: 500 * time.Millisecond})
-	nc := r.connect(t)
-	js := r.jetStream(t)
+	r := enginetest.Start(t, "", engine.Options{MaxConcurrent: 16, ReadTimeout: 500 * time.Millisecond})
+	nc := r.Connect(t)
+	js := r.JetStream(t)
 	set(t, nc, "alice", `{"status":"online"}`)
 	before := logMsgs(t, js)
 	conns := make([]*nats.Conn, clients)
 	for i := range conns {
-		conns[i] = r.connect(t)
+		conns[i] = r.Connect(t)
 	}
 	oneMB := `{"status":"away","name":"` + strings.Repeat("n", 1<<20-64) + `"}`
 
 	// What the flood sends, in turn.
 	kinds := []floodKind{
-		{"bad set", SetPrefix + "alice", `{"status":"local-finding-server"}`, []string{"400"}, []string{"local-only"}},
-		{"bad token", SetPrefix + "a%00b", `{"status":"away"}`, []string{"400"}, []string{`'\x00'`}},
-		{"bad read", StatusPrefix + "alice", `{"min_seq":-1}`, []string{"400"}, []string{`"-1"`}},
-		{"bad statuses", StatusesSubject, `{"contacts":["a b"]}`, []string{"400"}, []string{`"a b"`}},
-		{"waiting status", StatusPrefix + "alice", `{"min_seq":9223372036854775807}`, []string{"503", "503"}, []string{"busy", "9223372036854775807"}},
-		{"waiting self", SelfPrefix + "alice", `{"min_seq":9223372036854775807}`, []string{"503", "503"}, []string{"busy", "9223372036854775807"}},
-		{"waiting statuses", StatusesSubject, `{"contacts":["alice","bob"],"min_seq":9223372036854775807}`, []string{"503", "503"}, []string{"busy", "9223372036854775807"}},
+		{"bad set", events.SetPrefix + "alice", `{"status":"local-finding-server"}`, []string{"400"}, []string{"local-only"}},
+		{"bad token", events.SetPrefix + "a%00b", `{"status":"away"}`, []string{"400"}, []string{`'\x00'`}},
+		{"bad read", events.StatusPrefix + "alice", `{"min_seq":-1}`, []string{"400"}, []string{`"-1"`}},
+		{"bad statuses", events.StatusesSubject, `{"contacts":["a b"]}`, []string{"400"}, []string{`"a b"`}},
+		{"waiting status", events.StatusPrefix + "alice", `{"min_seq":9223372036854775807}`, []string{"503", "503"}, []string{"busy", "9223372036854775807"}},
+		{"waiting self", events.SelfPrefix + "alice", `{"min_seq":9223372036854775807}`, []string{"503", "503"}, []string{"busy", "9223372036854775807"}},
+		{"waiting statuses", events.StatusesSubject, `{"contacts":["alice","bob"],"min_seq":9223372036854775807}`, []string{"503", "503"}, []string{"busy", "9223372036854775807"}},
 		// One contact each, so that no contact's own bound on sets is reached.
-		{"set expecting the impossible", SetPrefix + "flood-%d", `{"status":"away","expect_seq":9223372036854775807}`, []string{"409", "503"}, []string{"9223372036854775807", "busy"}},
+		{"set expecting the impossible", events.SetPrefix + "flood-%d", `{"status":"away","expect_seq":9223372036854775807}`, []string{"409", "503"}, []string{"9223372036854775807", "busy"}},
 	}
 
 	heapBefore, heapFirst := heapInUse(), uint64(math.MaxUint64)
@@ -418,7 +426,7 @@ func TestFloodIsRefusedAndMemoryStaysBounded(t *testing.T) {
 
 		// Every request has its answer; the goroutines that sent the last ones
 		// may still be on their way out.
-		waitFor(t, "the flood's goroutines to end", func() bool { return runtime.NumGoroutine() <= goroutinesBefore+32 })
+		natstest.WaitFor(t, "the flood's goroutines to end", func() bool { return runtime.NumGoroutine() <= goroutinesBefore+32 })
 		heapAfter := heapInUse()
 		t.Logf("flood %d: requests answered %v; heap in use %d MiB before the floods, %d MiB after",
 			round+1, counts, heapBefore>>20, heapAfter>>20)
@@ -476,7 +484,7 @@ func flood(t *testing.T, conns []*nats.Conn, round int, kinds []floodKind, oneMB
 		}
 		send(k, subject, kinds[k].body)
 		if n%(perFloodConn/4) == 0 {
-			send(-1, SetPrefix+"alice", oneMB)
+			send(-1, events.SetPrefix+"alice", oneMB)
 		}
 	}
 	wg.Wait()

@@ -240,16 +240,15 @@ func (e *Engine) open() error {
 	if err != nil {
 		return err
 	}
-	ann := &announcer{nc: nc}
 	if e.follower, err = projections.NewFollower(projections.FollowerConfig{
-		Projection: e.projection, JetStream: e.js, Stream: LogStream, Logger: e.logger, OnVisible: ann.announce,
+		Projection: e.projection, JetStream: e.js, Stream: events.LogStream, Logger: e.logger,
 		OnCorrupt: e.corrupt,
 	}); err != nil {
 		return err
 	}
-	requests, err := e.js.KeyValue(ctx, RequestsBucket)
+	requests, err := e.js.KeyValue(ctx, events.RequestsBucket)
 	if err != nil {
-		return fmt.Errorf("open bucket %s: %w", RequestsBucket, err)
+		return fmt.Errorf("open bucket %s: %w", events.RequestsBucket, err)
 	}
 	if e.writer, err = NewWriter(WriterConfig{JetStream: e.js, Logger: e.logger, Requests: requests, Hint: e.hint,
 		ContactRate: e.opts.ContactRate, ContactBurst: e.opts.ContactBurst}); err != nil {

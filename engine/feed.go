@@ -12,8 +12,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/presence-engine/presence/client"
 	"github.com/presence-engine/presence/events"
-	"github.com/presence-engine/presence/projections"
+	"github.com/presence-engine/presence/internal/retry"
+	"github.com/presence-engine/presence/internal/tail"
 )
 
 // FeedConfig configures a Feed.
@@ -30,10 +32,18 @@ type FeedConfig struct {
 	// RetryWait is the pause before starting again after a fault. Zero means 250ms.
 	RetryWait time.Duration
 	// Current, when set, reads the contact's current visible status for each
-	// entry repeated on LivePrefix, at least as new as the entry's change: the
-	// repeat carries it (CurrentHeader), so that a subscriber following the
+	// entry repeated on events.LivePrefix, at least as new as the entry's
+	// change: the repeat carries it (client.CurrentHeader), so that a
+	// subscriber following the
 	// repeats has its read with the change. Nil repeats the entry alone.
-	Current Reader
+	Current AppliedReader
+}
+
+// AppliedReader reads a projection's statuses and says how far it has
+// applied the log: the engine's LocalReader.
+type AppliedReader interface {
+	client.Reader
+	Applied() uint64
 }
 
 // Feed derives the feed from the log: for each event, in log order, the entry
@@ -60,7 +70,7 @@ type Feed struct {
 	repeatsDropped atomic.Uint64
 }
 
-// repeat is a feed entry the feed has stored, to be repeated on LivePrefix.
+// repeat is a feed entry the feed has stored, to be repeated on events.LivePrefix.
 type repeat struct {
 	msg     *nats.Msg
 	contact string
@@ -102,7 +112,7 @@ func (f *Feed) Run(ctx context.Context) error {
 		defer close(repeater)
 		f.repeat(ctx)
 	}()
-	wait := f.cfg.RetryWait
+	pause := retry.Backoff{First: f.cfg.RetryWait, Max: maxFeedWait}
 	for {
 		before := f.published.Load()
 		err := f.derive(ctx)
@@ -111,19 +121,18 @@ func (f *Feed) Run(ctx context.Context) error {
 		}
 		f.resyncs.Add(1)
 		if f.published.Load() > before {
-			wait = f.cfg.RetryWait // it made progress: start backing off afresh
+			pause.Reset() // it made progress: start backing off afresh
 		}
 		if isWrongLastSequence(err) {
 			// Another engine published the entry first: it is deriving the
 			// feed. Stand by, checking back less and less often.
-			f.logger.Debug("feed: another engine is deriving the feed; standing by", "stream", FeedStream, "wait", wait)
+			f.logger.Debug("feed: another engine is deriving the feed; standing by", "stream", events.FeedStream)
 		} else {
-			f.logger.Warn("feed: resynchronising with its last entry", "stream", FeedStream, "err", err)
+			f.logger.Warn("feed: resynchronising with its last entry", "stream", events.FeedStream, "err", err)
 		}
-		if !sleep(ctx, wait) {
+		if !pause.Wait(ctx) {
 			return nil
 		}
-		wait = min(2*wait, maxFeedWait)
 	}
 }
 
@@ -154,22 +163,6 @@ type pending struct {
 	logSeq  uint64
 }
 
-// LivePrefix is where the engine repeats each feed entry on core NATS once the
-// feed has stored it: presence.live.<token>, the entry's bytes, with its feed
-// sequence in the FeedSeqHeader header. Subscribers follow it to be handed new
-// changes without a JetStream consumer each, and read the feed itself only to
-// catch up: from where they start, and over any gap in the feed sequences (a
-// message lost on the way, or a reconnection).
-const LivePrefix = "presence.live."
-
-// FeedSeqHeader carries the feed sequence of an entry repeated on LivePrefix.
-const FeedSeqHeader = "Presence-Feed-Seq"
-
-// CurrentHeader carries, in an entry repeated on LivePrefix, the contact's
-// current visible status (a status reply, as JSON) as the engine's projection
-// had it once it had applied the entry's change: never older than the change.
-const CurrentHeader = "Presence-Current"
-
 // repeatPatience is how long a repeat waits at most for the projection to
 // reach its change.
 const repeatPatience = 250 * time.Millisecond
@@ -179,16 +172,12 @@ const repeatPatience = 250 * time.Millisecond
 // current status. Only the engine whose publish the feed acknowledged repeats
 // an entry, so each is repeated once, by the engine that stored it.
 func (f *Feed) repeat(ctx context.Context) {
-	var buf []byte
 	// A repeat waits up to repeatPatience for the projection to reach its
 	// change: it is normally there already, or about to be. One that waited
 	// in vain leaves the repeats after it not waiting at all (they carry the
 	// status only if the projection has it) until the projection has passed
 	// that change: a stalled projection must not hold every repeat behind
-	// it, or they would trail the feed by as much per entry waiting. Without
-	// a way to see how far the projection is, they wait again once one found
-	// it there.
-	progress, _ := f.cfg.Current.(interface{ Applied() uint64 })
+	// it, or they would trail the feed by as much per entry waiting.
 	var behind uint64 // the change a repeat waited for in vain; 0 if none
 	for {
 		var r repeat
@@ -198,23 +187,23 @@ func (f *Feed) repeat(ctx context.Context) {
 		case r = <-f.repeats:
 		}
 		out := &nats.Msg{
-			Subject: LivePrefix + r.msg.Subject[len(events.ChangesPrefix):],
+			Subject: events.LivePrefix + r.msg.Subject[len(events.ChangesPrefix):],
 			Data:    r.msg.Data,
-			Header:  nats.Header{FeedSeqHeader: []string{strconv.FormatUint(r.feedSeq, 10)}},
+			Header:  nats.Header{client.FeedSeqHeader: []string{strconv.FormatUint(r.feedSeq, 10)}},
 		}
 		if f.cfg.Current != nil {
 			// If the projection is not there in time, the repeat goes
 			// without, and the subscriber reads the status itself.
 			patience := repeatPatience
-			if behind != 0 && (progress == nil || progress.Applied() < behind) {
+			if behind != 0 && f.cfg.Current.Applied() < behind {
 				patience = 0
 			}
 			rctx, cancel := context.WithTimeout(ctx, patience)
 			cur, err := f.cfg.Current.Status(rctx, r.contact, r.logSeq)
 			cancel()
 			if err == nil && cur.Seq >= r.logSeq {
-				buf = appendReply(buf[:0], cur)
-				out.Header[CurrentHeader] = []string{string(buf)}
+				buf, _ := cur.MarshalJSON()
+				out.Header[client.CurrentHeader] = []string{string(buf)}
 				behind = 0
 			} else if ctx.Err() == nil && patience > 0 {
 				behind = r.logSeq
@@ -226,11 +215,11 @@ func (f *Feed) repeat(ctx context.Context) {
 
 // derive finds where the feed stands and extends it from there until a fault.
 func (f *Feed) derive(ctx context.Context) error {
-	logStream, err := f.js.Stream(ctx, LogStream)
+	logStream, err := f.js.Stream(ctx, events.LogStream)
 	if err != nil {
 		return fmt.Errorf("open the log: %w", err)
 	}
-	feedStream, err := f.js.Stream(ctx, FeedStream)
+	feedStream, err := f.js.Stream(ctx, events.FeedStream)
 	if err != nil {
 		return fmt.Errorf("open the feed: %w", err)
 	}
@@ -241,13 +230,13 @@ func (f *Feed) derive(ctx context.Context) error {
 	f.position.Store(pos)
 	f.logLast.Store(max(pos, logStream.CachedInfo().State.LastSeq))
 
-	tail, err := projections.TailStream(ctx, logStream, projections.TailConfig{
+	logTail, err := tail.Start(ctx, logStream, tail.Config{
 		From: pos + 1, Subjects: []string{events.EventsPrefix + ">"}, Logger: f.logger, Conn: f.js.Conn(),
 	})
 	if err != nil {
 		return err
 	}
-	defer tail.Stop()
+	defer logTail.Stop()
 
 	expect := feedLast
 	queue := make([]pending, 0, f.cfg.MaxInFlight)
@@ -260,19 +249,19 @@ func (f *Feed) derive(ctx context.Context) error {
 		var (
 			acked  <-chan *jetstream.PubAck
 			failed <-chan error
-			in     <-chan projections.Record
+			in     <-chan tail.Record
 		)
 		if len(queue) > 0 {
 			acked, failed = queue[0].fut.Ok(), queue[0].fut.Err()
 		}
 		if len(queue) < f.cfg.MaxInFlight {
-			in = tail.C
+			in = logTail.C
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-tail.Failed():
-			return tail.Err()
+		case <-logTail.Failed():
+			return logTail.Err()
 		case ack := <-acked:
 			if ack != nil {
 				// Never held up by the repeats: if they are that far behind
@@ -290,7 +279,7 @@ func (f *Feed) derive(ctx context.Context) error {
 		case err := <-failed:
 			return fmt.Errorf("feed entry for log seq %d: %w", queue[0].logSeq, err)
 		case r := <-in:
-			f.logLast.Store(max(r.Seq, tail.Last()))
+			f.logLast.Store(max(r.Seq, logTail.Last()))
 			p := pending{logSeq: r.Seq}
 			e, err := events.DecodeEvent(r.Data)
 			if errors.Is(err, events.ErrUnsupportedVersion) {
@@ -302,7 +291,7 @@ func (f *Feed) derive(ctx context.Context) error {
 				msg := &nats.Msg{Subject: events.ChangeSubject(c.Contact), Data: c.Encode()}
 				p.msg, p.contact = msg, c.Contact
 				p.fut, err = f.js.PublishMsgAsync(msg,
-					jetstream.WithExpectStream(FeedStream), jetstream.WithExpectLastSequence(expect))
+					jetstream.WithExpectStream(events.FeedStream), jetstream.WithExpectLastSequence(expect))
 				if err != nil {
 					return fmt.Errorf("publish feed entry for log seq %d: %w", r.Seq, err)
 				}
@@ -352,7 +341,7 @@ func (f *Feed) resume(ctx context.Context, logStream, feedStream jetstream.Strea
 		return c.Seq, info.State.LastSeq, nil
 	}
 	f.logger.Error("feed: the feed does not describe the log (was the log recreated?); purging the feed and deriving it again",
-		"stream", FeedStream, "seq", c.Seq, "reason", reason)
+		"stream", events.FeedStream, "seq", c.Seq, "reason", reason)
 	if err := feedStream.Purge(ctx); err != nil {
 		return 0, 0, fmt.Errorf("purge the feed: %w", err)
 	}
@@ -375,7 +364,7 @@ type FeedMetrics struct {
 	Published uint64 `json:"published"` // entries published since start
 	Resyncs   uint64 `json:"resyncs"`   // restarts from the feed's last entry after a fault
 	Purges    uint64 `json:"purges"`    // times the feed was found not to match the log and derived again
-	// RepeatsDropped counts entries not repeated on LivePrefix because the
+	// RepeatsDropped counts entries not repeated on events.LivePrefix because the
 	// repeats were too far behind (subscribers read them from the feed).
 	RepeatsDropped uint64 `json:"repeats_dropped"`
 }

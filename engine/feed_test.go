@@ -1,8 +1,6 @@
-package engine
+package engine_test
 
 import (
-	"context"
-	"fmt"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -13,32 +11,20 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/presence-engine/presence/client"
+	"github.com/presence-engine/presence/engine"
+	"github.com/presence-engine/presence/engine/enginetest"
 	"github.com/presence-engine/presence/engine/natstest"
 	"github.com/presence-engine/presence/events"
 )
-
-var mixedStatuses = []events.Status{events.Online, events.Away, events.Busy, events.Invisible, events.Offline,
-	events.OnThePhone, events.BeRightBack}
-
-// writeRandom sets n random statuses over contacts through w.
-func writeRandom(t testing.TB, w *Writer, rng *rand.Rand, contacts, n int) {
-	t.Helper()
-	for range n {
-		_, err := w.Set(context.Background(), SetRequest{Contact: fmt.Sprintf("c%d", rng.IntN(contacts)),
-			Status: mixedStatuses[rng.IntN(len(mixedStatuses))]})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-}
 
 // checkFeed fails unless the feed holds exactly the entries the log calls for,
 // once each, in log order.
 func checkFeed(t testing.TB, js jetstream.JetStream) {
 	t.Helper()
-	log := readLog(t, js)
-	want := wantFeed(log)
-	got := readFeed(t, js)
+	log := enginetest.ReadLog(t, js)
+	want := enginetest.WantFeed(log)
+	got := enginetest.ReadFeed(t, js)
 	if len(got) != len(want) {
 		t.Errorf("feed has %d entries, the log calls for %d", len(got), len(want))
 	}
@@ -55,17 +41,17 @@ func TestFeedIsExactlyOnceAcrossRestarts(t *testing.T) {
 	dir := t.TempDir()
 	rng := rand.New(rand.NewPCG(1, 2))
 	for round := range 3 {
-		r := startEngine(t, dir, Options{})
-		writeRandom(t, r.Writer(), rng, 10, 200)
+		r := enginetest.Start(t, dir, engine.Options{})
+		enginetest.WriteRandom(t, r.Writer(), rng, 10, 200)
 		if round == 2 {
-			r.waitFeed(t)
-			checkFeed(t, r.jetStream(t))
+			r.WaitFeed(t)
+			checkFeed(t, r.JetStream(t))
 		}
-		r.stop(t) // some rounds stop before the feed has caught up
+		r.Stop(t) // some rounds stop before the feed has caught up
 	}
-	r := startEngine(t, dir, Options{})
-	r.waitFeed(t)
-	checkFeed(t, r.jetStream(t))
+	r := enginetest.Start(t, dir, engine.Options{})
+	r.WaitFeed(t)
+	checkFeed(t, r.JetStream(t))
 	if m := r.Feed().Metrics(); m.Purges != 0 {
 		t.Errorf("feed was purged %d times on a healthy log", m.Purges)
 	}
@@ -75,24 +61,24 @@ func TestFeedIsExactlyOnceAcrossRestarts(t *testing.T) {
 // the feed: every entry must still be there once, in log order.
 func TestSeveralEnginesShareOneFeed(t *testing.T) {
 	s := natstest.Start(t)
-	var rs []*running
+	var rs []*enginetest.Running
 	for range 3 {
-		rs = append(rs, startEngine(t, "", Options{NATSURL: s.ClientURL()}))
+		rs = append(rs, enginetest.Start(t, "", engine.Options{NATSURL: s.ClientURL()}))
 	}
 	var wg sync.WaitGroup
 	for i, r := range rs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			writeRandom(t, r.Writer(), rand.New(rand.NewPCG(uint64(i), 9)), 5, 150)
+			enginetest.WriteRandom(t, r.Writer(), rand.New(rand.NewPCG(uint64(i), 9)), 5, 150)
 		}()
 	}
 	wg.Wait()
 	for _, r := range rs {
-		r.waitFeed(t)
+		r.WaitFeed(t)
 	}
-	js := rs[0].jetStream(t)
-	checkChains(t, readLog(t, js))
+	js := rs[0].JetStream(t)
+	enginetest.CheckChains(t, enginetest.ReadLog(t, js))
 	checkFeed(t, js)
 }
 
@@ -102,27 +88,27 @@ func TestSeveralEnginesShareOneFeed(t *testing.T) {
 func TestLogRecreatedIsNoticed(t *testing.T) {
 	s := natstest.Start(t)
 	dir := t.TempDir()
-	r := startEngine(t, dir, Options{NATSURL: s.ClientURL()})
+	r := enginetest.Start(t, dir, engine.Options{NATSURL: s.ClientURL()})
 	c := r.Writer()
-	ctx := ctxT(t)
+	ctx := natstest.Context(t)
 	for _, st := range []events.Status{events.Online, events.Away, events.Busy} {
-		if _, err := c.Set(ctx, SetRequest{Contact: "old-contact", Status: st}); err != nil {
+		if _, err := c.Set(ctx, client.SetRequest{Contact: "old-contact", Status: st}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	r.waitFeed(t)
+	r.WaitFeed(t)
 	if err := r.Projection().WaitApplied(ctx, 3); err != nil {
 		t.Fatal(err)
 	}
-	r.stop(t)
+	r.Stop(t)
 
 	js := recreateLog(t, s)
 	w := newTestWriter(t, s.ClientURL())
-	if _, err := w.Set(ctx, SetRequest{Contact: "new-contact", Status: events.Away}); err != nil {
+	if _, err := w.Set(ctx, client.SetRequest{Contact: "new-contact", Status: events.Away}); err != nil {
 		t.Fatal(err)
 	}
 
-	r = startEngine(t, dir, Options{NATSURL: s.ClientURL()})
+	r = enginetest.Start(t, dir, engine.Options{NATSURL: s.ClientURL()})
 	if got := r.Follower().Rebuilds(); got != 1 {
 		t.Errorf("projection rebuilds = %d, want 1", got)
 	}
@@ -137,7 +123,7 @@ func TestLogRecreatedIsNoticed(t *testing.T) {
 	if err != nil || cur.Status != events.Away {
 		t.Errorf("contact of the new log reads %+v, %v; want away", cur, err)
 	}
-	r.waitFeed(t)
+	r.WaitFeed(t)
 	checkFeed(t, js)
 	if m := r.Feed().Metrics(); m.Purges != 1 {
 		t.Errorf("feed purges = %d, want 1", m.Purges)
@@ -155,29 +141,29 @@ func TestLogRecreatedIsNoticed(t *testing.T) {
 func TestLogRecreatedWhileCutOffIsNoticed(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		sets []SetRequest // by another engine, on the new log
+		sets []client.SetRequest // by another engine, on the new log
 	}{
-		{"longer", []SetRequest{{Contact: "new-contact", Status: events.Online}, {Contact: "new-contact", Status: events.Away},
+		{"longer", []client.SetRequest{{Contact: "new-contact", Status: events.Online}, {Contact: "new-contact", Status: events.Away},
 			{Contact: "new-contact", Status: events.Busy}, {Contact: "other", Status: events.Online}, {Contact: "other", Status: events.Away}}},
-		{"shorter", []SetRequest{{Contact: "new-contact", Status: events.Busy}}},
+		{"shorter", []client.SetRequest{{Contact: "new-contact", Status: events.Busy}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := natstest.Start(t)
 			p := natstest.StartProxy(t, strings.TrimPrefix(s.ClientURL(), "nats://"))
-			r := startEngine(t, "", Options{NATSURL: p.URL()})
-			ctx := ctxT(t)
+			r := enginetest.Start(t, "", engine.Options{NATSURL: p.URL()})
+			ctx := natstest.Context(t)
 			for _, st := range []events.Status{events.Online, events.Away, events.Busy} {
-				if _, err := r.Writer().Set(ctx, SetRequest{Contact: "old-contact", Status: st}); err != nil {
+				if _, err := r.Writer().Set(ctx, client.SetRequest{Contact: "old-contact", Status: st}); err != nil {
 					t.Fatal(err)
 				}
 			}
-			r.waitFeed(t)
+			r.WaitFeed(t)
 			if err := r.Projection().WaitApplied(ctx, 3); err != nil {
 				t.Fatal(err)
 			}
 
 			p.Pause()
-			waitFor(t, "the engine to be cut off", func() bool { return !r.Conn().IsConnected() })
+			natstest.WaitFor(t, "the engine to be cut off", func() bool { return !r.Conn().IsConnected() })
 			js := recreateLog(t, s)
 			w := newTestWriter(t, s.ClientURL())
 			want := map[string]events.Status{"old-contact": events.Unknown}
@@ -188,15 +174,15 @@ func TestLogRecreatedWhileCutOffIsNoticed(t *testing.T) {
 				want[set.Contact] = set.Status
 			}
 			p.Resume()
-			waitFor(t, "the engine to reconnect", func() bool { return r.Conn().IsConnected() })
+			natstest.WaitFor(t, "the engine to reconnect", func() bool { return r.Conn().IsConnected() })
 
 			// The engine's own set after the reconnection, and a read of it.
-			last, err := r.Writer().Set(ctx, SetRequest{Contact: "late", Status: events.Away})
+			last, err := r.Writer().Set(ctx, client.SetRequest{Contact: "late", Status: events.Away})
 			if err != nil {
 				t.Fatal(err)
 			}
 			want["late"] = events.Away
-			waitFor(t, "the projection to be rebuilt", func() bool { return r.Follower().Rebuilds() > 0 })
+			natstest.WaitFor(t, "the projection to be rebuilt", func() bool { return r.Follower().Rebuilds() > 0 })
 			for contact, st := range want {
 				got, err := r.Reader().Status(ctx, contact, last.Seq)
 				if err != nil || got.Status != st {
@@ -205,8 +191,8 @@ func TestLogRecreatedWhileCutOffIsNoticed(t *testing.T) {
 			}
 			// The feed's position on the old log may be past the new
 			// log's end: it counts once the feed is derived again.
-			waitFor(t, "the feed to be derived again", func() bool { return r.Feed().Metrics().Purges > 0 })
-			r.waitFeed(t)
+			natstest.WaitFor(t, "the feed to be derived again", func() bool { return r.Feed().Metrics().Purges > 0 })
+			r.WaitFeed(t)
 			checkFeed(t, js)
 			if m := r.Feed().Metrics(); m.Purges != 1 {
 				t.Errorf("feed purges = %d, want 1", m.Purges)
@@ -225,11 +211,11 @@ func TestLogRestoredWhileCutOffIsNoticed(t *testing.T) {
 	port := natstest.FreePort(t)
 	s := natstest.StartWith(t, natstest.Options{StoreDir: dir, Port: port})
 	p := natstest.StartProxy(t, strings.TrimPrefix(s.ClientURL(), "nats://"))
-	r := startEngine(t, "", Options{NATSURL: p.URL()})
-	ctx := ctxT(t)
-	set := func(w *Writer, contact string, st events.Status) SetResult {
+	r := enginetest.Start(t, "", engine.Options{NATSURL: p.URL()})
+	ctx := natstest.Context(t)
+	set := func(w *engine.Writer, contact string, st events.Status) client.SetResult {
 		t.Helper()
-		res, err := w.Set(ctx, SetRequest{Contact: contact, Status: st})
+		res, err := w.Set(ctx, client.SetRequest{Contact: contact, Status: st})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -240,29 +226,29 @@ func TestLogRestoredWhileCutOffIsNoticed(t *testing.T) {
 	restart := func(between func() error) {
 		t.Helper()
 		p.Pause()
-		waitFor(t, "the engine to be cut off", func() bool { return !r.Conn().IsConnected() })
+		natstest.WaitFor(t, "the engine to be cut off", func() bool { return !r.Conn().IsConnected() })
 		s.Shutdown()
 		s.WaitForShutdown()
 		if err := between(); err != nil {
 			t.Fatal(err)
 		}
 		s = natstest.StartWith(t, natstest.Options{StoreDir: dir, Port: port})
-		t.Cleanup(func() { r.stop(t) }) // before this server stops
+		t.Cleanup(func() { r.Stop(t) }) // before this server stops
 	}
 	resume := func() {
 		t.Helper()
 		p.Resume()
-		waitFor(t, "the engine to reconnect", func() bool { return r.Conn().IsConnected() })
+		natstest.WaitFor(t, "the engine to reconnect", func() bool { return r.Conn().IsConnected() })
 	}
 
 	set(r.Writer(), "old-contact", events.Online) // seq 1
-	r.waitFeed(t)
+	r.WaitFeed(t)
 	restart(func() error { return os.CopyFS(older, os.DirFS(dir)) })
 	resume()
 	set(r.Writer(), "old-contact", events.Away) // seq 2
 	set(r.Writer(), "old-contact", events.Busy) // seq 3
 	set(r.Writer(), "forgotten", events.Online) // seq 4
-	r.waitFeed(t)
+	r.WaitFeed(t)
 	if err := r.Projection().WaitApplied(ctx, 4); err != nil {
 		t.Fatal(err)
 	}
@@ -281,14 +267,14 @@ func TestLogRestoredWhileCutOffIsNoticed(t *testing.T) {
 	last := set(r.Writer(), "late", events.Away)
 	want := map[string]events.Status{"old-contact": events.Online, "forgotten": events.Unknown,
 		"new-contact": events.Away, "late": events.Away}
-	waitFor(t, "the projection to be rebuilt", func() bool { return r.Follower().Rebuilds() > 0 })
+	natstest.WaitFor(t, "the projection to be rebuilt", func() bool { return r.Follower().Rebuilds() > 0 })
 	for contact, st := range want {
 		got, err := r.Reader().Status(ctx, contact, last.Seq)
 		if err != nil || got.Status != st {
 			t.Errorf("%s reads %+v, %v; want %s, as the restored log says", contact, got, err, st)
 		}
 	}
-	r.waitFeed(t)
+	r.WaitFeed(t)
 	_, js := natstest.JetStream(t, s)
 	checkFeed(t, js)
 }
@@ -299,10 +285,10 @@ func TestLogRestoredWhileCutOffIsNoticed(t *testing.T) {
 func recreateLog(t *testing.T, s *server.Server) jetstream.JetStream {
 	t.Helper()
 	_, js := natstest.JetStream(t, s)
-	if err := js.DeleteStream(ctxT(t), LogStream); err != nil {
+	if err := js.DeleteStream(natstest.Context(t), events.LogStream); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.CreateStream(ctxT(t), LogStreamConfig(StreamOptions{})); err != nil {
+	if _, err := js.CreateStream(natstest.Context(t), engine.LogStreamConfig(engine.StreamOptions{})); err != nil {
 		t.Fatal(err)
 	}
 	return js
@@ -311,10 +297,10 @@ func recreateLog(t *testing.T, s *server.Server) jetstream.JetStream {
 // TestFeedOrderMatchesLog checks the order of entries against a log with many
 // contacts interleaved.
 func TestFeedOrderMatchesLog(t *testing.T) {
-	r := startEngine(t, "", Options{})
-	writeRandom(t, r.Writer(), rand.New(rand.NewPCG(3, 4)), 50, 500)
-	r.waitFeed(t)
-	feed := readFeed(t, r.jetStream(t))
+	r := enginetest.Start(t, "", engine.Options{})
+	enginetest.WriteRandom(t, r.Writer(), rand.New(rand.NewPCG(3, 4)), 50, 500)
+	r.WaitFeed(t)
+	feed := enginetest.ReadFeed(t, r.JetStream(t))
 	seqs := make([]uint64, len(feed))
 	for i, f := range feed {
 		seqs[i] = f.Change.Seq
@@ -322,5 +308,5 @@ func TestFeedOrderMatchesLog(t *testing.T) {
 	if !slices.IsSorted(seqs) {
 		t.Errorf("feed entries are not in log order: %v", seqs)
 	}
-	checkFeed(t, r.jetStream(t))
+	checkFeed(t, r.JetStream(t))
 }

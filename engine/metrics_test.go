@@ -1,10 +1,14 @@
-package engine
+package engine_test
 
 import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/presence-engine/presence/client"
+	"github.com/presence-engine/presence/engine"
+	"github.com/presence-engine/presence/engine/enginetest"
+	"github.com/presence-engine/presence/engine/natstest"
 	"github.com/presence-engine/presence/events"
 )
 
@@ -30,15 +34,15 @@ func gather(t testing.TB, reg *prometheus.Registry) map[string]float64 {
 
 func TestPrometheusMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	r := startEngine(t, "", Options{Registerer: reg})
+	r := enginetest.Start(t, "", engine.Options{Registerer: reg})
 	w := r.Writer()
 	for _, st := range []events.Status{events.Online, events.Invisible, events.Offline, events.Offline} {
-		if _, err := w.Set(ctxT(t), SetRequest{Contact: "alice", Status: st}); err != nil {
+		if _, err := w.Set(natstest.Context(t), client.SetRequest{Contact: "alice", Status: st}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	r.waitFeed(t)
-	if err := r.Projection().WaitApplied(ctxT(t), 3); err != nil {
+	r.WaitFeed(t)
+	if err := r.Projection().WaitApplied(natstest.Context(t), 3); err != nil {
 		t.Fatal(err)
 	}
 	got := gather(t, reg)

@@ -1,4 +1,4 @@
-package engine
+package engine_test
 
 import (
 	"os"
@@ -6,6 +6,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/presence-engine/presence/client"
+	"github.com/presence-engine/presence/engine"
+	"github.com/presence-engine/presence/engine/enginetest"
+	"github.com/presence-engine/presence/engine/natstest"
 	"github.com/presence-engine/presence/events"
 )
 
@@ -15,9 +19,9 @@ import (
 // directory opens again.
 func TestDataDirectoryHeldByOneEngine(t *testing.T) {
 	dir := t.TempDir()
-	r := startEngine(t, dir, Options{})
-	ctx := ctxT(t)
-	if _, err := r.Writer().Set(ctx, SetRequest{Contact: "alice", Status: events.Online}); err != nil {
+	r := enginetest.Start(t, dir, engine.Options{})
+	ctx := natstest.Context(t)
+	if _, err := r.Writer().Set(ctx, client.SetRequest{Contact: "alice", Status: events.Online}); err != nil {
 		t.Fatal(err)
 	}
 	// The same directory, as given and through a symbolic link: the lock
@@ -27,7 +31,7 @@ func TestDataDirectoryHeldByOneEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, d := range []string{dir, link} {
-		second, err := Open(d, Options{Listen: "127.0.0.1:0", Logger: testLogger(t)})
+		second, err := engine.Open(d, engine.Options{Listen: "127.0.0.1:0", Logger: natstest.Logger(t)})
 		if err == nil {
 			second.Close()
 			t.Fatalf("a second engine opened a data directory in use, given as %s", d)
@@ -36,13 +40,13 @@ func TestDataDirectoryHeldByOneEngine(t *testing.T) {
 			t.Errorf("second Open of %s: %q, want it to name %s as in use by another engine", d, msg, d)
 		}
 	}
-	set, err := r.Writer().Set(ctx, SetRequest{Contact: "alice", Status: events.Away})
+	set, err := r.Writer().Set(ctx, client.SetRequest{Contact: "alice", Status: events.Away})
 	if err != nil {
 		t.Fatalf("the first engine after the second was refused: %v", err)
 	}
-	r.stop(t)
+	r.Stop(t)
 
-	again := startEngine(t, dir, Options{})
+	again := enginetest.Start(t, dir, engine.Options{})
 	got, err := again.Reader().Status(ctx, "alice", set.Seq)
 	if err != nil || got.Status != events.Away {
 		t.Errorf("alice reads %+v, %v after the directory was opened again; want away", got, err)
@@ -53,10 +57,10 @@ func TestDataDirectoryHeldByOneEngine(t *testing.T) {
 // directory in its place) is said to be that, not blamed on another engine.
 func TestDataDirectoryWhoseLockCannotBeMade(t *testing.T) {
 	dir := t.TempDir()
-	if err := os.Mkdir(filepath.Join(dir, LockFile), 0o755); err != nil {
+	if err := os.Mkdir(filepath.Join(dir, engine.LockFile), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	e, err := Open(dir, Options{Listen: "127.0.0.1:0", Logger: testLogger(t)})
+	e, err := engine.Open(dir, engine.Options{Listen: "127.0.0.1:0", Logger: natstest.Logger(t)})
 	if err == nil {
 		e.Close()
 		t.Fatal("an engine opened a data directory whose lock file is a directory")

@@ -1,4 +1,4 @@
-package engine
+package engine_test
 
 import (
 	"bytes"
@@ -19,6 +19,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/presence-engine/presence/client"
+	"github.com/presence-engine/presence/engine"
+	"github.com/presence-engine/presence/engine/enginetest"
 	"github.com/presence-engine/presence/engine/natstest"
 	"github.com/presence-engine/presence/events"
 )
@@ -48,15 +51,14 @@ var (
 //     sequence and every field of every entry, and the feed stream's state;
 //   - what handlers are given and read (every Change field and Current), for
 //     subscribers reading through the service (Client; following the repeats,
-//     and from a consumer of the feed), through a LiveReader,
+//     and from a consumer of the feed),
 //     in-process (LocalReader, filtered to a few contacts), a Hub, and after
 //     the fact from the start of the feed (durable, in-process, a Hub started
 //     at a log sequence);
-//   - the announcements on presence.current.>, and the feed's repeats on
-//     presence.live.> (subject, headers with the status they carry, entry);
+//   - the feed's repeats on presence.live.> (subject, headers with the
+//     status they carry, entry);
 //   - status of the contact just set and statuses of every contact (and one
-//     never seen) after each set, the statuses a LiveReader and a Client read at
-//     the end;
+//     never seen) after each set, the statuses a Client reads at the end;
 //   - the error replies a subscriber can provoke: bad tokens, bad bodies, bad
 //     contacts, and a min_seq that is never reached.
 //
@@ -433,8 +435,8 @@ func (w *privacyWorld) waitCount(t testing.TB, kind string, n int, when string) 
 }
 
 // handler records each change and what Current reads for it.
-func (w *privacyWorld) handler(kind string) Handler {
-	return func(ctx context.Context, c Change) error {
+func (w *privacyWorld) handler(kind string) client.Handler {
+	return func(ctx context.Context, c client.Change) error {
 		cur, err := c.Current(ctx)
 		if err != nil {
 			return err // handed over again
@@ -444,14 +446,14 @@ func (w *privacyWorld) handler(kind string) Handler {
 	}
 }
 
-func changeObservation(c Change) map[string]any {
+func changeObservation(c client.Change) map[string]any {
 	return map[string]any{
 		"contact": c.Contact, "name": c.Name, "previous": c.Previous.String(), "previous_code": c.Previous.Code(),
 		"seq": c.Seq, "at": c.At.UTC().Format(time.RFC3339Nano), "feed_seq": c.FeedSeq,
 	}
 }
 
-func replyObservation(r Reply) any {
+func replyObservation(r client.Reply) any {
 	b, err := r.MarshalJSON()
 	if err != nil {
 		return "unencodable reply: " + err.Error()
@@ -485,26 +487,19 @@ func answer(t testing.TB, nc *nats.Conn, subject, body string) map[string]any {
 // runPrivacyWorld runs the ops on a fresh engine (invisible set as offline when
 // asOffline) and returns what subscribers observed.
 func runPrivacyWorld(t *testing.T, contacts []string, ops []privacyOp, asOffline bool) *privacyWorld {
-	r := startEngine(t, "", Options{ReadTimeout: 250 * time.Millisecond})
+	r := enginetest.Start(t, "", engine.Options{ReadTimeout: 250 * time.Millisecond})
 	w := &privacyWorld{name: t.Name(), obs: map[string][]any{}, moved: make(chan struct{}), feedAt: map[uint64]string{}}
-	nc := r.connect(t)
-	client := NewClient(r.connect(t))
+	nc := r.Connect(t)
+	svc := client.New(r.Connect(t))
 	all := append(slices.Clone(contacts), privacyMarker, privacyNeverSeen)
 	filtered := []string{contacts[0], contacts[3], contacts[7], privacyNeverSeen}
 
 	// Live observers, from before the first set.
-	sub, err := nc.Subscribe(CurrentPrefix+">", func(m *nats.Msg) {
-		w.add("announcements", map[string]any{"subject": m.Subject, "reply": decodeObservation(m.Data)})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	repeats, err := nc.Subscribe(LivePrefix+">", func(m *nats.Msg) {
+	repeats, err := nc.Subscribe(events.LivePrefix+">", func(m *nats.Msg) {
 		// Every header, the carried status decoded (its seq is a log sequence).
 		header := map[string]any{}
 		for k, v := range m.Header {
-			if k == CurrentHeader && len(v) == 1 {
+			if k == client.CurrentHeader && len(v) == 1 {
 				header[k] = decodeObservation([]byte(v[0]))
 				continue
 			}
@@ -519,28 +514,26 @@ func runPrivacyWorld(t *testing.T, contacts []string, ops []privacyOp, asOffline
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	live := newLiveReader(t, r, client, time.Second)
-	startPrivacySubscriber(t, w, "subscriber/client", SubscriberConfig{Conn: r.connect(t), Reader: client})
-	startPrivacySubscriber(t, w, "subscriber/consumer", SubscriberConfig{Conn: r.connect(t), Reader: client, LiveCheck: -1})
-	startPrivacySubscriber(t, w, "subscriber/live-reader", SubscriberConfig{Conn: r.connect(t), Reader: live})
-	startPrivacySubscriber(t, w, "subscriber/local-filtered", SubscriberConfig{Conn: r.connect(t), Reader: r.Reader(), Contacts: filtered})
-	startPrivacyHub(t, w, "hub", r, StartNew())
+	startPrivacySubscriber(t, w, "subscriber/client", client.SubscriberConfig{Conn: r.Connect(t), Reader: svc})
+	startPrivacySubscriber(t, w, "subscriber/consumer", client.SubscriberConfig{Conn: r.Connect(t), Reader: svc, LiveCheck: -1})
+	startPrivacySubscriber(t, w, "subscriber/local-filtered", client.SubscriberConfig{Conn: r.Connect(t), Reader: r.Reader(), Contacts: filtered})
+	startPrivacyHub(t, w, "hub", r, client.StartNew())
 
 	// The sets, in lockstep: after each, wait until the projection has
 	// applied it and every live observer has seen every visible change so far.
 	model := map[string]events.Status{}
 	visible, visibleFiltered := 0, 0
-	lockstep := []string{"announcements", "repeats", "subscriber/client", "subscriber/consumer", "subscriber/live-reader", "hub"}
+	lockstep := []string{"repeats", "subscriber/client", "subscriber/consumer", "hub"}
 	for i, op := range ops {
-		data, code, desc := request(t, nc, SetPrefix+events.Token(op.contact), op.body(asOffline))
+		data, code, desc := request(t, nc, events.SetPrefix+events.Token(op.contact), op.body(asOffline))
 		if code != "" {
 			t.Fatalf("set %d %s %s: error %s %s", i, op.contact, op.body(asOffline), code, desc)
 		}
-		var res SetResult
+		var res client.SetResult
 		if err := json.Unmarshal(data, &res); err != nil {
 			t.Fatalf("set reply %s: %v", data, err)
 		}
-		if err := r.Projection().WaitApplied(ctxT(t), res.Seq); err != nil {
+		if err := r.Projection().WaitApplied(natstest.Context(t), res.Seq); err != nil {
 			t.Fatal(err)
 		}
 		prev, next := model[op.contact], op.statusIn(asOffline)
@@ -557,9 +550,9 @@ func runPrivacyWorld(t *testing.T, contacts []string, ops []privacyOp, asOffline
 		}
 		w.waitCount(t, "subscriber/local-filtered", visibleFiltered, when)
 
-		w.add("status", answer(t, nc, StatusPrefix+events.Token(op.contact), ""))
-		w.add("statuses", answer(t, nc, StatusesSubject, string(EncodeStatusesRequest(all, 0))))
-		self, err := client.Self(ctxT(t), op.contact, res.Seq)
+		w.add("status", answer(t, nc, events.StatusPrefix+events.Token(op.contact), ""))
+		w.add("statuses", answer(t, nc, events.StatusesSubject, string(client.EncodeStatusesRequest(all, 0))))
+		self, err := svc.Self(natstest.Context(t), op.contact, res.Seq)
 		if err != nil {
 			t.Fatalf("self of %s: %v", op.contact, err)
 		}
@@ -570,8 +563,8 @@ func runPrivacyWorld(t *testing.T, contacts []string, ops []privacyOp, asOffline
 	}
 
 	// The feed, as a JetStream consumer of it reads it.
-	js := r.jetStream(t)
-	for _, m := range natstest.ReadStream(t, js, FeedStream) {
+	js := r.JetStream(t)
+	for _, m := range natstest.ReadStream(t, js, events.FeedStream) {
 		md, err := m.Metadata()
 		if err != nil {
 			t.Fatal(err)
@@ -601,11 +594,11 @@ func runPrivacyWorld(t *testing.T, contacts []string, ops []privacyOp, asOffline
 	if len(w.feedSeqs) != visible {
 		t.Errorf("the feed holds %d entries, the sets made %d visible changes", len(w.feedSeqs), visible)
 	}
-	feed, err := js.Stream(ctxT(t), FeedStream)
+	feed, err := js.Stream(natstest.Context(t), events.FeedStream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := feed.Info(ctxT(t))
+	info, err := feed.Info(natstest.Context(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -614,23 +607,16 @@ func runPrivacyWorld(t *testing.T, contacts []string, ops []privacyOp, asOffline
 
 	// Observers that start after the fact, from the start of the feed or from
 	// the middle.
-	startPrivacySubscriber(t, w, "catch-up/durable-client", SubscriberConfig{Conn: r.connect(t), Reader: client, Durable: "privacy", Start: StartAll()})
-	startPrivacySubscriber(t, w, "catch-up/local", SubscriberConfig{Conn: r.connect(t), Reader: r.Reader(), Start: StartAll()})
+	startPrivacySubscriber(t, w, "catch-up/durable-client", client.SubscriberConfig{Conn: r.Connect(t), Reader: svc, Durable: "privacy", Start: client.StartAll()})
+	startPrivacySubscriber(t, w, "catch-up/local", client.SubscriberConfig{Conn: r.Connect(t), Reader: r.Reader(), Start: client.StartAll()})
 	middle := len(w.feedSeqs) / 2
-	startPrivacyHub(t, w, "catch-up/hub-at-seq", r, StartAtSeq(w.feedSeqs[middle]))
+	startPrivacyHub(t, w, "catch-up/hub-at-seq", r, client.StartAtSeq(w.feedSeqs[middle]))
 	w.waitCount(t, "catch-up/durable-client", visible, "at the end")
 	w.waitCount(t, "catch-up/local", visible, "at the end")
 	w.waitCount(t, "catch-up/hub-at-seq", visible-middle, "at the end")
 
-	// Reads at the end, through a LiveReader and a Client.
-	replies, err := live.Statuses(ctxT(t), all, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, rep := range replies {
-		w.add("live-reader/statuses", replyObservation(rep))
-	}
-	replies, err = client.Statuses(ctxT(t), all, w.lastFeedSeq())
+	// Reads at the end, through a Client.
+	replies, err := svc.Statuses(natstest.Context(t), all, w.lastFeedSeq())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -642,30 +628,30 @@ func runPrivacyWorld(t *testing.T, contacts []string, ops []privacyOp, asOffline
 	// marker's in both runs, so a min_seq past it reads the same; its 503
 	// names the projection's applied seq, normalised as any seq.
 	probes := [][2]string{
-		{StatusPrefix + "%zz", ""},
-		{StatusPrefix + "%2e", ""},
-		{StatusPrefix + "a%20b", ""},
-		{StatusPrefix + "a%00b", ""},
-		{StatusesSubject, ""},
-		{StatusesSubject, "{"},
-		{StatusesSubject, `{"contacts":[]}`},
-		{StatusesSubject, `{"contacts":["a b"]}`},
-		{StatusesSubject, `{"contacts":"sip:user01@contoso.com"}`},
+		{events.StatusPrefix + "%zz", ""},
+		{events.StatusPrefix + "%2e", ""},
+		{events.StatusPrefix + "a%20b", ""},
+		{events.StatusPrefix + "a%00b", ""},
+		{events.StatusesSubject, ""},
+		{events.StatusesSubject, "{"},
+		{events.StatusesSubject, `{"contacts":[]}`},
+		{events.StatusesSubject, `{"contacts":["a b"]}`},
+		{events.StatusesSubject, `{"contacts":"sip:user01@contoso.com"}`},
 	}
 	for _, c := range all {
 		probes = append(probes,
-			[2]string{StatusPrefix + events.Token(c), `{"min_seq":"1"}`},
-			[2]string{StatusPrefix + events.Token(c), `{"min_seq":-1}`},
-			[2]string{StatusPrefix + events.Token(c), `{"status":"invisible"}`},
-			[2]string{StatusPrefix + events.Token(c), "not json"},
-			[2]string{StatusesSubject, string(EncodeStatusesRequest([]string{c, "bad contact"}, 0))},
-			[2]string{StatusesSubject, `{"contacts":[` + strconv.Quote(c) + `],"min_seq":"x"}`},
+			[2]string{events.StatusPrefix + events.Token(c), `{"min_seq":"1"}`},
+			[2]string{events.StatusPrefix + events.Token(c), `{"min_seq":-1}`},
+			[2]string{events.StatusPrefix + events.Token(c), `{"status":"invisible"}`},
+			[2]string{events.StatusPrefix + events.Token(c), "not json"},
+			[2]string{events.StatusesSubject, string(client.EncodeStatusesRequest([]string{c, "bad contact"}, 0))},
+			[2]string{events.StatusesSubject, `{"contacts":[` + strconv.Quote(c) + `],"min_seq":"x"}`},
 		)
 	}
 	beyond := strconv.FormatUint(w.lastFeedSeq()+1000, 10)
 	probes = append(probes,
-		[2]string{StatusPrefix + events.Token(contacts[0]), `{"min_seq":` + beyond + `}`},
-		[2]string{StatusesSubject, `{"contacts":["` + contacts[0] + `"],"min_seq":` + beyond + `}`})
+		[2]string{events.StatusPrefix + events.Token(contacts[0]), `{"min_seq":` + beyond + `}`},
+		[2]string{events.StatusesSubject, `{"contacts":["` + contacts[0] + `"],"min_seq":` + beyond + `}`})
 	for _, p := range probes {
 		a := answer(t, nc, p[0], p[1])
 		a["request"] = strings.ReplaceAll(p[1], beyond, "<past the end>")
@@ -706,10 +692,10 @@ func timeOf(s string) time.Time {
 
 // startPrivacySubscriber runs a subscriber recording under kind until the test
 // ends, and waits until it consumes the feed.
-func startPrivacySubscriber(t testing.TB, w *privacyWorld, kind string, cfg SubscriberConfig) {
+func startPrivacySubscriber(t testing.TB, w *privacyWorld, kind string, cfg client.SubscriberConfig) {
 	t.Helper()
-	cfg.Logger = testLogger(t)
-	sub, err := NewSubscriber(cfg)
+	cfg.Logger = natstest.Logger(t)
+	sub, err := client.NewSubscriber(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -718,7 +704,7 @@ func startPrivacySubscriber(t testing.TB, w *privacyWorld, kind string, cfg Subs
 	go func() { done <- sub.Run(ctx, w.handler(kind)) }()
 	t.Cleanup(func() {
 		cancel()
-		wait(t, done)
+		natstest.Stopped(t, "subscriber", done)
 	})
 	select {
 	case <-sub.Ready():
@@ -731,9 +717,9 @@ func startPrivacySubscriber(t testing.TB, w *privacyWorld, kind string, cfg Subs
 
 // startPrivacyHub runs a hub on the engine's projection, from start, with one
 // subscription recording under kind, until the test ends.
-func startPrivacyHub(t testing.TB, w *privacyWorld, kind string, r *running, start Start) {
+func startPrivacyHub(t testing.TB, w *privacyWorld, kind string, r *enginetest.Running, start client.Start) {
 	t.Helper()
-	hub, err := NewHub(HubConfig{Conn: r.connect(t), Reader: r.Reader(), Logger: testLogger(t), Start: start})
+	hub, err := client.NewHub(client.HubConfig{Conn: r.Connect(t), Reader: r.Reader(), Logger: natstest.Logger(t), Start: start})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -744,8 +730,8 @@ func startPrivacyHub(t testing.TB, w *privacyWorld, kind string, r *running, sta
 	go func() { subDone <- s.Run(ctx, w.handler(kind)) }()
 	t.Cleanup(func() {
 		cancel()
-		wait(t, subDone)
-		wait(t, hubDone)
+		natstest.Stopped(t, "subscriber", subDone)
+		natstest.Stopped(t, "subscriber", hubDone)
 	})
 	select {
 	case <-hub.Ready():

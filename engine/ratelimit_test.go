@@ -1,4 +1,4 @@
-package engine
+package engine_test
 
 import (
 	"context"
@@ -9,6 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/presence-engine/presence/client"
+	"github.com/presence-engine/presence/engine"
+	"github.com/presence-engine/presence/engine/enginetest"
+	"github.com/presence-engine/presence/engine/natstest"
 	"github.com/presence-engine/presence/events"
 )
 
@@ -17,9 +21,9 @@ import (
 // another contact's sets meanwhile all go through.
 func TestFlappingContactIsBounded(t *testing.T) {
 	const rate, burst = 50, 20
-	e := startEngine(t, "", Options{ContactRate: rate, ContactBurst: burst})
-	c := e.client(t)
-	ctx, stop := context.WithCancel(ctxT(t))
+	e := enginetest.Start(t, "", engine.Options{ContactRate: rate, ContactBurst: burst})
+	c := e.Client(t)
+	ctx, stop := context.WithCancel(natstest.Context(t))
 	start := time.Now()
 	var (
 		wg                 sync.WaitGroup
@@ -32,14 +36,14 @@ func TestFlappingContactIsBounded(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := w; ctx.Err() == nil; i++ {
-				res, err := c.Set(ctx, SetRequest{Contact: "flapper", Status: []events.Status{events.Online, events.Away}[i%2]})
+				res, err := c.Set(ctx, client.SetRequest{Contact: "flapper", Status: []events.Status{events.Online, events.Away}[i%2]})
 				switch {
 				case err == nil:
 					flapOK.Add(1)
 					if res.Changed {
 						flapChanged.Add(1)
 					}
-				case errors.Is(err, ErrTooMany):
+				case errors.Is(err, client.ErrTooMany):
 					flapDenied.Add(1)
 					firstDenial.CompareAndSwap(nil, err.Error())
 				case ctx.Err() == nil:
@@ -56,11 +60,11 @@ func TestFlappingContactIsBounded(t *testing.T) {
 	for i := range 40 {
 		<-pace.C
 		s := []events.Status{events.Online, events.Busy}[i%2]
-		if _, err := c.Set(ctxT(t), SetRequest{Contact: "calm", Status: s}); err != nil {
+		if _, err := c.Set(natstest.Context(t), client.SetRequest{Contact: "calm", Status: s}); err != nil {
 			t.Fatalf("calm contact's set %d while another flaps: %v", i, err)
 		}
 	}
-	waitFor(t, "the flapper to be refused a thousand times", func() bool { return flapDenied.Load() >= 1000 })
+	natstest.WaitFor(t, "the flapper to be refused a thousand times", func() bool { return flapDenied.Load() >= 1000 })
 	stop()
 	wg.Wait()
 	elapsed := time.Since(start)
@@ -74,8 +78,8 @@ func TestFlappingContactIsBounded(t *testing.T) {
 	if ok := flapOK.Load(); ok > allowed || ok == 0 {
 		t.Errorf("flapper: %d sets went through in %s, the bound allows %d", ok, elapsed, allowed)
 	}
-	js := e.jetStream(t)
-	log := readLog(t, js)
+	js := e.JetStream(t)
+	log := enginetest.ReadLog(t, js)
 	var flapEvents, calmEvents int
 	for _, le := range log {
 		switch le.Event.Contact {

@@ -6,29 +6,14 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/presence-engine/presence/client"
 	"github.com/presence-engine/presence/events"
 	"github.com/presence-engine/presence/projections"
 )
 
-// Reader reads the current status of contacts. The engine's in-process reader
-// and the NATS Client both implement it, so a subscriber's handler reads the
-// same way wherever it runs.
-type Reader interface {
-	// Status returns the contact as everyone else sees it, from a projection
-	// that has applied the log at least up to minSeq (0: no minimum).
-	Status(ctx context.Context, contact string, minSeq uint64) (Reply, error)
-}
-
-// BatchReader reads the current status of many contacts at once: what a
-// subscriber uses to read, in one request, the statuses of a batch of changes.
-type BatchReader interface {
-	Reader
-	// Statuses returns the contacts as everyone else sees them, in the order
-	// given, from a projection that has applied the log at least up to minSeq.
-	Statuses(ctx context.Context, contacts []string, minSeq uint64) ([]Reply, error)
-}
-
-// LocalReader reads a projection in-process. It is safe for concurrent use.
+// LocalReader reads a projection in-process: it implements client.BatchReader
+// for subscribers in the engine's process, and answers the service's reads. It
+// is safe for concurrent use.
 type LocalReader struct {
 	Projection *projections.Projection
 	// Ready reports whether the projection has caught up with the log; reads
@@ -76,19 +61,19 @@ func (r *LocalReader) wait(ctx context.Context, contact string, minSeq uint64) e
 // Status returns the contact as everyone else sees it: invisible reads offline,
 // and a hidden change changes nothing in the reply. A never-seen contact reads
 // Unknown with sequence 0.
-func (r *LocalReader) Status(ctx context.Context, contact string, minSeq uint64) (Reply, error) {
+func (r *LocalReader) Status(ctx context.Context, contact string, minSeq uint64) (client.Reply, error) {
 	if err := r.wait(ctx, contact, minSeq); err != nil {
-		return Reply{}, err
+		return client.Reply{}, err
 	}
 	v, err := r.Projection.View(contact)
 	if err != nil {
-		return Reply{}, r.failed(err)
+		return client.Reply{}, r.failed(err)
 	}
-	return Reply{Contact: contact, Name: v.Name, Status: v.Status, Seq: v.Seq}, nil
+	return client.Reply{Contact: contact, Name: v.Name, Status: v.Status, Seq: v.Seq}, nil
 }
 
 // Statuses returns the contacts as everyone else sees them, in the order given.
-func (r *LocalReader) Statuses(ctx context.Context, contacts []string, minSeq uint64) ([]Reply, error) {
+func (r *LocalReader) Statuses(ctx context.Context, contacts []string, minSeq uint64) ([]client.Reply, error) {
 	if len(contacts) == 0 {
 		return nil, nil
 	}
@@ -104,24 +89,24 @@ func (r *LocalReader) Statuses(ctx context.Context, contacts []string, minSeq ui
 	if err != nil {
 		return nil, r.failed(err)
 	}
-	out := make([]Reply, len(contacts))
+	out := make([]client.Reply, len(contacts))
 	for i, v := range views {
-		out[i] = Reply{Contact: contacts[i], Name: v.Name, Status: v.Status, Seq: v.Seq}
+		out[i] = client.Reply{Contact: contacts[i], Name: v.Name, Status: v.Status, Seq: v.Seq}
 	}
 	return out, nil
 }
 
 // Self returns the contact's own status, invisible included (MyStatus). Only the
 // contact itself may be given it.
-func (r *LocalReader) Self(ctx context.Context, contact string, minSeq uint64) (Reply, error) {
+func (r *LocalReader) Self(ctx context.Context, contact string, minSeq uint64) (client.Reply, error) {
 	if err := r.wait(ctx, contact, minSeq); err != nil {
-		return Reply{}, err
+		return client.Reply{}, err
 	}
 	st, _, err := r.Projection.State(contact)
 	if err != nil {
-		return Reply{}, r.failed(err)
+		return client.Reply{}, r.failed(err)
 	}
-	return Reply{Contact: contact, Name: st.Name, Status: st.Status, Seq: st.Seq}, nil
+	return client.Reply{Contact: contact, Name: st.Name, Status: st.Status, Seq: st.Seq}, nil
 }
 
 func (r *LocalReader) failed(err error) error {

@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/presence-engine/presence/client"
 	"github.com/presence-engine/presence/projections"
 )
 
@@ -35,7 +36,7 @@ func (e *Engine) corrupt(err error) {
 				e.logger.Warn("projection: rebuilt from the log after damage", "seq", res.Seq, "digest", res.Digest.Sum)
 				return nil
 			}
-			if errors.Is(err, ErrUnavailable) && r.ctx.Err() == nil { // an operator's verify or rebuild runs
+			if errors.Is(err, client.ErrUnavailable) && r.ctx.Err() == nil { // an operator's verify or rebuild runs
 				e.logger.Warn("projection: repair waits for the admin operation in progress", "err", err)
 				select {
 				case <-r.ctx.Done():

@@ -1,35 +1,19 @@
-package engine
+package engine_test
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/presence-engine/presence/client"
+	"github.com/presence-engine/presence/engine"
+	"github.com/presence-engine/presence/engine/enginetest"
+	"github.com/presence-engine/presence/engine/natstest"
 	"github.com/presence-engine/presence/events"
 )
-
-// lockedBuffer collects log output from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // damage overwrites 64 bytes a third of the way into every file of the
 // projection's store whose name matches pattern, or all of it with whole.
@@ -68,39 +52,39 @@ func TestDamagedProjectionIsRebuilt(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			e := startEngine(t, dir, Options{})
-			c := e.client(t)
-			want := map[string]Reply{}
+			e := enginetest.Start(t, dir, engine.Options{})
+			c := e.Client(t)
+			want := map[string]client.Reply{}
 			var last uint64
 			for i := range 400 {
 				contact := fmt.Sprintf("sip:user%d@contoso.com", i%80)
 				s := []events.Status{events.Online, events.Away, events.Busy, events.Invisible, events.Offline}[(i+i/80)%5]
-				res, err := c.Set(ctxT(t), SetRequest{Contact: contact, Status: s, Name: "User"})
+				res, err := c.Set(natstest.Context(t), client.SetRequest{Contact: contact, Status: s, Name: "User"})
 				if err != nil {
 					t.Fatal(err)
 				}
 				if res.Changed {
-					want[contact] = Reply{Contact: contact, Name: "User", Status: s, Seq: res.Seq}
+					want[contact] = client.Reply{Contact: contact, Name: "User", Status: s, Seq: res.Seq}
 					last = res.Seq
 				}
 			}
-			if err := e.Projection().WaitApplied(ctxT(t), last); err != nil {
+			if err := e.Projection().WaitApplied(natstest.Context(t), last); err != nil {
 				t.Fatal(err)
 			}
-			e.stop(t)
+			e.Stop(t)
 			if n := damage(t, dir, tc.files, tc.whole); n == 0 {
 				t.Fatalf("the projection has no %s file to damage", tc.files)
 			}
 
-			logs := &lockedBuffer{}
-			e = startEngine(t, dir, Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
-			c = e.client(t)
+			logs := &natstest.LockedBuffer{}
+			e = enginetest.Start(t, dir, engine.Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+			c = e.Client(t)
 			// Every answer is right or an error, never wrong; once repaired,
 			// every answer is right.
-			waitFor(t, "the damaged projection to be repaired", func() bool {
+			natstest.WaitFor(t, "the damaged projection to be repaired", func() bool {
 				repaired := e.Metrics().Damaged > 0
 				for contact, w := range want {
-					got, err := c.Self(ctxT(t), contact, last)
+					got, err := c.Self(natstest.Context(t), contact, last)
 					if err != nil {
 						repaired = false
 						continue
@@ -109,12 +93,12 @@ func TestDamagedProjectionIsRebuilt(t *testing.T) {
 						t.Fatalf("self of %s = %+v, want %+v: a damaged store answered wrong", contact, got, w)
 					}
 				}
-				return repaired && !e.repairing.Load()
+				return repaired && !e.Repairing()
 			})
 			if !strings.Contains(logs.String(), `"level":"ERROR","msg":"projection: the store is damaged`) {
 				t.Errorf("no error was logged about the damage; logs:\n%s", logs)
 			}
-			r, err := e.Verify(ctxT(t), nil)
+			r, err := e.Verify(natstest.Context(t), nil)
 			if err != nil || !r.OK() {
 				t.Errorf("verify after the repair: %+v, %v", r, err)
 			}

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/presence-engine/presence/client"
 	"github.com/presence-engine/presence/events"
 )
 
@@ -237,7 +238,7 @@ func (s *Service) fits(subject string, body []byte) error {
 		return nil
 	}
 	err := fmt.Errorf("the reply is %d bytes, more than the %d bytes the NATS server carries (max_payload)", len(body), limit)
-	if subject == StatusesSubject {
+	if subject == events.StatusesSubject {
 		return badRequest(fmt.Errorf("%w; ask for fewer contacts at once", err))
 	}
 	return err
@@ -272,15 +273,15 @@ func (s *Service) respondLater(subject, replyTo string, reply any, err error) {
 // ErrorCode maps an error to the service's status code: 400, 409, 429, 503 or 500.
 func ErrorCode(err error) int {
 	switch {
-	case errors.Is(err, ErrBadRequest),
+	case errors.Is(err, client.ErrBadRequest),
 		errors.Is(err, events.ErrInvalidContact), errors.Is(err, events.ErrInvalidToken),
 		errors.Is(err, events.ErrUnknownStatus), errors.Is(err, events.ErrNotSettable):
 		return 400
-	case errors.Is(err, ErrConflict):
+	case errors.Is(err, client.ErrConflict):
 		return 409
-	case errors.Is(err, ErrTooMany):
+	case errors.Is(err, client.ErrTooMany):
 		return 429
-	case errors.Is(err, ErrUnavailable):
+	case errors.Is(err, client.ErrUnavailable):
 		return 503
 	}
 	return 500
@@ -292,11 +293,11 @@ func oneLine(s string) string {
 }
 
 func (s *Service) set(req micro.Request) (work, error) {
-	contact, err := contactOf(req.Subject(), SetPrefix)
+	contact, err := contactOf(req.Subject(), events.SetPrefix)
 	if err != nil {
 		return nil, err
 	}
-	sr, err := DecodeSetRequest(contact, req.Data())
+	sr, err := client.DecodeSetRequest(contact, req.Data())
 	if err != nil {
 		return nil, err
 	}
@@ -308,11 +309,11 @@ func (s *Service) set(req micro.Request) (work, error) {
 }
 
 func (s *Service) status(req micro.Request) (work, error) {
-	contact, err := contactOf(req.Subject(), StatusPrefix)
+	contact, err := contactOf(req.Subject(), events.StatusPrefix)
 	if err != nil {
 		return nil, err
 	}
-	minSeq, err := DecodeReadRequest(req.Data())
+	minSeq, err := client.DecodeReadRequest(req.Data())
 	if err != nil {
 		return nil, err
 	}
@@ -322,7 +323,7 @@ func (s *Service) status(req micro.Request) (work, error) {
 }
 
 func (s *Service) statuses(req micro.Request) (work, error) {
-	contacts, minSeq, err := DecodeStatusesRequest(req.Data())
+	contacts, minSeq, err := client.DecodeStatusesRequest(req.Data())
 	if err != nil {
 		return nil, err
 	}
@@ -331,20 +332,29 @@ func (s *Service) statuses(req micro.Request) (work, error) {
 		if err != nil {
 			return nil, err
 		}
-		return statusesReply{Statuses: replies}, nil
+		return client.StatusesReply{Statuses: replies}, nil
 	}, nil
 }
 
 func (s *Service) self(req micro.Request) (work, error) {
-	contact, err := contactOf(req.Subject(), SelfPrefix)
+	contact, err := contactOf(req.Subject(), events.SelfPrefix)
 	if err != nil {
 		return nil, err
 	}
-	minSeq, err := DecodeReadRequest(req.Data())
+	minSeq, err := client.DecodeReadRequest(req.Data())
 	if err != nil {
 		return nil, err
 	}
 	return func(ctx context.Context) (any, error) {
 		return s.cfg.Reader.Self(ctx, contact, minSeq)
 	}, nil
+}
+
+// contactOf decodes the contact of a service subject; a bad token is a 400.
+func contactOf(subject, prefix string) (string, error) {
+	c, err := events.ContactOf(subject, prefix)
+	if err != nil {
+		return "", badRequest(err)
+	}
+	return c, nil
 }

@@ -1,4 +1,4 @@
-package engine
+package engine_test
 
 import (
 	"context"
@@ -12,6 +12,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/presence-engine/presence/client"
+	"github.com/presence-engine/presence/engine"
+	"github.com/presence-engine/presence/engine/enginetest"
 	"github.com/presence-engine/presence/engine/natstest"
 	"github.com/presence-engine/presence/events"
 	"github.com/presence-engine/presence/projections"
@@ -21,11 +24,11 @@ import (
 // each gets a 400 (or a 503 for a min_seq never reached) whose description names
 // the problem, nothing is appended, and the service keeps serving.
 func TestBadRequestsAreRefused(t *testing.T) {
-	r := startEngine(t, "", Options{ReadTimeout: 100 * time.Millisecond})
-	nc := r.connect(t)
-	js := r.jetStream(t)
+	r := enginetest.Start(t, "", engine.Options{ReadTimeout: 100 * time.Millisecond})
+	nc := r.Connect(t)
+	js := r.JetStream(t)
 	set(t, nc, "alice", `{"status":"online"}`)
-	before := lastSeq(t, js, LogStream)
+	before := lastSeq(t, js, events.LogStream)
 
 	tests := []struct {
 		name, subject, body string
@@ -91,7 +94,7 @@ func TestBadRequestsAreRefused(t *testing.T) {
 			}
 		})
 	}
-	if after := lastSeq(t, js, LogStream); after != before {
+	if after := lastSeq(t, js, events.LogStream); after != before {
 		t.Errorf("bad requests appended: log went from seq %d to %d", before, after)
 	}
 	if res := set(t, nc, "alice", `{"status":"away"}`); !res.Changed || res.Previous != events.Online {
@@ -100,8 +103,8 @@ func TestBadRequestsAreRefused(t *testing.T) {
 }
 
 func TestServiceIsDiscoverable(t *testing.T) {
-	r := startEngine(t, "", Options{})
-	nc := r.connect(t)
+	r := enginetest.Start(t, "", engine.Options{})
+	nc := r.Connect(t)
 	msg, err := nc.Request("$SRV.INFO.presence", nil, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -114,13 +117,13 @@ func TestServiceIsDiscoverable(t *testing.T) {
 }
 
 func TestReadsWaitForTheProjection(t *testing.T) {
-	r := startEngine(t, "", Options{})
-	lr := &LocalReader{Projection: r.Projection(), Ready: func() bool { return false }, Timeout: 50 * time.Millisecond}
+	r := enginetest.Start(t, "", engine.Options{})
+	lr := &engine.LocalReader{Projection: r.Projection(), Ready: func() bool { return false }, Timeout: 50 * time.Millisecond}
 	_, err := lr.Status(context.Background(), "alice", 0)
-	if !errors.Is(err, ErrUnavailable) || ErrorCode(err) != 503 {
-		t.Errorf("read while not ready: %v (code %d), want 503", err, ErrorCode(err))
+	if !errors.Is(err, client.ErrUnavailable) || engine.ErrorCode(err) != 503 {
+		t.Errorf("read while not ready: %v (code %d), want 503", err, engine.ErrorCode(err))
 	}
-	res, err := r.Writer().Set(ctxT(t), SetRequest{Contact: "alice", Status: events.Busy})
+	res, err := r.Writer().Set(natstest.Context(t), client.SetRequest{Contact: "alice", Status: events.Busy})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +132,7 @@ func TestReadsWaitForTheProjection(t *testing.T) {
 		t.Errorf("read with min_seq while not ready = %+v, %v; want busy at seq %d", got, err, res.Seq)
 	}
 	_, err = lr.Status(context.Background(), "alice", res.Seq+1000)
-	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, projections.ErrNotReached) {
+	if !errors.Is(err, client.ErrUnavailable) || !errors.Is(err, projections.ErrNotReached) {
 		t.Errorf("read with unreached min_seq: %v, want ErrUnavailable", err)
 	}
 }
@@ -137,20 +140,20 @@ func TestReadsWaitForTheProjection(t *testing.T) {
 func TestIncompatibleStreamIsReported(t *testing.T) {
 	s := natstest.Start(t)
 	_, js := natstest.JetStream(t, s)
-	cfg := LogStreamConfig(StreamOptions{})
+	cfg := engine.LogStreamConfig(engine.StreamOptions{})
 	cfg.Storage = jetstream.MemoryStorage
-	if _, err := js.CreateStream(ctxT(t), cfg); err != nil {
+	if _, err := js.CreateStream(natstest.Context(t), cfg); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Open(t.TempDir(), Options{NATSURL: s.ClientURL(), Logger: testLogger(t)})
-	var ie *IncompatibleStreamError
-	if !errors.Is(err, ErrIncompatibleStream) || !errors.As(err, &ie) {
+	_, err := engine.Open(t.TempDir(), engine.Options{NATSURL: s.ClientURL(), Logger: natstest.Logger(t)})
+	var ie *engine.IncompatibleStreamError
+	if !errors.Is(err, engine.ErrIncompatibleStream) || !errors.As(err, &ie) {
 		t.Fatalf("Open with a memory log: %v, want an IncompatibleStreamError", err)
 	}
-	if ie.Stream != LogStream || ie.Setting != "storage" {
-		t.Errorf("error names %s %s, want %s storage", ie.Stream, ie.Setting, LogStream)
+	if ie.Stream != events.LogStream || ie.Setting != "storage" {
+		t.Errorf("error names %s %s, want %s storage", ie.Stream, ie.Setting, events.LogStream)
 	}
-	info, err := js.Stream(ctxT(t), LogStream)
+	info, err := js.Stream(natstest.Context(t), events.LogStream)
 	if err != nil || info.CachedInfo().Config.Storage != jetstream.MemoryStorage {
 		t.Errorf("the existing stream was changed: %v", err)
 	}
@@ -162,15 +165,15 @@ func TestIncompatibleStreamIsReported(t *testing.T) {
 func TestFeedWithAnAgeLimitIsRefused(t *testing.T) {
 	s := natstest.Start(t)
 	_, js := natstest.JetStream(t, s)
-	cfg := FeedStreamConfig(StreamOptions{})
+	cfg := engine.FeedStreamConfig(engine.StreamOptions{})
 	cfg.MaxAge, cfg.Duplicates = time.Hour, time.Minute
-	if _, err := js.CreateStream(ctxT(t), cfg); err != nil {
+	if _, err := js.CreateStream(natstest.Context(t), cfg); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Open(t.TempDir(), Options{NATSURL: s.ClientURL(), Logger: testLogger(t)})
-	var ie *IncompatibleStreamError
-	if !errors.As(err, &ie) || ie.Stream != FeedStream || ie.Setting != "max_age" {
-		t.Fatalf("Open with a feed with max_age: %v, want an IncompatibleStreamError naming %s max_age", err, FeedStream)
+	_, err := engine.Open(t.TempDir(), engine.Options{NATSURL: s.ClientURL(), Logger: natstest.Logger(t)})
+	var ie *engine.IncompatibleStreamError
+	if !errors.As(err, &ie) || ie.Stream != events.FeedStream || ie.Setting != "max_age" {
+		t.Fatalf("Open with a feed with max_age: %v, want an IncompatibleStreamError naming %s max_age", err, events.FeedStream)
 	}
 	if !strings.Contains(err.Error(), "1h0m0s") {
 		t.Errorf("error %q does not name the value", err)
@@ -178,25 +181,25 @@ func TestFeedWithAnAgeLimitIsRefused(t *testing.T) {
 }
 
 func TestSyncAlways(t *testing.T) {
-	r := startEngine(t, "", Options{Sync: Sync{Always: true}})
-	if !r.server.JetStreamConfig().SyncAlways {
+	r := enginetest.Start(t, "", engine.Options{Sync: engine.Sync{Always: true}})
+	if !r.Server().JetStreamConfig().SyncAlways {
 		t.Fatalf("embedded server does not sync always")
 	}
-	res, err := r.client(t).Set(ctxT(t), SetRequest{Contact: "alice", Status: events.Online})
+	res, err := r.Client(t).Set(natstest.Context(t), client.SetRequest{Contact: "alice", Status: events.Online})
 	if err != nil || !res.Changed {
 		t.Fatalf("set with sync always: %+v, %v", res, err)
 	}
 }
 
 func TestParseSync(t *testing.T) {
-	for in, want := range map[string]Sync{"always": {Always: true}, "ALWAYS": {Always: true}, "250ms": {Interval: 250 * time.Millisecond}, "1s": {Interval: time.Second}} {
-		got, err := ParseSync(in)
+	for in, want := range map[string]engine.Sync{"always": {Always: true}, "ALWAYS": {Always: true}, "250ms": {Interval: 250 * time.Millisecond}, "1s": {Interval: time.Second}} {
+		got, err := engine.ParseSync(in)
 		if err != nil || got != want {
 			t.Errorf("ParseSync(%q) = %+v, %v; want %+v", in, got, err, want)
 		}
 	}
 	for _, in := range []string{"", "never", "-1s", "0s", "10"} {
-		if _, err := ParseSync(in); err == nil || !strings.Contains(err.Error(), in) {
+		if _, err := engine.ParseSync(in); err == nil || !strings.Contains(err.Error(), in) {
 			t.Errorf("ParseSync(%q) = %v, want an error naming it", in, err)
 		}
 	}
@@ -205,8 +208,8 @@ func TestParseSync(t *testing.T) {
 // TestWaitingReadsDoNotCrowdOutSets fills every read slot with reads waiting for
 // a min_seq that never comes: sets still go through.
 func TestWaitingReadsDoNotCrowdOutSets(t *testing.T) {
-	r := startEngine(t, "", Options{MaxConcurrent: 4, ReadTimeout: 2 * time.Second})
-	nc := r.connect(t)
+	r := enginetest.Start(t, "", engine.Options{MaxConcurrent: 4, ReadTimeout: 2 * time.Second})
+	nc := r.Connect(t)
 	replies := make(chan *nats.Msg, 64)
 	sub, err := nc.ChanSubscribe(nats.NewInbox(), replies)
 	if err != nil {
@@ -234,11 +237,11 @@ func TestWaitingReadsDoNotCrowdOutSets(t *testing.T) {
 }
 
 func TestStatusesReadsManyAtOnce(t *testing.T) {
-	r := startEngine(t, "", Options{})
-	c := r.client(t)
-	ctx := ctxT(t)
-	var last SetResult
-	for _, set := range []SetRequest{
+	r := enginetest.Start(t, "", engine.Options{})
+	c := r.Client(t)
+	ctx := natstest.Context(t)
+	var last client.SetResult
+	for _, set := range []client.SetRequest{
 		{Contact: "alice", Status: events.Busy, Name: "Alice"},
 		{Contact: "bob", Status: events.Invisible, Name: "Bob"},
 	} {
@@ -251,7 +254,7 @@ func TestStatusesReadsManyAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Reply{
+	want := []client.Reply{
 		{Contact: "bob", Name: "Bob", Status: events.Offline, Seq: 2},
 		{Contact: "nobody", Status: events.Unknown},
 		{Contact: "alice", Name: "Alice", Status: events.Busy, Seq: 1},
@@ -265,11 +268,11 @@ func TestStatusesReadsManyAtOnce(t *testing.T) {
 // min_seq read waits up to 2s) says how long it waited for an answer, not
 // only that a context ran out.
 func TestClientSaysItGaveUp(t *testing.T) {
-	r := startEngine(t, "", Options{})
-	c := r.client(t)
+	r := enginetest.Start(t, "", engine.Options{})
+	c := r.Client(t)
 	c.Timeout = 100 * time.Millisecond
-	_, err := c.Status(ctxT(t), "alice", 1000)
-	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "no answer within") {
+	_, err := c.Status(natstest.Context(t), "alice", 1000)
+	if !errors.Is(err, client.ErrUnavailable) || !strings.Contains(err.Error(), "no answer within") {
 		t.Errorf("a read past the log's end with a 100ms timeout: %v, want unavailable, saying no answer came within the wait", err)
 	}
 }

@@ -13,15 +13,6 @@ import (
 	"github.com/presence-engine/presence/events"
 )
 
-// Stream names.
-const (
-	LogStream  = "PRESENCE"         // the log: every event, the truth
-	FeedStream = "PRESENCE_CHANGES" // the feed: visible changes only
-	// RequestsBucket is the key-value bucket where the writer keeps its answers
-	// to request IDs for the deduplication window.
-	RequestsBucket = "PRESENCE_REQUESTS"
-)
-
 // StreamOptions shape the streams the engine creates.
 type StreamOptions struct {
 	// Replicas of each stream when the engine creates it. Zero means 3 where the
@@ -29,7 +20,7 @@ type StreamOptions struct {
 	Replicas int
 	// Duplicates is how long a request_id is remembered: a request retried
 	// within it is answered as the first time. It is the log's deduplication
-	// window and the lifetime of the answers in RequestsBucket. Zero means 2
+	// window and the lifetime of the answers in events.RequestsBucket. Zero means 2
 	// minutes.
 	Duplicates time.Duration
 }
@@ -49,7 +40,7 @@ func (o StreamOptions) withDefaults() StreamOptions {
 func LogStreamConfig(o StreamOptions) jetstream.StreamConfig {
 	o = o.withDefaults()
 	return jetstream.StreamConfig{
-		Name:        LogStream,
+		Name:        events.LogStream,
 		Description: "presence: every status change (the truth, invisible included); engine and auditors only",
 		Subjects:    []string{events.EventsPrefix + ">"},
 		Retention:   jetstream.LimitsPolicy,
@@ -71,7 +62,7 @@ func LogStreamConfig(o StreamOptions) jetstream.StreamConfig {
 func FeedStreamConfig(o StreamOptions) jetstream.StreamConfig {
 	o = o.withDefaults()
 	return jetstream.StreamConfig{
-		Name:        FeedStream,
+		Name:        events.FeedStream,
 		Description: "presence: visible status changes, each with the previous visible status; for subscribers",
 		Subjects:    []string{events.ChangesPrefix + ">"},
 		Retention:   jetstream.LimitsPolicy,
@@ -90,7 +81,7 @@ func FeedStreamConfig(o StreamOptions) jetstream.StreamConfig {
 func RequestsConfig(o StreamOptions) jetstream.KeyValueConfig {
 	o = o.withDefaults()
 	return jetstream.KeyValueConfig{
-		Bucket:      RequestsBucket,
+		Bucket:      events.RequestsBucket,
 		Description: "presence: the writer's answers to request IDs, for retries",
 		History:     1,
 		TTL:         o.Duplicates,
@@ -209,15 +200,15 @@ func checkStream(have, want jetstream.StreamConfig, o StreamOptions, logger *slo
 		return bad("sources", len(have.Sources), "none (only the engine writes the stream)")
 	case have.AllowMsgTTL:
 		return bad("allow_msg_ttl", true, "false (no message may expire on its own)")
-	case have.MaxMsgsPerSubject > 0 && want.Name == LogStream:
+	case have.MaxMsgsPerSubject > 0 && want.Name == events.LogStream:
 		return bad("max_msgs_per_subject", have.MaxMsgsPerSubject, "-1 (a contact's history is its chain)")
-	case have.MaxAge > 0 && want.Name == FeedStream:
+	case have.MaxAge > 0 && want.Name == events.FeedStream:
 		// Emptied, the feed reads as one purged to be derived again from
 		// the log's start: every change would come a second time.
 		return bad("max_age", have.MaxAge, "0 (a feed whose entries all aged out would be derived again from the log's start)")
-	case have.DenyPurge && want.Name == FeedStream:
+	case have.DenyPurge && want.Name == events.FeedStream:
 		return bad("deny_purge", true, "false (the feed is purged and derived again when the log was recreated)")
-	case want.Name == LogStream && have.Duplicates < o.Duplicates:
+	case want.Name == events.LogStream && have.Duplicates < o.Duplicates:
 		return bad("duplicate_window", have.Duplicates, fmt.Sprintf("at least %s, the window in which request IDs are deduplicated", o.Duplicates))
 	}
 	if have.MaxMsgs > 0 || have.MaxBytes > 0 || have.MaxAge > 0 {
@@ -232,7 +223,7 @@ func checkStream(have, want jetstream.StreamConfig, o StreamOptions, logger *slo
 		logger.Warn("stream allows direct gets, which followers may answer from behind; the engine reads it through the leader only if allow_direct is false",
 			"stream", want.Name, "replicas", have.Replicas)
 	}
-	if want.Name == LogStream && (!have.DenyDelete || !have.DenyPurge) {
+	if want.Name == events.LogStream && (!have.DenyDelete || !have.DenyPurge) {
 		logger.Warn("log allows deletes or purges: an operator can remove audit history", "stream", want.Name)
 	}
 	return nil

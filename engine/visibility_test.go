@@ -1,4 +1,4 @@
-package engine
+package engine_test
 
 import (
 	"encoding/json"
@@ -9,6 +9,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/presence-engine/presence/client"
+	"github.com/presence-engine/presence/engine"
+	"github.com/presence-engine/presence/engine/enginetest"
 	"github.com/presence-engine/presence/events"
 )
 
@@ -23,13 +26,13 @@ func request(t testing.TB, nc *nats.Conn, subject string, body string) ([]byte, 
 	return msg.Data, msg.Header.Get(micro.ErrorCodeHeader), msg.Header.Get(micro.ErrorHeader)
 }
 
-func set(t testing.TB, nc *nats.Conn, contact, body string) SetResult {
+func set(t testing.TB, nc *nats.Conn, contact, body string) client.SetResult {
 	t.Helper()
-	data, code, desc := request(t, nc, SetPrefix+events.Token(contact), body)
+	data, code, desc := request(t, nc, events.SetPrefix+events.Token(contact), body)
 	if code != "" {
 		t.Fatalf("set %s %s: error %s %s", contact, body, code, desc)
 	}
-	var res SetResult
+	var res client.SetResult
 	if err := json.Unmarshal(data, &res); err != nil {
 		t.Fatalf("set reply %s: %v", data, err)
 	}
@@ -39,7 +42,7 @@ func set(t testing.TB, nc *nats.Conn, contact, body string) SetResult {
 // statusJSON reads presence.status.<token> as raw JSON, with min_seq.
 func statusJSON(t testing.TB, nc *nats.Conn, prefix, contact string, minSeq uint64) map[string]any {
 	t.Helper()
-	data, code, desc := request(t, nc, prefix+events.Token(contact), string(EncodeReadRequest(minSeq)))
+	data, code, desc := request(t, nc, prefix+events.Token(contact), string(client.EncodeReadRequest(minSeq)))
 	if code != "" {
 		t.Fatalf("read %s: error %s %s", contact, code, desc)
 	}
@@ -54,8 +57,8 @@ func statusJSON(t testing.TB, nc *nats.Conn, prefix, contact string, minSeq uint
 // service accepts and checks that neither the feed nor status ever shows it, and
 // that going invisible looks exactly like going offline.
 func TestInvisibleNeverReachesSubscribers(t *testing.T) {
-	r := startEngine(t, "", Options{})
-	nc := r.connect(t)
+	r := enginetest.Start(t, "", engine.Options{})
+	nc := r.Connect(t)
 	spellings := []string{`"invisible"`, `"MISTATUS_INVISIBLE"`, `"mistatus_invisible"`, `"6"`, `"0x0006"`, `"0X6"`, `6`}
 	for i, sp := range spellings {
 		t.Run(sp, func(t *testing.T) {
@@ -70,8 +73,8 @@ func TestInvisibleNeverReachesSubscribers(t *testing.T) {
 			}
 
 			// status: the same as the control, but for the contact and seq.
-			gotH := statusJSON(t, nc, StatusPrefix, hidden, toInvisible.Seq)
-			gotC := statusJSON(t, nc, StatusPrefix, control, toOffline.Seq)
+			gotH := statusJSON(t, nc, events.StatusPrefix, hidden, toInvisible.Seq)
+			gotC := statusJSON(t, nc, events.StatusPrefix, control, toOffline.Seq)
 			if gotH["status"] != "offline" || gotH["code"] != float64(1) {
 				t.Errorf("status of invisible contact = %v, want offline code 1", gotH)
 			}
@@ -86,21 +89,21 @@ func TestInvisibleNeverReachesSubscribers(t *testing.T) {
 				t.Errorf("status of invisible contact %v differs from offline contact %v", gotH, gotC)
 			}
 			// self tells the contact the truth.
-			if self := statusJSON(t, nc, SelfPrefix, hidden, toInvisible.Seq); self["status"] != "invisible" || self["code"] != float64(6) {
+			if self := statusJSON(t, nc, events.SelfPrefix, hidden, toInvisible.Seq); self["status"] != "invisible" || self["code"] != float64(6) {
 				t.Errorf("self of invisible contact = %v, want invisible code 6", self)
 			}
 
 			// invisible -> offline -> invisible: no visible change at all.
-			before := statusJSON(t, nc, StatusPrefix, hidden, 0)
+			before := statusJSON(t, nc, events.StatusPrefix, hidden, 0)
 			a := set(t, nc, hidden, `{"status":"offline","name":"Renamed"}`)
 			b := set(t, nc, hidden, `{"status":`+sp+`}`)
-			afterJSON := statusJSON(t, nc, StatusPrefix, hidden, b.Seq)
+			afterJSON := statusJSON(t, nc, events.StatusPrefix, hidden, b.Seq)
 			if !jsonEqual(before, afterJSON) {
 				t.Errorf("status changed across hidden changes: before %v, after %v", before, afterJSON)
 			}
-			r.waitFeed(t)
+			r.WaitFeed(t)
 			var entries []events.Change
-			for _, fe := range readFeed(t, r.jetStream(t)) {
+			for _, fe := range enginetest.ReadFeed(t, r.JetStream(t)) {
 				if fe.Change.Contact == hidden || fe.Change.Contact == control {
 					entries = append(entries, fe.Change)
 				}
@@ -145,23 +148,23 @@ func jsonEqual(a, b map[string]any) bool {
 // TestFirstInvisibleLooksLikeFirstOffline: unknown -> invisible is in the feed,
 // shown as unknown -> offline.
 func TestFirstInvisibleLooksLikeFirstOffline(t *testing.T) {
-	r := startEngine(t, "", Options{})
-	nc := r.connect(t)
+	r := enginetest.Start(t, "", engine.Options{})
+	nc := r.Connect(t)
 	a := set(t, nc, "first-invisible", `{"status":"invisible"}`)
 	b := set(t, nc, "first-offline", `{"status":"offline"}`)
-	r.waitFeed(t)
-	feed := readFeed(t, r.jetStream(t))
+	r.WaitFeed(t)
+	feed := enginetest.ReadFeed(t, r.JetStream(t))
 	if len(feed) != 2 {
 		t.Fatalf("feed has %d entries, want 2: %+v", len(feed), feed)
 	}
-	for i, want := range []SetResult{a, b} {
+	for i, want := range []client.SetResult{a, b} {
 		got := feed[i].Change
 		if got.Seq != want.Seq || got.Previous != events.Unknown {
 			t.Errorf("feed entry %d = %+v, want seq %d previous unknown", i, got, want.Seq)
 		}
 	}
-	sa := statusJSON(t, nc, StatusPrefix, "first-invisible", a.Seq)
-	sb := statusJSON(t, nc, StatusPrefix, "first-offline", b.Seq)
+	sa := statusJSON(t, nc, events.StatusPrefix, "first-invisible", a.Seq)
+	sb := statusJSON(t, nc, events.StatusPrefix, "first-offline", b.Seq)
 	if sa["status"] != "offline" || sb["status"] != "offline" {
 		t.Errorf("status = %v and %v, want offline for both", sa, sb)
 	}

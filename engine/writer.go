@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/time/rate"
 
+	"github.com/presence-engine/presence/client"
 	"github.com/presence-engine/presence/events"
 )
 
@@ -41,7 +42,7 @@ type WriterConfig struct {
 	// contact also take turns.
 	MaxAttempts int
 	// Requests is the bucket where answers to request IDs are kept for the
-	// deduplication window (RequestsBucket), so that a retry is answered as the
+	// deduplication window (events.RequestsBucket), so that a retry is answered as the
 	// first time on any engine, after any restart. Zero means none: retries are
 	// then recognised only by the log's deduplication of appended events.
 	Requests jetstream.KeyValue
@@ -73,32 +74,6 @@ const (
 // the states of 100k contacts no longer fit, and a batch of reads went to the
 // files, at a third of the speed.
 const DefaultProjectionCache = 64 << 20
-
-// SetRequest is one status change asked of the writer.
-type SetRequest struct {
-	Contact string
-	Status  events.Status
-	// Name is the contact's friendly name; empty keeps the one the contact has.
-	Name string
-	// Cause of the change. Zero means events.CauseUser.
-	Cause events.Cause
-	// RequestID makes the set idempotent: a retry with the same ID is answered
-	// as the first time and appends nothing. Empty means none.
-	RequestID string
-	// ExpectSeq, when set, is the log sequence the caller expects the contact's
-	// last event to have (0: never seen); otherwise the set fails with a
-	// ConflictError.
-	ExpectSeq *uint64
-}
-
-// SetResult is the writer's answer to a SetRequest.
-type SetResult struct {
-	Contact  string
-	Status   events.Status // the contact's status after the set
-	Previous events.Status // the status before it (equal to Status when nothing changed)
-	Seq      uint64        // log sequence of the event; for no change, of the contact's last event
-	Changed  bool          // whether an event was appended
-}
 
 // Writer appends status changes to the log, exactly once and in order per
 // contact: each event's previous status is the status of the contact's event
@@ -165,38 +140,16 @@ func NewWriter(cfg WriterConfig) (*Writer, error) {
 	}, nil
 }
 
-// validate checks a request from outside; every problem is a 400 naming the value.
-func (r *SetRequest) validate() error {
-	if err := events.ValidateContact(r.Contact); err != nil {
-		return badRequest(err)
-	}
-	cause, err := events.ParseCause(string(r.Cause))
-	if err != nil {
-		return badRequest(err)
-	}
-	r.Cause = cause
-	if err := r.Status.Settable(cause); err != nil {
-		return badRequest(err)
-	}
-	if err := events.ValidateName(r.Name); err != nil {
-		return badRequest(err)
-	}
-	if err := events.ValidateRequestID(r.RequestID); err != nil {
-		return badRequest(err)
-	}
-	return nil
-}
-
 // Set appends the change unless the contact already has the status. Errors wrap
-// ErrBadRequest, ErrConflict (a ConflictError) or ErrUnavailable.
-func (w *Writer) Set(ctx context.Context, req SetRequest) (SetResult, error) {
-	if err := req.validate(); err != nil {
-		return SetResult{}, err
+// ErrBadRequest, ErrConflict (a ConflictError) or client.ErrUnavailable.
+func (w *Writer) Set(ctx context.Context, req client.SetRequest) (client.SetResult, error) {
+	if err := req.Validate(); err != nil {
+		return client.SetResult{}, err
 	}
 	// Cut off from the server, an append would wait for the reconnection
 	// until the caller gives up: say so at once instead.
 	if nc := w.cfg.JetStream.Conn(); !nc.IsConnected() {
-		return SetResult{}, unavailable(fmt.Errorf("not connected to NATS (%s); retry", nc.Status()))
+		return client.SetResult{}, unavailable(fmt.Errorf("not connected to NATS (%s); retry", nc.Status()))
 	}
 	stripe := maphash.String(w.seed, req.Contact) % uint64(len(w.locks))
 	mu := &w.locks[stripe]
@@ -205,7 +158,7 @@ func (w *Writer) Set(ctx context.Context, req SetRequest) (SetResult, error) {
 
 	if req.RequestID == "" {
 		if err := w.limit(stripe, req.Contact); err != nil {
-			return SetResult{}, err
+			return client.SetResult{}, err
 		}
 		return w.set(ctx, req)
 	}
@@ -217,7 +170,7 @@ func (w *Writer) Set(ctx context.Context, req SetRequest) (SetResult, error) {
 		return res, err
 	}
 	if err := w.limit(stripe, req.Contact); err != nil {
-		return SetResult{}, err
+		return client.SetResult{}, err
 	}
 	res, err := w.set(ctx, req)
 	if err != nil {
@@ -231,11 +184,11 @@ func (w *Writer) Set(ctx context.Context, req SetRequest) (SetResult, error) {
 // that set was to another status than req's: a request ID names one request,
 // and is given again only to retry it. Answering the first request then would
 // tell the caller its status was set when it was not.
-func sameRequest(req SetRequest, res SetResult) (SetResult, error) {
+func sameRequest(req client.SetRequest, res client.SetResult) (client.SetResult, error) {
 	if res.Status == req.Status {
 		return res, nil
 	}
-	return SetResult{}, badRequest(fmt.Errorf("request_id %s of %s was a set to %s (seq %d), not to %s: "+
+	return client.SetResult{}, badRequest(fmt.Errorf("request_id %s of %s was a set to %s (seq %d), not to %s: "+
 		"a request ID is given again only to retry the same set; give this one an ID of its own",
 		events.Quote(req.RequestID), events.Quote(req.Contact), res.Status, res.Seq, req.Status))
 }
@@ -281,34 +234,34 @@ func requestKey(contact, requestID string) string {
 }
 
 type answerJSON struct {
-	Contact   string    `json:"contact"`
-	RequestID string    `json:"request_id"`
-	Result    SetResult `json:"result"`
+	Contact   string           `json:"contact"`
+	RequestID string           `json:"request_id"`
+	Result    client.SetResult `json:"result"`
 }
 
 // answered returns the answer given to the request before, if it was within the
 // deduplication window.
-func (w *Writer) answered(ctx context.Context, req SetRequest) (SetResult, bool, error) {
+func (w *Writer) answered(ctx context.Context, req client.SetRequest) (client.SetResult, bool, error) {
 	if w.cfg.Requests == nil {
-		return SetResult{}, false, nil
+		return client.SetResult{}, false, nil
 	}
 	entry, err := w.cfg.Requests.Get(ctx, requestKey(req.Contact, req.RequestID))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return SetResult{}, false, nil
+		return client.SetResult{}, false, nil
 	}
 	if err != nil {
-		return SetResult{}, false, unavailable(fmt.Errorf("look up request %s: %w", events.Quote(req.RequestID), err))
+		return client.SetResult{}, false, unavailable(fmt.Errorf("look up request %s: %w", events.Quote(req.RequestID), err))
 	}
 	var a answerJSON
 	if err := json.Unmarshal(entry.Value(), &a); err != nil || a.Contact != req.Contact || a.RequestID != req.RequestID {
-		return SetResult{}, false, nil // not this request's: treat it as new
+		return client.SetResult{}, false, nil // not this request's: treat it as new
 	}
 	return a.Result, true, nil
 }
 
 // record keeps the answer to a request for the window. Failing that, the answer
 // stands; a retry is then recognised by the log alone.
-func (w *Writer) record(ctx context.Context, req SetRequest, res SetResult) {
+func (w *Writer) record(ctx context.Context, req client.SetRequest, res client.SetResult) {
 	if w.cfg.Requests == nil {
 		return
 	}
@@ -318,7 +271,7 @@ func (w *Writer) record(ctx context.Context, req SetRequest, res SetResult) {
 	}
 }
 
-func (w *Writer) set(ctx context.Context, req SetRequest) (SetResult, error) {
+func (w *Writer) set(ctx context.Context, req client.SetRequest) (client.SetResult, error) {
 	// unsure are the appends whose acknowledgement was lost. Each expected
 	// the contact's last event at a sequence: stored, it is the contact's
 	// first event after it (each try's event has a time of its own).
@@ -332,7 +285,7 @@ func (w *Writer) set(ctx context.Context, req SetRequest) (SetResult, error) {
 	if !ok {
 		var err error
 		if cur, err = w.readLast(ctx, req.Contact); err != nil {
-			return SetResult{}, err
+			return client.SetResult{}, err
 		}
 	}
 	subject := events.EventSubject(req.Contact)
@@ -344,23 +297,23 @@ func (w *Writer) set(ctx context.Context, req SetRequest) (SetResult, error) {
 			if !cur.fromLog {
 				var err error
 				if cur, err = w.readLast(ctx, req.Contact); err != nil {
-					return SetResult{}, err
+					return client.SetResult{}, err
 				}
 			}
 		}
 		for _, u := range unsure {
 			seq, err := w.stored(ctx, subject, u)
 			if err != nil {
-				return SetResult{}, err
+				return client.SetResult{}, err
 			}
 			if seq > 0 {
 				w.appended.Add(1)
-				return SetResult{Contact: req.Contact, Status: req.Status, Previous: u.previous, Seq: seq, Changed: true}, nil
+				return client.SetResult{Contact: req.Contact, Status: req.Status, Previous: u.previous, Seq: seq, Changed: true}, nil
 			}
 		}
 		if req.RequestID != "" && cur.requestID == req.RequestID {
 			w.duplicates.Add(1)
-			return SetResult{Contact: req.Contact, Status: cur.status, Previous: cur.previous, Seq: cur.seq, Changed: true}, nil
+			return client.SetResult{Contact: req.Contact, Status: cur.status, Previous: cur.previous, Seq: cur.seq, Changed: true}, nil
 		}
 		if req.RequestID != "" && ((req.ExpectSeq != nil && *req.ExpectSeq != cur.seq) || cur.status == req.Status) &&
 			w.mayHold(ctx, cur) {
@@ -370,7 +323,7 @@ func (w *Writer) set(ctx context.Context, req SetRequest) (SetResult, error) {
 			// kept), which the log's deduplication is not reached to say.
 			seq, err := w.appendedBefore(ctx, req)
 			if err != nil {
-				return SetResult{}, err
+				return client.SetResult{}, err
 			}
 			if seq > 0 {
 				w.duplicates.Add(1)
@@ -378,12 +331,12 @@ func (w *Writer) set(ctx context.Context, req SetRequest) (SetResult, error) {
 			}
 		}
 		if req.ExpectSeq != nil && *req.ExpectSeq != cur.seq {
-			return SetResult{}, &ConflictError{Contact: req.Contact, Expect: *req.ExpectSeq, Actual: cur.seq}
+			return client.SetResult{}, &ConflictError{Contact: req.Contact, Expect: *req.ExpectSeq, Actual: cur.seq}
 		}
 		if cur.status == req.Status {
 			w.remember(req.Contact, cur)
 			w.unchanged.Add(1)
-			return SetResult{Contact: req.Contact, Status: cur.status, Previous: cur.status, Seq: cur.seq}, nil
+			return client.SetResult{Contact: req.Contact, Status: cur.status, Previous: cur.status, Seq: cur.seq}, nil
 		}
 
 		name := req.Name
@@ -393,7 +346,7 @@ func (w *Writer) set(ctx context.Context, req SetRequest) (SetResult, error) {
 		e := events.Event{Contact: req.Contact, Name: name, Status: req.Status, Previous: cur.status,
 			At: w.cfg.Now().UTC(), Cause: req.Cause, RequestID: req.RequestID}
 		msg := &nats.Msg{Subject: subject, Data: e.Encode()}
-		opts := []jetstream.PublishOpt{jetstream.WithExpectStream(LogStream), jetstream.WithExpectLastSequencePerSubject(cur.seq)}
+		opts := []jetstream.PublishOpt{jetstream.WithExpectStream(events.LogStream), jetstream.WithExpectLastSequencePerSubject(cur.seq)}
 		if req.RequestID != "" {
 			opts = append(opts, jetstream.WithMsgID(msgID(req.Contact, req.RequestID)))
 		}
@@ -402,7 +355,7 @@ func (w *Writer) set(ctx context.Context, req SetRequest) (SetResult, error) {
 			w.conflicts.Add(1)
 			cur.fromLog = false
 			if err := conflictWait(ctx, attempt); err != nil {
-				return SetResult{}, unavailable(fmt.Errorf("append to the log: %w", err))
+				return client.SetResult{}, unavailable(fmt.Errorf("append to the log: %w", err))
 			}
 			continue
 		}
@@ -417,7 +370,7 @@ func (w *Writer) set(ctx context.Context, req SetRequest) (SetResult, error) {
 		}
 		if err != nil {
 			w.forget(req.Contact)
-			return SetResult{}, unavailable(fmt.Errorf("append to the log: %w", err))
+			return client.SetResult{}, unavailable(fmt.Errorf("append to the log: %w", err))
 		}
 		if ack.Duplicate {
 			// The same request was stored before, and the contact has changed
@@ -428,10 +381,10 @@ func (w *Writer) set(ctx context.Context, req SetRequest) (SetResult, error) {
 		}
 		w.remember(req.Contact, last{status: req.Status, previous: cur.status, name: name, seq: ack.Sequence, requestID: req.RequestID})
 		w.appended.Add(1)
-		return SetResult{Contact: req.Contact, Status: req.Status, Previous: cur.status, Seq: ack.Sequence, Changed: true}, nil
+		return client.SetResult{Contact: req.Contact, Status: req.Status, Previous: cur.status, Seq: ack.Sequence, Changed: true}, nil
 	}
 	w.forget(req.Contact)
-	return SetResult{}, unavailable(fmt.Errorf("contact %q kept changing under %d attempts to append; try again", req.Contact, w.cfg.MaxAttempts))
+	return client.SetResult{}, unavailable(fmt.Errorf("contact %q kept changing under %d attempts to append; try again", req.Contact, w.cfg.MaxAttempts))
 }
 
 // unsureAppend is an append whose acknowledgement was lost.
@@ -492,7 +445,7 @@ const probeLastMsgID = "presence:none"
 // contact's last sequence (checked, like the deduplication, before the append
 // is proposed to the others, where the last message ID is checked only as it
 // is applied, and failing there holds up the stream).
-func (w *Writer) appendedBefore(ctx context.Context, req SetRequest) (uint64, error) {
+func (w *Writer) appendedBefore(ctx context.Context, req client.SetRequest) (uint64, error) {
 	stream, err := w.log(ctx)
 	if err != nil {
 		return 0, err
@@ -506,7 +459,7 @@ func (w *Writer) appendedBefore(ctx context.Context, req SetRequest) (uint64, er
 		return 0, unavailable(fmt.Errorf("look up request %s in the log: %w", events.Quote(req.RequestID), err))
 	}
 	clustered := info.Cluster != nil && info.Cluster.RaftGroup != ""
-	opts := []jetstream.PublishOpt{jetstream.WithExpectStream(LogStream), jetstream.WithMsgID(msgID(req.Contact, req.RequestID))}
+	opts := []jetstream.PublishOpt{jetstream.WithExpectStream(events.LogStream), jetstream.WithMsgID(msgID(req.Contact, req.RequestID))}
 	if clustered {
 		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(math.MaxUint64))
 	} else {
@@ -558,23 +511,23 @@ func msgID(contact, requestID string) string {
 }
 
 // original answers a request whose event the log already holds at seq.
-func (w *Writer) original(ctx context.Context, req SetRequest, seq uint64) (SetResult, error) {
+func (w *Writer) original(ctx context.Context, req client.SetRequest, seq uint64) (client.SetResult, error) {
 	stream, err := w.log(ctx)
 	if err != nil {
-		return SetResult{}, err
+		return client.SetResult{}, err
 	}
 	msg, err := stream.GetMsg(ctx, seq)
 	if err != nil {
-		return SetResult{}, unavailable(fmt.Errorf("read the log at seq %d: %w", seq, err))
+		return client.SetResult{}, unavailable(fmt.Errorf("read the log at seq %d: %w", seq, err))
 	}
 	e, err := events.DecodeEvent(msg.Data)
 	if err != nil {
-		return SetResult{}, fmt.Errorf("the log holds a malformed event at seq %d: %w", seq, err)
+		return client.SetResult{}, fmt.Errorf("the log holds a malformed event at seq %d: %w", seq, err)
 	}
 	if e.Contact != req.Contact || e.RequestID != req.RequestID {
-		return SetResult{}, fmt.Errorf("the log's event at seq %d is not request %q of %q", seq, req.RequestID, req.Contact)
+		return client.SetResult{}, fmt.Errorf("the log's event at seq %d is not request %q of %q", seq, req.RequestID, req.Contact)
 	}
-	return SetResult{Contact: req.Contact, Status: e.Status, Previous: e.Previous, Seq: seq, Changed: true}, nil
+	return client.SetResult{Contact: req.Contact, Status: e.Status, Previous: e.Previous, Seq: seq, Changed: true}, nil
 }
 
 // log returns the log's stream, looked up on first use.
@@ -582,7 +535,7 @@ func (w *Writer) log(ctx context.Context) (jetstream.Stream, error) {
 	if s := w.stream.Load(); s != nil {
 		return *s, nil
 	}
-	s, err := w.js.Stream(ctx, LogStream)
+	s, err := w.js.Stream(ctx, events.LogStream)
 	if err != nil {
 		return nil, unavailable(fmt.Errorf("open the log: %w", err))
 	}

@@ -1,4 +1,4 @@
-package engine
+package engine_test
 
 import (
 	"context"
@@ -10,6 +10,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/presence-engine/presence/client"
+	"github.com/presence-engine/presence/engine"
+	"github.com/presence-engine/presence/engine/natstest"
 	"github.com/presence-engine/presence/events"
 )
 
@@ -18,9 +21,9 @@ import (
 // embedded server, beside raw JetStream synchronous publishes with
 // expected-last-subject-sequence under the same setting, in the same run.
 func BenchmarkWriterSync(b *testing.B) {
-	for _, sync := range []Sync{{Always: true}, {Interval: 10 * time.Millisecond}, {Interval: 100 * time.Millisecond}, {Interval: time.Second}, {Interval: 2 * time.Minute}} {
+	for _, sync := range []engine.Sync{{Always: true}, {Interval: 10 * time.Millisecond}, {Interval: 100 * time.Millisecond}, {Interval: time.Second}, {Interval: 2 * time.Minute}} {
 		b.Run("sync="+sync.String(), func(b *testing.B) {
-			s, err := StartServer(ServerConfig{Listen: "127.0.0.1:0", StoreDir: b.TempDir(), Sync: sync, Logger: testLogger(b)})
+			s, err := engine.StartServer(engine.ServerConfig{Listen: "127.0.0.1:0", StoreDir: b.TempDir(), Sync: sync, Logger: natstest.Logger(b)})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -34,10 +37,10 @@ func BenchmarkWriterSync(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if err := EnsureStreams(context.Background(), js, StreamOptions{}, testLogger(b)); err != nil {
+			if err := engine.EnsureStreams(context.Background(), js, engine.StreamOptions{}, natstest.Logger(b)); err != nil {
 				b.Fatal(err)
 			}
-			w, err := NewWriter(WriterConfig{JetStream: js, Logger: testLogger(b)})
+			w, err := engine.NewWriter(engine.WriterConfig{JetStream: js, Logger: natstest.Logger(b)})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -53,7 +56,7 @@ func BenchmarkWriterSync(b *testing.B) {
 						if (i/10_000)%2 == 1 {
 							st = events.Away
 						}
-						if _, err := w.Set(context.Background(), SetRequest{Contact: fmt.Sprintf("c%d", i%10_000), Status: st}); err != nil {
+						if _, err := w.Set(context.Background(), client.SetRequest{Contact: fmt.Sprintf("c%d", i%10_000), Status: st}); err != nil {
 							b.Error(err)
 							return
 						}

@@ -2,11 +2,43 @@ package events
 
 import "strings"
 
+// Stream names: the log, the feed, and the bucket of the writer's answers to
+// request IDs.
+const (
+	LogStream  = "PRESENCE"         // the log: every event, the truth; engine and auditors only
+	FeedStream = "PRESENCE_CHANGES" // the feed: visible changes only; for subscribers
+	// RequestsBucket is the key-value bucket where the writer keeps its answers
+	// to request IDs for the deduplication window.
+	RequestsBucket = "PRESENCE_REQUESTS"
+)
+
 // Subject prefixes of the log and the feed. A contact's subject is the prefix
 // followed by its token.
 const (
-	EventsPrefix  = "presence.events."  // the log, PRESENCE
-	ChangesPrefix = "presence.changes." // the feed, PRESENCE_CHANGES
+	EventsPrefix  = "presence.events."  // the log, LogStream
+	ChangesPrefix = "presence.changes." // the feed, FeedStream
+	// LivePrefix is where the engine repeats each feed entry on core NATS once
+	// the feed has stored it, for subscribers that follow the feed without a
+	// JetStream consumer each.
+	LivePrefix = "presence.live."
+)
+
+// Subjects of the service. A contact's subject is the prefix followed by its
+// token, so that NATS permissions can restrict each user to their own.
+const (
+	SetPrefix    = "presence.set."
+	StatusPrefix = "presence.status."
+	SelfPrefix   = "presence.self."
+	// StatusesSubject reads the visible status of many contacts at once.
+	StatusesSubject = "presence.statuses"
+)
+
+// Admin subjects: operations on an engine's own projection, for operators.
+const (
+	AdminPrefix    = "presence.admin."
+	DigestSubject  = AdminPrefix + "digest"
+	VerifySubject  = AdminPrefix + "verify"
+	RebuildSubject = AdminPrefix + "rebuild"
 )
 
 // EventSubject returns the log subject of a contact.

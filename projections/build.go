@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presence-engine/presence/events"
+	"github.com/presence-engine/presence/internal/tail"
 )
 
 // Progress is how far a long piece of work has come: Done of Total log events.
@@ -36,7 +37,7 @@ func (p *Projection) FoldLog(ctx context.Context, stream jetstream.Stream, to ui
 	if info.State.LastSeq < to {
 		return fmt.Errorf("%w: the log ends at seq %d, before seq %d", ErrLogMismatch, info.State.LastSeq, to)
 	}
-	tail, err := TailStream(ctx, stream, TailConfig{
+	reader, err := tail.Start(ctx, stream, tail.Config{
 		From:     p.Applied() + 1,
 		Subjects: []string{events.EventsPrefix + ">"},
 		Buffer:   16384,
@@ -45,10 +46,10 @@ func (p *Projection) FoldLog(ctx context.Context, stream jetstream.Stream, to ui
 	if err != nil {
 		return err
 	}
-	defer tail.Stop()
+	defer reader.Stop()
 	var batch []Record
 	for p.Applied() < to {
-		batch, err = tail.Next(ctx, batch, 4096)
+		batch, err = reader.Next(ctx, batch, 4096)
 		if err != nil {
 			return err
 		}
@@ -65,7 +66,7 @@ func (p *Projection) FoldLog(ctx context.Context, stream jetstream.Stream, to ui
 		if progress != nil {
 			progress(p.Applied())
 		}
-		if cut < len(batch) || tail.Last() == batch[len(batch)-1].Seq {
+		if cut < len(batch) || reader.Last() == batch[len(batch)-1].Seq {
 			break // past to, or nothing more in the log for now: the rest up to to was removed
 		}
 	}

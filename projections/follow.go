@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presence-engine/presence/events"
+	"github.com/presence-engine/presence/internal/tail"
 )
 
 // FollowerConfig configures a Follower.
@@ -20,7 +21,7 @@ type FollowerConfig struct {
 	Projection *Projection
 	// JetStream reaches the log. Required.
 	JetStream jetstream.JetStream
-	// Stream is the log's name. Zero means "PRESENCE".
+	// Stream is the log's name. Zero means events.LogStream.
 	Stream string
 	// Logger receives what the follower notices. Zero means slog.Default().
 	Logger *slog.Logger
@@ -37,10 +38,6 @@ type FollowerConfig struct {
 	// after RetryWait, for whoever was told to replace the store. Zero means
 	// the follower stops with the error.
 	OnCorrupt func(error)
-	// OnVisible, when set, is called with the view of each visible change once
-	// the projection has applied it, in log order, from the follower's
-	// goroutine: it must not block.
-	OnVisible func(View)
 }
 
 // Follower folds the log into a projection as the log grows: an ordered consumer
@@ -70,7 +67,7 @@ func NewFollower(cfg FollowerConfig) (*Follower, error) {
 		return nil, errors.New("projections: a follower needs a Projection and a JetStream")
 	}
 	if cfg.Stream == "" {
-		cfg.Stream = "PRESENCE"
+		cfg.Stream = events.LogStream
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -172,11 +169,11 @@ func (f *Follower) follow(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open log %q: %w", f.cfg.Stream, err)
 	}
-	tail, err := f.check(ctx, stream)
+	logLast, err := f.check(ctx, stream)
 	if err != nil {
 		return err
 	}
-	tailer, err := TailStream(ctx, stream, TailConfig{
+	tailer, err := tail.Start(ctx, stream, tail.Config{
 		From:            f.p.Applied() + 1,
 		Subjects:        []string{events.EventsPrefix + ">"},
 		Buffer:          4 * f.cfg.MaxBatch, // room to go on reading while a batch commits
@@ -188,9 +185,9 @@ func (f *Follower) follow(ctx context.Context) error {
 		return err
 	}
 	defer tailer.Stop()
-	f.tail.Store(max(tail, tailer.Last()))
+	f.tail.Store(max(logLast, tailer.Last()))
 
-	if f.p.Applied() >= tail {
+	if f.p.Applied() >= logLast {
 		f.setReady(true)
 	}
 	var batch []Record
@@ -199,17 +196,17 @@ func (f *Follower) follow(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if errors.Is(err, ErrConsumerLost) {
+		if errors.Is(err, tail.ErrConsumerLost) {
 			return fmt.Errorf("%w: %v", errRecheck, err)
 		}
 		if err != nil {
 			return err
 		}
-		if err := f.p.ApplyVisible(batch, f.cfg.OnVisible); err != nil {
+		if err := f.p.Apply(batch); err != nil {
 			return &applyError{err}
 		}
 		f.tail.Store(tailer.Last())
-		if f.p.Applied() >= tail {
+		if f.p.Applied() >= logLast {
 			f.setReady(true)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/presence-engine/presence/events"
+	"github.com/presence-engine/presence/internal/tail"
 )
 
 // Keys. Contact states live under stateKeyPrefix followed by the contact ID; the
@@ -30,10 +31,7 @@ const (
 
 // Record is one message of the log as the fold consumes it: its stream sequence
 // and its data, undecoded.
-type Record struct {
-	Seq  uint64
-	Data []byte
-}
+type Record = tail.Record
 
 // Checkpoint is how far the projection has folded the log: the sequence of the
 // last record applied and a checksum of that record's data, by which a restarted
@@ -273,13 +271,6 @@ func (p *Projection) WaitApplied(ctx context.Context, seq uint64) error {
 // stop the fold. An event of a newer schema version stops it instead (the error
 // wraps events.ErrUnsupportedVersion): it is a change this engine cannot read.
 func (p *Projection) Apply(records []Record) error {
-	return p.ApplyVisible(records, nil)
-}
-
-// ApplyVisible is Apply, and then, once the batch has committed, calls visible
-// (if not nil) with the view of each visible change the batch made, in log
-// order: what subscribers may be told of at once.
-func (p *Projection) ApplyVisible(records []Record, visible func(View)) error {
 	if len(records) == 0 {
 		return nil
 	}
@@ -296,7 +287,6 @@ func (p *Projection) ApplyVisible(records []Record, visible func(View)) error {
 	defer b.Close()
 	var (
 		touched   map[string]*State // states written in this batch, for hidden changes
-		views     []View            // visible changes of the batch
 		buf       []byte
 		folded    uint64
 		malformed uint64
@@ -327,9 +317,6 @@ func (p *Projection) ApplyVisible(records []Record, visible func(View)) error {
 			p.opts.OnEvent(r.Seq, e)
 		}
 		st.Fold(e, r.Seq)
-		if visible != nil && st.Visible.Seq == r.Seq {
-			views = append(views, st.Visible)
-		}
 		if touched == nil {
 			touched = make(map[string]*State)
 		}
@@ -366,9 +353,6 @@ func (p *Projection) ApplyVisible(records []Record, visible func(View)) error {
 		p.testHookAdvance()
 	}
 	p.advance(next)
-	for _, v := range views {
-		visible(v)
-	}
 	return nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/presence-engine/presence/audit"
+	"github.com/presence-engine/presence/client"
 	"github.com/presence-engine/presence/engine"
 	"github.com/presence-engine/presence/events"
 	"github.com/presence-engine/presence/projections"
@@ -72,15 +73,15 @@ func (f *clientFlags) log(name string) (*audit.Log, *nats.Conn, error) {
 	// told so at once.
 	ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
 	defer cancel()
-	if _, err := js.Stream(ctx, engine.LogStream); err != nil {
+	if _, err := js.Stream(ctx, events.LogStream); err != nil {
 		defer nc.Close()
 		if le := nc.LastError(); errors.Is(le, nats.ErrPermissionViolation) {
 			return nil, nil, fmt.Errorf("%w: the server refused to show this user the log %s (%v); the log is for auditors",
-				engine.ErrForbidden, engine.LogStream, le)
+				client.ErrForbidden, events.LogStream, le)
 		}
-		return nil, nil, fmt.Errorf("open the log %s at %s: %w", engine.LogStream, f.server, err)
+		return nil, nil, fmt.Errorf("open the log %s at %s: %w", events.LogStream, f.server, err)
 	}
-	return audit.NewLog(js, engine.LogStream), nc, nil
+	return audit.NewLog(js, events.LogStream), nc, nil
 }
 
 func newReplay() *cobra.Command {
@@ -209,9 +210,9 @@ func readAt(cmd *cobra.Command, f *clientFlags, contact string, at audit.Point, 
 	if err != nil {
 		return err
 	}
-	r := engine.Reply{Contact: contact, Name: st.Visible.Name, Status: st.Visible.Status, Seq: st.Visible.Seq}
+	r := client.Reply{Contact: contact, Name: st.Visible.Name, Status: st.Visible.Status, Seq: st.Visible.Seq}
 	if self {
-		r = engine.Reply{Contact: contact, Name: st.Name, Status: st.Status, Seq: st.Seq}
+		r = client.Reply{Contact: contact, Name: st.Name, Status: st.Status, Seq: st.Seq}
 	}
 	return printReply(cmd.OutOrStdout(), r, f.json)
 }
@@ -313,7 +314,7 @@ It prints what it checked and the projection's digest, and each difference
 			}
 			defer nc.Close()
 			bar := newProgressBar(cmd.ErrOrStderr(), "verify", !f.json)
-			r, err := c.Verify(cmd.Context(), bar.update)
+			r, err := engine.NewAdminClient(c).Verify(cmd.Context(), bar.update)
 			bar.done()
 			if err != nil {
 				return err
@@ -372,7 +373,7 @@ up. It prints the sequence the switch was made at and the new digest.`,
 			}
 			defer nc.Close()
 			bar := newProgressBar(cmd.ErrOrStderr(), "rebuild", !f.json)
-			r, err := c.Rebuild(cmd.Context(), bar.update)
+			r, err := engine.NewAdminClient(c).Rebuild(cmd.Context(), bar.update)
 			bar.done()
 			if err != nil {
 				return err

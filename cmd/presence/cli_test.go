@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/presence-engine/presence/client"
 	"github.com/presence-engine/presence/engine"
 	"github.com/presence-engine/presence/engine/natstest"
 	"github.com/presence-engine/presence/events"
@@ -52,9 +53,9 @@ func decodeJSON(t *testing.T, out string, v any, keys ...string) {
 var setKeys = []string{"contact", "status", "code", "previous", "seq", "changed"}
 var replyKeys = []string{"contact", "name", "status", "code", "seq"}
 
-func decodeSet(t *testing.T, out string) engine.SetResult {
+func decodeSet(t *testing.T, out string) client.SetResult {
 	t.Helper()
-	var r engine.SetResult
+	var r client.SetResult
 	decodeJSON(t, out, &r, setKeys...)
 	var code struct{ Code int }
 	json.Unmarshal([]byte(out), &code)
@@ -64,9 +65,9 @@ func decodeSet(t *testing.T, out string) engine.SetResult {
 	return r
 }
 
-func decodeReply(t *testing.T, out string) engine.Reply {
+func decodeReply(t *testing.T, out string) client.Reply {
 	t.Helper()
-	var r engine.Reply
+	var r client.Reply
 	decodeJSON(t, out, &r, replyKeys...)
 	var code struct{ Code int }
 	json.Unmarshal([]byte(out), &code)
@@ -102,13 +103,13 @@ func TestSet(t *testing.T) {
 	}
 
 	res := decodeSet(t, p("set", alice, "MISTATUS_AWAY", "--json"))
-	if want := (engine.SetResult{Contact: alice, Status: events.Away, Previous: events.Online, Seq: res.Seq, Changed: true}); res != want || res.Seq <= first {
+	if want := (client.SetResult{Contact: alice, Status: events.Away, Previous: events.Online, Seq: res.Seq, Changed: true}); res != want || res.Seq <= first {
 		t.Errorf("set away --json = %+v, want %+v with a seq after %d", res, want, first)
 	}
 	away := res.Seq
 
 	res = decodeSet(t, p("set", alice, "34", "--json")) // 0x22, away again
-	if want := (engine.SetResult{Contact: alice, Status: events.Away, Previous: events.Away, Seq: away}); res != want {
+	if want := (client.SetResult{Contact: alice, Status: events.Away, Previous: events.Away, Seq: away}); res != want {
 		t.Errorf("set 34 --json (no change) = %+v, want %+v", res, want)
 	}
 
@@ -123,7 +124,7 @@ func TestSet(t *testing.T) {
 	}
 
 	self := decodeReply(t, p("self", alice, "--json", "--min-seq", strconv.FormatUint(seqIn(t, out), 10)))
-	if want := (engine.Reply{Contact: alice, Name: "Alice", Status: events.Idle, Seq: seqIn(t, out)}); self != want {
+	if want := (client.Reply{Contact: alice, Name: "Alice", Status: events.Idle, Seq: seqIn(t, out)}); self != want {
 		t.Errorf("self after the sets = %+v, want %+v (the name given first is kept)", self, want)
 	}
 }
@@ -183,7 +184,7 @@ func TestStatusAndSelf(t *testing.T) {
 				t.Errorf("%s of a never-seen contact printed %q, want %q", cmd, out, want)
 			}
 			r := decodeReply(t, p(cmd, erin, "--json"))
-			if want := (engine.Reply{Contact: erin, Status: events.Unknown}); r != want {
+			if want := (client.Reply{Contact: erin, Status: events.Unknown}); r != want {
 				t.Errorf("%s --json of a never-seen contact = %+v, want %+v", cmd, r, want)
 			}
 		}
@@ -203,7 +204,7 @@ func TestStatusAndSelf(t *testing.T) {
 			t.Errorf("status of an invisible contact printed %q, want %q (offline, at the last visible change)", status, want)
 		}
 		statusJSON := p("status", carol, "--min-seq", minSeq, "--json")
-		if r := decodeReply(t, statusJSON); r != (engine.Reply{Contact: carol, Name: "Carol", Status: events.Offline, Seq: offline.Seq}) {
+		if r := decodeReply(t, statusJSON); r != (client.Reply{Contact: carol, Name: "Carol", Status: events.Offline, Seq: offline.Seq}) {
 			t.Errorf("status --json of an invisible contact = %+v, want offline at seq %d", r, offline.Seq)
 		}
 		for _, out := range []string{status, statusJSON} {
@@ -216,7 +217,7 @@ func TestStatusAndSelf(t *testing.T) {
 		if want := fmt.Sprintf("Carol <%s>: invisible (0x0006, seq %d)\n", carol, invisible.Seq); self != want {
 			t.Errorf("self of an invisible contact printed %q, want %q", self, want)
 		}
-		if r := decodeReply(t, p("self", carol, "--min-seq", minSeq, "--json")); r != (engine.Reply{Contact: carol, Name: "Carol", Status: events.Invisible, Seq: invisible.Seq}) {
+		if r := decodeReply(t, p("self", carol, "--min-seq", minSeq, "--json")); r != (client.Reply{Contact: carol, Name: "Carol", Status: events.Invisible, Seq: invisible.Seq}) {
 			t.Errorf("self --json of an invisible contact = %+v, want invisible at seq %d", r, invisible.Seq)
 		}
 	})
@@ -224,10 +225,10 @@ func TestStatusAndSelf(t *testing.T) {
 	t.Run("unknown to invisible reads as unknown to offline", func(t *testing.T) {
 		res := decodeSet(t, p("set", dave, "invisible", "--json"))
 		minSeq := strconv.FormatUint(res.Seq, 10)
-		if r := decodeReply(t, p("status", dave, "--min-seq", minSeq, "--json")); r != (engine.Reply{Contact: dave, Status: events.Offline, Seq: res.Seq}) {
+		if r := decodeReply(t, p("status", dave, "--min-seq", minSeq, "--json")); r != (client.Reply{Contact: dave, Status: events.Offline, Seq: res.Seq}) {
 			t.Errorf("status of a contact that went invisible first = %+v, want offline at seq %d", r, res.Seq)
 		}
-		if r := decodeReply(t, p("self", dave, "--min-seq", minSeq, "--json")); r != (engine.Reply{Contact: dave, Status: events.Invisible, Seq: res.Seq}) {
+		if r := decodeReply(t, p("self", dave, "--min-seq", minSeq, "--json")); r != (client.Reply{Contact: dave, Status: events.Invisible, Seq: res.Seq}) {
 			t.Errorf("self of a contact that went invisible first = %+v, want invisible at seq %d", r, res.Seq)
 		}
 	})
@@ -374,7 +375,7 @@ func TestNoEngine(t *testing.T) {
 		{[]string{"set", "sip:alice@contoso.com", "away"}, "no presence service answers"},
 		{[]string{"status", "sip:alice@contoso.com"}, "no presence service answers"},
 		{[]string{"self", "sip:alice@contoso.com"}, "no presence service answers"},
-		{[]string{"watch"}, engine.FeedStream},
+		{[]string{"watch"}, events.FeedStream},
 	} {
 		t.Run(tt.args[0], func(t *testing.T) {
 			r := presence(t, append(tt.args, "--server", srv.ClientURL(), "--timeout", "2s")...)

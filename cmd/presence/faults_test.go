@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/presence-engine/presence/client"
 	"github.com/presence-engine/presence/engine"
 	"github.com/presence-engine/presence/engine/natstest"
 	"github.com/presence-engine/presence/events"
@@ -156,9 +157,9 @@ type subscription struct {
 	stale []string
 }
 
-// startDurable runs an engine.Subscriber with a durable consumer named name
+// startDurable runs an client.Subscriber with a durable consumer named name
 // (an ephemeral one if name is empty), from the feed's start, over a
-// connection to url that reconnects forever, reading through an engine.Client.
+// connection to url that reconnects forever, reading through an client.Client.
 // With read, its handler reads the current status of each change (failing
 // while the engine is away, which hands the change over again), and notes a
 // read older than the change.
@@ -170,14 +171,14 @@ func startDurable(t *testing.T, url, name string, contacts []string, batch int, 
 		t.Fatalf("connect to %s: %v", url, err)
 	}
 	t.Cleanup(nc.Close)
-	reader := engine.NewClient(nc)
+	reader := client.New(nc)
 	reader.Timeout = time.Second
 	d := &subscription{name: name, contacts: contacts, logs: newSyncBuffer()}
 	if name == "" {
 		d.name = "(ephemeral)"
 	}
-	sub, err := engine.NewSubscriber(engine.SubscriberConfig{
-		Conn: nc, Reader: reader, Durable: name, Start: engine.StartAll(), Contacts: contacts, Batch: batch,
+	sub, err := client.NewSubscriber(client.SubscriberConfig{
+		Conn: nc, Reader: reader, Durable: name, Start: client.StartAll(), Contacts: contacts, Batch: batch,
 		Logger: slog.New(slog.NewJSONHandler(d.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
@@ -191,7 +192,7 @@ func startDurable(t *testing.T, url, name string, contacts []string, batch int, 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- sub.Run(ctx, func(ctx context.Context, ch engine.Change) error {
+		done <- sub.Run(ctx, func(ctx context.Context, ch client.Change) error {
 			if read {
 				cur, err := ch.Current(ctx)
 				if err != nil {
@@ -305,7 +306,7 @@ func startWatchProc(t *testing.T, bin, url, name string) *subscription {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		_, err := js.Consumer(ctx, engine.FeedStream, name)
+		_, err := js.Consumer(ctx, events.FeedStream, name)
 		return err == nil
 	})
 	return d
@@ -331,7 +332,7 @@ func checkSubscribers(t *testing.T, url string, subs []*subscription) {
 		t.Fatal(err)
 	}
 	var feed []events.Change
-	for _, r := range readStream(t, js, engine.FeedStream) {
+	for _, r := range readStream(t, js, events.FeedStream) {
 		c, err := events.DecodeChange(r.data)
 		if err != nil {
 			t.Fatalf("feed seq %d: %v", r.seq, err)
@@ -437,7 +438,7 @@ func checkConsumersSettled(t *testing.T, url string, subs []*subscription) {
 		if d.name == "(ephemeral)" {
 			continue
 		}
-		cons, err := js.Consumer(ctx, engine.FeedStream, d.name)
+		cons, err := js.Consumer(ctx, events.FeedStream, d.name)
 		if err != nil {
 			t.Fatalf("consumer %s: %v", d.name, err)
 		}
@@ -493,7 +494,7 @@ func logLastSeq(t *testing.T, url string) uint64 {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := js.Stream(ctx, engine.LogStream)
+	s, err := js.Stream(ctx, events.LogStream)
 	if err != nil {
 		t.Fatalf("the log: %v", err)
 	}

@@ -17,7 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.uber.org/goleak"
 
-	"github.com/presence-engine/presence/engine"
+	"github.com/presence-engine/presence/client"
 )
 
 // binDir holds the presence binary that the process tests build on first use.
@@ -245,13 +245,13 @@ func waitServing(t testing.TB, url string, opts ...nats.Option) {
 		t.Fatalf("connect to %s: %v", url, err)
 	}
 	defer nc.Close()
-	c := engine.NewClient(nc)
+	c := client.New(nc)
 	var last error
 	waitUntil(t, 30*time.Second, "the presence service to answer", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		_, last = c.Status(ctx, "probe:ready", 0)
-		if last != nil && !errors.Is(last, engine.ErrUnavailable) {
+		if last != nil && !errors.Is(last, client.ErrUnavailable) {
 			t.Fatalf("status request while waiting for the service: %v", last)
 		}
 		return last == nil

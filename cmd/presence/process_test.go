@@ -22,7 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/presence-engine/presence/engine"
+	"github.com/presence-engine/presence/client"
 	"github.com/presence-engine/presence/engine/natstest"
 	"github.com/presence-engine/presence/events"
 )
@@ -157,9 +157,9 @@ var (
 )
 
 // newClients opens n connections to url that reconnect to it forever, quickly.
-func newClients(t *testing.T, url string, n int) []*engine.Client {
+func newClients(t *testing.T, url string, n int) []*client.Client {
 	t.Helper()
-	var cs []*engine.Client
+	var cs []*client.Client
 	for range n {
 		nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond),
 			nats.ReconnectJitter(10*time.Millisecond, 10*time.Millisecond))
@@ -167,7 +167,7 @@ func newClients(t *testing.T, url string, n int) []*engine.Client {
 			t.Fatalf("connect to %s: %v", url, err)
 		}
 		t.Cleanup(nc.Close)
-		c := engine.NewClient(nc)
+		c := client.New(nc)
 		c.Timeout = time.Second
 		cs = append(cs, c)
 	}
@@ -176,8 +176,8 @@ func newClients(t *testing.T, url string, n int) []*engine.Client {
 
 // acked is a set the service acknowledged.
 type acked struct {
-	req engine.SetRequest
-	res engine.SetResult
+	req client.SetRequest
+	res client.SetResult
 }
 
 // load sets random statuses of c0..c19 from several goroutines, keeping every
@@ -194,7 +194,7 @@ type load struct {
 	unexpected []error
 }
 
-func startLoad(t *testing.T, clients []*engine.Client, workers int, seed uint64, tag string) *load {
+func startLoad(t *testing.T, clients []*client.Client, workers int, seed uint64, tag string) *load {
 	// Requests are never cancelled: one cancelled in flight may still be
 	// appended after the load has stopped, and the log would move under the
 	// checks.
@@ -207,19 +207,19 @@ func startLoad(t *testing.T, clients []*engine.Client, workers int, seed uint64,
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			var retry *engine.SetRequest
+			var retry *client.SetRequest
 			for i := 0; ; i++ {
 				select {
 				case <-l.quit:
 					return
 				default:
 				}
-				var req engine.SetRequest
+				var req client.SetRequest
 				if retry != nil {
 					req = *retry
 				} else {
 					k := rng.IntN(len(loadContacts))
-					req = engine.SetRequest{Contact: loadContacts[k], Status: loadStatuses[rng.IntN(len(loadStatuses))]}
+					req = client.SetRequest{Contact: loadContacts[k], Status: loadStatuses[rng.IntN(len(loadStatuses))]}
 					if req.Status == events.Idle {
 						req.Cause = events.CauseEndpoint
 					}
@@ -236,7 +236,7 @@ func startLoad(t *testing.T, clients []*engine.Client, workers int, seed uint64,
 						return
 					}
 					l.fails.Add(1)
-					if !errors.Is(err, engine.ErrUnavailable) {
+					if !errors.Is(err, client.ErrUnavailable) {
 						l.mu.Lock()
 						l.unexpected = append(l.unexpected, fmt.Errorf("set %+v: %w", req, err))
 						l.mu.Unlock()
@@ -323,7 +323,7 @@ func verifyEngine(t *testing.T, url string, acks []acked) {
 	}
 
 	// The log: every sequence from 1, each an event.
-	logRecs := readStream(t, js, engine.LogStream)
+	logRecs := readStream(t, js, events.LogStream)
 	bySeq := make(map[uint64]events.Event, len(logRecs))
 	var lastSeq uint64
 	for i, r := range logRecs {
@@ -390,15 +390,15 @@ func verifyEngine(t *testing.T, url string, acks []acked) {
 	}
 
 	// The projection, read at least as new as the whole log, is the fold.
-	client := engine.NewClient(nc)
-	read := func(what string, f func(context.Context) (engine.Reply, error)) engine.Reply {
-		var r engine.Reply
+	svc := client.New(nc)
+	read := func(what string, f func(context.Context) (client.Reply, error)) client.Reply {
+		var r client.Reply
 		var err error
 		waitUntil(t, 20*time.Second, what+" to answer", func() bool {
 			rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
 			defer rcancel()
 			r, err = f(rctx)
-			if err != nil && !errors.Is(err, engine.ErrUnavailable) {
+			if err != nil && !errors.Is(err, client.ErrUnavailable) {
 				t.Fatalf("%s: %v", what, err)
 			}
 			return err == nil
@@ -410,12 +410,12 @@ func verifyEngine(t *testing.T, url string, acks []acked) {
 		if want == nil {
 			want = &folded{status: events.Unknown, visible: events.Unknown}
 		}
-		self := read("self "+c, func(ctx context.Context) (engine.Reply, error) { return client.Self(ctx, c, lastSeq) })
-		if w := (engine.Reply{Contact: c, Name: want.name, Status: want.status, Seq: want.seq}); self != w {
+		self := read("self "+c, func(ctx context.Context) (client.Reply, error) { return svc.Self(ctx, c, lastSeq) })
+		if w := (client.Reply{Contact: c, Name: want.name, Status: want.status, Seq: want.seq}); self != w {
 			t.Errorf("self %s = %+v, want %+v (the fold of the log up to seq %d)", c, self, w, lastSeq)
 		}
-		status := read("status "+c, func(ctx context.Context) (engine.Reply, error) { return client.Status(ctx, c, lastSeq) })
-		if w := (engine.Reply{Contact: c, Name: want.visibleName, Status: want.visible, Seq: want.visibleSeq}); status != w {
+		status := read("status "+c, func(ctx context.Context) (client.Reply, error) { return svc.Status(ctx, c, lastSeq) })
+		if w := (client.Reply{Contact: c, Name: want.visibleName, Status: want.visible, Seq: want.visibleSeq}); status != w {
 			t.Errorf("status %s = %+v, want %+v (the fold of the log up to seq %d)", c, status, w, lastSeq)
 		}
 	}
@@ -425,7 +425,7 @@ func verifyEngine(t *testing.T, url string, acks []acked) {
 		t.Fatal("the log holds no visible change")
 	}
 	lastVisible := visibleSeqs[len(visibleSeqs)-1]
-	feed, err := js.Stream(ctx, engine.FeedStream)
+	feed, err := js.Stream(ctx, events.FeedStream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -453,7 +453,7 @@ func verifyEngine(t *testing.T, url string, acks []acked) {
 		t.Errorf("the feed's last entry is of log seq %d; the log's last visible change is at seq %d", feedLast, lastVisible)
 	}
 	var feedSeqs []uint64
-	for _, r := range readStream(t, js, engine.FeedStream) {
+	for _, r := range readStream(t, js, events.FeedStream) {
 		c, err := events.DecodeChange(r.data)
 		if err != nil {
 			t.Fatalf("feed seq %d: %v", r.seq, err)
@@ -527,7 +527,7 @@ func TestProcessRetryAfterRestart(t *testing.T) {
 	c := newClients(t, srv.url, 1)[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	set := func(req engine.SetRequest) engine.SetResult {
+	set := func(req client.SetRequest) client.SetResult {
 		t.Helper()
 		res, err := c.Set(ctx, req)
 		if err != nil {
@@ -538,18 +538,18 @@ func TestProcessRetryAfterRestart(t *testing.T) {
 
 	const same, other = "sip:same@contoso.com", "sip:other@contoso.com"
 	// same: online by request r-1, then away and online again without one.
-	firstSame := set(engine.SetRequest{Contact: same, Status: events.Online, RequestID: "r-1"})
-	set(engine.SetRequest{Contact: same, Status: events.Away})
-	lastSame := set(engine.SetRequest{Contact: same, Status: events.Online})
+	firstSame := set(client.SetRequest{Contact: same, Status: events.Online, RequestID: "r-1"})
+	set(client.SetRequest{Contact: same, Status: events.Away})
+	lastSame := set(client.SetRequest{Contact: same, Status: events.Online})
 	// other: online by request r-1, then away.
-	firstOther := set(engine.SetRequest{Contact: other, Status: events.Online, RequestID: "r-1"})
-	lastOther := set(engine.SetRequest{Contact: other, Status: events.Away})
+	firstOther := set(client.SetRequest{Contact: other, Status: events.Online, RequestID: "r-1"})
+	lastOther := set(client.SetRequest{Contact: other, Status: events.Away})
 
 	for _, cs := range []struct {
 		contact     string
-		first, last engine.SetResult
+		first, last client.SetResult
 	}{{same, firstSame, lastSame}, {other, firstOther, lastOther}} {
-		if got := set(engine.SetRequest{Contact: cs.contact, Status: events.Online, RequestID: "r-1"}); got != cs.first {
+		if got := set(client.SetRequest{Contact: cs.contact, Status: events.Online, RequestID: "r-1"}); got != cs.first {
 			t.Errorf("%s: retry before the restart answered %+v, want the first answer %+v", cs.contact, got, cs.first)
 		}
 	}
@@ -561,18 +561,18 @@ func TestProcessRetryAfterRestart(t *testing.T) {
 
 	for _, cs := range []struct {
 		contact     string
-		first, last engine.SetResult
+		first, last client.SetResult
 	}{{same, firstSame, lastSame}, {other, firstOther, lastOther}} {
 		t.Run(cs.contact, func(t *testing.T) {
 			// The client may still be reconnecting: it says so, having sent
 			// nothing, and a careful client retries.
 			var (
-				got engine.SetResult
+				got client.SetResult
 				err error
 			)
 			waitUntil(t, 20*time.Second, "the client to reconnect", func() bool {
-				got, err = c.Set(ctx, engine.SetRequest{Contact: cs.contact, Status: events.Online, RequestID: "r-1"})
-				return !errors.Is(err, engine.ErrUnavailable)
+				got, err = c.Set(ctx, client.SetRequest{Contact: cs.contact, Status: events.Online, RequestID: "r-1"})
+				return !errors.Is(err, client.ErrUnavailable)
 			})
 			if err != nil {
 				t.Fatalf("retry after the restart: %v", err)

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/presence-engine/presence/audit"
+	"github.com/presence-engine/presence/client"
 	"github.com/presence-engine/presence/engine"
 )
 
@@ -33,7 +34,7 @@ func exitCode(err error, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "presence: %s\n", strings.ReplaceAll(err.Error(), "\n", " "))
 	var u usageError
-	if errors.As(err, &u) || errors.Is(err, engine.ErrBadRequest) || errors.Is(err, audit.ErrBadQuery) {
+	if errors.As(err, &u) || errors.Is(err, client.ErrBadRequest) || errors.Is(err, audit.ErrBadQuery) {
 		return 2
 	}
 	return 1
@@ -128,7 +129,7 @@ func (f *clientFlags) connect(name string) (*nats.Conn, error) {
 	}
 	if user != "" {
 		// Each user may receive only on its own inboxes.
-		opts = append(opts, nats.CustomInboxPrefix(engine.InboxPrefix(user)))
+		opts = append(opts, nats.CustomInboxPrefix(client.InboxPrefix(user)))
 	}
 	if f.tlsCA != "" {
 		opts = append(opts, nats.RootCAs(f.tlsCA))
@@ -140,12 +141,12 @@ func (f *clientFlags) connect(name string) (*nats.Conn, error) {
 	return nc, nil
 }
 
-func (f *clientFlags) client(name string) (*engine.Client, *nats.Conn, error) {
+func (f *clientFlags) client(name string) (*client.Client, *nats.Conn, error) {
 	nc, err := f.connect(name)
 	if err != nil {
 		return nil, nil, err
 	}
-	c := engine.NewClient(nc)
+	c := client.New(nc)
 	c.Timeout = f.timeout
 	return c, nc, nil
 }

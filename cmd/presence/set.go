@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/presence-engine/presence/engine"
+	"github.com/presence-engine/presence/client"
 	"github.com/presence-engine/presence/events"
 )
 
@@ -44,7 +44,7 @@ Statuses: ` + statusList(),
 			if err := status.Settable(c); err != nil {
 				return usageError{err}
 			}
-			req := engine.SetRequest{Contact: args[0], Status: status, Name: name, RequestID: requestID, Cause: c}
+			req := client.SetRequest{Contact: args[0], Status: status, Name: name, RequestID: requestID, Cause: c}
 			if cmd.Flags().Changed("expect-seq") {
 				if expectSeq < 0 {
 					return usageError{fmt.Errorf("--expect-seq %d: want a log sequence, 0 or more", expectSeq)}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/presence-engine/presence/client"
 	"github.com/presence-engine/presence/engine"
 	"github.com/presence-engine/presence/events"
 )
@@ -69,7 +70,7 @@ func newRead(name, short, long string, self bool) *cobra.Command {
 					return err
 				}
 				defer nc.Close()
-				d, err := c.Digest(cmd.Context())
+				d, err := engine.NewAdminClient(c).Digest(cmd.Context())
 				if err != nil {
 					return err
 				}
@@ -109,7 +110,7 @@ func newRead(name, short, long string, self bool) *cobra.Command {
 	return cmd
 }
 
-func printReply(out io.Writer, r engine.Reply, asJSON bool) error {
+func printReply(out io.Writer, r client.Reply, asJSON bool) error {
 	if asJSON {
 		return json.NewEncoder(out).Encode(r)
 	}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/presence-engine/presence/engine"
+	"github.com/presence-engine/presence/client"
 	"github.com/presence-engine/presence/events"
 )
 
@@ -35,23 +35,23 @@ with the same name resumes where this one stopped.`,
   presence watch sip:alice@contoso.com --since 1h
   presence watch --json --durable audit-mirror`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			start := engine.StartNew()
+			start := client.StartNew()
 			set := 0
 			if all {
-				start, set = engine.StartAll(), set+1
+				start, set = client.StartAll(), set+1
 			}
 			if cmd.Flags().Changed("from-seq") {
 				if fromSeq < 1 {
 					return usageError{fmt.Errorf("--from-seq %d: want a log sequence, 1 or more", fromSeq)}
 				}
-				start, set = engine.StartAtSeq(uint64(fromSeq)), set+1
+				start, set = client.StartAtSeq(uint64(fromSeq)), set+1
 			}
 			if cmd.Flags().Changed("since") {
 				t, err := parseTime("--since", since, time.Now())
 				if err != nil {
 					return err
 				}
-				start, set = engine.StartAtTime(t), set+1
+				start, set = client.StartAtTime(t), set+1
 			}
 			if set > 1 {
 				return usageError{fmt.Errorf("--all, --from-seq and --since choose where to start: give one")}
@@ -61,14 +61,14 @@ with the same name resumes where this one stopped.`,
 				return err
 			}
 			defer nc.Close()
-			sub, err := engine.NewSubscriber(engine.SubscriberConfig{
+			sub, err := client.NewSubscriber(client.SubscriberConfig{
 				Conn: nc, Reader: c, Durable: durable, Start: start, Contacts: args,
 			})
 			if err != nil {
 				return usageError{err}
 			}
 			out := cmd.OutOrStdout()
-			return sub.Run(cmd.Context(), func(ctx context.Context, ch engine.Change) error {
+			return sub.Run(cmd.Context(), func(ctx context.Context, ch client.Change) error {
 				cur, err := ch.Current(ctx)
 				if err != nil {
 					return err
@@ -97,7 +97,7 @@ type changeJSON struct {
 
 // printChange prints one change in the spirit of OnContactStatusChange's example:
 // the friendly name, the old status and the new one read now.
-func printChange(out io.Writer, ch engine.Change, cur engine.Reply, asJSON bool) error {
+func printChange(out io.Writer, ch client.Change, cur client.Reply, asJSON bool) error {
 	if asJSON {
 		return json.NewEncoder(out).Encode(changeJSON{Contact: ch.Contact, Name: cur.Name, Previous: ch.Previous,
 			Status: cur.Status, Code: cur.Status.Code(), Seq: ch.Seq, At: ch.At})

@@ -15,7 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/presence-engine/presence/engine"
+	"github.com/presence-engine/presence/client"
 	"github.com/presence-engine/presence/events"
 )
 
@@ -112,7 +112,7 @@ func feedConsumers(t *testing.T, js jetstream.JetStream) int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	s, err := js.Stream(ctx, engine.FeedStream)
+	s, err := js.Stream(ctx, events.FeedStream)
 	if err != nil {
 		t.Fatalf("open the feed: %v", err)
 	}
@@ -354,7 +354,7 @@ func TestWatchDurable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	client := engine.NewClient(nc)
+	svc := client.New(nc)
 	const durable = "audit-mirror"
 	args := []string{"--json", "--durable", durable, "--server", s.url}
 
@@ -362,7 +362,7 @@ func TestWatchDurable(t *testing.T) {
 	waitUntil(t, 10*time.Second, "the durable consumer", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		st, err := js.Stream(ctx, engine.FeedStream)
+		st, err := js.Stream(ctx, events.FeedStream)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -378,7 +378,7 @@ func TestWatchDurable(t *testing.T) {
 	var (
 		mu       sync.Mutex
 		expected []uint64 // log sequences of visible changes, in order
-		changes  []engine.SetResult
+		changes  []client.SetResult
 		sets     atomic.Int64
 		stopAt   atomic.Int64 // 0: no limit yet
 		writerOK = make(chan error, 1)
@@ -394,7 +394,7 @@ func TestWatchDurable(t *testing.T) {
 				return
 			}
 			contact := fmt.Sprintf("sip:d%d@contoso.com", i%4)
-			res, err := client.Set(ctx, engine.SetRequest{Contact: contact, Status: cycle[(i/4)%len(cycle)]})
+			res, err := svc.Set(ctx, client.SetRequest{Contact: contact, Status: cycle[(i/4)%len(cycle)]})
 			if err != nil {
 				writerOK <- fmt.Errorf("set %d: %w", i, err)
 				return
@@ -460,7 +460,7 @@ func TestWatchDurable(t *testing.T) {
 	// Each line: the previous visible status, and a status read no older than
 	// the change.
 	mu.Lock()
-	bySeq := map[uint64]engine.SetResult{}
+	bySeq := map[uint64]client.SetResult{}
 	for _, c := range changes {
 		bySeq[c.Seq] = c
 	}

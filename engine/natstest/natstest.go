@@ -1,6 +1,8 @@
 // Package natstest starts real nats-servers for tests: in-process, JetStream
 // enabled, on a random loopback port, with their data in the test's temp
-// directory. Nothing is mocked.
+// directory. Nothing is mocked. It also holds what every test of a real
+// server needs: a context bound to the test, a logger, a wait for a condition,
+// and a proxy that cuts connections.
 package natstest
 
 import (
@@ -90,8 +92,12 @@ func JetStream(t testing.TB, s *server.Server) (*nats.Conn, jetstream.JetStream)
 
 // StartCluster starts n servers forming one JetStream cluster on loopback, and
 // waits until it has a meta leader. They are shut down when the test ends.
+// With -short it skips the test instead.
 func StartCluster(t testing.TB, n int) []*server.Server {
 	t.Helper()
+	if testing.Short() {
+		t.Skipf("-short: starts a cluster of %d servers", n)
+	}
 	ports := make([]int, n)
 	for i := range ports {
 		ports[i] = freePort(t)

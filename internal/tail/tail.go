@@ -1,4 +1,8 @@
-package projections
+// Package tail reads a JetStream stream in order, as the fold, the feed and the
+// subscribers do: an ordered consumer whose records are handed over on a
+// channel, that fails rather than read on when the stream is deleted, created
+// again or restored from an older copy under it.
+package tail
 
 import (
 	"bytes"
@@ -13,6 +17,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/presence-engine/presence/internal/retry"
 )
 
 // ErrConsumerLost: the consumer of a Tail was deleted under it, as happens when
@@ -20,10 +26,10 @@ import (
 // (after a reconnection, say) on a stream created again meanwhile, which it
 // would go on reading from the same sequence as if it were the one before. The
 // reader must look at the stream again before going on.
-var ErrConsumerLost = errors.New("projections: the stream's consumer was lost (was the stream deleted or recreated?)")
+var ErrConsumerLost = errors.New("tail: the stream's consumer was lost (was the stream deleted or recreated?)")
 
-// TailConfig configures a Tail.
-type TailConfig struct {
+// Config configures a Tail.
+type Config struct {
 	// From is the first stream sequence delivered. Zero means the first.
 	From uint64
 	// Since, when set (and From is not), starts at the first message the stream
@@ -69,7 +75,7 @@ type Tail struct {
 	pending   uint64                 // messages to deliver when the consumer was created
 	consumer  atomic.Pointer[string] // the name of the consumer read
 	stream    jetstream.Stream
-	conn      *nats.Conn // TailConfig.Conn
+	conn      *nats.Conn // Config.Conn
 	created   time.Time  // when the stream read was created
 	// live lasts until Stop: the Tail's own looks at the stream use it,
 	// whatever becomes of the context it was started with.
@@ -88,8 +94,15 @@ func ConsumerGone(err error) bool {
 		errors.Is(err, jetstream.ErrStreamNotFound)
 }
 
-// TailStream starts reading stream; ctx bounds only the start. Stop ends it.
-func TailStream(ctx context.Context, stream jetstream.Stream, cfg TailConfig) (*Tail, error) {
+// Record is one message of a stream as a Tail hands it over: its stream
+// sequence and its data.
+type Record struct {
+	Seq  uint64
+	Data []byte
+}
+
+// Start starts reading stream; ctx bounds only the start. Stop ends it.
+func Start(ctx context.Context, stream jetstream.Stream, cfg Config) (*Tail, error) {
 	if cfg.Buffer <= 0 {
 		cfg.Buffer = 4096
 	}
@@ -190,10 +203,13 @@ func TailStream(ctx context.Context, stream jetstream.Stream, cfg TailConfig) (*
 	return t, nil
 }
 
-// errStreamChanged: the stream read is not the one the Tail began with.
-var errStreamChanged = errors.New("the stream changed under the consumer")
+// ErrStreamChanged: the stream read is not the one the Tail began with: it was
+// created again, or ends before the last record delivered, or holds another
+// record there. A Tail that fails for it has ErrConsumerLost and it in its
+// Err.
+var ErrStreamChanged = errors.New("tail: the stream changed under the consumer")
 
-// check looks at the stream again: an error wrapping errStreamChanged if it
+// check looks at the stream again: an error wrapping ErrStreamChanged if it
 // was created again, or ends before the last record delivered (restored from
 // an older copy, or created again shorter), or, with compare, holds another
 // record at its sequence (restored from an older copy and grown since);
@@ -207,7 +223,7 @@ func (t *Tail) check(compare bool) error {
 		return fmt.Errorf("look at the stream again: %w", err)
 	}
 	if !info.Created.Equal(t.created) {
-		return fmt.Errorf("%w: it was created again (at %s, not %s)", errStreamChanged,
+		return fmt.Errorf("%w: it was created again (at %s, not %s)", ErrStreamChanged,
 			info.Created.Format(time.RFC3339Nano), t.created.Format(time.RFC3339Nano))
 	}
 	delivered := t.delivered.Load()
@@ -226,7 +242,7 @@ func (t *Tail) check(compare bool) error {
 	switch {
 	case (errors.Is(err, jetstream.ErrMsgNotFound) || refused) && info.State.LastSeq < delivered:
 		// Refused the get, the stream's word is all there is.
-		return fmt.Errorf("%w: it ends at seq %d, before seq %d, delivered", errStreamChanged, info.State.LastSeq, delivered)
+		return fmt.Errorf("%w: it ends at seq %d, before seq %d, delivered", ErrStreamChanged, info.State.LastSeq, delivered)
 	case errors.Is(err, jetstream.ErrMsgNotFound), refused:
 		// Removed since, by the stream's limits or a delete; or a reader
 		// that may not get messages of the stream: nothing to compare.
@@ -234,7 +250,7 @@ func (t *Tail) check(compare bool) error {
 	case err != nil:
 		return fmt.Errorf("look at the stream again: %w", err)
 	case last != nil && !bytes.Equal(msg.Data, last):
-		return fmt.Errorf("%w: it holds another record at seq %d than the one delivered", errStreamChanged, delivered)
+		return fmt.Errorf("%w: it holds another record at seq %d than the one delivered", ErrStreamChanged, delivered)
 	}
 	return nil
 }
@@ -243,19 +259,18 @@ func (t *Tail) check(compare bool) error {
 // changed (compare as for check). It reports whether the Tail goes on: not if it
 // changed, nor once the Tail was stopped.
 func (t *Tail) checkUntilKnown(why string, compare bool) bool {
-	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+	pause := retry.Backoff{First: 50 * time.Millisecond, Max: time.Second}
+	for {
 		err := t.check(compare)
 		if err == nil {
 			return true
 		}
-		if errors.Is(err, errStreamChanged) {
+		if errors.Is(err, ErrStreamChanged) {
 			t.lost(fmt.Errorf("%s: %w", why, err))
 			return false
 		}
-		select {
-		case <-t.live.Done():
+		if !pause.Wait(t.live) {
 			return false
-		case <-time.After(wait):
 		}
 	}
 }
@@ -290,7 +305,7 @@ func (t *Tail) watch(interval time.Duration, conn *nats.Conn) {
 		}
 		err := t.check(false)
 		switch {
-		case errors.Is(err, errStreamChanged):
+		case errors.Is(err, ErrStreamChanged):
 			t.lost(fmt.Errorf("%s: %w", why, err))
 			return
 		case err == nil:
@@ -320,7 +335,7 @@ func (t *Tail) Pending() uint64 { return t.pending }
 // lost records the loss of the consumer, once.
 func (t *Tail) lost(err error) {
 	t.failOnce.Do(func() {
-		t.failErr = fmt.Errorf("%w: %v", ErrConsumerLost, err)
+		t.failErr = fmt.Errorf("%w: %w", ErrConsumerLost, err)
 		close(t.failed)
 	})
 }
@@ -352,7 +367,7 @@ func (t *Tail) Stop() {
 		t.cc.Stop()
 		t.watching.Wait()
 		if name := t.consumer.Load(); name != nil {
-			DropConsumer(t.stream, *name, t.conn)
+			Drop(t.stream, *name, t.conn)
 		}
 	})
 }
@@ -378,12 +393,12 @@ func GetRefused(conn *nats.Conn, stream string) bool {
 	return false
 }
 
-// DropConsumer deletes the consumer name of stream, once its reader has
+// Drop deletes the consumer name of stream, once its reader has
 // stopped, within a second, and not at all while conn (when given) is cut off:
 // the library leaves an ordered consumer on the server until its inactive
 // threshold (5 minutes) has passed, where operators listing consumers see it.
 // Failing is harmless: the server drops it after that threshold.
-func DropConsumer(stream jetstream.Stream, name string, conn *nats.Conn) {
+func Drop(stream jetstream.Stream, name string, conn *nats.Conn) {
 	if conn != nil && !conn.IsConnected() {
 		return
 	}

@@ -1,4 +1,4 @@
-package engine
+package client
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presence-engine/presence/events"
-	"github.com/presence-engine/presence/projections"
+	"github.com/presence-engine/presence/internal/tail"
 )
 
 // Change is one visible change handed to a subscriber: the contact and its
@@ -40,8 +40,7 @@ type lookup interface {
 }
 
 // lookupBatch reads the status of every contact of a batch of changes at once,
-// on the first Current of the batch, at least as new as its last change (or,
-// with a LiveReader, each at least as new as its own change).
+// on the first Current of the batch, at least as new as its last change.
 type lookupBatch struct {
 	reader   BatchReader
 	contacts []string
@@ -87,17 +86,7 @@ func (b *lookupBatch) current(ctx context.Context, c *Change) (Reply, error) {
 
 // load reads the whole batch; it runs once.
 func (b *lookupBatch) load(ctx context.Context) {
-	var replies []Reply
-	var err error
-	if live, ok := b.reader.(*LiveReader); ok {
-		wants := make([]want, len(b.contacts))
-		for i, c := range b.contacts {
-			wants[i] = want{contact: c, minSeq: b.seqs[i]}
-		}
-		replies, err = live.statusesEach(ctx, wants)
-	} else {
-		replies, err = b.reader.Statuses(ctx, b.contacts, b.minSeq)
-	}
+	replies, err := b.reader.Statuses(ctx, b.contacts, b.minSeq)
 	if err != nil {
 		b.err = err
 		return
@@ -113,7 +102,7 @@ func (b *lookupBatch) load(ctx context.Context) {
 // change, never older.
 func (c Change) Current(ctx context.Context) (Reply, error) {
 	if c.reader == nil {
-		return Reply{}, errors.New("engine: change has no reader")
+		return Reply{}, errors.New("client: change has no reader")
 	}
 	if c.memo != nil {
 		return c.memo.current(ctx, &c)
@@ -183,7 +172,7 @@ type SubscriberConfig struct {
 	// handler failed; it doubles up to 30s. Zero means 100ms.
 	RetryWait time.Duration
 	// LiveCheck applies to an ephemeral subscription to every contact: it is
-	// handed new changes as the engine repeats them on core NATS (LivePrefix),
+	// handed new changes as the engine repeats them on core NATS (events.LivePrefix),
 	// with no JetStream consumer while it keeps up, and reads the feed to
 	// catch up from where it starts, over a gap, and when it has been handed
 	// nothing for LiveCheck while the feed holds more. Zero means 1s; negative
@@ -215,14 +204,14 @@ type Subscriber struct {
 	// before it means that the feed went back.
 	handed   uint64
 	catchUps atomic.Uint64
-	// dropLive, in tests, loses the entries from LivePrefix it returns true for.
+	// dropLive, in tests, loses the entries from events.LivePrefix it returns true for.
 	dropLive func(feedSeq uint64) bool
 }
 
 // NewSubscriber checks cfg and returns a Subscriber; Run starts it.
 func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
 	if cfg.Conn == nil || cfg.Reader == nil {
-		return nil, errors.New("engine: a subscriber needs a Conn and a Reader")
+		return nil, errors.New("client: a subscriber needs a Conn and a Reader")
 	}
 	if cfg.Durable != "" && strings.ContainsAny(cfg.Durable, " \t\r\n.*>/\\") {
 		return nil, badRequest(fmt.Errorf("durable name %s: it may not hold whitespace, '.', '*', '>', '/' or '\\'",
@@ -307,12 +296,12 @@ func (s *Subscriber) Run(ctx context.Context, h Handler) error {
 }
 
 func (s *Subscriber) run(ctx context.Context, h Handler) error {
-	stream, err := s.js.Stream(ctx, FeedStream)
+	stream, err := s.js.Stream(ctx, events.FeedStream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return fmt.Errorf("the feed (stream %s) does not exist on this server: is `presence serve` running against it?", FeedStream)
+		return fmt.Errorf("the feed (stream %s) does not exist on this server: is `presence serve` running against it?", events.FeedStream)
 	}
 	if err != nil {
-		return fmt.Errorf("open the feed (stream %s): %w", FeedStream, err)
+		return fmt.Errorf("open the feed (stream %s): %w", events.FeedStream, err)
 	}
 	s.feed.stream, s.feed.created = stream, stream.CachedInfo().Created
 	if s.cfg.Durable != "" {
@@ -486,7 +475,7 @@ func (s *Subscriber) consume(ctx context.Context, stream jetstream.Stream, polic
 		case <-done:
 		}
 	}, jetstream.PullMaxMessages(s.cfg.Batch), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if projections.ConsumerGone(err) {
+		if tail.ConsumerGone(err) {
 			select {
 			case gone <- struct{}{}:
 			default:
@@ -499,7 +488,7 @@ func (s *Subscriber) consume(ctx context.Context, stream jetstream.Stream, polic
 	defer func() {
 		cc.Stop()
 		if info := cons.CachedInfo(); info != nil {
-			projections.DropConsumer(stream, info.Name, s.cfg.Conn)
+			tail.Drop(stream, info.Name, s.cfg.Conn)
 		}
 	}()
 	if started != nil {
@@ -595,7 +584,7 @@ func (s *Subscriber) consume(ctx context.Context, stream jetstream.Stream, polic
 }
 
 // entry is one feed entry as a subscriber receives it, from the feed's consumer
-// or from LivePrefix.
+// or from events.LivePrefix.
 type entry struct {
 	subject  string
 	data     []byte
@@ -622,7 +611,7 @@ func entriesOf(msgs []jetstream.Msg) []entry {
 	return out
 }
 
-// runLive hands over changes as the engine repeats them on LivePrefix, in feed
+// runLive hands over changes as the engine repeats them on events.LivePrefix, in feed
 // order and each once: it reads the feed itself (an ordered consumer, for a
 // while) to catch up from where it starts and whenever the feed sequences it is
 // handed skip one, or when it has been handed nothing for LiveCheck and the
@@ -630,7 +619,7 @@ func entriesOf(msgs []jetstream.Msg) []entry {
 func (s *Subscriber) runLive(ctx context.Context, stream jetstream.Stream, h Handler) error {
 	positioned := s.cfg.Conn.Stats().Reconnects
 	live := make(chan *nats.Msg, liveBuffer)
-	sub, err := s.cfg.Conn.ChanSubscribe(LivePrefix+">", live)
+	sub, err := s.cfg.Conn.ChanSubscribe(events.LivePrefix+">", live)
 	if err != nil {
 		return fmt.Errorf("subscribe to the feed: %w", err)
 	}
@@ -645,9 +634,9 @@ func (s *Subscriber) runLive(ctx context.Context, stream jetstream.Stream, h Han
 		}
 		return fmt.Errorf("subscribe to the feed: %w", err)
 	}
-	if err := s.cfg.Conn.LastError(); errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), LivePrefix) {
+	if err := s.cfg.Conn.LastError(); errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), events.LivePrefix) {
 		s.logger.Warn("subscriber: this user may not follow the feed on core NATS; reading it from a consumer instead",
-			"subject", LivePrefix+">", "err", err)
+			"subject", events.LivePrefix+">", "err", err)
 		_ = sub.Unsubscribe()
 		return s.runOrdered(ctx, stream, h)
 	}
@@ -790,7 +779,7 @@ func (s *Subscriber) runLive(ctx context.Context, stream jetstream.Stream, h Han
 // looks at it, to tell a feed deleted or created again under it.
 const feedLookEvery = 2 * time.Second
 
-// liveBuffer is how many entries from LivePrefix a subscriber keeps waiting:
+// liveBuffer is how many entries from events.LivePrefix a subscriber keeps waiting:
 // past it they are dropped, and it catches up from the feed.
 const liveBuffer = 8192
 
@@ -1143,7 +1132,7 @@ func (s *Subscriber) durableLost(ctx context.Context, stream jetstream.Stream) e
 	}
 	if _, err := stream.Consumer(ctx, s.cfg.Durable); errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return fmt.Errorf("durable subscriber %q: its consumer was deleted from the feed (stream %s), and the position it held with it; "+
-			"running it again makes a new one, starting where its Start says", s.cfg.Durable, FeedStream)
+			"running it again makes a new one, starting where its Start says", s.cfg.Durable, events.FeedStream)
 	}
 	return nil
 }

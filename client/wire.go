@@ -1,4 +1,4 @@
-package engine
+package client
 
 import (
 	"bytes"
@@ -12,16 +12,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/presence-engine/presence/events"
-)
-
-// Subjects of the service. A contact's subject is the prefix followed by its
-// token, so NATS permissions can restrict each user to their own.
-const (
-	SetPrefix    = "presence.set."
-	StatusPrefix = "presence.status."
-	SelfPrefix   = "presence.self."
-	// StatusesSubject reads the visible status of many contacts at once.
-	StatusesSubject = "presence.statuses"
 )
 
 // MaxRequestSize is the largest request body the service reads, in bytes, but
@@ -73,6 +63,56 @@ func (r *Reply) UnmarshalJSON(data []byte) error {
 	}
 	*r = Reply{Contact: j.Contact, Name: j.Name, Status: j.Status, Seq: j.Seq}
 	return nil
+}
+
+// SetRequest is one status change asked of the service.
+type SetRequest struct {
+	Contact string
+	Status  events.Status
+	// Name is the contact's friendly name; empty keeps the one the contact has.
+	Name string
+	// Cause of the change. Zero means events.CauseUser.
+	Cause events.Cause
+	// RequestID makes the set idempotent: a retry with the same ID is answered
+	// as the first time and appends nothing. Empty means none.
+	RequestID string
+	// ExpectSeq, when set, is the log sequence the caller expects the contact's
+	// last event to have (0: never seen); otherwise the set fails with
+	// ErrConflict (409).
+	ExpectSeq *uint64
+}
+
+// Validate checks r as the service does, and makes a zero Cause
+// events.CauseUser. Every problem is an error wrapping ErrBadRequest that
+// names the value and what is accepted.
+func (r *SetRequest) Validate() error {
+	if err := events.ValidateContact(r.Contact); err != nil {
+		return badRequest(err)
+	}
+	cause, err := events.ParseCause(string(r.Cause))
+	if err != nil {
+		return badRequest(err)
+	}
+	r.Cause = cause
+	if err := r.Status.Settable(cause); err != nil {
+		return badRequest(err)
+	}
+	if err := events.ValidateName(r.Name); err != nil {
+		return badRequest(err)
+	}
+	if err := events.ValidateRequestID(r.RequestID); err != nil {
+		return badRequest(err)
+	}
+	return nil
+}
+
+// SetResult is the service's answer to a SetRequest.
+type SetResult struct {
+	Contact  string
+	Status   events.Status // the contact's status after the set
+	Previous events.Status // the status before it (equal to Status when nothing changed)
+	Seq      uint64        // log sequence of the event; for no change, of the contact's last event
+	Changed  bool          // whether an event was appended
 }
 
 type setResultJSON struct {
@@ -182,7 +222,7 @@ func DecodeSetRequest(contact string, data []byte) (SetRequest, error) {
 	if req.Cause, err = events.ParseClientCause(cause); err != nil {
 		return SetRequest{}, badRequest(err)
 	}
-	return req, req.validate()
+	return req, req.Validate()
 }
 
 // decodeSetRequestFields reads a set request field by field, naming whatever is
@@ -331,19 +371,22 @@ func EncodeStatusesRequest(contacts []string, minSeq uint64) []byte {
 	return append(b, '}')
 }
 
-// statusesReply is the reply of a statuses request: the statuses in the order
+// StatusesReply is the reply of a statuses request: the statuses in the order
 // of the request.
-type statusesReply struct {
+type StatusesReply struct {
 	Statuses []Reply `json:"statuses"`
 	// asked, when reading a reply, are the contacts the request named.
 	asked []string
 }
 
-// contactOf decodes the contact of a service subject; a bad token is a 400.
-func contactOf(subject, prefix string) (string, error) {
-	c, err := events.ContactOf(subject, prefix)
-	if err != nil {
-		return "", badRequest(err)
-	}
-	return c, nil
-}
+// Headers of an entry the engine repeats on events.LivePrefix.
+const (
+	// FeedSeqHeader carries the entry's feed sequence.
+	FeedSeqHeader = "Presence-Feed-Seq"
+	// CurrentHeader carries the contact's current visible status (a status
+	// reply, as JSON) as the engine's projection had it once it had applied the
+	// entry's change: never older than the change. It is missing when the
+	// projection was not there in time; the subscriber then reads the status
+	// itself.
+	CurrentHeader = "Presence-Current"
+)

@@ -1,4 +1,4 @@
-package engine
+package client_test
 
 import (
 	"testing"
@@ -9,5 +9,5 @@ import (
 // TestFuzzBriefly runs every fuzz target of this package for a short while
 // (PRESENCE_FUZZTIME each, 0 or -short to skip): see package fuzzbrief.
 func TestFuzzBriefly(t *testing.T) {
-	fuzzbrief.Run(t, "github.com/presence-engine/presence/engine")
+	fuzzbrief.Run(t, "github.com/presence-engine/presence/client")
 }

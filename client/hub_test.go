@@ -1,4 +1,4 @@
-package engine
+package client_test
 
 import (
 	"context"
@@ -10,20 +10,23 @@ import (
 	"testing"
 	"time"
 
+	"github.com/presence-engine/presence/client"
+	"github.com/presence-engine/presence/engine"
+	"github.com/presence-engine/presence/engine/enginetest"
 	"github.com/presence-engine/presence/engine/natstest"
 )
 
 // runHub runs a hub on the engine's own projection until the test ends.
-func runHub(t testing.TB, r *running, cfg HubConfig) *Hub {
+func runHub(t testing.TB, r *enginetest.Running, cfg client.HubConfig) *client.Hub {
 	t.Helper()
 	if cfg.Conn == nil {
-		cfg.Conn = r.connect(t)
+		cfg.Conn = r.Connect(t)
 	}
 	if cfg.Reader == nil {
 		cfg.Reader = r.Reader()
 	}
-	cfg.Logger = testLogger(t)
-	h, err := NewHub(cfg)
+	cfg.Logger = natstest.Logger(t)
+	h, err := client.NewHub(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,12 +53,12 @@ func runHub(t testing.TB, r *running, cfg HubConfig) *Hub {
 
 // countingReader counts the reads that reach the projection.
 type countingReader struct {
-	Reader
+	client.Reader
 	mu    sync.Mutex
 	reads int
 }
 
-func (c *countingReader) Status(ctx context.Context, contact string, minSeq uint64) (Reply, error) {
+func (c *countingReader) Status(ctx context.Context, contact string, minSeq uint64) (client.Reply, error) {
 	c.mu.Lock()
 	c.reads++
 	c.mu.Unlock()
@@ -63,9 +66,9 @@ func (c *countingReader) Status(ctx context.Context, contact string, minSeq uint
 }
 
 func TestHubHandsEveryChangeToEverySubscriber(t *testing.T) {
-	r := startEngine(t, "", Options{})
+	r := enginetest.Start(t, "", engine.Options{})
 	reader := &countingReader{Reader: r.Reader()}
-	h := runHub(t, r, HubConfig{Reader: reader})
+	h := runHub(t, r, client.HubConfig{Reader: reader})
 	const subs = 50
 	cols := make([]*collector, subs)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -76,7 +79,7 @@ func TestHubHandsEveryChangeToEverySubscriber(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := sub.Run(ctx, func(ctx context.Context, ch Change) error {
+			err := sub.Run(ctx, func(ctx context.Context, ch client.Change) error {
 				cur, err := ch.Current(ctx)
 				if err != nil {
 					return err
@@ -89,11 +92,11 @@ func TestHubHandsEveryChangeToEverySubscriber(t *testing.T) {
 			}
 		}()
 	}
-	writeRandom(t, r.Writer(), rand.New(rand.NewPCG(13, 14)), 10, 300)
-	r.waitFeed(t)
+	enginetest.WriteRandom(t, r.Writer(), rand.New(rand.NewPCG(13, 14)), 10, 300)
+	r.WaitFeed(t)
 	want := feedSeqs(t, r)
 	for i, col := range cols {
-		waitFor(t, fmt.Sprintf("subscriber %d to see every change", i), func() bool { return col.len() >= len(want) })
+		natstest.WaitFor(t, fmt.Sprintf("subscriber %d to see every change", i), func() bool { return col.len() >= len(want) })
 		if got := col.seqs(); fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Fatalf("subscriber %d saw %v, want %v", i, got, want)
 		}
@@ -118,15 +121,15 @@ func TestHubHandsEveryChangeToEverySubscriber(t *testing.T) {
 }
 
 func TestHubCutsOffASlowSubscriber(t *testing.T) {
-	r := startEngine(t, "", Options{})
-	h := runHub(t, r, HubConfig{Queue: 2})
+	r := enginetest.Start(t, "", engine.Options{})
+	h := runHub(t, r, client.HubConfig{Queue: 2})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	release := make(chan struct{})
 	slow := make(chan error, 1)
 	slowSub, fastSub := h.Subscribe(), h.Subscribe()
 	go func() {
-		slow <- slowSub.Run(ctx, func(ctx context.Context, ch Change) error {
+		slow <- slowSub.Run(ctx, func(ctx context.Context, ch client.Change) error {
 			select {
 			case <-release:
 			case <-ctx.Done(): // cancelled when cut off
@@ -137,21 +140,21 @@ func TestHubCutsOffASlowSubscriber(t *testing.T) {
 	var fast collector
 	fastDone := make(chan error, 1)
 	go func() {
-		fastDone <- fastSub.Run(ctx, func(ctx context.Context, ch Change) error { fast.add(ch, Reply{}); return nil })
+		fastDone <- fastSub.Run(ctx, func(ctx context.Context, ch client.Change) error { fast.add(ch, client.Reply{}); return nil })
 	}()
 	// Rounds of writes, each handled by the fast subscriber before the next:
 	// the slow one's queue fills up with one batch a round.
 	rng := rand.New(rand.NewPCG(15, 16))
 	var want []uint64
 	for range 6 {
-		writeRandom(t, r.Writer(), rng, 10, 40)
-		r.waitFeed(t)
+		enginetest.WriteRandom(t, r.Writer(), rng, 10, 40)
+		r.WaitFeed(t)
 		want = feedSeqs(t, r)
-		waitFor(t, "the fast subscriber to catch up", func() bool { return fast.len() >= len(want) })
+		natstest.WaitFor(t, "the fast subscriber to catch up", func() bool { return fast.len() >= len(want) })
 	}
 	select {
 	case err := <-slow:
-		if !errors.Is(err, ErrSlowSubscriber) {
+		if !errors.Is(err, client.ErrSlowSubscriber) {
 			t.Errorf("slow subscriber ended with %v, want ErrSlowSubscriber", err)
 		}
 	case <-time.After(20 * time.Second):
@@ -172,8 +175,8 @@ func TestHubCutsOffASlowSubscriber(t *testing.T) {
 func TestHubDoesNotStartAtATime(t *testing.T) {
 	s := natstest.Start(t)
 	nc, _ := natstest.JetStream(t, s)
-	_, err := NewHub(HubConfig{Conn: nc, Reader: &LocalReader{}, Start: StartAtTime(time.Now())})
-	if !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), "StartAtSeq") {
+	_, err := client.NewHub(client.HubConfig{Conn: nc, Reader: &engine.LocalReader{}, Start: client.StartAtTime(time.Now())})
+	if !errors.Is(err, client.ErrBadRequest) || !strings.Contains(err.Error(), "StartAtSeq") {
 		t.Fatalf("NewHub with StartAtTime: %v; want a bad request naming the starts a hub accepts", err)
 	}
 }
@@ -183,8 +186,8 @@ func TestHubDoesNotStartAtATime(t *testing.T) {
 // do, rather than wait for changes that will never come.
 func TestHubSubscribedAfterItStopped(t *testing.T) {
 	t.Run("having run", func(t *testing.T) {
-		r := startEngine(t, "", Options{})
-		h, err := NewHub(HubConfig{Conn: r.connect(t), Reader: r.Reader(), Logger: testLogger(t)})
+		r := enginetest.Start(t, "", engine.Options{})
+		h, err := client.NewHub(client.HubConfig{Conn: r.Connect(t), Reader: r.Reader(), Logger: natstest.Logger(t)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -199,12 +202,12 @@ func TestHubSubscribedAfterItStopped(t *testing.T) {
 		subscribeAfter(t, h)
 	})
 	t.Run("failed to start", func(t *testing.T) {
-		nc := connectURL(t, natstest.Start(t).ClientURL()) // a server without the feed
-		h, err := NewHub(HubConfig{Conn: nc, Reader: NewClient(nc), Logger: testLogger(t)})
+		nc := enginetest.ConnectURL(t, natstest.Start(t).ClientURL()) // a server without the feed
+		h, err := client.NewHub(client.HubConfig{Conn: nc, Reader: client.New(nc), Logger: natstest.Logger(t)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := h.Run(ctxT(t)); err == nil {
+		if err := h.Run(natstest.Context(t)); err == nil {
 			t.Fatal("a hub ran without a feed")
 		}
 		subscribeAfter(t, h)
@@ -213,11 +216,11 @@ func TestHubSubscribedAfterItStopped(t *testing.T) {
 
 // subscribeAfter checks that a subscription to h, which has stopped, ends at
 // once with nil.
-func subscribeAfter(t *testing.T, h *Hub) {
+func subscribeAfter(t *testing.T, h *client.Hub) {
 	t.Helper()
 	ran := make(chan error, 1)
 	go func() {
-		ran <- h.Subscribe().Run(ctxT(t), func(context.Context, Change) error { return nil })
+		ran <- h.Subscribe().Run(natstest.Context(t), func(context.Context, client.Change) error { return nil })
 	}()
 	select {
 	case err := <-ran:

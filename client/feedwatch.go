@@ -1,4 +1,4 @@
-package engine
+package client
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presence-engine/presence/events"
-	"github.com/presence-engine/presence/projections"
+	"github.com/presence-engine/presence/internal/tail"
 )
 
 // feedWatch tells whether the feed a subscription (or a hub) follows went back
@@ -58,14 +58,14 @@ func (f *feedWatch) holdsHanded(ctx context.Context) error {
 	defer cancel()
 	msg, err := f.stream.GetMsg(ctx, h.feedSeq)
 	switch {
-	case errors.Is(err, jetstream.ErrMsgNotFound), err != nil && projections.GetRefused(f.conn, FeedStream):
+	case errors.Is(err, jetstream.ErrMsgNotFound), err != nil && tail.GetRefused(f.conn, events.FeedStream):
 		return nil
 	case err != nil:
 		return fmt.Errorf("read the feed's entry at seq %d: %w", h.feedSeq, err)
 	}
 	if c, err := events.DecodeChange(msg.Data); err != nil || c.Contact != h.contact || c.Seq != h.seq || !c.At.Equal(h.at) {
 		return fmt.Errorf("%w: the feed (stream %s) holds another entry at feed seq %d than the one handed over there, "+
-			"the change at log seq %d: it was restored from an older copy", ErrFeedWentBack, FeedStream, h.feedSeq, h.seq)
+			"the change at log seq %d: it was restored from an older copy", ErrFeedWentBack, events.FeedStream, h.feedSeq, h.seq)
 	}
 	return nil
 }
@@ -75,7 +75,7 @@ func (f *feedWatch) holdsHanded(ctx context.Context) error {
 const feedCheckWindow = 10 * time.Second
 
 // errNoLeader: the feed's replicas are electing a leader.
-var errNoLeader = errors.New("the feed (stream " + FeedStream + ") has no leader at the moment")
+var errNoLeader = errors.New("the feed (stream " + events.FeedStream + ") has no leader at the moment")
 
 // feedLast returns the feed's last sequence, and when the feed was created.
 func feedLast(ctx context.Context, stream jetstream.Stream) (uint64, time.Time, error) {
@@ -139,7 +139,7 @@ func (f *feedWatch) gone(ctx context.Context) error {
 		_, err = f.check(ctx, 0)
 	}
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return fmt.Errorf("%w: the feed (stream %s) was deleted", ErrFeedWentBack, FeedStream)
+		return fmt.Errorf("%w: the feed (stream %s) was deleted", ErrFeedWentBack, events.FeedStream)
 	}
 	return err
 }
@@ -162,11 +162,11 @@ func (f *feedWatch) goneBack(ctx context.Context) error {
 func wentBack(was, now time.Time, last, next uint64) error {
 	if !now.Equal(was) {
 		return fmt.Errorf("%w: the feed (stream %s) was created again (at %s, was %s)",
-			ErrFeedWentBack, FeedStream, now.UTC().Format(time.RFC3339Nano), was.UTC().Format(time.RFC3339Nano))
+			ErrFeedWentBack, events.FeedStream, now.UTC().Format(time.RFC3339Nano), was.UTC().Format(time.RFC3339Nano))
 	}
 	if last+1 < next {
 		return fmt.Errorf("%w: the feed (stream %s) ends at seq %d, before seq %d this subscriber was handed",
-			ErrFeedWentBack, FeedStream, last, next-1)
+			ErrFeedWentBack, events.FeedStream, last, next-1)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package engine
+package client_test
 
 import (
 	"context"
@@ -16,6 +16,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/presence-engine/presence/client"
+	"github.com/presence-engine/presence/engine"
+	"github.com/presence-engine/presence/engine/enginetest"
 	"github.com/presence-engine/presence/engine/natstest"
 	"github.com/presence-engine/presence/events"
 )
@@ -23,11 +26,11 @@ import (
 // collector records the changes a handler is given.
 type collector struct {
 	mu      sync.Mutex
-	changes []Change
-	reads   []Reply
+	changes []client.Change
+	reads   []client.Reply
 }
 
-func (c *collector) add(ch Change, cur Reply) int {
+func (c *collector) add(ch client.Change, cur client.Reply) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.changes = append(c.changes, ch)
@@ -53,12 +56,12 @@ func (c *collector) seqs() []uint64 {
 
 // runSubscriber runs a subscriber until ctx is done; the returned channel gets
 // Run's result.
-func runSubscriber(t testing.TB, ctx context.Context, cfg SubscriberConfig, h Handler) <-chan error {
+func runSubscriber(t testing.TB, ctx context.Context, cfg client.SubscriberConfig, h client.Handler) <-chan error {
 	t.Helper()
 	if cfg.Logger == nil {
-		cfg.Logger = testLogger(t)
+		cfg.Logger = natstest.Logger(t)
 	}
-	sub, err := NewSubscriber(cfg)
+	sub, err := client.NewSubscriber(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,22 +70,10 @@ func runSubscriber(t testing.TB, ctx context.Context, cfg SubscriberConfig, h Ha
 	return done
 }
 
-func wait(t testing.TB, done <-chan error) {
-	t.Helper()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("subscriber Run: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("subscriber did not stop within 20s")
-	}
-}
-
-func feedSeqs(t testing.TB, r *running) []uint64 {
+func feedSeqs(t testing.TB, r *enginetest.Running) []uint64 {
 	t.Helper()
 	var out []uint64
-	for _, f := range readFeed(t, r.jetStream(t)) {
+	for _, f := range enginetest.ReadFeed(t, r.JetStream(t)) {
 		out = append(out, f.Change.Seq)
 	}
 	return out
@@ -92,41 +83,41 @@ func feedSeqs(t testing.TB, r *running) []uint64 {
 // more, and starts it again: together the two runs see every change once, in
 // order.
 func TestDurableSubscriberResumes(t *testing.T) {
-	r := startEngine(t, "", Options{})
+	r := enginetest.Start(t, "", engine.Options{})
 	rng := rand.New(rand.NewPCG(5, 6))
-	writeRandom(t, r.Writer(), rng, 8, 150)
-	r.waitFeed(t)
-	nc := r.connect(t)
+	enginetest.WriteRandom(t, r.Writer(), rng, 8, 150)
+	r.WaitFeed(t)
+	nc := r.Connect(t)
 	var seen collector
 
 	ctx, cancel := context.WithCancel(context.Background())
-	done := runSubscriber(t, ctx, SubscriberConfig{Conn: nc, Reader: r.Reader(), Durable: "resumer", Start: StartAll(), Batch: 16},
-		func(ctx context.Context, ch Change) error {
-			if seen.add(ch, Reply{}) == 40 {
+	done := runSubscriber(t, ctx, client.SubscriberConfig{Conn: nc, Reader: r.Reader(), Durable: "resumer", Start: client.StartAll(), Batch: 16},
+		func(ctx context.Context, ch client.Change) error {
+			if seen.add(ch, client.Reply{}) == 40 {
 				cancel() // stop mid-batch
 			}
 			return nil
 		})
-	wait(t, done)
+	natstest.Stopped(t, "subscriber", done)
 	cancel()
 	first := seen.len()
 	if first < 40 || first >= len(feedSeqs(t, r)) {
 		t.Fatalf("first run handled %d changes, want at least 40 and not all", first)
 	}
 
-	writeRandom(t, r.Writer(), rng, 8, 100)
-	r.waitFeed(t)
+	enginetest.WriteRandom(t, r.Writer(), rng, 8, 100)
+	r.WaitFeed(t)
 	want := feedSeqs(t, r)
 	ctx, cancel = context.WithCancel(context.Background())
 	defer cancel()
-	done = runSubscriber(t, ctx, SubscriberConfig{Conn: nc, Reader: r.Reader(), Durable: "resumer", Start: StartNew(), Batch: 16},
-		func(ctx context.Context, ch Change) error {
-			seen.add(ch, Reply{})
+	done = runSubscriber(t, ctx, client.SubscriberConfig{Conn: nc, Reader: r.Reader(), Durable: "resumer", Start: client.StartNew(), Batch: 16},
+		func(ctx context.Context, ch client.Change) error {
+			seen.add(ch, client.Reply{})
 			return nil
 		})
-	waitFor(t, "the second run to reach the end of the feed", func() bool { return seen.len() >= len(want) })
+	natstest.WaitFor(t, "the second run to reach the end of the feed", func() bool { return seen.len() >= len(want) })
 	cancel()
-	wait(t, done)
+	natstest.Stopped(t, "subscriber", done)
 	got := seen.seqs()
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("two runs saw %d changes %v\nthe feed holds %d: %v", len(got), got, len(want), want)
@@ -136,8 +127,8 @@ func TestDurableSubscriberResumes(t *testing.T) {
 // TestHandlerReadIsNeverOlderThanItsChange reads the current status in every
 // handler, in-process and over the service, while writes go on.
 func TestHandlerReadIsNeverOlderThanItsChange(t *testing.T) {
-	r := startEngine(t, "", Options{})
-	readers := map[string]Reader{"local": r.Reader(), "remote": r.client(t)}
+	r := enginetest.Start(t, "", engine.Options{})
+	readers := map[string]client.Reader{"local": r.Reader(), "remote": r.Client(t)}
 	cols := map[string]*collector{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -145,8 +136,8 @@ func TestHandlerReadIsNeverOlderThanItsChange(t *testing.T) {
 	for name, rd := range readers {
 		col := &collector{}
 		cols[name] = col
-		dones = append(dones, runSubscriber(t, ctx, SubscriberConfig{Conn: r.connect(t), Reader: rd, Start: StartAll()},
-			func(ctx context.Context, ch Change) error {
+		dones = append(dones, runSubscriber(t, ctx, client.SubscriberConfig{Conn: r.Connect(t), Reader: rd, Start: client.StartAll()},
+			func(ctx context.Context, ch client.Change) error {
 				cur, err := ch.Current(ctx)
 				if err != nil {
 					return err
@@ -155,16 +146,16 @@ func TestHandlerReadIsNeverOlderThanItsChange(t *testing.T) {
 				return nil
 			}))
 	}
-	writeRandom(t, r.Writer(), rand.New(rand.NewPCG(7, 8)), 3, 300)
-	r.waitFeed(t)
+	enginetest.WriteRandom(t, r.Writer(), rand.New(rand.NewPCG(7, 8)), 3, 300)
+	r.WaitFeed(t)
 	want := len(feedSeqs(t, r))
-	log := readLog(t, r.jetStream(t))
+	log := enginetest.ReadLog(t, r.JetStream(t))
 	bySeq := map[uint64]events.Event{}
 	for _, le := range log {
 		bySeq[le.Seq] = le.Event
 	}
 	for name, col := range cols {
-		waitFor(t, name+" subscriber to see every change", func() bool { return col.len() >= want })
+		natstest.WaitFor(t, name+" subscriber to see every change", func() bool { return col.len() >= want })
 		col.mu.Lock()
 		for i, ch := range col.changes {
 			cur := col.reads[i]
@@ -182,21 +173,21 @@ func TestHandlerReadIsNeverOlderThanItsChange(t *testing.T) {
 	}
 	cancel()
 	for _, d := range dones {
-		wait(t, d)
+		natstest.Stopped(t, "subscriber", d)
 	}
 }
 
 // TestBlockedHandlerHoldsUpNoOne blocks one subscriber's handler for good: the
 // fold, the feed and another subscriber carry on.
 func TestBlockedHandlerHoldsUpNoOne(t *testing.T) {
-	r := startEngine(t, "", Options{})
+	r := enginetest.Start(t, "", engine.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	release := make(chan struct{})
 	var blocked collector
-	doneBlocked := runSubscriber(t, ctx, SubscriberConfig{Conn: r.connect(t), Reader: r.Reader(), Start: StartAll(), Durable: "stuck"},
-		func(ctx context.Context, ch Change) error {
-			blocked.add(ch, Reply{})
+	doneBlocked := runSubscriber(t, ctx, client.SubscriberConfig{Conn: r.Connect(t), Reader: r.Reader(), Start: client.StartAll(), Durable: "stuck"},
+		func(ctx context.Context, ch client.Change) error {
+			blocked.add(ch, client.Reply{})
 			select {
 			case <-release:
 			case <-ctx.Done():
@@ -205,8 +196,8 @@ func TestBlockedHandlerHoldsUpNoOne(t *testing.T) {
 			return nil
 		})
 	var free collector
-	doneFree := runSubscriber(t, ctx, SubscriberConfig{Conn: r.connect(t), Reader: r.Reader(), Start: StartAll()},
-		func(ctx context.Context, ch Change) error {
+	doneFree := runSubscriber(t, ctx, client.SubscriberConfig{Conn: r.Connect(t), Reader: r.Reader(), Start: client.StartAll()},
+		func(ctx context.Context, ch client.Change) error {
 			cur, err := ch.Current(ctx)
 			if err != nil {
 				return err
@@ -214,68 +205,68 @@ func TestBlockedHandlerHoldsUpNoOne(t *testing.T) {
 			free.add(ch, cur)
 			return nil
 		})
-	writeRandom(t, r.Writer(), rand.New(rand.NewPCG(9, 10)), 20, 400)
-	r.waitFeed(t)
+	enginetest.WriteRandom(t, r.Writer(), rand.New(rand.NewPCG(9, 10)), 20, 400)
+	r.WaitFeed(t)
 	want := len(feedSeqs(t, r))
-	waitFor(t, "the free subscriber to see every change", func() bool { return free.len() >= want })
+	natstest.WaitFor(t, "the free subscriber to see every change", func() bool { return free.len() >= want })
 	if got := blocked.len(); got != 1 {
 		t.Errorf("blocked subscriber was handed %d changes, want 1 (it never returned)", got)
 	}
-	log := readLog(t, r.jetStream(t))
-	if err := r.Projection().WaitApplied(ctxT(t), log[len(log)-1].Seq); err != nil {
+	log := enginetest.ReadLog(t, r.JetStream(t))
+	if err := r.Projection().WaitApplied(natstest.Context(t), log[len(log)-1].Seq); err != nil {
 		t.Errorf("fold held up: %v", err)
 	}
 	close(release)
 	cancel()
-	wait(t, doneBlocked)
-	wait(t, doneFree)
+	natstest.Stopped(t, "subscriber", doneBlocked)
+	natstest.Stopped(t, "subscriber", doneFree)
 }
 
 func TestSubscriberStarts(t *testing.T) {
-	r := startEngine(t, "", Options{})
+	r := enginetest.Start(t, "", engine.Options{})
 	w := r.Writer()
-	ctx := ctxT(t)
-	var results []SetResult
+	ctx := natstest.Context(t)
+	var results []client.SetResult
 	for i, st := range []events.Status{events.Online, events.Away, events.Busy, events.Online, events.Away} {
 		contact := "alice"
 		if i%2 == 1 {
 			contact = "bob"
 		}
-		res, err := w.Set(ctx, SetRequest{Contact: contact, Status: st})
+		res, err := w.Set(ctx, client.SetRequest{Contact: contact, Status: st})
 		if err != nil {
 			t.Fatal(err)
 		}
 		results = append(results, res)
 	}
-	r.waitFeed(t)
+	r.WaitFeed(t)
 	tests := []struct {
 		name  string
-		start Start
+		start client.Start
 		only  []string
 		want  []uint64
 	}{
-		{"all", StartAll(), nil, []uint64{1, 2, 3, 4, 5}},
-		{"from seq", StartAtSeq(results[2].Seq), nil, []uint64{3, 4, 5}},
-		{"one contact", StartAll(), []string{"bob"}, []uint64{2, 4}},
+		{"all", client.StartAll(), nil, []uint64{1, 2, 3, 4, 5}},
+		{"from seq", client.StartAtSeq(results[2].Seq), nil, []uint64{3, 4, 5}},
+		{"one contact", client.StartAll(), []string{"bob"}, []uint64{2, 4}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var col collector
 			ctx, cancel := context.WithCancel(context.Background())
-			done := runSubscriber(t, ctx, SubscriberConfig{Conn: r.connect(t), Reader: r.Reader(), Start: tt.start, Contacts: tt.only},
-				func(ctx context.Context, ch Change) error { col.add(ch, Reply{}); return nil })
+			done := runSubscriber(t, ctx, client.SubscriberConfig{Conn: r.Connect(t), Reader: r.Reader(), Start: tt.start, Contacts: tt.only},
+				func(ctx context.Context, ch client.Change) error { col.add(ch, client.Reply{}); return nil })
 			// A marker change after the expected ones tells when to stop looking.
-			marker, err := w.Set(ctxT(t), SetRequest{Contact: "marker-" + tt.name[:3], Status: events.Online})
+			marker, err := w.Set(natstest.Context(t), client.SetRequest{Contact: "marker-" + tt.name[:3], Status: events.Online})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if tt.only == nil {
-				waitFor(t, "the marker", func() bool { s := col.seqs(); return len(s) > 0 && s[len(s)-1] == marker.Seq })
+				natstest.WaitFor(t, "the marker", func() bool { s := col.seqs(); return len(s) > 0 && s[len(s)-1] == marker.Seq })
 			} else {
-				waitFor(t, "the expected changes", func() bool { return col.len() >= len(tt.want) })
+				natstest.WaitFor(t, "the expected changes", func() bool { return col.len() >= len(tt.want) })
 			}
 			cancel()
-			wait(t, done)
+			natstest.Stopped(t, "subscriber", done)
 			var got []uint64 // leave out the markers
 			for _, seq := range col.seqs() {
 				if seq <= results[len(results)-1].Seq {
@@ -292,49 +283,49 @@ func TestSubscriberStarts(t *testing.T) {
 // TestStartPastTheEnd starts at a log sequence the log has not reached: changes
 // before it are not handed over, even those that reach the feed after the start.
 func TestStartPastTheEnd(t *testing.T) {
-	r := startEngine(t, "", Options{})
+	r := enginetest.Start(t, "", engine.Options{})
 	w := r.Writer()
-	first, err := w.Set(ctxT(t), SetRequest{Contact: "alice", Status: events.Online})
+	first, err := w.Set(natstest.Context(t), client.SetRequest{Contact: "alice", Status: events.Online})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.waitFeed(t)
+	r.WaitFeed(t)
 	var col collector
 	ctx, cancel := context.WithCancel(context.Background())
-	done := runSubscriber(t, ctx, SubscriberConfig{Conn: r.connect(t), Reader: r.Reader(), Start: StartAtSeq(first.Seq + 3)},
-		func(ctx context.Context, ch Change) error { col.add(ch, Reply{}); return nil })
-	var last SetResult
+	done := runSubscriber(t, ctx, client.SubscriberConfig{Conn: r.Connect(t), Reader: r.Reader(), Start: client.StartAtSeq(first.Seq + 3)},
+		func(ctx context.Context, ch client.Change) error { col.add(ch, client.Reply{}); return nil })
+	var last client.SetResult
 	for _, st := range []events.Status{events.Away, events.Busy, events.Online, events.Away} {
-		if last, err = w.Set(ctxT(t), SetRequest{Contact: "alice", Status: st}); err != nil {
+		if last, err = w.Set(natstest.Context(t), client.SetRequest{Contact: "alice", Status: st}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "the last change", func() bool { s := col.seqs(); return len(s) > 0 && s[len(s)-1] == last.Seq })
+	natstest.WaitFor(t, "the last change", func() bool { s := col.seqs(); return len(s) > 0 && s[len(s)-1] == last.Seq })
 	cancel()
-	wait(t, done)
+	natstest.Stopped(t, "subscriber", done)
 	if got, want := fmt.Sprint(col.seqs()), fmt.Sprint([]uint64{first.Seq + 3, first.Seq + 4}); got != want {
 		t.Errorf("saw %s, want %s", got, want)
 	}
 }
 
 func TestHandlerErrorsAreRetried(t *testing.T) {
-	r := startEngine(t, "", Options{})
+	r := enginetest.Start(t, "", engine.Options{})
 	var calls collector
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	done := runSubscriber(t, ctx, SubscriberConfig{Conn: r.connect(t), Reader: r.Reader(), Start: StartAll(), Durable: "flaky", RetryWait: time.Millisecond},
-		func(ctx context.Context, ch Change) error {
-			if calls.add(ch, Reply{}) < 3 {
+	done := runSubscriber(t, ctx, client.SubscriberConfig{Conn: r.Connect(t), Reader: r.Reader(), Start: client.StartAll(), Durable: "flaky", RetryWait: time.Millisecond},
+		func(ctx context.Context, ch client.Change) error {
+			if calls.add(ch, client.Reply{}) < 3 {
 				return errors.New("not yet")
 			}
 			return nil
 		})
-	if _, err := r.Writer().Set(ctxT(t), SetRequest{Contact: "alice", Status: events.Online}); err != nil {
+	if _, err := r.Writer().Set(natstest.Context(t), client.SetRequest{Contact: "alice", Status: events.Online}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "three tries", func() bool { return calls.len() >= 3 })
+	natstest.WaitFor(t, "three tries", func() bool { return calls.len() >= 3 })
 	cancel()
-	wait(t, done)
+	natstest.Stopped(t, "subscriber", done)
 	if got := calls.seqs(); fmt.Sprint(got) != "[1 1 1]" {
 		t.Errorf("handler was handed %v, want the one change three times", got)
 	}
@@ -344,36 +335,36 @@ func TestHandlerErrorsAreRetried(t *testing.T) {
 // middle of a batch, as a crash would: the next run resumes right after the last
 // change acknowledged, in order, without waiting for redelivery, and with no gap.
 func TestDurableSubscriberAfterACrash(t *testing.T) {
-	r := startEngine(t, "", Options{})
-	writeRandom(t, r.Writer(), rand.New(rand.NewPCG(11, 12)), 6, 200)
-	r.waitFeed(t)
+	r := enginetest.Start(t, "", engine.Options{})
+	enginetest.WriteRandom(t, r.Writer(), rand.New(rand.NewPCG(11, 12)), 6, 200)
+	r.WaitFeed(t)
 	want := feedSeqs(t, r)
 
-	crashConn := r.connect(t)
+	crashConn := r.Connect(t)
 	var first collector
 	ctx, cancel := context.WithCancel(context.Background())
-	done := runSubscriber(t, ctx, SubscriberConfig{Conn: crashConn, Reader: r.Reader(), Durable: "crashy", Start: StartAll(), Batch: 32, AckWait: time.Minute},
-		func(ctx context.Context, ch Change) error {
-			if first.add(ch, Reply{}) == 50 {
+	done := runSubscriber(t, ctx, client.SubscriberConfig{Conn: crashConn, Reader: r.Reader(), Durable: "crashy", Start: client.StartAll(), Batch: 32, AckWait: time.Minute},
+		func(ctx context.Context, ch client.Change) error {
+			if first.add(ch, client.Reply{}) == 50 {
 				crashConn.Close() // no more acks get out
 			}
 			return nil
 		})
-	waitFor(t, "the crash", func() bool { return first.len() >= 50 })
+	natstest.WaitFor(t, "the crash", func() bool { return first.len() >= 50 })
 	cancel()
-	wait(t, done)
+	natstest.Stopped(t, "subscriber", done)
 
 	var second collector
 	ctx, cancel = context.WithCancel(context.Background())
 	defer cancel()
-	done = runSubscriber(t, ctx, SubscriberConfig{Conn: r.connect(t), Reader: r.Reader(), Durable: "crashy", Batch: 32, AckWait: time.Minute},
-		func(ctx context.Context, ch Change) error { second.add(ch, Reply{}); return nil })
-	waitFor(t, "the second run to reach the end of the feed", func() bool {
+	done = runSubscriber(t, ctx, client.SubscriberConfig{Conn: r.Connect(t), Reader: r.Reader(), Durable: "crashy", Batch: 32, AckWait: time.Minute},
+		func(ctx context.Context, ch client.Change) error { second.add(ch, client.Reply{}); return nil })
+	natstest.WaitFor(t, "the second run to reach the end of the feed", func() bool {
 		s := second.seqs()
 		return len(s) > 0 && s[len(s)-1] == want[len(want)-1]
 	})
 	cancel()
-	wait(t, done)
+	natstest.Stopped(t, "subscriber", done)
 	got := second.seqs()
 	// The second run starts at or before the change after the last one the
 	// first run handled, and then goes on in order without a gap.
@@ -391,18 +382,18 @@ func TestDurableSubscriberAfterACrash(t *testing.T) {
 // TestStartAtSeqOnAnEmptyFeed starts at a log sequence before anything was
 // written.
 func TestStartAtSeqOnAnEmptyFeed(t *testing.T) {
-	r := startEngine(t, "", Options{})
+	r := enginetest.Start(t, "", engine.Options{})
 	var col collector
 	ctx, cancel := context.WithCancel(context.Background())
-	done := runSubscriber(t, ctx, SubscriberConfig{Conn: r.connect(t), Reader: r.Reader(), Start: StartAtSeq(1)},
-		func(ctx context.Context, ch Change) error { col.add(ch, Reply{}); return nil })
-	res, err := r.Writer().Set(ctxT(t), SetRequest{Contact: "alice", Status: events.Online})
+	done := runSubscriber(t, ctx, client.SubscriberConfig{Conn: r.Connect(t), Reader: r.Reader(), Start: client.StartAtSeq(1)},
+		func(ctx context.Context, ch client.Change) error { col.add(ch, client.Reply{}); return nil })
+	res, err := r.Writer().Set(natstest.Context(t), client.SetRequest{Contact: "alice", Status: events.Online})
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the first change", func() bool { return col.len() >= 1 })
+	natstest.WaitFor(t, "the first change", func() bool { return col.len() >= 1 })
 	cancel()
-	wait(t, done)
+	natstest.Stopped(t, "subscriber", done)
 	if got := col.seqs(); fmt.Sprint(got) != fmt.Sprint([]uint64{res.Seq}) {
 		t.Errorf("saw %v, want [%d]", got, res.Seq)
 	}
@@ -432,21 +423,21 @@ func (s *countingStream) GetMsg(ctx context.Context, seq uint64, opts ...jetstre
 // while FeedSeqOf reads it has it read again from the new start; a feed of one
 // entry is read once.
 func TestFeedSeqOfOnAFeedLosingItsStart(t *testing.T) {
-	r := startEngine(t, "", Options{})
-	res, err := r.Writer().Set(ctxT(t), SetRequest{Contact: "only", Status: events.Online})
+	r := enginetest.Start(t, "", engine.Options{})
+	res, err := r.Writer().Set(natstest.Context(t), client.SetRequest{Contact: "only", Status: events.Online})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.waitFeed(t)
-	js := r.jetStream(t)
-	stream, err := js.Stream(ctxT(t), FeedStream)
+	r.WaitFeed(t)
+	js := r.JetStream(t)
+	stream, err := js.Stream(natstest.Context(t), events.FeedStream)
 	if err != nil {
 		t.Fatal(err)
 	}
 	counting := &countingStream{Stream: stream}
 	for _, target := range []uint64{0, res.Seq, res.Seq + 1} {
 		counting.gets = 0
-		got, err := FeedSeqOf(ctxT(t), counting, target)
+		got, err := client.FeedSeqOf(natstest.Context(t), counting, target)
 		if want := map[bool]uint64{true: 1, false: 2}[target <= res.Seq]; err != nil || got != want {
 			t.Errorf("one entry: FeedSeqOf(log seq %d) = %d, %v; want %d", target, got, err, want)
 		}
@@ -455,11 +446,11 @@ func TestFeedSeqOfOnAFeedLosingItsStart(t *testing.T) {
 		}
 	}
 
-	last := setMany(t, r, 60, 0)
-	feed := readFeed(t, js)
+	last := enginetest.SetMany(t, r, 60, 0)
+	feed := enginetest.ReadFeed(t, js)
 	target := feed[len(feed)/2].Change.Seq
 	counting.removeFirst = feed[0].FeedSeq
-	got, err := FeedSeqOf(ctxT(t), counting, target)
+	got, err := client.FeedSeqOf(natstest.Context(t), counting, target)
 	if want := feed[len(feed)/2].FeedSeq; err != nil || got != want {
 		t.Errorf("FeedSeqOf(log seq %d of %d) with the feed's first entry removed while it reads = %d, %v; want %d",
 			target, last, got, err, want)
@@ -477,22 +468,22 @@ func TestFeedSeqOf(t *testing.T) {
 	for _, uneven := range []bool{false, true} {
 		t.Run(map[bool]string{false: "even", true: "uneven"}[uneven], func(t *testing.T) {
 			t.Parallel()
-			r := startEngine(t, "", Options{})
-			last := setMany(t, r, 400, 0) // a fifth hidden
+			r := enginetest.Start(t, "", engine.Options{})
+			last := enginetest.SetMany(t, r, 400, 0) // a fifth hidden
 			if uneven {
 				// A long stretch of the log with nothing in the feed, then
 				// more of the same: the guesses from the two ends are off.
 				for i := range 300 {
-					res, err := r.Writer().Set(ctxT(t), SetRequest{Contact: "hidden", Status: []events.Status{events.Invisible, events.Offline}[i%2]})
+					res, err := r.Writer().Set(natstest.Context(t), client.SetRequest{Contact: "hidden", Status: []events.Status{events.Invisible, events.Offline}[i%2]})
 					if err != nil || (i > 0 && !res.Changed) {
 						t.Fatalf("hidden set %d: %+v, %v", i, res, err)
 					}
 				}
-				last = setMany(t, r, 100, 0)
+				last = enginetest.SetMany(t, r, 100, 0)
 			}
-			js := r.jetStream(t)
-			feed := readFeed(t, js)
-			stream, err := js.Stream(ctxT(t), FeedStream)
+			js := r.JetStream(t)
+			feed := enginetest.ReadFeed(t, js)
+			stream, err := js.Stream(natstest.Context(t), events.FeedStream)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -508,7 +499,7 @@ func TestFeedSeqOf(t *testing.T) {
 					}
 				}
 				counting.gets = 0
-				got, err := FeedSeqOf(ctxT(t), counting, target)
+				got, err := client.FeedSeqOf(natstest.Context(t), counting, target)
 				if err != nil || got != want {
 					t.Errorf("FeedSeqOf(log seq %d) = %d, %v; want %d", target, got, err, want)
 				}
@@ -533,15 +524,15 @@ func TestFeedSeqOf(t *testing.T) {
 // for the lost change, instead of handing over the next one first and the lost
 // one never (a redelivery after AckWait comes after changes handled since).
 func TestDurableSubscriberMissesNoDelivery(t *testing.T) {
-	r := startEngine(t, "", Options{})
+	r := enginetest.Start(t, "", engine.Options{})
 	w := r.Writer()
 	setOne := func(contact string, status events.Status) uint64 {
 		t.Helper()
-		res, err := w.Set(ctxT(t), SetRequest{Contact: contact, Status: status})
+		res, err := w.Set(natstest.Context(t), client.SetRequest{Contact: contact, Status: status})
 		if err != nil {
 			t.Fatal(err)
 		}
-		r.waitFeed(t)
+		r.WaitFeed(t)
 		return res.Seq
 	}
 	a := setOne("a", events.Online)
@@ -550,10 +541,10 @@ func TestDurableSubscriberMissesNoDelivery(t *testing.T) {
 	defer cancel()
 	release := make(chan struct{})
 	var seen collector
-	done := runSubscriber(t, ctx, SubscriberConfig{Conn: r.connect(t), Reader: r.Reader(), Durable: "gappy",
-		Start: StartAll(), Batch: 4, AckWait: time.Minute},
-		func(ctx context.Context, ch Change) error {
-			if seen.add(ch, Reply{}) == 1 {
+	done := runSubscriber(t, ctx, client.SubscriberConfig{Conn: r.Connect(t), Reader: r.Reader(), Durable: "gappy",
+		Start: client.StartAll(), Batch: 4, AckWait: time.Minute},
+		func(ctx context.Context, ch client.Change) error {
+			if seen.add(ch, client.Reply{}) == 1 {
 				select {
 				case <-release:
 				case <-ctx.Done():
@@ -562,20 +553,20 @@ func TestDurableSubscriberMissesNoDelivery(t *testing.T) {
 			}
 			return nil
 		})
-	waitFor(t, "the first change to be handed over", func() bool { return seen.len() == 1 })
+	natstest.WaitFor(t, "the first change to be handed over", func() bool { return seen.len() == 1 })
 
-	feed, err := r.jetStream(t).Stream(ctxT(t), FeedStream)
+	feed, err := r.JetStream(t).Stream(natstest.Context(t), events.FeedStream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cons, err := feed.Consumer(ctxT(t), "gappy")
+	cons, err := feed.Consumer(natstest.Context(t), "gappy")
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The subscriber's own pull request runs out while its handler is held,
 	// so the next change can be taken from under it.
-	waitFor(t, "the subscriber's pull request to expire", func() bool {
-		info, err := cons.Info(ctxT(t))
+	natstest.WaitFor(t, "the subscriber's pull request to expire", func() bool {
+		info, err := cons.Info(natstest.Context(t))
 		return err == nil && info.NumWaiting == 0
 	})
 	b := setOne("b", events.Busy)
@@ -596,9 +587,9 @@ func TestDurableSubscriberMissesNoDelivery(t *testing.T) {
 	c := setOne("c", events.Away)
 	close(release)
 
-	waitFor(t, "the subscriber to reach the last change", func() bool { return slices.Contains(seen.seqs(), c) })
+	natstest.WaitFor(t, "the subscriber to reach the last change", func() bool { return slices.Contains(seen.seqs(), c) })
 	cancel()
-	wait(t, done)
+	natstest.Stopped(t, "subscriber", done)
 	if got, want := seen.seqs(), []uint64{a, b, c}; !slices.Equal(got, want) {
 		t.Errorf("handed over seqs %v, want %v", got, want)
 	}
@@ -612,7 +603,7 @@ func TestDurableSubscriberMissesNoDelivery(t *testing.T) {
 // it was first given (its cursor is still 0), and with DeliverNew that would
 // start after the change.
 func TestStartNewAcrossAReconnection(t *testing.T) {
-	r := startEngine(t, "", Options{})
+	r := enginetest.Start(t, "", engine.Options{})
 	w := r.Writer()
 	p := natstest.StartProxy(t, strings.TrimPrefix(r.ClientURL(), "nats://"))
 	nc, err := nats.Connect(p.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond),
@@ -625,33 +616,33 @@ func TestStartNewAcrossAReconnection(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var seen collector
-	sub, err := NewSubscriber(SubscriberConfig{Conn: nc, Reader: r.Reader(), Contacts: []string{"alice"},
-		Logger: testLogger(t)})
+	sub, err := client.NewSubscriber(client.SubscriberConfig{Conn: nc, Reader: r.Reader(), Contacts: []string{"alice"},
+		Logger: natstest.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() {
-		done <- sub.Run(ctx, func(_ context.Context, c Change) error { seen.add(c, Reply{}); return nil })
+		done <- sub.Run(ctx, func(_ context.Context, c client.Change) error { seen.add(c, client.Reply{}); return nil })
 	}()
 	<-sub.Ready()
 
 	reconnects := nc.Stats().Reconnects
 	p.Pause()
-	waitFor(t, "the subscriber's connection to drop", func() bool { return !nc.IsConnected() })
-	away, err := w.Set(ctxT(t), SetRequest{Contact: "alice", Status: events.Away})
+	natstest.WaitFor(t, "the subscriber's connection to drop", func() bool { return !nc.IsConnected() })
+	away, err := w.Set(natstest.Context(t), client.SetRequest{Contact: "alice", Status: events.Away})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.waitFeed(t)
+	r.WaitFeed(t)
 	p.Resume()
-	waitFor(t, "the subscriber to reconnect", func() bool { return nc.IsConnected() && nc.Stats().Reconnects > reconnects })
+	natstest.WaitFor(t, "the subscriber to reconnect", func() bool { return nc.IsConnected() && nc.Stats().Reconnects > reconnects })
 
 	// Sets until one is handed over: the consumer nats.go makes again after
 	// the reconnection may also start after the first sets made since.
 	var sets []uint64
-	waitFor(t, "a change after the reconnection", func() bool {
-		res, err := w.Set(ctxT(t), SetRequest{Contact: "alice", Status: []events.Status{events.Busy, events.Online}[len(sets)%2]})
+	natstest.WaitFor(t, "a change after the reconnection", func() bool {
+		res, err := w.Set(natstest.Context(t), client.SetRequest{Contact: "alice", Status: []events.Status{events.Busy, events.Online}[len(sets)%2]})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -659,7 +650,7 @@ func TestStartNewAcrossAReconnection(t *testing.T) {
 		return seen.len() > 0
 	})
 	cancel()
-	wait(t, done)
+	natstest.Stopped(t, "subscriber", done)
 	want := append([]uint64{away.Seq}, sets...)
 	if got := seen.seqs(); len(got) > len(want) || !slices.Equal(got, want[:len(got)]) {
 		t.Errorf("handed over seqs %v, want %d (made while disconnected) first, then %v in order",
@@ -674,19 +665,19 @@ func TestStartNewAcrossAReconnection(t *testing.T) {
 // it still hands over none of them. (TestDurableStartedAtATimeStepsOverOnlyUntilThen
 // covers the same for a time.)
 func TestDurableStartedPastTheEndRemembersItsStart(t *testing.T) {
-	r := startEngine(t, "", Options{})
+	r := enginetest.Start(t, "", engine.Options{})
 	w := r.Writer()
-	first, err := w.Set(ctxT(t), SetRequest{Contact: "alice", Status: events.Online})
+	first, err := w.Set(natstest.Context(t), client.SetRequest{Contact: "alice", Status: events.Online})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.waitFeed(t)
+	r.WaitFeed(t)
 	start := first.Seq + 3
 	var col collector
-	cfg := SubscriberConfig{Conn: r.connect(t), Reader: r.Reader(), Durable: "past-the-end", Start: StartAtSeq(start)}
-	h := func(ctx context.Context, ch Change) error { col.add(ch, Reply{}); return nil }
+	cfg := client.SubscriberConfig{Conn: r.Connect(t), Reader: r.Reader(), Durable: "past-the-end", Start: client.StartAtSeq(start)}
+	h := func(ctx context.Context, ch client.Change) error { col.add(ch, client.Reply{}); return nil }
 	ctx, cancel := context.WithCancel(context.Background())
-	sub, err := NewSubscriber(cfg)
+	sub, err := client.NewSubscriber(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -694,19 +685,19 @@ func TestDurableStartedPastTheEndRemembersItsStart(t *testing.T) {
 	go func() { done <- sub.Run(ctx, h) }()
 	<-sub.Ready()
 	cancel()
-	wait(t, done)
+	natstest.Stopped(t, "subscriber", done)
 
-	var last SetResult
+	var last client.SetResult
 	for _, st := range []events.Status{events.Away, events.Busy, events.Online, events.Away} {
-		if last, err = w.Set(ctxT(t), SetRequest{Contact: "alice", Status: st}); err != nil {
+		if last, err = w.Set(natstest.Context(t), client.SetRequest{Contact: "alice", Status: st}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	ctx, cancel = context.WithCancel(context.Background())
 	done2 := runSubscriber(t, ctx, cfg, h)
-	waitFor(t, "the last change", func() bool { s := col.seqs(); return len(s) > 0 && s[len(s)-1] == last.Seq })
+	natstest.WaitFor(t, "the last change", func() bool { s := col.seqs(); return len(s) > 0 && s[len(s)-1] == last.Seq })
 	cancel()
-	wait(t, done2)
+	natstest.Stopped(t, "subscriber", done2)
 	if got, want := col.seqs(), []uint64{start, start + 1}; !slices.Equal(got, want) {
 		t.Errorf("handed %v, want %v: run again, the durable handed changes before its StartAtSeq", got, want)
 	}
@@ -717,13 +708,13 @@ func TestDurableStartedPastTheEndRemembersItsStart(t *testing.T) {
 // contacts it is given now; it says so, rather than leave the caller to
 // believe its start was taken, or miss that it follows others now.
 func TestResumedDurableSaysWhatChanged(t *testing.T) {
-	r := startEngine(t, "", Options{})
-	run := func(cfg SubscriberConfig) string {
+	r := enginetest.Start(t, "", engine.Options{})
+	run := func(cfg client.SubscriberConfig) string {
 		t.Helper()
-		var logs lockedBuffer
-		cfg.Conn, cfg.Reader, cfg.Durable = r.connect(t), r.client(t), "crm"
+		var logs natstest.LockedBuffer
+		cfg.Conn, cfg.Reader, cfg.Durable = r.Connect(t), r.Client(t), "crm"
 		cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-		sub, err := NewSubscriber(cfg)
+		sub, err := client.NewSubscriber(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -735,13 +726,13 @@ func TestResumedDurableSaysWhatChanged(t *testing.T) {
 		return logs.String()
 	}
 	const startIgnored, othersNow = "a start applies only to a new one", "now follows other contacts than before"
-	if out := run(SubscriberConfig{Start: StartAll()}); strings.Contains(out, startIgnored) || strings.Contains(out, othersNow) {
+	if out := run(client.SubscriberConfig{Start: client.StartAll()}); strings.Contains(out, startIgnored) || strings.Contains(out, othersNow) {
 		t.Errorf("the durable's first run said %q; it was made as asked", out)
 	}
-	if out := run(SubscriberConfig{Start: StartAll()}); !strings.Contains(out, startIgnored) {
+	if out := run(client.SubscriberConfig{Start: client.StartAll()}); !strings.Contains(out, startIgnored) {
 		t.Errorf("resumed with a start, it said %q; want it to say the start applies only to a new one", out)
 	}
-	if out := run(SubscriberConfig{Contacts: []string{"sip:alice@contoso.com"}}); !strings.Contains(out, othersNow) ||
+	if out := run(client.SubscriberConfig{Contacts: []string{"sip:alice@contoso.com"}}); !strings.Contains(out, othersNow) ||
 		!strings.Contains(out, "was=\"every contact\"") || !strings.Contains(out, events.ChangeSubject("sip:alice@contoso.com")) {
 		t.Errorf("resumed with other contacts, it said %q; want it to say it follows alice now, not every contact", out)
 	}

@@ -1,4 +1,4 @@
-package engine
+package client_test
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/presence-engine/presence/client"
+	"github.com/presence-engine/presence/engine"
 	"github.com/presence-engine/presence/engine/natstest"
 	"github.com/presence-engine/presence/events"
 )
@@ -20,12 +22,12 @@ func (f *restorableFeed) publishRepeated(contact string, from, to uint64) {
 	for seq := from; seq <= to; seq++ {
 		c := events.Change{Contact: contact, Previous: events.Unknown, Seq: seq, At: time.Now().UTC()}
 		data := c.Encode()
-		ack, err := f.js.Publish(ctxT(f.t), events.ChangeSubject(contact), data)
+		ack, err := f.js.Publish(natstest.Context(f.t), events.ChangeSubject(contact), data)
 		if err != nil {
 			f.t.Fatal(err)
 		}
-		err = f.js.Conn().PublishMsg(&nats.Msg{Subject: LivePrefix + events.Token(contact), Data: data,
-			Header: nats.Header{FeedSeqHeader: []string{strconv.FormatUint(ack.Sequence, 10)}}})
+		err = f.js.Conn().PublishMsg(&nats.Msg{Subject: events.LivePrefix + events.Token(contact), Data: data,
+			Header: nats.Header{client.FeedSeqHeader: []string{strconv.FormatUint(ack.Sequence, 10)}}})
 		if err != nil {
 			f.t.Fatal(err)
 		}
@@ -44,21 +46,21 @@ func (f *restorableFeed) publishRepeated(contact string, from, to uint64) {
 func TestLiveSubscriberSeesAFeedRestoredUnderIt(t *testing.T) {
 	f := newRestorableFeed(t)
 	nc := natstest.Connect(t, f.s, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
-	sub, err := NewSubscriber(SubscriberConfig{Conn: nc, Reader: NewClient(nc), Logger: testLogger(t), LiveCheck: time.Hour})
+	sub, err := client.NewSubscriber(client.SubscriberConfig{Conn: nc, Reader: client.New(nc), Logger: natstest.Logger(t), LiveCheck: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
 	col := &collector{}
 	done := runUntilError(t, sub, col)
 	f.publishRepeated("old", 1, 3)
-	waitFor(t, "3 handed", func() bool { return col.len() == 3 })
+	natstest.WaitFor(t, "3 handed", func() bool { return col.len() == 3 })
 	f.restart(false) // the copy: the feed at 3
-	waitFor(t, "reconnect", nc.IsConnected)
+	natstest.WaitFor(t, "reconnect", nc.IsConnected)
 	f.publishRepeated("old", 4, 6)
-	waitFor(t, "6 handed", func() bool { return col.len() == 6 })
+	natstest.WaitFor(t, "6 handed", func() bool { return col.len() == 6 })
 
 	f.restart(true) // back on the copy: the feed ends at 3
-	waitFor(t, "reconnect", nc.IsConnected)
+	natstest.WaitFor(t, "reconnect", nc.IsConnected)
 	f.publishRepeated("new", 4, 10) // other changes at feed seqs 4..10
 	wantWentBack(t, "live subscriber", done)
 	for _, c := range col.changes {
@@ -77,18 +79,18 @@ func TestLiveSubscriberSeesAFeedRestoredUnderIt(t *testing.T) {
 func TestOrderedSubscriberSeesTheFeedGo(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		cfg  SubscriberConfig
+		cfg  client.SubscriberConfig
 		goes func(f *restorableFeed)
 	}{
-		{"deleted, consumer", SubscriberConfig{LiveCheck: -1}, func(f *restorableFeed) {}},
-		{"created again shorter, consumer", SubscriberConfig{LiveCheck: -1}, func(f *restorableFeed) {
-			if err := EnsureStreams(ctxT(f.t), f.js, StreamOptions{}, testLogger(f.t)); err != nil {
+		{"deleted, consumer", client.SubscriberConfig{LiveCheck: -1}, func(f *restorableFeed) {}},
+		{"created again shorter, consumer", client.SubscriberConfig{LiveCheck: -1}, func(f *restorableFeed) {
+			if err := engine.EnsureStreams(natstest.Context(f.t), f.js, engine.StreamOptions{}, natstest.Logger(f.t)); err != nil {
 				f.t.Fatal(err)
 			}
 			f.publish("new", 1, 2)
 		}},
-		{"created again shorter, contacts", SubscriberConfig{Contacts: []string{"old", "new"}}, func(f *restorableFeed) {
-			if err := EnsureStreams(ctxT(f.t), f.js, StreamOptions{}, testLogger(f.t)); err != nil {
+		{"created again shorter, contacts", client.SubscriberConfig{Contacts: []string{"old", "new"}}, func(f *restorableFeed) {
+			if err := engine.EnsureStreams(natstest.Context(f.t), f.js, engine.StreamOptions{}, natstest.Logger(f.t)); err != nil {
 				f.t.Fatal(err)
 			}
 			f.publish("new", 1, 2)
@@ -98,19 +100,19 @@ func TestOrderedSubscriberSeesTheFeedGo(t *testing.T) {
 			f := newRestorableFeed(t)
 			nc := natstest.Connect(t, f.s)
 			cfg := tc.cfg
-			cfg.Start, cfg.Conn, cfg.Reader, cfg.Logger = StartAll(), nc, NewClient(nc), testLogger(t)
-			sub, err := NewSubscriber(cfg)
+			cfg.Start, cfg.Conn, cfg.Reader, cfg.Logger = client.StartAll(), nc, client.New(nc), natstest.Logger(t)
+			sub, err := client.NewSubscriber(cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
 			// A feed not found is read again for a while before that
 			// counts: not long here.
-			sub.feed.window = 300 * time.Millisecond
+			sub.SetFeedWindow(300 * time.Millisecond)
 			col := &collector{}
 			done := runUntilError(t, sub, col)
 			f.publish("old", 1, 5)
-			waitFor(t, "5 handed", func() bool { return col.len() == 5 })
-			if err := f.js.DeleteStream(ctxT(t), FeedStream); err != nil {
+			natstest.WaitFor(t, "5 handed", func() bool { return col.len() == 5 })
+			if err := f.js.DeleteStream(natstest.Context(t), events.FeedStream); err != nil {
 				t.Fatal(err)
 			}
 			tc.goes(f)
@@ -126,7 +128,7 @@ func TestOrderedSubscriberSeesTheFeedGo(t *testing.T) {
 func TestHubSeesAFeedRestoredUnderIt(t *testing.T) {
 	f := newRestorableFeed(t)
 	nc := natstest.Connect(t, f.s, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
-	hub, err := NewHub(HubConfig{Conn: nc, Reader: NewClient(nc), Logger: testLogger(t), Start: StartAll()})
+	hub, err := client.NewHub(client.HubConfig{Conn: nc, Reader: client.New(nc), Logger: natstest.Logger(t), Start: client.StartAll()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,17 +136,17 @@ func TestHubSeesAFeedRestoredUnderIt(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go func() {
-		_ = hs.Run(ctx, func(ctx context.Context, ch Change) error { col.add(ch, Reply{}); return nil })
+		_ = hs.Run(ctx, func(ctx context.Context, ch client.Change) error { col.add(ch, client.Reply{}); return nil })
 	}()
 	done := make(chan error, 1)
 	go func() { done <- hub.Run(ctx) }()
 	<-hub.Ready()
 	f.publish("old", 1, 3)
-	waitFor(t, "3 handed", func() bool { return col.len() == 3 })
+	natstest.WaitFor(t, "3 handed", func() bool { return col.len() == 3 })
 	f.restart(false)
-	waitFor(t, "reconnect", nc.IsConnected)
+	natstest.WaitFor(t, "reconnect", nc.IsConnected)
 	f.publish("old", 4, 6)
-	waitFor(t, "6 handed", func() bool { return col.len() == 6 })
+	natstest.WaitFor(t, "6 handed", func() bool { return col.len() == 6 })
 	f.restart(true)
 	f.publish("new", 4, 7)
 	wantWentBack(t, "hub", done)

@@ -1,4 +1,4 @@
-package engine
+package client
 
 import (
 	"context"
@@ -13,12 +13,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presence-engine/presence/events"
-	"github.com/presence-engine/presence/projections"
+	"github.com/presence-engine/presence/internal/tail"
 )
-
-// ErrSlowSubscriber: a hub subscriber fell so far behind that its queue filled
-// up, and was cut off so as not to hold up the others.
-var ErrSlowSubscriber = errors.New("engine: subscriber too slow, cut off")
 
 // HubConfig configures a Hub.
 type HubConfig struct {
@@ -79,7 +75,7 @@ type hubSub struct {
 // NewHub returns a Hub; Run starts it.
 func NewHub(cfg HubConfig) (*Hub, error) {
 	if cfg.Conn == nil || cfg.Reader == nil {
-		return nil, errors.New("engine: a hub needs a Conn and a Reader")
+		return nil, errors.New("client: a hub needs a Conn and a Reader")
 	}
 	if cfg.Start.kind == startTime {
 		return nil, badRequest(errors.New("hub start: a hub starts from now (StartNew), the start of the feed (StartAll) " +
@@ -121,29 +117,29 @@ func (h *Hub) Run(ctx context.Context) error {
 }
 
 func (h *Hub) run(ctx context.Context) error {
-	stream, err := h.js.Stream(ctx, FeedStream)
+	stream, err := h.js.Stream(ctx, events.FeedStream)
 	if err != nil {
-		return fmt.Errorf("open the feed (stream %s): %w", FeedStream, err)
+		return fmt.Errorf("open the feed (stream %s): %w", events.FeedStream, err)
 	}
 	feed := feedWatch{stream: stream, created: stream.CachedInfo().Created, window: feedCheckWindow, wait: 100 * time.Millisecond}
 	from, skipBelow, err := h.from(ctx, stream)
 	if err != nil {
 		return err
 	}
-	tail, err := projections.TailStream(ctx, stream, projections.TailConfig{
+	reader, err := tail.Start(ctx, stream, tail.Config{
 		From: from, Buffer: h.cfg.MaxBatch, Logger: h.logger, Conn: h.js.Conn(),
 	})
 	if err != nil {
 		return err
 	}
-	defer tail.Stop()
+	defer reader.Stop()
 	close(h.ready)
 	var (
-		batch []projections.Record
+		batch []tail.Record
 		last  uint64 // the log sequence of the last change handed over
 	)
 	for {
-		batch, err = tail.Next(ctx, batch, h.cfg.MaxBatch)
+		batch, err = reader.Next(ctx, batch, h.cfg.MaxBatch)
 		if ctx.Err() != nil {
 			return nil
 		}

@@ -1,4 +1,4 @@
-package projections
+package tail
 
 import (
 	"bytes"
@@ -19,20 +19,19 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presence-engine/presence/engine/natstest"
-	"github.com/presence-engine/presence/events"
 )
 
 // startTail starts a Tail and stops it when the test ends.
-func startTail(t *testing.T, stream jetstream.Stream, cfg TailConfig) *Tail {
+func startTail(t *testing.T, stream jetstream.Stream, cfg Config) *Tail {
 	t.Helper()
 	if cfg.Logger == nil {
-		cfg.Logger = quiet
+		cfg.Logger = natstest.Logger(t)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	tail, err := TailStream(ctx, stream, cfg)
+	tail, err := Start(ctx, stream, cfg)
 	if err != nil {
-		t.Fatalf("TailStream(%+v) = %v", cfg, err)
+		t.Fatalf("Start(%+v) = %v", cfg, err)
 	}
 	t.Cleanup(tail.Stop)
 	return tail
@@ -63,7 +62,7 @@ func checkRecords(t *testing.T, got []Record, h *history, seqs ...uint64) {
 		t.Fatalf("got %d records, want %d", len(got), len(seqs))
 	}
 	for i, r := range got {
-		want := h.entries[seqs[i]-1].Record
+		want := h.records[seqs[i]-1]
 		if r.Seq != want.Seq || !bytes.Equal(r.Data, want.Data) {
 			t.Errorf("record %d: seq %d %s, want seq %d %s", i, r.Seq, r.Data, want.Seq, want.Data)
 		}
@@ -82,7 +81,7 @@ func TestTail(t *testing.T) {
 	js, stream := startLog(t)
 	h := newHistory()
 	for i := range 10 {
-		h.set([]string{alice, bob, carol}[i%3], "", []events.Status{events.Online, events.Away}[i/3%2])
+		h.set([]string{alice, bob, carol}[i%3], "", []string{"online", "away"}[i/3%2])
 	}
 	publish(t, js, h, 0)
 
@@ -99,7 +98,7 @@ func TestTail(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				tail := startTail(t, stream, TailConfig{From: tt.from})
+				tail := startTail(t, stream, Config{From: tt.from})
 				checkRecords(t, collect(t, tail, len(tt.want)), h, tt.want...)
 				if got := tail.Last(); got != 10 {
 					t.Errorf("Last() = %d, want 10", got)
@@ -109,15 +108,13 @@ func TestTail(t *testing.T) {
 	})
 
 	t.Run("subjects", func(t *testing.T) {
-		tail := startTail(t, stream, TailConfig{Subjects: []string{events.EventSubject(bob)}})
+		tail := startTail(t, stream, Config{Subjects: []string{subject(bob)}})
 		checkRecords(t, collect(t, tail, 3), h, 2, 5, 8)
 	})
 
 	t.Run("batches what is waiting", func(t *testing.T) {
-		tail := startTail(t, stream, TailConfig{From: 1, Buffer: 16})
-		if !eventually(testTimeout, func() bool { return len(tail.C) == 10 }) {
-			t.Fatalf("%d records waiting in C after %v, want 10", len(tail.C), testTimeout)
-		}
+		tail := startTail(t, stream, Config{From: 1, Buffer: 16})
+		natstest.WaitFor(t, "10 records waiting in C", func() bool { return len(tail.C) == 10 })
 		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 		defer cancel()
 		var batch []Record
@@ -139,8 +136,8 @@ func TestTail(t *testing.T) {
 	})
 
 	t.Run("waits for what comes", func(t *testing.T) {
-		tail := startTail(t, stream, TailConfig{From: 11})
-		h.set(alice, "", events.Busy)
+		tail := startTail(t, stream, Config{From: 11})
+		h.set(alice, "", "busy")
 		publish(t, js, h, 10)
 		checkRecords(t, collect(t, tail, 1), h, 11)
 		if got := tail.Last(); got != 11 {
@@ -149,7 +146,7 @@ func TestTail(t *testing.T) {
 	})
 
 	t.Run("stop twice", func(t *testing.T) {
-		tail := startTail(t, stream, TailConfig{})
+		tail := startTail(t, stream, Config{})
 		tail.Stop()
 		tail.Stop()
 	})
@@ -161,10 +158,10 @@ func TestTailSlowReader(t *testing.T) {
 	// 10 say, the consumer was seen to stall for over 10s on a loaded machine,
 	// with or without a small buffer.)
 	js, stream := startLog(t)
-	h := randomHistory(newHistory(), rand.New(rand.NewPCG(3, 3)), 20, 300)
+	h := randomHistory(rand.New(rand.NewPCG(3, 3)), 20, 300)
 	publish(t, js, h, 0)
 	logs := &logRecorder{}
-	tail := startTail(t, stream, TailConfig{Buffer: 1, Logger: slog.New(logs)})
+	tail := startTail(t, stream, Config{Buffer: 1, Logger: slog.New(logs)})
 	var got []Record
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
@@ -184,11 +181,11 @@ func TestTailStreamDeleted(t *testing.T) {
 	// the Tail. The Follower relies on it to notice a recreated log.
 	js, stream := startLog(t)
 	h := newHistory()
-	h.set(alice, "Alice", events.Online)
-	h.set(bob, "Bob", events.Online)
+	h.set(alice, "Alice", "online")
+	h.set(bob, "Bob", "online")
 	publish(t, js, h, 0)
 	logs := &logRecorder{}
-	tail := startTail(t, stream, TailConfig{Logger: slog.New(logs)})
+	tail := startTail(t, stream, Config{Logger: slog.New(logs)})
 	checkRecords(t, collect(t, tail, 2), h, 1, 2)
 
 	deleteLog(t, js)
@@ -249,16 +246,16 @@ func TestTailNoticesAStreamCreatedAgainWhileCutOff(t *testing.T) {
 	_, direct := natstest.JetStream(t, s)
 	stream := createLog(t, js)
 	h := newHistory()
-	h.set(alice, "Alice", events.Online)
-	h.set(bob, "Bob", events.Online)
+	h.set(alice, "Alice", "online")
+	h.set(bob, "Bob", "online")
 	publish(t, js, h, 0)
-	tail := startTail(t, stream, TailConfig{Conn: nc, Watch: time.Hour}) // only the reconnection may tell
+	tail := startTail(t, stream, Config{Conn: nc, Watch: time.Hour}) // only the reconnection may tell
 	checkRecords(t, collect(t, tail, 2), h, 1, 2)
 
 	p.Pause()
 	deleteLog(t, direct)
 	again := newHistory()
-	again.set(alice, "Alice", events.Away)
+	again.set(alice, "Alice", "away")
 	createLog(t, direct)
 	publish(t, direct, again, 0)
 	p.Resume()
@@ -303,8 +300,8 @@ func TestTailNoticesAStreamRestoredFromAnOlderCopy(t *testing.T) {
 	}
 	stream := createLog(t, js)
 	h := newHistory()
-	h.set(alice, "Alice", events.Online)
-	h.set(bob, "Bob", events.Online)
+	h.set(alice, "Alice", "online")
+	h.set(bob, "Bob", "online")
 	publish(t, js, h, 0)
 	stop(s)
 	if err := os.CopyFS(older, os.DirFS(dir)); err != nil {
@@ -317,9 +314,9 @@ func TestTailNoticesAStreamRestoredFromAnOlderCopy(t *testing.T) {
 	case <-time.After(testTimeout):
 		t.Fatal("the client did not reconnect to the server started again")
 	}
-	tail := startTail(t, stream, TailConfig{Conn: nc, Watch: time.Hour}) // only the consumer made again may tell
-	h.set(alice, "Alice", events.Away)
-	h.set(bob, "Bob", events.Busy)
+	tail := startTail(t, stream, Config{Conn: nc, Watch: time.Hour}) // only the consumer made again may tell
+	h.set(alice, "Alice", "away")
+	h.set(bob, "Bob", "busy")
 	publish(t, js, h, 2)
 	checkRecords(t, collect(t, tail, 4), h, 1, 2, 3, 4)
 
@@ -336,8 +333,7 @@ func TestTailNoticesAStreamRestoredFromAnOlderCopy(t *testing.T) {
 	defer cancel()
 	const carol = "sip:carol@contoso.com"
 	for i := range 3 { // seqs 3 to 5 of the restored stream
-		e := events.Event{Contact: carol, Name: "Carol", Status: []events.Status{events.Online, events.Busy, events.Away}[i]}
-		if _, err := direct.Publish(ctx, events.EventSubject(carol), e.Encode()); err != nil {
+		if _, err := direct.Publish(ctx, subject(carol), []byte(carol+" "+[]string{"online", "busy", "away"}[i])); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -359,7 +355,7 @@ func TestTailNoticesAStreamRestoredFromAnOlderCopy(t *testing.T) {
 func TestTailStopDeletesItsConsumer(t *testing.T) {
 	js, stream := startLog(t)
 	h := newHistory()
-	h.set(alice, "Alice", events.Online)
+	h.set(alice, "Alice", "online")
 	publish(t, js, h, 0)
 	consumers := func() int {
 		t.Helper()
@@ -370,7 +366,7 @@ func TestTailStopDeletesItsConsumer(t *testing.T) {
 		return info.State.Consumers
 	}
 	for _, n := range []int{0, 1} { // records delivered before Stop
-		tail := startTail(t, stream, TailConfig{})
+		tail := startTail(t, stream, Config{})
 		collect(t, tail, n)
 		if got := consumers(); got != 1 {
 			t.Fatalf("%d consumers while a Tail reads, want 1", got)
@@ -418,29 +414,23 @@ func TestTailKeepsOrderAcrossConsumersMadeAgainWhileLooking(t *testing.T) {
 	_, direct := natstest.JetStream(t, s)
 	g := &gatedStream{Stream: createLog(t, js)}
 	h := newHistory()
-	h.set(alice, "Alice", events.Online)
-	h.set(bob, "Bob", events.Online)
+	h.set(alice, "Alice", "online")
+	h.set(bob, "Bob", "online")
 	publish(t, direct, h, 0)
-	tail := startTail(t, g, TailConfig{Conn: nc, Watch: -1})
+	tail := startTail(t, g, Config{Conn: nc, Watch: -1})
 	checkRecords(t, collect(t, tail, 2), h, 1, 2)
 
-	wait := func(what string, cond func() bool) {
-		t.Helper()
-		if !eventually(testTimeout, cond) {
-			t.Fatalf("waited %s for %s", testTimeout, what)
-		}
-	}
 	bounce := func() {
 		t.Helper()
 		before := nc.Stats().Reconnects
 		p.Pause()
-		wait("the Tail to be cut off", func() bool { return !nc.IsConnected() })
+		natstest.WaitFor(t, "the Tail to be cut off", func() bool { return !nc.IsConnected() })
 		p.Resume()
-		wait("the Tail to reconnect", func() bool { return nc.IsConnected() && nc.Stats().Reconnects > before })
+		natstest.WaitFor(t, "the Tail to reconnect", func() bool { return nc.IsConnected() && nc.Stats().Reconnects > before })
 	}
 	delivered := func(seq uint64) func() bool { // by some consumer of the stream, to the Tail's client
 		return func() bool {
-			stream, err := direct.Stream(context.Background(), "PRESENCE")
+			stream, err := direct.Stream(context.Background(), streamName)
 			if err != nil {
 				return false
 			}
@@ -455,13 +445,13 @@ func TestTailKeepsOrderAcrossConsumersMadeAgainWhileLooking(t *testing.T) {
 
 	g.fail.Store(true)
 	bounce()
-	h.set(alice, "Alice", events.Away) // seq 3: its consumer was made again, and its callback looks, in vain
+	h.set(alice, "Alice", "away") // seq 3: its consumer was made again, and its callback looks, in vain
 	publish(t, direct, h, 2)
-	wait("the callback of seq 3 to look at the stream", func() bool { return g.looks.Load() > 0 })
+	natstest.WaitFor(t, "the callback of seq 3 to look at the stream", func() bool { return g.looks.Load() > 0 })
 	bounce()
-	h.set(bob, "Bob", events.Away) // seq 4: for the consumer made again from it
+	h.set(bob, "Bob", "away") // seq 4: for the consumer made again from it
 	publish(t, direct, h, 3)
-	wait("seq 4 to be delivered to the Tail's client", delivered(4))
+	natstest.WaitFor(t, "seq 4 to be delivered to the Tail's client", delivered(4))
 	g.fail.Store(false)
 	checkRecords(t, collect(t, tail, 2), h, 3, 4)
 }

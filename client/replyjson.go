@@ -1,4 +1,4 @@
-package engine
+package client
 
 import (
 	"bytes"
@@ -31,7 +31,7 @@ func appendReply(b []byte, r Reply) []byte {
 }
 
 // MarshalJSON writes {"statuses":[...]}.
-func (r statusesReply) MarshalJSON() ([]byte, error) {
+func (r StatusesReply) MarshalJSON() ([]byte, error) {
 	b := make([]byte, 0, 16+len(r.Statuses)*96)
 	b = append(b, `{"statuses":[`...)
 	for i, s := range r.Statuses {
@@ -45,7 +45,7 @@ func (r statusesReply) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON reads what MarshalJSON writes, fast, and anything else through
 // encoding/json.
-func (r *statusesReply) UnmarshalJSON(data []byte) error {
+func (r *StatusesReply) UnmarshalJSON(data []byte) error {
 	if replies, ok := readStatuses(data, r.asked); ok {
 		r.Statuses = replies
 		return nil

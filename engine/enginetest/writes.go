@@ -1,0 +1,71 @@
+package enginetest
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/presence-engine/presence/client"
+	"github.com/presence-engine/presence/engine"
+	"github.com/presence-engine/presence/engine/natstest"
+	"github.com/presence-engine/presence/events"
+)
+
+// Mixed is the statuses WriteRandom draws from: visible ones, and invisible
+// and offline, whose changes between them are hidden.
+var Mixed = []events.Status{events.Online, events.Away, events.Busy, events.Invisible, events.Offline,
+	events.OnThePhone, events.BeRightBack}
+
+// WriteRandom sets n statuses drawn from Mixed over contacts c0 to
+// c<contacts-1> through w.
+func WriteRandom(t testing.TB, w *engine.Writer, rng *rand.Rand, contacts, n int) {
+	t.Helper()
+	for range n {
+		_, err := w.Set(context.Background(), client.SetRequest{Contact: fmt.Sprintf("c%d", rng.IntN(contacts)),
+			Status: Mixed[rng.IntN(len(Mixed))]})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// SetMany sets n statuses over contacts c0 to c5 (cycling through online,
+// away, invisible, offline and busy from offset on), waits until the
+// projection and the feed have them, and returns the last log sequence.
+func SetMany(t testing.TB, e *Running, n, offset int) uint64 {
+	t.Helper()
+	var last uint64
+	for i := range n {
+		s := []events.Status{events.Online, events.Away, events.Invisible, events.Offline, events.Busy}[(i+offset)%5]
+		res, err := e.Writer().Set(natstest.Context(t), client.SetRequest{Contact: fmt.Sprintf("c%d", i%6), Status: s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = max(last, res.Seq)
+	}
+	if err := e.Projection().WaitApplied(natstest.Context(t), last); err != nil {
+		t.Fatal(err)
+	}
+	e.WaitFeed(t)
+	return last
+}
+
+// Users are a user of each role for an engine that authenticates
+// (engine.Options.Auth); each one's password is its name and "-pw".
+var Users = &engine.AuthConfig{Users: []engine.AuthUser{
+	{Name: "alice", Password: "alice-pw", Role: engine.RoleUser, Contact: "sip:alice@contoso.com"},
+	{Name: "crm", Password: "crm-pw", Role: engine.RoleSubscriber},
+	{Name: "audit", Password: "audit-pw", Role: engine.RoleAuditor},
+	{Name: "ops", Password: "ops-pw", Role: engine.RoleOperator},
+}}
+
+// ConnectAs connects to url as one of Users, with the inbox prefix its
+// permissions call for; the connection is closed when the test ends.
+func ConnectAs(t testing.TB, url, user string, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	opts = append([]nats.Option{nats.UserInfo(user, user+"-pw"), nats.CustomInboxPrefix(client.InboxPrefix(user))}, opts...)
+	return ConnectURL(t, url, opts...)
+}
