@@ -6,7 +6,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// What the tests of package client_test reach inside a subscriber.
+// What the tests of package client_test reach inside the package.
+
+// FeedSeqOf is feedSeqOf: the feed sequence of the first entry whose log
+// sequence is at least logSeq.
+var FeedSeqOf = feedSeqOf
 
 // DropRepeats makes s lose the repeats of the feed entries drop returns true
 // for, as a slow connection would.

@@ -4,29 +4,36 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presence-engine/presence/events"
+	"github.com/presence-engine/presence/internal/retry"
 	"github.com/presence-engine/presence/internal/tail"
 )
 
-// feedWatch tells whether the feed a subscription (or a hub) follows went back
-// under it: deleted, created again, or ending before what was handed.
+// feedWatch tells whether the feed a subscription follows went back under it:
+// deleted, created again, ending before what was handed over, or holding
+// another entry where the last one handed over was (restored from an older
+// copy, which keeps its creation time). Every source asks it, at the faults of
+// its own transport; nothing else decides that. Its methods are safe for
+// concurrent use.
 type feedWatch struct {
 	stream  jetstream.Stream
 	created time.Time     // when the feed was created, as the subscription found it
 	window  time.Duration // how long a doubtful answer is read again: feedCheckWindow, shorter in tests
 	wait    time.Duration // the first pause between reads
+	logger  *slog.Logger
 	// conn, when set, is the connection the feed is read over: cut off, a
 	// read would wait out its whole timeout, so none is made.
 	conn *nats.Conn
-	// handed is the last entry the subscription handed over, if any: a feed
-	// restored from an older copy keeps its creation time, and may have
-	// grown past it again with other entries.
-	handed handedEntry
+
+	mu     sync.Mutex
+	handed handedEntry // the last entry handed over, if any
 }
 
 // handedEntry tells one feed entry from any other at its feed sequence: by
@@ -40,34 +47,15 @@ type handedEntry struct {
 
 // handing records c as the last change handed over.
 func (f *feedWatch) handing(c Change) {
+	f.mu.Lock()
 	f.handed = handedEntry{feedSeq: c.FeedSeq, contact: c.Contact, seq: c.Seq, at: c.At}
+	f.mu.Unlock()
 }
 
-// holdsHanded returns an error wrapping ErrFeedWentBack if the feed holds
-// another entry where the last one handed over was; nil if it holds that one,
-// or none there (removed by the feed's limits: a feed that ends before it is
-// for wentBack to tell), or nothing was handed yet, or the user may not get
-// messages of the feed (as with the permissions of an older `presence auth`:
-// nothing to compare, ever); another error if it cannot tell yet.
-func (f *feedWatch) holdsHanded(ctx context.Context) error {
-	h := f.handed
-	if h.feedSeq == 0 {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	msg, err := f.stream.GetMsg(ctx, h.feedSeq)
-	switch {
-	case errors.Is(err, jetstream.ErrMsgNotFound), err != nil && tail.GetRefused(f.conn, events.FeedStream):
-		return nil
-	case err != nil:
-		return fmt.Errorf("read the feed's entry at seq %d: %w", h.feedSeq, err)
-	}
-	if c, err := events.DecodeChange(msg.Data); err != nil || c.Contact != h.contact || c.Seq != h.seq || !c.At.Equal(h.at) {
-		return fmt.Errorf("%w: the feed (stream %s) holds another entry at feed seq %d than the one handed over there, "+
-			"the change at log seq %d: it was restored from an older copy", ErrFeedWentBack, events.FeedStream, h.feedSeq, h.seq)
-	}
-	return nil
+func (f *feedWatch) lastHanded() handedEntry {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.handed
 }
 
 // feedCheckWindow is how long a feed that looks as if it went back, or has no
@@ -77,28 +65,15 @@ const feedCheckWindow = 10 * time.Second
 // errNoLeader: the feed's replicas are electing a leader.
 var errNoLeader = errors.New("the feed (stream " + events.FeedStream + ") has no leader at the moment")
 
-// feedLast returns the feed's last sequence, and when the feed was created.
-func feedLast(ctx context.Context, stream jetstream.Stream) (uint64, time.Time, error) {
-	info, err := stream.Info(ctx)
-	if err != nil {
-		return 0, time.Time{}, fmt.Errorf("read the feed: %w", err)
-	}
-	if info.Cluster != nil && info.Cluster.Leader == "" {
-		// Answered by a replica while the feed's group elects a leader:
-		// from its own copy, which may be behind.
-		return info.State.LastSeq, info.Created, fmt.Errorf("read the feed: %w", errNoLeader)
-	}
-	return info.State.LastSeq, info.Created, nil
-}
-
 // check returns the feed's last sequence, or an error wrapping
 // ErrFeedWentBack if the feed went back: created again, or ending before
-// next-1, the last entry handed (0: none to check). A feed that ends before, or
-// that answers without a leader (from a replica's own copy, while its group
-// elects one), is read again for up to window before that counts: a new
-// cluster leader, or a replica behind, must not end a subscription.
+// next-1, the last entry handed (0: none to check), or holding another entry
+// where the last one handed over was. A feed that ends before, or that answers
+// without a leader (from a replica's own copy, while its group elects one), is
+// read again for up to window before that counts: a new cluster leader, or a
+// replica behind, must not end a subscription.
 func (f *feedWatch) check(ctx context.Context, next uint64) (uint64, error) {
-	wait := f.wait
+	pause := retry.Backoff{First: f.wait, Max: time.Second}
 	deadline := time.Now().Add(f.window)
 	for {
 		if f.conn != nil && !f.conn.IsConnected() {
@@ -118,42 +93,24 @@ func (f *feedWatch) check(ctx context.Context, next uint64) (uint64, error) {
 		if time.Now().After(deadline) {
 			return last, err
 		}
-		if !sleep(ctx, wait) {
+		if !pause.Wait(ctx) {
 			return last, ctx.Err()
 		}
-		wait = min(2*wait, time.Second)
 	}
 }
 
-// gone returns an error wrapping ErrFeedWentBack if the feed was deleted (not
-// found for window: a replica still loading the stream may say so for a
-// moment) or created again, nil if it is the feed it was, or the error that
-// kept it from telling.
-func (f *feedWatch) gone(ctx context.Context) error {
-	_, err := f.check(ctx, 0)
-	for wait, deadline := f.wait, time.Now().Add(f.window); errors.Is(err, jetstream.ErrStreamNotFound) &&
-		time.Now().Before(deadline); wait = min(2*wait, time.Second) {
-		if !sleep(ctx, wait) {
-			return ctx.Err()
-		}
-		_, err = f.check(ctx, 0)
+// feedLast returns the feed's last sequence, and when the feed was created.
+func feedLast(ctx context.Context, stream jetstream.Stream) (uint64, time.Time, error) {
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("read the feed: %w", err)
 	}
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return fmt.Errorf("%w: the feed (stream %s) was deleted", ErrFeedWentBack, events.FeedStream)
+	if info.Cluster != nil && info.Cluster.Leader == "" {
+		// Answered by a replica while the feed's group elects a leader:
+		// from its own copy, which may be behind.
+		return info.State.LastSeq, info.Created, fmt.Errorf("read the feed: %w", errNoLeader)
 	}
-	return err
-}
-
-// goneBack returns an error wrapping ErrFeedWentBack if the feed went back
-// under what was handed over: deleted (for window), created again, ending
-// before the last entry handed or holding another there; nil if not, or the
-// error that kept it from telling.
-func (f *feedWatch) goneBack(ctx context.Context) error {
-	_, err := f.check(ctx, f.handed.feedSeq+1)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return f.gone(ctx)
-	}
-	return err
+	return info.State.LastSeq, info.Created, nil
 }
 
 // wentBack returns an error wrapping ErrFeedWentBack if the feed, created at
@@ -169,6 +126,127 @@ func wentBack(was, now time.Time, last, next uint64) error {
 			ErrFeedWentBack, events.FeedStream, last, next-1)
 	}
 	return nil
+}
+
+// holdsHanded returns an error wrapping ErrFeedWentBack if the feed holds
+// another entry where the last one handed over was; nil if it holds that one,
+// or none there (removed by the feed's limits: a feed that ends before it is
+// for wentBack to tell), or nothing was handed yet, or the user may not get
+// messages of the feed (as with the permissions of an older `presence auth`:
+// nothing to compare, ever); another error if it cannot tell yet.
+func (f *feedWatch) holdsHanded(ctx context.Context) error {
+	h := f.lastHanded()
+	if h.feedSeq == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	msg, err := f.stream.GetMsg(ctx, h.feedSeq)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound), err != nil && tail.GetRefused(f.conn, events.FeedStream):
+		return nil
+	case err != nil:
+		return fmt.Errorf("read the feed's entry at seq %d: %w", h.feedSeq, err)
+	}
+	if c, err := events.DecodeChange(msg.Data); err != nil || c.Contact != h.contact || c.Seq != h.seq || !c.At.Equal(h.at) {
+		return fmt.Errorf("%w: the feed (stream %s) holds another entry at feed seq %d than the one handed over there, "+
+			"the change at log seq %d: it was restored from an older copy", ErrFeedWentBack, events.FeedStream, h.feedSeq, h.seq)
+	}
+	return nil
+}
+
+// gone returns an error wrapping ErrFeedWentBack if the feed was deleted (not
+// found for window: a replica still loading the stream may say so for a
+// moment) or created again, nil if it is the feed it was, or the error that
+// kept it from telling.
+func (f *feedWatch) gone(ctx context.Context) error {
+	_, err := f.check(ctx, 0)
+	pause := retry.Backoff{First: f.wait, Max: time.Second}
+	for deadline := time.Now().Add(f.window); errors.Is(err, jetstream.ErrStreamNotFound) && time.Now().Before(deadline); {
+		if !pause.Wait(ctx) {
+			return ctx.Err()
+		}
+		_, err = f.check(ctx, 0)
+	}
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("%w: the feed (stream %s) was deleted", ErrFeedWentBack, events.FeedStream)
+	}
+	return err
+}
+
+// goneBack returns an error wrapping ErrFeedWentBack if the feed went back
+// under what was handed over: deleted (for window), created again, ending
+// before the last entry handed or holding another there; nil if not, or the
+// error that kept it from telling.
+func (f *feedWatch) goneBack(ctx context.Context) error {
+	_, err := f.check(ctx, f.lastHanded().feedSeq+1)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return f.gone(ctx)
+	}
+	return err
+}
+
+// end returns the feed's last sequence, as its leader says: where the feed
+// ends decides where a subscription starts, so it waits for a leader while
+// there is none.
+func (f *feedWatch) end(ctx context.Context) (uint64, error) {
+	pause := retry.Backoff{First: f.wait}
+	for {
+		last, err := f.check(ctx, 0)
+		if !errors.Is(err, errNoLeader) {
+			return last, err
+		}
+		f.logger.Warn("subscriber: the feed has no leader; waiting for one")
+		if !pause.Wait(ctx) {
+			return 0, ctx.Err()
+		}
+	}
+}
+
+// holds returns nil once it has read that the feed is the one the
+// subscription found and holds the entry before next, an error wrapping
+// ErrFeedWentBack if not, or ctx's error. It reads again and again while the
+// feed cannot be read.
+func (f *feedWatch) holds(ctx context.Context, next uint64) error {
+	pause := retry.Backoff{First: f.wait}
+	for {
+		_, err := f.check(ctx, next)
+		if err == nil || errors.Is(err, ErrFeedWentBack) || ctx.Err() != nil {
+			return err
+		}
+		f.logger.Warn("subscriber: cannot read the feed; retrying", "err", err)
+		if !pause.Wait(ctx) {
+			return ctx.Err()
+		}
+	}
+}
+
+// wentBackUnder tells, once it can, whether the feed went back under a Tail
+// of it that failed with cause: an error wrapping ErrFeedWentBack if the Tail
+// found another stream, or the feed was deleted or created again; nil if the
+// feed is the one it was (its consumer alone went, and a new one may read
+// on); or ctx's error.
+func (f *feedWatch) wentBackUnder(ctx context.Context, cause error) error {
+	if errors.Is(cause, tail.ErrStreamChanged) {
+		return fmt.Errorf("%w: %w", ErrFeedWentBack, cause)
+	}
+	pause := retry.Backoff{First: f.wait}
+	for {
+		err := f.goneBack(ctx)
+		switch {
+		case errors.Is(err, ErrFeedWentBack):
+			return fmt.Errorf("%w (%v)", err, cause)
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err == nil:
+			f.logger.Warn("subscriber: the feed's consumer went; reading on with a new one", "err", cause)
+			return nil
+		}
+		f.logger.Warn("subscriber: cannot read the feed; retrying", "err", err)
+		if !pause.Wait(ctx) {
+			return ctx.Err()
+		}
+	}
 }
 
 // handedAgain is the error of who (a subscriber, a hub) finding feed entry
