@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/presence-engine/presence/events"
 )
@@ -335,5 +337,38 @@ func TestQuote(t *testing.T) {
 				t.Errorf("Quote(%q) = %s, want %s", tc.in, got, tc.want)
 			}
 		})
+	}
+}
+
+// TestValidatorsEveryByte holds the validators, whose fast path takes printable
+// ASCII, to their rules as the unicode package states them, for every byte
+// alone, between others, and before invalid UTF-8.
+func TestValidatorsEveryByte(t *testing.T) {
+	// ok reports whether s is UTF-8 without a rune that bad reports.
+	ok := func(s string, bad func(rune) bool) bool {
+		return utf8.ValidString(s) && strings.IndexFunc(s, bad) < 0
+	}
+	controlOrSpace := func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) }
+	for c := range 256 {
+		for _, s := range []string{string(rune(c)), "a" + string(byte(c)) + "b", string(byte(c)) + "\xff"} {
+			for _, v := range []struct {
+				name     string
+				validate func(string) error
+				want     bool
+				sentinel error
+			}{
+				{"ValidateContact", events.ValidateContact, ok(s, controlOrSpace), events.ErrInvalidContact},
+				{"ValidateName", events.ValidateName, ok(s, unicode.IsControl), events.ErrInvalidName},
+				{"ValidateRequestID", events.ValidateRequestID, ok(s, unicode.IsControl), events.ErrMalformed},
+			} {
+				err := v.validate(s)
+				if (err == nil) != v.want || err != nil && !errors.Is(err, v.sentinel) {
+					t.Errorf("%s(%q) = %v; want valid = %v, errors wrapping %v", v.name, s, err, v.want, v.sentinel)
+				}
+				if err != nil && !strings.Contains(err.Error(), events.Quote(s)) {
+					t.Errorf("%s(%q) = %q; want it to name the value", v.name, s, err)
+				}
+			}
+		}
 	}
 }

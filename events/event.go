@@ -1,7 +1,6 @@
 package events
 
 import (
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -35,17 +34,6 @@ type Event struct {
 	RequestID string    // the caller's request ID, when one was given
 }
 
-type eventJSON struct {
-	V         int    `json:"v"`
-	Contact   string `json:"contact"`
-	Name      string `json:"name,omitempty"`
-	Status    Status `json:"status"`
-	Previous  Status `json:"previous"`
-	At        string `json:"at"`
-	Cause     Cause  `json:"cause"`
-	RequestID string `json:"request_id,omitempty"`
-}
-
 // Change is one entry of the feed (the PRESENCE_CHANGES stream): a change that
 // subscribers can see. Like OnContactStatusChange it carries only the previous
 // visible status; the current one is read from the projection, at least as new as
@@ -60,15 +48,6 @@ type Change struct {
 	Previous Status    // the previous visible status: never Invisible
 	Seq      uint64    // log sequence of the event this change comes from
 	At       time.Time // when the change was accepted, UTC
-}
-
-type changeJSON struct {
-	V        int    `json:"v"`
-	Contact  string `json:"contact"`
-	Name     string `json:"name,omitempty"`
-	Previous Status `json:"previous"`
-	Seq      uint64 `json:"seq"`
-	At       string `json:"at"`
 }
 
 // ChangeOf derives the feed entry of an event at log sequence seq. It reports
@@ -87,108 +66,6 @@ func ChangeOf(e Event, seq uint64) (Change, bool) {
 	}, true
 }
 
-// Encode returns the JSON form of the event. It validates nothing: the writer
-// validates its input before it builds an event. It panics if Status or Previous
-// is not a MISTATUS value, which the writer never builds.
-func (e Event) Encode() []byte {
-	status, _ := e.Status.name()
-	previous, _ := e.Previous.name()
-	n := len(`{"v":1,"contact":"","name":"","status":"","previous":"","at":"","cause":"","request_id":""}`) +
-		len(e.Contact) + len(e.Name) + len(status) + len(previous) + maxTimeLen + len(e.Cause) + len(e.RequestID)
-	return e.AppendJSON(make([]byte, 0, n))
-}
-
-// AppendJSON appends the JSON form of the event, byte for byte as Encode returns
-// it, to b and returns the extended buffer: with a buffer of the right size it
-// does not allocate. It panics, as Encode does, if Status or Previous is not a
-// MISTATUS value.
-func (e Event) AppendJSON(b []byte) []byte {
-	status, ok1 := e.Status.name()
-	previous, ok2 := e.Previous.name()
-	if !ok1 || !ok2 {
-		e.panicEncode()
-	}
-	b = append(b, `{"v":`...)
-	b = strconv.AppendInt(b, Version, 10)
-	b = append(b, `,"contact":`...)
-	b = appendString(b, e.Contact)
-	if e.Name != "" {
-		b = append(b, `,"name":`...)
-		b = appendString(b, e.Name)
-	}
-	b = append(b, `,"status":"`...)
-	b = append(b, status...)
-	b = append(b, `","previous":"`...)
-	b = append(b, previous...)
-	b = append(b, `","at":"`...)
-	b = appendTime(b, e.At)
-	b = append(b, `","cause":`...)
-	b = appendString(b, string(e.Cause))
-	if e.RequestID != "" {
-		b = append(b, `,"request_id":`...)
-		b = appendString(b, e.RequestID)
-	}
-	return append(b, '}')
-}
-
-// panicEncode panics with encoding/json's account of an event it cannot encode,
-// as Encode always has.
-func (e Event) panicEncode() {
-	_, err := json.Marshal(eventJSON{V: Version, Contact: e.Contact, Name: e.Name, Status: e.Status,
-		Previous: e.Previous, At: e.At.UTC().Format(time.RFC3339Nano), Cause: e.Cause, RequestID: e.RequestID})
-	panic(fmt.Sprintf("events: encode event of %q: %v", e.Contact, err))
-}
-
-// Encode returns the JSON form of the feed entry. It panics if Previous is not a
-// MISTATUS value, which ChangeOf never makes.
-func (c Change) Encode() []byte {
-	previous, _ := c.Previous.name()
-	n := len(`{"v":1,"contact":"","name":"","previous":"","seq":,"at":""}`) +
-		len(c.Contact) + len(c.Name) + len(previous) + len("18446744073709551615") + maxTimeLen
-	return c.AppendJSON(make([]byte, 0, n))
-}
-
-// AppendJSON appends the JSON form of the feed entry, byte for byte as Encode
-// returns it, to b and returns the extended buffer: with a buffer of the right
-// size it does not allocate. It panics, as Encode does, if Previous is not a
-// MISTATUS value.
-func (c Change) AppendJSON(b []byte) []byte {
-	previous, ok := c.Previous.name()
-	if !ok {
-		c.panicEncode()
-	}
-	b = append(b, `{"v":`...)
-	b = strconv.AppendInt(b, Version, 10)
-	b = append(b, `,"contact":`...)
-	b = appendString(b, c.Contact)
-	if c.Name != "" {
-		b = append(b, `,"name":`...)
-		b = appendString(b, c.Name)
-	}
-	b = append(b, `,"previous":"`...)
-	b = append(b, previous...)
-	b = append(b, `","seq":`...)
-	b = strconv.AppendUint(b, c.Seq, 10)
-	b = append(b, `,"at":"`...)
-	b = appendTime(b, c.At)
-	return append(b, `"}`...)
-}
-
-// panicEncode is Event.panicEncode for feed entries.
-func (c Change) panicEncode() {
-	_, err := json.Marshal(changeJSON{V: Version, Contact: c.Contact, Name: c.Name, Previous: c.Previous,
-		Seq: c.Seq, At: c.At.UTC().Format(time.RFC3339Nano)})
-	panic(fmt.Sprintf("events: encode change of %q: %v", c.Contact, err))
-}
-
-// maxTimeLen is the length of the longest time appendTime writes in the years
-// 0000 to 9999.
-const maxTimeLen = len("2006-01-02T15:04:05.999999999Z")
-
-// appendTime appends t as RFC 3339 in UTC with nanoseconds, without trailing
-// zeros. The result needs no escaping in a JSON string.
-func appendTime(b []byte, t time.Time) []byte { return t.UTC().AppendFormat(b, time.RFC3339Nano) }
-
 // malformed wraps a decoding problem in ErrMalformed.
 func malformed(kind, format string, args ...any) error {
 	return fmt.Errorf("%w: %s: %s", ErrMalformed, kind, fmt.Sprintf(format, args...))
@@ -199,8 +76,6 @@ func malformed(kind, format string, args ...any) error {
 func malformedBy(kind string, err error) error {
 	return fmt.Errorf("%w: %s: %w", ErrMalformed, kind, err)
 }
-
-func jsonUnmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
 
 // checkVersion refuses a missing or newer schema version.
 func checkVersion(kind string, v int) error {
@@ -213,24 +88,6 @@ func checkVersion(kind string, v int) error {
 		return fmt.Errorf("%w: %s has \"v\":%d; this engine reads up to %d", ErrUnsupportedVersion, kind, v, Version)
 	}
 	return nil
-}
-
-// parseTime parses the "at" of a record, RFC 3339, and returns it in UTC.
-func parseTime(kind string, at []byte) (time.Time, error) {
-	t, ok := parseRFC3339(at)
-	if !ok {
-		var err error
-		if t, err = time.Parse(time.RFC3339Nano, string(at)); err != nil {
-			return time.Time{}, malformed(kind, `"at" %s is not an RFC 3339 time`, quote(string(at)))
-		}
-		t = t.UTC()
-	}
-	// Years outside 0000-9999 in UTC have no RFC 3339 form: Encode could not
-	// write them back.
-	if y := t.Year(); y < 0 || y > 9999 {
-		return time.Time{}, malformed(kind, `"at" %s is outside the years 0000 to 9999 in UTC`, quote(string(at)))
-	}
-	return t, nil
 }
 
 // ValidateRequestID checks a request ID: at most MaxRequestIDLen bytes of UTF-8
@@ -272,194 +129,105 @@ func logCause(c Cause) (Cause, error) {
 	return c, nil
 }
 
-// eventFieldsOf is an event as its JSON form spells it, before validation.
-type eventFieldsOf struct {
-	v                        int
-	contact, name, requestID string
-	cause                    Cause
-	status, previous         Status
-	at                       []byte
-}
-
-// readEvent reads the fields of an event the fast way, or reports false when
-// data is for encoding/json to decide.
-func readEvent(data []byte) (j eventFieldsOf, ok bool) {
-	var r record
-	if !r.read(data, eventFields) ||
-		!r.isString(fieldContact) || !r.isString(fieldName) || !r.isString(fieldCause) ||
-		!r.isString(fieldRequestID) || !r.isString(fieldAt) {
-		return j, false
-	}
-	if j.v, ok = r.int(fieldV); !ok {
-		return j, false
-	}
-	if j.status, ok = r.status(fieldStatus); !ok {
-		return j, false
-	}
-	if j.previous, ok = r.status(fieldPrevious); !ok {
-		return j, false
-	}
-	// The strings share one allocation, and none of them holds on to data,
-	// which the caller may reuse. Keeping one keeps the bytes of the others.
-	var sb strings.Builder
-	sb.Grow(len(r.text(fieldContact)) + len(r.text(fieldName)) + len(r.text(fieldRequestID)) + len(r.text(fieldCause)))
-	r.writeText(&sb, fieldContact)
-	contactEnd := sb.Len()
-	r.writeText(&sb, fieldName)
-	nameEnd := sb.Len()
-	r.writeText(&sb, fieldRequestID)
-	requestIDEnd := sb.Len()
-	switch string(r.text(fieldCause)) { // the usual causes are constants, not copies
-	case string(CauseUser):
-		j.cause = CauseUser
-	case string(CauseEndpoint):
-		j.cause = CauseEndpoint
-	case string(CauseEngine):
-		j.cause = CauseEngine
-	default:
-		r.writeText(&sb, fieldCause)
-	}
-	s := sb.String()
-	j.contact, j.name, j.requestID = s[:contactEnd], s[contactEnd:nameEnd], s[nameEnd:requestIDEnd]
-	if j.cause == "" {
-		j.cause = Cause(s[requestIDEnd:])
-	}
-	j.at = r.text(fieldAt)
-	if r.values[fieldAt].escaped {
-		j.at = appendUnescaped(nil, j.at)
-	}
-	return j, true
-}
-
 // DecodeEvent decodes and validates a log event. It never panics; every error
 // wraps ErrMalformed or ErrUnsupportedVersion and says what is wrong.
-func DecodeEvent(data []byte) (Event, error) {
+func DecodeEvent(data []byte) (Event, error) { return decodeEvent(data, true) }
+
+// decodeEvent is DecodeEvent. With fast unset it reads data with encoding/json
+// alone: the contract that the tests hold the fast path to.
+func decodeEvent(data []byte, fast bool) (Event, error) {
 	const kind = "event"
-	j, ok := readEvent(data)
-	if !ok {
-		var jj eventJSON
-		if err := strictJSON(data, &jj); err != nil {
+	var j eventJSON
+	if !fast || !readEvent(data, &j) {
+		var slow eventJSON // apart from j, which stays on the stack
+		if err := strictJSON(data, &slow); err != nil {
 			return Event{}, malformedBy(kind, err)
 		}
-		j = eventFieldsOf{v: jj.V, contact: jj.Contact, name: jj.Name, requestID: jj.RequestID, cause: jj.Cause,
-			status: jj.Status, previous: jj.Previous, at: []byte(jj.At)}
+		j = slow
 	}
-	if err := checkVersion(kind, j.v); err != nil {
+	if err := checkVersion(kind, j.V); err != nil {
 		return Event{}, err
 	}
-	if err := ValidateContact(j.contact); err != nil {
+	if err := ValidateContact(j.Contact); err != nil {
 		return Event{}, malformedBy(kind, err)
 	}
-	if err := ValidateName(j.name); err != nil {
+	if err := ValidateName(j.Name); err != nil {
 		return Event{}, malformedBy(kind, err)
 	}
 	// Who may set what is the write path's rule (Settable), not the log's: the
 	// log holds what was accepted, and a reader takes any protocol status and
 	// any cause, so that a rule or a cause added later never hides an event.
-	cause, err := logCause(j.cause)
+	cause, err := logCause(j.Cause)
 	if err != nil {
 		return Event{}, malformedBy(kind, err)
 	}
-	if j.status == Unknown || j.status.Local() || !j.status.Valid() {
-		return Event{}, malformed(kind, `"status" %s is not a status a change can have`, j.status)
+	if j.Status == Unknown || j.Status.Local() || !j.Status.Valid() {
+		return Event{}, malformed(kind, `"status" %s is not a status a change can have`, j.Status)
 	}
-	if j.previous.Local() || !j.previous.Valid() {
-		return Event{}, malformed(kind, `"previous" %s is not a protocol status`, j.previous)
+	if j.Previous.Local() || !j.Previous.Valid() {
+		return Event{}, malformed(kind, `"previous" %s is not a protocol status`, j.Previous)
 	}
-	if j.previous == j.status {
-		return Event{}, malformed(kind, `"previous" and "status" are both %s; an event is a change`, j.status)
+	if j.Previous == j.Status {
+		return Event{}, malformed(kind, `"previous" and "status" are both %s; an event is a change`, j.Status)
 	}
-	if err := ValidateRequestID(j.requestID); err != nil {
+	if err := ValidateRequestID(j.RequestID); err != nil {
 		return Event{}, malformedBy(kind, err)
 	}
-	at, err := parseTime(kind, j.at)
+	at, err := parseTime(kind, j.At)
 	if err != nil {
 		return Event{}, err
 	}
-	return Event{Contact: j.contact, Name: j.name, Status: j.status, Previous: j.previous,
-		At: at, Cause: cause, RequestID: j.requestID}, nil
-}
-
-// changeFieldsOf is a feed entry as its JSON form spells it, before validation.
-type changeFieldsOf struct {
-	v             int
-	contact, name string
-	previous      Status
-	seq           uint64
-	at            []byte
-}
-
-// readChange reads the fields of a feed entry the fast way, or reports false
-// when data is for encoding/json to decide.
-func readChange(data []byte) (j changeFieldsOf, ok bool) {
-	var r record
-	if !r.read(data, changeFields) ||
-		!r.isString(fieldContact) || !r.isString(fieldName) || !r.isString(fieldAt) {
-		return j, false
-	}
-	if j.v, ok = r.int(fieldV); !ok {
-		return j, false
-	}
-	if j.seq, ok = r.uint64(fieldSeq); !ok {
-		return j, false
-	}
-	if j.previous, ok = r.status(fieldPrevious); !ok {
-		return j, false
-	}
-	var sb strings.Builder // one allocation, as in readEvent
-	sb.Grow(len(r.text(fieldContact)) + len(r.text(fieldName)))
-	r.writeText(&sb, fieldContact)
-	contactEnd := sb.Len()
-	r.writeText(&sb, fieldName)
-	s := sb.String()
-	j.contact, j.name = s[:contactEnd], s[contactEnd:]
-	j.at = r.text(fieldAt)
-	if r.values[fieldAt].escaped {
-		j.at = appendUnescaped(nil, j.at)
-	}
-	return j, true
+	return Event{Contact: j.Contact, Name: j.Name, Status: j.Status, Previous: j.Previous,
+		At: at, Cause: cause, RequestID: j.RequestID}, nil
 }
 
 // DecodeChange decodes and validates a feed entry. It never panics; every error
 // wraps ErrMalformed or ErrUnsupportedVersion and says what is wrong.
-func DecodeChange(data []byte) (Change, error) {
+func DecodeChange(data []byte) (Change, error) { return decodeChange(data, true) }
+
+// decodeChange is DecodeChange; fast is as for decodeEvent.
+func decodeChange(data []byte, fast bool) (Change, error) {
 	const kind = "feed entry"
-	j, ok := readChange(data)
-	if !ok {
-		var jj changeJSON
-		if err := strictJSON(data, &jj); err != nil {
+	var j changeJSON
+	if !fast || !readChange(data, &j) {
+		var slow changeJSON // apart from j, which stays on the stack
+		if err := strictJSON(data, &slow); err != nil {
 			return Change{}, malformedBy(kind, err)
 		}
-		j = changeFieldsOf{v: jj.V, contact: jj.Contact, name: jj.Name, previous: jj.Previous, seq: jj.Seq,
-			at: []byte(jj.At)}
+		j = slow
 	}
-	if err := checkVersion(kind, j.v); err != nil {
+	if err := checkVersion(kind, j.V); err != nil {
 		return Change{}, err
 	}
-	if err := ValidateContact(j.contact); err != nil {
+	if err := ValidateContact(j.Contact); err != nil {
 		return Change{}, malformedBy(kind, err)
 	}
-	if err := ValidateName(j.name); err != nil {
+	if err := ValidateName(j.Name); err != nil {
 		return Change{}, malformedBy(kind, err)
 	}
-	if j.previous.Local() || !j.previous.Valid() || j.previous == Invisible {
-		return Change{}, malformed(kind, `"previous" %s is not a visible status`, j.previous)
+	if j.Previous.Local() || !j.Previous.Valid() || j.Previous == Invisible {
+		return Change{}, malformed(kind, `"previous" %s is not a visible status`, j.Previous)
 	}
-	if j.seq == 0 {
+	if j.Seq == 0 {
 		return Change{}, malformed(kind, `"seq" is missing or 0`)
 	}
-	at, err := parseTime(kind, j.at)
+	at, err := parseTime(kind, j.At)
 	if err != nil {
 		return Change{}, err
 	}
-	return Change{Contact: j.contact, Name: j.name, Previous: j.previous, Seq: j.seq, At: at}, nil
+	return Change{Contact: j.Contact, Name: j.Name, Previous: j.Previous, Seq: j.Seq, At: at}, nil
 }
 
-// strictJSON decodes one JSON value into v, refusing invalid UTF-8 (which
-// encoding/json would otherwise replace silently) and trailing data.
-func strictJSON(data []byte, v any) error {
-	if !utf8.Valid(data) {
-		return fmt.Errorf("not valid UTF-8")
+// parseTime parses the "at" of a record, RFC 3339, and returns it in UTC.
+func parseTime(kind, at string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, at)
+	if err != nil {
+		return time.Time{}, malformed(kind, `"at" %s is not an RFC 3339 time`, quote(at))
 	}
-	return json.Unmarshal(data, v)
+	// Years outside 0000-9999 in UTC have no RFC 3339 form: Encode could not
+	// write them back.
+	if y := t.UTC().Year(); y < 0 || y > 9999 {
+		return time.Time{}, malformed(kind, `"at" %s is outside the years 0000 to 9999 in UTC`, quote(at))
+	}
+	return t.UTC(), nil
 }

@@ -2,6 +2,7 @@ package events_test
 
 import (
 	"errors"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -156,7 +157,8 @@ func onlySafeAndEscapes(token string) bool {
 func FuzzParseToken(f *testing.F) {
 	for _, s := range []string{
 		"sip:alice@contoso%2Ecom", "sip:alice@contoso%2ecom", "alice", "%41", "%", "a%2", "a%G0",
-		"a.b", "*", ">", "zo%C3%AB", "%FF", "%20", "100%25", strings.Repeat("%2E", 256), "",
+		"a.b", "*", ">", "zo%C3%AB", "%FF", "%20", "%7F", "%09", "100%25", strings.Repeat("%2E", 256),
+		strings.Repeat("%2E", 257), "",
 	} {
 		f.Add(s)
 	}
@@ -168,6 +170,10 @@ func FuzzParseToken(f *testing.F) {
 			}
 			if id != "" {
 				t.Fatalf("ParseToken(%q) = %q with an error, want \"\"", token, id)
+			}
+			// Only what is not the token of a valid ID is refused.
+			if id, err := url.PathUnescape(token); err == nil && events.ValidateContact(id) == nil && events.Token(id) == token {
+				t.Fatalf("ParseToken(%q) refused the token of the valid ID %q", token, id)
 			}
 			return
 		}
@@ -198,6 +204,17 @@ func FuzzTokenRoundTrip(f *testing.F) {
 		}
 		if len(token) < len(id) || len(token) > 3*len(id) {
 			t.Fatalf("len(Token(%q)) = %d, want between %d and %d", id, len(token), len(id), 3*len(id))
+		}
+		// Its escapes spell the ID's bytes, and only those that are not safe.
+		if unescaped, err := url.PathUnescape(token); err != nil || unescaped != id {
+			t.Fatalf("url.PathUnescape(Token(%q)) = %q, %v; want the ID", id, unescaped, err)
+		}
+		for rest := token; strings.Contains(rest, "%"); {
+			i := strings.IndexByte(rest, '%')
+			if b, _ := strconv.ParseUint(rest[i+1:i+3], 16, 8); strings.IndexByte(safeBytes, byte(b)) >= 0 {
+				t.Fatalf("Token(%q) = %q escapes the safe byte %q", id, token, byte(b))
+			}
+			rest = rest[i+3:]
 		}
 		got, err := events.ParseToken(token)
 		if events.ValidateContact(id) != nil {

@@ -547,3 +547,20 @@ func TestParseCause(t *testing.T) {
 		})
 	}
 }
+
+func TestStatusOfEveryValue(t *testing.T) {
+	names := make(map[events.Status]string)
+	for _, s := range events.Statuses() {
+		names[s] = s.String()
+	}
+	for v := range 1 << 16 {
+		s := events.Status(v)
+		name, valid := names[s]
+		if !valid {
+			name = fmt.Sprintf("0x%04X", v)
+		}
+		if s.Valid() != valid || s.String() != name {
+			t.Errorf("Status(0x%04X): Valid() = %v, String() = %q; want %v, %q", v, s.Valid(), s.String(), valid, name)
+		}
+	}
+}
