@@ -75,8 +75,8 @@ func (f *clientFlags) log(name string) (*audit.Log, *nats.Conn, error) {
 	if _, err := js.Stream(ctx, engine.LogStream); err != nil {
 		defer nc.Close()
 		if le := nc.LastError(); errors.Is(le, nats.ErrPermissionViolation) {
-			return nil, nil, fmt.Errorf("%w: the server refused to show this user the log %s (%v); the log is for auditors",
-				engine.ErrForbidden, engine.LogStream, le)
+			return nil, nil, kindError{engine.ErrForbidden, fmt.Errorf("the server refused to show this user the log %s (%v); the log is for auditors",
+				engine.LogStream, le)}
 		}
 		return nil, nil, fmt.Errorf("open the log %s at %s: %w", engine.LogStream, f.server, err)
 	}
@@ -315,6 +315,11 @@ It prints what it checked and the projection's digest, and each difference
 			bar := newProgressBar(cmd.ErrOrStderr(), "verify", !f.json)
 			r, err := c.Verify(cmd.Context(), bar.update)
 			bar.done()
+			if errors.Is(err, engine.ErrForbidden) {
+				// Said as the log's refusal is, without the engine's prefix.
+				return kindError{engine.ErrForbidden, fmt.Errorf("the server refused this user the request %s (%v); verify is for auditors and operators",
+					engine.VerifySubject, nc.LastError())}
+			}
 			if err != nil {
 				return err
 			}

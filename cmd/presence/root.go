@@ -23,6 +23,13 @@ type usageError struct{ err error }
 func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
+// kindError is err, which says in the user's words what went wrong, marked as
+// kind (a package's sentinel, for errors.Is) without kind's text in its own.
+type kindError struct{ kind, err error }
+
+func (e kindError) Error() string   { return e.err.Error() }
+func (e kindError) Unwrap() []error { return []error{e.kind, e.err} }
+
 // exitCode prints err on one line and returns the process's exit code: 0 for
 // none, 2 for bad input (a usage mistake, a value the service refused with a
 // 400, or a query of the log that cannot be answered as asked), 1 for anything
