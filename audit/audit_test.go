@@ -368,6 +368,14 @@ func TestReport(t *testing.T) {
 	}
 	_, err = log.Report(ctxT(t), carol, until, since)
 	checkBadQuery(t, "report with since after until", err)
+	// A window that starts after now: the log cannot say yet how it is spent.
+	future := time.Now().Add(time.Hour).UTC()
+	_, err = log.Report(ctxT(t), carol, future, future.Add(time.Hour))
+	checkBadQuery(t, "report of a window in the future", err)
+	if want := "since " + future.Format(time.RFC3339) + " is in the future"; err == nil || !strings.HasPrefix(err.Error(), want) ||
+		!strings.Contains(err.Error(), "want a time up to now") {
+		t.Errorf("report of a window in the future: error %v, want it to begin %q and say what is accepted", err, want)
+	}
 }
 
 func mapsEqual[K comparable, V comparable](a, b map[K]V) bool {

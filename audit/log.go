@@ -350,10 +350,16 @@ type StatusTime struct {
 
 // Report returns how contact spent the window [since, until], from the whole of
 // its history up to until. Events whose clocks went backwards count from the
-// time of the event before them.
+// time of the event before them. A window that starts after now (beyond
+// ClockSkew) is refused with ErrBadQuery, as a time after now is by At.
 func (l *Log) Report(ctx context.Context, contact string, since, until time.Time) (Report, error) {
 	r := Report{Contact: contact, Since: since.UTC(), Until: until.UTC()}
 	if err := events.ValidateContact(contact); err != nil {
+		return r, err
+	}
+	// The log cannot say yet how a window after now is spent: the status
+	// now would only be carried into it.
+	if err := notFuture("since ", since); err != nil {
 		return r, err
 	}
 	if !since.Before(until) {

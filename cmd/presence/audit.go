@@ -227,8 +227,9 @@ func newReport() *cobra.Command {
 		Long: `Show, from the log, the time a contact spent in each status (its true status,
 invisible included) between --since and --until, how many changes it made then,
 and when it was last seen online (in a status other than offline, invisible or
-unknown). --until defaults to now, --since to 24 hours before --until. TIME is
-` + timeForms + `.`,
+unknown). --until defaults to now, --since to 24 hours before --until; a window
+that starts after now is refused (the log cannot say yet how it is spent).
+TIME is ` + timeForms + `.`,
 		Args: exactArgs(1, "one CONTACT"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := events.ValidateContact(args[0]); err != nil {

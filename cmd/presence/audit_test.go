@@ -167,6 +167,8 @@ func TestStatusAtAndReport(t *testing.T) {
 		{[]string{"status", carol, "--at-seq", "0"}, "--at-seq 0: want a log sequence, 1 or more"},
 		{[]string{"self", carol, "--at-seq", "99999"}, "seq 99999 is past the end of the log, at seq "},
 		{[]string{"status", carol, "--at", "2099-01-01"}, "2099-01-01T00:00:00Z is in the future (it is "},
+		{[]string{"report", carol, "--since", "2099-01-01", "--until", "2099-01-02"}, "since 2099-01-01T00:00:00Z is in the future (it is "},
+		{[]string{"report", carol, "--since", "2099-01-01", "--until", "2099-01-02"}, "want a time up to now"},
 		{[]string{"replay", "--from-seq", "5", "--to-seq", "3"}, "from seq 5 is after to seq 3"},
 		{[]string{"self", carol, "--at-seq", "3", "--min-seq", "2"}, "--min-seq does not go with --at"},
 		{[]string{"report", carol, "--since", "now", "--until", "-1h"}, "is not before --until"},
@@ -181,6 +183,7 @@ func TestStatusAtAndReport(t *testing.T) {
 	// What the log cannot answer is still audit.ErrBadQuery to errors.Is.
 	for _, args := range [][]string{
 		{"status", carol, "--at", "2099-01-01"},
+		{"report", carol, "--since", "2099-01-01", "--until", "2099-01-02"},
 		{"self", carol, "--at-seq", "99999"},
 		{"replay", "--from-seq", "5", "--to-seq", "3"},
 	} {
