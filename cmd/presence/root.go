@@ -76,7 +76,11 @@ projection folds them into current state.
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	// Every command's flag errors (unknown, bad value, missing value) come
+	// here: say where the command's flags are listed.
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return usageError{fmt.Errorf("%w (see '%s --help')", err, cmd.CommandPath())}
+	})
 	root.AddCommand(newServe(), newSet(), newStatus(), newSelf(), newWatch(), newReplay(), newReport(), newVerify(), newRebuild(), newAuth(), newBench())
 	return root
 }
