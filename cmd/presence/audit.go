@@ -274,11 +274,7 @@ func printReport(out io.Writer, r audit.Report, asJSON bool) error {
 		return json.NewEncoder(out).Encode(r)
 	}
 	w := bufio.NewWriter(out)
-	who := r.Contact
-	if r.Name != "" {
-		who = r.Name + " <" + r.Contact + ">"
-	}
-	fmt.Fprintf(w, "%s from %s to %s (%s): %d changes\n", who,
+	fmt.Fprintf(w, "%s from %s to %s (%s): %d changes\n", contactText(r.Contact, r.Name),
 		r.Since.Format(time.RFC3339Nano), r.Until.Format(time.RFC3339Nano), r.Until.Sub(r.Since), r.Changes)
 	for _, s := range r.Statuses {
 		fmt.Fprintf(w, "  %-24s %14s  %5.1f%%\n", s.Status, s.Duration.Round(time.Millisecond), 100*s.Share)
