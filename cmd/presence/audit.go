@@ -274,8 +274,8 @@ func printReport(out io.Writer, r audit.Report, asJSON bool) error {
 		return json.NewEncoder(out).Encode(r)
 	}
 	w := bufio.NewWriter(out)
-	fmt.Fprintf(w, "%s from %s to %s (%s): %d changes\n", contactText(r.Contact, r.Name),
-		r.Since.Format(time.RFC3339Nano), r.Until.Format(time.RFC3339Nano), r.Until.Sub(r.Since), r.Changes)
+	fmt.Fprintf(w, "%s from %s to %s (%s): %s\n", contactText(r.Contact, r.Name),
+		r.Since.Format(time.RFC3339Nano), r.Until.Format(time.RFC3339Nano), r.Until.Sub(r.Since), count(r.Changes, "change", "changes"))
 	for _, s := range r.Statuses {
 		fmt.Fprintf(w, "  %-24s %14s  %5.1f%%\n", s.Status, s.Duration.Round(time.Millisecond), 100*s.Share)
 	}
@@ -324,7 +324,7 @@ It prints what it checked and the projection's digest, and each difference
 				return err
 			}
 			if !r.OK() {
-				return fmt.Errorf("verify found %d differences", r.Count)
+				return fmt.Errorf("verify found %s", count(r.Count, "difference", "differences"))
 			}
 			return nil
 		},
@@ -338,17 +338,18 @@ func printVerify(out io.Writer, r *audit.VerifyReport, asJSON bool) error {
 		return json.NewEncoder(out).Encode(r)
 	}
 	w := bufio.NewWriter(out)
-	fmt.Fprintf(w, "checked the log up to seq %d: %d events (%d not events), %d contacts, %d feed entries for %d visible changes\n",
-		r.Seq, r.Events, r.Malformed, r.Contacts, r.FeedEntries, r.Changes)
-	fmt.Fprintf(w, "projection digest: %s\n", r.Digest)
+	fmt.Fprintf(w, "checked the log up to seq %d: %s (%s), %s, %s for %s\n", r.Seq,
+		count(r.Events, "event", "events"), count(r.Malformed, "not an event", "not events"), count(r.Contacts, "contact", "contacts"),
+		count(r.FeedEntries, "feed entry", "feed entries"), count(r.Changes, "visible change", "visible changes"))
+	fmt.Fprintf(w, "projection digest: %s\n", digestText(r.Digest))
 	if r.OK() {
 		fmt.Fprintf(w, "ok: the projection equals a fresh fold of the log, every chain holds, and the feed has every visible change once, in order, and nothing else\n")
 		return w.Flush()
 	}
 	if r.Fresh != r.Digest {
-		fmt.Fprintf(w, "fresh fold digest: %s\n", r.Fresh)
+		fmt.Fprintf(w, "fresh fold digest: %s\n", digestText(r.Fresh))
 	}
-	fmt.Fprintf(w, "%d differences:\n", r.Count)
+	fmt.Fprintf(w, "%s:\n", count(r.Count, "difference", "differences"))
 	for _, d := range r.Differences {
 		fmt.Fprintf(w, "  %s\n", d)
 	}
@@ -382,7 +383,7 @@ up. It prints the sequence the switch was made at and the new digest.`,
 			if f.json {
 				return json.NewEncoder(cmd.OutOrStdout()).Encode(r)
 			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "rebuilt: switched at seq %d\nprojection digest: %s\n", r.Seq, r.Digest)
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "rebuilt: switched at seq %d\nprojection digest: %s\n", r.Seq, digestText(r.Digest))
 			return err
 		},
 	}
@@ -395,6 +396,6 @@ func printDigest(out io.Writer, d projections.Digest, asJSON bool) error {
 	if asJSON {
 		return json.NewEncoder(out).Encode(d)
 	}
-	_, err := fmt.Fprintf(out, "projection digest: %s\n", d)
+	_, err := fmt.Fprintf(out, "projection digest: %s\n", digestText(d))
 	return err
 }

@@ -89,11 +89,8 @@ projection folds them into current state.
 func exactArgs(n int, names string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) != n {
-			got := fmt.Sprintf("%d arguments", len(args))
-			if len(args) == 1 {
-				got = "1 argument"
-			}
-			return usageError{fmt.Errorf("%s takes %s (got %s); see %s --help", cmd.Name(), names, got, cmd.CommandPath())}
+			return usageError{fmt.Errorf("%s takes %s (got %s); see %s --help", cmd.Name(), names,
+				count(len(args), "argument", "arguments"), cmd.CommandPath())}
 		}
 		return nil
 	}
