@@ -216,9 +216,44 @@ func TestAt(t *testing.T) {
 
 	// Nothing, both, or what the log does not know yet: the future, or past its end.
 	for _, p := range []audit.Point{{}, {Seq: 3, Time: time.Now()}, {Time: time.Now().Add(time.Hour)}, {Seq: 1 << 40}} {
-		if _, _, err := log.At(natstest.Context(t), carol, p); !errors.Is(err, audit.ErrBadQuery) {
-			t.Errorf("at %+v: %v, want ErrBadQuery", p, err)
-		}
+		_, _, err := log.At(natstest.Context(t), carol, p)
+		checkBadQuery(t, fmt.Sprintf("at %+v", p), err)
+	}
+}
+
+// checkBadQuery checks a refused query's error: ErrBadQuery to errors.Is, and
+// a text for the user without the sentinel's "audit: bad query" in it.
+func checkBadQuery(t *testing.T, what string, err error) {
+	t.Helper()
+	if !errors.Is(err, audit.ErrBadQuery) {
+		t.Errorf("%s: %v, want ErrBadQuery", what, err)
+		return
+	}
+	if msg := err.Error(); strings.Contains(msg, audit.ErrBadQuery.Error()) || strings.HasPrefix(msg, "audit:") {
+		t.Errorf("%s: error %q carries the package's prefix; want only what is refused and what is accepted", what, msg)
+	}
+}
+
+// TestBadQueryText: every refused query is ErrBadQuery to errors.Is, and says
+// what is refused without the package's prefix.
+func TestBadQueryText(t *testing.T) {
+	now := time.Now()
+	tests := []struct {
+		name string
+		q    audit.Query
+		want string
+	}{
+		{"from after to", audit.Query{FromSeq: 5, ToSeq: 3}, "from seq 5 is after to seq 3"},
+		{"since after until", audit.Query{Since: now, Until: now.Add(-time.Hour)}, "since " + now.Format(time.RFC3339Nano) + " is after until "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.q.Validate()
+			checkBadQuery(t, "Validate", err)
+			if err != nil && !strings.HasPrefix(err.Error(), tt.want) {
+				t.Errorf("Validate: error %q, want it to begin %q", err, tt.want)
+			}
+		})
 	}
 }
 
@@ -280,8 +315,15 @@ func TestReport(t *testing.T) {
 	if len(r.Statuses) != 1 || r.Statuses[0].Status != events.Unknown || !r.LastOnline.IsZero() {
 		t.Errorf("report before the first event: %+v", r)
 	}
-	if _, err := log.Report(natstest.Context(t), carol, until, since); !errors.Is(err, audit.ErrBadQuery) {
-		t.Errorf("report with since after until: %v, want ErrBadQuery", err)
+	_, err = log.Report(natstest.Context(t), carol, until, since)
+	checkBadQuery(t, "report with since after until", err)
+	// A window that starts after now: the log cannot say yet how it is spent.
+	future := time.Now().Add(time.Hour).UTC()
+	_, err = log.Report(natstest.Context(t), carol, future, future.Add(time.Hour))
+	checkBadQuery(t, "report of a window in the future", err)
+	if want := "since " + future.Format(time.RFC3339) + " is in the future"; err == nil || !strings.HasPrefix(err.Error(), want) ||
+		!strings.Contains(err.Error(), "want a time up to now") {
+		t.Errorf("report of a window in the future: error %v, want it to begin %q and say what is accepted", err, want)
 	}
 }
 

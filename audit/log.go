@@ -136,16 +136,13 @@ func (q Query) Validate() error {
 		}
 	}
 	if q.ToSeq != 0 && q.FromSeq > q.ToSeq {
-		return fmt.Errorf("%w: from seq %d is after to seq %d", ErrBadQuery, q.FromSeq, q.ToSeq)
+		return badQuery("from seq %d is after to seq %d", q.FromSeq, q.ToSeq)
 	}
 	if !q.Since.IsZero() && !q.Until.IsZero() && q.Since.After(q.Until) {
-		return fmt.Errorf("%w: since %s is after until %s", ErrBadQuery, q.Since.Format(time.RFC3339Nano), q.Until.Format(time.RFC3339Nano))
+		return badQuery("since %s is after until %s", q.Since.Format(time.RFC3339Nano), q.Until.Format(time.RFC3339Nano))
 	}
 	return nil
 }
-
-// ErrBadQuery: a query that cannot select anything as asked.
-var ErrBadQuery = errors.New("audit: bad query")
 
 // Replay calls fn with every event the query selects, in log order, as the log
 // stood when Replay started, until fn returns an error (which Replay returns).
@@ -269,14 +266,13 @@ func (l *Log) At(ctx context.Context, contact string, at Point) (st projections.
 		return st, false, err
 	}
 	if (at.Seq == 0) == at.Time.IsZero() {
-		return st, false, fmt.Errorf("%w: give a log sequence or a time, one of them", ErrBadQuery)
+		return st, false, badQuery("give a log sequence or a time, one of them")
 	}
 	// The log answers for what it holds: past its end, or after now, what
 	// the contact's status is is not known yet.
 	if !at.Time.IsZero() {
-		if now := time.Now(); at.Time.After(now.Add(ClockSkew)) {
-			return st, false, fmt.Errorf("%w: %s is in the future (it is %s): want a time up to now, or up to %s ahead for clocks apart", ErrBadQuery,
-				at.Time.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), ClockSkew)
+		if err := notFuture("", at.Time); err != nil {
+			return st, false, err
 		}
 	} else {
 		stream, err := l.js.Stream(ctx, l.stream)
@@ -284,7 +280,7 @@ func (l *Log) At(ctx context.Context, contact string, at Point) (st projections.
 			return st, false, fmt.Errorf("open log %q: %w", l.stream, err)
 		}
 		if last := stream.CachedInfo().State.LastSeq; at.Seq > last {
-			return st, false, fmt.Errorf("%w: seq %d is past the end of the log, at seq %d", ErrBadQuery, at.Seq, last)
+			return st, false, badQuery("seq %d is past the end of the log, at seq %d", at.Seq, last)
 		}
 	}
 	st = projections.State{Contact: contact, Visible: projections.View{Contact: contact}}
@@ -307,6 +303,17 @@ func (l *Log) At(ctx context.Context, contact string, at Point) (st projections.
 }
 
 var errStop = errors.New("stop")
+
+// notFuture refuses a time after now, beyond ClockSkew: what the log holds
+// says nothing yet of what happens then. what names the time in the message
+// ("since "), or is empty. At and Report take this one rule.
+func notFuture(what string, t time.Time) error {
+	if now := time.Now(); t.After(now.Add(ClockSkew)) {
+		return badQuery("%s%s is in the future (it is %s): want a time up to now, or up to %s ahead for clocks apart",
+			what, t.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), ClockSkew)
+	}
+	return nil
+}
 
 // Report is how a contact spent a window of time, by its true status.
 type Report struct {
@@ -338,14 +345,20 @@ type StatusTime struct {
 
 // Report returns how contact spent the window [since, until], from the whole of
 // its history up to until. Events whose clocks went backwards count from the
-// time of the event before them.
+// time of the event before them. A window that starts after now (beyond
+// ClockSkew) is refused with ErrBadQuery, as a time after now is by At.
 func (l *Log) Report(ctx context.Context, contact string, since, until time.Time) (Report, error) {
 	r := Report{Contact: contact, Since: since.UTC(), Until: until.UTC()}
 	if err := events.ValidateContact(contact); err != nil {
 		return r, err
 	}
+	// The log cannot say yet how a window after now is spent: the status
+	// now would only be carried into it.
+	if err := notFuture("since ", since); err != nil {
+		return r, err
+	}
 	if !since.Before(until) {
-		return r, fmt.Errorf("%w: since %s is not before until %s", ErrBadQuery, since.Format(time.RFC3339Nano), until.Format(time.RFC3339Nano))
+		return r, badQuery("since %s is not before until %s", since.Format(time.RFC3339Nano), until.Format(time.RFC3339Nano))
 	}
 	spent := make(map[events.Status]time.Duration)
 	cur, at := events.Unknown, time.Time{} // status since time at

@@ -185,7 +185,7 @@ func (c *Client) noService(subject string) error {
 func (c *Client) refused(subject string) error {
 	err := c.nc.LastError()
 	if errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), `"`+subject+`"`) {
-		return fmt.Errorf("%w: the server refused a request to %s for this connection's user (%v)", ErrForbidden, subject, err)
+		return &KindError{Kind: ErrForbidden, Err: fmt.Errorf("the server refused a request to %s for this connection's user (%v)", subject, err)}
 	}
 	return nil
 }

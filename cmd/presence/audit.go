@@ -76,8 +76,8 @@ func (f *clientFlags) log(name string) (*audit.Log, *nats.Conn, error) {
 	if _, err := js.Stream(ctx, events.LogStream); err != nil {
 		defer nc.Close()
 		if le := nc.LastError(); errors.Is(le, nats.ErrPermissionViolation) {
-			return nil, nil, fmt.Errorf("%w: the server refused to show this user the log %s (%v); the log is for auditors",
-				client.ErrForbidden, events.LogStream, le)
+			return nil, nil, &client.KindError{Kind: client.ErrForbidden, Err: fmt.Errorf("the server refused to show this user the log %s (%v); the log is for auditors",
+				events.LogStream, le)}
 		}
 		return nil, nil, fmt.Errorf("open the log %s at %s: %w", events.LogStream, f.server, err)
 	}
@@ -228,8 +228,9 @@ func newReport() *cobra.Command {
 		Long: `Show, from the log, the time a contact spent in each status (its true status,
 invisible included) between --since and --until, how many changes it made then,
 and when it was last seen online (in a status other than offline, invisible or
-unknown). --until defaults to now, --since to 24 hours before --until. TIME is
-` + timeForms + `.`,
+unknown). --until defaults to now, --since to 24 hours before --until; a window
+that starts after now is refused (the log cannot say yet how it is spent).
+TIME is ` + timeForms + `.`,
 		Args: exactArgs(1, "one CONTACT"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := events.ValidateContact(args[0]); err != nil {
@@ -274,12 +275,8 @@ func printReport(out io.Writer, r audit.Report, asJSON bool) error {
 		return json.NewEncoder(out).Encode(r)
 	}
 	w := bufio.NewWriter(out)
-	who := r.Contact
-	if r.Name != "" {
-		who = r.Name + " <" + r.Contact + ">"
-	}
-	fmt.Fprintf(w, "%s from %s to %s (%s): %d changes\n", who,
-		r.Since.Format(time.RFC3339Nano), r.Until.Format(time.RFC3339Nano), r.Until.Sub(r.Since), r.Changes)
+	fmt.Fprintf(w, "%s from %s to %s (%s): %s\n", contactText(r.Contact, r.Name),
+		r.Since.Format(time.RFC3339Nano), r.Until.Format(time.RFC3339Nano), r.Until.Sub(r.Since), count(r.Changes, "change", "changes"))
 	for _, s := range r.Statuses {
 		fmt.Fprintf(w, "  %-24s %14s  %5.1f%%\n", s.Status, s.Duration.Round(time.Millisecond), 100*s.Share)
 	}
@@ -316,6 +313,11 @@ It prints what it checked and the projection's digest, and each difference
 			bar := newProgressBar(cmd.ErrOrStderr(), "verify", !f.json)
 			r, err := engine.NewAdminClient(c).Verify(cmd.Context(), bar.update)
 			bar.done()
+			if errors.Is(err, client.ErrForbidden) {
+				// Said as the log's refusal is, without the engine's prefix.
+				return &client.KindError{Kind: client.ErrForbidden, Err: fmt.Errorf("the server refused this user the request %s (%v); verify is for auditors and operators",
+					events.VerifySubject, nc.LastError())}
+			}
 			if err != nil {
 				return err
 			}
@@ -323,7 +325,7 @@ It prints what it checked and the projection's digest, and each difference
 				return err
 			}
 			if !r.OK() {
-				return fmt.Errorf("verify found %d differences", r.Count)
+				return fmt.Errorf("verify found %s", count(r.Count, "difference", "differences"))
 			}
 			return nil
 		},
@@ -337,17 +339,18 @@ func printVerify(out io.Writer, r *audit.VerifyReport, asJSON bool) error {
 		return json.NewEncoder(out).Encode(r)
 	}
 	w := bufio.NewWriter(out)
-	fmt.Fprintf(w, "checked the log up to seq %d: %d events (%d not events), %d contacts, %d feed entries for %d visible changes\n",
-		r.Seq, r.Events, r.Malformed, r.Contacts, r.FeedEntries, r.Changes)
-	fmt.Fprintf(w, "projection digest: %s\n", r.Digest)
+	fmt.Fprintf(w, "checked the log up to seq %d: %s (%s), %s, %s for %s\n", r.Seq,
+		count(r.Events, "event", "events"), count(r.Malformed, "not an event", "not events"), count(r.Contacts, "contact", "contacts"),
+		count(r.FeedEntries, "feed entry", "feed entries"), count(r.Changes, "visible change", "visible changes"))
+	fmt.Fprintf(w, "projection digest: %s\n", digestText(r.Digest))
 	if r.OK() {
 		fmt.Fprintf(w, "ok: the projection equals a fresh fold of the log, every chain holds, and the feed has every visible change once, in order, and nothing else\n")
 		return w.Flush()
 	}
 	if r.Fresh != r.Digest {
-		fmt.Fprintf(w, "fresh fold digest: %s\n", r.Fresh)
+		fmt.Fprintf(w, "fresh fold digest: %s\n", digestText(r.Fresh))
 	}
-	fmt.Fprintf(w, "%d differences:\n", r.Count)
+	fmt.Fprintf(w, "%s:\n", count(r.Count, "difference", "differences"))
 	for _, d := range r.Differences {
 		fmt.Fprintf(w, "  %s\n", d)
 	}
@@ -381,7 +384,7 @@ up. It prints the sequence the switch was made at and the new digest.`,
 			if f.json {
 				return json.NewEncoder(cmd.OutOrStdout()).Encode(r)
 			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "rebuilt: switched at seq %d\nprojection digest: %s\n", r.Seq, r.Digest)
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "rebuilt: switched at seq %d\nprojection digest: %s\n", r.Seq, digestText(r.Digest))
 			return err
 		},
 	}
@@ -394,6 +397,6 @@ func printDigest(out io.Writer, d projections.Digest, asJSON bool) error {
 	if asJSON {
 		return json.NewEncoder(out).Encode(d)
 	}
-	_, err := fmt.Fprintf(out, "projection digest: %s\n", d)
+	_, err := fmt.Fprintf(out, "projection digest: %s\n", digestText(d))
 	return err
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presence-engine/presence/audit"
+	"github.com/presence-engine/presence/client"
 	"github.com/presence-engine/presence/events"
 )
 
@@ -98,6 +100,7 @@ func TestReplayCommand(t *testing.T) {
 		if r.code != 2 || !strings.Contains(r.stderr, bad.want) {
 			t.Errorf("presence %s: %s; want exit 2 and %q", strings.Join(bad.args, " "), r, bad.want)
 		}
+		noSentinelText(t, r)
 	}
 }
 
@@ -164,6 +167,8 @@ func TestStatusAtAndReport(t *testing.T) {
 		{[]string{"status", carol, "--at-seq", "0"}, "--at-seq 0: want a log sequence, 1 or more"},
 		{[]string{"self", carol, "--at-seq", "99999"}, "seq 99999 is past the end of the log, at seq "},
 		{[]string{"status", carol, "--at", "2099-01-01"}, "2099-01-01T00:00:00Z is in the future (it is "},
+		{[]string{"report", carol, "--since", "2099-01-01", "--until", "2099-01-02"}, "since 2099-01-01T00:00:00Z is in the future (it is "},
+		{[]string{"report", carol, "--since", "2099-01-01", "--until", "2099-01-02"}, "want a time up to now"},
 		{[]string{"replay", "--from-seq", "5", "--to-seq", "3"}, "from seq 5 is after to seq 3"},
 		{[]string{"self", carol, "--at-seq", "3", "--min-seq", "2"}, "--min-seq does not go with --at"},
 		{[]string{"report", carol, "--since", "now", "--until", "-1h"}, "is not before --until"},
@@ -173,10 +178,34 @@ func TestStatusAtAndReport(t *testing.T) {
 		if r.code != 2 || !strings.Contains(r.stderr, bad.want) {
 			t.Errorf("presence %s: %s; want exit 2 and %q", strings.Join(bad.args, " "), r, bad.want)
 		}
+		noSentinelText(t, r)
+	}
+	// What the log cannot answer is still audit.ErrBadQuery to errors.Is.
+	for _, args := range [][]string{
+		{"status", carol, "--at", "2099-01-01"},
+		{"report", carol, "--since", "2099-01-01", "--until", "2099-01-02"},
+		{"self", carol, "--at-seq", "99999"},
+		{"replay", "--from-seq", "5", "--to-seq", "3"},
+	} {
+		if r := presence(t, append(args, "--server", s.url)...); !errors.Is(r.err, audit.ErrBadQuery) {
+			t.Errorf("presence %s: error %v, want audit.ErrBadQuery to errors.Is", strings.Join(args, " "), r.err)
+		}
 	}
 }
 
-var digestRE = regexp.MustCompile(`projection digest: seq \d+, \d+ contacts, sha256:[0-9a-f]{64}`)
+// noSentinelText checks that what a failed run printed holds no package's
+// sentinel text ("audit: bad query: ..."): those are for callers' errors.Is,
+// the user reads what was refused and what is accepted.
+func noSentinelText(t *testing.T, r cliResult) {
+	t.Helper()
+	for _, sentinel := range []error{audit.ErrBadQuery, client.ErrForbidden, client.ErrBadRequest, client.ErrUnavailable} {
+		if strings.Contains(r.stderr, sentinel.Error()) {
+			t.Errorf("stderr %q holds the sentinel text %q", r.stderr, sentinel)
+		}
+	}
+}
+
+var digestRE = regexp.MustCompile(`projection digest: seq \d+, \d+ contacts?, sha256:[0-9a-f]{64}`)
 
 func TestVerifyRebuildAndDigestCommands(t *testing.T) {
 	s := startServer(t)
@@ -225,7 +254,7 @@ func TestVerifyRebuildAndDigestCommands(t *testing.T) {
 	}
 	r := presence(t, "verify", "--server", s.url)
 	want := fmt.Sprintf(`contact "c1", seq %d: feed: entry repeated or out of order`, c.Seq)
-	if r.code != 1 || !strings.Contains(r.stdout, "1 differences:\n  "+want) || !strings.Contains(r.stderr, "verify found 1 differences") {
+	if r.code != 1 || !strings.Contains(r.stdout, "1 difference:\n  "+want) || !strings.Contains(r.stderr, "verify found 1 difference\n") {
 		t.Errorf("verify with a repeated feed entry: %s; want exit 1 and %q", r, want)
 	}
 	var report audit.VerifyReport
@@ -293,8 +322,19 @@ func TestServeWithAuth(t *testing.T) {
 		!strings.Contains(r.stderr, "not permitted") || !strings.Contains(r.stderr, "presence.set.sip:bob@contoso%2Ecom") {
 		t.Errorf("alice sets bob's status: %s; want exit 1, not permitted, naming the subject", r)
 	}
-	if r := as("alice", "alice-pw", "replay"); r.code != 1 {
-		t.Errorf("alice replays the log: %s; want a refusal", r)
+	for _, args := range [][]string{{"replay"}, {"status", "sip:alice@contoso.com", "--at", "now"}, {"report", "sip:alice@contoso.com"}} {
+		r := as("alice", "alice-pw", args...)
+		oneLineError(t, r, 1, "the server refused to show this user the log PRESENCE", "the log is for auditors")
+		if !errors.Is(r.err, client.ErrForbidden) {
+			t.Errorf("alice: presence %s: error %v, want client.ErrForbidden to errors.Is", strings.Join(args, " "), r.err)
+		}
+		noSentinelText(t, r)
+	}
+	if r := as("alice", "alice-pw", "verify"); r.code != 1 || !errors.Is(r.err, client.ErrForbidden) ||
+		!strings.Contains(r.stderr, "the server refused this user the request presence.admin.verify") {
+		t.Errorf("alice verifies: %s; want exit 1, refused, naming the subject", r)
+	} else {
+		noSentinelText(t, r)
 	}
 	if r := presence(t, "status", "sip:alice@contoso.com", "--server", s.url); r.code != 1 || !strings.Contains(r.stderr, "cannot connect") {
 		t.Errorf("status without credentials: %s; want exit 1, cannot connect", r)

@@ -347,6 +347,31 @@ func TestUsage(t *testing.T) {
 	}
 }
 
+// TestFlagErrorSaysHelp: a mistake in a flag, on any command, says what to run
+// for the command's flags.
+func TestFlagErrorSaysHelp(t *testing.T) {
+	nowhere := fmt.Sprintf("nats://127.0.0.1:%d", natstest.FreePort(t))
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown flag of set", []string{"set", "--nmae", "x", "--server", nowhere}, "unknown flag: --nmae (see 'presence set --help')"},
+		{"unknown flag of the root", []string{"--nmae"}, "unknown flag: --nmae (see 'presence --help')"},
+		{"unknown shorthand of replay", []string{"replay", "-x", "--server", nowhere}, "unknown shorthand flag: 'x' in -x (see 'presence replay --help')"},
+		{"bad value of status", []string{"status", "a", "--timeout", "soon", "--server", nowhere}, `"soon" for "--timeout" flag`},
+		{"bad value of status, the help", []string{"status", "a", "--timeout", "soon", "--server", nowhere}, "(see 'presence status --help')"},
+		{"no value for watch", []string{"watch", "--since"}, "flag needs an argument: --since (see 'presence watch --help')"},
+		{"unknown flag of serve", []string{"serve", "--bogus"}, "unknown flag: --bogus (see 'presence serve --help')"},
+		{"unknown flag of auth", []string{"auth", "--bogus"}, "(see 'presence auth --help')"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			oneLineError(t, presence(t, tt.args...), 2, tt.want)
+		})
+	}
+}
+
 // TestNoServer: a client command with nothing at --server says so on one line,
 // pointing at `presence serve`, and exits 1.
 func TestNoServer(t *testing.T) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"os"
 
@@ -37,7 +38,7 @@ func newProgressBar(w io.Writer, title string, show bool) *progressBar {
 	bar := p.AddBar(0,
 		mpb.PrependDecorators(
 			decor.Name(title+" ", decor.WCSyncSpaceR),
-			decor.CountersNoUnit("%d / %d events", decor.WCSyncSpace),
+			decor.Any(progressCount, decor.WCSyncSpace),
 		),
 		mpb.AppendDecorators(
 			decor.AverageSpeed(0, " %.0f/s", decor.WCSyncSpace),
@@ -47,6 +48,11 @@ func newProgressBar(w io.Writer, title string, show bool) *progressBar {
 		mpb.BarRemoveOnComplete(),
 	)
 	return &progressBar{p: p, bar: bar}
+}
+
+// progressCount is the bar's count: "3 / 1000 events", "1 / 1 event".
+func progressCount(s decor.Statistics) string {
+	return fmt.Sprintf("%d / %s", s.Current, count(s.Total, "event", "events"))
 }
 
 // update shows how far the work has come.

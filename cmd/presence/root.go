@@ -70,7 +70,11 @@ projection folds them into current state.
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	// Every command's flag errors (unknown, bad value, missing value) come
+	// here: say where the command's flags are listed.
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return usageError{fmt.Errorf("%w (see '%s --help')", err, cmd.CommandPath())}
+	})
 	root.AddCommand(newServe(), newSet(), newStatus(), newSelf(), newWatch(), newReplay(), newReport(), newVerify(), newRebuild(), newAuth(), newBench())
 	return root
 }
@@ -79,11 +83,8 @@ projection folds them into current state.
 func exactArgs(n int, names string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) != n {
-			got := fmt.Sprintf("%d arguments", len(args))
-			if len(args) == 1 {
-				got = "1 argument"
-			}
-			return usageError{fmt.Errorf("%s takes %s (got %s); see %s --help", cmd.Name(), names, got, cmd.CommandPath())}
+			return usageError{fmt.Errorf("%s takes %s (got %s); see %s --help", cmd.Name(), names,
+				count(len(args), "argument", "arguments"), cmd.CommandPath())}
 		}
 		return nil
 	}

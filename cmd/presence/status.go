@@ -114,10 +114,6 @@ func printReply(out io.Writer, r client.Reply, asJSON bool) error {
 	if asJSON {
 		return json.NewEncoder(out).Encode(r)
 	}
-	who := r.Contact
-	if r.Name != "" {
-		who = r.Name + " <" + r.Contact + ">"
-	}
-	_, err := fmt.Fprintf(out, "%s: %s (0x%04X, seq %d)\n", who, r.Status, r.Status.Code(), r.Seq)
+	_, err := fmt.Fprintf(out, "%s: %s (0x%04X, seq %d)\n", contactText(r.Contact, r.Name), r.Status, r.Status.Code(), r.Seq)
 	return err
 }

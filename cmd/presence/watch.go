@@ -102,11 +102,8 @@ func printChange(out io.Writer, ch client.Change, cur client.Reply, asJSON bool)
 		return json.NewEncoder(out).Encode(changeJSON{Contact: ch.Contact, Name: cur.Name, Previous: ch.Previous,
 			Status: cur.Status, Code: cur.Status.Code(), Seq: ch.Seq, At: ch.At})
 	}
-	name := cur.Name // like the seed's handler, the friendly name as it is now
-	if name == "" {
-		name = ch.Contact
-	}
-	_, err := fmt.Fprintf(out, "%s  %s <%s>: Status Changed EVENT: Old Status-%s New Status:%s  (seq %d)\n",
-		ch.At.Format(time.RFC3339), name, ch.Contact, ch.Previous, cur.Status, ch.Seq)
+	// Like the seed's handler, the friendly name as it is now.
+	_, err := fmt.Fprintf(out, "%s  %s: Status Changed EVENT: Old Status-%s New Status:%s  (seq %d)\n",
+		ch.At.Format(time.RFC3339), contactText(ch.Contact, cur.Name), ch.Previous, cur.Status, ch.Seq)
 	return err
 }

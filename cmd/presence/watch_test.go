@@ -544,3 +544,72 @@ func TestParseTime(t *testing.T) {
 		})
 	}
 }
+
+// TestPrintChange: a watch line names the contact by its friendly name and the
+// contact, or by the contact alone when it has no name.
+func TestPrintChange(t *testing.T) {
+	at := time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name string
+		ch   client.Change
+		cur  client.Reply
+		want string
+	}{
+		{"with a name",
+			client.Change{Contact: "sip:alice@contoso.com", Previous: events.Away, Seq: 3, At: at},
+			client.Reply{Contact: "sip:alice@contoso.com", Name: "Alice", Status: events.Busy, Seq: 3},
+			"2026-11-24T09:00:00Z  Alice <sip:alice@contoso.com>: Status Changed EVENT: Old Status-away New Status:busy  (seq 3)\n"},
+		{"without a name",
+			client.Change{Contact: "carol", Previous: events.Unknown, Seq: 1, At: at},
+			client.Reply{Contact: "carol", Status: events.Online, Seq: 1},
+			"2026-11-24T09:00:00Z  carol: Status Changed EVENT: Old Status-unknown New Status:online  (seq 1)\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b strings.Builder
+			if err := printChange(&b, tt.ch, tt.cur, false); err != nil {
+				t.Fatal(err)
+			}
+			if b.String() != tt.want {
+				t.Errorf("printChange wrote %q, want %q", b.String(), tt.want)
+			}
+		})
+	}
+}
+
+// TestContactWithoutName: every command that prints a contact for people
+// prints one without a friendly name alone, never "carol <carol>".
+func TestContactWithoutName(t *testing.T) {
+	s := startServer(t)
+	p := s.cmd(t)
+	const alice = "sip:alice@contoso.com"
+	carol := decodeSet(t, p("set", "carol", "online", "--json")).Seq
+	ali := decodeSet(t, p("set", alice, "away", "--name", "Alice", "--json")).Seq
+
+	w := startWatch(t, "--all", "--server", s.url)
+	wantLines := []string{
+		fmt.Sprintf("  carol: Status Changed EVENT: Old Status-unknown New Status:online  (seq %d)\n", carol),
+		fmt.Sprintf("  Alice <%s>: Status Changed EVENT: Old Status-unknown New Status:away  (seq %d)\n", alice, ali),
+	}
+	w.out.waitFor(t, 10*time.Second, w.done, "the watch lines of both changes", func(s string) bool {
+		return strings.Contains(s, wantLines[0]) && strings.Contains(s, wantLines[1])
+	})
+	w.stop(t)
+
+	for _, tt := range []struct {
+		name, out, want string
+	}{
+		{"status", p("status", "carol"), fmt.Sprintf("carol: online (0x0002, seq %d)\n", carol)},
+		{"self", p("self", "carol"), fmt.Sprintf("carol: online (0x0002, seq %d)\n", carol)},
+		{"status --at", p("status", "carol", "--at", "now"), fmt.Sprintf("carol: online (0x0002, seq %d)\n", carol)},
+		{"report", p("report", "carol"), "carol from "},
+		{"report with a name", p("report", alice), "Alice <" + alice + "> from "},
+	} {
+		if !strings.HasPrefix(tt.out, tt.want) || strings.Contains(tt.out, "<carol>") {
+			t.Errorf("%s printed %q, want it to begin %q", tt.name, tt.out, tt.want)
+		}
+	}
+	if out := w.out.String(); strings.Contains(out, "<carol>") {
+		t.Errorf("watch printed\n%s\nwith carol <carol>", out)
+	}
+}
