@@ -53,7 +53,7 @@ func profile(b *testing.B, name string, fn func()) {
 // BenchmarkAudit measures replay, verify and rebuild over one log built for it,
 // each beside a raw ordered-consumer read of the same log measured in the same
 // run: x-raw is the operation's event rate over the raw read's, x-raw-time its
-// time over the raw read's. -audit.events sets the log's size (the README's
+// time over the raw read's. -audit.events sets the log's size (docs/bench.md's
 // figures use 1000000).
 func BenchmarkAudit(b *testing.B) {
 	n := *benchEvents

@@ -355,7 +355,7 @@ func TestSubscriberSeesTheFeedGoBack(t *testing.T) {
 			}
 			if tc.name == "created again" {
 				// A durable goes on after its acked position on a feed
-				// purged (the README says so), but its consumer goes with
+				// purged (docs/guarantees.md says so), but its consumer goes with
 				// a feed deleted.
 				subs["durable"] = client.SubscriberConfig{Durable: "goes-back"}
 			}

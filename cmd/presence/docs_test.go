@@ -15,40 +15,40 @@ import (
 	"github.com/presence-engine/presence/engine"
 )
 
-// readmeStatsCommand is the README's command that shows the engine's figures.
-var readmeStatsCommand = regexp.MustCompile("(?m)^nats micro info presence --endpoint (\\w+)\\n```\\n\\n```text\\n")
+// statsCommand is the operations page's command that shows the engine's figures.
+var statsCommand = regexp.MustCompile("(?m)^nats micro info presence --endpoint (\\w+)\\n```\\n\\n```text\\n")
 
-// TestReadmeServiceStats: the README's operations section names the command
+// TestOperationsPageServiceStats: the operations page's operations section names the command
 // that shows how far the projection and the feed trail the log, and the output
 // it shows is what that command prints from a real engine: natscli prints each
 // endpoint's "data" of $SRV.STATS under "Endpoint Specific Statistics",
 // indented by 4 (and its stats table, without --json, does not print it). The
 // figures' values vary; their names, nesting and order are compared.
-func TestReadmeServiceStats(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
+func TestOperationsPageServiceStats(t *testing.T) {
+	page, err := os.ReadFile("../../docs/operations.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := string(readme)
-	m := readmeStatsCommand.FindStringSubmatchIndex(text)
+	text := string(page)
+	m := statsCommand.FindStringSubmatchIndex(text)
 	if m == nil {
-		t.Fatalf("README.md shows no output of `nats micro info presence --endpoint NAME` (a ```sh block with the command, then a ```text block)")
+		t.Fatalf("docs/operations.md shows no output of `nats micro info presence --endpoint NAME` (a ```sh block with the command, then a ```text block)")
 	}
 	endpoint := text[m[2]:m[3]]
 	block, _, ok := strings.Cut(text[m[1]:], "\n```\n")
 	if !ok {
-		t.Fatalf("README.md: the output of the stats command has no end")
+		t.Fatalf("docs/operations.md: the output of the stats command has no end")
 	}
 	_, shown, ok := strings.Cut(block, "  Endpoint Specific Statistics:\n\n")
 	if !ok {
-		t.Fatalf("README.md: the output of the stats command has no \"Endpoint Specific Statistics\":\n%s", block)
+		t.Fatalf("docs/operations.md: the output of the stats command has no \"Endpoint Specific Statistics\":\n%s", block)
 	}
 	// The figures end with the first closing brace at their own indent.
 	if i := strings.Index(shown+"\n", "\n    }\n"); i >= 0 {
 		shown = shown[:i+len("\n    }")]
 	}
 	if !strings.Contains(shown, `"fold_lag"`) || !strings.Contains(shown, `"lag"`) {
-		t.Errorf("README.md: the stats shown hold no fold_lag or feed lag:\n%s", shown)
+		t.Errorf("docs/operations.md: the stats shown hold no fold_lag or feed lag:\n%s", shown)
 	}
 
 	s := startServer(t)
@@ -76,7 +76,7 @@ func TestReadmeServiceStats(t *testing.T) {
 		}
 	}
 	if data == nil {
-		t.Fatalf("README.md shows the stats of endpoint %q, which the service has not or which has no data: %s", endpoint, msg.Data)
+		t.Fatalf("docs/operations.md shows the stats of endpoint %q, which the service has not or which has no data: %s", endpoint, msg.Data)
 	}
 	// As natscli v0.5.0 prints it (service_command.go, infoAction).
 	var printed bytes.Buffer
@@ -87,6 +87,6 @@ func TestReadmeServiceStats(t *testing.T) {
 	want := values.ReplaceAllString("    "+printed.String(), ": V")
 	got := values.ReplaceAllString(shown, ": V")
 	if got != want {
-		t.Errorf("README.md shows the figures as\n%q\nbut `nats micro info presence --endpoint %s` prints them as\n%q", got, endpoint, want)
+		t.Errorf("docs/operations.md shows the figures as\n%q\nbut `nats micro info presence --endpoint %s` prints them as\n%q", got, endpoint, want)
 	}
 }
