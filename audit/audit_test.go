@@ -365,9 +365,9 @@ func hasDifference(r *audit.VerifyReport, contact string, seq uint64, what strin
 func waitFeed(t *testing.T, e *enginetest.Running, seq uint64) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
-	for e.Feed().Position() < seq {
+	for e.Metrics().Feed.Position < seq {
 		if time.Now().After(deadline) {
-			t.Fatalf("the feed is at log seq %d after 20s, want %d", e.Feed().Position(), seq)
+			t.Fatalf("the feed is at log seq %d after 20s, want %d", e.Metrics().Feed.Position, seq)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -468,8 +468,7 @@ func TestVerifyFindsFeedDamage(t *testing.T) {
 	// The engine's feed refuses deletes; this one, created before the engine
 	// starts, lets the test remove an entry.
 	_, js := natstest.JetStream(t, s)
-	cfg := engine.FeedStreamConfig(engine.StreamOptions{})
-	cfg.DenyDelete = false
+	cfg := jetstream.StreamConfig{Name: events.FeedStream, Subjects: []string{events.ChangesPrefix + ">"}, Storage: jetstream.FileStorage}
 	if _, err := js.CreateStream(natstest.Context(t), cfg); err != nil {
 		t.Fatal(err)
 	}

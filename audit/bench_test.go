@@ -67,9 +67,9 @@ func BenchmarkAudit(b *testing.B) {
 	if err := e.Projection().WaitApplied(wctx, last); err != nil {
 		b.Fatal(err)
 	}
-	for e.Feed().Position() < last { // the feed has no event to wait on
+	for e.Metrics().Feed.Position < last { // the feed has no event to wait on
 		if wctx.Err() != nil {
-			b.Fatalf("the feed reached log seq %d of %d", e.Feed().Position(), last)
+			b.Fatalf("the feed reached log seq %d of %d", e.Metrics().Feed.Position, last)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

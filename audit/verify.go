@@ -72,6 +72,26 @@ func (r *VerifyReport) add(max int, d Difference) {
 	}
 }
 
+// withDefaults returns c with its zero fields at their defaults.
+func (c VerifyConfig) withDefaults() VerifyConfig {
+	if c.Log == "" {
+		c.Log = events.LogStream
+	}
+	if c.Feed == "" {
+		c.Feed = events.FeedStream
+	}
+	if c.MaxDifferences <= 0 {
+		c.MaxDifferences = 100
+	}
+	if c.FeedWait <= 0 {
+		c.FeedWait = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
 // Verify checks the engine's state against the log, as of the live projection's
 // checkpoint: it folds the log afresh (with the projection's own fold, into a
 // store of its own) and compares every contact's state and the checkpoint with
@@ -86,21 +106,7 @@ func Verify(ctx context.Context, cfg VerifyConfig) (*VerifyReport, error) {
 	if cfg.JetStream == nil || cfg.Projection == nil {
 		return nil, errors.New("audit: verify needs a JetStream and a Projection")
 	}
-	if cfg.Log == "" {
-		cfg.Log = events.LogStream
-	}
-	if cfg.Feed == "" {
-		cfg.Feed = events.FeedStream
-	}
-	if cfg.MaxDifferences <= 0 {
-		cfg.MaxDifferences = 100
-	}
-	if cfg.FeedWait <= 0 {
-		cfg.FeedWait = 10 * time.Second
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	cfg = cfg.withDefaults()
 	live, err := cfg.Projection.Snapshot()
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
@@ -145,7 +151,7 @@ func Verify(ctx context.Context, cfg VerifyConfig) (*VerifyReport, error) {
 	fresh, err := projections.Open(filepath.Join(dir, "projection"), projections.Options{
 		DisableWAL: true,
 		Logger:     cfg.Logger,
-		OnEvent: func(seq uint64, e events.Event) {
+		EventListener: projections.EventListener{Folded: func(seq uint64, e events.Event) {
 			before := chain[e.Contact] // Unknown for a contact not seen yet
 			chain[e.Contact] = e.Status
 			if e.Previous != before {
@@ -158,7 +164,7 @@ func Verify(ctx context.Context, cfg VerifyConfig) (*VerifyReport, error) {
 				case <-gctx.Done():
 				}
 			}
-		},
+		}},
 	})
 	if err != nil {
 		close(diffs)

@@ -21,8 +21,8 @@ import (
 // silence much longer than this for a lost engine.
 const progressEvery = 500 * time.Millisecond
 
-// Admin is what the admin endpoints ask of an engine.
-type Admin interface {
+// operations is what the admin endpoints ask of an engine.
+type operations interface {
 	Digest(ctx context.Context) (projections.Digest, error)
 	Verify(ctx context.Context, progress func(projections.Progress)) (*audit.VerifyReport, error)
 	Rebuild(ctx context.Context, progress func(projections.Progress)) (RebuildResult, error)
@@ -117,7 +117,7 @@ func (e *Engine) Rebuild(ctx context.Context, progress func(projections.Progress
 
 // adminWork builds the work of an admin request: op, with progress messages sent
 // to the requester while it runs.
-func (s *Service) adminWork(replyTo string, op func(ctx context.Context, progress func(projections.Progress)) (any, error)) work {
+func (s *service) adminWork(replyTo string, op func(ctx context.Context, progress func(projections.Progress)) (any, error)) work {
 	return func(ctx context.Context) (any, error) {
 		var (
 			mu   sync.Mutex
@@ -164,14 +164,14 @@ func noBody(req micro.Request) error {
 	return nil
 }
 
-func (s *Service) adminDigest(req micro.Request) (work, error) {
+func (s *service) adminDigest(req micro.Request) (work, error) {
 	if err := noBody(req); err != nil {
 		return nil, err
 	}
 	return func(ctx context.Context) (any, error) { return s.cfg.Admin.Digest(ctx) }, nil
 }
 
-func (s *Service) adminVerify(req micro.Request) (work, error) {
+func (s *service) adminVerify(req micro.Request) (work, error) {
 	if err := noBody(req); err != nil {
 		return nil, err
 	}
@@ -180,7 +180,7 @@ func (s *Service) adminVerify(req micro.Request) (work, error) {
 	}), nil
 }
 
-func (s *Service) adminRebuild(req micro.Request) (work, error) {
+func (s *service) adminRebuild(req micro.Request) (work, error) {
 	if err := noBody(req); err != nil {
 		return nil, err
 	}

@@ -70,7 +70,7 @@ func TestOnAClusterOfThree(t *testing.T) {
 	enginetest.CheckChains(t, log)
 	checkFeed(t, js)
 	for i, r := range rs {
-		if m := r.Feed().Metrics(); m.Purges != 0 {
+		if m := r.Metrics().Feed; m.Purges != 0 {
 			t.Errorf("engine %d purged the feed %d times on a healthy log", i, m.Purges)
 		}
 		if n := r.Follower().Rebuilds(); n != 0 {

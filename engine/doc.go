@@ -1,18 +1,21 @@
-// Package engine runs the presence engine: the writer that appends status
-// changes to the log, the feed derived from it, the service that answers over
-// NATS, subscribers that consume the feed, and the embedded nats-server that
-// holds it all on one machine.
+// Package engine is the server side of presence: the writer that appends
+// status changes to the log, the feed derived from it, the service that answers
+// over NATS, the projection's wiring, the admin operations, and the embedded
+// nats-server that holds it all on one machine. What a backend imports to talk
+// to it, subscribe and read is package client.
 //
 // The log is the JetStream stream PRESENCE (subjects presence.events.<token>):
 // every change, the truth, invisible included, for the engine and auditors only.
 // The feed is PRESENCE_CHANGES (presence.changes.<token>): one entry per change
 // that subscribers can see, carrying only the previous visible status, like
 // OnContactStatusChange; a handler reads the current status from the projection,
-// never older than the change (Change.Current).
+// never older than the change (client.Change.Current).
 //
-// Engine composes the parts; each part can also be used on its own (Writer,
-// Feed, Service, Subscriber, Client). Unless a comment says otherwise, every
-// exported type is safe for concurrent use.
+// Engine composes the parts: Open starts the server and opens the stores, Run
+// runs them. The Writer can also be used on its own, and LocalReader reads the
+// projection in-process (client.BatchReader) for subscribers and hubs in the
+// engine's process. Unless a comment says otherwise, every exported type is
+// safe for concurrent use.
 //
 // Choices the contract leaves open, and what this package does:
 //   - A set with the status the contact already has appends nothing, name
@@ -22,9 +25,4 @@
 //   - A retried request_id is answered as the first time within the log's
 //     deduplication window (2 minutes by default), whatever happened in between
 //     and whichever engine it reaches; after the window it is a new set.
-//   - Durable subscribers acknowledge each change once their handler returns
-//     nil, and resume right after the last change acknowledged: after a clean
-//     stop nothing is missed or repeated; after a crash the change in hand may
-//     come again (at least once, in order, each with its log sequence). One
-//     process at a time runs a given durable.
 package engine

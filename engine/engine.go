@@ -67,6 +67,20 @@ type Options struct {
 	ContactBurst int
 }
 
+// withDefaults returns o with its zero fields at their defaults.
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Projection.Logger == nil {
+		o.Projection.Logger = o.Logger
+	}
+	if o.Projection.CacheSize == 0 {
+		o.Projection.CacheSize = DefaultProjectionCache
+	}
+	return o
+}
+
 // Engine is the whole presence engine of one process: the (embedded or external)
 // NATS server, the writer, the projection and its follower, the feed and the
 // service. Open starts the server and opens the stores; Run runs the parts.
@@ -81,10 +95,10 @@ type Engine struct {
 	js               jetstream.JetStream
 	projection       *projections.Projection
 	follower         *projections.Follower
-	feed             *Feed
+	feed             *feed
 	writer           *Writer
 	reader           *LocalReader
-	service          *Service
+	service          *service
 	admin            admin
 	damaged          atomic.Uint64             // times the projection's store was found damaged
 	operatorRebuilds atomic.Uint64             // rebuilds an operator asked for that switched
@@ -97,9 +111,9 @@ type Engine struct {
 	closeErr  error
 }
 
-// LockFile, in an engine's data directory, is locked while an engine uses the
+// lockFile, in an engine's data directory, is locked while an engine uses the
 // directory.
-const LockFile = "LOCK"
+const lockFile = "LOCK"
 
 // Open prepares an engine whose data lives in dir: the projection in
 // dir/projection and, with the embedded server, the log in dir/jetstream. It
@@ -110,9 +124,7 @@ func Open(dir string, opts Options) (*Engine, error) {
 	if dir == "" {
 		return nil, errors.New("engine: a data directory is required")
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
+	opts = opts.withDefaults()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("data directory %q: %w", dir, err)
 	}
@@ -129,7 +141,7 @@ func Open(dir string, opts Options) (*Engine, error) {
 	if abs, err := filepath.Abs(lockDir); err == nil {
 		lockDir = abs
 	}
-	lockFile := filepath.Join(lockDir, LockFile)
+	lockFile := filepath.Join(lockDir, lockFile)
 	lock, err := vfs.Default.Lock(lockFile)
 	if err != nil {
 		return nil, lockError(dir, lockFile, err)
@@ -172,7 +184,7 @@ func (e *Engine) open() error {
 		nats.ClosedHandler(func(*nats.Conn) { close(e.ncClosed) }),
 	}, e.opts.NATSOptions...)
 	if url == "" {
-		cfg := ServerConfig{
+		cfg := serverConfig{
 			Listen:   e.opts.Listen,
 			StoreDir: e.dir, // the server keeps JetStream in StoreDir/jetstream
 			Sync:     e.opts.Sync,
@@ -188,7 +200,7 @@ func (e *Engine) open() error {
 			cfg.EnginePassword = secret
 			connOpts = append(connOpts, nats.UserInfo(EngineUser, secret))
 		}
-		s, err := StartServer(cfg)
+		s, err := startServer(cfg)
 		if err != nil {
 			return err
 		}
@@ -211,12 +223,9 @@ func (e *Engine) open() error {
 		return err
 	}
 	popts := e.opts.Projection
-	if popts.Logger == nil {
-		popts.Logger = e.logger
-	}
-	if popts.CacheSize == 0 {
-		popts.CacheSize = DefaultProjectionCache
-	}
+	// A read or the fold that finds the store damaged fails (never a wrong
+	// answer) and has it rebuilt from the log while the rest goes on.
+	popts.EventListener.Corrupt = e.corrupt
 	// Fresh folds of a verify that a crash left behind.
 	if leftovers, _ := filepath.Glob(filepath.Join(e.dir, audit.TempPattern)); len(leftovers) > 0 {
 		for _, d := range leftovers {
@@ -242,7 +251,6 @@ func (e *Engine) open() error {
 	}
 	if e.follower, err = projections.NewFollower(projections.FollowerConfig{
 		Projection: e.projection, JetStream: e.js, Stream: events.LogStream, Logger: e.logger,
-		OnCorrupt: e.corrupt,
 	}); err != nil {
 		return err
 	}
@@ -254,11 +262,11 @@ func (e *Engine) open() error {
 		ContactRate: e.opts.ContactRate, ContactBurst: e.opts.ContactBurst}); err != nil {
 		return err
 	}
-	e.reader = &LocalReader{Projection: e.projection, Ready: e.follower.IsReady, Timeout: e.opts.ReadTimeout, OnCorrupt: e.corrupt}
-	if e.feed, err = NewFeed(FeedConfig{Conn: nc, Logger: e.logger, Current: e.reader}); err != nil {
+	e.reader = &LocalReader{Projection: e.projection, Ready: e.follower.IsReady, Timeout: e.opts.ReadTimeout}
+	if e.feed, err = newFeed(feedConfig{Conn: nc, Logger: e.logger, Current: e.reader}); err != nil {
 		return err
 	}
-	e.service, err = NewService(ServiceConfig{Conn: nc, Writer: e.writer, Reader: e.reader, Logger: e.logger,
+	e.service, err = newService(serviceConfig{Conn: nc, Writer: e.writer, Reader: e.reader, Logger: e.logger,
 		MaxConcurrent: e.opts.MaxConcurrent, Stats: func() any { return e.Metrics() }, Admin: e})
 	if err != nil {
 		return err
@@ -346,9 +354,6 @@ func (e *Engine) Reader() *LocalReader { return e.reader }
 
 // Writer is the engine's writer.
 func (e *Engine) Writer() *Writer { return e.writer }
-
-// Feed is the engine's feed.
-func (e *Engine) Feed() *Feed { return e.feed }
 
 // Follower is the engine's projection follower.
 func (e *Engine) Follower() *projections.Follower { return e.follower }

@@ -8,7 +8,21 @@ import (
 
 // What the tests of package engine_test reach inside the engine.
 
-var ConflictWait = conflictWait
+var (
+	ConflictWait     = conflictWait
+	ErrorCode        = errorCode
+	StartServer      = startServer
+	LogStreamConfig  = logStreamConfig
+	FeedStreamConfig = feedStreamConfig
+	NewFeed          = newFeed
+)
+
+type (
+	ServerConfig = serverConfig
+	FeedConfig   = feedConfig
+)
+
+const LockFile = lockFile
 
 // SetClock sets the clock of the writer's event times.
 func (w *Writer) SetClock(now func() time.Time) { w.cfg.Now = now }

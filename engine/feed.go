@@ -18,8 +18,8 @@ import (
 	"github.com/presence-engine/presence/internal/tail"
 )
 
-// FeedConfig configures a Feed.
-type FeedConfig struct {
+// feedConfig configures a Feed.
+type feedConfig struct {
 	// Conn reaches the log and the feed. Required.
 	Conn *nats.Conn
 	// Logger receives what the feed notices. Zero means slog.Default().
@@ -36,12 +36,12 @@ type FeedConfig struct {
 	// change: the repeat carries it (client.CurrentHeader), so that a
 	// subscriber following the
 	// repeats has its read with the change. Nil repeats the entry alone.
-	Current AppliedReader
+	Current appliedReader
 }
 
-// AppliedReader reads a projection's statuses and says how far it has
+// appliedReader reads a projection's statuses and says how far it has
 // applied the log: the engine's LocalReader.
-type AppliedReader interface {
+type appliedReader interface {
 	client.Reader
 	Applied() uint64
 }
@@ -55,8 +55,8 @@ type AppliedReader interface {
 // one log: one wins each entry, the others resynchronise.
 //
 // Its methods are safe for concurrent use.
-type Feed struct {
-	cfg    FeedConfig
+type feed struct {
+	cfg    feedConfig
 	js     jetstream.JetStream
 	logger *slog.Logger
 
@@ -78,34 +78,40 @@ type repeat struct {
 	logSeq  uint64
 }
 
-// NewFeed returns a Feed; Run starts it.
-func NewFeed(cfg FeedConfig) (*Feed, error) {
+// withDefaults returns c with its zero fields at their defaults.
+func (c feedConfig) withDefaults() feedConfig {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 4096
+	}
+	if c.AckTimeout <= 0 {
+		c.AckTimeout = 10 * time.Second
+	}
+	if c.RetryWait <= 0 {
+		c.RetryWait = 250 * time.Millisecond
+	}
+	return c
+}
+
+// newFeed returns a Feed; Run starts it.
+func newFeed(cfg feedConfig) (*feed, error) {
 	if cfg.Conn == nil {
 		return nil, errors.New("engine: a feed needs a NATS connection")
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.MaxInFlight <= 0 {
-		cfg.MaxInFlight = 4096
-	}
-	if cfg.AckTimeout <= 0 {
-		cfg.AckTimeout = 10 * time.Second
-	}
-	if cfg.RetryWait <= 0 {
-		cfg.RetryWait = 250 * time.Millisecond
-	}
+	cfg = cfg.withDefaults()
 	js, err := jetstream.New(cfg.Conn,
 		jetstream.WithPublishAsyncMaxPending(2*cfg.MaxInFlight),
 		jetstream.WithPublishAsyncTimeout(cfg.AckTimeout))
 	if err != nil {
 		return nil, err
 	}
-	return &Feed{cfg: cfg, js: js, logger: cfg.Logger, repeats: make(chan repeat, cfg.MaxInFlight)}, nil
+	return &feed{cfg: cfg, js: js, logger: cfg.Logger, repeats: make(chan repeat, cfg.MaxInFlight)}, nil
 }
 
 // Run derives the feed until ctx is done, then returns nil.
-func (f *Feed) Run(ctx context.Context) error {
+func (f *feed) Run(ctx context.Context) error {
 	repeater := make(chan struct{})
 	defer func() { <-repeater }()
 	go func() {
@@ -142,11 +148,11 @@ const maxFeedWait = 2 * time.Second
 
 // Position returns the log sequence up to which the feed holds every visible
 // change.
-func (f *Feed) Position() uint64 { return f.position.Load() }
+func (f *feed) Position() uint64 { return f.position.Load() }
 
 // Lag returns how many events of the log, as far as the feed has seen it, are
 // not yet reflected in the feed: 0 when it is caught up.
-func (f *Feed) Lag() uint64 {
+func (f *feed) Lag() uint64 {
 	last, pos := f.logLast.Load(), f.position.Load()
 	if last < pos {
 		return 0
@@ -171,7 +177,7 @@ const repeatPatience = 250 * time.Millisecond
 // LivePrefix, each with its feed sequence and, with Current, the contact's
 // current status. Only the engine whose publish the feed acknowledged repeats
 // an entry, so each is repeated once, by the engine that stored it.
-func (f *Feed) repeat(ctx context.Context) {
+func (f *feed) repeat(ctx context.Context) {
 	// A repeat waits up to repeatPatience for the projection to reach its
 	// change: it is normally there already, or about to be. One that waited
 	// in vain leaves the repeats after it not waiting at all (they carry the
@@ -214,7 +220,7 @@ func (f *Feed) repeat(ctx context.Context) {
 }
 
 // derive finds where the feed stands and extends it from there until a fault.
-func (f *Feed) derive(ctx context.Context) error {
+func (f *feed) derive(ctx context.Context) error {
 	logStream, err := f.js.Stream(ctx, events.LogStream)
 	if err != nil {
 		return fmt.Errorf("open the log: %w", err)
@@ -306,7 +312,7 @@ func (f *Feed) derive(ctx context.Context) error {
 // sequence. If that entry does not match the log (the log was recreated, or is
 // behind the feed), the feed is purged and derived again from the start of the
 // log: a feed must describe the log it came from.
-func (f *Feed) resume(ctx context.Context, logStream, feedStream jetstream.Stream) (pos, feedLast uint64, err error) {
+func (f *feed) resume(ctx context.Context, logStream, feedStream jetstream.Stream) (pos, feedLast uint64, err error) {
 	info, err := feedStream.Info(ctx)
 	if err != nil {
 		return 0, 0, fmt.Errorf("read the feed: %w", err)
@@ -370,7 +376,7 @@ type FeedMetrics struct {
 }
 
 // Metrics returns a snapshot of the feed's counters.
-func (f *Feed) Metrics() FeedMetrics {
+func (f *feed) Metrics() FeedMetrics {
 	return FeedMetrics{Position: f.Position(), Lag: f.Lag(), Published: f.published.Load(),
 		Resyncs: f.resyncs.Load(), Purges: f.purges.Load(), RepeatsDropped: f.repeatsDropped.Load()}
 }

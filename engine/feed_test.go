@@ -52,7 +52,7 @@ func TestFeedIsExactlyOnceAcrossRestarts(t *testing.T) {
 	r := enginetest.Start(t, dir, engine.Options{})
 	r.WaitFeed(t)
 	checkFeed(t, r.JetStream(t))
-	if m := r.Feed().Metrics(); m.Purges != 0 {
+	if m := r.Metrics().Feed; m.Purges != 0 {
 		t.Errorf("feed was purged %d times on a healthy log", m.Purges)
 	}
 }
@@ -125,7 +125,7 @@ func TestLogRecreatedIsNoticed(t *testing.T) {
 	}
 	r.WaitFeed(t)
 	checkFeed(t, js)
-	if m := r.Feed().Metrics(); m.Purges != 1 {
+	if m := r.Metrics().Feed; m.Purges != 1 {
 		t.Errorf("feed purges = %d, want 1", m.Purges)
 	}
 }
@@ -191,10 +191,10 @@ func TestLogRecreatedWhileCutOffIsNoticed(t *testing.T) {
 			}
 			// The feed's position on the old log may be past the new
 			// log's end: it counts once the feed is derived again.
-			natstest.WaitFor(t, "the feed to be derived again", func() bool { return r.Feed().Metrics().Purges > 0 })
+			natstest.WaitFor(t, "the feed to be derived again", func() bool { return r.Metrics().Feed.Purges > 0 })
 			r.WaitFeed(t)
 			checkFeed(t, js)
-			if m := r.Feed().Metrics(); m.Purges != 1 {
+			if m := r.Metrics().Feed; m.Purges != 1 {
 				t.Errorf("feed purges = %d, want 1", m.Purges)
 			}
 		})

@@ -22,9 +22,6 @@ type LocalReader struct {
 	Ready func() bool
 	// Timeout bounds the wait for a minimum sequence. Zero means 2s.
 	Timeout time.Duration
-	// OnCorrupt, when set, is told when a read finds the projection's store
-	// damaged (the read fails with a 500: never a wrong answer).
-	OnCorrupt func(error)
 }
 
 // Applied returns the log sequence the projection has applied up to.
@@ -112,9 +109,6 @@ func (r *LocalReader) Self(ctx context.Context, contact string, minSeq uint64) (
 func (r *LocalReader) failed(err error) error {
 	if errors.Is(err, projections.ErrClosed) {
 		return unavailable(err)
-	}
-	if errors.Is(err, projections.ErrCorrupt) && r.OnCorrupt != nil {
-		r.OnCorrupt(err)
 	}
 	return fmt.Errorf("read the projection: %w", err)
 }

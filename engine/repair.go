@@ -54,10 +54,8 @@ func (e *Engine) corrupt(err error) {
 }
 
 // scan reads every state of the projection once, at start, so that a damaged
-// store is found (and repaired) before a read or the fold stumbles on it.
+// store is found (and repaired, as the projection tells corrupt) before a
+// read or the fold stumbles on it.
 func (e *Engine) scan(ctx context.Context) {
-	err := e.projection.Each(func(projections.State) bool { return ctx.Err() == nil })
-	if errors.Is(err, projections.ErrCorrupt) {
-		e.corrupt(err)
-	}
+	_ = e.projection.Each(func(projections.State) bool { return ctx.Err() == nil })
 }

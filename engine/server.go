@@ -12,8 +12,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// ServerConfig configures the embedded nats-server.
-type ServerConfig struct {
+// serverConfig configures the embedded nats-server.
+type serverConfig struct {
 	// Listen is the client address, HOST:PORT. Zero means 127.0.0.1:4222; port 0
 	// picks a free port.
 	Listen string
@@ -40,24 +40,30 @@ type ServerConfig struct {
 // DefaultListen is the embedded server's client address.
 const DefaultListen = "127.0.0.1:4222"
 
-// StartServer starts an embedded nats-server with JetStream and waits until it
+// withDefaults returns c with its zero fields at their defaults.
+func (c serverConfig) withDefaults() serverConfig {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.ServerName == "" {
+		c.ServerName = "presence"
+	}
+	if c.ReadyTimeout <= 0 {
+		c.ReadyTimeout = 10 * time.Second
+	}
+	return c
+}
+
+// startServer starts an embedded nats-server with JetStream and waits until it
 // accepts clients. The caller owns it: Shutdown, then WaitForShutdown.
-func StartServer(cfg ServerConfig) (*server.Server, error) {
+func startServer(cfg serverConfig) (*server.Server, error) {
 	if cfg.StoreDir == "" {
 		return nil, errors.New("engine: the embedded server needs a StoreDir")
 	}
-	if cfg.Listen == "" {
-		cfg.Listen = DefaultListen
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.ServerName == "" {
-		cfg.ServerName = "presence"
-	}
-	if cfg.ReadyTimeout <= 0 {
-		cfg.ReadyTimeout = 10 * time.Second
-	}
+	cfg = cfg.withDefaults()
 	host, portText, err := net.SplitHostPort(cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen address %q: %w; want HOST:PORT, for example 127.0.0.1:4222", cfg.Listen, err)

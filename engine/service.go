@@ -24,8 +24,8 @@ const ServiceName = "presence"
 // Version is the engine's version, as the service reports it.
 const Version = "0.1.0"
 
-// ServiceConfig configures a Service.
-type ServiceConfig struct {
+// serviceConfig configures a Service.
+type serviceConfig struct {
 	// Conn is the connection the service listens on. Required.
 	Conn *nats.Conn
 	// Writer handles set. Required.
@@ -44,7 +44,7 @@ type ServiceConfig struct {
 	// Stats, when set, is reported as the data of each endpoint's stats.
 	Stats func() any
 	// Admin, when set, answers the admin endpoints (presence.admin.>).
-	Admin Admin
+	Admin operations
 }
 
 // Service is the engine's NATS interface, a micro service named "presence":
@@ -53,7 +53,7 @@ type ServiceConfig struct {
 //	presence.status.<token>  empty or {"min_seq":N}  -> {"contact","name","status","code","seq"}, the visible status
 //	presence.self.<token>    empty or {"min_seq":N}  -> the same, with the contact's own status, invisible included
 //	presence.statuses        {"contacts":[...],"min_seq":N} -> {"statuses":[...]}, the visible status of each
-//	presence.admin.digest    empty -> projections.Digest of the projection (with ServiceConfig.Admin)
+//	presence.admin.digest    empty -> projections.Digest of the projection (with serviceConfig.Admin)
 //	presence.admin.verify    empty -> progress messages, then audit.VerifyReport
 //	presence.admin.rebuild   empty -> progress messages, then RebuildResult
 //
@@ -61,8 +61,8 @@ type ServiceConfig struct {
 // value and what is accepted), 409 expect_seq mismatch, 429 a contact past its
 // bound on sets (TooManyError), 503 not ready or min_seq
 // not reached in time, 500 anything else. Its methods are safe for concurrent use.
-type Service struct {
-	cfg     ServiceConfig
+type service struct {
+	cfg     serviceConfig
 	logger  *slog.Logger
 	started chan struct{} // closed once the endpoints listen
 
@@ -71,29 +71,35 @@ type Service struct {
 	wg      sync.WaitGroup
 }
 
-// NewService returns a Service; Run starts it.
-func NewService(cfg ServiceConfig) (*Service, error) {
+// withDefaults returns c with its zero fields at their defaults.
+func (c serviceConfig) withDefaults() serviceConfig {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.MaxConcurrent <= 0 {
+		c.MaxConcurrent = 4096
+	}
+	if c.SetTimeout <= 0 {
+		c.SetTimeout = 5 * time.Second
+	}
+	return c
+}
+
+// newService returns a Service; Run starts it.
+func newService(cfg serviceConfig) (*service, error) {
 	if cfg.Conn == nil || cfg.Writer == nil || cfg.Reader == nil {
 		return nil, errors.New("engine: a service needs a Conn, a Writer and a Reader")
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.MaxConcurrent <= 0 {
-		cfg.MaxConcurrent = 4096
-	}
-	if cfg.SetTimeout <= 0 {
-		cfg.SetTimeout = 5 * time.Second
-	}
-	return &Service{cfg: cfg, logger: cfg.Logger, started: make(chan struct{})}, nil
+	cfg = cfg.withDefaults()
+	return &service{cfg: cfg, logger: cfg.Logger, started: make(chan struct{})}, nil
 }
 
 // Started returns a channel closed once the service answers requests.
-func (s *Service) Started() <-chan struct{} { return s.started }
+func (s *service) Started() <-chan struct{} { return s.started }
 
 // Run serves until ctx is done, then stops taking requests, waits for those in
 // hand and returns nil.
-func (s *Service) Run(ctx context.Context) error {
+func (s *service) Run(ctx context.Context) error {
 	mcfg := micro.Config{
 		Name:        ServiceName,
 		Version:     Version,
@@ -160,7 +166,7 @@ type work func(context.Context) (any, error)
 // that bad input is answered at once (and counted as an error in the service's
 // stats), and runs the rest on a goroutine of its own, at most MaxConcurrent at
 // once, so that a read waiting for its min_seq holds up no other.
-func (s *Service) dispatch(ctx context.Context, h func(micro.Request) (work, error), slots chan struct{}, cancellable bool) micro.HandlerFunc {
+func (s *service) dispatch(ctx context.Context, h func(micro.Request) (work, error), slots chan struct{}, cancellable bool) micro.HandlerFunc {
 	workCtx := context.WithoutCancel(ctx)
 	if cancellable {
 		workCtx = ctx
@@ -197,7 +203,7 @@ func (s *Service) dispatch(ctx context.Context, h func(micro.Request) (work, err
 
 // answer builds a reply: the JSON body, and for an error its code and one-line
 // description for the micro error headers.
-func (s *Service) answer(subject string, reply any, err error) (body []byte, code int, desc string) {
+func (s *service) answer(subject string, reply any, err error) (body []byte, code int, desc string) {
 	if err == nil {
 		body, err = marshalReply(reply)
 		if err == nil {
@@ -207,7 +213,7 @@ func (s *Service) answer(subject string, reply any, err error) (body []byte, cod
 			return body, 0, ""
 		}
 	}
-	code = ErrorCode(err)
+	code = errorCode(err)
 	if code == 500 {
 		s.logger.Error("service: request failed", "subject", subject, "err", err)
 	}
@@ -232,7 +238,7 @@ func marshalReply(reply any) ([]byte, error) {
 // for nothing. A statuses reply that is too large is a 400: the requester can ask
 // for fewer contacts at once (1000 contacts of 256 '<' each, escaped in JSON,
 // make 1.6 MB).
-func (s *Service) fits(subject string, body []byte) error {
+func (s *service) fits(subject string, body []byte) error {
 	limit := s.cfg.Conn.MaxPayload()
 	if limit <= 0 || int64(len(body)) <= limit {
 		return nil
@@ -246,7 +252,7 @@ func (s *Service) fits(subject string, body []byte) error {
 
 // respondNow answers an error from the endpoint's own goroutine, through micro,
 // which counts it in the service's stats.
-func (s *Service) respondNow(req micro.Request, err error) {
+func (s *service) respondNow(req micro.Request, err error) {
 	body, code, desc := s.answer(req.Subject(), nil, err)
 	if err := req.Error(strconv.Itoa(code), desc, body); err != nil {
 		s.logger.Debug("service: error reply failed", "subject", req.Subject(), "err", err)
@@ -256,7 +262,7 @@ func (s *Service) respondNow(req micro.Request, err error) {
 // respondLater answers from a goroutine of its own. It publishes the reply itself:
 // micro's Request records its response for the stats after the handler returns,
 // and may not be touched once it has.
-func (s *Service) respondLater(subject, replyTo string, reply any, err error) {
+func (s *service) respondLater(subject, replyTo string, reply any, err error) {
 	if replyTo == "" {
 		return
 	}
@@ -270,8 +276,8 @@ func (s *Service) respondLater(subject, replyTo string, reply any, err error) {
 	}
 }
 
-// ErrorCode maps an error to the service's status code: 400, 409, 429, 503 or 500.
-func ErrorCode(err error) int {
+// errorCode maps an error to the service's status code: 400, 409, 429, 503 or 500.
+func errorCode(err error) int {
 	switch {
 	case errors.Is(err, client.ErrBadRequest),
 		errors.Is(err, events.ErrInvalidContact), errors.Is(err, events.ErrInvalidToken),
@@ -292,7 +298,7 @@ func oneLine(s string) string {
 	return strings.NewReplacer("\r", " ", "\n", " ").Replace(s)
 }
 
-func (s *Service) set(req micro.Request) (work, error) {
+func (s *service) set(req micro.Request) (work, error) {
 	contact, err := contactOf(req.Subject(), events.SetPrefix)
 	if err != nil {
 		return nil, err
@@ -308,7 +314,7 @@ func (s *Service) set(req micro.Request) (work, error) {
 	}, nil
 }
 
-func (s *Service) status(req micro.Request) (work, error) {
+func (s *service) status(req micro.Request) (work, error) {
 	contact, err := contactOf(req.Subject(), events.StatusPrefix)
 	if err != nil {
 		return nil, err
@@ -322,7 +328,7 @@ func (s *Service) status(req micro.Request) (work, error) {
 	}, nil
 }
 
-func (s *Service) statuses(req micro.Request) (work, error) {
+func (s *service) statuses(req micro.Request) (work, error) {
 	contacts, minSeq, err := client.DecodeStatusesRequest(req.Data())
 	if err != nil {
 		return nil, err
@@ -336,7 +342,7 @@ func (s *Service) statuses(req micro.Request) (work, error) {
 	}, nil
 }
 
-func (s *Service) self(req micro.Request) (work, error) {
+func (s *service) self(req micro.Request) (work, error) {
 	contact, err := contactOf(req.Subject(), events.SelfPrefix)
 	if err != nil {
 		return nil, err

@@ -32,12 +32,12 @@ func (o StreamOptions) withDefaults() StreamOptions {
 	return o
 }
 
-// LogStreamConfig returns the configuration of the log: file storage, every event
+// logStreamConfig returns the configuration of the log: file storage, every event
 // kept (no limits), deletes and purges refused. Direct gets are off here, and on
 // only where the stream is created with one replica: on a cluster followers
 // answer them, perhaps from behind, and the writer decides on what it reads of a
 // contact's last event.
-func LogStreamConfig(o StreamOptions) jetstream.StreamConfig {
+func logStreamConfig(o StreamOptions) jetstream.StreamConfig {
 	o = o.withDefaults()
 	return jetstream.StreamConfig{
 		Name:        events.LogStream,
@@ -55,11 +55,11 @@ func LogStreamConfig(o StreamOptions) jetstream.StreamConfig {
 	}
 }
 
-// FeedStreamConfig returns the configuration of the feed: file storage, every
+// feedStreamConfig returns the configuration of the feed: file storage, every
 // entry kept. Purges are allowed: the engine re-derives the feed when the log it
 // came from was recreated. Direct gets are off, as on the log: the feed resumes
 // from what it reads of its own last entry.
-func FeedStreamConfig(o StreamOptions) jetstream.StreamConfig {
+func feedStreamConfig(o StreamOptions) jetstream.StreamConfig {
 	o = o.withDefaults()
 	return jetstream.StreamConfig{
 		Name:        events.FeedStream,
@@ -76,9 +76,9 @@ func FeedStreamConfig(o StreamOptions) jetstream.StreamConfig {
 	}
 }
 
-// RequestsConfig returns the configuration of the bucket of answers to request
+// requestsConfig returns the configuration of the bucket of answers to request
 // IDs: each kept for the deduplication window.
-func RequestsConfig(o StreamOptions) jetstream.KeyValueConfig {
+func requestsConfig(o StreamOptions) jetstream.KeyValueConfig {
 	o = o.withDefaults()
 	return jetstream.KeyValueConfig{
 		Bucket:      events.RequestsBucket,
@@ -99,7 +99,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions,
 	if logger == nil {
 		logger = slog.Default()
 	}
-	for _, want := range []jetstream.StreamConfig{LogStreamConfig(o), FeedStreamConfig(o)} {
+	for _, want := range []jetstream.StreamConfig{logStreamConfig(o), feedStreamConfig(o)} {
 		s, err := js.Stream(ctx, want.Name)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			err = withReplicas(want.Replicas, func(replicas int) error {
@@ -127,7 +127,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions,
 			return err
 		}
 	}
-	kv := RequestsConfig(o)
+	kv := requestsConfig(o)
 	if _, err := js.KeyValue(ctx, kv.Bucket); errors.Is(err, jetstream.ErrBucketNotFound) {
 		err = withReplicas(kv.Replicas, func(replicas int) error {
 			cfg := kv

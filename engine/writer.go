@@ -111,29 +111,35 @@ type last struct {
 	at        time.Time // when the log stored it (fromLog only)
 }
 
+// withDefaults returns c with its zero fields at their defaults.
+func (c WriterConfig) withDefaults() WriterConfig {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.CacheSize <= 0 {
+		c.CacheSize = 100_000
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 32
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.ContactRate == 0 {
+		c.ContactRate = DefaultContactRate
+	}
+	if c.ContactBurst <= 0 {
+		c.ContactBurst = DefaultContactBurst
+	}
+	return c
+}
+
 // NewWriter returns a Writer.
 func NewWriter(cfg WriterConfig) (*Writer, error) {
 	if cfg.JetStream == nil {
 		return nil, errors.New("engine: a writer needs a JetStream")
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.CacheSize <= 0 {
-		cfg.CacheSize = 100_000
-	}
-	if cfg.MaxAttempts <= 0 {
-		cfg.MaxAttempts = 32
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.ContactRate == 0 {
-		cfg.ContactRate = DefaultContactRate
-	}
-	if cfg.ContactBurst <= 0 {
-		cfg.ContactBurst = DefaultContactBurst
-	}
+	cfg = cfg.withDefaults()
 	return &Writer{
 		cfg: cfg, js: cfg.JetStream, logger: cfg.Logger, seed: maphash.MakeSeed(),
 		cache: make(map[string]last),

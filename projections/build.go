@@ -88,7 +88,7 @@ func (p *Projection) Rebuild(ctx context.Context, stream jetstream.Stream, progr
 		return nil, fmt.Errorf("rebuild: clear %q: %w", next, err)
 	}
 	opts := p.opts
-	opts.OnEvent = nil
+	opts.EventListener.Folded = nil // the rebuilt store is not the one audited
 	q, err := Open(next, opts)
 	if err != nil {
 		return nil, fmt.Errorf("rebuild: %w", err)

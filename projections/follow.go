@@ -33,11 +33,6 @@ type FollowerConfig struct {
 	// RetryWait is the pause before trying again after the log could not be
 	// reached. Zero means 250ms.
 	RetryWait time.Duration
-	// OnCorrupt, when set, is called when the projection's store turns out to
-	// be damaged (the error wraps ErrCorrupt); the follower then tries again
-	// after RetryWait, for whoever was told to replace the store. Zero means
-	// the follower stops with the error.
-	OnCorrupt func(error)
 }
 
 // Follower folds the log into a projection as the log grows: an ordered consumer
@@ -61,26 +56,32 @@ type Follower struct {
 	rebuilds atomic.Uint64
 }
 
+// withDefaults returns c with its zero fields at their defaults.
+func (c FollowerConfig) withDefaults() FollowerConfig {
+	if c.Stream == "" {
+		c.Stream = events.LogStream
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 4096
+	}
+	if c.PullMaxMessages <= 0 {
+		c.PullMaxMessages = 5000
+	}
+	if c.RetryWait <= 0 {
+		c.RetryWait = 250 * time.Millisecond
+	}
+	return c
+}
+
 // NewFollower returns a Follower; Run starts it.
 func NewFollower(cfg FollowerConfig) (*Follower, error) {
 	if cfg.Projection == nil || cfg.JetStream == nil {
 		return nil, errors.New("projections: a follower needs a Projection and a JetStream")
 	}
-	if cfg.Stream == "" {
-		cfg.Stream = events.LogStream
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.MaxBatch <= 0 {
-		cfg.MaxBatch = 4096
-	}
-	if cfg.PullMaxMessages <= 0 {
-		cfg.PullMaxMessages = 5000
-	}
-	if cfg.RetryWait <= 0 {
-		cfg.RetryWait = 250 * time.Millisecond
-	}
+	cfg = cfg.withDefaults()
 	return &Follower{cfg: cfg, p: cfg.Projection, logger: cfg.Logger, ready: make(chan struct{})}, nil
 }
 
@@ -137,8 +138,9 @@ func (f *Follower) Run(ctx context.Context) error {
 			return nil
 		case errors.Is(err, errRecheck):
 			f.logger.Warn("projection: the fold's consumer of the log was lost or made again; checking the log again", "stream", f.cfg.Stream, "err", err)
-		case errors.Is(err, ErrCorrupt) && f.cfg.OnCorrupt != nil:
-			f.cfg.OnCorrupt(err)
+		case errors.Is(err, ErrCorrupt) && f.p.opts.EventListener.Corrupt != nil:
+			// The projection told whoever replaces the store: try again,
+			// until it has.
 		case errors.Is(err, ErrClosed), errors.Is(err, ErrCorrupt):
 			return err
 		case err != nil:

@@ -25,15 +25,28 @@ type Options struct {
 	// last, kept current by the fold (at least 64). Zero means 65536;
 	// negative, none.
 	StateCache int
-	// OnEvent, when set, is called with every event the fold applies and its
-	// log sequence, in log order, before the batch commits: an audit sees the
-	// events the projection is made of.
-	OnEvent func(seq uint64, e events.Event)
+	// EventListener is told what happens to the projection.
+	EventListener EventListener
 	// DisableWAL skips Pebble's write-ahead log: for a store that is thrown away
 	// after a crash anyway, such as the fresh fold of a verify.
 	DisableWAL bool
 
 	errorIfNotExists bool // reopening a store that must be there
+}
+
+// EventListener holds the functions a projection calls as things happen to
+// it, each optional, as Pebble's EventListener does. They are called on the
+// goroutine where it happened, and must not block.
+type EventListener struct {
+	// Folded is called with every event the fold applies and its log
+	// sequence, in log order, before the batch holding it commits: an audit
+	// sees the events the projection is made of.
+	Folded func(seq uint64, e events.Event)
+	// Corrupt is called when a read or the fold finds the store damaged (the
+	// error wraps ErrCorrupt): whoever set it rebuilds the store. The read
+	// fails all the same, and the Follower tries the fold again after a pause
+	// rather than stop. Unset, the Follower stops with the error.
+	Corrupt func(error)
 }
 
 func (o Options) withDefaults() Options {

@@ -311,10 +311,10 @@ func (p *Projection) Apply(records []Record) error {
 		}
 		st, err := p.prior(e, touched)
 		if err != nil {
-			return fmt.Errorf("apply seq %d: %w", r.Seq, err)
+			return p.damaged(fmt.Errorf("apply seq %d: %w", r.Seq, err))
 		}
-		if p.opts.OnEvent != nil {
-			p.opts.OnEvent(r.Seq, e)
+		if folded := p.opts.EventListener.Folded; folded != nil {
+			folded(r.Seq, e)
 		}
 		st.Fold(e, r.Seq)
 		if touched == nil {
@@ -396,7 +396,8 @@ func (p *Projection) State(contact string) (State, bool, error) {
 	if p.closed {
 		return State{}, false, ErrClosed
 	}
-	return p.state(contact)
+	st, seen, err := p.state(contact)
+	return st, seen, p.damaged(err)
 }
 
 func (p *Projection) state(contact string) (State, bool, error) {
@@ -428,6 +429,7 @@ func (p *Projection) View(contact string) (View, error) {
 // states that are not in the cache in key order with one iterator, which costs
 // less than a point read each when there are many.
 func (p *Projection) Views(contacts []string) (_ []View, err error) {
+	defer func() { err = p.damaged(err) }()
 	p.closeMu.RLock()
 	defer p.closeMu.RUnlock()
 	if p.closed {
@@ -522,7 +524,16 @@ func (p *Projection) Each(fn func(State) bool) error {
 	if p.closed {
 		return ErrClosed
 	}
-	return eachState(p.db, fn)
+	return p.damaged(eachState(p.db, fn))
+}
+
+// damaged tells the EventListener when err says the store is damaged, and
+// returns err.
+func (p *Projection) damaged(err error) error {
+	if corrupt := p.opts.EventListener.Corrupt; corrupt != nil && errors.Is(err, ErrCorrupt) {
+		corrupt(err)
+	}
+	return err
 }
 
 // Metrics is a snapshot of the projection's counters.

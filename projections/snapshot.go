@@ -66,16 +66,6 @@ func (s *Snapshot) Each(fn func(State) bool) error {
 	return s.use(func() error { return eachState(s.snap, fn) })
 }
 
-// State returns the state of one contact as of the snapshot, and whether it had
-// been seen.
-func (s *Snapshot) State(contact string) (st State, seen bool, err error) {
-	err = s.use(func() error {
-		st, seen, err = readState(s.snap, contact)
-		return err
-	})
-	return st, seen, err
-}
-
 // Close releases the snapshot. It is safe to call more than once.
 func (s *Snapshot) Close() error {
 	s.p.closeMu.RLock()

@@ -136,7 +136,7 @@ func (r *Running) WaitFeed(t testing.TB) {
 		t.Fatal(err)
 	}
 	last := info.State.LastSeq
-	natstest.WaitFor(t, "the feed to reach the log's end", func() bool { return r.Feed().Position() >= last })
+	natstest.WaitFor(t, "the feed to reach the log's end", func() bool { return r.Metrics().Feed.Position >= last })
 }
 
 // LogEntry is one event of the log with its sequence.

@@ -101,20 +101,26 @@ type Record struct {
 	Data []byte
 }
 
+// withDefaults returns c with its zero fields at their defaults.
+func (c Config) withDefaults() Config {
+	if c.Buffer <= 0 {
+		c.Buffer = 4096
+	}
+	if c.PullMaxMessages <= 0 {
+		c.PullMaxMessages = 5000
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Watch == 0 {
+		c.Watch = 2 * time.Second
+	}
+	return c
+}
+
 // Start starts reading stream; ctx bounds only the start. Stop ends it.
 func Start(ctx context.Context, stream jetstream.Stream, cfg Config) (*Tail, error) {
-	if cfg.Buffer <= 0 {
-		cfg.Buffer = 4096
-	}
-	if cfg.PullMaxMessages <= 0 {
-		cfg.PullMaxMessages = 5000
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.Watch == 0 {
-		cfg.Watch = 2 * time.Second
-	}
+	cfg = cfg.withDefaults()
 	ocfg := jetstream.OrderedConsumerConfig{FilterSubjects: cfg.Subjects, DeliverPolicy: jetstream.DeliverAllPolicy}
 	if cfg.From > 1 {
 		ocfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
@@ -285,7 +291,7 @@ func (t *Tail) watch(interval time.Duration, conn *nats.Conn) {
 		reconnects = conn.Stats().Reconnects
 	}
 	next := time.Now().Add(interval) // when to look
-	retry := time.Duration(0)        // after a reconnection, until a look can tell
+	var again *retry.Backoff         // after a reconnection, until a look can tell
 	tick := time.NewTicker(min(poll, interval))
 	defer tick.Stop()
 	for {
@@ -298,7 +304,8 @@ func (t *Tail) watch(interval time.Duration, conn *nats.Conn) {
 		}
 		why := "looked again"
 		if conn != nil && conn.Stats().Reconnects != reconnects && conn.IsConnected() {
-			reconnects, why, retry, next = conn.Stats().Reconnects, "reconnected", poll, time.Now()
+			reconnects, why, next = conn.Stats().Reconnects, "reconnected", time.Now()
+			again = &retry.Backoff{First: 2 * poll, Max: interval}
 		}
 		if time.Now().Before(next) {
 			continue
@@ -309,10 +316,9 @@ func (t *Tail) watch(interval time.Duration, conn *nats.Conn) {
 			t.lost(fmt.Errorf("%s: %w", why, err))
 			return
 		case err == nil:
-			retry, next = 0, time.Now().Add(interval)
-		case retry > 0:
-			retry = min(2*retry, interval)
-			next = time.Now().Add(retry)
+			again, next = nil, time.Now().Add(interval)
+		case again != nil:
+			next = time.Now().Add(again.Next())
 		default:
 			next = time.Now().Add(interval)
 		}
