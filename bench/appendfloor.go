@@ -21,7 +21,8 @@ import (
 // exactly once). It returns messages per second, from the first publish until
 // the second stream holds every entry. The engine does more per event than
 // this: the request and reply of the service, a second reader of the log (the
-// fold's and the feed's are apart), the announcement and the repeat.
+// fold's and the feed's are apart), and the repeat of each feed entry on core
+// NATS, with the contact's current status read from the projection.
 func appendFloor(ctx context.Context, nc *nats.Conn, url string, replicas, n, size, subjects int) (float64, error) {
 	start, err := floorPipeline(ctx, nc, url, replicas, n, size, subjects, nil, nil)
 	if err != nil {

@@ -8,6 +8,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// baselines measures the raw figures, on a scratch stream of the engine's
+// server: async publish with and without expected seq, an ordered read, the
+// floor of an append, and for each M fan-out to M core subscribers and, up to
+// the remote limit, to M ordered consumers, without and with reads.
 func (r *runner) baselines(ctx context.Context) error {
 	cfg, b := r.cfg, &r.res.Baselines
 	n, size := cfg.BaselineMessages, r.res.EventSize

@@ -281,9 +281,12 @@ func (s *subscribers) wait(ready <-chan struct{}) error {
 	}
 }
 
-// startRemote starts m remote subscribers: each its own connection and consumer,
-// reading the current status from the engine's announcements (a LiveReader),
-// and over the service, in batches, what those cannot answer.
+// startRemote starts m remote subscribers, each a client.Subscriber on its own
+// connection: it follows the engine's repeats of the feed on core NATS, each
+// carrying its change's current status, and reads the feed with an ordered
+// consumer of its own to catch up (from where it starts, over a gap); a change
+// that carries no status reads it over the service (a client.Client), a
+// request per batch of up to readBatch changes.
 func startRemote(ctx context.Context, url string, m int, o *observer, start client.Start) (*subscribers, error) {
 	s := newSubscribers(ctx, m)
 	for i := range m {

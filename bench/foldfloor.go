@@ -26,8 +26,8 @@ func foldFloor(ctx context.Context, js jetstream.JetStream, stream string, n int
 		return 0, err
 	}
 	defer db.Close()
-	// Not a projections.Tail: its records carry no subject, the key of the
-	// write that stands for the fold's.
+	// Not a tail.Tail (internal/tail, the fold's reader): its records carry
+	// no subject, the key of the write that stands for the fold's.
 	type kv struct {
 		key, value []byte
 		seq        uint64

@@ -20,7 +20,8 @@ const floorLiveSubject = "bench.floor.live."
 // stored, to m subscribers on connections of their own, each timing every
 // entry from the publish's ack as the latency run times a change from the
 // writer's ack. The engine's path has more: the service, the fold's reader,
-// the announcement, and the status the repeat carries.
+// and the status the repeat carries, read from the projection once it has
+// applied the change.
 func latencyFloor(ctx context.Context, nc *nats.Conn, url string, replicas, m, n, size, subjects int, limit float64) (Latency, error) {
 	acks := newAckTimes(1, n+1) // the scratch stream starts again at 1
 	o := newObserver(m, window{base: 1, size: n + 1}, acks)

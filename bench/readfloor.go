@@ -14,7 +14,7 @@ import (
 
 // The floor of a remote fan-out with reads asks for statuses on this subject,
 // readBatch contacts a request, with up to readsAhead requests in flight per
-// subscriber: as an client.Subscriber catching up does.
+// subscriber: as a client.Subscriber catching up does.
 const (
 	floorReadSubject = "bench.floor.statuses"
 	readBatch        = 256
