@@ -50,8 +50,7 @@ func (r *runner) appends(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	appendRate := float64(wr.appended) / wr.elapsed.Seconds()
-	r.res.Appends = compare(appendRate, r.res.Baselines.PublishAsyncExpect)
+	r.res.Appends = compare(wr.appendRate(), r.res.Baselines.PublishAsyncExpect)
 	r.res.AppendsCount = wr.appended
 	visibleRate := float64(len(wr.visible)) / wr.elapsed.Seconds()
 	feedRate := float64(after.Feed.Published-before.Feed.Published) / wr.elapsed.Seconds()
@@ -97,7 +96,7 @@ func (r *runner) writerAppends(ctx context.Context) error {
 		return err
 	}
 	after := conflicts(writers)
-	r.res.AppendsWriter = compare(float64(wr.appended)/wr.elapsed.Seconds(), r.res.Baselines.PublishAsyncExpect)
+	r.res.AppendsWriter = compare(wr.appendRate(), r.res.Baselines.PublishAsyncExpect)
 	r.res.AppendsWriterCount = wr.appended
 	r.res.AppendsWriterConflicts = after - before
 	return nil

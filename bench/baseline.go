@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -104,4 +105,10 @@ func resetStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.Stre
 		// A just-deleted stream can take a moment to go (10049).
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// rawIndex is the index i of a scratch-stream subject, rawSubject+i.
+func rawIndex(subject string) int {
+	i, _ := strconv.Atoi(subject[len(rawSubject):])
+	return i
 }

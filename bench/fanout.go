@@ -83,6 +83,12 @@ type observer struct {
 
 const histShards = 16
 
+// newHistogram holds latencies in microseconds, up to ten minutes, to three
+// significant digits: the shards and their merge have the same shape.
+func newHistogram() *hdrhistogram.Histogram {
+	return hdrhistogram.New(1, int64(10*time.Minute/time.Microsecond), 3)
+}
+
 func newObserver(m int, win window, acks *ackTimes) *observer {
 	o := &observer{timing: acks != nil, win: win, expected: make([]bool, win.size), acks: acks, subs: make([]*subStats, m),
 		histMu: make([]sync.Mutex, histShards), hists: make([]*hdrhistogram.Histogram, histShards)}
@@ -90,7 +96,7 @@ func newObserver(m int, win window, acks *ackTimes) *observer {
 		o.subs[i] = &subStats{}
 	}
 	for i := range o.hists {
-		o.hists[i] = hdrhistogram.New(1, int64(10*time.Minute/time.Microsecond), 3)
+		o.hists[i] = newHistogram()
 	}
 	return o
 }
@@ -178,6 +184,15 @@ func (o *observer) deliveries() int64 {
 		n += st.deliveries
 	}
 	return n
+}
+
+// rate is the deliveries per second from start to last, the last delivery
+// (0 if none came after start), once the subscribers have stopped.
+func (o *observer) rate(start, last time.Time) float64 {
+	if elapsed := last.Sub(start); elapsed > 0 {
+		return float64(o.deliveries()) / elapsed.Seconds()
+	}
+	return 0
 }
 
 // tally adds, once the subscribers have stopped, what went wrong to f.
@@ -405,7 +420,7 @@ func (o *observer) latency() Latency {
 		}
 		st.pending = nil
 	}
-	all := hdrhistogram.New(1, int64(10*time.Minute/time.Microsecond), 3)
+	all := newHistogram()
 	for _, h := range o.hists {
 		all.Merge(h)
 	}

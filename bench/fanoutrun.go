@@ -37,7 +37,7 @@ func (r *runner) fanout(ctx context.Context, mode Mode, m int, limit float64) (F
 	live := newObserver(m, win, acks)
 	runtime.GC()
 	resetPeakRSS()
-	rssBefore := procStatusKB(0, "VmRSS:") * 1024
+	rssBefore := vmRSS(0)
 	subs, err := r.startSubscribers(ctx, mode, m, live, client.StartNew())
 	if err != nil {
 		return f, err
@@ -57,10 +57,8 @@ func (r *runner) fanout(ctx context.Context, mode Mode, m int, limit float64) (F
 		f.RSSPerSub = (peak - rssBefore) / int64(m)
 	}
 	f.Appended, f.Visible = wr.appended, len(wr.visible)
-	f.AppendRate = float64(wr.appended) / wr.elapsed.Seconds()
-	if elapsed := last.Sub(start); elapsed > 0 {
-		f.LiveRate = float64(live.deliveries()) / elapsed.Seconds()
-	}
+	f.AppendRate = wr.appendRate()
+	f.LiveRate = live.rate(start, last)
 	f.Latency = live.latency()
 	f.CatchUps = subs.catchUps()
 	live.tally(&f)
@@ -83,10 +81,7 @@ func (r *runner) fanout(ctx context.Context, mode Mode, m int, limit float64) (F
 		return f, err
 	}
 	f.CatchUpCPU = r.eng.perDelivery(clock, catchUp.deliveries())
-	rate := 0.0
-	if elapsed := last.Sub(start); elapsed > 0 {
-		rate = float64(catchUp.deliveries()) / elapsed.Seconds()
-	}
+	rate := catchUp.rate(start, last)
 	baseline := r.res.Baselines.FanoutCore[m]
 	if mode == Remote {
 		baseline = r.res.Baselines.FanoutOrdered[m]

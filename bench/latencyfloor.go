@@ -28,13 +28,8 @@ func latencyFloor(ctx context.Context, nc *nats.Conn, url string, replicas, m, n
 	want := int64(m * (n - n/5))
 	var got atomic.Int64
 	all := make(chan struct{})
-	for i := range m {
-		sc, err := nats.Connect(url)
-		if err != nil {
-			return Latency{}, err
-		}
-		defer sc.Close()
-		sub, err := sc.Subscribe(floorLiveSubject+">", func(msg *nats.Msg) {
+	closeSubs, err := subscribeCore(url, m, floorLiveSubject+">", func(i int) nats.MsgHandler {
+		return func(msg *nats.Msg) {
 			now := time.Now().UnixNano()
 			seq, err := strconv.ParseUint(msg.Subject[len(floorLiveSubject):], 10, 64)
 			if err != nil {
@@ -44,17 +39,14 @@ func latencyFloor(ctx context.Context, nc *nats.Conn, url string, replicas, m, n
 			if got.Add(1) == want {
 				close(all)
 			}
-		})
-		if err != nil {
-			return Latency{}, err
 		}
-		_ = sub.SetPendingLimits(-1, -1)
-		if err := sc.Flush(); err != nil {
-			return Latency{}, err
-		}
+	})
+	if err != nil {
+		return Latency{}, err
 	}
+	defer closeSubs()
 	pace := &paced{limiter: rate.NewLimiter(rate.Limit(limit), max(1, int(limit/100))), acks: acks}
-	_, err := floorPipeline(ctx, nc, url, replicas, n, size, subjects, pace, func(fc *nats.Conn, logSeq string, payload []byte) {
+	_, err = floorPipeline(ctx, nc, url, replicas, n, size, subjects, pace, func(fc *nats.Conn, logSeq string, payload []byte) {
 		_ = fc.Publish(floorLiveSubject+logSeq, payload)
 	})
 	if err != nil {

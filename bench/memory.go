@@ -36,7 +36,7 @@ func (r *runner) memory(ctx context.Context) error {
 		runtime.GC()
 		rss := r.eng.rss()
 		r.res.Memory = append(r.res.Memory, MemorySample{Sets: sets, Events: last, RSS: rss,
-			Rate: float64(wr.appended) / wr.elapsed.Seconds()})
+			Rate: wr.appendRate()})
 		r.step("memory run: step %d: %d sets, %d events in the log, engine RSS %s", i, sets, last, bytesText(rss))
 	}
 	if cfg.HeapProfile != "" {

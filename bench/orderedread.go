@@ -35,15 +35,20 @@ func orderedRead(ctx context.Context, js jetstream.JetStream, stream string, n i
 // settings (PullMaxMessages 5000), handing its messages to h. It returns when
 // the reading began, once the consumer existed: the time a rate counts from.
 func consumeOrdered(ctx context.Context, js jetstream.JetStream, stream string, h jetstream.MessageHandler) (jetstream.ConsumeContext, time.Time, error) {
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		return nil, time.Time{}, err
-	}
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	cons, err := orderedConsumer(ctx, js, stream)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
 	start := time.Now()
 	cc, err := cons.Consume(h, jetstream.PullMaxMessages(5000))
 	return cc, start, err
+}
+
+// orderedConsumer makes an ordered consumer of a stream, from its start.
+func orderedConsumer(ctx context.Context, js jetstream.JetStream, stream string) (jetstream.Consumer, error) {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	return s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
 }

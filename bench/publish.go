@@ -49,13 +49,9 @@ func publishAll(ctx context.Context, nc *nats.Conn, n, size, subjects int, expec
 		failed   atomic.Pointer[error]
 		acked    sync.WaitGroup
 	)
-	subjectOf := func(m *nats.Msg) int {
-		i, _ := strconv.Atoi(m.Subject[len(rawSubject):])
-		return i
-	}
 	settle := func(m *nats.Msg, seq uint64) {
 		if expect {
-			i := subjectOf(m)
+			i := rawIndex(m.Subject)
 			mu.Lock()
 			if seq > 0 {
 				last[i] = seq

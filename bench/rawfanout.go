@@ -28,13 +28,7 @@ func fanoutConsumers(ctx context.Context, url string, m, n int,
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	conns := make([]*nats.Conn, m)
-	defer func() {
-		for _, nc := range conns {
-			if nc != nil {
-				nc.Close()
-			}
-		}
-	}()
+	defer closeAll(conns)
 	cons := make([]jetstream.Consumer, m)
 	for i := range m {
 		nc, err := nats.Connect(url)
@@ -46,11 +40,7 @@ func fanoutConsumers(ctx context.Context, url string, m, n int,
 		if err != nil {
 			return 0, err
 		}
-		s, err := js.Stream(ctx, rawStream)
-		if err != nil {
-			return 0, err
-		}
-		if cons[i], err = s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{}); err != nil {
+		if cons[i], err = orderedConsumer(ctx, js, rawStream); err != nil {
 			return 0, err
 		}
 	}
@@ -112,33 +102,19 @@ func fanoutConsumers(ctx context.Context, url string, m, n int,
 // what counts, and the run ends when nothing more arrives.
 func fanoutCore(ctx context.Context, url string, m, n, size int) (float64, error) {
 	const subject = "bench.core"
-	conns := make([]*nats.Conn, 0, m+1)
-	defer func() {
-		for _, nc := range conns {
-			nc.Close()
-		}
-	}()
 	var total atomic.Int64
-	for range m {
-		nc, err := nats.Connect(url)
-		if err != nil {
-			return 0, err
-		}
-		conns = append(conns, nc)
-		sub, err := nc.Subscribe(subject, func(*nats.Msg) { total.Add(1) })
-		if err != nil {
-			return 0, err
-		}
-		_ = sub.SetPendingLimits(-1, -1)
-		if err := nc.Flush(); err != nil {
-			return 0, err
-		}
+	closeSubs, err := subscribeCore(url, m, subject, func(int) nats.MsgHandler {
+		return func(*nats.Msg) { total.Add(1) }
+	})
+	if err != nil {
+		return 0, err
 	}
+	defer closeSubs()
 	pub, err := nats.Connect(url)
 	if err != nil {
 		return 0, err
 	}
-	conns = append(conns, pub)
+	defer pub.Close()
 	payload := make([]byte, size)
 	start := time.Now()
 	for i := range n {
@@ -171,6 +147,34 @@ func fanoutCore(ctx context.Context, url string, m, n, size int) (float64, error
 		elapsed -= time.Since(lastChange)
 	}
 	return float64(total.Load()) / elapsed.Seconds(), nil
+}
+
+// subscribeCore has m subscribers take subject on core NATS, each on a
+// connection of its own, with no bound on the messages waiting for it;
+// handler(i) makes subscriber i's handler. It returns once the server has
+// every subscription; close closes their connections.
+func subscribeCore(url string, m int, subject string, handler func(i int) nats.MsgHandler) (close func(), err error) {
+	conns := make([]*nats.Conn, 0, m)
+	close = func() { closeAll(conns) }
+	for i := range m {
+		nc, err := nats.Connect(url)
+		if err != nil {
+			close()
+			return nil, err
+		}
+		conns = append(conns, nc)
+		sub, err := nc.Subscribe(subject, handler(i))
+		if err != nil {
+			close()
+			return nil, err
+		}
+		_ = sub.SetPendingLimits(-1, -1)
+		if err := nc.Flush(); err != nil {
+			close()
+			return nil, err
+		}
+	}
+	return close, nil
 }
 
 // waitGroup waits for wg or ctx.

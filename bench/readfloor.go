@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"runtime"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -98,8 +97,7 @@ func floorReads(ctx context.Context, nc *nats.Conn, ids []string, n int, count f
 		slots := make(chan struct{}, readsAhead)
 		var body []byte
 		contactOf := func(subject string) string {
-			i, _ := strconv.Atoi(subject[len(rawSubject):])
-			return ids[i%len(ids)]
+			return ids[rawIndex(subject)%len(ids)]
 		}
 		for taken := 0; taken < n; {
 			var subject string

@@ -159,6 +159,15 @@ func (r *runner) lastLogSeq(ctx context.Context) (uint64, error) {
 	return info.State.LastSeq, nil
 }
 
+// closeAll closes conns, skipping the nil ones (not opened).
+func closeAll(conns []*nats.Conn) {
+	for _, nc := range conns {
+		if nc != nil {
+			nc.Close()
+		}
+	}
+}
+
 // setsText says how many sets a run makes: n, or as many as in the run's
 // duration (at most n).
 func (r *runner) setsText(n int) string {
