@@ -12,11 +12,14 @@ type Mode string
 
 // The subscriber modes.
 const (
-	// Remote: each subscriber has its own NATS connection and its own consumer
-	// of the feed, and reads the current status over the service.
+	// Remote: each subscriber has its own NATS connection; it follows the
+	// engine's repeats of the feed on core NATS, which carry the current
+	// status, and to catch up reads the feed with a consumer of its own and
+	// the current status over the service.
 	Remote Mode = "remote"
-	// InProcess: the handlers run in one process and share one projection
-	// replica, fed by one consumer of the feed.
+	// InProcess: the handlers run in one process, handed the feed by one hub
+	// (one consumer of the feed), and share one projection replica that
+	// follows the log.
 	InProcess Mode = "inprocess"
 )
 
@@ -40,8 +43,8 @@ type Config struct {
 	// (remote runs stop at 100: see Remote).
 	Subscribers []int
 	// MaxRemote is the largest M run in remote mode. Zero means 100: every
-	// remote subscriber has its own JetStream consumer, and a thousand of them
-	// take more memory and CPU than the machine has to give.
+	// remote subscriber catching up has its own JetStream consumer, and a
+	// thousand of them take more memory and CPU than the machine has to give.
 	MaxRemote int
 	// Modes are the subscriber modes run. Zero means both.
 	Modes []Mode

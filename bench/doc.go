@@ -9,9 +9,11 @@
 // ordered consumers, core NATS fan-out to M subscribers), then the engine itself:
 // appends through the service, the fold of the log into a fresh projection, and
 // fan-out to M subscribers that each read the current status of every change they
-// are handed, remote (each its own NATS connection, reading over the service) or
-// in-process (handlers sharing one projection replica). Latency runs from the
-// writer's acknowledgement to the handler having read the current status.
+// are handed, remote (each its own NATS connection, following the engine's
+// repeats on core NATS, which carry the status, and reading over the service to
+// catch up) or in-process (handlers sharing one projection replica). Latency
+// runs from the writer's acknowledgement to the handler having read the current
+// status.
 //
 // Run is safe to call once at a time; nothing in the package is global.
 package bench

@@ -136,9 +136,9 @@ func (u *engineUnderTest) peakRSS() int64 {
 // process's when the engine runs here.
 func (u *engineUnderTest) rss() int64 {
 	if u.cmd == nil {
-		return procStatusKB(0, "VmRSS:") * 1024
+		return vmRSS(0)
 	}
-	return procStatusKB(u.cmd.Process.Pid, "VmRSS:") * 1024
+	return vmRSS(u.cmd.Process.Pid)
 }
 
 // metrics reads the engine's counters from the service's stats.
@@ -245,6 +245,12 @@ func readProc(pid int, name string) ([]byte, error) {
 // no /proc.
 func vmHWM(pid int) int64 {
 	return procStatusKB(pid, "VmHWM:") * 1024
+}
+
+// vmRSS reads a process's resident set size from /proc; 0 where there is no
+// /proc.
+func vmRSS(pid int) int64 {
+	return procStatusKB(pid, "VmRSS:") * 1024
 }
 
 func procStatusKB(pid int, field string) int64 {

@@ -83,6 +83,12 @@ type observer struct {
 
 const histShards = 16
 
+// newHistogram holds latencies in microseconds, up to ten minutes, to three
+// significant digits: the shards and their merge have the same shape.
+func newHistogram() *hdrhistogram.Histogram {
+	return hdrhistogram.New(1, int64(10*time.Minute/time.Microsecond), 3)
+}
+
 func newObserver(m int, win window, acks *ackTimes) *observer {
 	o := &observer{timing: acks != nil, win: win, expected: make([]bool, win.size), acks: acks, subs: make([]*subStats, m),
 		histMu: make([]sync.Mutex, histShards), hists: make([]*hdrhistogram.Histogram, histShards)}
@@ -90,7 +96,7 @@ func newObserver(m int, win window, acks *ackTimes) *observer {
 		o.subs[i] = &subStats{}
 	}
 	for i := range o.hists {
-		o.hists[i] = hdrhistogram.New(1, int64(10*time.Minute/time.Microsecond), 3)
+		o.hists[i] = newHistogram()
 	}
 	return o
 }
@@ -178,6 +184,15 @@ func (o *observer) deliveries() int64 {
 		n += st.deliveries
 	}
 	return n
+}
+
+// rate is the deliveries per second from start to last, the last delivery
+// (0 if none came after start), once the subscribers have stopped.
+func (o *observer) rate(start, last time.Time) float64 {
+	if elapsed := last.Sub(start); elapsed > 0 {
+		return float64(o.deliveries()) / elapsed.Seconds()
+	}
+	return 0
 }
 
 // tally adds, once the subscribers have stopped, what went wrong to f.
@@ -281,9 +296,12 @@ func (s *subscribers) wait(ready <-chan struct{}) error {
 	}
 }
 
-// startRemote starts m remote subscribers: each its own connection and consumer,
-// reading the current status from the engine's announcements (a LiveReader),
-// and over the service, in batches, what those cannot answer.
+// startRemote starts m remote subscribers, each a client.Subscriber on its own
+// connection: it follows the engine's repeats of the feed on core NATS, each
+// carrying its change's current status, and reads the feed with an ordered
+// consumer of its own to catch up (from where it starts, over a gap); a change
+// that carries no status reads it over the service (a client.Client), a
+// request per batch of up to readBatch changes.
 func startRemote(ctx context.Context, url string, m int, o *observer, start client.Start) (*subscribers, error) {
 	s := newSubscribers(ctx, m)
 	for i := range m {
@@ -402,7 +420,7 @@ func (o *observer) latency() Latency {
 		}
 		st.pending = nil
 	}
-	all := hdrhistogram.New(1, int64(10*time.Minute/time.Microsecond), 3)
+	all := newHistogram()
 	for _, h := range o.hists {
 		all.Merge(h)
 	}

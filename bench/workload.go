@@ -79,6 +79,11 @@ type writeResult struct {
 	elapsed  time.Duration
 }
 
+// appendRate is the events the writers appended per second.
+func (w writeResult) appendRate() float64 {
+	return float64(w.appended) / w.elapsed.Seconds()
+}
+
 // write has the writers make n sets through the service, or as many as they
 // make in cfg.Duration if set, over writers connections with inFlight sets
 // outstanding each, at most limit sets per second (0: as fast as they go).
@@ -119,11 +124,7 @@ type writeSpec struct {
 // writer does; close closes their connections.
 func directWriters(url string, cfg Config) (writers []*engine.Writer, close func(), err error) {
 	var conns []*nats.Conn
-	close = func() {
-		for _, nc := range conns {
-			nc.Close()
-		}
-	}
+	close = func() { closeAll(conns) }
 	for i := range cfg.Writers {
 		nc, err := nats.Connect(url, nats.Name(fmt.Sprintf("bench direct writer %d", i)))
 		if err != nil {
@@ -168,13 +169,7 @@ func writeContacts(ctx context.Context, url string, cfg Config, spec writeSpec) 
 	sets := spec.sets
 	if sets == nil {
 		conns := make([]*nats.Conn, cfg.Writers)
-		defer func() {
-			for _, nc := range conns {
-				if nc != nil {
-					nc.Close()
-				}
-			}
-		}()
+		defer closeAll(conns)
 		for i := range conns {
 			nc, err := nats.Connect(url, nats.Name(fmt.Sprintf("bench writer %d", i)))
 			if err != nil {
