@@ -26,8 +26,9 @@ func newBench() *cobra.Command {
 		Short: "Measure fan-out against the raw broker, in the same run",
 		Long: `Measure the engine the way its users run it: appends through the service,
 the fold of the log, and fan-out to M subscribers that each read the current
-status of every change they are handed (remote: a connection and a consumer
-each, reading over the service; in-process: handlers sharing one projection
+status of every change they are handed (remote: a connection each, following
+the engine's repeats and reading over the service, with a consumer of the feed
+only to catch up; in-process: a hub's handlers sharing one projection
 replica). Every figure is printed beside the raw NATS figure for the same work,
 measured in the same run on the same server, with their ratio.
 
