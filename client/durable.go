@@ -49,11 +49,11 @@ type durableSource struct {
 	checked    bool   // the feed was found to hold the last change handled, since the last reset
 	pause      bool   // the feed could not be read: wait before the next reset
 
-	fetch     jetstream.MessageBatch // the fetch in progress, if any
-	endFetch  context.CancelFunc
-	stale     bool // reconnected or lost a delivery: the rest of the fetch waits for the reset
-	lastAcked jetstream.Msg
-	wait      retry.Backoff
+	fetch    jetstream.MessageBatch // the fetch in progress, if any
+	endFetch context.CancelFunc
+	stale    bool // reconnected or lost a delivery: the rest of the fetch waits for the reset
+	acked    bool // something was acknowledged: close confirms it
+	wait     retry.Backoff
 }
 
 // openDurable makes the durable's consumer, or resumes it.
@@ -224,15 +224,16 @@ func (d *durableSource) done(e *entry) bool {
 	d.ack(e)
 	if d.s.cfg.Conn.Stats().Reconnects != d.positioned {
 		d.stale = true
+		return false
 	}
-	return !d.stale
+	return true
 }
 
 func (d *durableSource) ack(e *entry) {
 	if err := e.msg.Ack(); err != nil {
 		d.s.logger.Warn("subscriber: ack failed", "durable", d.name, "err", err)
 	}
-	d.lastAcked = e.msg
+	d.acked = true
 }
 
 // busy keeps the server from handing e over again while its handler is
@@ -240,15 +241,18 @@ func (d *durableSource) ack(e *entry) {
 func (d *durableSource) busy(e *entry) { _ = e.msg.InProgress() }
 
 // close ends the fetch in progress and makes sure the server has every ack
-// before the next run starts: acks travel in order, so confirming the last
-// confirms all.
+// before the next run starts: acks travel in order on the connection, so a
+// round trip after the last one confirms them all.
 func (d *durableSource) close() {
 	if d.fetch != nil {
 		d.endFetch()
 	}
-	if d.lastAcked != nil {
+	if d.acked {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = d.lastAcked.DoubleAck(ctx)
+		if err := d.s.cfg.Conn.FlushWithContext(ctx); err != nil {
+			d.s.logger.Warn("subscriber: cannot confirm the last acknowledgements; the next run may be handed their changes again",
+				"durable", d.name, "err", err)
+		}
 		cancel()
 	}
 }

@@ -24,3 +24,7 @@ func (s *Subscriber) SetFeedWindow(d time.Duration) { s.feed.window = d }
 func (s *Subscriber) WrapJetStream(wrap func(jetstream.JetStream) jetstream.JetStream) {
 	s.js = wrap(s.js)
 }
+
+// SetLookEvery sets how often a subscription reading a consumer looks at the
+// feed on its own.
+func (s *Subscriber) SetLookEvery(d time.Duration) { s.lookEvery = d }

@@ -45,10 +45,15 @@ type handedEntry struct {
 	at      time.Time
 }
 
+// entryOf is what tells c's feed entry from another at its feed sequence.
+func entryOf(c Change) handedEntry {
+	return handedEntry{feedSeq: c.FeedSeq, contact: c.Contact, seq: c.Seq, at: c.At}
+}
+
 // handing records c as the last change handed over.
 func (f *feedWatch) handing(c Change) {
 	f.mu.Lock()
-	f.handed = handedEntry{feedSeq: c.FeedSeq, contact: c.Contact, seq: c.Seq, at: c.At}
+	f.handed = entryOf(c)
 	f.mu.Unlock()
 }
 
@@ -73,6 +78,11 @@ var errNoLeader = errors.New("the feed (stream " + events.FeedStream + ") has no
 // read again for up to window before that counts: a new cluster leader, or a
 // replica behind, must not end a subscription.
 func (f *feedWatch) check(ctx context.Context, next uint64) (uint64, error) {
+	return f.checkHolding(ctx, next, f.lastHanded())
+}
+
+// checkHolding is check, with h as the entry the feed must still hold.
+func (f *feedWatch) checkHolding(ctx context.Context, next uint64, h handedEntry) (uint64, error) {
 	pause := retry.Backoff{First: f.wait, Max: time.Second}
 	deadline := time.Now().Add(f.window)
 	for {
@@ -82,7 +92,7 @@ func (f *feedWatch) check(ctx context.Context, next uint64) (uint64, error) {
 		last, now, err := feedLast(ctx, f.stream)
 		if err == nil {
 			if err = wentBack(f.created, now, last, next); err == nil {
-				return last, f.holdsHanded(ctx)
+				return last, f.holds(ctx, h)
 			}
 			if !now.Equal(f.created) {
 				return last, err
@@ -128,14 +138,13 @@ func wentBack(was, now time.Time, last, next uint64) error {
 	return nil
 }
 
-// holdsHanded returns an error wrapping ErrFeedWentBack if the feed holds
-// another entry where the last one handed over was; nil if it holds that one,
-// or none there (removed by the feed's limits: a feed that ends before it is
-// for wentBack to tell), or nothing was handed yet, or the user may not get
-// messages of the feed (as with the permissions of an older `presence auth`:
-// nothing to compare, ever); another error if it cannot tell yet.
-func (f *feedWatch) holdsHanded(ctx context.Context) error {
-	h := f.lastHanded()
+// holds returns an error wrapping ErrFeedWentBack if the feed holds another
+// entry where h was; nil if it holds that one, or none there (removed by the
+// feed's limits: a feed that ends before it is for wentBack to tell), or h is
+// none, or the user may not get messages of the feed (as with the permissions
+// of an older `presence auth`: nothing to compare, ever); another error if it
+// cannot tell yet.
+func (f *feedWatch) holds(ctx context.Context, h handedEntry) error {
 	if h.feedSeq == 0 {
 		return nil
 	}
@@ -149,7 +158,7 @@ func (f *feedWatch) holdsHanded(ctx context.Context) error {
 		return fmt.Errorf("read the feed's entry at seq %d: %w", h.feedSeq, err)
 	}
 	if c, err := events.DecodeChange(msg.Data); err != nil || c.Contact != h.contact || c.Seq != h.seq || !c.At.Equal(h.at) {
-		return fmt.Errorf("%w: the feed (stream %s) holds another entry at feed seq %d than the one handed over there, "+
+		return fmt.Errorf("%w: the feed (stream %s) holds another entry at feed seq %d than the one this subscriber had there, "+
 			"the change at log seq %d: it was restored from an older copy", ErrFeedWentBack, events.FeedStream, h.feedSeq, h.seq)
 	}
 	return nil
@@ -203,11 +212,11 @@ func (f *feedWatch) end(ctx context.Context) (uint64, error) {
 	}
 }
 
-// holds returns nil once it has read that the feed is the one the
+// same returns nil once it has read that the feed is the one the
 // subscription found and holds the entry before next, an error wrapping
 // ErrFeedWentBack if not, or ctx's error. It reads again and again while the
 // feed cannot be read.
-func (f *feedWatch) holds(ctx context.Context, next uint64) error {
+func (f *feedWatch) same(ctx context.Context, next uint64) error {
 	pause := retry.Backoff{First: f.wait}
 	for {
 		_, err := f.check(ctx, next)
@@ -222,17 +231,21 @@ func (f *feedWatch) holds(ctx context.Context, next uint64) error {
 }
 
 // wentBackUnder tells, once it can, whether the feed went back under a Tail
-// of it that failed with cause: an error wrapping ErrFeedWentBack if the Tail
-// found another stream, or the feed was deleted or created again; nil if the
-// feed is the one it was (its consumer alone went, and a new one may read
-// on); or ctx's error.
-func (f *feedWatch) wentBackUnder(ctx context.Context, cause error) error {
+// of it that failed with cause, having read up to the entry read: an error
+// wrapping ErrFeedWentBack if the Tail found another stream, or the feed was
+// deleted or created again, or no longer holds the entry handed over last or
+// the one read last (a new consumer reads on after it); nil if the feed is
+// the one it was (its consumer alone went); or ctx's error.
+func (f *feedWatch) wentBackUnder(ctx context.Context, cause error, read handedEntry) error {
 	if errors.Is(cause, tail.ErrStreamChanged) {
 		return fmt.Errorf("%w: %w", ErrFeedWentBack, cause)
 	}
 	pause := retry.Backoff{First: f.wait}
 	for {
 		err := f.goneBack(ctx)
+		if err == nil && read.feedSeq > 0 {
+			_, err = f.checkHolding(ctx, read.feedSeq+1, read)
+		}
 		switch {
 		case errors.Is(err, ErrFeedWentBack):
 			return fmt.Errorf("%w (%v)", err, cause)

@@ -127,7 +127,7 @@ func (l *liveSource) next(ctx context.Context) (batch, error) {
 				// older copy of its store, whose feed grows again with other
 				// entries: its repeats would be handed over from where this
 				// subscriber was, as if they followed what it was handed.
-				if err := l.s.feed.holds(ctx, l.want); err != nil {
+				if err := l.s.feed.same(ctx, l.want); err != nil {
 					return batch{}, err
 				}
 				l.positioned = reconnects

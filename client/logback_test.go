@@ -298,3 +298,83 @@ func TestDurableEndsWhenItsConsumerGoesWhileCutOff(t *testing.T) {
 		})
 	}
 }
+
+// TestConsumerGoneAfterAReadAheadSeesTheFeedGoBack: an ordered subscription
+// reads ahead of what it has handed over. Its server comes back on an older
+// copy of its store, and the consumer made on it is deleted: the subscription
+// starts a new one after the last entry it read, not the last it handed. The
+// feed no longer holds that entry, and grows again with other changes: the
+// subscription ends with ErrFeedWentBack, having handed over none of them.
+func TestConsumerGoneAfterAReadAheadSeesTheFeedGoBack(t *testing.T) {
+	f := newRestorableFeed(t)
+	nc := natstest.Connect(t, f.s, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+	sub, err := client.NewSubscriber(client.SubscriberConfig{Conn: nc, Reader: client.New(nc), Logger: natstest.Logger(t),
+		LiveCheck: -1, Start: client.StartAll()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub.SetFeedWindow(300 * time.Millisecond)
+	sub.SetLookEvery(time.Hour) // what the consumer gone tells, alone
+	col := &collector{}
+	held, release := make(chan struct{}), make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	done := make(chan error, 1)
+	go func() {
+		done <- sub.Run(ctx, func(ctx context.Context, c client.Change) error {
+			if c.Contact == "old" && c.Seq == 4 {
+				close(held)
+				<-release
+			}
+			col.add(c, client.Reply{})
+			return nil
+		})
+	}()
+	<-sub.Ready()
+	f.publish("old", 1, 3)
+	natstest.WaitFor(t, "the first three changes", func() bool { return col.len() == 3 })
+	f.restart(false) // the copy holds entries 1 to 3
+	natstest.WaitFor(t, "the subscriber to reconnect", nc.IsConnected)
+	f.publish("old", 4, 10)
+	<-held
+	feed, err := f.js.Stream(natstest.Context(t), events.FeedStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	consumers := func(each func(*jetstream.ConsumerInfo) bool) bool {
+		for info := range feed.ListConsumers(natstest.Context(t)).Info() {
+			if each(info) {
+				return true
+			}
+		}
+		return false
+	}
+	natstest.WaitFor(t, "entries 5 to 10 read ahead", func() bool {
+		return consumers(func(info *jetstream.ConsumerInfo) bool { return info.Delivered.Stream >= 10 })
+	})
+
+	f.restart(true)
+	natstest.WaitFor(t, "the subscriber to reconnect", nc.IsConnected)
+	if feed, err = f.js.Stream(natstest.Context(t), events.FeedStream); err != nil {
+		t.Fatal(err)
+	}
+	natstest.WaitFor(t, "a consumer made again on the restored feed", func() bool {
+		return consumers(func(*jetstream.ConsumerInfo) bool { return true })
+	})
+	for name := range feed.ConsumerNames(natstest.Context(t)).Name() {
+		if err := feed.DeleteConsumer(natstest.Context(t), name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.publish("new", 4, 12)
+	close(release)
+
+	wantWentBack(t, "an ordered subscription whose consumer went after it read ahead of a feed that went back", done)
+	col.mu.Lock()
+	defer col.mu.Unlock()
+	for i, c := range col.changes {
+		if c.Contact != "old" || c.Seq != uint64(i+1) {
+			t.Errorf("change %d handed over is %s's at log seq %d; want old's at %d, read before the feed went back", i, c.Contact, c.Seq, i+1)
+		}
+	}
+}

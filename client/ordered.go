@@ -79,7 +79,7 @@ func (s *Subscriber) tail(ctx context.Context, stream jetstream.Stream, from pos
 		filter = s.subjects()
 	}
 	t, err := tail.Start(ctx, stream, tail.Config{From: from.seq, Since: from.since, Subjects: filter,
-		Buffer: s.cfg.Batch, PullMaxMessages: s.cfg.Batch, Logger: s.logger, Conn: s.cfg.Conn, Watch: -1})
+		Buffer: s.cfg.Batch, Logger: s.logger, Conn: s.cfg.Conn, Watch: -1})
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to the feed: %w", err)
 	}
@@ -91,8 +91,12 @@ func (s *Subscriber) tail(ctx context.Context, stream jetstream.Stream, from pos
 // back is started again after the last entry it read.
 func (o *orderedSource) read(ctx context.Context, t *tail.Tail, from position) {
 	defer func() { t.Stop() }() // the one in use when it returns
-	look := time.NewTicker(feedLookEvery)
+	look := time.NewTicker(o.s.lookEvery)
 	defer look.Stop()
+	var (
+		read    handedEntry // the last entry read: a new consumer reads on after it
+		restart = retry.Backoff{First: o.s.cfg.RetryWait}
+	)
 	for {
 		select {
 		case <-ctx.Done():
@@ -104,8 +108,12 @@ func (o *orderedSource) read(ctx context.Context, t *tail.Tail, from position) {
 			}
 		case <-t.Failed():
 			t.Stop()
-			if err := o.s.feed.wentBackUnder(ctx, t.Err()); err != nil {
+			if err := o.s.feed.wentBackUnder(ctx, t.Err(), read); err != nil {
 				o.send(ctx, prepared{err: err})
+				return
+			}
+			// Paced, in case each new consumer goes at once too.
+			if !restart.Wait(ctx) {
 				return
 			}
 			again, ok := o.again(ctx, from)
@@ -114,6 +122,7 @@ func (o *orderedSource) read(ctx context.Context, t *tail.Tail, from position) {
 			}
 			t = again
 		case r := <-t.C:
+			restart.Reset()
 			records := drain([]tail.Record{r}, t.C, o.s.cfg.Batch)
 			entries := make([]entry, len(records))
 			for i, r := range records {
@@ -121,6 +130,9 @@ func (o *orderedSource) read(ctx context.Context, t *tail.Tail, from position) {
 			}
 			from = position{seq: records[len(records)-1].Seq + 1}
 			b := o.s.prepare(entries)
+			if c := b.changes[len(b.changes)-1]; c.Contact != "" {
+				read = entryOf(c)
+			}
 			if b.lookup != nil {
 				o.reader.Add(1)
 				go func() { defer o.reader.Done(); b.lookup.prefetch(ctx) }()

@@ -124,6 +124,9 @@ type Subscriber struct {
 	// is in log order, so one at or before it means that the feed went back.
 	handed   uint64
 	catchUps atomic.Uint64
+	// lookEvery is how often a subscription reading a consumer looks at the
+	// feed: feedLookEvery, longer in tests.
+	lookEvery time.Duration
 	// dropLive, in tests, loses the repeats it returns true for.
 	dropLive func(feedSeq uint64) bool
 }
@@ -138,7 +141,7 @@ func NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Subscriber{cfg: cfg, js: js, logger: cfg.Logger, ready: make(chan struct{}), who: "this subscriber",
+	return &Subscriber{cfg: cfg, js: js, logger: cfg.Logger, ready: make(chan struct{}), who: "this subscriber", lookEvery: feedLookEvery,
 		feed: &feedWatch{window: feedCheckWindow, wait: cfg.RetryWait, conn: cfg.Conn, logger: cfg.Logger}}, nil
 }
 
