@@ -169,11 +169,16 @@ func requestFieldsUpTo(data []byte, maxSize int, accepted ...string) (map[string
 		return nil, badRequest(fmt.Errorf("request %s is not a JSON object%s; accepted fields: %s",
 			events.Quote(string(data)), why, strings.Join(accepted, ", ")))
 	}
+	var unknown *string
 	for name := range fields {
-		if !slices.Contains(accepted, name) {
-			return nil, badRequest(fmt.Errorf("unknown field %s; accepted fields: %s",
-				events.Quote(name), strings.Join(accepted, ", ")))
+		// The first in byte order, so that the same request is answered alike.
+		if !slices.Contains(accepted, name) && (unknown == nil || name < *unknown) {
+			unknown = &name
 		}
+	}
+	if unknown != nil {
+		return nil, badRequest(fmt.Errorf("unknown field %s; accepted fields: %s",
+			events.Quote(*unknown), strings.Join(accepted, ", ")))
 	}
 	return fields, nil
 }

@@ -48,6 +48,21 @@ func FuzzDecodeSetRequest(f *testing.F) {
 	})
 }
 
+// TestUnknownFieldsNamedAlike: of several unknown fields, a request names the
+// same one every time, the first in byte order.
+func TestUnknownFieldsNamedAlike(t *testing.T) {
+	for _, tc := range []struct{ data, want string }{
+		{`{"b":1,"min_seq":2,"a":3,"c":4}`, `unknown field "a"; accepted fields: min_seq`},
+		{`{"b":1,"":2}`, `unknown field ""; accepted fields: min_seq`},
+	} {
+		for range 20 {
+			if _, err := DecodeReadRequest([]byte(tc.data)); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("DecodeReadRequest(%s): %v, want %s", tc.data, err, tc.want)
+			}
+		}
+	}
+}
+
 func FuzzDecodeReadRequest(f *testing.F) {
 	for _, seed := range []string{``, `{}`, `{"min_seq":5}`, `{"min_seq":-1}`, `{"min_seq":1e3}`, `{"seq":1}`, `"x"`} {
 		f.Add([]byte(seed))
