@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presence-engine/presence/events"
+	"github.com/presence-engine/presence/internal/jsonwire"
 	"github.com/presence-engine/presence/internal/tail"
 	"github.com/presence-engine/presence/projections"
 )
@@ -96,9 +97,9 @@ func (e Entry) AppendJSON(b []byte) []byte {
 	b = append(b, `,"at":"`...)
 	b = e.At.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","contact":`...)
-	b = events.AppendJSONString(b, e.Contact)
+	b = jsonwire.AppendString(b, e.Contact)
 	b = append(b, `,"name":`...)
-	b = events.AppendJSONString(b, e.Name)
+	b = jsonwire.AppendString(b, e.Name)
 	b = append(b, `,"previous":"`...)
 	b = append(b, e.Previous.String()...)
 	b = append(b, `","status":"`...)
@@ -106,10 +107,10 @@ func (e Entry) AppendJSON(b []byte) []byte {
 	b = append(b, `","code":`...)
 	b = strconv.AppendInt(b, int64(e.Status.Code()), 10)
 	b = append(b, `,"cause":`...)
-	b = events.AppendJSONString(b, string(e.Cause))
+	b = jsonwire.AppendString(b, string(e.Cause))
 	if e.RequestID != "" {
 		b = append(b, `,"request_id":`...)
-		b = events.AppendJSONString(b, e.RequestID)
+		b = jsonwire.AppendString(b, e.RequestID)
 	}
 	return append(b, "}\n"...)
 }

@@ -196,8 +196,8 @@ func decodeReply(subject string, msg *nats.Msg, reply any) error {
 		n, _ := strconv.Atoi(code)
 		return &ServiceError{Code: n, Description: msg.Header.Get(micro.ErrorHeader)}
 	}
-	// The replies read themselves (fast, falling back to encoding/json); going
-	// through json.Unmarshal would first scan the whole reply once more.
+	// The replies read themselves (replyjson.go), which json.Unmarshal would
+	// only do after scanning the whole reply once more.
 	var err error
 	if u, ok := reply.(json.Unmarshaler); ok {
 		err = u.UnmarshalJSON(msg.Data)

@@ -48,6 +48,21 @@ func FuzzDecodeSetRequest(f *testing.F) {
 	})
 }
 
+// TestUnknownFieldsNamedAlike: of several unknown fields, a request names the
+// same one every time, the first in byte order.
+func TestUnknownFieldsNamedAlike(t *testing.T) {
+	for _, tc := range []struct{ data, want string }{
+		{`{"b":1,"min_seq":2,"a":3,"c":4}`, `unknown field "a"; accepted fields: min_seq`},
+		{`{"b":1,"":2}`, `unknown field ""; accepted fields: min_seq`},
+	} {
+		for range 20 {
+			if _, err := DecodeReadRequest([]byte(tc.data)); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("DecodeReadRequest(%s): %v, want %s", tc.data, err, tc.want)
+			}
+		}
+	}
+}
+
 func FuzzDecodeReadRequest(f *testing.F) {
 	for _, seed := range []string{``, `{}`, `{"min_seq":5}`, `{"min_seq":-1}`, `{"min_seq":1e3}`, `{"seq":1}`, `"x"`} {
 		f.Add([]byte(seed))
@@ -65,131 +80,6 @@ func FuzzDecodeReadRequest(f *testing.F) {
 		}
 	})
 }
-
-// FuzzStatusesReply checks the fast reader of statuses replies against
-// encoding/json: whatever it accepts, encoding/json reads the same way, and
-// the contacts a request named change nothing but where the strings are.
-func FuzzStatusesReply(f *testing.F) {
-	good, _ := StatusesReply{Statuses: []Reply{
-		{Contact: "sip:alice@contoso.com", Name: "Alice", Status: events.Away, Seq: 7},
-		{Contact: "bob", Status: events.Unknown},
-	}}.MarshalJSON()
-	for _, seed := range []string{string(good), `{"statuses":[]}`, `{"statuses":[{"contact":"a\\"b","name":"","status":"online","code":2,"seq":1}]}`,
-		`{"statuses":[{"contact":"a","name":"","status":"online","code":3,"seq":1}]}`, `{ "statuses" : [ ] }`} {
-		f.Add([]byte(seed))
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		fast, ok := readStatuses(data, nil)
-		if !ok {
-			return
-		}
-		var slow struct {
-			Statuses []replyJSON `json:"statuses"`
-		}
-		if err := json.Unmarshal(data, &slow); err != nil {
-			t.Fatalf("fast reader accepted %q, encoding/json refuses it: %v", data, err)
-		}
-		if len(slow.Statuses) != len(fast) {
-			t.Fatalf("%q: fast read %d replies, encoding/json %d", data, len(fast), len(slow.Statuses))
-		}
-		// Asked for those contacts, for others, and for fewer.
-		var same, other []string
-		for _, j := range slow.Statuses {
-			same, other = append(same, j.Contact), append(other, j.Contact+"x")
-		}
-		for _, asked := range [][]string{same, other, same[:len(same)/2]} {
-			again, ok := readStatuses(data, asked)
-			if !ok || !slices.Equal(again, fast) {
-				t.Fatalf("%q: asked for %q, fast read %+v (%v), without %+v", data, asked, again, ok, fast)
-			}
-		}
-		for i, j := range slow.Statuses {
-			if want := (Reply{Contact: j.Contact, Name: j.Name, Status: j.Status, Seq: j.Seq}); fast[i] != want {
-				t.Fatalf("%q: reply %d fast %+v, encoding/json %+v", data, i, fast[i], want)
-			}
-		}
-	})
-}
-
-func TestStatusesReplyRoundTrip(t *testing.T) {
-	in := StatusesReply{Statuses: []Reply{
-		{Contact: "sip:alice@contoso.com", Name: "Alice <A&B>", Status: events.OnThePhone, Seq: 42},
-		{Contact: "x", Name: "tab\there \"quoted\" \u2028", Status: events.Offline, Seq: 1},
-		{Contact: "never-seen", Status: events.Unknown},
-	}}
-	data, err := json.Marshal(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out StatusesReply
-	if err := json.Unmarshal(data, &out); err != nil {
-		t.Fatal(err)
-	}
-	if fmt.Sprint(out) != fmt.Sprint(in) {
-		t.Errorf("round trip of %s gave %+v, want %+v", data, out, in)
-	}
-	if _, ok := readStatuses(data, nil); ok {
-		t.Errorf("the fast reader took escaped strings it does not read")
-	}
-	plain, _ := json.Marshal(StatusesReply{Statuses: []Reply{{Contact: "sip:alice@contoso.com", Name: "Alice", Status: events.Away, Seq: 3}}})
-	if _, ok := readStatuses(plain, nil); !ok {
-		t.Errorf("the fast reader refused what the writer writes: %s", plain)
-	}
-}
-
-// FuzzSetResult checks the fast reader of set replies against encoding/json.
-func FuzzSetResult(f *testing.F) {
-	good, _ := SetResult{Contact: "sip:alice@contoso.com", Status: events.Away, Previous: events.Online, Seq: 9, Changed: true}.MarshalJSON()
-	for _, seed := range []string{string(good), `{"contact":"a","status":"busy","code":10,"previous":"busy","seq":3,"changed":false}`} {
-		f.Add([]byte(seed))
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		fast, ok := readSetResult(data)
-		if !ok {
-			return
-		}
-		var j setResultJSON
-		if err := json.Unmarshal(data, &j); err != nil {
-			t.Fatalf("fast reader accepted %q, encoding/json refuses it: %v", data, err)
-		}
-		if want := (SetResult{Contact: j.Contact, Status: j.Status, Previous: j.Previous, Seq: j.Seq, Changed: j.Changed}); fast != want {
-			t.Fatalf("%q: fast %+v, encoding/json %+v", data, fast, want)
-		}
-		// And what the writer writes, the fast reader reads.
-		again, ok := readSetResult(appendSetResult(nil, fast))
-		if fast.Contact != "" && !ok && !strings.ContainsAny(fast.Contact, "\\\"<>&") {
-			t.Fatalf("the fast reader refused the writer's own %+v", fast)
-		}
-		if ok && again != fast {
-			t.Fatalf("round trip of %+v gave %+v", fast, again)
-		}
-	})
-}
-
-// FuzzSetRequestPaths checks the fast reader of set requests against the field
-// by field one: whatever the fast reader takes, the other reads the same way.
-func FuzzSetRequestPaths(f *testing.F) {
-	seq := uint64(3)
-	for _, r := range []SetRequest{{Status: events.Away}, {Status: events.Idle, Name: "User 1", Cause: events.CauseEndpoint},
-		{Status: events.Busy, Name: "B", RequestID: "r-1", ExpectSeq: &seq, Cause: events.CauseUser}} {
-		f.Add(EncodeSetRequest(r))
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		fast, fastCause, ok := readSetRequest(data)
-		if !ok {
-			return
-		}
-		slow, slowCause, err := decodeSetRequestFields(data)
-		if err != nil {
-			t.Fatalf("fast reader took %q, the field reader refuses it: %v", data, err)
-		}
-		if fast.Status != slow.Status || fast.Name != slow.Name || fast.RequestID != slow.RequestID || fastCause != slowCause ||
-			(fast.ExpectSeq == nil) != (slow.ExpectSeq == nil) || (fast.ExpectSeq != nil && *fast.ExpectSeq != *slow.ExpectSeq) {
-			t.Fatalf("%q: fast %+v cause %q, field reader %+v cause %q", data, fast, fastCause, slow, slowCause)
-		}
-	})
-}
-
 func FuzzDecodeStatusesRequest(f *testing.F) {
 	for _, seed := range []string{
 		``, `{}`, `{"contacts":["sip:alice@contoso.com"]}`, `{"contacts":["a","b","a"],"min_seq":7}`, `{"contacts":[]}`,
@@ -230,97 +120,194 @@ func FuzzDecodeStatusesRequest(f *testing.F) {
 	})
 }
 
-// FuzzStatusesRequestPaths checks the fast reader of statuses requests
-// against the field by field one: whatever the fast reader takes, the other
-// reads the same way.
+// FuzzStatusesRequestPaths holds DecodeStatusesRequest, with its fast path, to
+// the field by field reader on encoding/json alone: the same contacts and
+// min_seq, or the same error.
 func FuzzStatusesRequestPaths(f *testing.F) {
 	for _, seed := range [][]byte{EncodeStatusesRequest([]string{"sip:alice@contoso.com"}, 0),
 		EncodeStatusesRequest([]string{"a", "b", "a"}, 7), EncodeStatusesRequest([]string{"zoë", "<x>"}, 1),
 		[]byte(`{"contacts":["a"],"min_seq":9223372036854775808}`), []byte(`{"contacts":["a","b"],"min_seq":01}`),
-		[]byte(`{"contacts":[""]}`), []byte("{\"contacts\":[\"\xff\"]}")} {
+		[]byte(`{"contacts":[""]}`), []byte("{\"contacts\":[\"\xff\"]}"), []byte(`{"contacts":["a\u00e9\ud800"]}`),
+		[]byte(` { "min_seq" : 3 , "contacts" : [ "a" ] } `), []byte(`{"contacts":["a"],"min_seq":null}`),
+		[]byte(`{"contacts":["a"],"contacts":["b"]}`), []byte(`{"Contacts":["a"]}`), []byte(`{"contacts":["a"],"min_seq":-0}`),
+		[]byte(`{"contacts":["a"],"min_seq":1.0}`), []byte(`{"contacts":[],"x":[{}]}`)} {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		fast, fastSeq, ok := readStatusesRequest(data)
-		if !ok {
-			return
-		}
-		slow, slowSeq, err := decodeStatusesRequestFields(data)
-		if err != nil {
-			t.Fatalf("fast reader took %q, the field reader refuses it: %v", data, err)
+		fast, fastSeq, fastErr := decodeStatusesRequest(data, true)
+		slow, slowSeq, slowErr := decodeStatusesRequest(data, false)
+		if fmt.Sprint(fastErr) != fmt.Sprint(slowErr) {
+			t.Fatalf("%q: error %v with the fast path, %v without", data, fastErr, slowErr)
 		}
 		if !slices.Equal(fast, slow) || fastSeq != slowSeq {
-			t.Fatalf("%q: fast %q min_seq %d, field reader %q min_seq %d", data, fast, fastSeq, slow, slowSeq)
+			t.Fatalf("%q: %q min_seq %d with the fast path, %q min_seq %d without", data, fast, fastSeq, slow, slowSeq)
 		}
 	})
 }
 
 // TestStatusesRequestsTakeTheFastPath: what the client writes, the service
-// reads without encoding/json, unless a contact ID needs escaping.
+// reads without going field by field.
 func TestStatusesRequestsTakeTheFastPath(t *testing.T) {
 	for _, tc := range []struct {
 		contacts []string
 		minSeq   uint64
-		fast     bool
 	}{
-		{[]string{"sip:alice@contoso.com"}, 0, true},
-		{[]string{"sip:alice@contoso.com", "sip:bob@contoso.com", "zoë"}, 42, true},
-		{[]string{"a<b"}, 1, false}, // written \u003c
+		{[]string{"sip:alice@contoso.com"}, 0},
+		{[]string{"sip:alice@contoso.com", "sip:bob@contoso.com", "zoë"}, 42},
+		{[]string{"a<b"}, 1}, // written \u003c
 	} {
 		data := EncodeStatusesRequest(tc.contacts, tc.minSeq)
 		contacts, minSeq, ok := readStatusesRequest(data)
-		if ok != tc.fast {
-			t.Errorf("%s: fast path %v, want %v", data, ok, tc.fast)
-		}
-		if ok && (!slices.Equal(contacts, tc.contacts) || minSeq != tc.minSeq) {
-			t.Errorf("%s: fast read %q, %d", data, contacts, minSeq)
-		}
-		if got, gotSeq, err := DecodeStatusesRequest(data); err != nil || !slices.Equal(got, tc.contacts) || gotSeq != tc.minSeq {
-			t.Errorf("DecodeStatusesRequest(%s) = %q, %d, %v", data, got, gotSeq, err)
+		if !ok || !slices.Equal(contacts, tc.contacts) || minSeq != tc.minSeq {
+			t.Errorf("%s: fast read %q, %d, %v; want %q, %d, true", data, contacts, minSeq, ok, tc.contacts, tc.minSeq)
 		}
 	}
 }
 
-// TestRepliesAreWhatEncodingJSONWrites checks that the service's own reply
-// writers, which it calls directly, write byte for byte what encoding/json
-// writes of the same reply (compact, HTML-safe), strings that need escaping
-// included.
-func TestRepliesAreWhatEncodingJSONWrites(t *testing.T) {
-	names := []string{"Alice", "Alice <A&B>", "tab\there \"quoted\" \\ \u2028\u2029", "bad \xff utf-8", "\x00\x1f\x7f", ""}
-	var replies []any
-	for i, name := range names {
-		r := Reply{Contact: "sip:" + name + "@contoso.com", Name: name, Status: events.OnThePhone, Seq: uint64(i)}
-		replies = append(replies, r,
-			SetResult{Contact: r.Contact, Status: events.Away, Previous: events.Online, Seq: r.Seq, Changed: i%2 == 0},
-			StatusesReply{Statuses: []Reply{r, {Contact: name, Status: events.Unknown}}})
-	}
-	replies = append(replies, StatusesReply{})
-	for _, r := range replies {
-		want, err := json.Marshal(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := r.(json.Marshaler).MarshalJSON()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
-			t.Errorf("%T %+v:\n got %s\nwant %s", r, r, got, want)
-		}
-	}
-	// And the client's statuses requests.
-	for _, contacts := range [][]string{names, names[:1], {}, nil} {
+// FuzzEncodeStatusesRequest holds EncodeStatusesRequest to json.Marshal of its
+// JSON form. The contacts are contacts split at each newline, or nil.
+func FuzzEncodeStatusesRequest(f *testing.F) {
+	for _, contacts := range []string{"sip:alice@contoso.com", "Alice\nAlice <A&B>\ntab\there \"quoted\" \\ \u2028\u2029\nbad \xff utf-8\n\x00\x1f\x7f\n", ""} {
 		for _, minSeq := range []uint64{0, 7, math.MaxUint64} {
-			want, err := json.Marshal(struct {
-				Contacts []string `json:"contacts"`
-				MinSeq   uint64   `json:"min_seq,omitempty"`
-			}{contacts, minSeq})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := EncodeStatusesRequest(contacts, minSeq); !bytes.Equal(got, want) {
-				t.Errorf("statuses request of %q, min_seq %d:\n got %s\nwant %s", contacts, minSeq, got, want)
-			}
+			f.Add(contacts, minSeq, false)
 		}
 	}
+	f.Add("", uint64(0), true)
+	f.Fuzz(func(t *testing.T, joined string, minSeq uint64, null bool) {
+		var contacts []string
+		if !null {
+			contacts = strings.Split(joined, "\n")
+		}
+		want, err := json.Marshal(statusesRequestJSON{Contacts: contacts, MinSeq: minSeq})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := EncodeStatusesRequest(contacts, minSeq); !bytes.Equal(got, want) {
+			t.Fatalf("statuses request of %q, min_seq %d:\n got %s\nwant %s", contacts, minSeq, got, want)
+		}
+	})
+}
+
+// FuzzReadReply holds the fast reader of replies to json.Unmarshal: whatever it
+// reads, encoding/json reads the same way, and the contact a request named
+// changes nothing but where the string is.
+func FuzzReadReply(f *testing.F) {
+	good, _ := Reply{Contact: "sip:alice@contoso.com", Name: "Alice", Status: events.Away, Seq: 7}.MarshalJSON()
+	for _, seed := range []string{string(good), `{}`, `{"contact":"a\"b","name":"\u00e9","status":"online","code":2,"seq":1}`,
+		`{"contact":"a","name":"","status":"online","code":3,"seq":1}`, `{"contact":"a","status":"Online","code":2}`,
+		`{"contact":"a","status":"MISTATUS_ONLINE","code":2}`, `{"status":2,"code":2}`, `{"status":"unknown"}`,
+		`{"status":"away","code":34.0}`, `{"status":"away","code":34,"seq":-1}`, `{"status":"away","code":34,"note":[1]}`,
+		` { "seq" : 1 , "code" : 34 , "status" : "away" } `, `{"status":"away","code":34,"Seq":1}`, `null`} {
+		f.Add([]byte(seed), "a")
+	}
+	f.Fuzz(func(t *testing.T, data []byte, asked string) {
+		fast, ok := readReply(data, asked)
+		var j replyJSON
+		jsonErr := json.Unmarshal(data, &j)
+		var r Reply
+		if err := r.UnmarshalJSON(data); fmt.Sprint(err) != fmt.Sprint(jsonErr) || err == nil && r != j.reply() {
+			t.Fatalf("%q: UnmarshalJSON read %+v, %v; json.Unmarshal %+v, %v", data, r, err, j.reply(), jsonErr)
+		}
+		if !ok {
+			return
+		}
+		if jsonErr != nil {
+			t.Fatalf("fast reader read %q, encoding/json refuses it: %v", data, jsonErr)
+		}
+		if want := j.reply(); fast != want {
+			t.Fatalf("%q: fast read %+v, encoding/json %+v", data, fast, want)
+		}
+		if again, ok := readReply(data, j.Contact); !ok || again != fast {
+			t.Fatalf("%q: asked for %q, fast read %+v (%v), without %+v", data, j.Contact, again, ok, fast)
+		}
+	})
+}
+
+// FuzzStatusesReply holds the fast reader of statuses replies to
+// json.Unmarshal: whatever it reads, encoding/json reads the same way, and the
+// contacts a request named change nothing but where the strings are.
+func FuzzStatusesReply(f *testing.F) {
+	good, _ := StatusesReply{Statuses: []Reply{
+		{Contact: "sip:alice@contoso.com", Name: "Alice", Status: events.Away, Seq: 7},
+		{Contact: "bob", Status: events.Unknown},
+	}}.MarshalJSON()
+	for _, seed := range []string{string(good), `{"statuses":[]}`, `{"statuses":[{"contact":"a\\"b","name":"","status":"online","code":2,"seq":1}]}`,
+		`{"statuses":[{"contact":"a","name":"","status":"online","code":3,"seq":1}]}`, `{ "statuses" : [ ] }`, `{}`,
+		`{"statuses":null}`, `{"statuses":[null]}`, `{"statuses":[{"status":"away","code":34},[]]}`} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var slow statusesReplyJSON
+		jsonErr := json.Unmarshal(data, &slow)
+		var r StatusesReply
+		if err := r.UnmarshalJSON(data); fmt.Sprint(err) != fmt.Sprint(jsonErr) || err == nil && !slices.Equal(r.Statuses, slow.replies()) {
+			t.Fatalf("%q: UnmarshalJSON read %+v, %v; json.Unmarshal %+v, %v", data, r.Statuses, err, slow.replies(), jsonErr)
+		}
+		fast, ok := readStatuses(data, nil)
+		if !ok {
+			return
+		}
+		if jsonErr != nil {
+			t.Fatalf("fast reader read %q, encoding/json refuses it: %v", data, jsonErr)
+		}
+		if want := slow.replies(); !slices.Equal(fast, want) {
+			t.Fatalf("%q: fast read %+v, encoding/json %+v", data, fast, want)
+		}
+		// Asked for those contacts, for others, and for fewer.
+		var same, other []string
+		for _, j := range slow.Statuses {
+			same, other = append(same, j.Contact), append(other, j.Contact+"x")
+		}
+		for _, asked := range [][]string{same, other, same[:len(same)/2]} {
+			again, ok := readStatuses(data, asked)
+			if !ok || !slices.Equal(again, fast) {
+				t.Fatalf("%q: asked for %q, fast read %+v (%v), without %+v", data, asked, again, ok, fast)
+			}
+		}
+	})
+}
+
+// FuzzWriteReplies holds the writers of Reply and StatusesReply to
+// json.Marshal of their JSON forms: the same bytes, or the same error. What
+// they write, the fast readers read.
+func FuzzWriteReplies(f *testing.F) {
+	for i, name := range []string{"Alice", "Alice <A&B>", "tab\there \"quoted\" \\ \u2028\u2029", "bad \xff utf-8", "\x00\x1f\x7f", ""} {
+		f.Add("sip:"+name+"@contoso.com", name, uint16(events.OnThePhone), uint64(i))
+	}
+	f.Add("sip:alice@contoso.com", "Alice", uint16(0x0fff), uint64(math.MaxUint64)) // not a MISTATUS value
+	f.Fuzz(func(t *testing.T, contact, name string, status uint16, seq uint64) {
+		r := Reply{Contact: contact, Name: name, Status: events.Status(status), Seq: seq}
+		replies := []any{r, StatusesReply{}, StatusesReply{Statuses: []Reply{}},
+			StatusesReply{Statuses: []Reply{r, {Contact: name, Status: events.Unknown}}}}
+		for _, v := range replies {
+			var want []byte
+			var wantErr error
+			switch v := v.(type) {
+			case Reply:
+				want, wantErr = json.Marshal(v.jsonForm())
+			case StatusesReply:
+				want, wantErr = json.Marshal(v.jsonForm())
+			}
+			got, err := v.(json.Marshaler).MarshalJSON()
+			if fmt.Sprint(err) != fmt.Sprint(wantErr) || !bytes.Equal(got, want) {
+				t.Fatalf("%T %+v:\n got %s, %v\nwant %s, %v", v, v, got, err, want, wantErr)
+			}
+		}
+		if !r.Status.Valid() {
+			return
+		}
+		data, _ := r.MarshalJSON()
+		var j replyJSON
+		if err := json.Unmarshal(data, &j); err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := readReply(data, ""); !ok || got != j.reply() {
+			t.Fatalf("%s: fast read %+v, %v; want %+v", data, got, ok, j.reply())
+		}
+		list := StatusesReply{Statuses: []Reply{r, r}}
+		data, _ = list.MarshalJSON()
+		if got, ok := readStatuses(data, nil); !ok || !slices.Equal(got, []Reply{j.reply(), j.reply()}) {
+			t.Fatalf("%s: fast read %+v, %v; want %+v twice", data, got, ok, j.reply())
+		}
+	})
 }

@@ -327,9 +327,3 @@ func strictJSON(data []byte, v any) error {
 	}
 	return json.Unmarshal(data, v)
 }
-
-// AppendJSONString appends s as a JSON string, byte for byte as encoding/json
-// writes it: for the other records of the system (service replies) that want
-// the same speed as events. It is jsonwire.AppendString, which the packages
-// outside events are to call directly.
-func AppendJSONString(dst []byte, s string) []byte { return jsonwire.AppendString(dst, s) }

@@ -6,10 +6,10 @@ import (
 	"github.com/presence-engine/presence/internal/jsonwire"
 )
 
-// The shapes of the service's replies and requests (engine/replyjson.go and
-// engine/wire.go), each as encoding/json decodes it and as an Object reads it:
-// what the engine's readers are to be made of. Statuses are kept as text: what
-// they mean is package events' business.
+// The shapes of the service's replies and requests (client/replyjson.go and
+// client/requestjson.go), each as encoding/json decodes it and as an Object
+// reads it: what the tests read with both. Statuses are kept as text: what they
+// mean is package events' business.
 
 // reply is {"contact","name","status","code","seq"}.
 type reply struct {
