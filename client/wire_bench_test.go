@@ -66,6 +66,24 @@ func unmarshal[T any](b *testing.B, data []byte) T {
 	return v
 }
 
+// path is one way a codec's call is made: "fast" or "json".
+type path struct {
+	name string
+	call func(b *testing.B)
+}
+
+// sideBySide measures each path of a codec as a sub-benchmark of b.
+func sideBySide(b *testing.B, paths ...path) {
+	for _, p := range paths {
+		b.Run(p.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				p.call(b)
+			}
+		})
+	}
+}
+
 func marshal(b *testing.B, v any) []byte {
 	data, err := json.Marshal(v)
 	if err != nil {
@@ -77,130 +95,110 @@ func marshal(b *testing.B, v any) []byte {
 func BenchmarkReadReply(b *testing.B) {
 	r := benchReply()
 	data := marshal(b, r.jsonForm())
-	b.Run("fast", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
+	sideBySide(b,
+		path{"fast", func(b *testing.B) {
 			got, ok := readReply(data, "")
 			if !ok {
 				b.Fatal("not read")
 			}
 			sinkReply = got
-		}
-	})
-	b.Run("json", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
+		}},
+		path{"json", func(b *testing.B) {
 			sinkReply = unmarshal[replyJSON](b, data).reply()
-		}
-	})
+		}},
+	)
 }
 
 func BenchmarkWriteReply(b *testing.B) {
 	r := benchReply()
-	b.Run("fast", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
+	sideBySide(b,
+		path{"fast", func(b *testing.B) {
 			sinkBytes, _ = r.MarshalJSON()
-		}
-	})
-	b.Run("json", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
+		}},
+		path{"json", func(b *testing.B) {
 			sinkBytes = marshal(b, r.jsonForm())
-		}
-	})
+		}},
+	)
 }
 
 // BenchmarkReadStatusesReply reads what a subscriber reads per batch: the
 // statuses of the 256 contacts it asked for.
 func BenchmarkReadStatusesReply(b *testing.B) {
 	data := marshal(b, benchStatuses().jsonForm())
-	b.Run("fast", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
+	sideBySide(b,
+		path{"fast", func(b *testing.B) {
 			got, ok := readStatuses(data, benchContacts)
 			if !ok {
 				b.Fatal("not read")
 			}
 			sinkReplies = got
-		}
-	})
-	b.Run("json", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
+		}},
+		path{"json", func(b *testing.B) {
 			sinkReplies = unmarshal[statusesReplyJSON](b, data).replies()
-		}
-	})
+		}},
+	)
 }
 
 // BenchmarkWriteStatusesReply writes what the service writes per batch.
 func BenchmarkWriteStatusesReply(b *testing.B) {
 	r := benchStatuses()
-	b.Run("fast", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
+	sideBySide(b,
+		path{"fast", func(b *testing.B) {
 			sinkBytes, _ = r.MarshalJSON()
-		}
-	})
-	b.Run("json", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
+		}},
+		path{"json", func(b *testing.B) {
 			sinkBytes = marshal(b, r.jsonForm())
-		}
-	})
+		}},
+	)
 }
 
 // BenchmarkReadSetResult reads the answer of a set: no fast path.
 func BenchmarkReadSetResult(b *testing.B) {
 	data, _ := benchSetResult().MarshalJSON()
-	b.Run("json", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
+	sideBySide(b,
+		path{"json", func(b *testing.B) {
 			var r SetResult
 			if err := r.UnmarshalJSON(data); err != nil {
 				b.Fatal(err)
 			}
 			sinkResult = r
-		}
-	})
+		}},
+	)
 }
 
 // BenchmarkWriteSetResult writes the answer of a set: no fast path.
 func BenchmarkWriteSetResult(b *testing.B) {
 	r := benchSetResult()
-	b.Run("json", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
+	sideBySide(b,
+		path{"json", func(b *testing.B) {
 			sinkBytes, _ = r.MarshalJSON()
-		}
-	})
+		}},
+	)
 }
 
 // BenchmarkDecodeSetRequest decodes a set request as the service does, checks
 // included: no fast path.
 func BenchmarkDecodeSetRequest(b *testing.B) {
 	data := EncodeSetRequest(benchSetRequest())
-	b.Run("json", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
+	sideBySide(b,
+		path{"json", func(b *testing.B) {
 			req, err := DecodeSetRequest("sip:alice@contoso.com", data)
 			if err != nil {
 				b.Fatal(err)
 			}
 			sinkRequest = req
-		}
-	})
+		}},
+	)
 }
 
 // BenchmarkEncodeSetRequest writes a set request: no fast path.
 func BenchmarkEncodeSetRequest(b *testing.B) {
 	req := benchSetRequest()
-	b.Run("json", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
+	sideBySide(b,
+		path{"json", func(b *testing.B) {
 			sinkBytes = EncodeSetRequest(req)
-		}
-	})
+		}},
+	)
 }
 
 // BenchmarkDecodeStatusesRequest decodes a statuses request of 256 contacts as
@@ -227,27 +225,22 @@ func BenchmarkDecodeStatusesRequest(b *testing.B) {
 
 // BenchmarkEncodeStatusesRequest writes what a subscriber writes per batch.
 func BenchmarkEncodeStatusesRequest(b *testing.B) {
-	b.Run("fast", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
+	sideBySide(b,
+		path{"fast", func(b *testing.B) {
 			sinkBytes = EncodeStatusesRequest(benchContacts, 1234567)
-		}
-	})
-	b.Run("json", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
+		}},
+		path{"json", func(b *testing.B) {
 			sinkBytes = marshal(b, statusesRequestJSON{Contacts: benchContacts, MinSeq: 1234567})
-		}
-	})
+		}},
+	)
 }
 
 // BenchmarkEncodeReadRequest writes the body of a status read with a min_seq:
 // no fast path.
 func BenchmarkEncodeReadRequest(b *testing.B) {
-	b.Run("json", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
+	sideBySide(b,
+		path{"json", func(b *testing.B) {
 			sinkBytes = EncodeReadRequest(1234567)
-		}
-	})
+		}},
+	)
 }
