@@ -78,3 +78,33 @@ func TestOnAClusterOfThree(t *testing.T) {
 		}
 	}
 }
+
+// TestEnginesStartedTogetherAllComeUp: engines started at the same moment on a
+// fresh cluster all come up. The streams one makes have no leader for a
+// moment, and what the others ask of them meanwhile goes unanswered: they ask
+// again rather than wait out their start and fail. (Without that, about one
+// start in five failed here with "look up stream ...: context deadline
+// exceeded".)
+func TestEnginesStartedTogetherAllComeUp(t *testing.T) {
+	servers := natstest.StartCluster(t, 3)
+	var wg sync.WaitGroup
+	errs := make([]error, len(servers))
+	for i, s := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e, err := engine.Open(t.TempDir(), engine.Options{NATSURL: s.ClientURL(), Logger: natstest.Logger(t)})
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			errs[i] = e.Close()
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("engine %d, started with the others: %v", i, err)
+		}
+	}
+}

@@ -254,7 +254,7 @@ func (e *Engine) open() error {
 	}); err != nil {
 		return err
 	}
-	requests, err := e.js.KeyValue(ctx, events.RequestsBucket)
+	requests, err := openBucket(ctx, e.js, events.RequestsBucket)
 	if err != nil {
 		return fmt.Errorf("open bucket %s: %w", events.RequestsBucket, err)
 	}

@@ -8,9 +8,11 @@ import (
 	"slices"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presence-engine/presence/events"
+	"github.com/presence-engine/presence/internal/retry"
 )
 
 // StreamOptions shape the streams the engine creates.
@@ -100,7 +102,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions,
 		logger = slog.Default()
 	}
 	for _, want := range []jetstream.StreamConfig{logStreamConfig(o), feedStreamConfig(o)} {
-		s, err := js.Stream(ctx, want.Name)
+		s, err := answered(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, want.Name) })
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			err = withReplicas(want.Replicas, func(replicas int) error {
 				cfg := want
@@ -108,7 +110,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions,
 				// With one replica, direct gets are answered by the leader
 				// itself, and are much cheaper than the API's.
 				cfg.AllowDirect = replicas == 1
-				_, err := js.CreateStream(ctx, cfg)
+				_, err := answered(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.CreateStream(ctx, cfg) })
 				if err == nil {
 					logger.Info("created stream", "stream", cfg.Name, "replicas", replicas)
 				}
@@ -118,7 +120,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions,
 				return fmt.Errorf("create stream %s: %w", want.Name, err)
 			}
 			// Created here or, in a race, by another engine: look at it either way.
-			s, err = js.Stream(ctx, want.Name)
+			s, err = answered(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, want.Name) })
 		}
 		if err != nil {
 			return fmt.Errorf("look up stream %s: %w", want.Name, err)
@@ -128,11 +130,11 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions,
 		}
 	}
 	kv := requestsConfig(o)
-	if _, err := js.KeyValue(ctx, kv.Bucket); errors.Is(err, jetstream.ErrBucketNotFound) {
+	if _, err := openBucket(ctx, js, kv.Bucket); errors.Is(err, jetstream.ErrBucketNotFound) {
 		err = withReplicas(kv.Replicas, func(replicas int) error {
 			cfg := kv
 			cfg.Replicas = replicas
-			_, err := js.CreateKeyValue(ctx, cfg)
+			_, err := answered(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.CreateKeyValue(ctx, cfg) })
 			return err
 		})
 		if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
@@ -142,6 +144,29 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions,
 		return fmt.Errorf("look up bucket %s: %w", kv.Bucket, err)
 	}
 	return nil
+}
+
+// openBucket opens a key-value bucket, once the cluster answers.
+func openBucket(ctx context.Context, js jetstream.JetStream, name string) (jetstream.KeyValue, error) {
+	return answered(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, name) })
+}
+
+// answered calls op with a few seconds to answer, again and again while the
+// server does not answer in time, until ctx is done: on a cluster, a stream
+// or bucket just made by another engine has no leader for a moment, and the
+// requests made of it meanwhile go unanswered, as they do while the cluster
+// has no meta leader yet.
+func answered[T any](ctx context.Context, op func(context.Context) (T, error)) (T, error) {
+	pause := retry.Backoff{First: 100 * time.Millisecond, Max: time.Second}
+	for {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		v, err := op(actx)
+		cancel()
+		unanswered := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders)
+		if !unanswered || ctx.Err() != nil || !pause.Wait(ctx) {
+			return v, err
+		}
+	}
 }
 
 // withReplicas creates something with the given replicas; zero tries 3 and
