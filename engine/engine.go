@@ -254,7 +254,8 @@ func (e *Engine) open() error {
 	}); err != nil {
 		return err
 	}
-	requests, err := openBucket(ctx, e.js, events.RequestsBucket)
+	// EnsureStreams made it, or saw it made: a server may not know yet.
+	requests, err := openBucket(ctx, e.js, events.RequestsBucket, jetstream.ErrBucketNotFound)
 	if err != nil {
 		return fmt.Errorf("open bucket %s: %w", events.RequestsBucket, err)
 	}

@@ -119,8 +119,11 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions,
 			if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 				return fmt.Errorf("create stream %s: %w", want.Name, err)
 			}
-			// Created here or, in a race, by another engine: look at it either way.
-			s, err = answered(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, want.Name) })
+			// Created here or, in a race, by another engine: look at it either
+			// way. Until the cluster has placed it, a server may still say it
+			// is not found.
+			s, err = answered(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, want.Name) },
+				jetstream.ErrStreamNotFound)
 		}
 		if err != nil {
 			return fmt.Errorf("look up stream %s: %w", want.Name, err)
@@ -146,24 +149,29 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions,
 	return nil
 }
 
-// openBucket opens a key-value bucket, once the cluster answers.
-func openBucket(ctx context.Context, js jetstream.JetStream, name string) (jetstream.KeyValue, error) {
-	return answered(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, name) })
+// openBucket opens a key-value bucket, once the cluster answers (other than
+// notYet, as answered says).
+func openBucket(ctx context.Context, js jetstream.JetStream, name string, notYet ...error) (jetstream.KeyValue, error) {
+	return answered(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, name) }, notYet...)
 }
 
 // answered calls op with a few seconds to answer, again and again while the
-// server does not answer in time, until ctx is done: on a cluster, a stream
-// or bucket just made by another engine has no leader for a moment, and the
-// requests made of it meanwhile go unanswered, as they do while the cluster
-// has no meta leader yet.
-func answered[T any](ctx context.Context, op func(context.Context) (T, error)) (T, error) {
+// server does not answer in time, or answers one of notYet, until ctx is
+// done: on a cluster, a stream or bucket just made by another engine has no
+// leader for a moment, and the requests made of it meanwhile go unanswered
+// (or, until the cluster has placed it, are answered "not found"), as they do
+// while the cluster has no meta leader yet.
+func answered[T any](ctx context.Context, op func(context.Context) (T, error), notYet ...error) (T, error) {
 	pause := retry.Backoff{First: 100 * time.Millisecond, Max: time.Second}
 	for {
 		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		v, err := op(actx)
 		cancel()
-		unanswered := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders)
-		if !unanswered || ctx.Err() != nil || !pause.Wait(ctx) {
+		again := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders)
+		for _, e := range notYet {
+			again = again || errors.Is(err, e)
+		}
+		if !again || ctx.Err() != nil || !pause.Wait(ctx) {
 			return v, err
 		}
 	}
