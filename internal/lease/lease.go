@@ -1,0 +1,228 @@
+// Package lease holds the key of a key-value bucket for one holder at a time,
+// by what NATS offers and no election of its own: the holder is whoever
+// created the key; it keeps the key by updating it (at the revision it wrote
+// last) before the bucket's TTL removes it, and lets go by deleting it. The
+// others watch the key, and race to create it once it is gone: deleted by a
+// holder that stopped, or removed by the TTL after a holder that died or was
+// cut off stopped updating it.
+//
+// A lease is about who should act, not a proof that no one else does: a holder
+// cut off from the server may believe it holds the key a while after the TTL
+// gave it to another. What it guards must refuse the stale holder by a check of
+// its own (the log's expected last sequence, for an owner of a partition).
+package lease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Config configures a Lease.
+type Config struct {
+	// KV is the bucket. Its TTL is how long a key outlives its holder's last
+	// update; with LimitMarkerTTL set, the others hear at once that it was
+	// removed. Required.
+	KV jetstream.KeyValue
+	// Key is the key held. Required.
+	Key string
+	// Holder names this holder: the key's value while it holds it. Required.
+	Holder string
+	// Refresh is how often the holder updates the key, and how often the
+	// others look at it besides watching it. Zero means a third of the
+	// bucket's TTL.
+	Refresh time.Duration
+	// Logger receives what the lease notices. Zero means slog.Default().
+	Logger *slog.Logger
+}
+
+// Lease competes for one key. Its methods are safe for concurrent use.
+type Lease struct {
+	cfg Config
+	ttl time.Duration
+
+	mu      sync.Mutex
+	held    bool
+	holder  string        // the key's holder as last seen; "" if none
+	changed chan struct{} // closed and replaced when held changes
+}
+
+// New checks cfg and returns a Lease; Run competes for the key.
+func New(ctx context.Context, cfg Config) (*Lease, error) {
+	if cfg.KV == nil || cfg.Key == "" || cfg.Holder == "" {
+		return nil, errors.New("lease: a lease needs a KV, a Key and a Holder")
+	}
+	status, err := cfg.KV.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("lease: bucket %s: %w", cfg.KV.Bucket(), err)
+	}
+	ttl := status.TTL()
+	if ttl <= 0 {
+		return nil, fmt.Errorf("lease: bucket %s has no TTL: a holder that died would hold %s for ever", cfg.KV.Bucket(), cfg.Key)
+	}
+	if cfg.Refresh <= 0 {
+		cfg.Refresh = ttl / 3
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Lease{cfg: cfg, ttl: ttl, changed: make(chan struct{})}, nil
+}
+
+// Held reports whether this holder holds the key, as of its last update.
+func (l *Lease) Held() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.held
+}
+
+// Holder returns who holds the key, as last seen: "" if no one.
+func (l *Lease) Holder() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.holder
+}
+
+// Changed returns a channel closed the next time Held changes.
+func (l *Lease) Changed() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.changed
+}
+
+func (l *Lease) set(held bool, holder string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.holder = holder
+	if held == l.held {
+		return
+	}
+	l.held = held
+	close(l.changed)
+	l.changed = make(chan struct{})
+	l.cfg.Logger.Info("lease: "+map[bool]string{true: "holding", false: "not holding"}[held], "key", l.cfg.Key, "holder", holder)
+}
+
+// Run competes for the key until ctx is done, then lets go of it if it holds
+// it (so that another takes it at once) and returns nil.
+func (l *Lease) Run(ctx context.Context) error {
+	watcher, err := l.cfg.KV.Watch(ctx, l.cfg.Key, jetstream.UpdatesOnly())
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("lease: watch %s: %w", l.cfg.Key, err)
+	}
+	defer func() {
+		if watcher != nil {
+			_ = watcher.Stop()
+		}
+	}()
+	var (
+		rev     uint64    // the revision this holder wrote last
+		updated time.Time // when it last wrote it
+	)
+	tick := time.NewTicker(l.cfg.Refresh)
+	defer tick.Stop()
+	for {
+		if l.Held() {
+			rev, updated = l.keep(ctx, rev, updated)
+		} else {
+			rev, updated = l.take(ctx)
+		}
+		if !l.wait(ctx, tick, &watcher) {
+			l.release(rev)
+			return nil
+		}
+	}
+}
+
+// wait returns true at the next tick, or at once when the key goes while this
+// holder does not hold it; false once ctx is done.
+func (l *Lease) wait(ctx context.Context, tick *time.Ticker, watcher *jetstream.KeyWatcher) bool {
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+			return true
+		case e, ok := <-watcherUpdates(*watcher):
+			if !ok {
+				*watcher = nil // its connection went: the ticker alone tells
+				continue
+			}
+			if e != nil && e.Operation() != jetstream.KeyValuePut && !l.Held() {
+				return true // deleted, or removed by the TTL: take it at once
+			}
+		}
+	}
+}
+
+func watcherUpdates(w jetstream.KeyWatcher) <-chan jetstream.KeyValueEntry {
+	if w == nil {
+		return nil
+	}
+	return w.Updates()
+}
+
+// take creates the key if no one holds it, and returns the revision written
+// and when.
+func (l *Lease) take(ctx context.Context) (uint64, time.Time) {
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.Refresh)
+	defer cancel()
+	e, err := l.cfg.KV.Get(ctx, l.cfg.Key)
+	switch {
+	case err == nil:
+		l.set(false, string(e.Value()))
+		return 0, time.Time{}
+	case !errors.Is(err, jetstream.ErrKeyNotFound), ctx.Err() != nil:
+		l.cfg.Logger.Debug("lease: cannot read the key", "key", l.cfg.Key, "err", err)
+		return 0, time.Time{}
+	}
+	at := time.Now()
+	rev, err := l.cfg.KV.Create(ctx, l.cfg.Key, []byte(l.cfg.Holder))
+	if err != nil {
+		// Another was first, or the server cannot say: looked at again.
+		l.cfg.Logger.Debug("lease: cannot take the key", "key", l.cfg.Key, "err", err)
+		return 0, time.Time{}
+	}
+	l.set(true, l.cfg.Holder)
+	return rev, at
+}
+
+// keep updates the key at the revision written last. A revision that does not
+// match (another holds it now), or no update for longer than the TTL less a
+// refresh (it may have been removed), lets go of it.
+func (l *Lease) keep(ctx context.Context, rev uint64, updated time.Time) (uint64, time.Time) {
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.Refresh)
+	defer cancel()
+	at := time.Now()
+	next, err := l.cfg.KV.Update(ctx, l.cfg.Key, []byte(l.cfg.Holder), rev)
+	if err == nil {
+		return next, at
+	}
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) ||
+		time.Since(updated) > l.ttl-l.cfg.Refresh {
+		l.cfg.Logger.Warn("lease: lost the key", "key", l.cfg.Key, "err", err)
+		l.set(false, "")
+		return 0, time.Time{}
+	}
+	l.cfg.Logger.Debug("lease: cannot update the key; trying again", "key", l.cfg.Key, "err", err)
+	return rev, updated
+}
+
+// release deletes the key at the revision written last, if this holder holds
+// it, so that another takes it at once.
+func (l *Lease) release(rev uint64) {
+	if !l.Held() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := l.cfg.KV.Delete(ctx, l.cfg.Key, jetstream.LastRevision(rev)); err != nil {
+		l.cfg.Logger.Debug("lease: cannot let go of the key; it expires by itself", "key", l.cfg.Key, "err", err)
+	}
+	l.set(false, "")
+}

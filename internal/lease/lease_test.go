@@ -1,0 +1,143 @@
+package lease
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+
+	"github.com/presence-engine/presence/engine/natstest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const ttl = time.Second
+
+// bucket makes the bucket the holders compete in, with a TTL of ttl and
+// markers when it removes a key.
+func bucket(t *testing.T, nc *nats.Conn) jetstream.KeyValue {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.CreateKeyValue(natstest.Context(t), jetstream.KeyValueConfig{Bucket: "LEASES", TTL: ttl, LimitMarkerTTL: ttl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv
+}
+
+// running is a holder competing for the key until stop, or until the test
+// ends.
+type running struct {
+	*Lease
+	stop context.CancelFunc
+	done chan error
+}
+
+func compete(t *testing.T, nc *nats.Conn, holder string) *running {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(natstest.Context(t), "LEASES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := New(natstest.Context(t), Config{KV: kv, Key: "partition.0", Holder: holder, Logger: natstest.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	r := &running{Lease: l, stop: stop, done: make(chan error, 1)}
+	go func() { r.done <- l.Run(ctx) }()
+	t.Cleanup(func() {
+		stop()
+		natstest.Stopped(t, "lease", r.done)
+	})
+	return r
+}
+
+// heldBy waits until exactly the one holder given holds the key and every
+// holder sees it so, and returns how long that took.
+func heldBy(t *testing.T, want *running, all ...*running) time.Duration {
+	t.Helper()
+	start := time.Now()
+	natstest.WaitFor(t, "the key to be held by "+want.cfg.Holder, func() bool {
+		for _, r := range all {
+			if r.Held() != (r == want) || r.Holder() != want.cfg.Holder {
+				return false
+			}
+		}
+		return true
+	})
+	return time.Since(start)
+}
+
+func TestOneHolderAtATime(t *testing.T) {
+	s := natstest.Start(t)
+	bucket(t, natstest.Connect(t, s))
+	a := compete(t, natstest.Connect(t, s), "a")
+	heldBy(t, a, a)
+	b := compete(t, natstest.Connect(t, s), "b")
+	heldBy(t, a, a, b)
+	// Held across many refreshes, by a alone: neither changes its mind.
+	select {
+	case <-a.Changed():
+		t.Errorf("a let go of the key it held: held %v", a.Held())
+	case <-b.Changed():
+		t.Errorf("b changed its mind about a key a holds: held %v", b.Held())
+	case <-time.After(3 * ttl):
+	}
+}
+
+// TestAHolderThatStopsHandsOverAtOnce: a holder that stops lets go of the key,
+// and another takes it well before the TTL would have removed it.
+func TestAHolderThatStopsHandsOverAtOnce(t *testing.T) {
+	s := natstest.Start(t)
+	bucket(t, natstest.Connect(t, s))
+	a := compete(t, natstest.Connect(t, s), "a")
+	heldBy(t, a, a)
+	b := compete(t, natstest.Connect(t, s), "b")
+	heldBy(t, a, a, b)
+	a.stop()
+	natstest.Stopped(t, "lease", a.done)
+	a.done <- nil // for the cleanup
+	if took := heldBy(t, b, b); took > ttl/2 {
+		t.Errorf("b took the key %s after a stopped, want well within the TTL (%s)", took, ttl)
+	}
+}
+
+// TestAHolderCutOffLosesTheKeyWithinItsTTL: a holder cut off from the server
+// updates the key no more; the TTL removes it and another takes it within the
+// TTL and a refresh, and the cut-off holder lets go of it on its own, before
+// it hears of the other; connected again, it sees who holds it.
+func TestAHolderCutOffLosesTheKeyWithinItsTTL(t *testing.T) {
+	s := natstest.Start(t)
+	bucket(t, natstest.Connect(t, s))
+	p := natstest.StartProxy(t, s.Addr().String())
+	nc, err := nats.Connect(p.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	a := compete(t, nc, "a")
+	heldBy(t, a, a)
+	b := compete(t, natstest.Connect(t, s), "b")
+	heldBy(t, a, a, b)
+
+	p.Pause()
+	start := time.Now()
+	natstest.WaitFor(t, "b to take the key", b.Held)
+	if took := time.Since(start); took > ttl+a.cfg.Refresh+ttl/2 {
+		t.Errorf("b took the key %s after a was cut off, want within the TTL (%s) and a refresh (%s)", took, ttl, a.cfg.Refresh)
+	}
+	natstest.WaitFor(t, "a, cut off, to let go of the key", func() bool { return !a.Held() })
+	p.Resume()
+	heldBy(t, b, a, b)
+}
