@@ -23,8 +23,12 @@ import (
 // this: the request and reply of the service, a second reader of the log (the
 // fold's and the feed's are apart), and the repeat of each feed entry on core
 // NATS, with the contact's current status read from the projection.
-func appendFloor(ctx context.Context, nc *nats.Conn, url string, replicas, n, size, subjects int) (float64, error) {
-	start, err := floorPipeline(ctx, nc, url, replicas, n, size, subjects, nil, nil)
+//
+// With expectLast, the messages are published as one owner of the log appends
+// (each expecting the stream's last sequence, DESIGN.md §2): the floor of the
+// design's write path.
+func appendFloor(ctx context.Context, nc *nats.Conn, url string, replicas, n, size, subjects int, expect expectation) (float64, error) {
+	start, err := floorPipeline(ctx, nc, url, replicas, n, size, subjects, expect, nil, nil)
 	if err != nil {
 		return 0, err
 	}
@@ -36,7 +40,7 @@ func appendFloor(ctx context.Context, nc *nats.Conn, url string, replicas, n, si
 // publishes are spaced and their acks timed; with repeat, each entry, once
 // stored, is handed to it (its log sequence and payload) on the reader's
 // connection, as the engine repeats each feed entry on core NATS.
-func floorPipeline(ctx context.Context, nc *nats.Conn, url string, replicas, n, size, subjects int,
+func floorPipeline(ctx context.Context, nc *nats.Conn, url string, replicas, n, size, subjects int, expect expectation,
 	pace *paced, repeat func(fc *nats.Conn, logSeq string, payload []byte)) (time.Time, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -113,7 +117,7 @@ func floorPipeline(ctx context.Context, nc *nats.Conn, url string, replicas, n, 
 		return time.Time{}, err
 	}
 	defer stop()
-	start, err := publishAll(ctx, nc, n, size, subjects, true, pace)
+	start, err := publishAll(ctx, nc, n, size, subjects, expect, pace)
 	if err != nil {
 		return time.Time{}, err
 	}

@@ -21,14 +21,21 @@ func (r *runner) baselines(ctx context.Context) error {
 	if err := resetRawStream(ctx, r.js, r.replicas); err != nil {
 		return err
 	}
-	if b.PublishAsync, err = publishAsync(ctx, r.nc, n, size, cfg.Contacts, false); err != nil {
+	if b.PublishAsync, err = publishAsync(ctx, r.nc, n, size, cfg.Contacts, expectNothing); err != nil {
+		return err
+	}
+	r.step("baseline: the same, one writer expecting the stream's last sequence")
+	if err := resetRawStream(ctx, r.js, r.replicas); err != nil {
+		return err
+	}
+	if b.PublishAsyncExpectLast, err = publishAsync(ctx, r.nc, n, size, cfg.Contacts, expectLast); err != nil {
 		return err
 	}
 	r.step("baseline: the same with expected-last-subject-sequence")
 	if err := resetRawStream(ctx, r.js, r.replicas); err != nil {
 		return err
 	}
-	if b.PublishAsyncExpect, err = publishAsync(ctx, r.nc, n, size, cfg.Contacts, true); err != nil {
+	if b.PublishAsyncExpect, err = publishAsync(ctx, r.nc, n, size, cfg.Contacts, expectSubject); err != nil {
 		return err
 	}
 	r.step("baseline: one ordered consumer reading %d messages", n)
@@ -36,7 +43,11 @@ func (r *runner) baselines(ctx context.Context) error {
 		return err
 	}
 	r.step("baseline: the floor of an append: %d messages published with expected seq, read back, four in five derived to a second stream", n)
-	if b.AppendFloor, err = appendFloor(ctx, r.nc, r.eng.url, r.replicas, n, size, cfg.Contacts); err != nil {
+	if b.AppendFloor, err = appendFloor(ctx, r.nc, r.eng.url, r.replicas, n, size, cfg.Contacts, expectSubject); err != nil {
+		return err
+	}
+	r.step("baseline: the floor of an owner's append: the same, one writer expecting the stream's last sequence")
+	if b.OwnerAppendFloor, err = appendFloor(ctx, r.nc, r.eng.url, r.replicas, n, size, cfg.Contacts, expectLast); err != nil {
 		return err
 	}
 	b.FanoutOrdered, b.FanoutReadFloor, b.FanoutCore = map[int]float64{}, map[int]float64{}, map[int]float64{}

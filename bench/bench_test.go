@@ -50,7 +50,8 @@ func TestRunTinyWorkload(t *testing.T) {
 
 	b := res.Baselines
 	for name, v := range map[string]float64{"publish async": b.PublishAsync, "publish async expect": b.PublishAsyncExpect,
-		"ordered read": b.OrderedRead, "append floor": b.AppendFloor, "fold floor": b.FoldFloor, "ordered fan-out M=4": b.FanoutOrdered[4], "fan-out read floor M=4": b.FanoutReadFloor[4], "core fan-out M=4": b.FanoutCore[4]} {
+		"ordered read": b.OrderedRead, "append floor": b.AppendFloor,
+		"publish async expect last": b.PublishAsyncExpectLast, "owner append floor": b.OwnerAppendFloor, "fold floor": b.FoldFloor, "ordered fan-out M=4": b.FanoutOrdered[4], "fan-out read floor M=4": b.FanoutReadFloor[4], "core fan-out M=4": b.FanoutCore[4]} {
 		if v <= 0 {
 			t.Errorf("baseline %s = %v, want a positive rate", name, v)
 		}

@@ -46,7 +46,7 @@ func latencyFloor(ctx context.Context, nc *nats.Conn, url string, replicas, m, n
 	}
 	defer closeSubs()
 	pace := &paced{limiter: rate.NewLimiter(rate.Limit(limit), max(1, int(limit/100))), acks: acks}
-	_, err = floorPipeline(ctx, nc, url, replicas, n, size, subjects, pace, func(fc *nats.Conn, logSeq string, payload []byte) {
+	_, err = floorPipeline(ctx, nc, url, replicas, n, size, subjects, expectSubject, pace, func(fc *nats.Conn, logSeq string, payload []byte) {
 		_ = fc.Publish(floorLiveSubject+logSeq, payload)
 	})
 	if err != nil {

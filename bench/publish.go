@@ -13,12 +13,26 @@ import (
 	"golang.org/x/time/rate"
 )
 
+// expectation is the check each publish of publishAll carries.
+type expectation int
+
+const (
+	expectNothing expectation = iota
+	// expectSubject: the expected last sequence of its subject, as the
+	// engine's appends do today; only one per subject is then in flight.
+	expectSubject
+	// expectLast: the stream's expected last sequence, each publish
+	// expecting the one before it, as one owner of the log appends
+	// (DESIGN.md §2): the server compares it with a counter, and loads no
+	// older block.
+	expectLast
+)
+
 // publishAsync publishes n messages of size bytes over subjects distinct
-// subjects as fast as acks come back, with at most maxPending in flight, and
-// returns messages per second. With expect, each carries the expected last
-// sequence of its subject, as the engine's appends do; only one per subject is
-// then in flight.
-func publishAsync(ctx context.Context, nc *nats.Conn, n, size, subjects int, expect bool) (float64, error) {
+// subjects as fast as acks come back, with at most maxPending in flight, each
+// with the expect check, to a stream that is empty at the start, and returns
+// messages per second.
+func publishAsync(ctx context.Context, nc *nats.Conn, n, size, subjects int, expect expectation) (float64, error) {
 	start, err := publishAll(ctx, nc, n, size, subjects, expect, nil)
 	if err != nil {
 		return 0, err
@@ -35,7 +49,7 @@ type paced struct {
 
 // publishAll is publishAsync, returning when the last ack came back and the
 // time of the first publish; with pace, spaced and timed by it.
-func publishAll(ctx context.Context, nc *nats.Conn, n, size, subjects int, expect bool, pace *paced) (time.Time, error) {
+func publishAll(ctx context.Context, nc *nats.Conn, n, size, subjects int, expect expectation, pace *paced) (time.Time, error) {
 	payload := make([]byte, size)
 	for i := range payload {
 		payload[i] = 'x'
@@ -50,7 +64,7 @@ func publishAll(ctx context.Context, nc *nats.Conn, n, size, subjects int, expec
 		acked    sync.WaitGroup
 	)
 	settle := func(m *nats.Msg, seq uint64) {
-		if expect {
+		if expect == expectSubject {
 			i := rawIndex(m.Subject)
 			mu.Lock()
 			if seq > 0 {
@@ -94,7 +108,10 @@ func publishAll(ctx context.Context, nc *nats.Conn, n, size, subjects int, expec
 		}
 		subj := i % subjects
 		var opts []jetstream.PublishOpt
-		if expect {
+		switch expect {
+		case expectLast:
+			opts = append(opts, jetstream.WithExpectLastSequence(uint64(i)))
+		case expectSubject:
 			mu.Lock()
 			for inFlight[subj] {
 				freed.Wait()

@@ -83,11 +83,19 @@ type Workload struct {
 type Baselines struct {
 	PublishAsync       float64 `json:"publish_async"`        // msgs/s, JetStream async publish
 	PublishAsyncExpect float64 `json:"publish_async_expect"` // msgs/s, with expected-last-subject-sequence
-	OrderedRead        float64 `json:"ordered_read"`         // msgs/s, one ordered consumer
+	// PublishAsyncExpectLast is msgs/s of one writer whose publishes each
+	// expect the stream's last sequence, pipelined: how an owner of the log
+	// appends (DESIGN.md §2).
+	PublishAsyncExpectLast float64 `json:"publish_async_expect_last"`
+	OrderedRead            float64 `json:"ordered_read"` // msgs/s, one ordered consumer
 	// AppendFloor is msgs/s of the least work the server must do per append,
 	// with plain NATS calls: published with expected-last-subject-sequence,
 	// read back once, four in five derived to a second stream (appendFloor).
 	AppendFloor float64 `json:"append_floor"`
+	// OwnerAppendFloor is AppendFloor with the publishes of one owner, each
+	// expecting the stream's last sequence: the floor of the design's write
+	// path, which the engine's appends are to reach (issue 19).
+	OwnerAppendFloor float64 `json:"owner_append_floor"`
 	// FoldFloor is msgs/s of an ordered read of the log with each message
 	// written to a fresh Pebble store, in batches, as the fold writes
 	// (foldFloor): measured in the fold phase, on the log.
@@ -241,9 +249,13 @@ func (r *Results) WriteTable(w io.Writer) error {
 	fmt.Fprintf(tw, "feed entries/s (while appending)\t%s\t%s\t%s\tasync publish\t\n", rateStr(r.Feed.Rate), rateStr(r.Feed.Baseline), ratio(r.Feed))
 	fmt.Fprintf(tw, "raw async publish\t\t%s\t\t\t\n", rateStr(b.PublishAsync))
 	fmt.Fprintf(tw, "raw async publish + expected seq\t\t%s\t\t\t\n", rateStr(b.PublishAsyncExpect))
+	fmt.Fprintf(tw, "raw async publish, one writer expecting the last seq\t\t%s\t%s\tasync publish\t\n",
+		rateStr(b.PublishAsyncExpectLast), ratio(compare(b.PublishAsyncExpectLast, b.PublishAsync)))
 	fmt.Fprintf(tw, "raw ordered read\t\t%s\t\t\t\n", rateStr(b.OrderedRead))
 	floor := compare(b.AppendFloor, b.PublishAsyncExpect)
 	fmt.Fprintf(tw, "raw floor of an append (publish, read, feed entry)\t\t%s\t%s\tasync publish + expected seq\t\n", rateStr(b.AppendFloor), ratio(floor))
+	fmt.Fprintf(tw, "raw floor of an owner's append (the same, expecting the last seq)\t\t%s\t%s\tasync publish\t\n",
+		rateStr(b.OwnerAppendFloor), ratio(compare(b.OwnerAppendFloor, b.PublishAsync)))
 	fmt.Fprintf(tw, "raw floor of a fold (ordered read, a Pebble set each)\t\t%s\t%s\tordered read of the same log\t\n", rateStr(b.FoldFloor), ratio(compare(b.FoldFloor, r.Fold.Baseline)))
 	tw.Flush()
 	fmt.Fprintf(w, "\nprojection lag while appending at full speed: max %d events; feed lag: max %d events\n", r.FoldMaxLag, r.FeedMaxLag)
@@ -322,6 +334,8 @@ func (r *Results) WriteGoBench(w io.Writer) error {
 	line("BenchmarkAppend/raw-expect", int64(r.Workload.Baseline), "msgs/s", r.Baselines.PublishAsyncExpect)
 	line("BenchmarkAppend/raw", int64(r.Workload.Baseline), "msgs/s", r.Baselines.PublishAsync)
 	line("BenchmarkAppend/raw-floor", int64(r.Workload.Baseline), "msgs/s", r.Baselines.AppendFloor)
+	line("BenchmarkAppend/raw-expect-last", int64(r.Workload.Baseline), "msgs/s", r.Baselines.PublishAsyncExpectLast)
+	line("BenchmarkAppend/raw-owner-floor", int64(r.Workload.Baseline), "msgs/s", r.Baselines.OwnerAppendFloor)
 	line("BenchmarkFold/engine", int64(r.FoldCount), "events/s", r.Fold.Rate)
 	line("BenchmarkFold/raw-ordered-read", int64(r.FoldCount), "msgs/s", r.Fold.Baseline)
 	line("BenchmarkFold/raw-floor", int64(r.FoldCount), "msgs/s", r.Baselines.FoldFloor)
