@@ -214,20 +214,12 @@ func (f *feedWatch) end(ctx context.Context) (uint64, error) {
 
 // same returns nil once it has read that the feed is the one the
 // subscription found and holds the entry before next, an error wrapping
-// ErrFeedWentBack if not, or ctx's error. It reads again and again while the
-// feed cannot be read.
+// ErrFeedWentBack if not, or ctx's error.
 func (f *feedWatch) same(ctx context.Context, next uint64) error {
-	pause := retry.Backoff{First: f.wait}
-	for {
+	return f.known(ctx, func() error {
 		_, err := f.check(ctx, next)
-		if err == nil || errors.Is(err, ErrFeedWentBack) || ctx.Err() != nil {
-			return err
-		}
-		f.logger.Warn("subscriber: cannot read the feed; retrying", "err", err)
-		if !pause.Wait(ctx) {
-			return ctx.Err()
-		}
-	}
+		return err
+	})
 }
 
 // wentBackUnder tells, once it can, whether the feed went back under a Tail
@@ -240,20 +232,34 @@ func (f *feedWatch) wentBackUnder(ctx context.Context, cause error, read handedE
 	if errors.Is(cause, tail.ErrStreamChanged) {
 		return fmt.Errorf("%w: %w", ErrFeedWentBack, cause)
 	}
-	pause := retry.Backoff{First: f.wait}
-	for {
+	err := f.known(ctx, func() error {
 		err := f.goneBack(ctx)
 		if err == nil && read.feedSeq > 0 {
 			_, err = f.checkHolding(ctx, read.feedSeq+1, read)
 		}
-		switch {
-		case errors.Is(err, ErrFeedWentBack):
-			return fmt.Errorf("%w (%v)", err, cause)
-		case ctx.Err() != nil:
+		return err
+	})
+	switch {
+	case errors.Is(err, ErrFeedWentBack):
+		return fmt.Errorf("%w (%v)", err, cause)
+	case err == nil:
+		f.logger.Warn("subscriber: the feed's consumer went; reading on with a new one", "err", cause)
+	}
+	return err
+}
+
+// known calls look again and again while it cannot tell, pausing between
+// tries, and returns once it can: nil, an error wrapping ErrFeedWentBack, or
+// ctx's error.
+func (f *feedWatch) known(ctx context.Context, look func() error) error {
+	pause := retry.Backoff{First: f.wait}
+	for {
+		err := look()
+		if err == nil || errors.Is(err, ErrFeedWentBack) {
+			return err
+		}
+		if ctx.Err() != nil {
 			return ctx.Err()
-		case err == nil:
-			f.logger.Warn("subscriber: the feed's consumer went; reading on with a new one", "err", cause)
-			return nil
 		}
 		f.logger.Warn("subscriber: cannot read the feed; retrying", "err", err)
 		if !pause.Wait(ctx) {

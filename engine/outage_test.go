@@ -114,7 +114,7 @@ func TestClientSendsNothingWhileDisconnected(t *testing.T) {
 		t.Errorf("the client queued %d messages while disconnected, want none: they would be sent on reconnecting", got-sent)
 	}
 
-	s = natstest.StartWith(t, opts)
+	natstest.StartWith(t, opts)
 	natstest.WaitFor(t, "the client to reconnect", nc.IsConnected)
 	natstest.WaitFor(t, "the engine to be ready again", func() bool { return e.Metrics().Ready })
 	after, err := c.Set(natstest.Context(t), client.SetRequest{Contact: "alice", Status: events.Busy})

@@ -557,7 +557,7 @@ func TestProcessRetryAfterRestart(t *testing.T) {
 	if st := srv.signal(t, syscall.SIGTERM); st.ExitCode() != 0 {
 		t.Fatalf("presence serve exited %v after SIGTERM", st)
 	}
-	srv = startServeProc(t, bin, dir, port)
+	startServeProc(t, bin, dir, port)
 
 	for _, cs := range []struct {
 		contact     string

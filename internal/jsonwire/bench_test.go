@@ -7,14 +7,11 @@ import (
 	"github.com/presence-engine/presence/internal/jsonwire"
 )
 
-// The benchmarks measure each fast path ("fast") beside encoding/json ("json").
+// The benchmark measures the string writer ("fast") beside encoding/json
+// ("json"). What the reader is worth is measured where it reads real records
+// and replies: events/bench_test.go and client/wire_bench_test.go.
 
-var (
-	sinkBytes  []byte
-	sinkReply  reply
-	sinkResult setResult
-	sinkList   []reply
-)
+var sinkBytes []byte
 
 func BenchmarkAppendString(b *testing.B) {
 	const s = "Zoë Núñez <z&n> sip:zoe@bücher.example"
@@ -30,89 +27,6 @@ func BenchmarkAppendString(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			sinkBytes, _ = json.Marshal(s)
-		}
-	})
-}
-
-func BenchmarkReadReply(b *testing.B) {
-	data := []byte(`{"contact":"sip:alice@contoso.com","name":"Alice Smith","status":"away","code":34,"seq":1234567}`)
-	b.Run("fast", func(b *testing.B) {
-		b.SetBytes(int64(len(data)))
-		b.ReportAllocs()
-		for b.Loop() {
-			r, ok := readReply(data)
-			if !ok {
-				b.Fatal("not read")
-			}
-			sinkReply = r
-		}
-	})
-	b.Run("json", func(b *testing.B) {
-		b.SetBytes(int64(len(data)))
-		b.ReportAllocs()
-		for b.Loop() {
-			var r reply
-			if err := json.Unmarshal(data, &r); err != nil {
-				b.Fatal(err)
-			}
-			sinkReply = r
-		}
-	})
-}
-
-func BenchmarkReadSetResult(b *testing.B) {
-	data := []byte(`{"contact":"sip:alice@contoso.com","status":"away","code":34,"previous":"online","seq":1234567,"changed":true}`)
-	b.Run("fast", func(b *testing.B) {
-		b.SetBytes(int64(len(data)))
-		b.ReportAllocs()
-		for b.Loop() {
-			r, ok := readSetResult(data)
-			if !ok {
-				b.Fatal("not read")
-			}
-			sinkResult = r
-		}
-	})
-	b.Run("json", func(b *testing.B) {
-		b.SetBytes(int64(len(data)))
-		b.ReportAllocs()
-		for b.Loop() {
-			var r setResult
-			if err := json.Unmarshal(data, &r); err != nil {
-				b.Fatal(err)
-			}
-			sinkResult = r
-		}
-	})
-}
-
-func BenchmarkReadStatuses(b *testing.B) {
-	var list statuses
-	for range 100 {
-		list.Statuses = append(list.Statuses, reply{Contact: "sip:alice@contoso.com", Name: "Alice Smith",
-			Status: "away", Code: 34, Seq: 1234567})
-	}
-	data, _ := json.Marshal(list)
-	b.Run("fast", func(b *testing.B) {
-		b.SetBytes(int64(len(data)))
-		b.ReportAllocs()
-		for b.Loop() {
-			l, ok := readStatuses(data)
-			if !ok {
-				b.Fatal("not read")
-			}
-			sinkList = l
-		}
-	})
-	b.Run("json", func(b *testing.B) {
-		b.SetBytes(int64(len(data)))
-		b.ReportAllocs()
-		for b.Loop() {
-			var l statuses
-			if err := json.Unmarshal(data, &l); err != nil {
-				b.Fatal(err)
-			}
-			sinkList = l.Statuses
 		}
 	})
 }

@@ -50,17 +50,6 @@ func (o *Object) Read(keys *Keys, data []byte) bool {
 	return s.pos == len(data) && (!s.nonASCII || utf8.Valid(data))
 }
 
-// ReadPrefix reads one JSON object at the beginning of data, after any white
-// space, as Read does, and returns the length of the text it took, through the
-// object's closing brace: what follows is the caller's.
-func (o *Object) ReadPrefix(keys *Keys, data []byte) (n int, ok bool) {
-	s := scanner{data: data}
-	if !o.read(keys, &s) || s.nonASCII && !utf8.Valid(data[:s.pos]) {
-		return 0, false
-	}
-	return s.pos, true
-}
-
 // read reads one object at s.pos. It does not check UTF-8: that is done once,
 // by the caller, for the whole text.
 func (o *Object) read(keys *Keys, s *scanner) bool {
@@ -258,19 +247,6 @@ func parseUint(text []byte) (uint64, bool) {
 	return n, true
 }
 
-// Bool returns the value of key i as encoding/json decodes it into a bool
-// field: false when absent. It reports false as its second result when the
-// value is not a boolean.
-func (o *Object) Bool(i int) (b, ok bool) {
-	switch o.Kind(i) {
-	case Absent:
-		return false, true
-	case Bool:
-		return o.data[o.values[i].start] == 't', true
-	}
-	return false, false
-}
-
 // Strings returns the value of key i as encoding/json decodes it into a
 // []string field: nil when absent, and not nil when an empty array. It reports
 // false when the value is not an array of strings.
@@ -309,7 +285,7 @@ func (o *Object) Strings(i int) ([]string, bool) {
 }
 
 // EachObject reads the value of key i, an array of objects, one element at a
-// time with keys, as ReadPrefix would, and calls fn with each in order. The
+// time with keys, as Read reads an object, and calls fn with each in order. The
 // *Object is the same for every element and is only valid during the call. It
 // reports whether the value is absent or an array of objects that were all
 // read, fn returning true for each; it stops at the first that is not.

@@ -64,33 +64,6 @@ func readStatuses(data []byte) ([]reply, bool) {
 	return out, ok
 }
 
-// setResult is {"contact","status","code","previous","seq","changed"}.
-type setResult struct {
-	Contact  string `json:"contact"`
-	Status   string `json:"status"`
-	Code     int    `json:"code"`
-	Previous string `json:"previous"`
-	Seq      uint64 `json:"seq"`
-	Changed  bool   `json:"changed"`
-}
-
-var setResultKeys = jsonwire.NewKeys("contact", "status", "code", "previous", "seq", "changed")
-
-func readSetResult(data []byte) (r setResult, ok bool) {
-	var o jsonwire.Object
-	if !o.Read(setResultKeys, data) {
-		return r, false
-	}
-	var ok1, ok2, ok3, ok4, ok5, ok6 bool
-	r.Contact, ok1 = o.String(0)
-	r.Status, ok2 = o.String(1)
-	r.Code, ok3 = o.Int(2)
-	r.Previous, ok4 = o.String(3)
-	r.Seq, ok5 = o.Uint64(4)
-	r.Changed, ok6 = o.Bool(5)
-	return r, ok1 && ok2 && ok3 && ok4 && ok5 && ok6
-}
-
 // setRequest is {"status","name","request_id","expect_seq","cause"}. A request
 // names no other field: the engine refuses them, so a fast reader leaves an
 // object with Extra keys to the engine's slow path, which says what is wrong.
@@ -184,7 +157,6 @@ var shapes = []shape{
 		l, ok := readStatuses(data)
 		return statuses{l}, ok
 	}), decodeJSON[statuses]},
-	{"set result", fastRead(readSetResult), decodeJSON[setResult]},
 	{"set request", fastRead(readSetRequest), decodeJSON[setRequest]},
 	{"read request", fastRead(readReadRequest), decodeJSON[readRequest]},
 	{"statuses request", fastRead(readStatusesRequest), decodeJSON[statusesRequest]},
