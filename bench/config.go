@@ -55,11 +55,11 @@ type Config struct {
 	// 200,000, or 10,000,000 with a Duration.
 	AppendSets int
 	// Duration, when set, has each run of the engine write for that long
-	// instead of a number of sets: the appends through the service and with an
-	// engine.Writer, and the live phase of each fan-out run and of the
-	// half-rate run (a catch-up reads what its run wrote). Changes and
-	// AppendSets then only cap the sets, whichever comes first. The raw
-	// baselines still move BaselineMessages each.
+	// instead of a number of sets: the appends through the service, and the
+	// live phase of each fan-out run and of the half-rate run (a catch-up
+	// reads what its run wrote). Changes and AppendSets then only cap the
+	// sets, whichever comes first. The raw baselines still move
+	// BaselineMessages each.
 	Duration time.Duration
 	// BaselineMessages is how many messages each raw baseline moves. Zero means
 	// 200,000.

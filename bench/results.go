@@ -25,16 +25,8 @@ type Results struct {
 
 	Appends      Compared `json:"appends"`       // sets appended through the service, vs raw async publish with expected seq
 	AppendsCount int      `json:"appends_count"` // events those sets appended
-	// AppendsWriter is sets appended by an engine.Writer in the writers'
-	// process, straight to the log, vs the same.
-	AppendsWriter      Compared `json:"appends_writer"`
-	AppendsWriterCount int      `json:"appends_writer_count"`
-	// AppendsWriterConflicts is how many of those appends were refused because
-	// another writer had set the contact first: none, as each writer has its
-	// own contacts.
-	AppendsWriterConflicts uint64   `json:"appends_writer_conflicts"`
-	Fold                   Compared `json:"fold"`       // events folded into a fresh projection, vs a raw ordered read of the same log
-	FoldCount              uint64   `json:"fold_count"` // events in that log
+	Fold         Compared `json:"fold"`          // events folded into a fresh projection, vs a raw ordered read of the same log
+	FoldCount    uint64   `json:"fold_count"`    // events in that log
 	// FoldMaxLag is the largest projection lag seen while appends ran as fast
 	// as they could; FeedMaxLag likewise for the feed.
 	FoldMaxLag uint64   `json:"fold_max_lag_events"`
@@ -244,7 +236,6 @@ func (r *Results) WriteTable(w io.Writer) error {
 	fmt.Fprintln(tw, "figure\tengine\traw NATS\tratio\tagainst\t")
 	b := r.Baselines
 	fmt.Fprintf(tw, "appends/s (through the service)\t%s\t%s\t%s\tasync publish + expected seq\t\n", rateStr(r.Appends.Rate), rateStr(r.Appends.Baseline), ratio(r.Appends))
-	fmt.Fprintf(tw, "appends/s (engine.Writer, writers' process)\t%s\t%s\t%s\tasync publish + expected seq\t\n", rateStr(r.AppendsWriter.Rate), rateStr(r.AppendsWriter.Baseline), ratio(r.AppendsWriter))
 	fmt.Fprintf(tw, "fold events/s (fresh projection)\t%s\t%s\t%s\tordered read of the same log\t\n", rateStr(r.Fold.Rate), rateStr(r.Fold.Baseline), ratio(r.Fold))
 	fmt.Fprintf(tw, "feed entries/s (while appending)\t%s\t%s\t%s\tasync publish\t\n", rateStr(r.Feed.Rate), rateStr(r.Feed.Baseline), ratio(r.Feed))
 	fmt.Fprintf(tw, "raw async publish\t\t%s\t\t\t\n", rateStr(b.PublishAsync))
@@ -259,8 +250,6 @@ func (r *Results) WriteTable(w io.Writer) error {
 	fmt.Fprintf(tw, "raw floor of a fold (ordered read, a Pebble set each)\t\t%s\t%s\tordered read of the same log\t\n", rateStr(b.FoldFloor), ratio(compare(b.FoldFloor, r.Fold.Baseline)))
 	tw.Flush()
 	fmt.Fprintf(w, "\nprojection lag while appending at full speed: max %d events; feed lag: max %d events\n", r.FoldMaxLag, r.FeedMaxLag)
-	fmt.Fprintf(w, "appends with an engine.Writer (measured after the fan-out runs, each writer on contacts of its own, each set once before): %d conflicts\n",
-		r.AppendsWriterConflicts)
 	if r.EnginePeakRSS > 0 {
 		fmt.Fprintf(w, "engine peak resident memory, up to the half-rate run: %s\n", bytesText(r.EnginePeakRSS))
 	}
@@ -330,7 +319,6 @@ func (r *Results) WriteGoBench(w io.Writer) error {
 		fmt.Fprintf(w, "%s\t%d\t%.1f %s\n", name, max(n, 1), v, unit)
 	}
 	line("BenchmarkAppend/engine", int64(r.AppendsCount), "appends/s", r.Appends.Rate)
-	line("BenchmarkAppend/writer", int64(r.AppendsWriterCount), "appends/s", r.AppendsWriter.Rate)
 	line("BenchmarkAppend/raw-expect", int64(r.Workload.Baseline), "msgs/s", r.Baselines.PublishAsyncExpect)
 	line("BenchmarkAppend/raw", int64(r.Workload.Baseline), "msgs/s", r.Baselines.PublishAsync)
 	line("BenchmarkAppend/raw-floor", int64(r.Workload.Baseline), "msgs/s", r.Baselines.AppendFloor)

@@ -123,9 +123,6 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	// The peak so far: what follows adds contacts of its own.
 	res.EnginePeakRSS = r.eng.peakRSS()
-	if err := r.writerAppends(ctx); err != nil {
-		return fmt.Errorf("appends with a writer: %w", err)
-	}
 	if cfg.MemorySets > 0 {
 		if err := r.memory(ctx); err != nil {
 			return fmt.Errorf("memory run: %w", err)

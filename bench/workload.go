@@ -3,18 +3,15 @@ package bench
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/time/rate"
 
 	"github.com/presence-engine/presence/client"
-	"github.com/presence-engine/presence/engine"
 	"github.com/presence-engine/presence/events"
 )
 
@@ -92,9 +89,6 @@ func write(ctx context.Context, url string, cfg Config, n int, limit float64, ac
 	return writeContacts(ctx, url, cfg, writeSpec{n: n, limit: limit, acks: acks, seed: seed, duration: cfg.Duration})
 }
 
-// setFunc sets a status, through the service or with a writer.
-type setFunc func(context.Context, client.SetRequest) (client.SetResult, error)
-
 // writeSpec says what writeContacts does.
 type writeSpec struct {
 	n     int     // sets
@@ -107,80 +101,31 @@ type writeSpec struct {
 	// sequential has set i go to contact i mod cfg.Contacts instead of a
 	// random one, so that every contact is touched.
 	sequential bool
-	// sets, if not nil, is what each of the writers sets with; nil sets
-	// through the service, over a connection each.
-	sets []setFunc
-	// id names contact i; nil means contactID.
-	id func(int) string
-	// partition gives writer w only the contacts i with i mod cfg.Writers ==
-	// w, and n/cfg.Writers of the sets, so that no two writers set the same
-	// contact.
-	partition bool
 }
 
-// directWriters makes an engine.Writer per writer, each on its own connection,
-// appending straight to the log (with the log's per-contact optimistic
-// concurrency, as the engine's own writer does), as a backend that embeds the
-// writer does; close closes their connections.
-func directWriters(url string, cfg Config) (writers []*engine.Writer, close func(), err error) {
-	var conns []*nats.Conn
-	close = func() { closeAll(conns) }
-	for i := range cfg.Writers {
-		nc, err := nats.Connect(url, nats.Name(fmt.Sprintf("bench direct writer %d", i)))
-		if err != nil {
-			close()
-			return nil, nil, err
-		}
-		conns = append(conns, nc)
-		js, err := jetstream.New(nc)
-		if err != nil {
-			close()
-			return nil, nil, err
-		}
-		// No bound per contact: the engine under test has none either.
-		w, err := engine.NewWriter(engine.WriterConfig{JetStream: js, Logger: slog.New(slog.DiscardHandler), ContactRate: -1})
-		if err != nil {
-			close()
-			return nil, nil, err
-		}
-		writers = append(writers, w)
-	}
-	return writers, close, nil
-}
-
-// writeContacts has the writers make the sets spec says.
+// writeContacts has the writers make the sets spec says, through the service,
+// over a connection each.
 func writeContacts(ctx context.Context, url string, cfg Config, spec writeSpec) (writeResult, error) {
 	var (
 		next    atomic.Int64
-		nexts   = make([]atomic.Int64, cfg.Writers) // with partition, each writer's
 		mu      sync.Mutex
 		res     writeResult
 		wg      sync.WaitGroup
 		failed  atomic.Pointer[error]
 		limiter *rate.Limiter
 	)
-	n, acks, seed, id := spec.n, spec.acks, spec.seed, spec.id
-	if id == nil {
-		id = contactID
-	}
+	n, acks, seed := spec.n, spec.acks, spec.seed
 	if spec.limit > 0 {
 		limiter = rate.NewLimiter(rate.Limit(spec.limit), max(1, int(spec.limit/100)))
 	}
-	sets := spec.sets
-	if sets == nil {
-		conns := make([]*nats.Conn, cfg.Writers)
-		defer closeAll(conns)
-		for i := range conns {
-			nc, err := nats.Connect(url, nats.Name(fmt.Sprintf("bench writer %d", i)))
-			if err != nil {
-				return res, err
-			}
-			conns[i] = nc
-			sets = append(sets, client.New(nc).Set)
+	conns := make([]*nats.Conn, cfg.Writers)
+	defer closeAll(conns)
+	for i := range conns {
+		nc, err := nats.Connect(url, nats.Name(fmt.Sprintf("bench writer %d", i)))
+		if err != nil {
+			return res, err
 		}
-	}
-	if len(sets) != cfg.Writers {
-		return res, fmt.Errorf("%d writers' sets for %d writers", len(sets), cfg.Writers)
+		conns[i] = nc
 	}
 	start := time.Now()
 	var until time.Time
@@ -188,7 +133,7 @@ func writeContacts(ctx context.Context, url string, cfg Config, spec writeSpec) 
 		until = start.Add(spec.duration)
 	}
 	for w := range cfg.Writers {
-		set := sets[w]
+		set := client.New(conns[w]).Set
 		for g := range cfg.InFlight {
 			wg.Add(1)
 			go func() {
@@ -205,14 +150,7 @@ func writeContacts(ctx context.Context, url string, cfg Config, spec writeSpec) 
 					res.lastSeq = max(res.lastSeq, lastSeq)
 					mu.Unlock()
 				}()
-				// With partition, each writer has its own share of the sets
-				// and the contacts: its k-th set, in order, goes to its
-				// k-th contact (sequential) or a random one of its own.
-				counter, quota, share := &next, int64(n), cfg.Contacts
-				if spec.partition {
-					counter, quota, share = &nexts[w], int64(n/cfg.Writers), max(cfg.Contacts/cfg.Writers, 1)
-				}
-				for i := counter.Add(1); i <= quota && ctx.Err() == nil && failed.Load() == nil; i = counter.Add(1) {
+				for i := next.Add(1); i <= int64(n) && ctx.Err() == nil && failed.Load() == nil; i = next.Add(1) {
 					if !until.IsZero() && !time.Now().Before(until) {
 						return
 					}
@@ -221,15 +159,12 @@ func writeContacts(ctx context.Context, url string, cfg Config, spec writeSpec) 
 							return
 						}
 					}
-					contact := rng.IntN(share)
+					contact := rng.IntN(cfg.Contacts)
 					if spec.sequential {
-						contact = int(i-1) % share
-					}
-					if spec.partition {
-						contact = contact*cfg.Writers + w
+						contact = int(i-1) % cfg.Contacts
 					}
 					status, cause := pick(rng)
-					r, err := set(ctx, client.SetRequest{Contact: id(contact), Status: status, Cause: cause,
+					r, err := set(ctx, client.SetRequest{Contact: contactID(contact), Status: status, Cause: cause,
 						Name: fmt.Sprintf("User %d", contact)})
 					if err != nil {
 						err = fmt.Errorf("set: %w", err)

@@ -512,11 +512,7 @@ func TestDurableStartedAtATimeStepsOverOnlyUntilThen(t *testing.T) {
 	cancel()
 	natstest.Stopped(t, "subscriber", done)
 
-	behind, err := engine.NewWriter(engine.WriterConfig{JetStream: r.JetStream(t), Logger: natstest.Logger(t),
-		Now: func() time.Time { return from.Add(-time.Minute) }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	behind := &enginetest.LogWriter{JS: r.JetStream(t), Now: func() time.Time { return from.Add(-time.Minute) }}
 	want := []uint64{late.Seq}
 	// Twice: the second time, the last change the durable acknowledged is
 	// one stamped before the start time itself.

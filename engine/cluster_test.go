@@ -36,25 +36,25 @@ func TestOnAClusterOfThree(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			enginetest.WriteRandom(t, r.Writer(), rand.New(rand.NewPCG(uint64(i), 21)), 4, 60)
+			enginetest.WriteRandom(t, r.Client(t), rand.New(rand.NewPCG(uint64(i), 21)), 4, 60)
 		}()
 	}
 	wg.Wait()
 
-	// A request answered on one engine, retried on the others, after the
-	// contact changed and came back.
+	// A request answered through one engine's server, retried through the
+	// others, after the contact changed and came back.
 	ctx := natstest.Context(t)
-	first, err := rs[0].Writer().Set(ctx, client.SetRequest{Contact: "roamer", Status: events.Busy, RequestID: "r-1"})
+	first, err := rs[0].Client(t).Set(ctx, client.SetRequest{Contact: "roamer", Status: events.Busy, RequestID: "r-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, st := range []events.Status{events.Away, events.Busy} {
-		if _, err := rs[1].Writer().Set(ctx, client.SetRequest{Contact: "roamer", Status: st}); err != nil {
+		if _, err := rs[1].Client(t).Set(ctx, client.SetRequest{Contact: "roamer", Status: st}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i, r := range rs[1:] {
-		got, err := r.Writer().Set(ctx, client.SetRequest{Contact: "roamer", Status: events.Busy, RequestID: "r-1"})
+		got, err := r.Client(t).Set(ctx, client.SetRequest{Contact: "roamer", Status: events.Busy, RequestID: "r-1"})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -23,6 +24,8 @@ import (
 
 	"github.com/presence-engine/presence/audit"
 	"github.com/presence-engine/presence/events"
+	"github.com/presence-engine/presence/internal/lease"
+	"github.com/presence-engine/presence/internal/retry"
 	"github.com/presence-engine/presence/projections"
 )
 
@@ -97,6 +100,7 @@ type Engine struct {
 	follower         *projections.Follower
 	feed             *feed
 	writer           *Writer
+	owner            *lease.Lease
 	reader           *LocalReader
 	service          *service
 	admin            admin
@@ -259,8 +263,7 @@ func (e *Engine) open() error {
 	if err != nil {
 		return fmt.Errorf("open bucket %s: %w", events.RequestsBucket, err)
 	}
-	if e.writer, err = NewWriter(WriterConfig{JetStream: e.js, Logger: e.logger, Requests: requests, Hint: e.hint,
-		ContactRate: e.opts.ContactRate, ContactBurst: e.opts.ContactBurst}); err != nil {
+	if err := e.openWriter(ctx, requests); err != nil {
 		return err
 	}
 	e.reader = &LocalReader{Projection: e.projection, Ready: e.follower.IsReady, Timeout: e.opts.ReadTimeout}
@@ -280,18 +283,62 @@ func (e *Engine) open() error {
 	return nil
 }
 
-// hint gives the writer what the projection knows of a contact.
-func (e *Engine) hint(contact string) (events.Status, string, uint64, bool) {
-	st, seen, err := e.projection.State(contact)
+// openWriter prepares the lease on the log's ownership and the writer that
+// appends while it holds it. The writer's appends go out without waiting for
+// each other, on a JetStream context of their own that lets as many wait for
+// their acknowledgement as the writer sends, and gives up on one after
+// appendTimeout.
+func (e *Engine) openWriter(ctx context.Context, requests jetstream.KeyValue) error {
+	owners, err := openBucket(ctx, e.js, events.OwnersBucket, jetstream.ErrBucketNotFound)
 	if err != nil {
-		return 0, "", 0, false
+		return fmt.Errorf("open bucket %s: %w", events.OwnersBucket, err)
 	}
-	if !seen {
-		// Never seen as far as the projection knows: the log may know better,
-		// but the append's sequence check settles that.
-		return events.Unknown, "", 0, e.follower.IsReady()
+	id, err := engineID(e.dir)
+	if err != nil {
+		return err
 	}
-	return st.Status, st.Name, st.Seq, true
+	if e.owner, err = lease.New(ctx, lease.Config{KV: owners, Key: events.OwnerKey, Holder: id, Logger: e.logger}); err != nil {
+		return err
+	}
+	js, err := jetstream.New(e.nc, jetstream.WithPublishAsyncMaxPending(2*DefaultInFlight), jetstream.WithPublishAsyncTimeout(appendTimeout))
+	if err != nil {
+		return err
+	}
+	e.writer, err = newWriter(writerConfig{JetStream: js, Projection: e.projection, Lease: e.owner, Logger: e.logger,
+		Requests: requests, ContactRate: e.opts.ContactRate, ContactBurst: e.opts.ContactBurst})
+	return err
+}
+
+// appendTimeout is how long the writer waits for an append's acknowledgement
+// before it reads the log to learn whether it was stored.
+const appendTimeout = 5 * time.Second
+
+// idFile, in an engine's data directory, names the engine as a holder of the
+// log's ownership: drawn at the first start and kept, so that an engine
+// restarted on its directory takes back at once an ownership it had not let go
+// of (it crashed) instead of waiting out the TTL.
+const idFile = "ENGINE_ID"
+
+// engineID returns the engine's name from dir, drawn at the first start.
+func engineID(dir string) (string, error) {
+	path := filepath.Join(dir, idFile)
+	b, err := os.ReadFile(path)
+	if err == nil && len(bytes.TrimSpace(b)) > 0 {
+		return string(bytes.TrimSpace(b)), nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("data directory %q: read the engine's ID: %w", dir, err)
+	}
+	host, _ := os.Hostname()
+	secret, err := newSecret()
+	if err != nil {
+		return "", err
+	}
+	id := fmt.Sprintf("%s-%s", host, secret[:12])
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("data directory %q: keep the engine's ID: %w", dir, err)
+	}
+	return id, nil
 }
 
 // Run runs the follower, the feed and the service until ctx is done, then shuts
@@ -305,6 +352,8 @@ func (e *Engine) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(parts)
 	g.Go(func() error { return e.follower.Run(gctx) })
 	g.Go(func() error { return e.feed.Run(gctx) })
+	g.Go(func() error { return e.owner.Run(gctx) })
+	g.Go(func() error { return e.writer.Run(gctx) })
 	e.repairs.Store(&repairCtx{ctx: gctx, wg: g})
 	g.Go(func() error { e.scan(gctx); return nil })
 
@@ -323,13 +372,19 @@ func (e *Engine) Run(ctx context.Context) error {
 // may still be refused (503) until the projection has caught up (WaitReady).
 func (e *Engine) Started() <-chan struct{} { return e.service.Started() }
 
-// WaitReady blocks until the service answers and the projection has caught up
-// with the log, or ctx is done.
+// WaitReady blocks until the service answers, the projection has caught up
+// with the log and the log has an owner (this engine or another), or ctx is
+// done.
 func (e *Engine) WaitReady(ctx context.Context) error {
 	for _, ch := range []<-chan struct{}{e.service.Started(), e.follower.Ready()} {
 		select {
 		case <-ch:
 		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	for !e.writer.Owning() && (e.owner.Holder() == "" || e.owner.Held()) {
+		if !retry.Sleep(ctx, 10*time.Millisecond) {
 			return ctx.Err()
 		}
 	}

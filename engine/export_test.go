@@ -3,13 +3,14 @@ package engine
 import (
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/nats-io/nats-server/v2/server"
 )
 
 // What the tests of package engine_test reach inside the engine.
 
 var (
-	ConflictWait     = conflictWait
 	ErrorCode        = errorCode
 	StartServer      = startServer
 	LogStreamConfig  = logStreamConfig
@@ -24,8 +25,24 @@ type (
 
 const LockFile = lockFile
 
-// SetClock sets the clock of the writer's event times.
-func (w *Writer) SetClock(now func() time.Time) { w.cfg.Now = now }
+// Hook has the owner's decider set the clock of its event times (if now is
+// not nil) and reach the log through wrap(its JetStream) (if wrap is not nil),
+// from its next set on. It fails while this engine does not own the log.
+func (w *Writer) Hook(now func() time.Time, wrap func(jetstream.JetStream) jetstream.JetStream) error {
+	o := &op{done: make(chan struct{}), hook: func() {
+		if now != nil {
+			w.cfg.Now = now
+		}
+		if wrap != nil {
+			w.js = wrap(w.js)
+		}
+	}}
+	w.ops <- o
+	<-o.done
+	return o.err
+}
+
+var RequestKey = requestKey
 
 // Repairing reports whether a repair of a damaged projection runs.
 func (e *Engine) Repairing() bool { return e.repairing.Load() }

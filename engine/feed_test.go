@@ -70,7 +70,7 @@ func TestSeveralEnginesShareOneFeed(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			enginetest.WriteRandom(t, r.Writer(), rand.New(rand.NewPCG(uint64(i), 9)), 5, 150)
+			enginetest.WriteRandom(t, r.Client(t), rand.New(rand.NewPCG(uint64(i), 9)), 5, 150)
 		}()
 	}
 	wg.Wait()
@@ -103,7 +103,7 @@ func TestLogRecreatedIsNoticed(t *testing.T) {
 	r.Stop(t)
 
 	js := recreateLog(t, s)
-	w := newTestWriter(t, s.ClientURL())
+	w := &enginetest.LogWriter{JS: js}
 	if _, err := w.Set(ctx, client.SetRequest{Contact: "new-contact", Status: events.Away}); err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +165,7 @@ func TestLogRecreatedWhileCutOffIsNoticed(t *testing.T) {
 			p.Pause()
 			natstest.WaitFor(t, "the engine to be cut off", func() bool { return !r.Conn().IsConnected() })
 			js := recreateLog(t, s)
-			w := newTestWriter(t, s.ClientURL())
+			w := &enginetest.LogWriter{JS: js}
 			want := map[string]events.Status{"old-contact": events.Unknown}
 			for _, set := range tc.sets {
 				if _, err := w.Set(ctx, set); err != nil {
@@ -213,7 +213,7 @@ func TestLogRestoredWhileCutOffIsNoticed(t *testing.T) {
 	p := natstest.StartProxy(t, strings.TrimPrefix(s.ClientURL(), "nats://"))
 	r := enginetest.Start(t, "", engine.Options{NATSURL: p.URL()})
 	ctx := natstest.Context(t)
-	set := func(w *engine.Writer, contact string, st events.Status) client.SetResult {
+	set := func(w enginetest.Setter, contact string, st events.Status) client.SetResult {
 		t.Helper()
 		res, err := w.Set(ctx, client.SetRequest{Contact: contact, Status: st})
 		if err != nil {
@@ -259,7 +259,8 @@ func TestLogRestoredWhileCutOffIsNoticed(t *testing.T) {
 		}
 		return os.CopyFS(dir, os.DirFS(older))
 	})
-	w := newTestWriter(t, s.ClientURL())
+	_, js := natstest.JetStream(t, s)
+	w := &enginetest.LogWriter{JS: js}
 	for _, st := range []events.Status{events.Online, events.Away, events.Online, events.Away} { // seqs 2 to 5
 		set(w, "new-contact", st)
 	}
@@ -275,7 +276,6 @@ func TestLogRestoredWhileCutOffIsNoticed(t *testing.T) {
 		}
 	}
 	r.WaitFeed(t)
-	_, js := natstest.JetStream(t, s)
 	checkFeed(t, js)
 }
 

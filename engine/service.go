@@ -16,6 +16,7 @@ import (
 
 	"github.com/presence-engine/presence/client"
 	"github.com/presence-engine/presence/events"
+	"github.com/presence-engine/presence/internal/retry"
 )
 
 // ServiceName is the name of the micro service, as `nats micro ls` shows it.
@@ -141,6 +142,13 @@ func (s *service) Run(ctx context.Context) error {
 			return fmt.Errorf("add endpoint %s: %w", e.name, err)
 		}
 	}
+	ownerCtx, stopOwner := context.WithCancel(ctx)
+	ownerDone := make(chan struct{})
+	go func() {
+		defer close(ownerDone)
+		s.serveOwner(ownerCtx, s.dispatch(ctx, s.set, sets, false))
+	}()
+	defer func() { stopOwner(); <-ownerDone }()
 	// A round trip makes sure the server has the subscriptions before anyone is
 	// told the service is up.
 	if err := s.cfg.Conn.FlushTimeout(5 * time.Second); err != nil {
@@ -218,6 +226,10 @@ func (s *service) answer(subject string, reply any, err error) (body []byte, cod
 		s.logger.Error("service: request failed", "subject", subject, "err", err)
 	}
 	desc = oneLine(err.Error())
+	var owners *client.ServiceError
+	if errors.As(err, &owners) {
+		desc = owners.Description // the owner's answer, passed on as it was
+	}
 	body, _ = json.Marshal(map[string]any{"error": map[string]any{"code": code, "description": desc}})
 	return body, code, desc
 }
@@ -278,6 +290,10 @@ func (s *service) respondLater(subject, replyTo string, reply any, err error) {
 
 // errorCode maps an error to the service's status code: 400, 409, 429, 503 or 500.
 func errorCode(err error) int {
+	var passed *client.ServiceError
+	if errors.As(err, &passed) {
+		return passed.Code
+	}
 	switch {
 	case errors.Is(err, client.ErrBadRequest),
 		errors.Is(err, events.ErrInvalidContact), errors.Is(err, events.ErrInvalidToken),
@@ -299,7 +315,12 @@ func oneLine(s string) string {
 }
 
 func (s *service) set(req micro.Request) (work, error) {
-	contact, err := contactOf(req.Subject(), events.SetPrefix)
+	prefix := events.SetPrefix
+	passedOn := strings.HasPrefix(req.Subject(), events.OwnerSetPrefix)
+	if passedOn {
+		prefix = events.OwnerSetPrefix
+	}
+	contact, err := contactOf(req.Subject(), prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -307,12 +328,102 @@ func (s *service) set(req micro.Request) (work, error) {
 	if err != nil {
 		return nil, err
 	}
+	body := req.Data()
 	return func(ctx context.Context) (any, error) {
 		ctx, cancel := context.WithTimeout(ctx, s.cfg.SetTimeout)
 		defer cancel()
-		return s.cfg.Writer.Set(ctx, sr)
+		res, err := s.cfg.Writer.Set(ctx, sr)
+		if passedOn || !errors.Is(err, errNotOwner) {
+			return res, err
+		}
+		s.cfg.Writer.passedOn.Add(1)
+		return s.passOn(ctx, contact, body)
 	}, nil
 }
+
+// passOn passes a set on to the engine that owns the log, and returns its
+// answer. While no engine owns it (one is taking it over), it asks again until
+// ctx is done.
+func (s *service) passOn(ctx context.Context, contact string, body []byte) (any, error) {
+	subject := events.OwnerSetPrefix + events.Token(contact)
+	backoff := retry.Backoff{First: 20 * time.Millisecond, Max: 500 * time.Millisecond}
+	for {
+		msg, err := s.cfg.Conn.RequestWithContext(ctx, subject, body)
+		if err == nil {
+			code := msg.Header.Get(micro.ErrorCodeHeader)
+			desc := msg.Header.Get(micro.ErrorHeader)
+			if code == "" {
+				var res client.SetResult
+				if err := json.Unmarshal(msg.Data, &res); err != nil {
+					return nil, fmt.Errorf("the owner's answer is not understood: %w", err)
+				}
+				return res, nil
+			}
+			if desc != errNotOwner.Error() {
+				n, _ := strconv.Atoi(code)
+				return nil, &client.ServiceError{Code: n, Description: desc}
+			}
+			// The owner stepped down meanwhile: the next one answers.
+		} else if !errors.Is(err, nats.ErrNoResponders) {
+			if ctx.Err() != nil {
+				return nil, unavailable(errors.New("no engine owns the log at the moment (one is taking it over); retry"))
+			}
+			return nil, unavailable(fmt.Errorf("pass the set on to the log's owner: %w", err))
+		}
+		if !backoff.Wait(ctx) {
+			return nil, unavailable(errors.New("no engine owns the log at the moment (one is taking it over); retry"))
+		}
+	}
+}
+
+// serveOwner answers the sets passed on to this engine while it owns the log,
+// through dispatch as the service's own endpoints are.
+func (s *service) serveOwner(ctx context.Context, handle micro.HandlerFunc) {
+	var sub *nats.Subscription
+	defer func() {
+		if sub != nil {
+			_ = sub.Unsubscribe()
+		}
+	}()
+	for {
+		changed := s.cfg.Writer.Changed()
+		switch owning := s.cfg.Writer.Owning(); {
+		case owning && sub == nil:
+			var err error
+			sub, err = s.cfg.Conn.Subscribe(events.OwnerSetPrefix+"*", func(m *nats.Msg) { handle(passedOn{m}) })
+			if err != nil {
+				s.logger.Error("service: cannot take the sets passed on to the owner; other engines' sets wait", "err", err)
+			}
+		case !owning && sub != nil:
+			_ = sub.Unsubscribe()
+			sub = nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// passedOn is a set passed on by another engine, as a micro.Request.
+type passedOn struct{ msg *nats.Msg }
+
+func (p passedOn) Respond(data []byte, _ ...micro.RespondOpt) error { return p.msg.Respond(data) }
+func (p passedOn) RespondJSON(v any, _ ...micro.RespondOpt) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return p.msg.Respond(b)
+}
+func (p passedOn) Error(code, desc string, data []byte, _ ...micro.RespondOpt) error {
+	return p.msg.RespondMsg(&nats.Msg{Data: data, Header: nats.Header{micro.ErrorHeader: {desc}, micro.ErrorCodeHeader: {code}}})
+}
+func (p passedOn) Data() []byte           { return p.msg.Data }
+func (p passedOn) Headers() micro.Headers { return micro.Headers(p.msg.Header) }
+func (p passedOn) Subject() string        { return p.msg.Subject }
+func (p passedOn) Reply() string          { return p.msg.Reply }
 
 func (s *service) status(req micro.Request) (work, error) {
 	contact, err := contactOf(req.Subject(), events.StatusPrefix)

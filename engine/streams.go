@@ -25,11 +25,26 @@ type StreamOptions struct {
 	// window and the lifetime of the answers in events.RequestsBucket. Zero means 2
 	// minutes.
 	Duplicates time.Duration
+	// OwnerTTL is how long the log stays with an owner that stopped without
+	// letting go of it (it died, or was cut off from NATS) before another
+	// engine takes it over: the TTL of events.OwnersBucket. An owner that
+	// stops cleanly hands over at once. Zero means DefaultOwnerTTL.
+	OwnerTTL time.Duration
 }
+
+// DefaultOwnerTTL is how long the log stays with an owner that died, unless
+// configured: the move then takes this and the new owner's catching up, well
+// within 10 seconds. Shorter moves sooner; each engine then also updates its
+// key more often (three times a TTL), and a pause of the owner's longer than
+// two thirds of it (a long GC or VM pause) costs it the log.
+const DefaultOwnerTTL = 6 * time.Second
 
 func (o StreamOptions) withDefaults() StreamOptions {
 	if o.Duplicates <= 0 {
 		o.Duplicates = 2 * time.Minute
+	}
+	if o.OwnerTTL <= 0 {
+		o.OwnerTTL = DefaultOwnerTTL
 	}
 	return o
 }
@@ -92,7 +107,24 @@ func requestsConfig(o StreamOptions) jetstream.KeyValueConfig {
 	}
 }
 
-// EnsureStreams creates the log and the feed if they are missing. An existing
+// ownersConfig returns the configuration of the bucket of the log's owner: its
+// key removed OwnerTTL after its holder last updated it, with a marker that
+// tells the others at once.
+func ownersConfig(o StreamOptions) jetstream.KeyValueConfig {
+	o = o.withDefaults()
+	return jetstream.KeyValueConfig{
+		Bucket:         events.OwnersBucket,
+		Description:    "presence: which engine owns the log, held by a lease",
+		History:        1,
+		TTL:            o.OwnerTTL,
+		LimitMarkerTTL: o.OwnerTTL,
+		Storage:        jetstream.FileStorage,
+		Replicas:       o.Replicas,
+	}
+}
+
+// EnsureStreams creates the log, the feed and the buckets (of answers to
+// request IDs, of the log's owner) if they are missing. An existing
 // stream is never changed: one whose configuration would break the engine's
 // guarantees is reported with an error naming the setting, what it is and what
 // is needed; settings that only weaken them (limits that drop old events) are
@@ -132,19 +164,22 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions,
 			return err
 		}
 	}
-	kv := requestsConfig(o)
-	if _, err := openBucket(ctx, js, kv.Bucket); errors.Is(err, jetstream.ErrBucketNotFound) {
-		err = withReplicas(kv.Replicas, func(replicas int) error {
-			cfg := kv
-			cfg.Replicas = replicas
-			_, err := answered(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.CreateKeyValue(ctx, cfg) })
-			return err
-		})
-		if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
-			return fmt.Errorf("create bucket %s: %w", kv.Bucket, err)
+	// The owners' bucket is new with owners: made on the first start of an
+	// engine on a log written before them too.
+	for _, kv := range []jetstream.KeyValueConfig{requestsConfig(o), ownersConfig(o)} {
+		if _, err := openBucket(ctx, js, kv.Bucket); errors.Is(err, jetstream.ErrBucketNotFound) {
+			err = withReplicas(kv.Replicas, func(replicas int) error {
+				cfg := kv
+				cfg.Replicas = replicas
+				_, err := answered(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.CreateKeyValue(ctx, cfg) })
+				return err
+			})
+			if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+				return fmt.Errorf("create bucket %s: %w", kv.Bucket, err)
+			}
+		} else if err != nil {
+			return fmt.Errorf("look up bucket %s: %w", kv.Bucket, err)
 		}
-	} else if err != nil {
-		return fmt.Errorf("look up bucket %s: %w", kv.Bucket, err)
 	}
 	return nil
 }

@@ -3,10 +3,7 @@ package engine_test
 import (
 	"context"
 	"errors"
-	"fmt"
-	"math/rand/v2"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,52 +17,6 @@ import (
 	"github.com/presence-engine/presence/engine/natstest"
 	"github.com/presence-engine/presence/events"
 )
-
-// newTestWriter returns a writer of its own, with its own connection and memory,
-// on a server where the streams exist.
-func newTestWriter(t testing.TB, url string) *engine.Writer {
-	t.Helper()
-	w, _ := newHookedWriter(t, url, nil)
-	return w
-}
-
-// appendHook is given each append's outcome and returns what the writer is
-// told instead: a lost acknowledgement, say.
-type appendHook func(ctx context.Context, ack *jetstream.PubAck, err error) (*jetstream.PubAck, error)
-
-// hookedJS passes each append through its hook.
-type hookedJS struct {
-	jetstream.JetStream
-	after appendHook
-}
-
-func (j *hookedJS) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
-	ack, err := j.JetStream.PublishMsg(ctx, m, opts...)
-	return j.after(ctx, ack, err)
-}
-
-// newHookedWriter is newTestWriter whose appends, if after is not nil, go
-// through after. It also returns the writer's JetStream, hook and all left out.
-func newHookedWriter(t testing.TB, url string, after appendHook) (*engine.Writer, jetstream.JetStream) {
-	t.Helper()
-	js, err := jetstream.New(enginetest.ConnectURL(t, url))
-	if err != nil {
-		t.Fatal(err)
-	}
-	requests, err := js.KeyValue(natstest.Context(t), events.RequestsBucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var through jetstream.JetStream = js
-	if after != nil {
-		through = &hookedJS{JetStream: js, after: after}
-	}
-	w, err := engine.NewWriter(engine.WriterConfig{JetStream: through, Logger: natstest.Logger(t), Requests: requests})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return w, js
-}
 
 func lastSeq(t testing.TB, js jetstream.JetStream, stream string) uint64 {
 	t.Helper()
@@ -167,182 +118,6 @@ func TestUnsettableStatusesAreRefused(t *testing.T) {
 	}
 }
 
-// TestRacingWritersKeepTheChain races 8 writers, each with its own connection
-// and memory, on one contact: every event's previous must be the status of the
-// event before it, and every acknowledged change must be in the log once.
-func TestRacingWritersKeepTheChain(t *testing.T) {
-	s := natstest.Start(t)
-	r := enginetest.Start(t, "", engine.Options{NATSURL: s.ClientURL()})
-	statuses := []events.Status{events.Online, events.Away, events.Busy, events.Invisible, events.Offline, events.DoNotDisturb}
-	const writers, sets = 8, 40
-	var (
-		mu    sync.Mutex
-		acked []client.SetResult
-		wg    sync.WaitGroup
-		ws    []*engine.Writer
-	)
-	for i := range writers {
-		w := newTestWriter(t, s.ClientURL())
-		ws = append(ws, w)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(i), 7))
-			for range sets {
-				res, err := w.Set(context.Background(), client.SetRequest{Contact: "sip:contended@contoso.com",
-					Status: statuses[rng.IntN(len(statuses))], Name: fmt.Sprintf("writer %d", i)})
-				if err != nil {
-					t.Errorf("writer %d: %v", i, err)
-					return
-				}
-				mu.Lock()
-				acked = append(acked, res)
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	log := enginetest.ReadLog(t, r.JetStream(t))
-	enginetest.CheckChains(t, log)
-	bySeq := map[uint64]events.Event{}
-	for _, le := range log {
-		bySeq[le.Seq] = le.Event
-	}
-	changed := 0
-	seen := map[uint64]bool{}
-	for _, res := range acked {
-		if !res.Changed {
-			continue
-		}
-		changed++
-		if seen[res.Seq] {
-			t.Errorf("two acknowledged sets share seq %d", res.Seq)
-		}
-		seen[res.Seq] = true
-		e, ok := bySeq[res.Seq]
-		if !ok || e.Status != res.Status || e.Previous != res.Previous {
-			t.Errorf("acknowledged %+v, log holds %+v (present: %v)", res, e, ok)
-		}
-	}
-	if changed != len(log) {
-		t.Errorf("%d sets acknowledged as changes, log holds %d events", changed, len(log))
-	}
-	var conflicts uint64
-	for _, w := range ws {
-		conflicts += w.Metrics().Conflicts
-	}
-	t.Logf("%d sets, %d changes, %d conflicts settled against the log", len(acked), changed, conflicts)
-}
-
-// TestRequestIDIsStoredOnce retries a request, with and without other changes in
-// between, through the same writer and through a writer that never saw it.
-func TestRequestIDIsStoredOnce(t *testing.T) {
-	s := natstest.Start(t)
-	r := enginetest.Start(t, "", engine.Options{NATSURL: s.ClientURL()})
-	js := r.JetStream(t)
-	w := r.Writer()
-	ctx := natstest.Context(t)
-	first, err := w.Set(ctx, client.SetRequest{Contact: "bob", Status: events.Away, RequestID: "req-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	after := lastSeq(t, js, events.LogStream)
-	check := func(name string, w *engine.Writer, req client.SetRequest) {
-		t.Helper()
-		got, err := w.Set(ctx, req)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if got != first {
-			t.Errorf("%s: retry answered %+v, want the first answer %+v", name, got, first)
-		}
-	}
-	check("same writer, nothing in between", w, client.SetRequest{Contact: "bob", Status: events.Away, RequestID: "req-1"})
-	check("other writer, nothing in between", newTestWriter(t, s.ClientURL()), client.SetRequest{Contact: "bob", Status: events.Away, RequestID: "req-1"})
-	if got := lastSeq(t, js, events.LogStream); got != after {
-		t.Fatalf("retries appended: log at seq %d, want %d", got, after)
-	}
-
-	// Another change comes in between; the retry must still be answered as the
-	// first time and append nothing.
-	if _, err := w.Set(ctx, client.SetRequest{Contact: "bob", Status: events.Online}); err != nil {
-		t.Fatal(err)
-	}
-	after = lastSeq(t, js, events.LogStream)
-	check("same writer, a change in between", w, client.SetRequest{Contact: "bob", Status: events.Away, RequestID: "req-1"})
-	check("other writer, a change in between", newTestWriter(t, s.ClientURL()), client.SetRequest{Contact: "bob", Status: events.Away, RequestID: "req-1"})
-	if got := lastSeq(t, js, events.LogStream); got != after {
-		t.Errorf("retries appended: log at seq %d, want %d", got, after)
-	}
-
-	// The same request ID on another contact is another request.
-	other, err := w.Set(ctx, client.SetRequest{Contact: "carol", Status: events.Away, RequestID: "req-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !other.Changed || other.Contact != "carol" || other.Seq == first.Seq {
-		t.Errorf("request ID reused by another contact = %+v, want a change of its own", other)
-	}
-	log := enginetest.ReadLog(t, js)
-	n := 0
-	for _, le := range log {
-		if le.Event.RequestID == "req-1" {
-			n++
-		}
-	}
-	if n != 2 {
-		t.Errorf("log holds %d events with request req-1, want 2 (bob once, carol once)", n)
-	}
-}
-
-// TestRequestIDGivenAgainForAnotherStatusIsRefused: a request ID names one
-// set; given again with another status it is refused (400), not answered as
-// the first set, which would tell the caller its status was set. So whether
-// the answer is found in the writer's memory, in the requests bucket, or only
-// in the log, with or without a change in between.
-func TestRequestIDGivenAgainForAnotherStatusIsRefused(t *testing.T) {
-	s := natstest.Start(t)
-	r := enginetest.Start(t, "", engine.Options{NATSURL: s.ClientURL()})
-	js := r.JetStream(t)
-	ctx := natstest.Context(t)
-	if _, err := r.Writer().Set(ctx, client.SetRequest{Contact: "bob", Status: events.Away, RequestID: "req-1"}); err != nil {
-		t.Fatal(err)
-	}
-	logOnly, err := engine.NewWriter(engine.WriterConfig{JetStream: js, Logger: natstest.Logger(t)}) // no requests bucket
-	if err != nil {
-		t.Fatal(err)
-	}
-	writers := []struct {
-		name string
-		w    *engine.Writer
-	}{{"same writer", r.Writer()}, {"other writer", newTestWriter(t, s.ClientURL())}, {"the log alone", logOnly}}
-	check := func(between string, st events.Status) {
-		t.Helper()
-		after := lastSeq(t, js, events.LogStream)
-		for _, w := range writers {
-			res, err := w.w.Set(ctx, client.SetRequest{Contact: "bob", Status: st, RequestID: "req-1"})
-			if !errors.Is(err, client.ErrBadRequest) {
-				t.Errorf("%s, %s: req-1 given again for %s = %+v, %v; want it refused as bad input", w.name, between, st, res, err)
-				continue
-			}
-			for _, part := range []string{`"req-1"`, "away", st.String()} {
-				if !strings.Contains(err.Error(), part) {
-					t.Errorf("%s, %s: %q, want it to name %s", w.name, between, err, part)
-				}
-			}
-		}
-		if got := lastSeq(t, js, events.LogStream); got != after {
-			t.Errorf("%s: the refused sets appended: log at seq %d, want %d", between, got, after)
-		}
-	}
-	check("nothing in between", events.Busy)
-	if _, err := r.Writer().Set(ctx, client.SetRequest{Contact: "bob", Status: events.Online}); err != nil {
-		t.Fatal(err)
-	}
-	check("a change in between", events.Online) // bob is online: it would change nothing
-	check("a change in between", events.Busy)
-}
-
 func TestExpectSeq(t *testing.T) {
 	r := enginetest.Start(t, "", engine.Options{})
 	c := r.Client(t)
@@ -367,287 +142,196 @@ func TestExpectSeq(t *testing.T) {
 	}
 }
 
-// TestWriterNoticesOtherWriters: a writer's memory of a contact goes stale when
-// another writer changes it; an apparent no-op must be checked against the log.
-func TestWriterNoticesOtherWriters(t *testing.T) {
-	s := natstest.Start(t)
-	r := enginetest.Start(t, "", engine.Options{NATSURL: s.ClientURL()})
-	a, b := r.Writer(), newTestWriter(t, s.ClientURL())
+// restarted stops r and starts an engine again on its directory: an owner
+// with nothing in memory of what it appended.
+func restarted(t *testing.T, r *enginetest.Running) *enginetest.Running {
+	t.Helper()
+	r.Stop(t)
+	return enginetest.Start(t, r.Dir, engine.Options{})
+}
+
+// forget removes the kept answer to a request, as when its owner died before
+// keeping it: only the log knows the request then.
+func forget(t *testing.T, r *enginetest.Running, contact, requestID string) {
+	t.Helper()
+	kv, err := r.JetStream(t).KeyValue(natstest.Context(t), events.RequestsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Purge(natstest.Context(t), engine.RequestKey(contact, requestID)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRequestIDIsStoredOnce retries a request, with and without other changes
+// in between, on the owner that appended it, on an owner restarted since, and
+// on one that finds the answer only in the log.
+func TestRequestIDIsStoredOnce(t *testing.T) {
+	r := enginetest.Start(t, "", engine.Options{})
 	ctx := natstest.Context(t)
-	mustSet := func(w *engine.Writer, st events.Status) client.SetResult {
+	req := client.SetRequest{Contact: "bob", Status: events.Away, RequestID: "req-1"}
+	first, err := r.Writer().Set(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(name string) {
 		t.Helper()
-		res, err := w.Set(ctx, client.SetRequest{Contact: "erin", Status: st})
-		if err != nil {
-			t.Fatal(err)
+		before := lastSeq(t, r.JetStream(t), events.LogStream)
+		got, err := r.Writer().Set(ctx, req)
+		if err != nil || got != first {
+			t.Errorf("%s: retry answered %+v, %v; want the first answer %+v", name, got, err, first)
 		}
-		return res
+		if after := lastSeq(t, r.JetStream(t), events.LogStream); after != before {
+			t.Errorf("%s: the retry appended %d events", name, after-before)
+		}
 	}
-	mustSet(a, events.Away)   // a remembers away
-	mustSet(b, events.Online) // b changes it behind a's back
-	res := mustSet(a, events.Away)
-	if !res.Changed || res.Previous != events.Online {
-		t.Errorf("set away after another writer set online = %+v, want online -> away", res)
+	check("same owner, nothing in between")
+	r = restarted(t, r)
+	check("owner restarted, nothing in between")
+	forget(t, r, "bob", "req-1")
+	r = restarted(t, r)
+	check("the log alone, nothing in between")
+
+	// Another change comes in between; the retry is still answered as the
+	// first time and appends nothing.
+	if _, err := r.Writer().Set(ctx, client.SetRequest{Contact: "bob", Status: events.Online}); err != nil {
+		t.Fatal(err)
 	}
-	enginetest.CheckChains(t, enginetest.ReadLog(t, r.JetStream(t)))
+	check("a change in between")
+	r = restarted(t, r)
+	check("owner restarted, a change in between")
+
+	// The same request ID on another contact is another request.
+	other, err := r.Writer().Set(ctx, client.SetRequest{Contact: "carol", Status: events.Away, RequestID: "req-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !other.Changed || other.Contact != "carol" || other.Seq == first.Seq {
+		t.Errorf("request ID reused by another contact = %+v, want a change of its own", other)
+	}
+	n := 0
+	for _, le := range enginetest.ReadLog(t, r.JetStream(t)) {
+		if le.Event.RequestID == "req-1" {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("log holds %d events with request req-1, want 2 (bob once, carol once)", n)
+	}
+}
+
+// TestRequestIDGivenAgainForAnotherStatusIsRefused: a request ID names one
+// set; given again with another status it is refused (400), not answered as
+// the first set, which would tell the caller its status was set. So whether
+// the answer is found in the owner's memory, in the requests bucket, or only
+// in the log, with or without a change in between.
+func TestRequestIDGivenAgainForAnotherStatusIsRefused(t *testing.T) {
+	r := enginetest.Start(t, "", engine.Options{})
+	ctx := natstest.Context(t)
+	if _, err := r.Writer().Set(ctx, client.SetRequest{Contact: "bob", Status: events.Away, RequestID: "req-1"}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(where, between string, st events.Status) {
+		t.Helper()
+		before := lastSeq(t, r.JetStream(t), events.LogStream)
+		res, err := r.Writer().Set(ctx, client.SetRequest{Contact: "bob", Status: st, RequestID: "req-1"})
+		if !errors.Is(err, client.ErrBadRequest) {
+			t.Errorf("%s, %s: req-1 given again for %s = %+v, %v; want it refused as bad input", where, between, st, res, err)
+			return
+		}
+		for _, part := range []string{`"req-1"`, "away", st.String()} {
+			if !strings.Contains(err.Error(), part) {
+				t.Errorf("%s, %s: %q, want it to name %s", where, between, err, part)
+			}
+		}
+		if after := lastSeq(t, r.JetStream(t), events.LogStream); after != before {
+			t.Errorf("%s, %s: the refused set appended: log at seq %d, want %d", where, between, after, before)
+		}
+	}
+	check("same owner", "nothing in between", events.Busy)
+	r = restarted(t, r)
+	check("owner restarted", "nothing in between", events.Busy)
+	if _, err := r.Writer().Set(ctx, client.SetRequest{Contact: "bob", Status: events.Online}); err != nil {
+		t.Fatal(err)
+	}
+	check("same owner", "a change in between", events.Online) // bob is online: it would change nothing
+	check("same owner", "a change in between", events.Busy)
+	forget(t, r, "bob", "req-1")
+	r = restarted(t, r)
+	check("the log alone", "a change in between", events.Online)
+	check("the log alone", "a change in between", events.Busy)
 }
 
 // TestRequestIDAfterTheContactCameBack retries a request once the contact has
-// come back to the status it set, through another writer (as after a restart or
-// on another engine): the retry is answered as the first time, appending nothing.
+// come back to the status it set, on an owner restarted since: the retry is
+// answered as the first time, appending nothing.
 func TestRequestIDAfterTheContactCameBack(t *testing.T) {
-	s := natstest.Start(t)
-	r := enginetest.Start(t, "", engine.Options{NATSURL: s.ClientURL()})
-	js := r.JetStream(t)
-	w := r.Writer()
+	r := enginetest.Start(t, "", engine.Options{})
 	ctx := natstest.Context(t)
-	first, err := w.Set(ctx, client.SetRequest{Contact: "fay", Status: events.Online, RequestID: "r-1"})
+	first, err := r.Writer().Set(ctx, client.SetRequest{Contact: "fay", Status: events.Online, RequestID: "r-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, st := range []events.Status{events.Away, events.Online} {
-		if _, err := w.Set(ctx, client.SetRequest{Contact: "fay", Status: st}); err != nil {
+		if _, err := r.Writer().Set(ctx, client.SetRequest{Contact: "fay", Status: st}); err != nil {
 			t.Fatal(err)
 		}
 	}
+	r = restarted(t, r)
+	js := r.JetStream(t)
 	before := lastSeq(t, js, events.LogStream)
-	got, err := newTestWriter(t, s.ClientURL()).Set(ctx, client.SetRequest{Contact: "fay", Status: events.Online, RequestID: "r-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got != first {
-		t.Errorf("retry answered %+v, want the first answer %+v", got, first)
+	got, err := r.Writer().Set(ctx, client.SetRequest{Contact: "fay", Status: events.Online, RequestID: "r-1"})
+	if err != nil || got != first {
+		t.Errorf("retry answered %+v, %v; want the first answer %+v", got, err, first)
 	}
 	// A request the log does not know is a plain no-op.
-	got, err = newTestWriter(t, s.ClientURL()).Set(ctx, client.SetRequest{Contact: "fay", Status: events.Online, RequestID: "r-2"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.Changed || got.Seq != before {
-		t.Errorf("unknown request with the current status = %+v, want no change at seq %d", got, before)
+	got, err = r.Writer().Set(ctx, client.SetRequest{Contact: "fay", Status: events.Online, RequestID: "r-2"})
+	if err != nil || got.Changed || got.Seq != before {
+		t.Errorf("unknown request with the current status = %+v, %v; want no change at seq %d", got, err, before)
 	}
 	if after := lastSeq(t, js, events.LogStream); after != before {
 		t.Errorf("log went from seq %d to %d", before, after)
 	}
 }
 
-// TestUnchangedRequestIsAnsweredTheSame retries a request whose first answer was
-// "nothing changed", after another change, on another writer: it is answered
-// the same way and appends nothing.
+// TestUnchangedRequestIsAnsweredTheSame retries a request whose first answer
+// was "nothing changed", after another change, on an owner restarted since: it
+// is answered the same way and appends nothing.
 func TestUnchangedRequestIsAnsweredTheSame(t *testing.T) {
-	s := natstest.Start(t)
-	r := enginetest.Start(t, "", engine.Options{NATSURL: s.ClientURL()})
-	js := r.JetStream(t)
+	r := enginetest.Start(t, "", engine.Options{})
 	ctx := natstest.Context(t)
-	w := r.Writer()
-	if _, err := w.Set(ctx, client.SetRequest{Contact: "gus", Status: events.Away}); err != nil {
+	if _, err := r.Writer().Set(ctx, client.SetRequest{Contact: "gus", Status: events.Away}); err != nil {
 		t.Fatal(err)
 	}
-	first, err := w.Set(ctx, client.SetRequest{Contact: "gus", Status: events.Away, RequestID: "r-1"})
+	first, err := r.Writer().Set(ctx, client.SetRequest{Contact: "gus", Status: events.Away, RequestID: "r-1"})
 	if err != nil || first.Changed {
 		t.Fatalf("first answer %+v, %v; want no change", first, err)
 	}
-	if _, err := w.Set(ctx, client.SetRequest{Contact: "gus", Status: events.Busy}); err != nil {
+	if _, err := r.Writer().Set(ctx, client.SetRequest{Contact: "gus", Status: events.Busy}); err != nil {
 		t.Fatal(err)
 	}
+	r = restarted(t, r)
+	js := r.JetStream(t)
 	before := lastSeq(t, js, events.LogStream)
-	got, err := newTestWriter(t, s.ClientURL()).Set(ctx, client.SetRequest{Contact: "gus", Status: events.Away, RequestID: "r-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got != first {
-		t.Errorf("retry answered %+v, want the first answer %+v", got, first)
+	got, err := r.Writer().Set(ctx, client.SetRequest{Contact: "gus", Status: events.Away, RequestID: "r-1"})
+	if err != nil || got != first {
+		t.Errorf("retry answered %+v, %v; want the first answer %+v", got, err, first)
 	}
 	if after := lastSeq(t, js, events.LogStream); after != before {
 		t.Errorf("the retry appended: log went from seq %d to %d", before, after)
 	}
 }
 
-// TestConflictWait: the first conflict is retried at once (what the writer
-// remembered was stale, and the log has been read since); later ones wait,
-// and give up their wait when the set's context ends.
-func TestConflictWait(t *testing.T) {
-	done, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := engine.ConflictWait(done, 0); err != nil {
-		t.Errorf("after the first conflict: %v, want a retry at once", err)
-	}
-	for _, attempt := range []int{1, 5, 40} {
-		if err := engine.ConflictWait(done, attempt); !errors.Is(err, context.Canceled) {
-			t.Errorf("attempt %d with the set's context ended: %v, want context.Canceled", attempt, err)
-		}
-		if err := engine.ConflictWait(context.Background(), attempt); err != nil {
-			t.Errorf("attempt %d: %v, want a wait that ends", attempt, err)
-		}
-	}
+// probes counts the owner's questions to the log about a request ID: its
+// synchronous publishes (appends are asynchronous).
+type probes struct {
+	jetstream.JetStream
+	n atomic.Int64
 }
 
-// TestLostAcknowledgementIsSettledFromTheLog: an append stored whose
-// acknowledgement was lost is answered as stored, from the log, with or
-// without a request ID and expect_seq; it is not appended twice, and the set
-// is not answered with a 503 that a retry after another change would find
-// refused (409) or "nothing changed".
-func TestLostAcknowledgementIsSettledFromTheLog(t *testing.T) {
-	r := enginetest.Start(t, "", engine.Options{})
-	// An append stored once lose is set says it failed, as when its
-	// acknowledgement is lost (a timeout, a reconnection, a leader change),
-	// after then, if set, has run.
-	var (
-		lose atomic.Bool
-		then func()
-	)
-	w, js := newHookedWriter(t, r.ClientURL(), func(_ context.Context, ack *jetstream.PubAck, err error) (*jetstream.PubAck, error) {
-		if err == nil && lose.Swap(false) {
-			if then != nil {
-				then()
-			}
-			return nil, context.DeadlineExceeded
-		}
-		return ack, err
-	})
-	zero := uint64(0)
-	for _, req := range []client.SetRequest{
-		{Contact: "bob", Status: events.Online},
-		{Contact: "bob", Status: events.Away, Name: "Bob"},
-		{Contact: "carol", Status: events.Busy, RequestID: "r-1", ExpectSeq: &zero},
-	} {
-		before := lastSeq(t, js, events.LogStream)
-		lose.Store(true)
-		got, err := w.Set(natstest.Context(t), req)
-		if err != nil {
-			t.Fatalf("set %+v with its acknowledgement lost: %v", req, err)
-		}
-		if lose.Load() {
-			t.Fatalf("set %+v: no acknowledgement was lost", req)
-		}
-		stored := lastSeq(t, js, events.LogStream)
-		if stored != before+1 {
-			t.Errorf("set %+v appended %d events, want 1", req, stored-before)
-		}
-		log := enginetest.ReadLog(t, js)
-		e := log[len(log)-1].Event
-		want := client.SetResult{Contact: req.Contact, Status: req.Status, Previous: e.Previous, Seq: stored, Changed: true}
-		if got != want || e.Contact != req.Contact || e.Status != req.Status {
-			t.Errorf("set %+v answered %+v, want %+v (the log holds %+v)", req, got, want, e)
-		}
-	}
-	if again, err := w.Set(natstest.Context(t), client.SetRequest{Contact: "carol", Status: events.Busy, RequestID: "r-1", ExpectSeq: &zero}); err != nil ||
-		again.Seq != lastSeq(t, js, events.LogStream) || !again.Changed {
-		t.Errorf("retry of r-1: %+v, %v; want it answered as the first time", again, err)
-	}
-
-	// Another writer changes the contact between the lost append and the
-	// writer's look at the log: the lost one is no longer the last event,
-	// and is still found, with expect_seq and without.
-	other := r.Writer()
-	for i, req := range []client.SetRequest{
-		{Contact: "dan", Status: events.Online, ExpectSeq: &zero},
-		{Contact: "erin", Status: events.Online},
-	} {
-		then = func() {
-			if _, err := other.Set(natstest.Context(t), client.SetRequest{Contact: req.Contact, Status: events.Busy}); err != nil {
-				t.Errorf("the other writer's set: %v", err)
-			}
-		}
-		before := lastSeq(t, js, events.LogStream)
-		lose.Store(true)
-		got, err := w.Set(natstest.Context(t), req)
-		want := client.SetResult{Contact: req.Contact, Status: events.Online, Previous: events.Unknown, Seq: before + 1, Changed: true}
-		if err != nil || got != want {
-			t.Errorf("set %d %+v, its acknowledgement lost and another change after it: %+v, %v; want %+v", i, req, got, err, want)
-		}
-		if after := lastSeq(t, js, events.LogStream); after != before+2 {
-			t.Errorf("set %d appended %d events beside the other writer's, want 1", i, after-before-1)
-		}
-	}
-}
-
-// TestRetryAfterAnUnsettledSetIsAnsweredAsTheFirstTime: a set with a request
-// ID whose event was stored, but whose answer was neither given nor kept, is
-// retried after another change of the contact. The checks that would refuse it
-// (expect_seq) or call it a no-op (the contact is back at its status) come
-// before the log's deduplication, so the writer asks the log first: the retry
-// is answered as the first time. A set that truly changes nothing, or is truly
-// refused, is still answered so, and the asking stores nothing.
-func TestRetryAfterAnUnsettledSetIsAnsweredAsTheFirstTime(t *testing.T) {
-	t.Run("one server", func(t *testing.T) { retryAfterAnUnsettledSet(t, enginetest.Start(t, "", engine.Options{})) })
-	// On a cluster the server deduplicates before it proposes an append, and
-	// checks the last message ID once the append is agreed on: still first.
-	t.Run("a cluster of three", func(t *testing.T) {
-		retryAfterAnUnsettledSet(t, enginetest.Start(t, "", engine.Options{NATSURL: natstest.StartCluster(t, 3)[0].ClientURL()}))
-	})
-}
-
-func retryAfterAnUnsettledSet(t *testing.T, r *enginetest.Running) {
-	// An append stored once giveUp is set ends its context, as a caller that
-	// gives up while its append is on the way: the writer cannot settle it,
-	// and answers 503 with nothing kept of the answer.
-	var giveUp atomic.Pointer[context.CancelFunc]
-	first, js := newHookedWriter(t, r.ClientURL(), func(ctx context.Context, ack *jetstream.PubAck, err error) (*jetstream.PubAck, error) {
-		if cancel := giveUp.Swap(nil); cancel != nil && err == nil {
-			(*cancel)()
-			return nil, ctx.Err()
-		}
-		return ack, err
-	})
-	other := r.Writer()
-	zero := uint64(0)
-	unsettled := func(req client.SetRequest) uint64 {
-		t.Helper()
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		giveUp.Store(&cancel)
-		if _, err := first.Set(ctx, req); engine.ErrorCode(err) != 503 {
-			t.Fatalf("set %+v given up on: %v, want a 503", req, err)
-		}
-		return lastSeq(t, js, events.LogStream)
-	}
-	set := func(req client.SetRequest) client.SetResult {
-		t.Helper()
-		res, err := other.Set(natstest.Context(t), req)
-		if err != nil {
-			t.Fatalf("set %+v: %v", req, err)
-		}
-		return res
-	}
-
-	for _, tc := range []struct {
-		name  string
-		req   client.SetRequest
-		after []events.Status // changes of the contact before the retry
-	}{
-		{"with expect_seq, after another change", client.SetRequest{Contact: "bob", Status: events.Online, RequestID: "r-1", ExpectSeq: &zero}, []events.Status{events.Away}},
-		{"back at its status", client.SetRequest{Contact: "carol", Status: events.Online, RequestID: "r-2"}, []events.Status{events.Away, events.Online}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			stored := unsettled(tc.req)
-			for _, st := range tc.after {
-				set(client.SetRequest{Contact: tc.req.Contact, Status: st})
-			}
-			before := lastSeq(t, js, events.LogStream)
-			got, err := other.Set(natstest.Context(t), tc.req)
-			want := client.SetResult{Contact: tc.req.Contact, Status: tc.req.Status, Previous: events.Unknown, Seq: stored, Changed: true}
-			if err != nil || got != want {
-				t.Errorf("retry of %s, whose event is in the log at seq %d: %+v, %v; want %+v", tc.req.RequestID, stored, got, err, want)
-			}
-			if after := lastSeq(t, js, events.LogStream); after != before {
-				t.Errorf("the retry stored %d records", after-before)
-			}
-		})
-	}
-
-	t.Run("truly a no-op, truly refused", func(t *testing.T) {
-		cur := set(client.SetRequest{Contact: "dan", Status: events.Busy})
-		before := lastSeq(t, js, events.LogStream)
-		if got, err := other.Set(natstest.Context(t), client.SetRequest{Contact: "dan", Status: events.Busy, RequestID: "r-3"}); err != nil || got.Changed || got.Seq != cur.Seq {
-			t.Errorf("no-op with a request ID: %+v, %v; want changed:false at seq %d", got, err, cur.Seq)
-		}
-		if _, err := other.Set(natstest.Context(t), client.SetRequest{Contact: "dan", Status: events.Away, RequestID: "r-4", ExpectSeq: &zero}); !errors.Is(err, client.ErrConflict) {
-			t.Errorf("set with a wrong expect_seq and a request ID: %v, want a conflict", err)
-		}
-		if after := lastSeq(t, js, events.LogStream); after != before {
-			t.Errorf("asking after the requests stored %d records", after-before)
-		}
-	})
+func (p *probes) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	p.n.Add(1)
+	return p.JetStream.PublishMsg(ctx, m, opts...)
 }
 
 // TestNoQuestionWhereNoRequestCanBe: a set with a request ID refused for a
@@ -655,17 +339,16 @@ func retryAfterAnUnsettledSet(t *testing.T, r *enginetest.Running) {
 // be there.
 func TestNoQuestionWhereNoRequestCanBe(t *testing.T) {
 	r := enginetest.Start(t, "", engine.Options{})
-	var appends atomic.Int64
-	w, _ := newHookedWriter(t, r.ClientURL(), func(_ context.Context, ack *jetstream.PubAck, err error) (*jetstream.PubAck, error) {
-		appends.Add(1)
-		return ack, err
-	})
+	p := &probes{}
+	if err := r.Writer().Hook(nil, func(js jetstream.JetStream) jetstream.JetStream { p.JetStream = js; return p }); err != nil {
+		t.Fatal(err)
+	}
 	five := uint64(5)
-	if _, err := w.Set(natstest.Context(t), client.SetRequest{Contact: "nobody", Status: events.Away, RequestID: "r-1", ExpectSeq: &five}); !errors.Is(err, client.ErrConflict) {
+	if _, err := r.Writer().Set(natstest.Context(t), client.SetRequest{Contact: "nobody", Status: events.Away, RequestID: "r-1", ExpectSeq: &five}); !errors.Is(err, client.ErrConflict) {
 		t.Fatalf("expect_seq 5 on a contact never seen: %v, want a conflict", err)
 	}
-	if n := appends.Load(); n != 0 {
-		t.Errorf("%d appends to the log, want none", n)
+	if n := p.n.Load(); n != 0 {
+		t.Errorf("%d questions to the log, want none", n)
 	}
 }
 
@@ -675,41 +358,39 @@ func TestNoQuestionWhereNoRequestCanBe(t *testing.T) {
 // window (and a minute for the clocks), never after.
 func TestNoQuestionPastTheDuplicateWindow(t *testing.T) {
 	r := enginetest.Start(t, "", engine.Options{})
-	var appends atomic.Int64
-	w, js := newHookedWriter(t, r.ClientURL(), func(_ context.Context, ack *jetstream.PubAck, err error) (*jetstream.PubAck, error) {
-		appends.Add(1)
-		return ack, err
-	})
-	var ahead atomic.Int64 // how far the writer's clock is ahead of time.Now
-	w.SetClock(func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) })
-	log, err := js.Stream(natstest.Context(t), events.LogStream)
+	p := &probes{}
+	var ahead atomic.Int64 // how far the owner's clock is ahead of time.Now
+	now := func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
+	if err := r.Writer().Hook(now, func(js jetstream.JetStream) jetstream.JetStream { p.JetStream = js; return p }); err != nil {
+		t.Fatal(err)
+	}
+	log, err := r.JetStream(t).Stream(natstest.Context(t), events.LogStream)
 	if err != nil {
 		t.Fatal(err)
 	}
 	window := log.CachedInfo().Config.Duplicates
-
-	if _, err := w.Set(natstest.Context(t), client.SetRequest{Contact: "carol", Status: events.Online}); err != nil {
+	if _, err := r.Writer().Set(natstest.Context(t), client.SetRequest{Contact: "carol", Status: events.Online}); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
 		name string
 		past time.Duration // since the contact's last event
-		asks int64         // appends the no-op costs: its question to the log
+		asks int64         // the no-op's questions to the log
 	}{
 		{"within the window", 0, 1},
 		{"past the window and the clocks' minute", window + time.Minute + time.Second, 0},
 	} {
 		ahead.Store(int64(c.past))
-		before := appends.Load()
-		res, err := w.Set(natstest.Context(t), client.SetRequest{Contact: "carol", Status: events.Online, RequestID: "r-" + c.name})
+		before := p.n.Load()
+		res, err := r.Writer().Set(natstest.Context(t), client.SetRequest{Contact: "carol", Status: events.Online, RequestID: "r-" + c.name})
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
 		if res.Changed || res.Seq != 1 {
 			t.Errorf("%s: %+v, want no change at seq 1", c.name, res)
 		}
-		if n := appends.Load() - before; n != c.asks {
-			t.Errorf("%s: %d appends to the log, want %d", c.name, n, c.asks)
+		if n := p.n.Load() - before; n != c.asks {
+			t.Errorf("%s: %d questions to the log, want %d", c.name, n, c.asks)
 		}
 	}
 }

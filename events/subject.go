@@ -10,6 +10,11 @@ const (
 	// RequestsBucket is the key-value bucket where the writer keeps its answers
 	// to request IDs for the deduplication window.
 	RequestsBucket = "PRESENCE_REQUESTS"
+	// OwnersBucket is the key-value bucket whose key OwnerKey names the
+	// engine that owns the log (the one that appends): held by a lease, with
+	// the bucket's TTL.
+	OwnersBucket = "PRESENCE_OWNERS"
+	OwnerKey     = "partition.0"
 )
 
 // Subject prefixes of the log and the feed. A contact's subject is the prefix
@@ -32,6 +37,10 @@ const (
 	// StatusesSubject reads the visible status of many contacts at once.
 	StatusesSubject = "presence.statuses"
 )
+
+// OwnerSetPrefix is where an engine that does not own the log passes a set
+// on to the owner (the token follows): engines only.
+const OwnerSetPrefix = "presence.owner.set."
 
 // Admin subjects: operations on an engine's own projection, for operators.
 const (

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presence-engine/presence/client"
 	"github.com/presence-engine/presence/engine"
@@ -19,9 +21,14 @@ import (
 var Mixed = []events.Status{events.Online, events.Away, events.Busy, events.Invisible, events.Offline,
 	events.OnThePhone, events.BeRightBack}
 
+// Setter sets statuses: an engine's Writer, a client.Client, a LogWriter.
+type Setter interface {
+	Set(context.Context, client.SetRequest) (client.SetResult, error)
+}
+
 // WriteRandom sets n statuses drawn from Mixed over contacts c0 to
 // c<contacts-1> through w.
-func WriteRandom(t testing.TB, w *engine.Writer, rng *rand.Rand, contacts, n int) {
+func WriteRandom(t testing.TB, w Setter, rng *rand.Rand, contacts, n int) {
 	t.Helper()
 	for range n {
 		_, err := w.Set(context.Background(), client.SetRequest{Contact: fmt.Sprintf("c%d", rng.IntN(contacts)),
@@ -68,4 +75,39 @@ func ConnectAs(t testing.TB, url, user string, opts ...nats.Option) *nats.Conn {
 	t.Helper()
 	opts = append([]nats.Option{nats.UserInfo(user, user+"-pw"), nats.CustomInboxPrefix(client.InboxPrefix(user))}, opts...)
 	return ConnectURL(t, url, opts...)
+}
+
+// LogWriter appends events straight to the log, each contact's previous status
+// the one it appended last for it (unknown at first): for tests that write a
+// log no engine owns (stopped, cut off, a log made anew).
+type LogWriter struct {
+	JS   jetstream.JetStream
+	Now  func() time.Time // the clock of event times; zero means time.Now
+	last map[string]events.Status
+}
+
+// Set appends the change, unless the contact already has the status as far as
+// w knows.
+func (w *LogWriter) Set(ctx context.Context, req client.SetRequest) (client.SetResult, error) {
+	if w.last == nil {
+		w.last = map[string]events.Status{}
+	}
+	prev, ok := w.last[req.Contact]
+	if !ok {
+		prev = events.Unknown
+	}
+	if prev == req.Status {
+		return client.SetResult{Contact: req.Contact, Status: prev, Previous: prev}, nil
+	}
+	now := time.Now
+	if w.Now != nil {
+		now = w.Now
+	}
+	e := events.Event{Contact: req.Contact, Name: req.Name, Status: req.Status, Previous: prev, At: now().UTC(), Cause: req.Cause, RequestID: req.RequestID}
+	ack, err := w.JS.PublishMsg(ctx, &nats.Msg{Subject: events.EventSubject(req.Contact), Data: e.Encode()})
+	if err != nil {
+		return client.SetResult{}, err
+	}
+	w.last[req.Contact] = req.Status
+	return client.SetResult{Contact: req.Contact, Status: req.Status, Previous: prev, Seq: ack.Sequence, Changed: true}, nil
 }

@@ -6,10 +6,18 @@
 // holder that stopped, or removed by the TTL after a holder that died or was
 // cut off stopped updating it.
 //
-// A lease is about who should act, not a proof that no one else does: a holder
-// cut off from the server may believe it holds the key a while after the TTL
-// gave it to another. What it guards must refuse the stale holder by a check of
-// its own (the log's expected last sequence, for an owner of a partition).
+// A holder counts itself the holder only until the TTL, less a refresh, has
+// passed since it last wrote the key (as its own clock measures, from before
+// each write): a holder cut off from the server lets go of the key a refresh
+// before the TTL gives it to another. That rests on clocks that run at about
+// the same rate, not on their agreeing. A holder that restarts (the same
+// Holder name) and finds the key still its own takes it back at once, rather
+// than waiting out the TTL of its former self.
+//
+// A lease is about who should act, not a proof that no one else does: a
+// holder paused past its deadline may act once more before it notices. What it
+// guards must refuse the stale holder by a check of its own (the log's
+// expected last sequence, for an owner of a partition).
 package lease
 
 import (
@@ -50,6 +58,7 @@ type Lease struct {
 	held    bool
 	holder  string        // the key's holder as last seen; "" if none
 	changed chan struct{} // closed and replaced when held changes
+	expiry  *time.Timer   // lets go of the key at the holder's deadline
 }
 
 // New checks cfg and returns a Lease; Run competes for the key.
@@ -172,8 +181,20 @@ func watcherUpdates(w jetstream.KeyWatcher) <-chan jetstream.KeyValueEntry {
 func (l *Lease) take(ctx context.Context) (uint64, time.Time) {
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.Refresh)
 	defer cancel()
+	at := time.Now()
 	e, err := l.cfg.KV.Get(ctx, l.cfg.Key)
 	switch {
+	case err == nil && string(e.Value()) == l.cfg.Holder:
+		// Still this holder's: written before a restart, or not updated
+		// before the deadline. Taken back if no one took it meanwhile.
+		rev, err := l.cfg.KV.Update(ctx, l.cfg.Key, []byte(l.cfg.Holder), e.Revision())
+		if err != nil {
+			l.cfg.Logger.Debug("lease: cannot take back the key", "key", l.cfg.Key, "err", err)
+			return 0, time.Time{}
+		}
+		l.extend(at)
+		l.set(true, l.cfg.Holder)
+		return rev, at
 	case err == nil:
 		l.set(false, string(e.Value()))
 		return 0, time.Time{}
@@ -181,30 +202,31 @@ func (l *Lease) take(ctx context.Context) (uint64, time.Time) {
 		l.cfg.Logger.Debug("lease: cannot read the key", "key", l.cfg.Key, "err", err)
 		return 0, time.Time{}
 	}
-	at := time.Now()
+	at = time.Now()
 	rev, err := l.cfg.KV.Create(ctx, l.cfg.Key, []byte(l.cfg.Holder))
 	if err != nil {
 		// Another was first, or the server cannot say: looked at again.
 		l.cfg.Logger.Debug("lease: cannot take the key", "key", l.cfg.Key, "err", err)
 		return 0, time.Time{}
 	}
+	l.extend(at)
 	l.set(true, l.cfg.Holder)
 	return rev, at
 }
 
 // keep updates the key at the revision written last. A revision that does not
-// match (another holds it now), or no update for longer than the TTL less a
-// refresh (it may have been removed), lets go of it.
+// match (another holds it now) lets go of it; so does the deadline, if no
+// update succeeds before it (extend).
 func (l *Lease) keep(ctx context.Context, rev uint64, updated time.Time) (uint64, time.Time) {
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.Refresh)
 	defer cancel()
 	at := time.Now()
 	next, err := l.cfg.KV.Update(ctx, l.cfg.Key, []byte(l.cfg.Holder), rev)
 	if err == nil {
+		l.extend(at)
 		return next, at
 	}
-	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) ||
-		time.Since(updated) > l.ttl-l.cfg.Refresh {
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) {
 		l.cfg.Logger.Warn("lease: lost the key", "key", l.cfg.Key, "err", err)
 		l.set(false, "")
 		return 0, time.Time{}
@@ -213,12 +235,38 @@ func (l *Lease) keep(ctx context.Context, rev uint64, updated time.Time) (uint64
 	return rev, updated
 }
 
+// extend holds the key until the TTL less a refresh after at, when the key was
+// last written, unless it is written again before.
+func (l *Lease) extend(at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	d := time.Until(at.Add(l.ttl - l.cfg.Refresh))
+	if l.expiry == nil {
+		l.expiry = time.AfterFunc(d, l.expire)
+	} else {
+		l.expiry.Reset(d)
+	}
+}
+
+// expire lets go of the key at the deadline extend set.
+func (l *Lease) expire() {
+	if l.Held() {
+		l.cfg.Logger.Warn("lease: the key was not updated in time; letting go of it", "key", l.cfg.Key)
+		l.set(false, "")
+	}
+}
+
 // release deletes the key at the revision written last, if this holder holds
 // it, so that another takes it at once.
 func (l *Lease) release(rev uint64) {
 	if !l.Held() {
 		return
 	}
+	l.mu.Lock()
+	if l.expiry != nil {
+		l.expiry.Stop()
+	}
+	l.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := l.cfg.KV.Delete(ctx, l.cfg.Key, jetstream.LastRevision(rev)); err != nil {

@@ -141,3 +141,27 @@ func TestAHolderCutOffLosesTheKeyWithinItsTTL(t *testing.T) {
 	p.Resume()
 	heldBy(t, b, a, b)
 }
+
+// TestAHolderThatRestartsTakesItsKeyBackAtOnce: a holder that died without
+// letting go (its connection gone, the key left to the TTL) and starts again
+// under the same name takes the key back at once, not after the TTL; another
+// name waits for the TTL.
+func TestAHolderThatRestartsTakesItsKeyBackAtOnce(t *testing.T) {
+	s := natstest.Start(t)
+	kv := bucket(t, natstest.Connect(t, s))
+	dead, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := compete(t, dead, "a")
+	heldBy(t, a, a)
+	dead.Close() // died: the key stays until the TTL removes it
+	b := compete(t, natstest.Connect(t, s), "b")
+	again := compete(t, natstest.Connect(t, s), "a")
+	if took := heldBy(t, again, again, b); took > ttl/2 {
+		t.Errorf("a took its key back %s after it restarted, want at once, well within the TTL (%s)", took, ttl)
+	}
+	if e, err := kv.Get(natstest.Context(t), "partition.0"); err != nil || string(e.Value()) != "a" {
+		t.Fatalf("key after the restart: %v, %v; want held by a", e, err)
+	}
+}
