@@ -1,5 +1,5 @@
 // Package engine is the server side of presence: the writer that appends
-// status changes to the log, the feed derived from it, the service that answers
+// status changes to the log while this engine owns it, the feed derived from it, the service that answers
 // over NATS, the projection's wiring, the admin operations, and the embedded
 // nats-server that holds it all on one machine. What a backend imports to talk
 // to it, subscribe and read is package client.
@@ -12,9 +12,11 @@
 // never older than the change (client.Change.Current).
 //
 // Engine composes the parts: Open starts the server and opens the stores, Run
-// runs them. The Writer can also be used on its own, and LocalReader reads the
-// projection in-process (client.BatchReader) for subscribers and hubs in the
-// engine's process. Unless a comment says otherwise, every exported type is
+// runs them. One engine at a time owns the log (a lease in
+// events.OwnersBucket): its Writer decides each set in memory and appends;
+// the other engines pass their sets on to it (docs/engines.md). LocalReader
+// reads the projection in-process (client.BatchReader) for subscribers and
+// hubs in the engine's process. Unless a comment says otherwise, every exported type is
 // safe for concurrent use.
 //
 // Choices the contract leaves open, and what this package does:

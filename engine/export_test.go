@@ -23,7 +23,10 @@ type (
 	FeedConfig   = feedConfig
 )
 
-const LockFile = lockFile
+const (
+	LockFile = lockFile
+	IDFile   = idFile
+)
 
 // Hook has the owner's decider set the clock of its event times (if now is
 // not nil) and reach the log through wrap(its JetStream) (if wrap is not nil),

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -433,4 +435,35 @@ func storedButUnanswered(t *testing.T, url string) {
 			t.Errorf("asking after the requests stored %d records", after-before)
 		}
 	})
+}
+
+// TestADataDirectoryFromBeforeOwnersIsUpgraded: a data directory written
+// before engines owned the log (no owners' bucket, no engine ID) starts: the
+// engine makes what is missing, owns the log, and appends on the log it finds.
+func TestADataDirectoryFromBeforeOwnersIsUpgraded(t *testing.T) {
+	dir := t.TempDir()
+	r := enginetest.Start(t, dir, engine.Options{})
+	first, err := r.Writer().Set(natstest.Context(t), client.SetRequest{Contact: "bob", Status: events.Online})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Stop(t)
+	// Take away what this change added, with a server of its own on the store.
+	s := natstest.StartWith(t, natstest.Options{StoreDir: dir})
+	_, js := natstest.JetStream(t, s)
+	if err := js.DeleteKeyValue(natstest.Context(t), events.OwnersBucket); err != nil {
+		t.Fatal(err)
+	}
+	s.Shutdown()
+	s.WaitForShutdown()
+	if err := os.Remove(filepath.Join(dir, engine.IDFile)); err != nil {
+		t.Fatal(err)
+	}
+
+	r = enginetest.Start(t, dir, engine.Options{})
+	natstest.WaitFor(t, "the engine to own the log", r.Writer().Owning)
+	res, err := r.Writer().Set(natstest.Context(t), client.SetRequest{Contact: "bob", Status: events.Away})
+	if err != nil || res.Previous != events.Online || res.Seq != first.Seq+1 {
+		t.Errorf("set on the upgraded directory: %+v, %v; want online -> away at seq %d", res, err, first.Seq+1)
+	}
 }

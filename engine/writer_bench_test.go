@@ -68,3 +68,32 @@ func BenchmarkWriterSync(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSetThroughService measures sets through the service from 64
+// requests in flight over 10k contacts, on an engine with its embedded server,
+// beside the engine's writer called in-process by as many goroutines: what the
+// request and reply cost.
+func BenchmarkSetThroughService(b *testing.B) {
+	r := enginetest.Start(b, "", engine.Options{})
+	run := func(b *testing.B, set func(context.Context, client.SetRequest) (client.SetResult, error)) {
+		var n atomic.Uint64
+		b.SetParallelism(32)
+		start := time.Now()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				i := n.Add(1)
+				st := events.Online
+				if (i/10_000)%2 == 1 {
+					st = events.Away
+				}
+				if _, err := set(context.Background(), client.SetRequest{Contact: fmt.Sprintf("c%d", i%10_000), Status: st}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "sets/s")
+	}
+	b.Run("service", func(b *testing.B) { run(b, r.Client(b).Set) })
+	b.Run("writer", func(b *testing.B) { run(b, r.Writer().Set) })
+}

@@ -331,6 +331,7 @@ func TestUsage(t *testing.T) {
 		{"bad --sync", serve("--sync", "never"), `"never"`},
 		{"--sync with --nats", serve("--nats", nowhere, "--sync", "always"), "--sync"},
 		{"negative --replicas", serve("--replicas", "-1"), "--replicas -1"},
+		{"short --owner-ttl", serve("--owner-ttl", "500ms"), "--owner-ttl 500ms: want 1s or more"},
 		{"bad --memory-limit", serve("--memory-limit", "lots"), `"lots"`},
 		{"fractional --memory-limit", serve("--memory-limit", "1.5GiB"), `"1.5GiB"`},
 		{"negative --duration", []string{"bench", "--duration", "-1s"}, "--duration -1s: want a positive duration"},

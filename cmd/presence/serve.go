@@ -27,6 +27,7 @@ func newServe() *cobra.Command {
 		authFile, tlsCert, tlsKey, memoryLimit, projectionCache       string
 		replicas, contactBurst, stateCache                            int
 		contactRate                                                   float64
+		ownerTTL                                                      time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -45,7 +46,7 @@ in hand, commits the projection and exits 0.`,
 				return usageError{err}
 			}
 			opts := engine.Options{NATSURL: natsURL, Listen: listen, Logger: logger,
-				Streams: engine.StreamOptions{Replicas: replicas}}
+				Streams: engine.StreamOptions{Replicas: replicas, OwnerTTL: ownerTTL}}
 			if syncText != "" {
 				if natsURL != "" {
 					return usageError{fmt.Errorf("--sync sets the embedded server's durability; with --nats it is the server's own configuration")}
@@ -56,6 +57,9 @@ in hand, commits the projection and exits 0.`,
 			}
 			if replicas < 0 {
 				return usageError{fmt.Errorf("--replicas %d: want 1, 3 or 5 (0 chooses)", replicas)}
+			}
+			if ownerTTL < time.Second {
+				return usageError{fmt.Errorf("--owner-ttl %s: want 1s or more (the owners' bucket counts whole seconds)", ownerTTL)}
 			}
 			if natsURL != "" && (authFile != "" || tlsCert != "" || tlsKey != "") {
 				return usageError{fmt.Errorf("--auth and --tls-* configure the embedded server; with --nats they are the server's own configuration (presence auth NAME ROLE prints the permissions of a role)")}
@@ -157,6 +161,7 @@ in hand, commits the projection and exits 0.`,
 	f.StringVar(&natsURL, "nats", "", "use this NATS server or cluster instead of the embedded one")
 	f.StringVar(&syncText, "sync", "", `embedded server's fsync: "always", or an interval such as 100ms (default 100ms)`)
 	f.IntVar(&replicas, "replicas", 0, "replicas of the streams when they are created (default: 3 on a cluster with room, else 1)")
+	f.DurationVar(&ownerTTL, "owner-ttl", engine.DefaultOwnerTTL, "how long the log stays with an engine that died owning it before another takes it over (set when the owners' bucket is created)")
 	f.Float64Var(&contactRate, "contact-rate", engine.DefaultContactRate, "sets a second one contact may make on average; more are refused with a 429 (0: no bound)")
 	f.IntVar(&contactBurst, "contact-burst", engine.DefaultContactBurst, "sets one contact may make at once, within --contact-rate")
 	f.StringVar(&authFile, "auth", "", "JSON file of users and their roles (user, subscriber, auditor, operator): every client must then log in")
