@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -62,15 +63,23 @@ func owner(t testing.TB, engines ...*enginetest.Running) (own *enginetest.Runnin
 	return own, others
 }
 
+// twoEngines starts a server and two engines on it, and returns the server,
+// the engine that owns the log and the other.
+func twoEngines(t *testing.T) (s *server.Server, own, other *enginetest.Running) {
+	t.Helper()
+	s = natstest.Start(t)
+	a := enginetest.Start(t, "", engine.Options{NATSURL: s.ClientURL()})
+	b := enginetest.Start(t, "", engine.Options{NATSURL: s.ClientURL()})
+	own, others := owner(t, a, b)
+	return s, own, others[0]
+}
+
 // TestTwoEnginesOneOwnerKeepTheChain races clients of two engines on a few
 // contacts: one engine owns the log and appends; the other passes its sets on;
 // every event's previous is the status of the contact's event before it, and
 // every acknowledged change is in the log once.
 func TestTwoEnginesOneOwnerKeepTheChain(t *testing.T) {
-	s := natstest.Start(t)
-	a := enginetest.Start(t, "", engine.Options{NATSURL: s.ClientURL()})
-	b := enginetest.Start(t, "", engine.Options{NATSURL: s.ClientURL()})
-	own, others := owner(t, a, b)
+	s, own, other := twoEngines(t)
 	statuses := []events.Status{events.Online, events.Away, events.Busy, events.Invisible, events.Offline, events.DoNotDisturb}
 	const clients, sets = 8, 50
 	var (
@@ -98,7 +107,7 @@ func TestTwoEnginesOneOwnerKeepTheChain(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	log := enginetest.ReadLog(t, a.JetStream(t))
+	log := enginetest.ReadLog(t, own.JetStream(t))
 	enginetest.CheckChains(t, log)
 	bySeq := map[uint64]events.Event{}
 	for _, le := range log {
@@ -118,9 +127,8 @@ func TestTwoEnginesOneOwnerKeepTheChain(t *testing.T) {
 	if changed != len(log) {
 		t.Errorf("%d sets acknowledged as changes, log holds %d events", changed, len(log))
 	}
-	other := others[0].Metrics().Writer
-	if other.Appended != 0 || other.PassedOn == 0 {
-		t.Errorf("the engine that does not own the log: %+v; want no appends, and sets passed on", other)
+	if m := other.Metrics().Writer; m.Appended != 0 || m.PassedOn == 0 {
+		t.Errorf("the engine that does not own the log: %+v; want no appends, and sets passed on", m)
 	}
 	if m := own.Metrics().Writer; m.Conflicts != 0 {
 		t.Errorf("the owner: %+v; want no conflicts, as no one else appends", m)
@@ -130,10 +138,7 @@ func TestTwoEnginesOneOwnerKeepTheChain(t *testing.T) {
 // TestOwnershipMovesWhenTheOwnerStops: an owner that stops hands the log over
 // at once, and the sets go on through the other engine with the chain kept.
 func TestOwnershipMovesWhenTheOwnerStops(t *testing.T) {
-	s := natstest.Start(t)
-	a := enginetest.Start(t, "", engine.Options{NATSURL: s.ClientURL()})
-	b := enginetest.Start(t, "", engine.Options{NATSURL: s.ClientURL()})
-	own, others := owner(t, a, b)
+	s, own, other := twoEngines(t)
 	c := client.New(natstest.Connect(t, s))
 	ctx := natstest.Context(t)
 	if _, err := c.Set(ctx, client.SetRequest{Contact: "bob", Status: events.Online}); err != nil {
@@ -141,7 +146,7 @@ func TestOwnershipMovesWhenTheOwnerStops(t *testing.T) {
 	}
 	start := time.Now()
 	own.Stop(t)
-	next, _ := owner(t, others...)
+	next, _ := owner(t, other)
 	if took := time.Since(start); took > engine.DefaultOwnerTTL/2 {
 		t.Errorf("the log moved %s after its owner stopped, want at once, well within the TTL (%s)", took, engine.DefaultOwnerTTL)
 	}
@@ -246,10 +251,7 @@ func TestAnOwnerRestartedTakesTheLogBackAtOnce(t *testing.T) {
 // the log moved to another engine is answered as the first time, and the log
 // holds it once.
 func TestARetryAcrossAMoveIsOneEvent(t *testing.T) {
-	s := natstest.Start(t)
-	a := enginetest.Start(t, "", engine.Options{NATSURL: s.ClientURL()})
-	b := enginetest.Start(t, "", engine.Options{NATSURL: s.ClientURL()})
-	own, _ := owner(t, a, b)
+	s, own, _ := twoEngines(t)
 	c := client.New(natstest.Connect(t, s))
 	ctx := natstest.Context(t)
 	req := client.SetRequest{Contact: "bob", Status: events.Busy, RequestID: "r-1"}
