@@ -95,6 +95,7 @@ type Engine struct {
 
 	server           *server.Server // nil with an external server
 	nc               *nats.Conn
+	writerNC         *nats.Conn // the owner's appends'
 	js               jetstream.JetStream
 	projection       *projections.Projection
 	follower         *projections.Follower
@@ -174,7 +175,6 @@ func (e *Engine) open() error {
 	defer cancel()
 	url := e.opts.NATSURL
 	connOpts := append([]nats.Option{
-		nats.Name("presence-engine"),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
@@ -185,7 +185,6 @@ func (e *Engine) open() error {
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			e.logger.Info("reconnected to NATS", "url", nc.ConnectedUrlRedacted())
 		}),
-		nats.ClosedHandler(func(*nats.Conn) { close(e.ncClosed) }),
 	}, e.opts.NATSOptions...)
 	if url == "" {
 		cfg := serverConfig{
@@ -215,11 +214,19 @@ func (e *Engine) open() error {
 		url = strings.Replace(s.ClientURL(), "tls://", "nats://", 1)
 		connOpts = append(connOpts, nats.InProcessServer(s))
 	}
-	nc, err := nats.Connect(url, connOpts...)
+	nc, err := nats.Connect(url, append(connOpts, nats.Name("presence-engine"),
+		nats.ClosedHandler(func(*nats.Conn) { close(e.ncClosed) }))...)
 	if err != nil {
 		return fmt.Errorf("connect to NATS at %s: %w", url, err)
 	}
 	e.nc = nc
+	// The owner's appends go on a connection of their own that keeps nothing
+	// while it is down: an append made then fails at once, rather than
+	// reaching the log after the connection is back, when another engine may
+	// own it (docs/engines.md).
+	if e.writerNC, err = nats.Connect(url, append(connOpts, nats.Name("presence-engine-writer"), nats.ReconnectBufSize(-1))...); err != nil {
+		return fmt.Errorf("connect to NATS at %s: %w", url, err)
+	}
 	if e.js, err = jetstream.New(nc); err != nil {
 		return err
 	}
@@ -284,10 +291,11 @@ func (e *Engine) open() error {
 }
 
 // openWriter prepares the lease on the log's ownership and the writer that
-// appends while it holds it. The writer's appends go out without waiting for
-// each other, on a JetStream context of their own that lets as many wait for
-// their acknowledgement as the writer sends, and gives up on one after
-// appendTimeout.
+// appends while it holds it. The engine competes for the lease only while its
+// projection has caught up with the log. The writer's appends go out without
+// waiting for each other, on the writer's connection, through a JetStream
+// context that lets as many wait for their acknowledgement as the writer sends,
+// and gives up on one after appendTimeout.
 func (e *Engine) openWriter(ctx context.Context, requests jetstream.KeyValue) error {
 	owners, err := openBucket(ctx, e.js, events.OwnersBucket, jetstream.ErrBucketNotFound)
 	if err != nil {
@@ -297,10 +305,11 @@ func (e *Engine) openWriter(ctx context.Context, requests jetstream.KeyValue) er
 	if err != nil {
 		return err
 	}
-	if e.owner, err = lease.New(ctx, lease.Config{KV: owners, Key: events.OwnerKey, Holder: id, Logger: e.logger}); err != nil {
+	if e.owner, err = lease.New(ctx, lease.Config{KV: owners, Key: events.OwnerKey, Holder: id, Logger: e.logger,
+		Eligible: e.follower.IsReady}); err != nil {
 		return err
 	}
-	js, err := jetstream.New(e.nc, jetstream.WithPublishAsyncMaxPending(2*DefaultInFlight), jetstream.WithPublishAsyncTimeout(appendTimeout))
+	js, err := jetstream.New(e.writerNC, jetstream.WithPublishAsyncMaxPending(2*DefaultInFlight), jetstream.WithPublishAsyncTimeout(appendTimeout))
 	if err != nil {
 		return err
 	}
@@ -352,8 +361,14 @@ func (e *Engine) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(parts)
 	g.Go(func() error { return e.follower.Run(gctx) })
 	g.Go(func() error { return e.feed.Run(gctx) })
-	g.Go(func() error { return e.owner.Run(gctx) })
-	g.Go(func() error { return e.writer.Run(gctx) })
+	// The lease outlives the writer: it is let go of only once the writer
+	// has settled the sets in hand.
+	leaseCtx, stopLease := context.WithCancel(context.WithoutCancel(gctx))
+	g.Go(func() error { return e.owner.Run(leaseCtx) })
+	g.Go(func() error {
+		defer stopLease()
+		return e.writer.Run(gctx)
+	})
 	e.repairs.Store(&repairCtx{ctx: gctx, wg: g})
 	g.Go(func() error { e.scan(gctx); return nil })
 
@@ -402,6 +417,10 @@ func (e *Engine) ClientURL() string {
 // Conn is the engine's own NATS connection.
 func (e *Engine) Conn() *nats.Conn { return e.nc }
 
+// Connected reports whether both the engine's connections are up: its own,
+// and the one its appends go on.
+func (e *Engine) Connected() bool { return e.nc.IsConnected() && e.writerNC.IsConnected() }
+
 // Projection is the engine's projection.
 func (e *Engine) Projection() *projections.Projection { return e.projection }
 
@@ -435,7 +454,7 @@ func (e *Engine) Metrics() Metrics {
 	ready := false
 	select {
 	case <-e.service.Started():
-		ready = e.follower.IsReady() && e.nc.IsConnected()
+		ready = e.follower.IsReady() && e.Connected()
 	default:
 	}
 	return Metrics{Ready: ready, FoldLag: e.follower.Lag(), Rebuilds: e.follower.Rebuilds(), OperatorRebuilds: e.operatorRebuilds.Load(), Damaged: e.damaged.Load(),
@@ -447,6 +466,9 @@ func (e *Engine) Metrics() Metrics {
 func (e *Engine) Close() error {
 	e.closeOnce.Do(func() {
 		var errs []error
+		if e.writerNC != nil {
+			e.writerNC.Close()
+		}
 		if e.nc != nil {
 			if err := e.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 				errs = append(errs, err)

@@ -174,7 +174,7 @@ func TestLogRecreatedWhileCutOffIsNoticed(t *testing.T) {
 				want[set.Contact] = set.Status
 			}
 			p.Resume()
-			natstest.WaitFor(t, "the engine to reconnect", func() bool { return r.Conn().IsConnected() })
+			natstest.WaitFor(t, "the engine to reconnect", r.Connected)
 
 			// The engine's own set after the reconnection, and a read of it.
 			last, err := r.Writer().Set(ctx, client.SetRequest{Contact: "late", Status: events.Away})
@@ -238,7 +238,7 @@ func TestLogRestoredWhileCutOffIsNoticed(t *testing.T) {
 	resume := func() {
 		t.Helper()
 		p.Resume()
-		natstest.WaitFor(t, "the engine to reconnect", func() bool { return r.Conn().IsConnected() })
+		natstest.WaitFor(t, "the engine to reconnect", r.Connected)
 	}
 
 	set(r.Writer(), "old-contact", events.Online) // seq 1

@@ -32,6 +32,8 @@ func newPromCollector(snapshot func() Metrics) *promCollector {
 			func(m Metrics) float64 { return float64(m.Writer.Takeovers) }),
 		newMetric("presence_writer_passed_on_total", "Sets this engine passed on to the log's owner.", c,
 			func(m Metrics) float64 { return float64(m.Writer.PassedOn) }),
+		newMetric("presence_writer_realigned_total", "Appends the log took after refusing one sent before them: a contact's chain may be broken (presence verify tells). Never expected.", c,
+			func(m Metrics) float64 { return float64(m.Writer.Realigned) }),
 		newMetric("presence_writer_appended_total", "Events the writer appended to the log.", c,
 			func(m Metrics) float64 { return float64(m.Writer.Appended) }),
 		newMetric("presence_writer_unchanged_total", "Sets that changed nothing and appended nothing.", c,

@@ -180,7 +180,15 @@ func TestOwnershipMovesWhenTheOwnerIsCutOff(t *testing.T) {
 
 	p.Pause()
 	start := time.Now()
-	natstest.WaitFor(t, "the other engine to take the log over", b.Writer().Owning)
+	both := false // a sample where both counted themselves the owner
+	natstest.WaitFor(t, "the other engine to take the log over", func() bool {
+		bOwns := b.Writer().Owning()
+		both = both || (bOwns && a.Writer().Owning())
+		return bOwns
+	})
+	if both {
+		t.Error("the cut-off engine still counted itself the owner when the other took the log over; it must let go first")
+	}
 	if took := time.Since(start); took > 2*ttl {
 		t.Errorf("the log moved %s after its owner was cut off, want within the TTL (%s) and a refresh", took, ttl)
 	}
@@ -468,4 +476,78 @@ func TestADataDirectoryFromBeforeOwnersIsUpgraded(t *testing.T) {
 	if err != nil || res.Previous != events.Online || res.Seq != first.Seq+1 {
 		t.Errorf("set on the upgraded directory: %+v, %v; want online -> away at seq %d", res, err, first.Seq+1)
 	}
+}
+
+// slotFiller appends behind the owner's back just before the owner's first
+// append goes out, and holds that append's answer until the second went out
+// too: both are in flight when the first is refused.
+type slotFiller struct {
+	jetstream.JetStream
+	t     *testing.T
+	raw   jetstream.JetStream
+	n     atomic.Int32
+	first chan struct{} // closed once the first append went out
+	gate  chan struct{} // closed once the second did
+}
+
+func (j *slotFiller) PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error) {
+	n := j.n.Add(1)
+	if n == 1 {
+		appendRaw(j.t, j.raw, events.Event{Contact: "bob", Status: events.Offline, Previous: events.Online}, "")
+	}
+	fut, err := j.JetStream.PublishMsgAsync(m, opts...)
+	if err != nil || n > 2 {
+		return fut, err
+	}
+	if n == 2 {
+		close(j.gate)
+		return fut, nil
+	}
+	held := &lostFuture{PubAckFuture: fut, err: make(chan error, 1)}
+	go func() {
+		<-j.gate
+		select {
+		case <-fut.Ok():
+			held.err <- errors.New("the first append was stored, which this test does not expect")
+		case err := <-fut.Err():
+			held.err <- err
+		}
+	}()
+	close(j.first)
+	return held, nil
+}
+
+// TestAnAppendTakenAfterARefusedOneIsReported: another engine's append fills
+// the slot the owner's first append in flight expected; that one is refused,
+// and the next, which expected the slot after, is taken. The owner cannot undo
+// it, and cannot tell whether the chain broke: it reports it, loudly.
+func TestAnAppendTakenAfterARefusedOneIsReported(t *testing.T) {
+	r := enginetest.Start(t, "", engine.Options{})
+	js := r.JetStream(t)
+	w := r.Writer()
+	ctx := natstest.Context(t)
+	if _, err := w.Set(ctx, client.SetRequest{Contact: "bob", Status: events.Online}); err != nil {
+		t.Fatal(err)
+	}
+	h := &slotFiller{t: t, raw: js, first: make(chan struct{}), gate: make(chan struct{})}
+	if err := w.Hook(nil, func(j jetstream.JetStream) jetstream.JetStream { h.JetStream = j; return h }); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := w.Set(ctx, client.SetRequest{Contact: "bob", Status: events.Away})
+		done <- err
+	}()
+	<-h.first
+	if _, err := w.Set(ctx, client.SetRequest{Contact: "carol", Status: events.Busy}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if m := w.Metrics(); m.Realigned != 1 || m.Conflicts != 1 {
+		t.Errorf("writer metrics %+v; want 1 append refused and 1 taken after it, reported", m)
+	}
+	// Of another contact, this one broke nothing: the chain holds.
+	enginetest.CheckChains(t, enginetest.ReadLog(t, js))
 }

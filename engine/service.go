@@ -166,6 +166,9 @@ func (s *service) Run(ctx context.Context) error {
 	return err
 }
 
+// errStopping: the service takes no more requests; another engine may.
+var errStopping = errors.New("the service is stopping")
+
 // work is what is left of a request once it has been read and checked: the part
 // that waits on the log or the projection.
 type work func(context.Context) (any, error)
@@ -195,7 +198,7 @@ func (s *service) dispatch(ctx context.Context, h func(micro.Request) (work, err
 		if s.stopped {
 			s.mu.Unlock()
 			<-slots
-			s.respondNow(req, unavailable(errors.New("the service is stopping")))
+			s.respondNow(req, unavailable(errStopping))
 			return
 		}
 		s.wg.Add(1)
@@ -342,33 +345,35 @@ func (s *service) set(req micro.Request) (work, error) {
 }
 
 // passOn passes a set on to the engine that owns the log, and returns its
-// answer. While no engine owns it (one is taking it over), it asks again until
-// ctx is done.
+// answer. While no engine owns it (one is taking it over, or the owner is
+// stopping), it asks again until ctx is done.
 func (s *service) passOn(ctx context.Context, contact string, body []byte) (any, error) {
 	subject := events.OwnerSetPrefix + events.Token(contact)
 	backoff := retry.Backoff{First: 20 * time.Millisecond, Max: 500 * time.Millisecond}
 	for {
 		msg, err := s.cfg.Conn.RequestWithContext(ctx, subject, body)
-		if err == nil {
-			code := msg.Header.Get(micro.ErrorCodeHeader)
-			desc := msg.Header.Get(micro.ErrorHeader)
-			if code == "" {
-				var res client.SetResult
-				if err := json.Unmarshal(msg.Data, &res); err != nil {
-					return nil, fmt.Errorf("the owner's answer is not understood: %w", err)
-				}
-				return res, nil
-			}
-			if desc != errNotOwner.Error() {
-				n, _ := strconv.Atoi(code)
-				return nil, &client.ServiceError{Code: n, Description: desc}
-			}
-			// The owner stepped down meanwhile: the next one answers.
-		} else if !errors.Is(err, nats.ErrNoResponders) {
-			if ctx.Err() != nil {
-				return nil, unavailable(errors.New("no engine owns the log at the moment (one is taking it over); retry"))
-			}
+		switch {
+		case errors.Is(err, nats.ErrNoResponders):
+			// No owner yet: asked again below.
+		case err != nil && ctx.Err() != nil:
+			return nil, unavailable(errors.New("the log's owner did not answer in time: the set may yet be stored; " +
+				"retry with the same request_id to find out"))
+		case err != nil:
 			return nil, unavailable(fmt.Errorf("pass the set on to the log's owner: %w", err))
+		case msg.Header.Get(micro.ErrorCodeHeader) == "":
+			var res client.SetResult
+			if err := json.Unmarshal(msg.Data, &res); err != nil {
+				return nil, fmt.Errorf("the owner's answer is not understood: %w", err)
+			}
+			return res, nil
+		default:
+			desc := msg.Header.Get(micro.ErrorHeader)
+			if desc != errNotOwner.Error() && desc != errStopping.Error() {
+				code, _ := strconv.Atoi(msg.Header.Get(micro.ErrorCodeHeader))
+				return nil, &client.ServiceError{Code: code, Description: desc}
+			}
+			// The owner stepped down or is stopping, with the set
+			// untouched: the next one answers.
 		}
 		if !backoff.Wait(ctx) {
 			return nil, unavailable(errors.New("no engine owns the log at the moment (one is taking it over); retry"))
@@ -390,7 +395,9 @@ func (s *service) serveOwner(ctx context.Context, handle micro.HandlerFunc) {
 		switch owning := s.cfg.Writer.Owning(); {
 		case owning && sub == nil:
 			var err error
-			sub, err = s.cfg.Conn.Subscribe(events.OwnerSetPrefix+"*", func(m *nats.Msg) { handle(passedOn{m}) })
+			// A queue group: should a former owner still listen for a
+			// moment, each set still reaches one engine only.
+			sub, err = s.cfg.Conn.QueueSubscribe(events.OwnerSetPrefix+"*", "owner", func(m *nats.Msg) { handle(passedOn{m}) })
 			if err != nil {
 				s.logger.Error("service: cannot take the sets passed on to the owner; other engines' sets wait", "err", err)
 			}

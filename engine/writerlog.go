@@ -152,15 +152,11 @@ func (w *Writer) log(ctx context.Context) (jetstream.Stream, error) {
 }
 
 // ambiguous reports whether an append that failed with err may have been
-// stored all the same: no answer came (a timeout, a lost connection). An
-// answer of the server's (an API error) says it was not.
+// stored all the same: anything but an answer of the server's (an API error),
+// which says it was not.
 func ambiguous(err error) bool {
 	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) {
-		return false
-	}
-	return errors.Is(err, jetstream.ErrAsyncPublishTimeout) || errors.Is(err, context.DeadlineExceeded) ||
-		errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrDisconnected) || errors.Is(err, nats.ErrConnectionReconnecting)
+	return !errors.As(err, &apiErr)
 }
 
 func isWrongLastSequence(err error) bool {

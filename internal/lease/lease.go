@@ -47,6 +47,10 @@ type Config struct {
 	Refresh time.Duration
 	// Logger receives what the lease notices. Zero means slog.Default().
 	Logger *slog.Logger
+	// Eligible, when set, says whether this holder may hold the key: it
+	// takes the key only while Eligible says so, and lets go of it once
+	// Eligible says no (an owner whose view of the log is not current).
+	Eligible func() bool
 }
 
 // Lease competes for one key. Its methods are safe for concurrent use.
@@ -129,17 +133,19 @@ func (l *Lease) Run(ctx context.Context) error {
 			_ = watcher.Stop()
 		}
 	}()
-	var (
-		rev     uint64    // the revision this holder wrote last
-		updated time.Time // when it last wrote it
-	)
+	var rev uint64 // the revision this holder wrote last
 	tick := time.NewTicker(l.cfg.Refresh)
 	defer tick.Stop()
 	for {
-		if l.Held() {
-			rev, updated = l.keep(ctx, rev, updated)
-		} else {
-			rev, updated = l.take(ctx)
+		switch {
+		case l.Held() && !l.eligible():
+			l.cfg.Logger.Warn("lease: no longer eligible; letting go of the key", "key", l.cfg.Key)
+			l.release(rev)
+			rev = 0
+		case l.Held():
+			rev = l.keep(ctx, rev)
+		case l.eligible():
+			rev = l.take(ctx)
 		}
 		if !l.wait(ctx, tick, &watcher) {
 			l.release(rev)
@@ -176,9 +182,10 @@ func watcherUpdates(w jetstream.KeyWatcher) <-chan jetstream.KeyValueEntry {
 	return w.Updates()
 }
 
-// take creates the key if no one holds it, and returns the revision written
-// and when.
-func (l *Lease) take(ctx context.Context) (uint64, time.Time) {
+func (l *Lease) eligible() bool { return l.cfg.Eligible == nil || l.cfg.Eligible() }
+
+// take creates the key if no one holds it, and returns the revision written.
+func (l *Lease) take(ctx context.Context) uint64 {
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.Refresh)
 	defer cancel()
 	at := time.Now()
@@ -190,49 +197,49 @@ func (l *Lease) take(ctx context.Context) (uint64, time.Time) {
 		rev, err := l.cfg.KV.Update(ctx, l.cfg.Key, []byte(l.cfg.Holder), e.Revision())
 		if err != nil {
 			l.cfg.Logger.Debug("lease: cannot take back the key", "key", l.cfg.Key, "err", err)
-			return 0, time.Time{}
+			return 0
 		}
 		l.extend(at)
 		l.set(true, l.cfg.Holder)
-		return rev, at
+		return rev
 	case err == nil:
 		l.set(false, string(e.Value()))
-		return 0, time.Time{}
+		return 0
 	case !errors.Is(err, jetstream.ErrKeyNotFound), ctx.Err() != nil:
 		l.cfg.Logger.Debug("lease: cannot read the key", "key", l.cfg.Key, "err", err)
-		return 0, time.Time{}
+		return 0
 	}
 	at = time.Now()
 	rev, err := l.cfg.KV.Create(ctx, l.cfg.Key, []byte(l.cfg.Holder))
 	if err != nil {
 		// Another was first, or the server cannot say: looked at again.
 		l.cfg.Logger.Debug("lease: cannot take the key", "key", l.cfg.Key, "err", err)
-		return 0, time.Time{}
+		return 0
 	}
 	l.extend(at)
 	l.set(true, l.cfg.Holder)
-	return rev, at
+	return rev
 }
 
 // keep updates the key at the revision written last. A revision that does not
 // match (another holds it now) lets go of it; so does the deadline, if no
 // update succeeds before it (extend).
-func (l *Lease) keep(ctx context.Context, rev uint64, updated time.Time) (uint64, time.Time) {
+func (l *Lease) keep(ctx context.Context, rev uint64) uint64 {
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.Refresh)
 	defer cancel()
 	at := time.Now()
 	next, err := l.cfg.KV.Update(ctx, l.cfg.Key, []byte(l.cfg.Holder), rev)
 	if err == nil {
 		l.extend(at)
-		return next, at
+		return next
 	}
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) {
 		l.cfg.Logger.Warn("lease: lost the key", "key", l.cfg.Key, "err", err)
 		l.set(false, "")
-		return 0, time.Time{}
+		return 0
 	}
 	l.cfg.Logger.Debug("lease: cannot update the key; trying again", "key", l.cfg.Key, "err", err)
-	return rev, updated
+	return rev
 }
 
 // extend holds the key until the TTL less a refresh after at, when the key was
@@ -256,21 +263,21 @@ func (l *Lease) expire() {
 	}
 }
 
-// release deletes the key at the revision written last, if this holder holds
-// it, so that another takes it at once.
+// release deletes the key at the revision written last, so that another takes
+// it at once: this holder counts itself the holder no more before it does.
 func (l *Lease) release(rev uint64) {
-	if !l.Held() {
-		return
-	}
 	l.mu.Lock()
 	if l.expiry != nil {
 		l.expiry.Stop()
 	}
 	l.mu.Unlock()
+	l.set(false, "")
+	if rev == 0 {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := l.cfg.KV.Delete(ctx, l.cfg.Key, jetstream.LastRevision(rev)); err != nil {
 		l.cfg.Logger.Debug("lease: cannot let go of the key; it expires by itself", "key", l.cfg.Key, "err", err)
 	}
-	l.set(false, "")
 }
