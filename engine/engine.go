@@ -364,7 +364,16 @@ func (e *Engine) Run(ctx context.Context) error {
 	// The lease outlives the writer: it is let go of only once the writer
 	// has settled the sets in hand.
 	leaseCtx, stopLease := context.WithCancel(context.WithoutCancel(gctx))
-	g.Go(func() error { return e.owner.Run(leaseCtx) })
+	g.Go(func() error {
+		// Competing for the log makes sense once the projection has caught
+		// up: at once then, not at the lease's next look.
+		select {
+		case <-e.follower.Ready():
+		case <-leaseCtx.Done():
+			return nil
+		}
+		return e.owner.Run(leaseCtx)
+	})
 	g.Go(func() error {
 		defer stopLease()
 		return e.writer.Run(gctx)
