@@ -107,6 +107,20 @@ func requestsConfig(o StreamOptions) jetstream.KeyValueConfig {
 	}
 }
 
+// engineConfig returns the configuration of the engines' own bucket, which
+// holds the key that seals the feed's log references: one value a key, kept
+// until deleted. Only engines may read it (Permissions gives no role access).
+func engineConfig(o StreamOptions) jetstream.KeyValueConfig {
+	o = o.withDefaults()
+	return jetstream.KeyValueConfig{
+		Bucket:      events.EngineBucket,
+		Description: "presence: what engines share and nobody else reads (the feed's seal key)",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    o.Replicas,
+	}
+}
+
 // ownersConfig returns the configuration of the bucket of the log's owner: its
 // key removed OwnerTTL after its holder last updated it, with a marker that
 // tells the others at once.
@@ -124,7 +138,7 @@ func ownersConfig(o StreamOptions) jetstream.KeyValueConfig {
 }
 
 // EnsureStreams creates the log, the feed and the buckets (of answers to
-// request IDs, of the log's owner) if they are missing. An existing
+// request IDs, of the log's owner, of the engines' own) if they are missing. An existing
 // stream is never changed: one whose configuration would break the engine's
 // guarantees is reported with an error naming the setting, what it is and what
 // is needed; settings that only weaken them (limits that drop old events) are
@@ -164,9 +178,9 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions,
 			return err
 		}
 	}
-	// The owners' bucket is new with owners: made on the first start of an
-	// engine on a log written before them too.
-	for _, kv := range []jetstream.KeyValueConfig{requestsConfig(o), ownersConfig(o)} {
+	// The owners' and the engines' buckets are newer than the log: made on
+	// the first start of an engine on a log written before them too.
+	for _, kv := range []jetstream.KeyValueConfig{requestsConfig(o), ownersConfig(o), engineConfig(o)} {
 		if _, err := openBucket(ctx, js, kv.Bucket); errors.Is(err, jetstream.ErrBucketNotFound) {
 			err = withReplicas(kv.Replicas, func(replicas int) error {
 				cfg := kv
