@@ -251,8 +251,9 @@ func (f *feed) derive(ctx context.Context) error {
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		// Deleted, by an engine that stopped before it made it again, or by
 		// hand: made again, empty, it is derived from the log's start.
-		f.logger.Warn("feed: the feed is missing; creating it", "stream", events.FeedStream)
+		f.logger.Warn("feed: the feed is missing; creating it and deriving it from the log's start", "stream", events.FeedStream)
 		f.position.Store(0)
+		f.purges.Add(1)
 		if err := createStream(ctx, f.js, feedStreamConfig(f.cfg.Streams), f.logger); err != nil {
 			return err
 		}

@@ -339,3 +339,77 @@ func TestFeedOrderMatchesLog(t *testing.T) {
 	}
 	checkFeed(t, js)
 }
+
+// TestFeedDerivedAgainNumbersFromOne: where the feed must be derived again,
+// the engine deletes it and creates it again, so that its sequences are feed
+// positions from 1 again, and the feed describes the log once more: when it
+// finds the feed missing (deleted by hand while it ran), emptied by a purge
+// (which keeps the numbering) while it was stopped, or ending with an entry
+// whose log reference does not open (the engines' key replaced).
+func TestFeedDerivedAgainNumbersFromOne(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// spoil does to the feed, or the key, what makes the engine derive
+		// the feed again; restart says it does so with the engine stopped.
+		spoil   func(t *testing.T, js jetstream.JetStream)
+		restart bool
+	}{
+		{"missing", func(t *testing.T, js jetstream.JetStream) {
+			if err := js.DeleteStream(natstest.Context(t), events.FeedStream); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"purged", func(t *testing.T, js jetstream.JetStream) {
+			feed, err := js.Stream(natstest.Context(t), events.FeedStream)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := feed.Purge(natstest.Context(t)); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
+		{"another key", func(t *testing.T, js jetstream.JetStream) {
+			kv, err := js.KeyValue(natstest.Context(t), events.EngineBucket)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := kv.Purge(natstest.Context(t), events.FeedSealKey); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := natstest.Start(t)
+			opts := engine.Options{NATSURL: s.ClientURL()}
+			dir := t.TempDir()
+			r := enginetest.Start(t, dir, opts)
+			enginetest.WriteRandom(t, r.Writer(), rand.New(rand.NewPCG(5, 6)), 5, 60)
+			r.WaitFeed(t)
+			_, js := natstest.JetStream(t, s)
+			before, err := js.Stream(natstest.Context(t), events.FeedStream)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.restart {
+				r.Stop(t)
+			}
+			tc.spoil(t, js)
+			if tc.restart {
+				r = enginetest.Start(t, dir, opts)
+			} else if _, err := r.Writer().Set(natstest.Context(t), client.SetRequest{Contact: "after", Status: events.Online}); err != nil {
+				t.Fatal(err) // the feed learns it is missing from its next entry
+			}
+			natstest.WaitFor(t, "the feed to be derived again", func() bool { return r.Metrics().Feed.Purges == 1 })
+			r.WaitFeed(t)
+			checkFeed(t, js)
+			after, err := js.Stream(natstest.Context(t), events.FeedStream)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info := after.CachedInfo(); info.State.FirstSeq != 1 || !info.Created.After(before.CachedInfo().Created) {
+				t.Errorf("the feed derived again starts at seq %d, created %s; want 1, and created after %s",
+					info.State.FirstSeq, info.Created, before.CachedInfo().Created)
+			}
+		})
+	}
+}
