@@ -303,15 +303,15 @@ func (f *feed) derive(ctx context.Context) error {
 			return logTail.Err()
 		case ack := <-acked:
 			if ack != nil {
-				// Never held up by the repeats: if they are that far behind
-				// (the projection stalled), one is dropped, and subscribers
-				// read it from the feed over the gap.
 				if ack.Sequence != queue[0].feedSeq {
 					// Never with the expected last sequence: the feed is
 					// not what this deriver thinks it is.
 					return fmt.Errorf("feed entry for log seq %d stored at feed seq %d, not at its feed position %d",
 						queue[0].logSeq, ack.Sequence, queue[0].feedSeq)
 				}
+				// Never held up by the repeats: if they are that far behind
+				// (the projection stalled), one is dropped, and subscribers
+				// read it from the feed over the gap.
 				select {
 				case f.repeats <- repeat{msg: queue[0].msg, contact: queue[0].contact, feedSeq: ack.Sequence, created: created}:
 				default:

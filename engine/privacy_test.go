@@ -32,7 +32,7 @@ var (
 	privacySeed = flag.Uint64("privacy.seed", 0,
 		"seed of TestPrivacyInvisibleLooksOffline's sets; zero means the fixed default")
 	privacyHiddenNames = flag.Bool("privacy.hidden-names", false,
-		"let a name given with a hidden set in TestPrivacyInvisibleLooksOffline show at the next visible change (a known difference: see the test)")
+		"let a name given with a hidden set in TestPrivacyInvisibleLooksOffline show at the next visible change (a known difference, for the writer to close: see the test)")
 )
 
 // TestPrivacyInvisibleLooksOffline checks the promise of DESIGN.md §4 as a
@@ -103,11 +103,14 @@ var (
 // name); in the offline run the same set is offline -> offline, which appends
 // nothing and drops the name, so subscribers see the old name there. It does
 // not tell a subscriber that invisible was used (the same view comes from an
-// offline run whose visible set gives the name), but the two runs differ;
-// whether a rename while hidden should show, or a rename while offline be
-// kept, is for the writer to decide. The sets still give names with hidden
-// sets (so that a name leaking at the hidden change itself is caught); they
-// only make sure that the contact's next visible change then names itself.
+// offline run whose visible set gives the name), but the two runs differ, and
+// DESIGN.md §4 settles it: the name given with a hidden change is not shown
+// until a visible change gives it again. That is the writer's to do (a
+// visible change whose set gives no name carries the name of the contact's
+// last visible change, not of its last event); until it does, -privacy.hidden-names
+// shows the difference. The sets still give names with hidden sets (so that
+// a name leaking at the hidden change itself is caught); they only make sure
+// that the contact's next visible change then names itself.
 //
 // self (presence.self.<token>) is the contact's own view, not a subscriber's:
 // it must tell invisible from offline, and the test checks that it does, with
