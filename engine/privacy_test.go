@@ -54,7 +54,7 @@ var (
 //     and from a consumer of the feed),
 //     in-process (LocalReader, filtered to a few contacts), a Hub, and after
 //     the fact from the start of the feed (durable, in-process, a Hub started
-//     at a log sequence);
+//     at a feed position);
 //   - the feed's repeats on presence.live.> (subject, headers with the
 //     status they carry, entry);
 //   - status of the contact just set and statuses of every contact (and one
@@ -509,7 +509,7 @@ func runPrivacyWorld(t *testing.T, contacts []string, ops []privacyOp, asOffline
 
 	// Live observers, from before the first set.
 	repeats, err := nc.Subscribe(events.LivePrefix+">", func(m *nats.Msg) {
-		// Every header, the carried status decoded (its seq is a log sequence).
+		// Every header, the carried status decoded (its seq is a feed position).
 		header := map[string]any{}
 		for k, v := range m.Header {
 			if k == client.CurrentHeader && len(v) == 1 {
