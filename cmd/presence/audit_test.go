@@ -108,26 +108,32 @@ func TestStatusAtAndReport(t *testing.T) {
 	s := startServer(t)
 	p := s.cmd(t)
 	const carol = "sip:carol@contoso.com"
-	online := decodeSet(t, p("set", carol, "online", "--name", "Carol", "--json"))
-	hidden := decodeSet(t, p("set", carol, "invisible", "--json"))
-	offline := decodeSet(t, p("set", carol, "offline", "--json"))
-	lines := replayed(t, p("replay", "--json"))
+	online := decodeSet(t, p("set", carol, "online", "--name", "Carol", "--json")) // log seq 1, feed position 1
+	// Another contact's changes, one hidden: carol's log sequences and feed
+	// positions part.
+	p("set", "sip:dan@contoso.com", "offline")                      // 2, feed position 2
+	p("set", "sip:dan@contoso.com", "invisible")                    // 3, hidden
+	hidden := decodeSet(t, p("set", carol, "invisible", "--json"))  // 4, feed position 3
+	offline := decodeSet(t, p("set", carol, "offline", "--json"))   // 5, hidden
+	lines := replayed(t, p("replay", "--contact", carol, "--json")) // carol's events
+	const onlinePos, hiddenPos = 1, 3
 
 	// At the invisible event: others saw offline (as of that event, a visible
-	// change from online), the contact itself invisible.
-	if r := decodeReply(t, p("status", carol, "--at-seq", fmt.Sprint(hidden.Seq), "--json")); r.Status != events.Offline || r.Seq != hidden.Seq {
-		t.Errorf("status --at-seq %d = %+v, want offline at seq %d", hidden.Seq, r, hidden.Seq)
+	// change from online), at that change's feed position; the contact itself
+	// invisible.
+	if r := decodeReply(t, p("status", carol, "--at-seq", fmt.Sprint(hidden.Seq), "--json")); r.Status != events.Offline || r.Seq != hiddenPos {
+		t.Errorf("status --at-seq %d = %+v, want offline at feed position %d", hidden.Seq, r, hiddenPos)
 	}
 	if r := decodeReply(t, p("self", carol, "--at-seq", fmt.Sprint(hidden.Seq), "--json")); r.Status != events.Invisible || r.Name != "Carol" {
 		t.Errorf("self --at-seq %d = %+v, want invisible", hidden.Seq, r)
 	}
 	// By time: at the first event's time, online; after the last, offline with
 	// the seq of the last visible change (invisible -> offline is hidden).
-	if out := p("status", carol, "--at", lines[0].At); !strings.HasPrefix(out, "Carol <sip:carol@contoso.com>: online (0x0002, seq "+fmt.Sprint(online.Seq)+")") {
-		t.Errorf("status --at %s = %q", lines[0].At, out)
+	if out := p("status", carol, "--at", lines[0].At); !strings.HasPrefix(out, "Carol <sip:carol@contoso.com>: online (0x0002, seq "+fmt.Sprint(onlinePos)+")") {
+		t.Errorf("status --at %s = %q, want online at feed position %d (log seq %d)", lines[0].At, out, onlinePos, online.Seq)
 	}
-	if r := decodeReply(t, p("status", carol, "--at", "now", "--json")); r.Status != events.Offline || r.Seq != hidden.Seq {
-		t.Errorf("status --at now = %+v, want offline at seq %d (not %d)", r, hidden.Seq, offline.Seq)
+	if r := decodeReply(t, p("status", carol, "--at", "now", "--json")); r.Status != events.Offline || r.Seq != hiddenPos {
+		t.Errorf("status --at now = %+v, want offline at feed position %d (not log seq %d or %d)", r, hiddenPos, hidden.Seq, offline.Seq)
 	}
 	if r := decodeReply(t, p("status", carol, "--at", "2000-01-01", "--json")); r.Status != events.Unknown || r.Seq != 0 {
 		t.Errorf("status --at 2000-01-01 = %+v, want unknown", r)
