@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presence-engine/presence/audit"
@@ -179,10 +180,12 @@ func TestAt(t *testing.T) {
 	const carol = "sip:carol@contoso.com"
 	statuses := []events.Status{events.Online, events.Away, events.Invisible, events.Offline, events.Busy, events.Invisible, events.Online}
 	// What everyone else saw after each event, by hand: invisible reads offline,
-	// and a hidden change (invisible <-> offline) leaves the visible seq as it was.
+	// and a hidden change (invisible <-> offline) leaves the visible seq as it
+	// was. That seq is a feed position: visible changes only, of every contact.
 	visible := []events.Status{events.Online, events.Away, events.Offline, events.Offline, events.Busy, events.Offline, events.Online}
 	visibleAt := []int{0, 1, 2, 2, 4, 5, 6} // index of the event of the last visible change
 	h := history(t, e, log, carol, statuses)
+	positions := enginetest.FeedPositions(enginetest.ReadLog(t, js))
 
 	check := func(at audit.Point, i int) {
 		t.Helper()
@@ -199,8 +202,8 @@ func TestAt(t *testing.T) {
 		if !seen || st.Status != statuses[i] || st.Seq != h[i].Seq || st.Name != fmt.Sprintf("Carol %d", i) {
 			t.Errorf("at %s: self %s seq %d %q, want %s seq %d", at, st.Status, st.Seq, st.Name, statuses[i], h[i].Seq)
 		}
-		if v := st.Visible; v.Status != visible[i] || v.Seq != h[visibleAt[i]].Seq || v.Status == events.Invisible {
-			t.Errorf("at %s: status %s seq %d, want %s seq %d", at, v.Status, v.Seq, visible[i], h[visibleAt[i]].Seq)
+		if v, want := st.Visible, positions[h[visibleAt[i]].Seq]; v.Status != visible[i] || v.Seq != want || v.Status == events.Invisible {
+			t.Errorf("at %s: status %s seq %d, want %s at feed position %d (log seq %d)", at, v.Status, v.Seq, visible[i], want, h[visibleAt[i]].Seq)
 		}
 	}
 	check(audit.Point{Time: h[0].At.Add(-time.Nanosecond)}, -1)
@@ -495,24 +498,58 @@ func TestVerifyFindsFeedDamage(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	logSeqOf := map[uint64]uint64{} // feed position -> log seq
+	for logSeq, pos := range enginetest.FeedPositions(enginetest.ReadLog(t, js)) {
+		logSeqOf[pos] = logSeq
+	}
+	// The engine's verify opens each entry's log reference, which must name
+	// its event.
+	engineVerify := func() *audit.VerifyReport {
+		t.Helper()
+		r, err := e.Verify(natstest.Context(t), nil)
+		if err != nil {
+			t.Fatalf("verify: %v", err)
+		}
+		return r
+	}
+	if r := engineVerify(); !r.OK() || r.FeedEntries != uint64(len(feed)) || r.Changes != uint64(len(feed)) {
+		t.Fatalf("verify of the healthy feed: %+v; want nothing wrong, %d entries for as many changes", r, len(feed))
+	}
+
 	// Removed: the entry is missing, named by contact and log sequence.
 	removed, feedSeq := entry(7)
 	if err := stream.DeleteMsg(natstest.Context(t), feedSeq); err != nil {
 		t.Fatal(err)
 	}
 	r := verify(t, js, e.Projection())
-	if r.Count != 1 || !hasDifference(r, removed.Contact, removed.Seq, "feed: missing entry") {
-		t.Fatalf("verify with feed entry %d removed: %+v; want one missing entry for %s at seq %d", feedSeq, r, removed.Contact, removed.Seq)
+	if r.Count != 1 || !hasDifference(r, removed.Contact, logSeqOf[feedSeq], "feed: missing entry") {
+		t.Fatalf("verify with feed entry %d removed: %+v; want one missing entry for %s at seq %d", feedSeq, r, removed.Contact, logSeqOf[feedSeq])
 	}
 
-	// Repeated: a copy of an entry appended to the feed.
-	repeated, _ := entry(3)
-	if _, err := js.Publish(natstest.Context(t), events.ChangeSubject(repeated.Contact), feed[3].Data()); err != nil {
+	// Repeated: a copy of an entry, its log reference with it, appended to
+	// the feed: its reference names an event whose entry is in the feed
+	// already. Only the engine's verify, which can open it, tells.
+	repeated, repeatedSeq := entry(3)
+	copied := &nats.Msg{Subject: events.ChangeSubject(repeated.Contact), Data: feed[3].Data(),
+		Header: nats.Header{events.LogRefHeader: []string{feed[3].Headers().Get(events.LogRefHeader)}}}
+	if _, err := js.PublishMsg(natstest.Context(t), copied); err != nil {
 		t.Fatal(err)
 	}
-	r = verify(t, js, e.Projection())
-	if r.Count != 2 || !hasDifference(r, repeated.Contact, repeated.Seq, "feed: entry repeated") {
-		t.Fatalf("verify with feed entry repeated: %+v; want it named (%s at seq %d) beside the missing one", r, repeated.Contact, repeated.Seq)
+	if r := verify(t, js, e.Projection()); r.Count != 1 {
+		t.Errorf("verify without the engine's key, a feed entry repeated past the last change: %+v; want only the missing one", r)
+	}
+	r = engineVerify()
+	if r.Count != 2 || !hasDifference(r, repeated.Contact, logSeqOf[repeatedSeq], "feed: entry for no visible change") {
+		t.Fatalf("verify with feed entry repeated: %+v; want it named (%s at seq %d) beside the missing one", r, repeated.Contact, logSeqOf[repeatedSeq])
+	}
+
+	// An entry whose log reference does not open.
+	if _, err := js.PublishMsg(natstest.Context(t), &nats.Msg{Subject: copied.Subject, Data: []byte("not an entry"),
+		Header: nats.Header{events.LogRefHeader: []string{"forged"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if r := engineVerify(); r.Count != 3 || !hasDifference(r, "", 0, "feed: log reference") {
+		t.Errorf("verify with an entry whose reference does not open: %+v; want it named beside the other two", r)
 	}
 }
 
@@ -579,7 +616,7 @@ func TestRebuildWhileServing(t *testing.T) {
 					close(firstWrite)
 				}
 				lastSet.Store(max(lastSet.Load(), res.Seq))
-				_, err = svc.Status(ctx, c, res.Seq)
+				_, err = svc.Self(ctx, c, res.Seq) // a read of one's own write, with its log seq
 				reads.Add(1)
 			}
 			if err != nil {

@@ -260,8 +260,11 @@ func (p Point) String() string {
 
 // At returns the state a contact had at a point of the log's history: the truth
 // in Status, what everyone else saw in Visible. seen is false when the contact
-// had no event yet (it then reads Unknown). It reads the contact's own subject
-// only, from its first event to the point.
+// had no event yet (it then reads Unknown). It reads the contact's own subject,
+// from its first event to the point; Visible.Seq is the feed position of the
+// contact's last visible change, as a status reply gives it (the number of
+// visible changes the log holds up to it), which it counts by reading every
+// subject of the log up to that change.
 func (l *Log) At(ctx context.Context, contact string, at Point) (st projections.State, seen bool, err error) {
 	if err := events.ValidateContact(contact); err != nil {
 		return st, false, err
@@ -286,6 +289,7 @@ func (l *Log) At(ctx context.Context, contact string, at Point) (st projections.
 	}
 	st = projections.State{Contact: contact, Visible: projections.View{Contact: contact}}
 	q := Query{Contacts: []string{contact}, ToSeq: at.Seq}
+	var lastVisible uint64 // log sequence of the contact's last visible change
 	_, err = l.Replay(ctx, q, func(e Entry) error {
 		if e.Contact == "" {
 			return nil // not an event
@@ -293,14 +297,36 @@ func (l *Log) At(ctx context.Context, contact string, at Point) (st projections.
 		if !at.Time.IsZero() && e.At.After(at.Time) {
 			return errStop
 		}
-		st.Fold(e.Event, e.Seq)
+		st.Fold(e.Event, e.Seq, 0)
+		if events.VisibleChange(e.Previous, e.Status) {
+			lastVisible = e.Seq
+		}
 		seen = true
 		return nil
 	})
 	if errors.Is(err, errStop) {
 		err = nil
 	}
+	if err != nil || lastVisible == 0 {
+		return st, seen, err
+	}
+	st.Visible.Seq, err = l.FeedPosition(ctx, lastVisible)
 	return st, seen, err
+}
+
+// FeedPosition returns the feed position of the event at log sequence seq: the
+// number of visible changes (events.ChangeOf) the log holds up to and
+// including it, from its first event, as the projection and the feed count
+// them. It reads every subject of the log up to seq.
+func (l *Log) FeedPosition(ctx context.Context, seq uint64) (uint64, error) {
+	var n uint64
+	_, err := l.Replay(ctx, Query{ToSeq: seq}, func(e Entry) error {
+		if e.Contact != "" && events.VisibleChange(e.Previous, e.Status) {
+			n++
+		}
+		return nil
+	})
+	return n, err
 }
 
 var errStop = errors.New("stop")

@@ -42,6 +42,12 @@ type VerifyConfig struct {
 	Progress func(projections.Progress)
 	// Logger receives what the fresh fold notices. Zero means slog.Default().
 	Logger *slog.Logger
+	// LogRef, when set, opens a feed entry's log reference (its
+	// events.LogRefHeader, for its data): the engine's, which holds the key.
+	// Each entry's must then name the log event it came from, and the
+	// entries past the last visible change checked must come from later
+	// events. Nil checks neither.
+	LogRef func(ref string, data []byte) (uint64, error)
 }
 
 // Difference is one way in which the engine's state differs from the log's:
@@ -55,7 +61,7 @@ type VerifyReport struct {
 	Malformed   uint64             `json:"malformed"`    // log records that are not events, stepped over
 	Contacts    uint64             `json:"contacts"`     // contacts compared
 	FeedEntries uint64             `json:"feed_entries"` // feed entries checked
-	Changes     uint64             `json:"changes"`      // visible changes the log holds up to Seq
+	Changes     uint64             `json:"changes"`      // visible changes the log holds up to Seq: the feed was checked up to this position
 	Digest      projections.Digest `json:"digest"`       // of the live projection at Seq
 	Fresh       projections.Digest `json:"fresh_digest"` // of the fresh fold: equal to Digest when the states agree
 	Count       uint64             `json:"count"`        // differences found
@@ -96,8 +102,11 @@ func (c VerifyConfig) withDefaults() VerifyConfig {
 // checkpoint: it folds the log afresh (with the projection's own fold, into a
 // store of its own) and compares every contact's state and the checkpoint with
 // the live projection's; it checks every contact's chain (each event's previous
-// is the status before it); and it checks the feed against the log (every
-// visible change once, in log order, with the right content, and nothing else).
+// is the status before it); and it checks the feed against the log: the entry
+// at feed sequence F is the F-th visible change of the log, with the right
+// content, for every visible change up to the checkpoint (positions count
+// visible changes only, so nothing can be missing, repeated or extra without
+// an entry being out of its place).
 // The live projection goes on folding meanwhile: it is read from a snapshot.
 //
 // The error is for what stopped the check (the log unreachable, ctx done);
@@ -139,7 +148,7 @@ func Verify(ctx context.Context, cfg VerifyConfig) (*VerifyReport, error) {
 			report.add(cfg.MaxDifferences, d)
 		}
 	}()
-	expected := make(chan events.Change, 4096)
+	expected := make(chan expectedChange, 4096)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends the fold's sends if Verify returns early
 	g, gctx := errgroup.WithContext(ctx)
@@ -158,9 +167,9 @@ func Verify(ctx context.Context, cfg VerifyConfig) (*VerifyReport, error) {
 				diffs <- Difference{Contact: e.Contact, Seq: seq, What: "chain: previous",
 					Expected: before.String(), Found: e.Previous.String()}
 			}
-			if c, ok := events.ChangeOf(e, seq); ok {
+			if c, ok := events.ChangeOf(e); ok {
 				select {
-				case expected <- c:
+				case expected <- expectedChange{logSeq: seq, Change: c}:
 				case <-gctx.Done():
 				}
 			}
@@ -172,7 +181,7 @@ func Verify(ctx context.Context, cfg VerifyConfig) (*VerifyReport, error) {
 	}
 	defer fresh.Close()
 
-	fc := &feedCheck{wait: cfg.FeedWait, upTo: report.Seq, diff: func(d Difference) { diffs <- d }}
+	fc := &feedCheck{wait: cfg.FeedWait, upTo: report.Seq, logRef: cfg.LogRef, diff: func(d Difference) { diffs <- d }}
 	g.Go(func() error {
 		defer close(expected)
 		var progress func(uint64)
@@ -224,12 +233,20 @@ func compare(report *VerifyReport, live *projections.Snapshot, fresh *projection
 	return nil
 }
 
+// expectedChange is a visible change of the log, in log order: the feed entry
+// it calls for, and the log sequence of its event.
+type expectedChange struct {
+	logSeq uint64
+	events.Change
+}
+
 // feedCheck walks the feed beside the visible changes the log holds, both in
-// log order.
+// log order: the n-th visible change is the entry at feed sequence n.
 type feedCheck struct {
-	wait time.Duration
-	upTo uint64 // the log sequence checked up to
-	diff func(Difference)
+	wait   time.Duration
+	upTo   uint64 // the log sequence checked up to
+	logRef func(ref string, data []byte) (uint64, error)
+	diff   func(Difference)
 
 	tail      *tail.Tail
 	buf       []tail.Record // read from the tail, from pos on not yet handed out
@@ -237,12 +254,11 @@ type feedCheck struct {
 	peeked    *tail.Record
 	delivered uint64 // feed sequence of the last entry read
 	ended     bool   // the feed stopped growing: wait no more
-	matched   uint64 // log sequence of the last change found in the feed
-	entries   uint64 // feed entries read, up to upTo
-	expected  uint64 // visible changes expected
+	entries   uint64 // feed entries checked
+	expected  uint64 // visible changes expected: the feed position of the last
 }
 
-func (f *feedCheck) run(ctx context.Context, stream jetstream.Stream, expected <-chan events.Change) error {
+func (f *feedCheck) run(ctx context.Context, stream jetstream.Stream, expected <-chan expectedChange) error {
 	var err error
 	f.tail, err = tail.Start(ctx, stream, tail.Config{Buffer: 4096})
 	if err != nil {
@@ -251,88 +267,89 @@ func (f *feedCheck) run(ctx context.Context, stream jetstream.Stream, expected <
 	defer f.tail.Stop()
 	for want := range expected {
 		f.expected++
-		if err := f.find(ctx, want); err != nil {
+		if err := f.find(ctx, want, f.expected); err != nil {
 			return err
 		}
 	}
-	// What is left up to upTo is there twice, or should not be there at all.
+	if f.logRef == nil {
+		return nil
+	}
+	// What the feed holds past the last visible change up to upTo must come
+	// from events after it: else it is an entry too many (a copy, or of no
+	// visible change).
 	for {
 		r, ok, err := f.next(ctx, false)
 		if err != nil || !ok {
 			return err
 		}
-		c, ok := f.decode(r)
-		if !ok {
+		if r.Seq <= f.expected {
 			continue
 		}
-		if c.Seq > f.upTo {
-			return nil
+		logSeq, err := f.logRef(r.Header.Get(events.LogRefHeader), r.Data)
+		switch {
+		case err != nil:
+			f.diff(Difference{What: "feed: log reference", Expected: "one that opens",
+				Found: fmt.Sprintf("at feed seq %d: %v", r.Seq, err)})
+		case logSeq <= f.upTo:
+			c, _ := events.DecodeChange(r.Data)
+			f.diff(Difference{Contact: c.Contact, Seq: logSeq, What: "feed: entry for no visible change",
+				Expected: fmt.Sprintf("none past feed seq %d, the last visible change up to log seq %d", f.expected, f.upTo),
+				Found:    fmt.Sprintf("%s at feed seq %d, from log seq %d", describeChange(c), r.Seq, logSeq)})
+		default:
+			return nil // from past the checkpoint: the rest is too
 		}
-		f.entries++
-		f.extra(r, c)
 	}
 }
 
-// find reads the feed up to the entry for want.
-func (f *feedCheck) find(ctx context.Context, want events.Change) error {
+// find reads the feed up to the entry at feed position pos, which must be
+// want's.
+func (f *feedCheck) find(ctx context.Context, want expectedChange, pos uint64) error {
+	expected := fmt.Sprintf("%s at feed seq %d", describeChange(want.Change), pos)
+	missing := func(found string) {
+		f.diff(Difference{Contact: want.Contact, Seq: want.logSeq, What: "feed: missing entry", Expected: expected, Found: found})
+	}
 	for {
 		r, ok, err := f.next(ctx, true)
 		if err != nil {
 			return err
 		}
 		if !ok {
-			f.diff(Difference{Contact: want.Contact, Seq: want.Seq, What: "feed: missing entry",
-				Expected: describeChange(want), Found: "none (the feed ends before it)"})
+			missing("none (the feed ends before it)")
 			return nil
-		}
-		c, ok := f.decode(r)
-		if !ok {
-			continue
 		}
 		switch {
-		case c.Seq < want.Seq:
-			f.entries++
-			f.extra(r, c)
-		case c.Seq == want.Seq:
-			f.entries++
-			f.matched = c.Seq
-			if c.Contact != want.Contact || c.Name != want.Name || c.Previous != want.Previous || !c.At.Equal(want.At) {
-				f.diff(Difference{Contact: want.Contact, Seq: want.Seq, What: "feed: entry content",
-					Expected: describeChange(want), Found: describeChange(c)})
-			}
-			return nil
-		default:
-			f.peeked = &r // keep it for the next change
-			f.diff(Difference{Contact: want.Contact, Seq: want.Seq, What: "feed: missing entry",
-				Expected: describeChange(want), Found: fmt.Sprintf("none (the next entry is for log seq %d)", c.Seq)})
+		case r.Seq < pos:
+			continue // its own position was checked already
+		case r.Seq > pos:
+			f.peeked = &r // kept for the change at its position
+			missing(fmt.Sprintf("none (the feed holds no entry there; the next is at feed seq %d)", r.Seq))
 			return nil
 		}
-	}
-}
-
-// extra reports an entry found where none was expected.
-func (f *feedCheck) extra(r tail.Record, c events.Change) {
-	if c.Seq <= f.matched {
-		f.diff(Difference{Contact: c.Contact, Seq: c.Seq, What: "feed: entry repeated or out of order",
-			Expected: fmt.Sprintf("one entry, after log seq %d", f.matched), Found: fmt.Sprintf("another at feed seq %d", r.Seq)})
-		return
-	}
-	f.diff(Difference{Contact: c.Contact, Seq: c.Seq, What: "feed: entry for no visible change",
-		Expected: "none", Found: fmt.Sprintf("%s at feed seq %d", describeChange(c), r.Seq)})
-}
-
-func (f *feedCheck) decode(r tail.Record) (events.Change, bool) {
-	c, err := events.DecodeChange(r.Data)
-	if err != nil {
 		f.entries++
-		f.diff(Difference{What: "feed: malformed entry", Expected: "a feed entry",
-			Found: fmt.Sprintf("at feed seq %d: %v", r.Seq, err)})
-		return c, false
+		c, err := events.DecodeChange(r.Data)
+		switch {
+		case err != nil:
+			f.diff(Difference{Contact: want.Contact, Seq: want.logSeq, What: "feed: malformed entry", Expected: expected,
+				Found: fmt.Sprintf("at feed seq %d: %v", r.Seq, err)})
+		case c.Contact != want.Contact || c.Name != want.Name || c.Previous != want.Previous || !c.At.Equal(want.At):
+			f.diff(Difference{Contact: want.Contact, Seq: want.logSeq, What: "feed: entry content", Expected: expected,
+				Found: describeChange(c)})
+		}
+		if f.logRef != nil {
+			if logSeq, err := f.logRef(r.Header.Get(events.LogRefHeader), r.Data); err != nil || logSeq != want.logSeq {
+				found := fmt.Sprintf("log seq %d", logSeq)
+				if err != nil {
+					found = err.Error()
+				}
+				f.diff(Difference{Contact: want.Contact, Seq: want.logSeq, What: "feed: log reference",
+					Expected: fmt.Sprintf("log seq %d at feed seq %d", want.logSeq, pos), Found: found})
+			}
+		}
+		return nil
 	}
-	return c, true
 }
 
-// next returns the next feed entry. With wait, an entry not there yet is waited
+// next returns the next feed entry. With wait, one not there yet is waited
 // for, up to f.wait (and never again once the feed stopped growing); without,
 // only what the feed held is read.
 func (f *feedCheck) next(ctx context.Context, wait bool) (tail.Record, bool, error) {

@@ -17,7 +17,9 @@ import (
 	"github.com/presence-engine/presence/projections"
 )
 
-// window is the range of log sequences a fan-out run writes: [base, base+size).
+// window is the range of positions a fan-out run's changes are handed over
+// at, [base, base+size): feed positions (or, in the floors, the raw stream's
+// sequences).
 type window struct {
 	base uint64
 	size int
@@ -148,8 +150,9 @@ func (o *observer) handler(i int) client.Handler {
 	}
 }
 
-// time records subscriber i's delivery at now of the change at log sequence
-// seq: from the writer's ack, or, the ack not known yet, once the run is over.
+// time records subscriber i's delivery at now of the change at position seq:
+// from the writer's ack, or, the ack (or the change's feed position) not known
+// yet, once the run is over.
 func (o *observer) time(i int, seq uint64, now int64) {
 	if ack := o.acks.get(seq); ack > 0 {
 		o.record(i, now-ack)

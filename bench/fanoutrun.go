@@ -30,8 +30,14 @@ func (r *runner) fanout(ctx context.Context, mode Mode, m int, limit float64) (F
 	if err != nil {
 		return f, err
 	}
-	win := window{base: base + 1, size: cfg.Changes + 1}
-	acks := newAckTimes(win.base, win.size)
+	// Subscribers are handed feed positions: the run's changes start after
+	// the feed's end once it has caught up with the log.
+	feedBase, err := r.feedEnd(ctx, base)
+	if err != nil {
+		return f, err
+	}
+	win := window{base: feedBase + 1, size: cfg.Changes + 1}
+	acks := newFeedAckTimes(base+1, win.base, win.size)
 
 	r.step("fan-out: %d %s subscribers live, %s%s", m, mode, r.setsText(cfg.Changes), rateText(limit))
 	live := newObserver(m, win, acks)
@@ -49,7 +55,7 @@ func (r *runner) fanout(ctx context.Context, mode Mode, m int, limit float64) (F
 		subs.close()
 		return f, err
 	}
-	last, err := r.await(subs, live, wr.visible)
+	last, err := r.await(subs, live, len(wr.visible))
 	if err != nil {
 		return f, err
 	}
@@ -77,7 +83,7 @@ func (r *runner) fanout(ctx context.Context, mode Mode, m int, limit float64) (F
 	start = time.Now()
 	clock := r.eng.cpuNow()
 	close(catchUp.gate)
-	if last, err = r.await(subs, catchUp, wr.visible); err != nil {
+	if last, err = r.await(subs, catchUp, len(wr.visible)); err != nil {
 		return f, err
 	}
 	f.CatchUpCPU = r.eng.perDelivery(clock, catchUp.deliveries())
@@ -117,17 +123,15 @@ func (r *runner) startSubscribers(ctx context.Context, mode Mode, m int, o *obse
 	return startInProcess(ctx, r.rep, m, o, r.cfg, start)
 }
 
-// await waits until every subscriber has every visible change (or the timeout
-// passes: what is missing counts as lost), stops them, and returns the time of
-// the last delivery.
-func (r *runner) await(subs *subscribers, o *observer, visible []uint64) (time.Time, error) {
-	for _, seq := range visible {
-		if idx, ok := o.win.index(seq); ok {
-			o.expected[idx] = true
-		}
+// await waits until every subscriber has every visible change, the first
+// visible of the window's positions (or the timeout passes: what is missing
+// counts as lost), stops them, and returns the time of the last delivery.
+func (r *runner) await(subs *subscribers, o *observer, visible int) (time.Time, error) {
+	for i := range min(visible, len(o.expected)) {
+		o.expected[i] = true
 	}
 	deadline := time.Now().Add(r.cfg.Timeout)
-	for !o.done(int64(len(visible))) && time.Now().Before(deadline) {
+	for !o.done(int64(visible)) && time.Now().Before(deadline) {
 		if err := subs.err(); err != nil {
 			subs.close()
 			return time.Time{}, err

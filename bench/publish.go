@@ -81,7 +81,7 @@ func publishAll(ctx context.Context, nc *nats.Conn, n, size, subjects int, expec
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(2*maxPending),
 		jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) {
 			if pace != nil {
-				pace.acks.put(ack.Sequence, time.Now())
+				pace.acks.put(ack.Sequence, time.Now(), true)
 			}
 			settle(m, ack.Sequence)
 		}),

@@ -156,6 +156,38 @@ func (r *runner) lastLogSeq(ctx context.Context) (uint64, error) {
 	return info.State.LastSeq, nil
 }
 
+// feedEnd returns the feed's last sequence, its last feed position, once the
+// feed has derived the log up to logSeq.
+func (r *runner) feedEnd(ctx context.Context, logSeq uint64) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	defer cancel()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		m, err := r.eng.metrics(r.nc)
+		if err != nil {
+			return 0, err
+		}
+		if m.Feed.Position >= logSeq {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("the feed has derived the log up to seq %d, not %d: %w", m.Feed.Position, logSeq, ctx.Err())
+		case <-tick.C:
+		}
+	}
+	s, err := r.js.Stream(ctx, events.FeedStream)
+	if err != nil {
+		return 0, err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.LastSeq, nil
+}
+
 // closeAll closes conns, skipping the nil ones (not opened).
 func closeAll(conns []*nats.Conn) {
 	for _, nc := range conns {

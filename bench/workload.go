@@ -44,25 +44,75 @@ func pick(rng *rand.Rand) (events.Status, events.Cause) {
 	return events.Online, events.CauseUser
 }
 
-// ackTimes keeps when each set of a run was acknowledged, by log sequence.
+// ackTimes keeps when each change of a run was acknowledged, by the position
+// its subscribers are handed it at. Made by newAckTimes, that is the sequence
+// acknowledged (the floors, whose subscribers are handed raw sequences). Made
+// by newFeedAckTimes, put takes log sequences, as the writers are told them,
+// and get feed positions, as subscribers are handed them, which count visible
+// changes only: during a run the writers alone append, so once every log
+// sequence of the window up to a visible change is acknowledged, the feed
+// position of that change is known (the window's visible changes before it,
+// after the feed's base). A change whose position is not known yet reads 0.
 type ackTimes struct {
-	base  uint64
+	base  uint64 // the first sequence put
 	times []atomic.Int64
+
+	// With feed positions:
+	feed     bool
+	feedBase uint64 // the feed position of the window's first visible change
+	mu       sync.Mutex
+	kinds    []uint8 // by log sequence - base: 0 not acknowledged yet, 1 visible, 2 not
+	settled  int     // log sequences known from base on, in a row
+	visible  int     // visible changes among them
+	byFeed   []atomic.Int64
 }
 
 func newAckTimes(base uint64, n int) *ackTimes {
 	return &ackTimes{base: base, times: make([]atomic.Int64, n)}
 }
 
-func (a *ackTimes) put(seq uint64, t time.Time) {
-	if seq >= a.base && seq-a.base < uint64(len(a.times)) {
-		a.times[seq-a.base].Store(t.UnixNano())
+// newFeedAckTimes keeps the acknowledgements of n log sequences from logBase,
+// by the feed positions from feedBase of the visible ones.
+func newFeedAckTimes(logBase, feedBase uint64, n int) *ackTimes {
+	return &ackTimes{base: logBase, times: make([]atomic.Int64, n), feed: true, feedBase: feedBase,
+		kinds: make([]uint8, n), byFeed: make([]atomic.Int64, n)}
+}
+
+// put records that the change at sequence seq, visible or not, was
+// acknowledged at t.
+func (a *ackTimes) put(seq uint64, t time.Time, visible bool) {
+	if seq < a.base || seq-a.base >= uint64(len(a.times)) {
+		return
+	}
+	i := seq - a.base
+	a.times[i].Store(t.UnixNano())
+	if !a.feed {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.kinds[i] = 2
+	if visible {
+		a.kinds[i] = 1
+	}
+	for a.settled < len(a.kinds) && a.kinds[a.settled] != 0 {
+		if a.kinds[a.settled] == 1 {
+			a.byFeed[a.visible].Store(a.times[a.settled].Load())
+			a.visible++
+		}
+		a.settled++
 	}
 }
 
-func (a *ackTimes) get(seq uint64) int64 {
-	if seq >= a.base && seq-a.base < uint64(len(a.times)) {
-		return a.times[seq-a.base].Load()
+// get returns when the change at position pos was acknowledged, in Unix
+// nanoseconds, or 0 if that is not known (yet).
+func (a *ackTimes) get(pos uint64) int64 {
+	times, base := a.times, a.base
+	if a.feed {
+		times, base = a.byFeed, a.feedBase
+	}
+	if pos >= base && pos-base < uint64(len(times)) {
+		return times[pos-base].Load()
 	}
 	return 0
 }
@@ -173,10 +223,11 @@ func writeContacts(ctx context.Context, url string, cfg Config, spec writeSpec) 
 					}
 					sets++
 					if r.Changed {
-						acks.put(r.Seq, time.Now())
+						v := events.VisibleChange(r.Previous, r.Status)
+						acks.put(r.Seq, time.Now(), v)
 						appended++
 						lastSeq = max(lastSeq, r.Seq)
-						if events.VisibleChange(r.Previous, r.Status) {
+						if v {
 							visible = append(visible, r.Seq)
 						}
 					}

@@ -16,17 +16,24 @@ type Change struct {
 	Contact  string
 	Name     string        // friendly name as of the change
 	Previous events.Status // the previous visible status; never Invisible
-	Seq      uint64        // log sequence of the change
-	At       time.Time     // when the change was accepted
-	FeedSeq  uint64        // position in the feed, for diagnostics
+	// Seq is the change's feed position: its sequence in the feed, which
+	// counts visible changes only (the change is the Seq-th visible change).
+	// It is what a status read takes as min_seq, and what a status reply's
+	// Seq is compared with.
+	Seq uint64
+	At  time.Time // when the change was accepted
+	// FeedSeq is Seq, under the name it had when Seq was a log sequence.
+	//
+	// Deprecated: use Seq.
+	FeedSeq uint64
 
 	reader Reader
 	memo   lookup // shared with other changes or subscribers: fewer reads
 }
 
 // Current reads the contact's current visible status from the projection, once
-// it has applied the log at least up to this change: it may be newer than the
-// change, never older.
+// it has applied the feed at least up to this change (min_seq Seq): it may be
+// newer than the change, never older.
 func (c Change) Current(ctx context.Context) (Reply, error) {
 	if c.reader == nil {
 		return Reply{}, errors.New("client: change has no reader")

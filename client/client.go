@@ -45,19 +45,24 @@ func (c *Client) Set(ctx context.Context, req SetRequest) (SetResult, error) {
 }
 
 // Status returns the contact as everyone else sees it, from a projection that
-// has applied the log at least up to minSeq.
+// has applied the feed at least up to the feed position minSeq (a Change's
+// Seq; 0: no minimum). The reply's Seq is the feed position of the contact's
+// last visible change.
 func (c *Client) Status(ctx context.Context, contact string, minSeq uint64) (Reply, error) {
 	return c.read(ctx, events.StatusPrefix, contact, minSeq)
 }
 
-// Self returns the contact's own status, invisible included.
+// Self returns the contact's own status, invisible included, from a
+// projection that has applied the log at least up to the log sequence minSeq
+// (a SetResult's Seq; 0: no minimum). The reply's Seq is the log sequence of
+// the contact's last event.
 func (c *Client) Self(ctx context.Context, contact string, minSeq uint64) (Reply, error) {
 	return c.read(ctx, events.SelfPrefix, contact, minSeq)
 }
 
 // Statuses returns the contacts as everyone else sees them, in the order given,
-// in one request, from a projection that has applied the log at least up to
-// minSeq. More than MaxStatuses contacts are split into several requests.
+// in one request, from a projection that has applied the feed at least up to
+// the feed position minSeq. More than MaxStatuses contacts are split into several requests.
 func (c *Client) Statuses(ctx context.Context, contacts []string, minSeq uint64) ([]Reply, error) {
 	out := make([]Reply, 0, len(contacts))
 	for len(contacts) > 0 {

@@ -59,6 +59,7 @@ func TestSubscribersGoOnThroughFeedLeaderChanges(t *testing.T) {
 			return err == nil && strings.Contains(string(msg.Data), `"success":true`)
 		})
 	}
+	want = positionsOf(t, r, want...)
 	for name, col := range cols {
 		deadline := time.Now().Add(60 * time.Second)
 		for col.len() < len(want) && time.Now().Before(deadline) {

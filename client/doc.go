@@ -20,12 +20,25 @@
 //   - With Durable, it reads it with a durable consumer and acknowledges each
 //     change once its handler returns nil: after a clean stop nothing is missed
 //     or repeated; after a crash the change in hand may come again (at least
-//     once, in order, each with its log sequence). One process at a time runs
+//     once, in order, each with its feed position). One process at a time runs
 //     a given durable.
 //
 // Whatever the source, changes come in feed order, each once, and a feed that
-// goes back under a subscription (the log restored or recreated) ends it with
-// ErrFeedWentBack rather than hand over another history.
+// goes back under a subscription (the log restored or recreated, the feed
+// derived again and so created again) ends it with ErrFeedWentBack rather
+// than hand over another history.
+//
+// Positions are of two kinds, never mixed. A feed position counts visible
+// changes only: a change's Seq is its sequence in the feed (the Seq-th visible
+// change of the log), and it is what Status and Statuses take as minSeq and
+// give as Reply.Seq, and what StartAtSeq starts at. A log sequence counts
+// every change, hidden ones included: it is what Set gives (SetResult.Seq,
+// ExpectSeq) and Self takes and gives, the contact's own. Nothing a
+// subscriber reads carries a log sequence: its gaps would tell that some
+// contact went invisible, and when. (Before feed positions, Change.Seq,
+// Reply.Seq of Status, minSeq of Status and StartAtSeq were log sequences,
+// and the feed entry carried one; Change.FeedSeq, now equal to Seq, is
+// deprecated.)
 //
 // Errors of the service are a *ServiceError; errors.Is tells ErrBadRequest
 // (400: nothing applied), ErrConflict (409), ErrTooMany (429) and

@@ -324,12 +324,12 @@ func (s *Subscriber) durable(ctx context.Context, stream jetstream.Stream) (jets
 			"durable", s.cfg.Durable)
 	}
 	if v, ok := info.Config.Metadata[startSeqKey]; ok {
-		// Made to start at a log sequence, perhaps one the feed had not
+		// Made to start at a feed position, perhaps one the feed had not
 		// reached: what comes before it is stepped over in every run, not
 		// in the first alone. Past it, nothing comes before it.
 		seq, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			return nil, 0, fmt.Errorf("consumer %s: metadata %s=%s is not a log sequence", s.cfg.Durable, startSeqKey, events.Quote(v))
+			return nil, 0, fmt.Errorf("consumer %s: metadata %s=%s is not a feed position", s.cfg.Durable, startSeqKey, events.Quote(v))
 		}
 		s.skipBelow = seq
 	}
@@ -365,9 +365,11 @@ func (s *Subscriber) durable(ctx context.Context, stream jetstream.Stream) (jets
 	return cons, info.Delivered.Consumer + 1, nil
 }
 
-// startSeqKey is the metadata of a durable's consumer that keeps the log
-// sequence it was made to start at (StartAtSeq).
-const startSeqKey = "presence_start_seq"
+// startSeqKey is the metadata of a durable's consumer that keeps the feed
+// position it was made to start at (StartAtSeq). (It was presence_start_seq
+// when that was a log sequence; the consumers that had it went with the feed
+// of version 1 entries.)
+const startSeqKey = "presence_start_position"
 
 // followed says which contacts a consumer's filters follow.
 func followed(filters []string) string {

@@ -100,7 +100,8 @@ func ExampleSubscriber() {
 		}
 		last = res.Seq
 	}
-	if _, err := svc.Status(ctx, "sip:bob@contoso.com", last); err != nil { // every set is in
+	// A set's seq is a log sequence: Self reads your own write with it.
+	if _, err := svc.Self(ctx, "sip:bob@contoso.com", last); err != nil { // every set is in
 		fmt.Println(err)
 		return
 	}

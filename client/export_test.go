@@ -8,10 +8,6 @@ import (
 
 // What the tests of package client_test reach inside the package.
 
-// FeedSeqOf is feedSeqOf: the feed sequence of the first entry whose log
-// sequence is at least logSeq.
-var FeedSeqOf = feedSeqOf
-
 // DropRepeats makes s lose the repeats of the feed entries drop returns true
 // for, as a slow connection would.
 func (s *Subscriber) DropRepeats(drop func(feedSeq uint64) bool) { s.dropLive = drop }

@@ -37,17 +37,18 @@ type feedWatch struct {
 }
 
 // handedEntry tells one feed entry from any other at its feed sequence: by
-// its change (contact, log sequence, time).
+// its change (contact, name, previous status, time).
 type handedEntry struct {
-	feedSeq uint64
-	contact string
-	seq     uint64
-	at      time.Time
+	feedSeq  uint64
+	contact  string
+	name     string
+	previous events.Status
+	at       time.Time
 }
 
 // entryOf is what tells c's feed entry from another at its feed sequence.
 func entryOf(c Change) handedEntry {
-	return handedEntry{feedSeq: c.FeedSeq, contact: c.Contact, seq: c.Seq, at: c.At}
+	return handedEntry{feedSeq: c.Seq, contact: c.Contact, name: c.Name, previous: c.Previous, at: c.At}
 }
 
 // handing records c as the last change handed over.
@@ -157,9 +158,11 @@ func (f *feedWatch) holds(ctx context.Context, h handedEntry) error {
 	case err != nil:
 		return fmt.Errorf("read the feed's entry at seq %d: %w", h.feedSeq, err)
 	}
-	if c, err := events.DecodeChange(msg.Data); err != nil || c.Contact != h.contact || c.Seq != h.seq || !c.At.Equal(h.at) {
+	if c, err := events.DecodeChange(msg.Data); err != nil || c.Contact != h.contact || c.Name != h.name || c.Previous != h.previous ||
+		!c.At.Equal(h.at) {
 		return fmt.Errorf("%w: the feed (stream %s) holds another entry at feed seq %d than the one this subscriber had there, "+
-			"the change at log seq %d: it was restored from an older copy", ErrFeedWentBack, events.FeedStream, h.feedSeq, h.seq)
+			"the change of %s at %s: it was restored from an older copy", ErrFeedWentBack, events.FeedStream, h.feedSeq,
+			events.Quote(h.contact), h.at.UTC().Format(time.RFC3339Nano))
 	}
 	return nil
 }
@@ -268,10 +271,10 @@ func (f *feedWatch) known(ctx context.Context, look func() error) error {
 	}
 }
 
-// handedAgain is the error of who (a subscriber, a hub) finding feed entry
-// feedSeq to be the change at log seq seq, not after the change at log seq
-// last it handed over already: the feed is in log order, so it went back.
-func handedAgain(who string, feedSeq, seq, last uint64) error {
-	return fmt.Errorf("%w: feed entry %d is the change at log seq %d, and %s handed over the change at log seq %d already: "+
-		"the log was restored or recreated, and the feed derived again", ErrFeedWentBack, feedSeq, seq, who, last)
+// handedAgain is the error of who (a subscriber, a hub) being handed feed
+// entry feedSeq, not after the one at feed seq last it handed over already:
+// the feed went back.
+func handedAgain(who string, feedSeq, last uint64) error {
+	return fmt.Errorf("%w: handed feed entry %d, and %s handed over feed entry %d already: "+
+		"the feed was derived again (the log restored or recreated, or the engine upgraded)", ErrFeedWentBack, feedSeq, who, last)
 }

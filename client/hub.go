@@ -78,7 +78,7 @@ func NewHub(cfg HubConfig) (*Hub, error) {
 	}
 	if cfg.Start.kind == startTime {
 		return nil, badRequest(errors.New("hub start: a hub starts from now (StartNew), the start of the feed (StartAll) " +
-			"or a log sequence (StartAtSeq), not at a time"))
+			"or a feed position (StartAtSeq), not at a time"))
 	}
 	cfg = cfg.withDefaults()
 	sub, err := NewSubscriber(SubscriberConfig{Conn: cfg.Conn, Reader: cfg.Reader, Logger: cfg.Logger,

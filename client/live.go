@@ -132,8 +132,20 @@ func (l *liveSource) next(ctx context.Context) (batch, error) {
 				}
 				l.positioned = reconnects
 			}
-			var entries []entry
-			entries, l.behind = l.entries(drain([]*nats.Msg{m}, l.repeats, l.s.cfg.Batch))
+			var (
+				entries []entry
+				foreign bool
+			)
+			entries, l.behind, foreign = l.entries(drain([]*nats.Msg{m}, l.repeats, l.s.cfg.Batch))
+			if foreign {
+				// Repeats of another feed than the one this subscriber
+				// found: the engine derived the feed again (created
+				// anew, numbered from 1 again) under it, or they are late
+				// ones of a feed before that one.
+				if err := l.s.feed.same(ctx, l.want); err != nil {
+					return batch{}, err
+				}
+			}
 			// Only what is handed over counts: repeats from before a feed
 			// that went back (recreated) must not keep the check away.
 			if len(entries) > 0 {
@@ -145,18 +157,26 @@ func (l *liveSource) next(ctx context.Context) (batch, error) {
 }
 
 // entries reads the repeats that follow what was handed over, each with the
-// status it carries, and reports whether one is missing before the rest.
-func (l *liveSource) entries(repeats []*nats.Msg) (out []entry, gap bool) {
+// status it carries, and reports whether one is missing before the rest, and
+// whether some are of another feed than the subscriber's (which it steps
+// over).
+func (l *liveSource) entries(repeats []*nats.Msg) (out []entry, gap, foreign bool) {
 	for _, m := range repeats {
 		seq, err := strconv.ParseUint(m.Header.Get(FeedSeqHeader), 10, 64)
 		if l.s.dropLive != nil && l.s.dropLive(seq) {
 			continue
 		}
+		if h := m.Header.Get(FeedCreatedHeader); h != "" {
+			if created, err := time.Parse(time.RFC3339Nano, h); err == nil && !created.Equal(l.s.feed.created) {
+				foreign = true
+				continue
+			}
+		}
 		switch {
 		case err != nil || seq < l.want:
 			continue // a repeat of what was handed over, or not an entry
 		case seq > l.want:
-			return out, true
+			return out, true, foreign
 		}
 		e := entry{data: m.Data, feedSeq: seq}
 		if h := m.Header.Get(CurrentHeader); h != "" {
@@ -168,7 +188,7 @@ func (l *liveSource) entries(repeats []*nats.Msg) (out []entry, gap bool) {
 		out = append(out, e)
 		l.want++
 	}
-	return out, false
+	return out, false, foreign
 }
 
 // startCatchUp reads the feed from the next entry to its end, if it holds

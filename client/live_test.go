@@ -19,12 +19,12 @@ import (
 	"github.com/presence-engine/presence/events"
 )
 
-// setVisible makes n visible changes over a few contacts and returns their log
-// sequences in order.
+// setVisible makes n visible changes over a few contacts and returns their
+// feed positions in order.
 func setVisible(t *testing.T, r *enginetest.Running, n int) []uint64 {
 	t.Helper()
 	statuses := []events.Status{events.Online, events.Away, events.Busy}
-	var seqs []uint64
+	var seqs []uint64 // log sequences; their feed positions are returned
 	for i := range n {
 		res, err := r.Writer().Set(natstest.Context(t), client.SetRequest{Contact: fmt.Sprintf("contact-%d", i%4), Status: statuses[(i/4)%len(statuses)]})
 		if err != nil {
@@ -35,7 +35,7 @@ func setVisible(t *testing.T, r *enginetest.Running, n int) []uint64 {
 		}
 		seqs = append(seqs, res.Seq)
 	}
-	return seqs
+	return positionsOf(t, r, seqs...)
 }
 
 // TestLiveSubscriberNeedsNoConsumer: an ephemeral subscriber to every contact is
@@ -143,6 +143,7 @@ func TestLiveSubscriberCatchesUp(t *testing.T) {
 		}
 	}
 	natstest.WaitFor(t, "the last change, lost, and nothing after it", func() bool { return col.len() == n })
+	want = positionsOf(t, r, want...)
 	cancel()
 	natstest.Stopped(t, "subscriber", done)
 	close(dropped)
@@ -253,7 +254,7 @@ func TestLiveSubscriberChecksThroughRepeats(t *testing.T) {
 	if err != nil || !res.Changed {
 		t.Fatalf("second set: %+v, %v", res, err)
 	}
-	want = append(want, res.Seq)
+	want = append(want, positionsOf(t, r, res.Seq)...)
 	natstest.WaitFor(t, "the second change, its repeat lost among old ones", func() bool { return col.len() == 2 })
 	close(stop)
 	<-repeating
@@ -304,33 +305,38 @@ func wantWentBack(t *testing.T, what string, done <-chan error) {
 }
 
 // TestSubscriberSeesTheFeedGoBack: when the engine derives the feed again (the
-// log was restored from an older copy, or recreated), an ephemeral subscription
-// says so (ErrFeedWentBack) instead of handing over what the feed now holds as
-// if it followed what it was handed: through the repeats, from a consumer and
-// through a hub, when the feed was purged and when it was created again.
+// log was restored from an older copy, or recreated, or the engine upgraded
+// from entries of version 1), it deletes the feed and creates it again, so
+// that its sequences stay feed positions. An ephemeral subscription says so
+// (ErrFeedWentBack) instead of handing over what the feed now holds as if it
+// followed what it was handed, through the repeats, from a consumer, durable
+// (its consumer went with the feed) and through a hub: when the engine
+// derived the same changes again at the same positions, and when the feed
+// holds other changes.
 func TestSubscriberSeesTheFeedGoBack(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		// goBack makes the feed hold other changes than before, as after a
-		// log restored or recreated; next is the feed sequence the
-		// subscribers expect next.
-		goBack func(t *testing.T, js jetstream.JetStream, feed jetstream.Stream, next uint64)
+		// goBack makes the feed be created again, as the engine does when
+		// it derives it again; next is the feed sequence the subscribers
+		// expect next.
+		goBack func(t *testing.T, r *enginetest.Running, js jetstream.JetStream, next uint64)
 	}{
-		{"purged", func(t *testing.T, js jetstream.JetStream, feed jetstream.Stream, _ uint64) {
-			// Derived again from the start of a log restored from a copy:
-			// the first change comes again.
-			first, err := feed.GetMsg(natstest.Context(t), 1)
-			if err != nil {
+		{"derived again by the engine", func(t *testing.T, r *enginetest.Running, js jetstream.JetStream, _ uint64) {
+			// The feed deleted: the engine finds it missing at its next
+			// entry, creates it and derives it again from the log's
+			// start, the same entries at the same positions, and more.
+			if err := js.DeleteStream(natstest.Context(t), events.FeedStream); err != nil {
 				t.Fatal(err)
 			}
-			if err := feed.Purge(natstest.Context(t)); err != nil {
+			if _, err := r.Writer().Set(natstest.Context(t), client.SetRequest{Contact: "after", Status: events.Online}); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := js.Publish(natstest.Context(t), first.Subject, first.Data); err != nil {
-				t.Fatal(err)
-			}
+			natstest.WaitFor(t, "the engine to derive the feed again", func() bool {
+				feed, err := js.Stream(natstest.Context(t), events.FeedStream)
+				return err == nil && feed.CachedInfo().State.Msgs >= 6
+			})
 		}},
-		{"created again", func(t *testing.T, js jetstream.JetStream, _ jetstream.Stream, next uint64) {
+		{"created again with other changes", func(t *testing.T, _ *enginetest.Running, js jetstream.JetStream, next uint64) {
 			// Derived from a log recreated and grown again: as many
 			// entries as before and more, of other changes.
 			if err := js.DeleteStream(natstest.Context(t), events.FeedStream); err != nil {
@@ -339,8 +345,8 @@ func TestSubscriberSeesTheFeedGoBack(t *testing.T) {
 			if err := engine.EnsureStreams(natstest.Context(t), js, engine.StreamOptions{}, natstest.Logger(t)); err != nil {
 				t.Fatal(err)
 			}
-			for i := range next {
-				c := events.Change{Contact: "other", Previous: events.Unknown, Seq: 1000 + i, At: time.Now().UTC()}
+			for range next {
+				c := events.Change{Contact: "other", Previous: events.Unknown, At: time.Now().UTC()}
 				if _, err := js.Publish(natstest.Context(t), events.ChangeSubject(c.Contact), c.Encode()); err != nil {
 					t.Fatal(err)
 				}
@@ -352,12 +358,7 @@ func TestSubscriberSeesTheFeedGoBack(t *testing.T) {
 			subs := map[string]client.SubscriberConfig{
 				"live":     {LiveCheck: 20 * time.Millisecond},
 				"consumer": {LiveCheck: -1},
-			}
-			if tc.name == "created again" {
-				// A durable goes on after its acked position on a feed
-				// purged (docs/guarantees.md says so), but its consumer goes with
-				// a feed deleted.
-				subs["durable"] = client.SubscriberConfig{Durable: "goes-back"}
+				"durable":  {Durable: "goes-back"}, // its consumer goes with the feed
 			}
 			cols := map[string]*collector{}
 			dones := map[string]<-chan error{}
@@ -391,11 +392,7 @@ func TestSubscriberSeesTheFeedGoBack(t *testing.T) {
 				natstest.WaitFor(t, name+" to be handed every change", func() bool { return col.len() == len(want) })
 			}
 			js := r.JetStream(t)
-			feed, err := js.Stream(natstest.Context(t), events.FeedStream)
-			if err != nil {
-				t.Fatal(err)
-			}
-			tc.goBack(t, js, feed, uint64(len(want)+1))
+			tc.goBack(t, r, js, uint64(len(want)+1))
 			for name, done := range dones {
 				wantWentBack(t, name, done)
 				if got := cols[name].seqs(); !slices.Equal(got, want) {
@@ -472,7 +469,7 @@ func TestSubscriberStartsAtATimeToCome(t *testing.T) {
 					if f.Change.At.Before(from) {
 						early++
 					} else {
-						want = append(want, f.Change.Seq)
+						want = append(want, f.FeedSeq)
 					}
 				}
 				if early == 0 || len(want) == 0 {
@@ -513,7 +510,7 @@ func TestDurableStartedAtATimeStepsOverOnlyUntilThen(t *testing.T) {
 	natstest.Stopped(t, "subscriber", done)
 
 	behind := &enginetest.LogWriter{JS: r.JetStream(t), Now: func() time.Time { return from.Add(-time.Minute) }}
-	want := []uint64{late.Seq}
+	want := []uint64{late.Seq} // log sequences, compared as feed positions
 	// Twice: the second time, the last change the durable acknowledged is
 	// one stamped before the start time itself.
 	for i := range 2 {
@@ -532,10 +529,12 @@ func TestDurableStartedAtATimeStepsOverOnlyUntilThen(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := runSubscriber(t, ctx, cfg, func(ctx context.Context, ch client.Change) error { col.add(ch, client.Reply{}); return nil })
 		r.WaitFeed(t)
-		natstest.WaitFor(t, "the changes since the restart (one stamped before the start time stepped over?)", func() bool { s := col.seqs(); return len(s) > 0 && s[len(s)-1] == want[len(want)-1] })
+		last := positionsOf(t, r, want[len(want)-1])[0]
+		natstest.WaitFor(t, "the changes since the restart (one stamped before the start time stepped over?)", func() bool { s := col.seqs(); return len(s) > 0 && s[len(s)-1] == last })
 		cancel()
 		natstest.Stopped(t, "subscriber", done)
 	}
+	want = positionsOf(t, r, want...)
 	if got := col.seqs(); !slices.Equal(got, want) {
 		t.Errorf("handed %v, want %v: run again, the durable stepped over a change stamped before its start time "+
 			"after it had handed one from then on", got, want)

@@ -7,7 +7,8 @@ import "context"
 // handler reads the same way wherever it runs.
 type Reader interface {
 	// Status returns the contact as everyone else sees it, from a projection
-	// that has applied the log at least up to minSeq (0: no minimum).
+	// that has applied the feed at least up to the feed position minSeq (0: no
+	// minimum).
 	Status(ctx context.Context, contact string, minSeq uint64) (Reply, error)
 }
 
@@ -16,6 +17,7 @@ type Reader interface {
 type BatchReader interface {
 	Reader
 	// Statuses returns the contacts as everyone else sees them, in the order
-	// given, from a projection that has applied the log at least up to minSeq.
+	// given, from a projection that has applied the feed at least up to the
+	// feed position minSeq.
 	Statuses(ctx context.Context, contacts []string, minSeq uint64) ([]Reply, error)
 }

@@ -73,7 +73,9 @@ func stringField(fields map[string]json.RawMessage, name string) (string, bool, 
 	return s, true, nil
 }
 
-// seqField reads an optional log sequence: a whole JSON number from 0 to 2^63-1.
+// seqField reads an optional position (a log sequence for expect_seq and
+// self's min_seq, a feed position for status's): a whole JSON number from 0
+// to 2^63-1.
 func seqField(fields map[string]json.RawMessage, name string) (*uint64, error) {
 	raw, ok := fields[name]
 	if !ok || string(raw) == "null" {
@@ -81,7 +83,7 @@ func seqField(fields map[string]json.RawMessage, name string) (*uint64, error) {
 	}
 	n, err := strconv.ParseUint(string(raw), 10, 64)
 	if err != nil || n > math.MaxInt64 {
-		return nil, badRequest(fmt.Errorf("field %s is %s; want a log sequence, a whole number from 0 to %d",
+		return nil, badRequest(fmt.Errorf("field %s is %s; want a sequence, a whole number from 0 to %d",
 			name, events.Quote(string(raw)), int64(math.MaxInt64)))
 	}
 	return &n, nil

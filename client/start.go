@@ -22,7 +22,10 @@ func StartNew() Start { return Start{kind: startNew} }
 // StartAll begins with the first change the feed holds.
 func StartAll() Start { return Start{kind: startAll} }
 
-// StartAtSeq begins with the first change at or after log sequence seq.
+// StartAtSeq begins with the change at feed position seq (a Change's Seq, or a
+// status reply's), or the first after it the feed holds; 0 is as 1. A
+// position the feed has not reached yet begins with the change at it, once it
+// comes.
 func StartAtSeq(seq uint64) Start { return Start{kind: startSeq, seq: seq} }
 
 // StartAtTime begins with the first change stored in the feed at or after t

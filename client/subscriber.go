@@ -109,9 +109,9 @@ type Subscriber struct {
 	logger *slog.Logger
 	ready  chan struct{} // closed once the source exists
 	who    string        // what the subscriber is, in errors: "this subscriber", "the hub"
-	// skipBelow drops changes before the log sequence StartAtSeq named: when
-	// it lies past the feed's end, the read starts at the end and what
-	// arrives first may still be older.
+	// skipBelow drops changes before the feed position StartAtSeq named: a
+	// read never starts before it, but a live subscription may be handed
+	// repeats from before it first.
 	skipBelow uint64
 	// notBefore, when a subscription starts at a time still to come (the
 	// feed holds no entry from it yet), drops changes made before that
@@ -120,8 +120,8 @@ type Subscriber struct {
 	notBefore time.Time
 	// feed tells whether the feed went back under the subscription.
 	feed *feedWatch
-	// handed is the log sequence of the last change handed over: the feed
-	// is in log order, so one at or before it means that the feed went back.
+	// handed is the feed position of the last change handed over: one at or
+	// before it means that the feed went back (created again).
 	handed   uint64
 	catchUps atomic.Uint64
 	// lookEvery is how often a subscription reading a consumer looks at the
@@ -207,7 +207,7 @@ func (s *Subscriber) deliver(ctx context.Context, take func(ctx context.Context,
 			if c.Contact != "" && !s.early(c) {
 				if c.Seq <= s.handed {
 					flush()
-					return handedAgain(s.who, c.FeedSeq, c.Seq, s.handed)
+					return handedAgain(s.who, c.Seq, s.handed)
 				}
 				if err := take(ctx, c, func() { src.busy(e) }); err != nil {
 					flush()
@@ -268,12 +268,8 @@ func (s *Subscriber) from(ctx context.Context, stream jetstream.Stream) (positio
 	case startAll:
 		return position{seq: 1}, nil
 	case startSeq:
-		feedSeq, err := feedSeqOf(ctx, stream, s.cfg.Start.seq)
-		if err != nil {
-			return position{}, err
-		}
 		s.skipBelow = s.cfg.Start.seq
-		return position{seq: feedSeq}, nil
+		return position{seq: max(s.cfg.Start.seq, 1)}, nil
 	case startTime:
 		t := s.cfg.Start.at
 		if t.After(time.Now()) {
@@ -307,15 +303,15 @@ func (s *Subscriber) prepare(entries []entry) batch {
 			s.logger.Error("subscriber: skipping a feed entry that does not decode", "feed_seq", m.feedSeq, "err", err)
 			continue
 		}
-		if c.Seq < s.skipBelow {
+		if m.feedSeq < s.skipBelow {
 			continue
 		}
-		b.changes[i] = Change{Contact: c.Contact, Name: c.Name, Previous: c.Previous, Seq: c.Seq, At: c.At,
+		b.changes[i] = Change{Contact: c.Contact, Name: c.Name, Previous: c.Previous, Seq: m.feedSeq, At: c.At,
 			FeedSeq: m.feedSeq, reader: s.cfg.Reader}
-		if cur := m.current; cur != nil && cur.Contact == c.Contact && cur.Seq >= c.Seq {
+		if cur := m.current; cur != nil && cur.Contact == c.Contact && cur.Seq >= m.feedSeq {
 			b.changes[i].memo = (*carried)(cur)
 		} else if b.lookup != nil {
-			b.lookup.add(c.Contact, c.Seq)
+			b.lookup.add(c.Contact, m.feedSeq)
 			b.changes[i].memo = b.lookup
 		} else {
 			b.changes[i].memo = &lookupOne{}
@@ -353,7 +349,7 @@ func handleWithRetry(ctx context.Context, logger *slog.Logger, c Change, h Handl
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		logger.Warn("subscriber: handler failed; handing the change over again", "contact", c.Contact, "seq", c.Seq, "err", err)
+		logger.Warn("subscriber: handler failed; handing the change over again", "contact", c.Contact, "feed_seq", c.Seq, "err", err)
 		if busy != nil {
 			busy()
 		}

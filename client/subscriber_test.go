@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -70,11 +69,28 @@ func runSubscriber(t testing.TB, ctx context.Context, cfg client.SubscriberConfi
 	return done
 }
 
+// feedSeqs returns the feed positions of the feed's entries.
 func feedSeqs(t testing.TB, r *enginetest.Running) []uint64 {
 	t.Helper()
 	var out []uint64
 	for _, f := range enginetest.ReadFeed(t, r.JetStream(t)) {
-		out = append(out, f.Change.Seq)
+		out = append(out, f.FeedSeq)
+	}
+	return out
+}
+
+// positionsOf returns the feed positions of the visible changes at the log
+// sequences given (set results' Seq), counted from r's log.
+func positionsOf(t testing.TB, r *enginetest.Running, logSeqs ...uint64) []uint64 {
+	t.Helper()
+	positions := enginetest.FeedPositions(enginetest.ReadLog(t, r.JetStream(t)))
+	out := make([]uint64, len(logSeqs))
+	for i, s := range logSeqs {
+		pos, ok := positions[s]
+		if !ok {
+			t.Fatalf("log seq %d is no visible change: it has no feed position", s)
+		}
+		out[i] = pos
 	}
 	return out
 }
@@ -150,9 +166,15 @@ func TestHandlerReadIsNeverOlderThanItsChange(t *testing.T) {
 	r.WaitFeed(t)
 	want := len(feedSeqs(t, r))
 	log := enginetest.ReadLog(t, r.JetStream(t))
-	bySeq := map[uint64]events.Event{}
+	if len(log) == want {
+		t.Fatalf("the log of %d events has no hidden change: the test proves nothing", len(log))
+	}
+	bySeq := map[uint64]events.Event{} // by feed position
+	positions := enginetest.FeedPositions(log)
 	for _, le := range log {
-		bySeq[le.Seq] = le.Event
+		if pos, ok := positions[le.Seq]; ok {
+			bySeq[pos] = le.Event
+		}
 	}
 	for name, col := range cols {
 		natstest.WaitFor(t, name+" subscriber to see every change", func() bool { return col.len() >= want })
@@ -163,7 +185,7 @@ func TestHandlerReadIsNeverOlderThanItsChange(t *testing.T) {
 				t.Errorf("%s: change at seq %d read a status as of seq %d, older than the change", name, ch.Seq, cur.Seq)
 			}
 			if e := bySeq[cur.Seq]; e.Contact != ch.Contact || e.Status.Visible() != cur.Status {
-				t.Errorf("%s: read %+v, but the log's event at seq %d is %+v", name, cur, cur.Seq, e)
+				t.Errorf("%s: read %+v, but the log's visible change at feed position %d is %+v", name, cur, cur.Seq, e)
 			}
 			if cur.Status == events.Invisible || ch.Previous == events.Invisible {
 				t.Errorf("%s: subscriber saw invisible: change %+v, read %+v", name, ch, cur)
@@ -222,21 +244,49 @@ func TestBlockedHandlerHoldsUpNoOne(t *testing.T) {
 	natstest.Stopped(t, "subscriber", doneFree)
 }
 
+// hider makes hidden changes: a contact already offline going invisible and
+// back, which are in the log but not in the feed, so that log sequences and
+// feed positions part.
+type hider struct {
+	w enginetest.Setter
+	n int
+}
+
+// newHider makes the hider's contact offline: one visible change.
+func newHider(t testing.TB, w enginetest.Setter) *hider {
+	t.Helper()
+	if _, err := w.Set(natstest.Context(t), client.SetRequest{Contact: "ghost", Status: events.Offline}); err != nil {
+		t.Fatal(err)
+	}
+	return &hider{w: w}
+}
+
+// hide makes one hidden change.
+func (h *hider) hide(t testing.TB) {
+	t.Helper()
+	h.n++
+	res, err := h.w.Set(natstest.Context(t), client.SetRequest{Contact: "ghost", Status: []events.Status{events.Offline, events.Invisible}[h.n%2]})
+	if err != nil || !res.Changed {
+		t.Fatalf("hidden set: %+v, %v", res, err)
+	}
+}
+
+// TestSubscriberStarts: a subscription starts where its Start says, a feed
+// position counting visible changes only, hidden ones between them.
 func TestSubscriberStarts(t *testing.T) {
 	r := enginetest.Start(t, "", engine.Options{})
 	w := r.Writer()
 	ctx := natstest.Context(t)
-	var results []client.SetResult
+	h := newHider(t, w) // feed position 1; then one for each set
 	for i, st := range []events.Status{events.Online, events.Away, events.Busy, events.Online, events.Away} {
 		contact := "alice"
 		if i%2 == 1 {
 			contact = "bob"
 		}
-		res, err := w.Set(ctx, client.SetRequest{Contact: contact, Status: st})
-		if err != nil {
+		h.hide(t)
+		if _, err := w.Set(ctx, client.SetRequest{Contact: contact, Status: st}); err != nil {
 			t.Fatal(err)
 		}
-		results = append(results, res)
 	}
 	r.WaitFeed(t)
 	tests := []struct {
@@ -245,9 +295,9 @@ func TestSubscriberStarts(t *testing.T) {
 		only  []string
 		want  []uint64
 	}{
-		{"all", client.StartAll(), nil, []uint64{1, 2, 3, 4, 5}},
-		{"from seq", client.StartAtSeq(results[2].Seq), nil, []uint64{3, 4, 5}},
-		{"one contact", client.StartAll(), []string{"bob"}, []uint64{2, 4}},
+		{"all", client.StartAll(), nil, []uint64{1, 2, 3, 4, 5, 6}},
+		{"from seq", client.StartAtSeq(4), nil, []uint64{4, 5, 6}},
+		{"one contact", client.StartAll(), []string{"bob"}, []uint64{3, 5}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -261,7 +311,8 @@ func TestSubscriberStarts(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tt.only == nil {
-				natstest.WaitFor(t, "the marker", func() bool { s := col.seqs(); return len(s) > 0 && s[len(s)-1] == marker.Seq })
+				pos := positionsOf(t, r, marker.Seq)[0]
+				natstest.WaitFor(t, "the marker", func() bool { s := col.seqs(); return len(s) > 0 && s[len(s)-1] == pos })
 			} else {
 				natstest.WaitFor(t, "the expected changes", func() bool { return col.len() >= len(tt.want) })
 			}
@@ -269,7 +320,7 @@ func TestSubscriberStarts(t *testing.T) {
 			natstest.Stopped(t, "subscriber", done)
 			var got []uint64 // leave out the markers
 			for _, seq := range col.seqs() {
-				if seq <= results[len(results)-1].Seq {
+				if seq <= 6 {
 					got = append(got, seq)
 				}
 			}
@@ -280,30 +331,32 @@ func TestSubscriberStarts(t *testing.T) {
 	}
 }
 
-// TestStartPastTheEnd starts at a log sequence the log has not reached: changes
-// before it are not handed over, even those that reach the feed after the start.
+// TestStartPastTheEnd starts at a feed position the feed has not reached:
+// changes before it are not handed over, even those that reach the feed after
+// the start, and the one at it is, whatever hidden changes come between.
 func TestStartPastTheEnd(t *testing.T) {
 	r := enginetest.Start(t, "", engine.Options{})
 	w := r.Writer()
-	first, err := w.Set(natstest.Context(t), client.SetRequest{Contact: "alice", Status: events.Online})
-	if err != nil {
+	// Feed positions: the hider's contact 1, alice online 2.
+	h := newHider(t, w)
+	if _, err := w.Set(natstest.Context(t), client.SetRequest{Contact: "alice", Status: events.Online}); err != nil {
 		t.Fatal(err)
 	}
 	r.WaitFeed(t)
 	var col collector
 	ctx, cancel := context.WithCancel(context.Background())
-	done := runSubscriber(t, ctx, client.SubscriberConfig{Conn: r.Connect(t), Reader: r.Reader(), Start: client.StartAtSeq(first.Seq + 3)},
+	done := runSubscriber(t, ctx, client.SubscriberConfig{Conn: r.Connect(t), Reader: r.Reader(), Start: client.StartAtSeq(5)},
 		func(ctx context.Context, ch client.Change) error { col.add(ch, client.Reply{}); return nil })
-	var last client.SetResult
-	for _, st := range []events.Status{events.Away, events.Busy, events.Online, events.Away} {
-		if last, err = w.Set(natstest.Context(t), client.SetRequest{Contact: "alice", Status: st}); err != nil {
+	for _, st := range []events.Status{events.Away, events.Busy, events.Online, events.Away} { // 3 to 6
+		h.hide(t)
+		if _, err := w.Set(natstest.Context(t), client.SetRequest{Contact: "alice", Status: st}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	natstest.WaitFor(t, "the last change", func() bool { s := col.seqs(); return len(s) > 0 && s[len(s)-1] == last.Seq })
+	natstest.WaitFor(t, "the last change", func() bool { s := col.seqs(); return len(s) > 0 && s[len(s)-1] == 6 })
 	cancel()
 	natstest.Stopped(t, "subscriber", done)
-	if got, want := fmt.Sprint(col.seqs()), fmt.Sprint([]uint64{first.Seq + 3, first.Seq + 4}); got != want {
+	if got, want := fmt.Sprint(col.seqs()), fmt.Sprint([]uint64{5, 6}); got != want {
 		t.Errorf("saw %s, want %s", got, want)
 	}
 }
@@ -379,7 +432,7 @@ func TestDurableSubscriberAfterACrash(t *testing.T) {
 	}
 }
 
-// TestStartAtSeqOnAnEmptyFeed starts at a log sequence before anything was
+// TestStartAtSeqOnAnEmptyFeed starts at a feed position before anything was
 // written.
 func TestStartAtSeqOnAnEmptyFeed(t *testing.T) {
 	r := enginetest.Start(t, "", engine.Options{})
@@ -396,124 +449,6 @@ func TestStartAtSeqOnAnEmptyFeed(t *testing.T) {
 	natstest.Stopped(t, "subscriber", done)
 	if got := col.seqs(); fmt.Sprint(got) != fmt.Sprint([]uint64{res.Seq}) {
 		t.Errorf("saw %v, want [%d]", got, res.Seq)
-	}
-}
-
-// countingStream counts a stream's GetMsg calls.
-type countingStream struct {
-	jetstream.Stream
-	gets int
-	// removeFirst, if not zero, is the feed's first sequence: the first read
-	// of it has the entry purged just before, as the feed's limits would.
-	removeFirst uint64
-}
-
-func (s *countingStream) GetMsg(ctx context.Context, seq uint64, opts ...jetstream.GetMsgOpt) (*jetstream.RawStreamMsg, error) {
-	s.gets++
-	if seq == s.removeFirst {
-		s.removeFirst = 0
-		if err := s.Stream.Purge(ctx, jetstream.WithPurgeSequence(seq+1)); err != nil {
-			return nil, err
-		}
-	}
-	return s.Stream.GetMsg(ctx, seq, opts...)
-}
-
-// TestFeedSeqOfOnAFeedLosingItsStart: an entry removed from the feed's start
-// while FeedSeqOf reads it has it read again from the new start; a feed of one
-// entry is read once.
-func TestFeedSeqOfOnAFeedLosingItsStart(t *testing.T) {
-	r := enginetest.Start(t, "", engine.Options{})
-	res, err := r.Writer().Set(natstest.Context(t), client.SetRequest{Contact: "only", Status: events.Online})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.WaitFeed(t)
-	js := r.JetStream(t)
-	stream, err := js.Stream(natstest.Context(t), events.FeedStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	counting := &countingStream{Stream: stream}
-	for _, target := range []uint64{0, res.Seq, res.Seq + 1} {
-		counting.gets = 0
-		got, err := client.FeedSeqOf(natstest.Context(t), counting, target)
-		if want := map[bool]uint64{true: 1, false: 2}[target <= res.Seq]; err != nil || got != want {
-			t.Errorf("one entry: FeedSeqOf(log seq %d) = %d, %v; want %d", target, got, err, want)
-		}
-		if counting.gets != 1 {
-			t.Errorf("one entry: FeedSeqOf(log seq %d) read %d entries, want 1", target, counting.gets)
-		}
-	}
-
-	last := enginetest.SetMany(t, r, 60, 0)
-	feed := enginetest.ReadFeed(t, js)
-	target := feed[len(feed)/2].Change.Seq
-	counting.removeFirst = feed[0].FeedSeq
-	got, err := client.FeedSeqOf(natstest.Context(t), counting, target)
-	if want := feed[len(feed)/2].FeedSeq; err != nil || got != want {
-		t.Errorf("FeedSeqOf(log seq %d of %d) with the feed's first entry removed while it reads = %d, %v; want %d",
-			target, last, got, err, want)
-	}
-	if counting.removeFirst != 0 {
-		t.Fatal("the feed's first entry was not read: the test removed nothing")
-	}
-}
-
-// TestFeedSeqOf: for every log sequence, before the log, within it (on a
-// visible change and on a hidden one) and past it, FeedSeqOf finds the first
-// feed entry at or after it, reading on average two thirds of the entries a
-// bisection would at most.
-func TestFeedSeqOf(t *testing.T) {
-	for _, uneven := range []bool{false, true} {
-		t.Run(map[bool]string{false: "even", true: "uneven"}[uneven], func(t *testing.T) {
-			t.Parallel()
-			r := enginetest.Start(t, "", engine.Options{})
-			last := enginetest.SetMany(t, r, 400, 0) // a fifth hidden
-			if uneven {
-				// A long stretch of the log with nothing in the feed, then
-				// more of the same: the guesses from the two ends are off.
-				for i := range 300 {
-					res, err := r.Writer().Set(natstest.Context(t), client.SetRequest{Contact: "hidden", Status: []events.Status{events.Invisible, events.Offline}[i%2]})
-					if err != nil || (i > 0 && !res.Changed) {
-						t.Fatalf("hidden set %d: %+v, %v", i, res, err)
-					}
-				}
-				last = enginetest.SetMany(t, r, 100, 0)
-			}
-			js := r.JetStream(t)
-			feed := enginetest.ReadFeed(t, js)
-			stream, err := js.Stream(natstest.Context(t), events.FeedStream)
-			if err != nil {
-				t.Fatal(err)
-			}
-			counting := &countingStream{Stream: stream}
-			total := 0
-			bisection := math.Ceil(math.Log2(float64(len(feed) + 1))) // the reads of one
-			for target := uint64(0); target <= last+2; target++ {
-				want := feed[len(feed)-1].FeedSeq + 1
-				for _, f := range feed {
-					if f.Change.Seq >= target {
-						want = f.FeedSeq
-						break
-					}
-				}
-				counting.gets = 0
-				got, err := client.FeedSeqOf(natstest.Context(t), counting, target)
-				if err != nil || got != want {
-					t.Errorf("FeedSeqOf(log seq %d) = %d, %v; want %d", target, got, err, want)
-				}
-				if float64(counting.gets) > 2*bisection+2 {
-					t.Errorf("FeedSeqOf(log seq %d) read %d entries, more than twice a bisection's %.0f and the two ends", target, counting.gets, bisection)
-				}
-				total += counting.gets
-			}
-			avg := float64(total) / float64(last+3)
-			if !uneven && avg > bisection*2/3 {
-				t.Errorf("FeedSeqOf read %.1f entries on average, a bisection %.0f: want two thirds of that at most", avg, bisection)
-			}
-			t.Logf("FeedSeqOf read %.1f entries on average over a feed of %d, a bisection %.0f", avg, len(feed), bisection)
-		})
 	}
 }
 
@@ -659,43 +594,43 @@ func TestStartNewAcrossAReconnection(t *testing.T) {
 }
 
 // TestDurableStartedPastTheEndRemembersItsStart: a durable made to start at a
-// log sequence the feed has not reached (a future one, or one whose entry
-// trails the log) starts its consumer at the feed's end and steps over the
-// changes before that sequence, in every run: run again before it got there,
-// it still hands over none of them. (TestDurableStartedAtATimeStepsOverOnlyUntilThen
-// covers the same for a time.)
+// feed position the feed has not reached steps over the changes before it, in
+// every run: run again before it got there, it still hands over none of them.
+// (TestDurableStartedAtATimeStepsOverOnlyUntilThen covers the same for a
+// time.)
 func TestDurableStartedPastTheEndRemembersItsStart(t *testing.T) {
 	r := enginetest.Start(t, "", engine.Options{})
 	w := r.Writer()
-	first, err := w.Set(natstest.Context(t), client.SetRequest{Contact: "alice", Status: events.Online})
-	if err != nil {
+	// Feed positions: the hider's contact 1, alice online 2.
+	h := newHider(t, w)
+	if _, err := w.Set(natstest.Context(t), client.SetRequest{Contact: "alice", Status: events.Online}); err != nil {
 		t.Fatal(err)
 	}
 	r.WaitFeed(t)
-	start := first.Seq + 3
+	const start = 5
 	var col collector
 	cfg := client.SubscriberConfig{Conn: r.Connect(t), Reader: r.Reader(), Durable: "past-the-end", Start: client.StartAtSeq(start)}
-	h := func(ctx context.Context, ch client.Change) error { col.add(ch, client.Reply{}); return nil }
+	handle := func(ctx context.Context, ch client.Change) error { col.add(ch, client.Reply{}); return nil }
 	ctx, cancel := context.WithCancel(context.Background())
 	sub, err := client.NewSubscriber(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- sub.Run(ctx, h) }()
+	go func() { done <- sub.Run(ctx, handle) }()
 	<-sub.Ready()
 	cancel()
 	natstest.Stopped(t, "subscriber", done)
 
-	var last client.SetResult
-	for _, st := range []events.Status{events.Away, events.Busy, events.Online, events.Away} {
-		if last, err = w.Set(natstest.Context(t), client.SetRequest{Contact: "alice", Status: st}); err != nil {
+	for _, st := range []events.Status{events.Away, events.Busy, events.Online, events.Away} { // 3 to 6
+		h.hide(t)
+		if _, err := w.Set(natstest.Context(t), client.SetRequest{Contact: "alice", Status: st}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	ctx, cancel = context.WithCancel(context.Background())
-	done2 := runSubscriber(t, ctx, cfg, h)
-	natstest.WaitFor(t, "the last change", func() bool { s := col.seqs(); return len(s) > 0 && s[len(s)-1] == last.Seq })
+	done2 := runSubscriber(t, ctx, cfg, handle)
+	natstest.WaitFor(t, "the last change", func() bool { s := col.seqs(); return len(s) > 0 && s[len(s)-1] == start+1 })
 	cancel()
 	natstest.Stopped(t, "subscriber", done2)
 	if got, want := col.seqs(), []uint64{start, start + 1}; !slices.Equal(got, want) {

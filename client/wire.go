@@ -19,8 +19,9 @@ type Reply struct {
 	Contact string
 	Name    string
 	Status  events.Status
-	// Seq is, for status, the log sequence of the contact's last visible change;
-	// for self, of its last event. 0 for a never-seen contact.
+	// Seq is, for status, the feed position of the contact's last visible
+	// change (how many visible changes the log holds up to it); for self, the
+	// log sequence of its last event. 0 for a never-seen contact.
 	Seq uint64
 }
 
@@ -84,11 +85,17 @@ type StatusesReply struct {
 
 // Headers of an entry the engine repeats on events.LivePrefix.
 const (
-	// FeedSeqHeader carries the entry's feed sequence.
+	// FeedSeqHeader carries the entry's feed sequence: its feed position.
 	FeedSeqHeader = "Presence-Feed-Seq"
+	// FeedCreatedHeader carries when the feed the entry is stored in was
+	// created (RFC 3339, as the stream's info says): a feed derived again is
+	// created again, its positions numbered from 1 again, so a repeat of
+	// another feed than the one a subscriber follows is not of its history.
+	FeedCreatedHeader = "Presence-Feed-Created"
 	// CurrentHeader carries the contact's current visible status (a status
-	// reply, as JSON) as the engine's projection had it once it had applied the
-	// entry's change: never older than the change. It is missing when the
+	// reply, as JSON, whose seq is a feed position) as the engine's projection
+	// had it once it had applied the entry's change: never older than the
+	// change. It is missing when the
 	// projection was not there in time; the subscriber then reads the status
 	// itself.
 	CurrentHeader = "Presence-Current"

@@ -86,7 +86,7 @@ func (e *Engine) Verify(ctx context.Context, progress func(projections.Progress)
 	defer e.admin.done()
 	return audit.Verify(ctx, audit.VerifyConfig{
 		JetStream: e.js, Projection: e.projection, Log: events.LogStream, Feed: events.FeedStream,
-		TempDir: e.dir, Progress: progress, Logger: e.logger,
+		TempDir: e.dir, Progress: progress, Logger: e.logger, LogRef: e.feed.cfg.Seal.open,
 	})
 }
 

@@ -231,11 +231,27 @@ func TestRolesRefuseWhatTheyMayNotDo(t *testing.T) {
 		c.forbidPublish(t, "purging the feed", "$JS.API.STREAM.PURGE."+events.FeedStream, nil, "")
 		c.forbidPublish(t, "deleting a log message", "$JS.API.STREAM.MSG.DELETE."+events.LogStream, nil, `{"seq":1}`)
 		c.forbidPublish(t, "changing the feed's configuration", "$JS.API.STREAM.UPDATE."+events.FeedStream, nil, "{}")
+		c.forbidPublish(t, "deleting the feed", "$JS.API.STREAM.DELETE."+events.FeedStream, nil, "")
 		c.forbidPublish(t, "rebuilding", events.RebuildSubject, nil, "")
 		c.forbidSubscribe(t, "reading other users' replies", "_INBOX.>")
 		if _, err := c.js.Stream(quickCtx(t), events.LogStream); err == nil {
 			if err := c.js.DeleteStream(quickCtx(t), events.LogStream); err == nil {
 				t.Errorf("%s deleted the log", c.user)
+			}
+		}
+	}
+	// The key that seals the feed's log references is the engines' alone:
+	// with it, each entry's log sequence would read.
+	kvStream := "KV_" + events.EngineBucket
+	forbiddenTheKey := func(t *testing.T, c *roleConn) {
+		t.Helper()
+		c.forbidPublish(t, "a direct get of the seal key", "$JS.API.DIRECT.GET."+kvStream+".$KV."+events.EngineBucket+"."+events.FeedSealKey, nil, "")
+		c.forbidPublish(t, "a get from the engines' bucket", "$JS.API.STREAM.MSG.GET."+kvStream, nil, `{"last_by_subj":"$KV.`+events.EngineBucket+`.`+events.FeedSealKey+`"}`)
+		c.forbidPublish(t, "a consumer on the engines' bucket", "$JS.API.CONSUMER.CREATE."+kvStream, nil, "{}")
+		c.forbidSubscribe(t, "subscribing to the engines' bucket", "$KV."+events.EngineBucket+".>")
+		if kv, err := c.js.KeyValue(quickCtx(t), events.EngineBucket); err == nil {
+			if _, err := kv.Get(quickCtx(t), events.FeedSealKey); err == nil {
+				t.Errorf("%s read the seal key", c.user)
 			}
 		}
 	}
@@ -257,19 +273,25 @@ func TestRolesRefuseWhatTheyMayNotDo(t *testing.T) {
 		c := connectAs(t, url, "alice")
 		forbiddenToAll(t, c)
 		forbiddenToReaders(t, c)
+		forbiddenTheKey(t, c)
 		c.forbidPublish(t, "reading bob's self", events.SelfPrefix+events.Token(bob), nil, "")
 	})
 	t.Run("subscriber", func(t *testing.T) {
 		c := connectAs(t, url, "crm")
 		forbiddenToAll(t, c)
 		forbiddenToReaders(t, c)
+		forbiddenTheKey(t, c)
 		c.forbidPublish(t, "setting alice's status", events.SetPrefix+events.Token(alice), nil, `{"status":"busy"}`)
 		c.forbidPublish(t, "reading alice's self", events.SelfPrefix+events.Token(alice), nil, "")
 	})
 	t.Run("auditor", func(t *testing.T) {
 		c := connectAs(t, url, "audit")
 		forbiddenToAll(t, c)
+		forbiddenTheKey(t, c)
 		c.forbidPublish(t, "setting alice's status", events.SetPrefix+events.Token(alice), nil, `{"status":"busy"}`)
+	})
+	t.Run("operator", func(t *testing.T) {
+		forbiddenTheKey(t, connectAs(t, url, "ops"))
 	})
 
 	// Nothing changed: no event, no feed entry, the streams are there.

@@ -9,7 +9,12 @@
 // The feed is PRESENCE_CHANGES (presence.changes.<token>): one entry per change
 // that subscribers can see, carrying only the previous visible status, like
 // OnContactStatusChange; a handler reads the current status from the projection,
-// never older than the change (client.Change.Current).
+// never older than the change (client.Change.Current). An entry's position is
+// its sequence in the feed, its feed position, which counts visible changes
+// only; status and statuses take and give feed positions, set and self log
+// sequences. The feed knows which log event each entry came from by a header
+// sealed under a key only engines read (PRESENCE_ENGINE). Where it must be
+// derived again, it is deleted and created again, numbered from 1 again.
 //
 // Engine composes the parts: Open starts the server and opens the stores, Run
 // runs them. One engine at a time owns the log (a lease in

@@ -274,7 +274,11 @@ func (e *Engine) open() error {
 		return err
 	}
 	e.reader = &LocalReader{Projection: e.projection, Ready: e.follower.IsReady, Timeout: e.opts.ReadTimeout}
-	if e.feed, err = newFeed(feedConfig{Conn: nc, Logger: e.logger, Current: e.reader}); err != nil {
+	seal, err := e.openSeal(ctx)
+	if err != nil {
+		return err
+	}
+	if e.feed, err = newFeed(feedConfig{Conn: nc, Logger: e.logger, Seal: seal, Streams: e.opts.Streams, Current: e.reader}); err != nil {
 		return err
 	}
 	e.service, err = newService(serviceConfig{Conn: nc, Writer: e.writer, Reader: e.reader, Logger: e.logger,
@@ -316,6 +320,20 @@ func (e *Engine) openWriter(ctx context.Context, requests jetstream.KeyValue) er
 	e.writer, err = newWriter(writerConfig{JetStream: js, Projection: e.projection, Lease: e.owner, Logger: e.logger,
 		Requests: requests, ContactRate: e.opts.ContactRate, ContactBurst: e.opts.ContactBurst})
 	return err
+}
+
+// openSeal returns the sealer of the feed's log references, under the key the
+// engines share in events.EngineBucket.
+func (e *Engine) openSeal(ctx context.Context) (*sealer, error) {
+	kv, err := openBucket(ctx, e.js, events.EngineBucket, jetstream.ErrBucketNotFound)
+	if err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", events.EngineBucket, err)
+	}
+	key, err := sealKey(ctx, kv, e.logger)
+	if err != nil {
+		return nil, err
+	}
+	return newSealer(key)
 }
 
 // appendTimeout is how long the writer waits for an append's acknowledgement

@@ -51,9 +51,11 @@ func Example() {
 	}
 	fmt.Printf("set: %s -> %s, changed %v\n", res.Previous, res.Status, res.Changed)
 
-	// Read your own write: min_seq is the set's seq.
-	others, _ := svc.Status(ctx, "sip:alice@contoso.com", res.Seq)
+	// Read your own write: self's min_seq is the set's seq, a log sequence.
+	// What others see then needs none: the projection has the set. (Their
+	// min_seq is a feed position, which a subscriber has from a change.)
 	self, _ := svc.Self(ctx, "sip:alice@contoso.com", res.Seq)
+	others, _ := svc.Status(ctx, "sip:alice@contoso.com", 0)
 	fmt.Printf("%s to others: %s (online: %v)\n", others.Name, others.Status, others.Status.IsOnline())
 	fmt.Printf("%s to herself: %s\n", self.Name, self.Status)
 	// Output:

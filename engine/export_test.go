@@ -1,11 +1,15 @@
 package engine
 
 import (
+	"context"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/presence-engine/presence/events"
 )
 
 // What the tests of package engine_test reach inside the engine.
@@ -16,7 +20,12 @@ var (
 	LogStreamConfig  = logStreamConfig
 	FeedStreamConfig = feedStreamConfig
 	NewFeed          = newFeed
+	NewSealer        = newSealer
 )
+
+// Seal and Open are the sealer's seal and open.
+func (s *sealer) Seal(logSeq uint64, data []byte) (string, error) { return s.seal(logSeq, data) }
+func (s *sealer) Open(ref string, data []byte) (uint64, error)    { return s.open(ref, data) }
 
 type (
 	ServerConfig = serverConfig
@@ -46,6 +55,39 @@ func (w *Writer) Hook(now func() time.Time, wrap func(jetstream.JetStream) jetst
 }
 
 var RequestKey = requestKey
+
+// OpenLogRef opens the log reference of a feed entry (its
+// events.LogRefHeader and its data) under the key the engines on js share.
+func OpenLogRef(ctx context.Context, js jetstream.JetStream, ref string, data []byte) (uint64, error) {
+	s, err := SealOf(ctx, js)
+	if err != nil {
+		return 0, err
+	}
+	return s.open(ref, data)
+}
+
+// SealLogRef seals logSeq as the log reference of the feed entry data, under
+// the key the engines on js share.
+func SealLogRef(ctx context.Context, js jetstream.JetStream, logSeq uint64, data []byte) (string, error) {
+	s, err := SealOf(ctx, js)
+	if err != nil {
+		return "", err
+	}
+	return s.seal(logSeq, data)
+}
+
+// SealOf returns the sealer of the engines on js.
+func SealOf(ctx context.Context, js jetstream.JetStream) (*sealer, error) {
+	kv, err := js.KeyValue(ctx, events.EngineBucket)
+	if err != nil {
+		return nil, err
+	}
+	key, err := sealKey(ctx, kv, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return nil, err
+	}
+	return newSealer(key)
+}
 
 // Repairing reports whether a repair of a damaged projection runs.
 func (e *Engine) Repairing() bool { return e.repairing.Load() }

@@ -3,7 +3,6 @@ package engine_test
 import (
 	"math/rand/v2"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -19,7 +18,9 @@ import (
 )
 
 // checkFeed fails unless the feed holds exactly the entries the log calls for,
-// once each, in log order.
+// once each, in log order, the n-th visible change at feed sequence n, each
+// with a log reference that opens, under the engines' key, to the log sequence
+// of its event, and no two references alike.
 func checkFeed(t testing.TB, js jetstream.JetStream) {
 	t.Helper()
 	log := enginetest.ReadLog(t, js)
@@ -29,9 +30,30 @@ func checkFeed(t testing.TB, js jetstream.JetStream) {
 		t.Errorf("feed has %d entries, the log calls for %d", len(got), len(want))
 	}
 	for i := range min(len(got), len(want)) {
-		g, w := got[i].Change, want[i]
-		if g.Seq != w.Seq || g.Contact != w.Contact || g.Previous != w.Previous || g.Name != w.Name || !g.At.Equal(w.At) {
+		g, w := got[i], want[i]
+		if g.FeedSeq != w.FeedSeq || g.Change.Contact != w.Change.Contact || g.Change.Previous != w.Change.Previous ||
+			g.Change.Name != w.Change.Name || !g.Change.At.Equal(w.Change.At) {
 			t.Errorf("feed entry %d = %+v, want %+v", i, g, w)
+			break
+		}
+	}
+	positions := enginetest.FeedPositions(log)
+	logSeqOf := make(map[uint64]uint64, len(positions)) // feed position -> log seq
+	for logSeq, pos := range positions {
+		logSeqOf[pos] = logSeq
+	}
+	refs := map[string]bool{}
+	for _, m := range natstest.ReadStream(t, js, events.FeedStream) {
+		md, _ := m.Metadata()
+		ref := m.Headers().Get(events.LogRefHeader)
+		if refs[ref] {
+			t.Errorf("feed entry %d has the log reference %q of another entry", md.Sequence.Stream, ref)
+		}
+		refs[ref] = true
+		logSeq, err := engine.OpenLogRef(natstest.Context(t), js, ref, m.Data())
+		if err != nil || logSeq != logSeqOf[md.Sequence.Stream] {
+			t.Errorf("feed entry %d: log reference %q opens to %d, %v; want log seq %d", md.Sequence.Stream, ref, logSeq, err,
+				logSeqOf[md.Sequence.Stream])
 			break
 		}
 	}
@@ -183,8 +205,10 @@ func TestLogRecreatedWhileCutOffIsNoticed(t *testing.T) {
 			}
 			want["late"] = events.Away
 			natstest.WaitFor(t, "the projection to be rebuilt", func() bool { return r.Follower().Rebuilds() > 0 })
+			// Read as of the late set's feed position on the new log.
+			pos := enginetest.FeedPositions(enginetest.ReadLog(t, js))[last.Seq]
 			for contact, st := range want {
-				got, err := r.Reader().Status(ctx, contact, last.Seq)
+				got, err := r.Reader().Status(ctx, contact, pos)
 				if err != nil || got.Status != st {
 					t.Errorf("%s reads %+v, %v; want %s, as the new log says", contact, got, err, st)
 				}
@@ -269,8 +293,9 @@ func TestLogRestoredWhileCutOffIsNoticed(t *testing.T) {
 	want := map[string]events.Status{"old-contact": events.Online, "forgotten": events.Unknown,
 		"new-contact": events.Away, "late": events.Away}
 	natstest.WaitFor(t, "the projection to be rebuilt", func() bool { return r.Follower().Rebuilds() > 0 })
+	pos := enginetest.FeedPositions(enginetest.ReadLog(t, js))[last.Seq]
 	for contact, st := range want {
-		got, err := r.Reader().Status(ctx, contact, last.Seq)
+		got, err := r.Reader().Status(ctx, contact, pos)
 		if err != nil || got.Status != st {
 			t.Errorf("%s reads %+v, %v; want %s, as the restored log says", contact, got, err, st)
 		}
@@ -295,18 +320,96 @@ func recreateLog(t *testing.T, s *server.Server) jetstream.JetStream {
 }
 
 // TestFeedOrderMatchesLog checks the order of entries against a log with many
-// contacts interleaved.
+// contacts interleaved, and their numbering: from 1, with no gap, whatever
+// hidden changes the log holds between them.
 func TestFeedOrderMatchesLog(t *testing.T) {
 	r := enginetest.Start(t, "", engine.Options{})
 	enginetest.WriteRandom(t, r.Writer(), rand.New(rand.NewPCG(3, 4)), 50, 500)
 	r.WaitFeed(t)
-	feed := enginetest.ReadFeed(t, r.JetStream(t))
-	seqs := make([]uint64, len(feed))
+	js := r.JetStream(t)
+	feed := enginetest.ReadFeed(t, js)
+	log := enginetest.ReadLog(t, js)
+	if len(feed) == len(log) {
+		t.Fatalf("the log of %d events has no hidden change: the test proves nothing", len(log))
+	}
 	for i, f := range feed {
-		seqs[i] = f.Change.Seq
+		if f.FeedSeq != uint64(i+1) {
+			t.Fatalf("feed entry %d is at feed seq %d, want %d: the feed numbers from 1 with no gap", i, f.FeedSeq, i+1)
+		}
 	}
-	if !slices.IsSorted(seqs) {
-		t.Errorf("feed entries are not in log order: %v", seqs)
+	checkFeed(t, js)
+}
+
+// TestFeedDerivedAgainNumbersFromOne: where the feed must be derived again,
+// the engine deletes it and creates it again, so that its sequences are feed
+// positions from 1 again, and the feed describes the log once more: when it
+// finds the feed missing (deleted by hand while it ran), emptied by a purge
+// (which keeps the numbering) while it was stopped, or ending with an entry
+// whose log reference does not open (the engines' key replaced).
+func TestFeedDerivedAgainNumbersFromOne(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// spoil does to the feed, or the key, what makes the engine derive
+		// the feed again; restart says it does so with the engine stopped.
+		spoil   func(t *testing.T, js jetstream.JetStream)
+		restart bool
+	}{
+		{"missing", func(t *testing.T, js jetstream.JetStream) {
+			if err := js.DeleteStream(natstest.Context(t), events.FeedStream); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"purged", func(t *testing.T, js jetstream.JetStream) {
+			feed, err := js.Stream(natstest.Context(t), events.FeedStream)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := feed.Purge(natstest.Context(t)); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
+		{"another key", func(t *testing.T, js jetstream.JetStream) {
+			kv, err := js.KeyValue(natstest.Context(t), events.EngineBucket)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := kv.Purge(natstest.Context(t), events.FeedSealKey); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := natstest.Start(t)
+			opts := engine.Options{NATSURL: s.ClientURL()}
+			dir := t.TempDir()
+			r := enginetest.Start(t, dir, opts)
+			enginetest.WriteRandom(t, r.Writer(), rand.New(rand.NewPCG(5, 6)), 5, 60)
+			r.WaitFeed(t)
+			_, js := natstest.JetStream(t, s)
+			before, err := js.Stream(natstest.Context(t), events.FeedStream)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.restart {
+				r.Stop(t)
+			}
+			tc.spoil(t, js)
+			if tc.restart {
+				r = enginetest.Start(t, dir, opts)
+			} else if _, err := r.Writer().Set(natstest.Context(t), client.SetRequest{Contact: "after", Status: events.Online}); err != nil {
+				t.Fatal(err) // the feed learns it is missing from its next entry
+			}
+			natstest.WaitFor(t, "the feed to be derived again", func() bool { return r.Metrics().Feed.Purges == 1 })
+			r.WaitFeed(t)
+			checkFeed(t, js)
+			after, err := js.Stream(natstest.Context(t), events.FeedStream)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info := after.CachedInfo(); info.State.FirstSeq != 1 || !info.Created.After(before.CachedInfo().Created) {
+				t.Errorf("the feed derived again starts at seq %d, created %s; want 1, and created after %s",
+					info.State.FirstSeq, info.Created, before.CachedInfo().Created)
+			}
+		})
 	}
-	checkFeed(t, r.JetStream(t))
 }

@@ -18,7 +18,7 @@ import (
 // that does not move.
 type stalledReader struct{}
 
-func (stalledReader) Applied() uint64 { return 0 }
+func (stalledReader) AppliedFeed() uint64 { return 0 }
 
 func (stalledReader) Status(ctx context.Context, _ string, _ uint64) (client.Reply, error) {
 	<-ctx.Done()
@@ -50,7 +50,11 @@ func TestFeedIsNotHeldUpByItsRepeats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := engine.NewFeed(engine.FeedConfig{Conn: nc, Logger: natstest.Logger(t), MaxInFlight: 4, Current: stalledReader{}})
+	seal, err := engine.SealOf(natstest.Context(t), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := engine.NewFeed(engine.FeedConfig{Conn: nc, Logger: natstest.Logger(t), MaxInFlight: 4, Seal: seal, Current: stalledReader{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +83,9 @@ func TestFeedIsNotHeldUpByItsRepeats(t *testing.T) {
 // foldingReader reads a real projection that moves only when told: before a
 // read that may wait (its ctx not done yet), fold (if set) brings it up to the
 // change read for, as a projection a moment behind would get there while the
-// read waits.
+// read waits. (It folds to the log sequence of the feed position read for:
+// the tests that use it make visible changes only, from the log's first
+// event, so the two are equal.)
 type foldingReader struct {
 	engine.LocalReader
 	fold atomic.Pointer[func(seq uint64)]
@@ -114,7 +120,11 @@ func TestRepeatsAreNotHeldBehindAStalledProjection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := engine.NewFeed(engine.FeedConfig{Conn: nc, Logger: natstest.Logger(t), Current: reader})
+	seal, err := engine.SealOf(natstest.Context(t), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := engine.NewFeed(engine.FeedConfig{Conn: nc, Logger: natstest.Logger(t), Seal: seal, Current: reader})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,8 +12,10 @@ import (
 )
 
 // LocalReader reads a projection in-process: it implements client.BatchReader
-// for subscribers in the engine's process, and answers the service's reads. It
-// is safe for concurrent use.
+// for subscribers in the engine's process, and answers the service's reads.
+// Positions are of two kinds, never mixed: Status and Statuses take and give
+// feed positions (visible changes only), Self takes and gives log sequences
+// (the contact's own). It is safe for concurrent use.
 type LocalReader struct {
 	Projection *projections.Projection
 	// Ready reports whether the projection has caught up with the log; reads
@@ -27,7 +29,12 @@ type LocalReader struct {
 // Applied returns the log sequence the projection has applied up to.
 func (r *LocalReader) Applied() uint64 { return r.Projection.Applied() }
 
-func (r *LocalReader) wait(ctx context.Context, contact string, minSeq uint64) error {
+// AppliedFeed returns the feed position the projection has applied up to.
+func (r *LocalReader) AppliedFeed() uint64 { return r.Projection.AppliedFeed() }
+
+// wait waits until the projection has applied minSeq: a feed position with
+// feed, else a log sequence.
+func (r *LocalReader) wait(ctx context.Context, contact string, minSeq uint64, feed bool) error {
 	if err := events.ValidateContact(contact); err != nil {
 		return badRequest(err)
 	}
@@ -39,7 +46,11 @@ func (r *LocalReader) wait(ctx context.Context, contact string, minSeq uint64) e
 		}
 		return nil
 	}
-	if r.Projection.Applied() >= minSeq {
+	applied, waitFor := r.Projection.Applied, r.Projection.WaitApplied
+	if feed {
+		applied, waitFor = r.Projection.AppliedFeed, r.Projection.WaitAppliedFeed
+	}
+	if applied() >= minSeq {
 		return nil // most reads: no timer to set up
 	}
 	timeout := r.Timeout
@@ -48,18 +59,20 @@ func (r *LocalReader) wait(ctx context.Context, contact string, minSeq uint64) e
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	if err := r.Projection.WaitApplied(ctx, minSeq); err != nil {
-		// Nor here: the sequence applied counts hidden events.
+	if err := waitFor(ctx, minSeq); err != nil {
+		// Nor here how far the projection got: the log sequence it applied
+		// counts hidden events, and a self read says nothing of others.
 		return unavailable(fmt.Errorf("min_seq %d not reached within %s; retry (%w)", minSeq, timeout, projections.ErrNotReached))
 	}
 	return nil
 }
 
-// Status returns the contact as everyone else sees it: invisible reads offline,
-// and a hidden change changes nothing in the reply. A never-seen contact reads
-// Unknown with sequence 0.
+// Status returns the contact as everyone else sees it, once the projection has
+// applied the feed position minSeq: invisible reads offline, and a hidden
+// change changes nothing in the reply. Its Seq is the feed position of the
+// contact's last visible change; a never-seen contact reads Unknown with Seq 0.
 func (r *LocalReader) Status(ctx context.Context, contact string, minSeq uint64) (client.Reply, error) {
-	if err := r.wait(ctx, contact, minSeq); err != nil {
+	if err := r.wait(ctx, contact, minSeq, true); err != nil {
 		return client.Reply{}, err
 	}
 	v, err := r.Projection.View(contact)
@@ -69,12 +82,13 @@ func (r *LocalReader) Status(ctx context.Context, contact string, minSeq uint64)
 	return client.Reply{Contact: contact, Name: v.Name, Status: v.Status, Seq: v.Seq}, nil
 }
 
-// Statuses returns the contacts as everyone else sees them, in the order given.
+// Statuses returns the contacts as everyone else sees them, in the order given,
+// as Status does, once the projection has applied the feed position minSeq.
 func (r *LocalReader) Statuses(ctx context.Context, contacts []string, minSeq uint64) ([]client.Reply, error) {
 	if len(contacts) == 0 {
 		return nil, nil
 	}
-	if err := r.wait(ctx, contacts[0], minSeq); err != nil {
+	if err := r.wait(ctx, contacts[0], minSeq, true); err != nil {
 		return nil, err
 	}
 	for _, c := range contacts {
@@ -93,10 +107,12 @@ func (r *LocalReader) Statuses(ctx context.Context, contacts []string, minSeq ui
 	return out, nil
 }
 
-// Self returns the contact's own status, invisible included (MyStatus). Only the
-// contact itself may be given it.
+// Self returns the contact's own status, invisible included (MyStatus), once
+// the projection has applied the log sequence minSeq (a set's seq); its Seq is
+// the log sequence of the contact's last event. Only the contact itself may be
+// given it.
 func (r *LocalReader) Self(ctx context.Context, contact string, minSeq uint64) (client.Reply, error) {
-	if err := r.wait(ctx, contact, minSeq); err != nil {
+	if err := r.wait(ctx, contact, minSeq, false); err != nil {
 		return client.Reply{}, err
 	}
 	st, _, err := r.Projection.State(contact)

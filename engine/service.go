@@ -58,6 +58,12 @@ type serviceConfig struct {
 //	presence.admin.verify    empty -> progress messages, then audit.VerifyReport
 //	presence.admin.rebuild   empty -> progress messages, then RebuildResult
 //
+// Positions are of two kinds, never mixed. The seq of a set, and self's seq
+// and min_seq, are log sequences: the contact's own writes. The seq and
+// min_seq of status and statuses are feed positions, which count visible
+// changes only: a subscriber handling the feed entry at position F reads with
+// min_seq F, and gets the status as of that change or later.
+//
 // Errors carry the micro error headers: 400 bad input (the description names the
 // value and what is accepted), 409 expect_seq mismatch, 429 a contact past its
 // bound on sets (TooManyError), 503 not ready or min_seq

@@ -73,9 +73,12 @@ func logStreamConfig(o StreamOptions) jetstream.StreamConfig {
 }
 
 // feedStreamConfig returns the configuration of the feed: file storage, every
-// entry kept. Purges are allowed: the engine re-derives the feed when the log it
-// came from was recreated. Direct gets are off, as on the log: the feed resumes
-// from what it reads of its own last entry.
+// entry kept. Its sequences are feed positions, numbered from 1 with no gap:
+// where the feed must be derived again (the log recreated, entries of an
+// older format), the engine deletes the stream and creates it again with the
+// configuration it had, rather than purge it, which would keep the numbering.
+// Direct gets are off, as on the log: the feed resumes from what it reads of
+// its own last entry.
 func feedStreamConfig(o StreamOptions) jetstream.StreamConfig {
 	o = o.withDefaults()
 	return jetstream.StreamConfig{
@@ -107,6 +110,20 @@ func requestsConfig(o StreamOptions) jetstream.KeyValueConfig {
 	}
 }
 
+// engineConfig returns the configuration of the engines' own bucket, which
+// holds the key that seals the feed's log references: one value a key, kept
+// until deleted. Only engines may read it (Permissions gives no role access).
+func engineConfig(o StreamOptions) jetstream.KeyValueConfig {
+	o = o.withDefaults()
+	return jetstream.KeyValueConfig{
+		Bucket:      events.EngineBucket,
+		Description: "presence: what engines share and nobody else reads (the feed's seal key)",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    o.Replicas,
+	}
+}
+
 // ownersConfig returns the configuration of the bucket of the log's owner: its
 // key removed OwnerTTL after its holder last updated it, with a marker that
 // tells the others at once.
@@ -124,7 +141,7 @@ func ownersConfig(o StreamOptions) jetstream.KeyValueConfig {
 }
 
 // EnsureStreams creates the log, the feed and the buckets (of answers to
-// request IDs, of the log's owner) if they are missing. An existing
+// request IDs, of the log's owner, of the engines' own) if they are missing. An existing
 // stream is never changed: one whose configuration would break the engine's
 // guarantees is reported with an error naming the setting, what it is and what
 // is needed; settings that only weaken them (limits that drop old events) are
@@ -136,20 +153,8 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions,
 	for _, want := range []jetstream.StreamConfig{logStreamConfig(o), feedStreamConfig(o)} {
 		s, err := answered(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, want.Name) })
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			err = withReplicas(want.Replicas, func(replicas int) error {
-				cfg := want
-				cfg.Replicas = replicas
-				// With one replica, direct gets are answered by the leader
-				// itself, and are much cheaper than the API's.
-				cfg.AllowDirect = replicas == 1
-				_, err := answered(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.CreateStream(ctx, cfg) })
-				if err == nil {
-					logger.Info("created stream", "stream", cfg.Name, "replicas", replicas)
-				}
+			if err := createStream(ctx, js, want, logger); err != nil {
 				return err
-			})
-			if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-				return fmt.Errorf("create stream %s: %w", want.Name, err)
 			}
 			// Created here or, in a race, by another engine: look at it either
 			// way. Until the cluster has placed it, a server may still say it
@@ -164,9 +169,9 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions,
 			return err
 		}
 	}
-	// The owners' bucket is new with owners: made on the first start of an
-	// engine on a log written before them too.
-	for _, kv := range []jetstream.KeyValueConfig{requestsConfig(o), ownersConfig(o)} {
+	// The owners' and the engines' buckets are newer than the log: made on
+	// the first start of an engine on a log written before them too.
+	for _, kv := range []jetstream.KeyValueConfig{requestsConfig(o), ownersConfig(o), engineConfig(o)} {
 		if _, err := openBucket(ctx, js, kv.Bucket); errors.Is(err, jetstream.ErrBucketNotFound) {
 			err = withReplicas(kv.Replicas, func(replicas int) error {
 				cfg := kv
@@ -180,6 +185,27 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions,
 		} else if err != nil {
 			return fmt.Errorf("look up bucket %s: %w", kv.Bucket, err)
 		}
+	}
+	return nil
+}
+
+// createStream creates the stream want describes, with its replicas (zero:
+// as withReplicas says). Created by another engine first is as good.
+func createStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, logger *slog.Logger) error {
+	err := withReplicas(want.Replicas, func(replicas int) error {
+		cfg := want
+		cfg.Replicas = replicas
+		// With one replica, direct gets are answered by the leader
+		// itself, and are much cheaper than the API's.
+		cfg.AllowDirect = replicas == 1
+		_, err := answered(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.CreateStream(ctx, cfg) })
+		if err == nil {
+			logger.Info("created stream", "stream", cfg.Name, "replicas", replicas)
+		}
+		return err
+	})
+	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return fmt.Errorf("create stream %s: %w", want.Name, err)
 	}
 	return nil
 }
@@ -271,11 +297,10 @@ func checkStream(have, want jetstream.StreamConfig, o StreamOptions, logger *slo
 	case have.MaxMsgsPerSubject > 0 && want.Name == events.LogStream:
 		return bad("max_msgs_per_subject", have.MaxMsgsPerSubject, "-1 (a contact's history is its chain)")
 	case have.MaxAge > 0 && want.Name == events.FeedStream:
-		// Emptied, the feed reads as one purged to be derived again from
-		// the log's start: every change would come a second time.
+		// Emptied, the feed reads as one purged, whose numbering no longer
+		// starts at 1: it would be derived again from the log's start, and
+		// every change would come a second time.
 		return bad("max_age", have.MaxAge, "0 (a feed whose entries all aged out would be derived again from the log's start)")
-	case have.DenyPurge && want.Name == events.FeedStream:
-		return bad("deny_purge", true, "false (the feed is purged and derived again when the log was recreated)")
 	case want.Name == events.LogStream && have.Duplicates < o.Duplicates:
 		return bad("duplicate_window", have.Duplicates, fmt.Sprintf("at least %s, the window in which request IDs are deduplicated", o.Duplicates))
 	}

@@ -19,7 +19,7 @@ var benchEvent = events.Event{
 }
 
 // benchChange is the feed entry of benchEvent.
-var benchChange, _ = events.ChangeOf(benchEvent, 1234567)
+var benchChange, _ = events.ChangeOf(benchEvent)
 
 // sink keeps the compiler from optimising benchmarked calls away.
 var (

@@ -40,7 +40,6 @@ type changeJSON struct {
 	Contact  string `json:"contact"`
 	Name     string `json:"name,omitempty"`
 	Previous Status `json:"previous"`
-	Seq      uint64 `json:"seq"`
 	At       string `json:"at"`
 }
 
@@ -53,8 +52,8 @@ func encodeEventJSON(e Event) ([]byte, error) {
 
 // encodeChangeJSON is encodeEventJSON for feed entries.
 func encodeChangeJSON(c Change) ([]byte, error) {
-	return json.Marshal(changeJSON{V: Version, Contact: c.Contact, Name: c.Name, Previous: c.Previous,
-		Seq: c.Seq, At: c.At.UTC().Format(time.RFC3339Nano)})
+	return json.Marshal(changeJSON{V: ChangeVersion, Contact: c.Contact, Name: c.Name, Previous: c.Previous,
+		At: c.At.UTC().Format(time.RFC3339Nano)})
 }
 
 // Encode returns the JSON form of the event. It validates nothing: the writer
@@ -115,8 +114,8 @@ func (e Event) panicEncode() {
 // MISTATUS value, which ChangeOf never makes.
 func (c Change) Encode() []byte {
 	previous, _ := c.Previous.name()
-	n := len(`{"v":1,"contact":"","name":"","previous":"","seq":,"at":""}`) +
-		len(c.Contact) + len(c.Name) + len(previous) + len("18446744073709551615") + maxTimeLen
+	n := len(`{"v":2,"contact":"","name":"","previous":"","at":""}`) +
+		len(c.Contact) + len(c.Name) + len(previous) + maxTimeLen
 	return c.AppendJSON(make([]byte, 0, n))
 }
 
@@ -133,7 +132,7 @@ func (c Change) AppendJSON(b []byte) []byte {
 		c.panicEncode()
 	}
 	b = append(b, `{"v":`...)
-	b = strconv.AppendInt(b, Version, 10)
+	b = strconv.AppendInt(b, ChangeVersion, 10)
 	b = append(b, `,"contact":`...)
 	b = jsonwire.AppendString(b, c.Contact)
 	if c.Name != "" {
@@ -142,9 +141,7 @@ func (c Change) AppendJSON(b []byte) []byte {
 	}
 	b = append(b, `,"previous":"`...)
 	b = append(b, previous...)
-	b = append(b, `","seq":`...)
-	b = strconv.AppendUint(b, c.Seq, 10)
-	b = append(b, `,"at":"`...)
+	b = append(b, `","at":"`...)
 	b = appendTime(b, c.At)
 	return append(b, `"}`...)
 }
@@ -166,7 +163,7 @@ func appendTime(b []byte, t time.Time) []byte { return t.UTC().AppendFormat(b, t
 // The keys of the records, and their indexes.
 var (
 	eventKeys  = jsonwire.NewKeys("v", "contact", "name", "status", "previous", "at", "cause", "request_id")
-	changeKeys = jsonwire.NewKeys("v", "contact", "name", "previous", "seq", "at")
+	changeKeys = jsonwire.NewKeys("v", "contact", "name", "previous", "at")
 )
 
 const (
@@ -185,7 +182,6 @@ const (
 	chContact
 	chName
 	chPrevious
-	chSeq
 	chAt
 )
 
@@ -255,9 +251,6 @@ func readChange(data []byte, j *changeJSON) bool {
 	}
 	var ok bool
 	if j.V, ok = o.Int(chV); !ok {
-		return false
-	}
-	if j.Seq, ok = o.Uint64(chSeq); !ok {
 		return false
 	}
 	if j.Previous, ok = statusOf(&o, chPrevious); !ok {

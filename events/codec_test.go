@@ -24,7 +24,7 @@ import (
 // sentinels are the errors callers branch on.
 var sentinels = []error{
 	events.ErrUnknownStatus, events.ErrNotSettable, events.ErrInvalidCause, events.ErrInvalidContact,
-	events.ErrInvalidToken, events.ErrInvalidName, events.ErrMalformed, events.ErrUnsupportedVersion,
+	events.ErrInvalidToken, events.ErrInvalidName, events.ErrMalformed, events.ErrUnsupportedVersion, events.ErrOldVersion,
 }
 
 // diffErr says how err differs from want, encoding/json's, or "".
@@ -83,7 +83,8 @@ var recordCases = []struct{ name, data string }{
 	{"design example", string(aliceAway.Encode())},
 	{"event with request ID", string(benchEvent.Encode())},
 	{"feed entry", string(benchChange.Encode())},
-	{"feed entry with name", `{"v":1,"contact":"sip:alice@contoso.com","name":"Alice","previous":"online","seq":42,"at":"2026-11-24T05:25:57.123456789Z"}`},
+	{"feed entry with name", `{"v":2,"contact":"sip:alice@contoso.com","name":"Alice","previous":"online","at":"2026-11-24T05:25:57.123456789Z"}`},
+	{"feed entry of version 1", `{"v":1,"contact":"sip:alice@contoso.com","name":"Alice","previous":"online","seq":42,"at":"2026-11-24T05:25:57.123456789Z"}`},
 	{"HTML escaped and non-ASCII", `{"v":1,"contact":"sip:zoë@bücher.example","name":"Zoë Núñez \u003cz\u0026n\u003e","status":"on-the-phone","previous":"do-not-disturb","at":"2026-11-24T05:25:57.123456789Z","cause":"endpoint"}`},
 	{"U+2028, U+2029 and control escapes", `{"v":1,"contact":"a","name":"\u2028\u2029\ufffd\t\n\r\b\f\u0000\u001f\"\\/","previous":"online","seq":1,"at":"2026-11-24T05:25:57Z"}`},
 	{"U+2028 and U+2029 unescaped", "{\"v\":1,\"contact\":\"a\",\"name\":\"\u2028\u2029\",\"status\":\"away\",\"at\":\"2026-11-24T05:25:57Z\"}"},
@@ -356,8 +357,7 @@ func TestEncodeMatchesJSON(t *testing.T) {
 			e.Name, e.RequestID = "", ""
 		}
 		checkEncodeEvent(t, e)
-		checkEncodeChange(t, events.Change{Contact: e.Contact, Name: e.Name, Previous: e.Previous,
-			Seq: r.Uint64() >> r.UintN(64), At: e.At})
+		checkEncodeChange(t, events.Change{Contact: e.Contact, Name: e.Name, Previous: e.Previous, At: e.At})
 	}
 	checkEncodeEvent(t, events.Event{})
 	checkEncodeChange(t, events.Change{})
@@ -377,11 +377,11 @@ func FuzzEncodeEventMatchesJSON(f *testing.F) {
 }
 
 func FuzzEncodeChangeMatchesJSON(f *testing.F) {
-	f.Add("sip:alice@contoso.com", "Alice", uint16(events.Online), uint64(42), int64(1795500357), uint32(123456789), int16(0))
-	f.Add("a<b>&c", "\u2029\xc3", uint16(0x0400), uint64(1<<64-1), int64(1<<40), uint32(999999999), int16(330))
-	f.Fuzz(func(t *testing.T, contact, name string, previous uint16, seq uint64, sec int64, nsec uint32, offsetMinutes int16) {
+	f.Add("sip:alice@contoso.com", "Alice", uint16(events.Online), int64(1795500357), uint32(123456789), int16(0))
+	f.Add("a<b>&c", "\u2029\xc3", uint16(0x0400), int64(1<<40), uint32(999999999), int16(330))
+	f.Fuzz(func(t *testing.T, contact, name string, previous uint16, sec int64, nsec uint32, offsetMinutes int16) {
 		at := time.Unix(sec, int64(nsec%1e9)).In(time.FixedZone("", int(offsetMinutes)*60))
-		checkEncodeChange(t, events.Change{Contact: contact, Name: name, Previous: events.Status(previous), Seq: seq, At: at})
+		checkEncodeChange(t, events.Change{Contact: contact, Name: name, Previous: events.Status(previous), At: at})
 	})
 }
 
@@ -401,7 +401,7 @@ func TestDecodeRandomRecordsMatchJSON(t *testing.T) {
 		if err != nil {
 			continue
 		}
-		change, _ := events.EncodeChangeJSON(events.Change{Contact: e.Contact, Name: e.Name, Previous: e.Previous, Seq: r.Uint64N(1000), At: e.At})
+		change, _ := events.EncodeChangeJSON(events.Change{Contact: e.Contact, Name: e.Name, Previous: e.Previous, At: e.At})
 		for _, record := range [][]byte{data, change, mutate(r, data), mutate(r, change)} {
 			checkDecode(t, record)
 		}

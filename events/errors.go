@@ -21,8 +21,12 @@ var (
 	ErrInvalidName = errors.New("events: invalid name")
 	// ErrMalformed: an event or feed entry does not decode.
 	ErrMalformed = errors.New("events: malformed record")
-	// ErrUnsupportedVersion: a record has a schema version this code cannot read.
+	// ErrUnsupportedVersion: a record has a schema version this code cannot
+	// read, newer than it knows.
 	ErrUnsupportedVersion = errors.New("events: unsupported schema version")
+	// ErrOldVersion: a record has a schema version older than this code reads
+	// (a feed entry of version 1).
+	ErrOldVersion = errors.New("events: old schema version")
 )
 
 // StatusError says which status input was refused and why.

@@ -1,6 +1,7 @@
 package events
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -9,10 +10,17 @@ import (
 	"unicode/utf8"
 )
 
-// Version is the schema version of the records this package writes. Decoders
-// accept records of this version and refuse newer ones; fields they do not know
-// are ignored, so a version can grow fields without a bump.
+// Version is the schema version of the log's events this package writes.
+// DecodeEvent accepts events of this version and refuses newer ones; fields it
+// does not know are ignored, so a version can grow fields without a bump.
 const Version = 1
+
+// ChangeVersion is the schema version of the feed entries this package
+// writes. DecodeChange accepts entries of this version only: version 1 entries
+// carried the log sequence of their event ("seq"), which counts hidden changes
+// too, and are refused (ErrOldVersion); an engine that finds them derives the
+// feed again.
+const ChangeVersion = 2
 
 // MaxRequestIDLen is the longest request ID accepted, in bytes.
 const MaxRequestIDLen = 128
@@ -36,24 +44,31 @@ type Event struct {
 
 // Change is one entry of the feed (the PRESENCE_CHANGES stream): a change that
 // subscribers can see. Like OnContactStatusChange it carries only the previous
-// visible status; the current one is read from the projection, at least as new as
-// Seq. Its JSON form is
+// visible status; the current one is read from the projection. Its JSON form
+// (ChangeVersion 2) is
 //
-//	{"v":1,"contact":"sip:alice@contoso.com","name":"Alice","previous":"online","seq":42,"at":"2026-11-24T05:25:57.123456789Z"}
+//	{"v":2,"contact":"sip:alice@contoso.com","name":"Alice","previous":"online","at":"2026-11-24T05:25:57.123456789Z"}
+//
+// It carries no position: an entry's position, its feed position, is its
+// sequence in the feed stream, which counts visible changes only (the
+// entry at feed sequence F is the F-th visible change of the log). The log
+// sequence of its event is not in it, nor in anything else a subscriber
+// reads: it counts hidden changes too. The engine keeps it sealed in the
+// entry's LogRefHeader, which only engines can open.
 //
 // A Change is a plain value.
 type Change struct {
 	Contact  string    // the contact ID
 	Name     string    // friendly name as of this change
 	Previous Status    // the previous visible status: never Invisible
-	Seq      uint64    // log sequence of the event this change comes from
 	At       time.Time // when the change was accepted, UTC
 }
 
-// ChangeOf derives the feed entry of an event at log sequence seq. It reports
-// false when the change is not visible (offline to invisible and back): such an
-// event has no feed entry. This is the one place where the feed is masked.
-func ChangeOf(e Event, seq uint64) (Change, bool) {
+// ChangeOf derives the feed entry of an event. It reports false when the
+// change is not visible (offline to invisible and back): such an event has no
+// feed entry, and does not count as a feed position. This is the one place
+// where the feed is masked.
+func ChangeOf(e Event) (Change, bool) {
 	if !VisibleChange(e.Previous, e.Status) {
 		return Change{}, false
 	}
@@ -61,7 +76,6 @@ func ChangeOf(e Event, seq uint64) (Change, bool) {
 		Contact:  e.Contact,
 		Name:     e.Name,
 		Previous: e.Previous.Visible(),
-		Seq:      seq,
 		At:       e.At,
 	}, true
 }
@@ -77,15 +91,18 @@ func malformedBy(kind string, err error) error {
 	return fmt.Errorf("%w: %s: %w", ErrMalformed, kind, err)
 }
 
-// checkVersion refuses a missing or newer schema version.
-func checkVersion(kind string, v int) error {
+// checkVersion refuses a missing or newer schema version than want, and an
+// older one than oldest.
+func checkVersion(kind string, v, oldest, want int) error {
 	switch {
 	case v == 0:
-		return malformed(kind, `"v" is missing or 0; records have "v":%d`, Version)
+		return malformed(kind, `"v" is missing or 0; records have "v":%d`, want)
 	case v < 0:
-		return malformed(kind, `"v" is %d; records have "v":%d`, v, Version)
-	case v > Version:
-		return fmt.Errorf("%w: %s has \"v\":%d; this engine reads up to %d", ErrUnsupportedVersion, kind, v, Version)
+		return malformed(kind, `"v" is %d; records have "v":%d`, v, want)
+	case v > want:
+		return fmt.Errorf("%w: %s has \"v\":%d; this engine reads up to %d", ErrUnsupportedVersion, kind, v, want)
+	case v < oldest:
+		return fmt.Errorf("%w: %s has \"v\":%d, a format this engine no longer reads; it reads \"v\":%d", ErrOldVersion, kind, v, want)
 	}
 	return nil
 }
@@ -145,7 +162,7 @@ func decodeEvent(data []byte, fast bool) (Event, error) {
 		}
 		j = slow
 	}
-	if err := checkVersion(kind, j.V); err != nil {
+	if err := checkVersion(kind, j.V, Version, Version); err != nil {
 		return Event{}, err
 	}
 	if err := ValidateContact(j.Contact); err != nil {
@@ -182,7 +199,8 @@ func decodeEvent(data []byte, fast bool) (Event, error) {
 }
 
 // DecodeChange decodes and validates a feed entry. It never panics; every error
-// wraps ErrMalformed or ErrUnsupportedVersion and says what is wrong.
+// wraps ErrMalformed, ErrUnsupportedVersion (newer than ChangeVersion) or
+// ErrOldVersion (a version 1 entry) and says what is wrong.
 func DecodeChange(data []byte) (Change, error) { return decodeChange(data, true) }
 
 // decodeChange is DecodeChange; fast is as for decodeEvent.
@@ -196,7 +214,11 @@ func decodeChange(data []byte, fast bool) (Change, error) {
 		}
 		j = slow
 	}
-	if err := checkVersion(kind, j.V); err != nil {
+	if err := checkVersion(kind, j.V, ChangeVersion, ChangeVersion); err != nil {
+		if errors.Is(err, ErrOldVersion) {
+			err = fmt.Errorf("%w (version 1 entries carry the log sequence of their event; the engine derives the feed again as version %d when it upgrades)",
+				err, ChangeVersion)
+		}
 		return Change{}, err
 	}
 	if err := ValidateContact(j.Contact); err != nil {
@@ -208,14 +230,11 @@ func decodeChange(data []byte, fast bool) (Change, error) {
 	if j.Previous.Local() || !j.Previous.Valid() || j.Previous == Invisible {
 		return Change{}, malformed(kind, `"previous" %s is not a visible status`, j.Previous)
 	}
-	if j.Seq == 0 {
-		return Change{}, malformed(kind, `"seq" is missing or 0`)
-	}
 	at, err := parseTime(kind, j.At)
 	if err != nil {
 		return Change{}, err
 	}
-	return Change{Contact: j.Contact, Name: j.Name, Previous: j.Previous, Seq: j.Seq, At: at}, nil
+	return Change{Contact: j.Contact, Name: j.Name, Previous: j.Previous, At: at}, nil
 }
 
 // parseTime parses the "at" of a record, RFC 3339, and returns it in UTC.

@@ -368,9 +368,9 @@ func TestDecodeEventAtRange(t *testing.T) {
 }
 
 func TestChangeJSONShape(t *testing.T) {
-	c := events.Change{Contact: "sip:alice@contoso.com", Name: "Alice", Previous: events.Online, Seq: 42, At: at}
+	c := events.Change{Contact: "sip:alice@contoso.com", Name: "Alice", Previous: events.Online, At: at}
 	got := string(c.Encode())
-	want := `{"v":1,"contact":"sip:alice@contoso.com","name":"Alice","previous":"online","seq":42,"at":"2026-11-24T05:25:57.123456789Z"}`
+	want := `{"v":2,"contact":"sip:alice@contoso.com","name":"Alice","previous":"online","at":"2026-11-24T05:25:57.123456789Z"}`
 	if got != want {
 		t.Errorf("Encode() =\n%s\nwant\n%s", got, want)
 	}
@@ -381,6 +381,9 @@ func TestChangeJSONShape(t *testing.T) {
 	if b := c.Encode(); strings.Contains(string(b), `"status"`) {
 		t.Errorf("Encode() = %s, want no current status in a feed entry", b)
 	}
+	if b := c.Encode(); strings.Contains(string(b), `"seq"`) {
+		t.Errorf("Encode() = %s, want no position in a feed entry (a log sequence counts hidden changes)", b)
+	}
 }
 
 func TestChangeRoundTrip(t *testing.T) {
@@ -388,13 +391,13 @@ func TestChangeRoundTrip(t *testing.T) {
 		name   string
 		change events.Change
 	}{
-		{"design example", events.Change{Contact: "sip:alice@contoso.com", Name: "Alice", Previous: events.Online, Seq: 42, At: at}},
-		{"no name", events.Change{Contact: "a", Previous: events.Away, Seq: 1, At: at}},
-		{"first change", events.Change{Contact: "a", Previous: events.Unknown, Seq: 1, At: at}},
-		{"previous offline", events.Change{Contact: "a", Previous: events.Offline, Seq: 7, At: at}},
-		{"largest seq", events.Change{Contact: "a", Previous: events.Idle, Seq: 1<<64 - 1, At: at}},
-		{"zone converted to UTC", events.Change{Contact: "a", Previous: events.Busy, Seq: 3, At: time.Date(2026, 1, 1, 23, 0, 0, 1, time.FixedZone("", 5*3600+1800))}},
-		{"non-ASCII", events.Change{Contact: "sip:李@例子.中国", Name: "李 <&>", Previous: events.Custom, Seq: 9, At: at}},
+		{"design example", events.Change{Contact: "sip:alice@contoso.com", Name: "Alice", Previous: events.Online, At: at}},
+		{"no name", events.Change{Contact: "a", Previous: events.Away, At: at}},
+		{"first change", events.Change{Contact: "a", Previous: events.Unknown, At: at}},
+		{"previous offline", events.Change{Contact: "a", Previous: events.Offline, At: at}},
+		{"previous idle", events.Change{Contact: "a", Previous: events.Idle, At: at}},
+		{"zone converted to UTC", events.Change{Contact: "a", Previous: events.Busy, At: time.Date(2026, 1, 1, 23, 0, 0, 1, time.FixedZone("", 5*3600+1800))}},
+		{"non-ASCII", events.Change{Contact: "sip:李@例子.中国", Name: "李 <&>", Previous: events.Custom, At: at}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -414,8 +417,9 @@ func TestChangeRoundTrip(t *testing.T) {
 }
 
 func TestDecodeChangeAcceptsUnknownFields(t *testing.T) {
-	data := `{"v":1,"contact":"sip:alice@contoso.com","name":"Alice","previous":"online","seq":42,"at":"2026-11-24T05:25:57.123456789Z","status":"away","endpoint":{"kind":"phone"},"extra":[null]}`
-	want := events.Change{Contact: "sip:alice@contoso.com", Name: "Alice", Previous: events.Online, Seq: 42, At: at}
+	// "seq" was a field of version 1: in version 2 it is one more unknown field.
+	data := `{"v":2,"contact":"sip:alice@contoso.com","name":"Alice","previous":"online","seq":42,"at":"2026-11-24T05:25:57.123456789Z","status":"away","endpoint":{"kind":"phone"},"extra":[null]}`
+	want := events.Change{Contact: "sip:alice@contoso.com", Name: "Alice", Previous: events.Online, At: at}
 	got, err := events.DecodeChange([]byte(data))
 	if err != nil {
 		t.Fatalf("DecodeChange(%s) error = %v", data, err)
@@ -429,8 +433,8 @@ func TestDecodeChangeAcceptsUnknownFields(t *testing.T) {
 func changeJSON(t *testing.T, replace map[string]any) []byte {
 	t.Helper()
 	fields := map[string]any{
-		"v": 1, "contact": "sip:alice@contoso.com", "name": "Alice", "previous": "online",
-		"seq": 42, "at": "2026-11-24T05:25:57.123456789Z",
+		"v": 2, "contact": "sip:alice@contoso.com", "name": "Alice", "previous": "online",
+		"at": "2026-11-24T05:25:57.123456789Z",
 	}
 	for k, v := range replace {
 		if v == nil {
@@ -459,7 +463,9 @@ func TestDecodeChangeRejects(t *testing.T) {
 		{name: "trailing data", data: []byte(valid + valid), wantErr: events.ErrMalformed},
 		{name: "invalid UTF-8", data: []byte(strings.Replace(valid, `"Alice"`, "\"Al\xffce\"", 1)), wantErr: events.ErrMalformed},
 		{name: "missing v", data: changeJSON(t, map[string]any{"v": nil}), wantErr: events.ErrMalformed, wantInMsg: `"v"`},
-		{name: "v newer", data: changeJSON(t, map[string]any{"v": events.Version + 1}), wantErr: events.ErrUnsupportedVersion, wantInMsg: fmt.Sprint(events.Version + 1)},
+		{name: "v newer", data: changeJSON(t, map[string]any{"v": events.ChangeVersion + 1}), wantErr: events.ErrUnsupportedVersion, wantInMsg: fmt.Sprint(events.ChangeVersion + 1)},
+		{name: "v 1, with a log seq", data: changeJSON(t, map[string]any{"v": 1, "seq": 42}), wantErr: events.ErrOldVersion, wantInMsg: `"v":1`},
+		{name: "v 1, without a seq", data: changeJSON(t, map[string]any{"v": 1}), wantErr: events.ErrOldVersion, wantInMsg: "derives the feed again"},
 		{name: "missing contact", data: changeJSON(t, map[string]any{"contact": nil}), wantErr: events.ErrMalformed},
 		{name: "invalid contact", data: changeJSON(t, map[string]any{"contact": "a\tb"}), wantErr: events.ErrMalformed, wantInMsg: `a\tb`},
 		{name: "invalid name", data: changeJSON(t, map[string]any{"name": "A\x00"}), wantErr: events.ErrMalformed, wantInMsg: `A\x00`},
@@ -469,12 +475,6 @@ func TestDecodeChangeRejects(t *testing.T) {
 		{name: "previous local", data: changeJSON(t, map[string]any{"previous": "local-finding-server"}), wantErr: events.ErrMalformed, wantInMsg: "local-finding-server"},
 		{name: "previous bad name", data: changeJSON(t, map[string]any{"previous": "lunch"}), wantErr: events.ErrMalformed, wantInMsg: `"lunch"`},
 		{name: "previous null", data: changeJSON(t, map[string]any{"previous": raw("null")}), wantErr: events.ErrMalformed},
-		{name: "seq 0", data: changeJSON(t, map[string]any{"seq": 0}), wantErr: events.ErrMalformed, wantInMsg: `"seq"`},
-		{name: "missing seq", data: changeJSON(t, map[string]any{"seq": nil}), wantErr: events.ErrMalformed, wantInMsg: `"seq"`},
-		{name: "seq negative", data: changeJSON(t, map[string]any{"seq": -1}), wantErr: events.ErrMalformed},
-		{name: "seq string", data: changeJSON(t, map[string]any{"seq": "42"}), wantErr: events.ErrMalformed},
-		{name: "seq fraction", data: changeJSON(t, map[string]any{"seq": raw("4.2")}), wantErr: events.ErrMalformed},
-		{name: "seq past uint64", data: changeJSON(t, map[string]any{"seq": raw("18446744073709551616")}), wantErr: events.ErrMalformed},
 		{name: "bad time", data: changeJSON(t, map[string]any{"at": "2026-11-24T25:00:00Z"}), wantErr: events.ErrMalformed, wantInMsg: "2026-11-24T25:00:00Z"},
 		{name: "missing time", data: changeJSON(t, map[string]any{"at": nil}), wantErr: events.ErrMalformed},
 	}
@@ -498,13 +498,12 @@ func TestDecodeChangeRejects(t *testing.T) {
 }
 
 func TestChangeOf(t *testing.T) {
-	const seq = 42
 	event := func(previous, status events.Status) events.Event {
 		return events.Event{Contact: "sip:alice@contoso.com", Name: "Alice", Status: status, Previous: previous,
 			At: at, Cause: events.CauseEngine, RequestID: "r1"}
 	}
 	change := func(previous events.Status) events.Change {
-		return events.Change{Contact: "sip:alice@contoso.com", Name: "Alice", Previous: previous, Seq: seq, At: at}
+		return events.Change{Contact: "sip:alice@contoso.com", Name: "Alice", Previous: previous, At: at}
 	}
 	tests := []struct {
 		name   string
@@ -525,7 +524,7 @@ func TestChangeOf(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, ok := events.ChangeOf(tc.event, seq)
+			got, ok := events.ChangeOf(tc.event)
 			if ok != tc.wantOK {
 				t.Fatalf("ChangeOf(%v -> %v) ok = %v, want %v", tc.event.Previous, tc.event.Status, ok, tc.wantOK)
 			}
@@ -553,7 +552,7 @@ func TestChangeOfHidesInvisible(t *testing.T) {
 	offOrInv := func(s events.Status) bool { return s == events.Offline || s == events.Invisible }
 	for _, p := range protocol {
 		for _, n := range protocol {
-			c, ok := events.ChangeOf(ev(p, n), 9)
+			c, ok := events.ChangeOf(ev(p, n))
 			wantOK := p != n && !(offOrInv(p) && offOrInv(n))
 			if ok != wantOK {
 				t.Errorf("ChangeOf(%v -> %v) ok = %v, want %v", p, n, ok, wantOK)
@@ -577,8 +576,8 @@ func TestChangeOfHidesInvisible(t *testing.T) {
 			{ev(p, events.Invisible), ev(p, events.Offline)},
 			{ev(events.Invisible, p), ev(events.Offline, p)},
 		} {
-			hidden, hiddenOK := events.ChangeOf(pair[0], 9)
-			shown, shownOK := events.ChangeOf(pair[1], 9)
+			hidden, hiddenOK := events.ChangeOf(pair[0])
+			shown, shownOK := events.ChangeOf(pair[1])
 			if hiddenOK != shownOK || hidden != shown || string(hidden.Encode()) != string(shown.Encode()) {
 				t.Errorf("ChangeOf(%v -> %v) = %+v, %v; ChangeOf(%v -> %v) = %+v, %v; want them equal",
 					pair[0].Previous, pair[0].Status, hidden, hiddenOK, pair[1].Previous, pair[1].Status, shown, shownOK)

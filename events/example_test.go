@@ -97,18 +97,22 @@ func ExampleChangeOf() {
 		{Contact: "sip:alice@contoso.com", Name: "Alice", Previous: events.Invisible, Status: events.Offline, At: at, Cause: events.CauseEngine},
 		{Contact: "sip:alice@contoso.com", Name: "Alice", Previous: events.Offline, Status: events.Away, At: at, Cause: events.CauseUser},
 	}
+	// The feed position of an entry counts the visible changes: the log's
+	// sequence counts the hidden one too.
+	var feed uint64
 	for i, e := range log {
 		seq := uint64(i + 1)
-		c, ok := events.ChangeOf(e, seq)
+		c, ok := events.ChangeOf(e)
 		if !ok {
-			fmt.Printf("seq %d: %s -> %s: not in the feed\n", seq, e.Previous, e.Status)
+			fmt.Printf("log seq %d: %s -> %s: not in the feed\n", seq, e.Previous, e.Status)
 			continue
 		}
-		fmt.Printf("seq %d: %s -> %s: %s\n", seq, e.Previous, e.Status, c.Encode())
+		feed++
+		fmt.Printf("log seq %d: %s -> %s: feed position %d: %s\n", seq, e.Previous, e.Status, feed, c.Encode())
 	}
 	// Output:
-	// seq 1: unknown -> online: {"v":1,"contact":"sip:alice@contoso.com","name":"Alice","previous":"unknown","seq":1,"at":"2026-11-24T05:25:57Z"}
-	// seq 2: online -> invisible: {"v":1,"contact":"sip:alice@contoso.com","name":"Alice","previous":"online","seq":2,"at":"2026-11-24T05:25:57Z"}
-	// seq 3: invisible -> offline: not in the feed
-	// seq 4: offline -> away: {"v":1,"contact":"sip:alice@contoso.com","name":"Alice","previous":"offline","seq":4,"at":"2026-11-24T05:25:57Z"}
+	// log seq 1: unknown -> online: feed position 1: {"v":2,"contact":"sip:alice@contoso.com","name":"Alice","previous":"unknown","at":"2026-11-24T05:25:57Z"}
+	// log seq 2: online -> invisible: feed position 2: {"v":2,"contact":"sip:alice@contoso.com","name":"Alice","previous":"online","at":"2026-11-24T05:25:57Z"}
+	// log seq 3: invisible -> offline: not in the feed
+	// log seq 4: offline -> away: feed position 3: {"v":2,"contact":"sip:alice@contoso.com","name":"Alice","previous":"offline","at":"2026-11-24T05:25:57Z"}
 }

@@ -2,8 +2,7 @@ package events
 
 import "strings"
 
-// Stream names: the log, the feed, and the bucket of the writer's answers to
-// request IDs.
+// Stream names: the log, the feed, and the key-value buckets of the engines.
 const (
 	LogStream  = "PRESENCE"         // the log: every event, the truth; engine and auditors only
 	FeedStream = "PRESENCE_CHANGES" // the feed: visible changes only; for subscribers
@@ -15,7 +14,19 @@ const (
 	// the bucket's TTL.
 	OwnersBucket = "PRESENCE_OWNERS"
 	OwnerKey     = "partition.0"
+	// EngineBucket is the key-value bucket of what engines share and nobody
+	// else may read: its key FeedSealKey holds the key that seals each feed
+	// entry's LogRefHeader, drawn by the first engine.
+	EngineBucket = "PRESENCE_ENGINE"
+	FeedSealKey  = "feed-seal"
 )
+
+// LogRefHeader is the header of a feed entry that tells engines which log event
+// the entry came from, so that the feed resumes after a restart: the log
+// sequence, sealed (AES-GCM, a fresh nonce each entry) under the key in
+// EngineBucket. Subscribers read every header of an entry, so it is opaque to
+// them: no two entries' refs compare, and none says anything of the log.
+const LogRefHeader = "Presence-Log-Ref"
 
 // Subject prefixes of the log and the feed. A contact's subject is the prefix
 // followed by its token.

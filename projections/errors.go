@@ -11,8 +11,8 @@ var (
 	// ErrCorrupt: the stored projection cannot be read. It is rebuildable from
 	// the log.
 	ErrCorrupt = errors.New("projections: corrupt projection")
-	// ErrNotReached: a wait for a log sequence ended before the projection
-	// applied it.
+	// ErrNotReached: a wait for a log sequence or a feed position ended
+	// before the projection applied it.
 	ErrNotReached = errors.New("projections: sequence not reached")
 	// ErrClosed: the projection is closed.
 	ErrClosed = errors.New("projections: closed")
@@ -34,10 +34,16 @@ func damaged(err error) error {
 type NotReachedError struct {
 	Want    uint64 // the sequence waited for
 	Applied uint64 // the sequence applied when the wait ended
-	Err     error  // why the wait ended (the context's error)
+	// Feed says Want and Applied are feed positions (WaitAppliedFeed), not
+	// log sequences.
+	Feed bool
+	Err  error // why the wait ended (the context's error)
 }
 
 func (e *NotReachedError) Error() string {
+	if e.Feed {
+		return fmt.Sprintf("projection has applied the feed up to position %d, not yet %d: %v", e.Applied, e.Want, e.Err)
+	}
 	return fmt.Sprintf("projection has applied the log up to seq %d, not yet %d: %v", e.Applied, e.Want, e.Err)
 }
 

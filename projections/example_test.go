@@ -44,9 +44,9 @@ func ExampleProjection_View() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("others see:", view.Name, view.Status, "at seq", view.Seq)
-	fmt.Println("Alice sees:", self.Status)
+	fmt.Println("others see:", view.Name, view.Status, "at feed position", view.Seq)
+	fmt.Println("Alice sees:", self.Status, "at log seq", self.Seq)
 	// Output:
-	// others see: Alice offline at seq 1
-	// Alice sees: invisible
+	// others see: Alice offline at feed position 1
+	// Alice sees: invisible at log seq 1
 }

@@ -9,6 +9,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,7 +27,9 @@ const (
 	checkpointKey  = "m/checkpoint"
 	formatKey      = "m/format"
 	formatPrefix   = "presence-projection-"
-	formatVersion  = formatPrefix + "2" // 2: times as seconds and nanoseconds
+	// formatVersion is the store's format: 2 had times as seconds and
+	// nanoseconds; 3 has feed positions (the checkpoint's Feed, View.Seq).
+	formatVersion = formatPrefix + "3"
 )
 
 // Record is one message of the log as the fold consumes it: its stream sequence
@@ -35,10 +38,13 @@ type Record = tail.Record
 
 // Checkpoint is how far the projection has folded the log: the sequence of the
 // last record applied and a checksum of that record's data, by which a restarted
-// projection recognises the log it was folding.
+// projection recognises the log it was folding, and the feed position of the
+// last visible change applied: how many visible changes (events.ChangeOf) the
+// log holds up to Seq, counted from its first event.
 type Checkpoint struct {
-	Seq uint64
-	Sum uint64
+	Seq  uint64
+	Sum  uint64
+	Feed uint64
 }
 
 // Sum returns the checksum of a record's data, as a checkpoint holds it.
@@ -64,6 +70,7 @@ type Projection struct {
 	advanced   chan struct{} // closed and replaced when the checkpoint moves
 
 	applied   atomic.Uint64 // checkpoint.Seq, for lock-free reads
+	feed      atomic.Uint64 // checkpoint.Feed, for lock-free reads
 	folded    atomic.Uint64 // events folded
 	malformed atomic.Uint64 // records skipped as malformed
 	batches   atomic.Uint64 // Pebble batches committed
@@ -149,8 +156,14 @@ func (p *Projection) load() error {
 	case err != nil:
 		return err
 	case string(format) != formatVersion && strings.HasPrefix(string(format), formatPrefix):
-		p.logger.Warn("projection: stored in another format; emptying it to rebuild it from the log",
-			"dir", p.dir, "format", string(format), "want", formatVersion)
+		// Rebuildable from the log, a store of another format is folded
+		// again: an older one is an upgrade, expected; a newer one was
+		// written by a newer engine, and is said louder.
+		level, msg := slog.LevelInfo, "projection: stored in an older format (upgrade); emptying it to rebuild it from the log"
+		if !olderFormat(string(format)) {
+			level, msg = slog.LevelWarn, "projection: stored in another format (a newer engine's?); emptying it to rebuild it from the log"
+		}
+		p.logger.Log(context.Background(), level, msg, "dir", p.dir, "format", string(format), "want", formatVersion)
 		if err := p.db.DeleteRange([]byte{0}, []byte{0xff}, p.sync()); err != nil {
 			return err
 		}
@@ -169,8 +182,17 @@ func (p *Projection) load() error {
 	p.mu.Lock()
 	p.checkpoint = cp
 	p.applied.Store(cp.Seq)
+	p.feed.Store(cp.Feed)
 	p.mu.Unlock()
 	return nil
+}
+
+// olderFormat reports whether format, a projection's, is older than
+// formatVersion.
+func olderFormat(format string) bool {
+	n, err := strconv.Atoi(strings.TrimPrefix(format, formatPrefix))
+	want, _ := strconv.Atoi(strings.TrimPrefix(formatVersion, formatPrefix))
+	return err == nil && n < want
 }
 
 // empty reports whether the store holds no key at all.
@@ -216,17 +238,22 @@ func (p *Projection) get(key string) ([]byte, error) {
 }
 
 func marshalCheckpoint(cp Checkpoint) []byte {
-	b := make([]byte, 16)
+	b := make([]byte, 24)
 	binary.BigEndian.PutUint64(b, cp.Seq)
 	binary.BigEndian.PutUint64(b[8:], cp.Sum)
+	binary.BigEndian.PutUint64(b[16:], cp.Feed)
 	return b
 }
 
 func unmarshalCheckpoint(b []byte) (Checkpoint, error) {
-	if len(b) != 16 {
-		return Checkpoint{}, fmt.Errorf("%w: checkpoint is %d bytes, want 16", ErrCorrupt, len(b))
+	if len(b) != 24 {
+		return Checkpoint{}, fmt.Errorf("%w: checkpoint is %d bytes, want 24", ErrCorrupt, len(b))
 	}
-	return Checkpoint{Seq: binary.BigEndian.Uint64(b), Sum: binary.BigEndian.Uint64(b[8:])}, nil
+	cp := Checkpoint{Seq: binary.BigEndian.Uint64(b), Sum: binary.BigEndian.Uint64(b[8:]), Feed: binary.BigEndian.Uint64(b[16:])}
+	if cp.Feed > cp.Seq {
+		return Checkpoint{}, fmt.Errorf("%w: checkpoint has feed position %d past its log seq %d", ErrCorrupt, cp.Feed, cp.Seq)
+	}
+	return cp, nil
 }
 
 // Dir returns the directory the projection is stored in.
@@ -234,6 +261,10 @@ func (p *Projection) Dir() string { return p.dir }
 
 // Applied returns the log sequence of the last record applied.
 func (p *Projection) Applied() uint64 { return p.applied.Load() }
+
+// AppliedFeed returns the feed position of the last visible change applied:
+// how many visible changes the projection has applied.
+func (p *Projection) AppliedFeed() uint64 { return p.feed.Load() }
 
 // Checkpoint returns the checkpoint: how far the log has been applied.
 func (p *Projection) Checkpoint() Checkpoint {
@@ -245,27 +276,48 @@ func (p *Projection) Checkpoint() Checkpoint {
 // WaitApplied blocks until the projection has applied the log up to seq, or ctx
 // is done. The error then wraps ErrNotReached and says how far it got.
 func (p *Projection) WaitApplied(ctx context.Context, seq uint64) error {
+	return p.wait(ctx, seq, false)
+}
+
+// WaitAppliedFeed blocks until the projection has applied the visible change at
+// feed position pos (and so every event of the log up to it), or ctx is done.
+// The error then wraps ErrNotReached and says how far it got, in feed
+// positions.
+func (p *Projection) WaitAppliedFeed(ctx context.Context, pos uint64) error {
+	return p.wait(ctx, pos, true)
+}
+
+// wait is WaitApplied, or with feed WaitAppliedFeed.
+func (p *Projection) wait(ctx context.Context, want uint64, feed bool) error {
+	applied := &p.applied
+	if feed {
+		applied = &p.feed
+	}
 	for {
-		if p.applied.Load() >= seq {
+		if applied.Load() >= want {
 			return nil
 		}
 		p.mu.Lock()
 		ch, at := p.advanced, p.checkpoint.Seq
+		if feed {
+			at = p.checkpoint.Feed
+		}
 		p.mu.Unlock()
-		if at >= seq {
+		if at >= want {
 			return nil
 		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return &NotReachedError{Want: seq, Applied: p.applied.Load(), Err: ctx.Err()}
+			return &NotReachedError{Want: want, Applied: applied.Load(), Feed: feed, Err: ctx.Err()}
 		}
 	}
 }
 
 // Apply folds records, in log order, into the projection and moves the checkpoint
 // to the last of them, all in one Pebble batch: after a crash the projection holds
-// all of them or none. Records at or below the checkpoint are skipped, so a record
+// all of them or none. Each visible change moves the checkpoint's feed position
+// on by one, and is the feed position of its contact's View. Records at or below the checkpoint are skipped, so a record
 // is never applied twice. A record that does not decode as an event is logged,
 // counted and stepped over: the log is the truth, and a bad record in it must not
 // stop the fold. An event of a newer schema version stops it instead (the error
@@ -283,6 +335,7 @@ func (p *Projection) Apply(records []Record) error {
 	}
 
 	cp := p.Checkpoint()
+	feed := cp.Feed
 	b := p.db.NewBatch()
 	defer b.Close()
 	var (
@@ -316,7 +369,10 @@ func (p *Projection) Apply(records []Record) error {
 		if folded := p.opts.EventListener.Folded; folded != nil {
 			folded(r.Seq, e)
 		}
-		st.Fold(e, r.Seq)
+		if events.VisibleChange(e.Previous, e.Status) {
+			feed++
+		}
+		st.Fold(e, r.Seq, feed)
 		if touched == nil {
 			touched = make(map[string]*State)
 		}
@@ -330,7 +386,7 @@ func (p *Projection) Apply(records []Record) error {
 	if last == nil {
 		return nil
 	}
-	next := Checkpoint{Seq: last.Seq, Sum: Sum(last.Data)}
+	next := Checkpoint{Seq: last.Seq, Sum: Sum(last.Data), Feed: feed}
 	if err := b.Set([]byte(checkpointKey), marshalCheckpoint(next), nil); err != nil {
 		return err
 	}
@@ -382,6 +438,7 @@ func (p *Projection) advance(cp Checkpoint) {
 	p.mu.Lock()
 	p.checkpoint = cp
 	p.applied.Store(cp.Seq)
+	p.feed.Store(cp.Feed)
 	close(p.advanced)
 	p.advanced = make(chan struct{})
 	p.mu.Unlock()
@@ -417,8 +474,8 @@ func (p *Projection) state(contact string) (State, bool, error) {
 }
 
 // View returns a contact as subscribers see it: the visible status, and the name,
-// sequence and time of the last visible change. A never-seen contact reads
-// Unknown with sequence 0.
+// feed position and time of the last visible change. A never-seen contact reads
+// Unknown with position 0.
 func (p *Projection) View(contact string) (View, error) {
 	st, _, err := p.State(contact)
 	return st.Visible, err
@@ -485,8 +542,8 @@ func (p *Projection) Views(contacts []string) (_ []View, err error) {
 	return out, nil
 }
 
-// Reset empties the projection: every state goes and the checkpoint returns to
-// zero, in one synced batch. The fold then rebuilds it from the log.
+// Reset empties the projection: every state goes and the checkpoint (log
+// sequence and feed position) returns to zero, in one synced batch. The fold then rebuilds it from the log.
 func (p *Projection) Reset() error {
 	p.writeMu.Lock()
 	defer p.writeMu.Unlock()
@@ -512,6 +569,7 @@ func (p *Projection) Reset() error {
 	p.mu.Lock()
 	p.checkpoint = Checkpoint{}
 	p.applied.Store(0)
+	p.feed.Store(0)
 	p.mu.Unlock()
 	return nil
 }

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,6 +37,9 @@ func TestApplyFolds(t *testing.T) {
 		// The state of contact after the steps.
 		contact string
 		want    State
+		// feed is the checkpoint's feed position: the visible changes of the
+		// steps.
+		feed uint64
 	}{
 		{
 			name:    "first event is visible",
@@ -42,6 +48,7 @@ func TestApplyFolds(t *testing.T) {
 			want: State{Contact: alice, Name: "Alice", Status: events.Online, Previous: events.Unknown,
 				Seq: 1, At: atSeq(1), Cause: events.CauseUser,
 				Visible: View{Contact: alice, Name: "Alice", Status: events.Online, Seq: 1, At: atSeq(1)}},
+			feed: 1,
 		},
 		{
 			name: "visible change replaces the view",
@@ -53,6 +60,7 @@ func TestApplyFolds(t *testing.T) {
 			want: State{Contact: alice, Name: "Alice B.", Status: events.Away, Previous: events.Online,
 				Seq: 2, At: atSeq(2), Cause: events.CauseUser,
 				Visible: View{Contact: alice, Name: "Alice B.", Status: events.Away, Seq: 2, At: atSeq(2)}},
+			feed: 2,
 		},
 		{
 			name: "offline to invisible is hidden",
@@ -65,6 +73,7 @@ func TestApplyFolds(t *testing.T) {
 			want: State{Contact: alice, Name: "Alice (hiding)", Status: events.Invisible, Previous: events.Offline,
 				Seq: 3, At: atSeq(3), Cause: events.CauseUser,
 				Visible: View{Contact: alice, Name: "Alice", Status: events.Offline, Seq: 2, At: atSeq(2)}},
+			feed: 2,
 		},
 		{
 			name: "invisible to offline is hidden",
@@ -78,6 +87,7 @@ func TestApplyFolds(t *testing.T) {
 			want: State{Contact: alice, Name: "Alice", Status: events.Offline, Previous: events.Invisible,
 				Seq: 4, At: atSeq(4), Cause: events.CauseUser,
 				Visible: View{Contact: alice, Name: "Alice", Status: events.Offline, Seq: 2, At: atSeq(2)}},
+			feed: 2,
 		},
 		{
 			name: "hidden changes among another contact's",
@@ -93,6 +103,7 @@ func TestApplyFolds(t *testing.T) {
 			want: State{Contact: alice, Name: "Alice", Status: events.Invisible, Previous: events.Offline,
 				Seq: 6, At: atSeq(6), Cause: events.CauseUser,
 				Visible: View{Contact: alice, Name: "Alice", Status: events.Offline, Seq: 1, At: atSeq(1)}},
+			feed: 3,
 		},
 		{
 			name:    "unknown to invisible reads as offline",
@@ -101,6 +112,7 @@ func TestApplyFolds(t *testing.T) {
 			want: State{Contact: bob, Name: "Bob", Status: events.Invisible, Previous: events.Unknown,
 				Seq: 1, At: atSeq(1), Cause: events.CauseUser,
 				Visible: View{Contact: bob, Name: "Bob", Status: events.Offline, Seq: 1, At: atSeq(1)}},
+			feed: 1,
 		},
 		{
 			name: "online to invisible reads as going offline",
@@ -112,6 +124,7 @@ func TestApplyFolds(t *testing.T) {
 			want: State{Contact: bob, Name: "Bob", Status: events.Invisible, Previous: events.Online,
 				Seq: 2, At: atSeq(2), Cause: events.CauseUser,
 				Visible: View{Contact: bob, Name: "Bob", Status: events.Offline, Seq: 2, At: atSeq(2)}},
+			feed: 2,
 		},
 		{
 			name: "invisible to busy is visible",
@@ -123,6 +136,23 @@ func TestApplyFolds(t *testing.T) {
 			want: State{Contact: bob, Name: "Bob", Status: events.Busy, Previous: events.Invisible,
 				Seq: 2, At: atSeq(2), Cause: events.CauseUser,
 				Visible: View{Contact: bob, Name: "Bob", Status: events.Busy, Seq: 2, At: atSeq(2)}},
+			feed: 2,
+		},
+		{
+			name: "a visible change after hidden ones is at its feed position, not its log seq",
+			steps: []step{
+				{alice, "Alice", events.Offline},
+				{bob, "Bob", events.Online},
+				{alice, "", events.Invisible},
+				{alice, "", events.Offline},
+				{alice, "", events.Invisible},
+				{alice, "", events.Busy},
+			},
+			contact: alice,
+			want: State{Contact: alice, Name: "Alice", Status: events.Busy, Previous: events.Invisible,
+				Seq: 6, At: atSeq(6), Cause: events.CauseUser,
+				Visible: View{Contact: alice, Name: "Alice", Status: events.Busy, Seq: 3, At: atSeq(6)}},
+			feed: 3,
 		},
 		{
 			name: "idle from an endpoint",
@@ -134,6 +164,7 @@ func TestApplyFolds(t *testing.T) {
 			want: State{Contact: carol, Name: "Carol", Status: events.Idle, Previous: events.Online,
 				Seq: 2, At: atSeq(2), Cause: events.CauseEndpoint,
 				Visible: View{Contact: carol, Name: "Carol", Status: events.Idle, Seq: 2, At: atSeq(2)}},
+			feed: 2,
 		},
 	}
 	// Every case runs with all its events in one batch, which folds hidden
@@ -173,12 +204,15 @@ func TestApplyFolds(t *testing.T) {
 					t.Errorf("View(%q): %s", tt.contact, d)
 				}
 				last := h.entries[len(h.entries)-1].Record
-				wantCP := Checkpoint{Seq: last.Seq, Sum: Sum(last.Data)}
+				wantCP := Checkpoint{Seq: last.Seq, Sum: Sum(last.Data), Feed: tt.feed}
 				if cp := p.Checkpoint(); cp != wantCP {
 					t.Errorf("Checkpoint() = %+v, want %+v", cp, wantCP)
 				}
 				if got := p.Applied(); got != last.Seq {
 					t.Errorf("Applied() = %d, want %d", got, last.Seq)
+				}
+				if got := p.AppliedFeed(); got != tt.feed {
+					t.Errorf("AppliedFeed() = %d, want %d", got, tt.feed)
 				}
 				m := p.Metrics()
 				if m.Folded != uint64(len(tt.steps)) || m.Applied != last.Seq || m.Malformed != 0 {
@@ -352,8 +386,8 @@ func TestApplyStepsOverMalformedRecords(t *testing.T) {
 		p := openMem(t)
 		apply(t, p, log[:len(log)-1]...)
 		lastBad := log[len(log)-2]
-		if cp, want := p.Checkpoint(), (Checkpoint{Seq: lastBad.Seq, Sum: Sum(lastBad.Data)}); cp != want {
-			t.Errorf("Checkpoint() = %+v, want %+v: the checkpoint moves past a malformed record", cp, want)
+		if cp, want := p.Checkpoint(), (Checkpoint{Seq: lastBad.Seq, Sum: Sum(lastBad.Data), Feed: 1}); cp != want {
+			t.Errorf("Checkpoint() = %+v, want %+v: the checkpoint moves past a malformed record, which is no feed position", cp, want)
 		}
 		apply(t, p, log[len(log)-1])
 		checkMalformed(t, p, log, len(bad))
@@ -379,7 +413,9 @@ func TestApplyStepsOverMalformedRecords(t *testing.T) {
 func checkMalformed(t *testing.T, p *Projection, log []Record, bad int) {
 	t.Helper()
 	last := log[len(log)-1]
-	if cp, want := p.Checkpoint(), (Checkpoint{Seq: last.Seq, Sum: Sum(last.Data)}); cp != want {
+	// The two good events are the two visible changes: the malformed records
+	// between them are no feed positions.
+	if cp, want := p.Checkpoint(), (Checkpoint{Seq: last.Seq, Sum: Sum(last.Data), Feed: 2}); cp != want {
 		t.Errorf("Checkpoint() = %+v, want %+v", cp, want)
 	}
 	if m := p.Metrics(); m.Malformed != uint64(bad) || m.Folded != 2 {
@@ -389,8 +425,8 @@ func checkMalformed(t *testing.T, p *Projection, log []Record, bad int) {
 	if err != nil {
 		t.Fatalf("State(%q) = %v", alice, err)
 	}
-	if st.Status != events.Away || st.Previous != events.Online || st.Seq != last.Seq || st.Visible.Seq != last.Seq {
-		t.Errorf("State(%q) = %+v, want away after online at seq %d: the event after the bad records applies",
+	if st.Status != events.Away || st.Previous != events.Online || st.Seq != last.Seq || st.Visible.Seq != 2 {
+		t.Errorf("State(%q) = %+v, want away after online at seq %d, feed position 2: the event after the bad records applies",
 			alice, st, last.Seq)
 	}
 }
@@ -510,10 +546,13 @@ func TestOpenRefusesWhatIsNotAProjection(t *testing.T) {
 		name string
 		keys map[string][]byte
 	}{
-		{"foreign format marker", map[string][]byte{formatKey: []byte("someone-else-1"), checkpointKey: make([]byte, 16)}},
-		{"checkpoint without format", map[string][]byte{checkpointKey: make([]byte, 16)}},
+		{"foreign format marker", map[string][]byte{formatKey: []byte("someone-else-1"), checkpointKey: make([]byte, 24)}},
+		{"checkpoint without format", map[string][]byte{checkpointKey: make([]byte, 24)}},
 		{"foreign keys", map[string][]byte{"users/1": []byte("x")}},
-		{"short checkpoint", map[string][]byte{formatKey: []byte(formatVersion), checkpointKey: make([]byte, 15)}},
+		{"short checkpoint", map[string][]byte{formatKey: []byte(formatVersion), checkpointKey: make([]byte, 23)}},
+		{"checkpoint of format 2 in format 3", map[string][]byte{formatKey: []byte(formatVersion), checkpointKey: make([]byte, 16)}},
+		{"feed position past the log seq", map[string][]byte{formatKey: []byte(formatVersion),
+			checkpointKey: marshalCheckpoint(Checkpoint{Seq: 3, Sum: 1, Feed: 4})}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -542,33 +581,110 @@ func TestOpenRefusesWhatIsNotAProjection(t *testing.T) {
 }
 
 // TestOpenEmptiesAnotherProjectionFormat: a projection written in another
-// format is emptied, to be rebuilt from the log, not read wrongly.
+// format is emptied, to be rebuilt from the log, not read wrongly: an older
+// one (an upgrade: format 2 had log sequences in its views and no feed
+// position) is said at Info, a newer one at Warn.
 func TestOpenEmptiesAnotherProjectionFormat(t *testing.T) {
-	fs := vfs.NewMem()
-	db, err := pebble.Open("store", &pebble.Options{FS: fs, Logger: pebbleLogger{quiet}})
-	if err != nil {
-		t.Fatalf("pebble.Open: %v", err)
+	format2Checkpoint := make([]byte, 16) // log seq 42, sum 7: format 2's
+	format2Checkpoint[7], format2Checkpoint[15] = 42, 7
+	tests := []struct {
+		name       string
+		format     string
+		checkpoint []byte
+		level      slog.Level
+	}{
+		{"format 1", formatPrefix + "1", format2Checkpoint, slog.LevelInfo},
+		{"format 2, the one before feed positions", formatPrefix + "2", format2Checkpoint, slog.LevelInfo},
+		{"a newer format", formatPrefix + "99", marshalCheckpoint(Checkpoint{Seq: 42, Sum: 7, Feed: 3}), slog.LevelWarn},
 	}
-	cp := marshalCheckpoint(Checkpoint{Seq: 42, Sum: 7})
-	for k, v := range map[string][]byte{formatKey: []byte(formatPrefix + "1"), checkpointKey: cp, string(stateKey(alice)): {1, 2, 3}} {
-		if err := db.Set([]byte(k), v, pebble.Sync); err != nil {
-			t.Fatalf("Set(%q): %v", k, err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := vfs.NewMem()
+			db, err := pebble.Open("store", &pebble.Options{FS: fs, Logger: pebbleLogger{quiet}})
+			if err != nil {
+				t.Fatalf("pebble.Open: %v", err)
+			}
+			for k, v := range map[string][]byte{formatKey: []byte(tt.format), checkpointKey: tt.checkpoint, string(stateKey(alice)): {1, 2, 3}} {
+				if err := db.Set([]byte(k), v, pebble.Sync); err != nil {
+					t.Fatalf("Set(%q): %v", k, err)
+				}
+			}
+			if err := db.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			var logged recordedLogs
+			p, err := Open("store", Options{FS: fs, Logger: slog.New(&logged)})
+			if err != nil {
+				t.Fatalf("Open of a projection in %s: %v", tt.format, err)
+			}
+			defer p.Close()
+			if got := p.Checkpoint(); got != (Checkpoint{}) {
+				t.Errorf("checkpoint = %+v, want zero: the projection must be rebuilt", got)
+			}
+			if got := p.AppliedFeed(); got != 0 {
+				t.Errorf("AppliedFeed() = %d, want 0", got)
+			}
+			if _, seen, err := p.State(alice); err != nil || seen {
+				t.Errorf("State(alice) after emptying = seen %v, err %v; want never seen", seen, err)
+			}
+			if got := logged.find("emptying it to rebuild it from the log"); got == nil || got.Level != tt.level {
+				t.Errorf("logged %v; want the rebuild said at %s", logged.all(), tt.level)
+			}
+			// Written again in this format, it opens as it is.
+			h := newHistory()
+			apply(t, p, h.set(alice, "Alice", events.Online))
+			if err := p.Close(); err != nil {
+				t.Fatal(err)
+			}
+			again, err := Open("store", Options{FS: fs, Logger: quiet})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer again.Close()
+			if cp := again.Checkpoint(); cp.Seq != 1 || cp.Feed != 1 {
+				t.Errorf("reopened checkpoint = %+v, want seq 1, feed 1", cp)
+			}
+		})
+	}
+}
+
+// recordedLogs is a slog.Handler that keeps what is logged, for tests that
+// check what was said and how loud.
+type recordedLogs struct {
+	mu      sync.Mutex
+	records []slog.Record
+}
+
+func (l *recordedLogs) Enabled(context.Context, slog.Level) bool { return true }
+func (l *recordedLogs) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.records = append(l.records, r)
+	return nil
+}
+func (l *recordedLogs) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *recordedLogs) WithGroup(string) slog.Handler      { return l }
+
+// find returns the first record whose message holds text, or nil.
+func (l *recordedLogs) find(text string) *slog.Record {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := range l.records {
+		if strings.Contains(l.records[i].Message, text) {
+			return &l.records[i]
 		}
 	}
-	if err := db.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
+	return nil
+}
+
+func (l *recordedLogs) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, r := range l.records {
+		out = append(out, r.Level.String()+" "+r.Message)
 	}
-	p, err := Open("store", Options{FS: fs, Logger: quiet})
-	if err != nil {
-		t.Fatalf("Open of a projection in format 1: %v", err)
-	}
-	defer p.Close()
-	if got := p.Checkpoint(); got != (Checkpoint{}) {
-		t.Errorf("checkpoint = %+v, want zero: the projection must be rebuilt", got)
-	}
-	if _, seen, err := p.State(alice); err != nil || seen {
-		t.Errorf("State(alice) after emptying = seen %v, err %v; want never seen", seen, err)
-	}
+	return out
 }
 
 func TestCorruptStoredState(t *testing.T) {
@@ -685,6 +801,111 @@ func TestWaitApplied(t *testing.T) {
 	})
 }
 
+// TestWaitAppliedFeed waits for feed positions: they count the visible changes
+// only, so a wait for position 2 ends with the second visible change, whatever
+// hidden changes came before it.
+func TestWaitAppliedFeed(t *testing.T) {
+	h := newHistory()
+	h.set(alice, "Alice", events.Offline) // log 1, feed 1
+	h.set(alice, "", events.Invisible)    // log 2, hidden
+	h.set(alice, "", events.Offline)      // log 3, hidden
+	h.set(bob, "Bob", events.Online)      // log 4, feed 2
+	h.set(alice, "", events.Invisible)    // log 5, hidden
+	h.set(alice, "", events.Away)         // log 6, feed 3
+	rs := h.records()
+
+	t.Run("already reached", func(t *testing.T) {
+		p := openMem(t)
+		apply(t, p, rs[:4]...)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // an answer that needs no waiting must not look at ctx
+		for _, pos := range []uint64{0, 1, 2} {
+			if err := p.WaitAppliedFeed(ctx, pos); err != nil {
+				t.Errorf("WaitAppliedFeed(%d) with feed position 2 applied = %v, want nil", pos, err)
+			}
+		}
+	})
+	t.Run("reached later", func(t *testing.T) {
+		p := openMem(t)
+		apply(t, p, rs[:1]...)
+		done := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+			defer cancel()
+			done <- p.WaitAppliedFeed(ctx, 2)
+		}()
+		apply(t, p, rs[1:3]...) // hidden changes: the feed position stays at 1
+		select {
+		case err := <-done:
+			t.Fatalf("WaitAppliedFeed(2) returned %v with only hidden changes applied after position 1", err)
+		default:
+		}
+		if got := p.AppliedFeed(); got != 1 {
+			t.Errorf("AppliedFeed() = %d after two hidden changes, want 1", got)
+		}
+		apply(t, p, rs[3])
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("WaitAppliedFeed(2) = %v, want nil once bob's change is applied", err)
+			}
+		case <-time.After(testTimeout):
+			t.Fatal("WaitAppliedFeed(2) still waiting after feed position 2 was applied")
+		}
+		apply(t, p, rs[4:]...)
+		if got, v := p.AppliedFeed(), mustView(t, p, alice); got != 3 || v.Seq != 3 {
+			t.Errorf("AppliedFeed() = %d, alice's view at %d; want both 3 (log seq 6)", got, v.Seq)
+		}
+	})
+	t.Run("times out", func(t *testing.T) {
+		p := openMem(t)
+		apply(t, p, rs[:5]...)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		defer cancel()
+		err := p.WaitAppliedFeed(ctx, 3)
+		if !errors.Is(err, ErrNotReached) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("WaitAppliedFeed(3) = %v, want ErrNotReached and context.DeadlineExceeded", err)
+		}
+		var nre *NotReachedError
+		if !errors.As(err, &nre) {
+			t.Fatalf("WaitAppliedFeed(3) = %T, want a *NotReachedError", err)
+		}
+		if nre.Want != 3 || nre.Applied != 2 || !nre.Feed {
+			t.Errorf("NotReachedError = %+v, want {Want: 3, Applied: 2, Feed: true}", nre)
+		}
+		if msg := err.Error(); !strings.Contains(msg, "feed up to position 2") || strings.Contains(msg, "seq 5") {
+			t.Errorf("error %q: want it to say feed position 2, not the log seq applied", msg)
+		}
+	})
+	t.Run("survives a reopen", func(t *testing.T) {
+		fs := vfs.NewMem()
+		p := openAt(t, fs, "projection")
+		apply(t, p, rs...)
+		if err := p.Close(); err != nil {
+			t.Fatal(err)
+		}
+		again := openAt(t, fs, "projection")
+		if cp := again.Checkpoint(); cp.Seq != 6 || cp.Feed != 3 || again.AppliedFeed() != 3 {
+			t.Errorf("reopened: Checkpoint() = %+v, AppliedFeed() = %d; want seq 6, feed 3", cp, again.AppliedFeed())
+		}
+		// Folding on counts on from there.
+		apply(t, again, h.set(bob, "", events.Busy))
+		if got := again.AppliedFeed(); got != 4 {
+			t.Errorf("AppliedFeed() after one more visible change = %d, want 4", got)
+		}
+	})
+}
+
+// mustView returns the View of contact.
+func mustView(t *testing.T, p *Projection, contact string) View {
+	t.Helper()
+	v, err := p.View(contact)
+	if err != nil {
+		t.Fatalf("View(%q) = %v", contact, err)
+	}
+	return v
+}
+
 func TestReset(t *testing.T) {
 	fs := vfs.NewCrashableMem()
 	h := randomHistory(newHistory(), rand.New(rand.NewPCG(7, 7)), 10, 100)
@@ -707,6 +928,9 @@ func TestReset(t *testing.T) {
 		}
 		if got := p.Applied(); got != 0 {
 			t.Errorf("Applied() = %d, want 0", got)
+		}
+		if got := p.AppliedFeed(); got != 0 {
+			t.Errorf("AppliedFeed() = %d, want 0", got)
 		}
 		if st := snapshot(t, p); len(st) != 0 {
 			t.Errorf("Each() found %d states, want none", len(st))

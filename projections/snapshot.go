@@ -132,8 +132,9 @@ func (d Digest) String() string {
 	return fmt.Sprintf("seq %d, %d contacts, %s", d.Seq, d.Contacts, d.Sum)
 }
 
-// digestVersion names the form hashed: change it when that form changes.
-const digestVersion = "presence-digest-1\n"
+// digestVersion names the form hashed: change it when that form changes. 2:
+// the checkpoint's feed position, and feed positions in the visible view.
+const digestVersion = "presence-digest-2\n"
 
 // Digest hashes the state as of the snapshot: SHA-256 over, in contact order,
 // each contact's ID and state in the projection's own version-1 encoding (which
@@ -194,7 +195,7 @@ func (d Difference) String() string {
 func Compare(want, found *Snapshot, fn func(Difference) bool) (n uint64, err error) {
 	if a, b := want.Checkpoint(), found.Checkpoint(); a != b {
 		if !fn(Difference{Seq: b.Seq, What: "checkpoint",
-			Expected: fmt.Sprintf("seq %d sum %016x", a.Seq, a.Sum), Found: fmt.Sprintf("seq %d sum %016x", b.Seq, b.Sum)}) {
+			Expected: fmt.Sprintf("seq %d sum %016x feed %d", a.Seq, a.Sum, a.Feed), Found: fmt.Sprintf("seq %d sum %016x feed %d", b.Seq, b.Sum, b.Feed)}) {
 			return 0, nil
 		}
 	}
@@ -321,7 +322,7 @@ func stateDifferences(want, found State) []Difference {
 		add("visible status", wv.Status, fv.Status)
 	}
 	if wv.Seq != fv.Seq {
-		add("visible seq", wv.Seq, fv.Seq)
+		add("visible feed position", wv.Seq, fv.Seq)
 	}
 	if wv.Name != fv.Name {
 		add("visible name", quoted(wv.Name), quoted(fv.Name))

@@ -20,8 +20,9 @@ type State struct {
 	Cause    events.Cause  // cause of the last event
 
 	// Visible is what everyone but the contact sees: the visible status, and the
-	// name, sequence and time of the last visible change. A hidden change (offline
-	// to invisible or back) leaves it as it was, so nothing in it reveals one.
+	// name, feed position and time of the last visible change. A hidden change
+	// (offline to invisible or back) leaves it as it was, so nothing in it
+	// reveals one.
 	Visible View
 }
 
@@ -30,18 +31,23 @@ type View struct {
 	Contact string
 	Name    string        // friendly name as of the last visible change
 	Status  events.Status // the visible status: never Invisible
-	Seq     uint64        // log sequence of the last visible change; 0 if never seen
-	At      time.Time     // time of the last visible change
+	// Seq is the feed position of the last visible change: how many visible
+	// changes the log holds up to it. 0 if never seen. Never a log sequence,
+	// which counts hidden changes too.
+	Seq uint64
+	At  time.Time // time of the last visible change
 }
 
-// Fold applies one event at log sequence seq to the state of its contact. This is
-// the whole fold: the event carries everything, the state is only its last word.
-// The zero State is a never-seen contact (Unknown).
-func (s *State) Fold(e events.Event, seq uint64) {
+// Fold applies one event at log sequence seq to the state of its contact; feed
+// is the event's feed position if its change is visible (the number of visible
+// changes in the log up to and including it), and is not used otherwise. This
+// is the whole fold: the event carries everything, the state is only its last
+// word. The zero State is a never-seen contact (Unknown).
+func (s *State) Fold(e events.Event, seq, feed uint64) {
 	s.Contact, s.Name, s.Status, s.Previous, s.Seq, s.At, s.Cause =
 		e.Contact, e.Name, e.Status, e.Previous, seq, e.At, e.Cause
-	if c, ok := events.ChangeOf(e, seq); ok {
-		s.Visible = View{Contact: e.Contact, Name: c.Name, Status: e.Status.Visible(), Seq: seq, At: e.At}
+	if c, ok := events.ChangeOf(e); ok {
+		s.Visible = View{Contact: e.Contact, Name: c.Name, Status: e.Status.Visible(), Seq: feed, At: e.At}
 	}
 }
 

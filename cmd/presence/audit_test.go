@@ -108,26 +108,32 @@ func TestStatusAtAndReport(t *testing.T) {
 	s := startServer(t)
 	p := s.cmd(t)
 	const carol = "sip:carol@contoso.com"
-	online := decodeSet(t, p("set", carol, "online", "--name", "Carol", "--json"))
-	hidden := decodeSet(t, p("set", carol, "invisible", "--json"))
-	offline := decodeSet(t, p("set", carol, "offline", "--json"))
-	lines := replayed(t, p("replay", "--json"))
+	online := decodeSet(t, p("set", carol, "online", "--name", "Carol", "--json")) // log seq 1, feed position 1
+	// Another contact's changes, one hidden: carol's log sequences and feed
+	// positions part.
+	p("set", "sip:dan@contoso.com", "offline")                      // 2, feed position 2
+	p("set", "sip:dan@contoso.com", "invisible")                    // 3, hidden
+	hidden := decodeSet(t, p("set", carol, "invisible", "--json"))  // 4, feed position 3
+	offline := decodeSet(t, p("set", carol, "offline", "--json"))   // 5, hidden
+	lines := replayed(t, p("replay", "--contact", carol, "--json")) // carol's events
+	const onlinePos, hiddenPos = 1, 3
 
 	// At the invisible event: others saw offline (as of that event, a visible
-	// change from online), the contact itself invisible.
-	if r := decodeReply(t, p("status", carol, "--at-seq", fmt.Sprint(hidden.Seq), "--json")); r.Status != events.Offline || r.Seq != hidden.Seq {
-		t.Errorf("status --at-seq %d = %+v, want offline at seq %d", hidden.Seq, r, hidden.Seq)
+	// change from online), at that change's feed position; the contact itself
+	// invisible.
+	if r := decodeReply(t, p("status", carol, "--at-seq", fmt.Sprint(hidden.Seq), "--json")); r.Status != events.Offline || r.Seq != hiddenPos {
+		t.Errorf("status --at-seq %d = %+v, want offline at feed position %d", hidden.Seq, r, hiddenPos)
 	}
 	if r := decodeReply(t, p("self", carol, "--at-seq", fmt.Sprint(hidden.Seq), "--json")); r.Status != events.Invisible || r.Name != "Carol" {
 		t.Errorf("self --at-seq %d = %+v, want invisible", hidden.Seq, r)
 	}
 	// By time: at the first event's time, online; after the last, offline with
 	// the seq of the last visible change (invisible -> offline is hidden).
-	if out := p("status", carol, "--at", lines[0].At); !strings.HasPrefix(out, "Carol <sip:carol@contoso.com>: online (0x0002, seq "+fmt.Sprint(online.Seq)+")") {
-		t.Errorf("status --at %s = %q", lines[0].At, out)
+	if out := p("status", carol, "--at", lines[0].At); !strings.HasPrefix(out, "Carol <sip:carol@contoso.com>: online (0x0002, seq "+fmt.Sprint(onlinePos)+")") {
+		t.Errorf("status --at %s = %q, want online at feed position %d (log seq %d)", lines[0].At, out, onlinePos, online.Seq)
 	}
-	if r := decodeReply(t, p("status", carol, "--at", "now", "--json")); r.Status != events.Offline || r.Seq != hidden.Seq {
-		t.Errorf("status --at now = %+v, want offline at seq %d (not %d)", r, hidden.Seq, offline.Seq)
+	if r := decodeReply(t, p("status", carol, "--at", "now", "--json")); r.Status != events.Offline || r.Seq != hiddenPos {
+		t.Errorf("status --at now = %+v, want offline at feed position %d (not log seq %d or %d)", r, hiddenPos, hidden.Seq, offline.Seq)
 	}
 	if r := decodeReply(t, p("status", carol, "--at", "2000-01-01", "--json")); r.Status != events.Unknown || r.Seq != 0 {
 		t.Errorf("status --at 2000-01-01 = %+v, want unknown", r)
@@ -210,11 +216,14 @@ var digestRE = regexp.MustCompile(`projection digest: seq \d+, \d+ contacts?, sh
 func TestVerifyRebuildAndDigestCommands(t *testing.T) {
 	s := startServer(t)
 	p := s.cmd(t)
-	var last uint64
+	var last, c1Last uint64
 	for i, st := range []string{"online", "away", "invisible", "offline", "busy", "online"} {
 		last = decodeSet(t, p("set", fmt.Sprintf("c%d", i%3), st, "--json")).Seq
+		if i%3 == 1 {
+			c1Last = last
+		}
 	}
-	p("status", "c2", "--min-seq", fmt.Sprint(last)) // the projection has applied every set
+	p("self", "c2", "--min-seq", fmt.Sprint(last)) // the projection has applied every set
 	digest := digestRE.FindString(p("status", "--digest"))
 	if digest == "" || !strings.Contains(digest, fmt.Sprintf("seq %d, 3 contacts", last)) {
 		t.Fatalf("status --digest printed %q, want the digest at seq %d of 3 contacts", digest, last)
@@ -245,15 +254,14 @@ func TestVerifyRebuildAndDigestCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := events.DecodeChange(msg.Data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := js.Publish(ctx, msg.Subject, msg.Data); err != nil {
+	// A copy, its log reference with it: the engine's verify opens it and
+	// finds it names c1's change, whose entry the feed holds already.
+	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: msg.Subject, Data: msg.Data,
+		Header: nats.Header{events.LogRefHeader: []string{msg.Header.Get(events.LogRefHeader)}}}); err != nil {
 		t.Fatal(err)
 	}
 	r := presence(t, "verify", "--server", s.url)
-	want := fmt.Sprintf(`contact "c1", seq %d: feed: entry repeated or out of order`, c.Seq)
+	want := fmt.Sprintf(`contact "c1", seq %d: feed: entry for no visible change`, c1Last)
 	if r.code != 1 || !strings.Contains(r.stdout, "1 difference:\n  "+want) || !strings.Contains(r.stderr, "verify found 1 difference\n") {
 		t.Errorf("verify with a repeated feed entry: %s; want exit 1 and %q", r, want)
 	}

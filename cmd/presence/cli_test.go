@@ -192,20 +192,30 @@ func TestStatusAndSelf(t *testing.T) {
 
 	t.Run("invisible", func(t *testing.T) {
 		online := decodeSet(t, p("set", carol, "online", "--name", "Carol", "--json"))
+		p("self", carol, "--min-seq", strconv.FormatUint(online.Seq, 10)) // applied
+		// status's seq is a feed position: its own, not the set's log seq.
+		onlinePos := decodeReply(t, p("status", carol, "--json")).Seq
 		offline := decodeSet(t, p("set", carol, "offline", "--json"))
 		invisible := decodeSet(t, p("set", carol, "invisible", "--json"))
 		if !online.Changed || !offline.Changed || !invisible.Changed {
 			t.Fatalf("sets online, offline, invisible: %+v %+v %+v; want three changes", online, offline, invisible)
 		}
 		minSeq := strconv.FormatUint(invisible.Seq, 10)
+		p("self", carol, "--min-seq", minSeq) // applied
+		offlinePos := strconv.FormatUint(onlinePos+1, 10)
 
-		status := p("status", carol, "--min-seq", minSeq)
-		if want := fmt.Sprintf("Carol <%s>: offline (0x0001, seq %d)\n", carol, offline.Seq); status != want {
-			t.Errorf("status of an invisible contact printed %q, want %q (offline, at the last visible change)", status, want)
+		status := p("status", carol, "--min-seq", offlinePos)
+		if want := fmt.Sprintf("Carol <%s>: offline (0x0001, seq %d)\n", carol, onlinePos+1); status != want {
+			t.Errorf("status of an invisible contact printed %q, want %q (offline, at the feed position of the last visible change)", status, want)
 		}
-		statusJSON := p("status", carol, "--min-seq", minSeq, "--json")
-		if r := decodeReply(t, statusJSON); r != (client.Reply{Contact: carol, Name: "Carol", Status: events.Offline, Seq: offline.Seq}) {
-			t.Errorf("status --json of an invisible contact = %+v, want offline at seq %d", r, offline.Seq)
+		statusJSON := p("status", carol, "--min-seq", offlinePos, "--json")
+		if r := decodeReply(t, statusJSON); r != (client.Reply{Contact: carol, Name: "Carol", Status: events.Offline, Seq: onlinePos + 1}) {
+			t.Errorf("status --json of an invisible contact = %+v, want offline at seq %d", r, onlinePos+1)
+		}
+		// The hidden change is no feed position: the next one is not reached.
+		if r := presence(t, "status", carol, "--min-seq", strconv.FormatUint(onlinePos+2, 10), "--server", s.url); r.code == 0 ||
+			!strings.Contains(r.stderr, "not reached") {
+			t.Errorf("status --min-seq one past the last visible change, after a hidden one: %s; want it not reached", r)
 		}
 		for _, out := range []string{status, statusJSON} {
 			if strings.Contains(out, "invisible") || strings.Contains(out, "0x0006") || strings.Contains(out, `"code":6`) {
@@ -225,11 +235,16 @@ func TestStatusAndSelf(t *testing.T) {
 	t.Run("unknown to invisible reads as unknown to offline", func(t *testing.T) {
 		res := decodeSet(t, p("set", dave, "invisible", "--json"))
 		minSeq := strconv.FormatUint(res.Seq, 10)
-		if r := decodeReply(t, p("status", dave, "--min-seq", minSeq, "--json")); r != (client.Reply{Contact: dave, Status: events.Offline, Seq: res.Seq}) {
-			t.Errorf("status of a contact that went invisible first = %+v, want offline at seq %d", r, res.Seq)
-		}
 		if r := decodeReply(t, p("self", dave, "--min-seq", minSeq, "--json")); r != (client.Reply{Contact: dave, Status: events.Invisible, Seq: res.Seq}) {
 			t.Errorf("self of a contact that went invisible first = %+v, want invisible at seq %d", r, res.Seq)
+		}
+		// dave's is the last visible change: its feed position is the feed's end.
+		r := decodeReply(t, p("status", dave, "--json"))
+		if r.Contact != dave || r.Status != events.Offline || r.Seq == 0 {
+			t.Errorf("status of a contact that went invisible first = %+v, want offline at a feed position", r)
+		}
+		if again := decodeReply(t, p("status", dave, "--min-seq", strconv.FormatUint(r.Seq, 10), "--json")); again != r {
+			t.Errorf("status --min-seq %d = %+v, want %+v", r.Seq, again, r)
 		}
 	})
 }

@@ -331,26 +331,30 @@ func checkSubscribers(t *testing.T, url string, subs []*subscription) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var feed []events.Change
+	type entry struct {
+		events.Change
+		pos uint64 // its feed position, which subscribers are handed
+	}
+	var feed []entry
 	for _, r := range readStream(t, js, events.FeedStream) {
 		c, err := events.DecodeChange(r.data)
 		if err != nil {
 			t.Fatalf("feed seq %d: %v", r.seq, err)
 		}
-		feed = append(feed, c)
+		feed = append(feed, entry{c, r.seq})
 	}
 	for _, d := range subs {
 		var want []uint64
 		for _, c := range feed {
 			if d.wants(c.Contact) {
-				want = append(want, c.Seq)
+				want = append(want, c.pos)
 			}
 		}
 		if len(want) == 0 {
 			t.Fatalf("subscriber %s: the feed holds no change it covers", d.name)
 		}
 		last := want[len(want)-1]
-		waitUntil(t, 60*time.Second, fmt.Sprintf("subscriber %s to be handed the change at log seq %d (%d changes)", d.name, last, len(want)), func() bool {
+		waitUntil(t, 60*time.Second, fmt.Sprintf("subscriber %s to be handed the change at feed seq %d (%d changes)", d.name, last, len(want)), func() bool {
 			select {
 			case <-d.exited:
 				t.Fatalf("subscriber %s: the process exited; stderr:\n%s", d.name, d.logs)

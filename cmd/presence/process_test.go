@@ -354,7 +354,7 @@ func verifyEngine(t *testing.T, url string, acks []acked) {
 	// Each contact's chain, each request ID appended once, and the fold.
 	state := map[string]*folded{}
 	requests := map[string]uint64{}
-	var visibleSeqs []uint64
+	var visibleSeqs []uint64 // the log seqs of the visible changes: the one at feed position k is [k-1]
 	for _, r := range logRecs {
 		e := bySeq[r.seq]
 		st := state[e.Contact]
@@ -374,9 +374,9 @@ func verifyEngine(t *testing.T, url string, acks []acked) {
 			}
 		}
 		st.status, st.seq, st.name = e.Status, r.seq, e.Name
-		if c, ok := events.ChangeOf(e, r.seq); ok {
-			st.visible, st.visibleSeq, st.visibleName = e.Status.Visible(), r.seq, c.Name
+		if c, ok := events.ChangeOf(e); ok {
 			visibleSeqs = append(visibleSeqs, r.seq)
+			st.visible, st.visibleSeq, st.visibleName = e.Status.Visible(), uint64(len(visibleSeqs)), c.Name
 		}
 	}
 	for _, a := range acks {
@@ -414,59 +414,56 @@ func verifyEngine(t *testing.T, url string, acks []acked) {
 		if w := (client.Reply{Contact: c, Name: want.name, Status: want.status, Seq: want.seq}); self != w {
 			t.Errorf("self %s = %+v, want %+v (the fold of the log up to seq %d)", c, self, w, lastSeq)
 		}
-		status := read("status "+c, func(ctx context.Context) (client.Reply, error) { return svc.Status(ctx, c, lastSeq) })
+		lastPos := uint64(len(visibleSeqs)) // the feed position of the log's last visible change
+		status := read("status "+c, func(ctx context.Context) (client.Reply, error) { return svc.Status(ctx, c, lastPos) })
 		if w := (client.Reply{Contact: c, Name: want.visibleName, Status: want.visible, Seq: want.visibleSeq}); status != w {
-			t.Errorf("status %s = %+v, want %+v (the fold of the log up to seq %d)", c, status, w, lastSeq)
+			t.Errorf("status %s = %+v, want %+v (the fold of the log up to seq %d, feed position %d)", c, status, w, lastSeq, lastPos)
 		}
 	}
 
-	// The feed: every visible change once, in log order, once it has caught up.
+	// The feed: every visible change once, in log order, the one at feed
+	// position k the k-th, once it has caught up.
 	if len(visibleSeqs) == 0 {
 		t.Fatal("the log holds no visible change")
 	}
-	lastVisible := visibleSeqs[len(visibleSeqs)-1]
+	want := uint64(len(visibleSeqs))
 	feed, err := js.Stream(ctx, events.FeedStream)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var feedLast uint64
-	waitUntil(t, 20*time.Second, fmt.Sprintf("the feed to reach log seq %d", lastVisible), func() bool {
+	waitUntil(t, 20*time.Second, fmt.Sprintf("the feed to reach feed position %d", want), func() bool {
 		info, err := feed.Info(ctx)
 		if err != nil {
 			t.Fatalf("feed info: %v", err)
 		}
-		if info.State.Msgs == 0 {
-			return false
-		}
-		m, err := feed.GetMsg(ctx, info.State.LastSeq)
-		if err != nil {
-			t.Fatalf("feed's last entry: %v", err)
-		}
-		c, err := events.DecodeChange(m.Data)
-		if err != nil {
-			t.Fatalf("feed's last entry: %v", err)
-		}
-		feedLast = c.Seq
-		return c.Seq >= lastVisible
+		feedLast = info.State.LastSeq
+		return feedLast >= want
 	})
-	if feedLast != lastVisible {
-		t.Errorf("the feed's last entry is of log seq %d; the log's last visible change is at seq %d", feedLast, lastVisible)
+	if feedLast != want {
+		t.Errorf("the feed ends at seq %d; the log holds %d visible changes", feedLast, want)
 	}
-	var feedSeqs []uint64
+	var n uint64
 	for _, r := range readStream(t, js, events.FeedStream) {
+		n++
 		c, err := events.DecodeChange(r.data)
 		if err != nil {
 			t.Fatalf("feed seq %d: %v", r.seq, err)
 		}
-		feedSeqs = append(feedSeqs, c.Seq)
-		if want, ok := events.ChangeOf(bySeq[c.Seq], c.Seq); !ok {
-			t.Errorf("feed seq %d is of log seq %d, which is no visible change", r.seq, c.Seq)
-		} else if !c.At.Equal(want.At) || c.Contact != want.Contact || c.Name != want.Name || c.Previous != want.Previous {
-			t.Errorf("feed seq %d = %+v, want %+v", r.seq, c, want)
+		if r.seq != n {
+			t.Errorf("feed entry %d is at feed seq %d: positions number from 1 with no gap", n, r.seq)
+			break
+		}
+		if r.seq > want {
+			t.Errorf("feed seq %d: the log holds %d visible changes", r.seq, want)
+			break
+		}
+		if w, _ := events.ChangeOf(bySeq[visibleSeqs[r.seq-1]]); !c.At.Equal(w.At) || c.Contact != w.Contact || c.Name != w.Name || c.Previous != w.Previous {
+			t.Errorf("feed seq %d = %+v, want %+v (the change at log seq %d)", r.seq, c, w, visibleSeqs[r.seq-1])
 		}
 	}
-	if fmt.Sprint(feedSeqs) != fmt.Sprint(visibleSeqs) {
-		t.Errorf("the feed holds the log seqs\n%v\nwant every visible change once, in log order:\n%v", feedSeqs, visibleSeqs)
+	if n != want {
+		t.Errorf("the feed holds %d entries; want every visible change once, %d", n, want)
 	}
 	t.Logf("verified: %d events, %d visible, %d acknowledged sets", len(logRecs), len(visibleSeqs), len(acks))
 }

@@ -16,10 +16,11 @@ import (
 func newStatus() *cobra.Command {
 	return newRead("status", "Show a contact's status as everyone else sees it",
 		`Show a contact's status as everyone else sees it: invisible reads offline.
-A never-seen contact reads unknown. With --min-seq the answer comes from a
-projection that has applied the log at least that far (read-your-writes: pass
-the seq a set returned). With --at or --at-seq it is the status the contact had
-then, read from the log. With --digest (and no CONTACT) it prints the digest of
+A never-seen contact reads unknown. Its seq is a feed position: the number of
+visible changes up to the contact's last one, as presence watch shows them.
+With --min-seq (a feed position) the answer comes from a projection that has
+applied the feed at least that far: a watcher handling a change passes its seq.
+With --at or --at-seq it is the status the contact had then, read from the log. With --digest (and no CONTACT) it prints the digest of
 the engine's whole projection instead, to compare replicas in one line.`,
 		false)
 }
@@ -27,8 +28,11 @@ the engine's whole projection instead, to compare replicas in one line.`,
 func newSelf() *cobra.Command {
 	return newRead("self", "Show a contact's own status, invisible included",
 		`Show a contact's own status, invisible included (what Communicator calls
-MyStatus). Permissions should let only the contact itself read it. With --at or
---at-seq it is the status the contact had then, read from the log.`,
+MyStatus). Permissions should let only the contact itself read it. Its seq is
+the log sequence of the contact's last event, as set prints it. With --min-seq
+(a log sequence) the answer comes from a projection that has applied the log
+at least that far (read-your-writes: pass the seq a set returned). With --at
+or --at-seq it is the status the contact had then, read from the log.`,
 		true)
 }
 
@@ -40,8 +44,10 @@ func newRead(name, short, long string, self bool) *cobra.Command {
 		digest bool
 	)
 	use := name + " CONTACT"
+	position := "a log sequence" // what --min-seq is
 	if !self {
 		use = name + " CONTACT | " + name + " --digest"
+		position = "a feed position"
 	}
 	cmd := &cobra.Command{
 		Use:   use,
@@ -55,7 +61,7 @@ func newRead(name, short, long string, self bool) *cobra.Command {
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if minSeq < 0 {
-				return usageError{fmt.Errorf("--min-seq %d: want a log sequence, 0 or more", minSeq)}
+				return usageError{fmt.Errorf("--min-seq %d: want %s, 0 or more", minSeq, position)}
 			}
 			point, past, err := at.point(cmd)
 			if err != nil {
@@ -103,7 +109,7 @@ func newRead(name, short, long string, self bool) *cobra.Command {
 	}
 	f.add(cmd)
 	at.add(cmd)
-	cmd.Flags().Int64Var(&minSeq, "min-seq", 0, "answer from a projection that has applied the log at least this far")
+	cmd.Flags().Int64Var(&minSeq, "min-seq", 0, "answer from a projection that has applied at least this far ("+position+")")
 	if !self {
 		cmd.Flags().BoolVar(&digest, "digest", false, "print the digest of the engine's projection")
 	}

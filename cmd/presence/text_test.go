@@ -38,7 +38,7 @@ func TestCountsInOutput(t *testing.T) {
 	s := startServer(t)
 	p := s.cmd(t)
 	seq := decodeSet(t, p("set", "carol", "online", "--json")).Seq
-	p("status", "carol", "--min-seq", fmt.Sprint(seq)) // the projection has applied it
+	p("self", "carol", "--min-seq", fmt.Sprint(seq)) // the projection has applied it
 	tests := []struct {
 		name string
 		out  string

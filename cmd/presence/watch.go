@@ -27,6 +27,7 @@ func newWatch() *cobra.Command {
 print, for each, the friendly name, the previous status and the current status,
 read from the projection at least as new as the change. Invisible never shows:
 it reads offline, and a change between offline and invisible is not a change.
+Each change's seq is its feed position: it counts visible changes only.
 
 By default only changes from now on are shown; --all, --from-seq or --since
 start earlier. --durable NAME keeps the position on the server, so a later watch
@@ -42,7 +43,7 @@ with the same name resumes where this one stopped.`,
 			}
 			if cmd.Flags().Changed("from-seq") {
 				if fromSeq < 1 {
-					return usageError{fmt.Errorf("--from-seq %d: want a log sequence, 1 or more", fromSeq)}
+					return usageError{fmt.Errorf("--from-seq %d: want a feed position, 1 or more", fromSeq)}
 				}
 				start, set = client.StartAtSeq(uint64(fromSeq)), set+1
 			}
@@ -79,7 +80,7 @@ with the same name resumes where this one stopped.`,
 	}
 	f.add(cmd)
 	cmd.Flags().BoolVar(&all, "all", false, "start with the first change the feed holds")
-	cmd.Flags().Int64Var(&fromSeq, "from-seq", 0, "start with the first change at or after this log sequence")
+	cmd.Flags().Int64Var(&fromSeq, "from-seq", 0, "start with the change at this feed position (a seq watch or status shows), or the first after it")
 	cmd.Flags().StringVar(&since, "since", "", "start with changes stored since a time: "+timeForms)
 	cmd.Flags().StringVar(&durable, "durable", "", "name a durable subscription that resumes where it stopped")
 	return cmd

@@ -179,6 +179,7 @@ func TestWatch(t *testing.T) {
 		{cy, "online", "", true, events.Offline, events.Online},
 	}
 	names := map[string]string{}
+	var pos uint64 // the feed position of the last visible change: the feed was empty
 	for i, st := range steps {
 		args := []string{"set", st.contact, st.status, "--json"}
 		if st.name != "" {
@@ -195,21 +196,22 @@ func TestWatch(t *testing.T) {
 		if !st.visible {
 			continue
 		}
+		pos++ // hidden changes have none
 		w := want{
-			line: watchLine{Contact: st.contact, Name: names[st.contact], Previous: st.previous, Status: st.now, Code: st.now.Code(), Seq: res.Seq},
+			line: watchLine{Contact: st.contact, Name: names[st.contact], Previous: st.previous, Status: st.now, Code: st.now.Code(), Seq: pos},
 			human: fmt.Sprintf("  %s <%s>: Status Changed EVENT: Old Status-%s New Status:%s  (seq %d)",
-				names[st.contact], st.contact, st.previous, st.now, res.Seq),
+				names[st.contact], st.contact, st.previous, st.now, pos),
 		}
 		wants = append(wants, w)
 		// Wait for the line before the next change, so that the status it read
 		// (never older than the change) is exactly the one after it.
-		jsonW.out.waitFor(t, 10*time.Second, jsonW.done, fmt.Sprintf("the watch --json line of seq %d", res.Seq),
-			func(s string) bool { return hasSeq(decodeWatchLines(t, s), res.Seq) })
-		humanW.out.waitFor(t, 10*time.Second, humanW.done, fmt.Sprintf("the watch line of seq %d", res.Seq),
+		jsonW.out.waitFor(t, 10*time.Second, jsonW.done, fmt.Sprintf("the watch --json line of seq %d", pos),
+			func(s string) bool { return hasSeq(decodeWatchLines(t, s), pos) })
+		humanW.out.waitFor(t, 10*time.Second, humanW.done, fmt.Sprintf("the watch line of seq %d", pos),
 			func(s string) bool { return strings.Contains(s, w.human) })
 		if st.contact == ben {
-			benW.out.waitFor(t, 10*time.Second, benW.done, fmt.Sprintf("ben's watch line of seq %d", res.Seq),
-				func(s string) bool { return hasSeq(decodeWatchLines(t, s), res.Seq) })
+			benW.out.waitFor(t, 10*time.Second, benW.done, fmt.Sprintf("ben's watch line of seq %d", pos),
+				func(s string) bool { return hasSeq(decodeWatchLines(t, s), pos) })
 		}
 	}
 	// Changes of others go into the feed in log order: once the last line is
@@ -377,7 +379,7 @@ func TestWatchDurable(t *testing.T) {
 	// more to do.
 	var (
 		mu       sync.Mutex
-		expected []uint64 // log sequences of visible changes, in order
+		expected []client.SetResult // the visible changes, in order: the one at feed position k is [k-1] (the feed was empty)
 		changes  []client.SetResult
 		sets     atomic.Int64
 		stopAt   atomic.Int64 // 0: no limit yet
@@ -404,7 +406,7 @@ func TestWatchDurable(t *testing.T) {
 				changes = append(changes, res)
 			}
 			if res.Changed && events.VisibleChange(res.Previous, res.Status) {
-				expected = append(expected, res.Seq)
+				expected = append(expected, res)
 			}
 			mu.Unlock()
 			sets.Add(1)
@@ -420,7 +422,10 @@ func TestWatchDurable(t *testing.T) {
 		t.Fatalf("writer: %v", err)
 	}
 	mu.Lock()
-	want := append([]uint64(nil), expected...)
+	want := make([]uint64, len(expected)) // feed positions
+	for i := range want {
+		want[i] = uint64(i + 1)
+	}
 	mu.Unlock()
 	firstLines := first.lines(t)
 	if len(firstLines) >= len(want) {
@@ -460,19 +465,15 @@ func TestWatchDurable(t *testing.T) {
 	// Each line: the previous visible status, and a status read no older than
 	// the change.
 	mu.Lock()
-	bySeq := map[uint64]client.SetResult{}
-	for _, c := range changes {
-		bySeq[c.Seq] = c
-	}
 	for _, l := range append(firstLines, secondLines...) {
-		ch := bySeq[l.Seq]
+		ch := expected[l.Seq-1]
 		if l.Contact != ch.Contact || l.Previous != ch.Previous.Visible() {
-			t.Errorf("line %+v: want contact %s and previous %s (the change at seq %d was %s -> %s)",
-				l, ch.Contact, ch.Previous.Visible(), l.Seq, ch.Previous, ch.Status)
+			t.Errorf("line %+v: want contact %s and previous %s (the change at feed seq %d, log seq %d, was %s -> %s)",
+				l, ch.Contact, ch.Previous.Visible(), l.Seq, ch.Seq, ch.Previous, ch.Status)
 		}
 		var later []events.Status
 		for _, c := range changes {
-			if c.Contact == l.Contact && c.Seq >= l.Seq {
+			if c.Contact == l.Contact && c.Seq >= ch.Seq {
 				later = append(later, c.Status.Visible())
 			}
 		}

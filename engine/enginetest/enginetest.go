@@ -145,7 +145,8 @@ type LogEntry struct {
 	Event events.Event
 }
 
-// FeedEntry is one entry of the feed with its feed sequence.
+// FeedEntry is one entry of the feed with its feed sequence, its feed
+// position.
 type FeedEntry struct {
 	FeedSeq uint64
 	Change  events.Change
@@ -181,15 +182,40 @@ func ReadFeed(t testing.TB, js jetstream.JetStream) []FeedEntry {
 	return out
 }
 
-// WantFeed derives the feed the log calls for.
-func WantFeed(log []LogEntry) []events.Change {
-	var out []events.Change
+// WantFeed derives the feed the log calls for: the n-th visible change of the
+// log at feed sequence n.
+func WantFeed(log []LogEntry) []FeedEntry {
+	var out []FeedEntry
 	for _, le := range log {
-		if c, ok := events.ChangeOf(le.Event, le.Seq); ok {
-			out = append(out, c)
+		if c, ok := events.ChangeOf(le.Event); ok {
+			out = append(out, FeedEntry{FeedSeq: uint64(len(out) + 1), Change: c})
 		}
 	}
 	return out
+}
+
+// FeedPositions maps the log sequence of each visible change of the log to
+// its feed position.
+func FeedPositions(log []LogEntry) map[uint64]uint64 {
+	out := make(map[uint64]uint64)
+	for _, le := range log {
+		if _, ok := events.ChangeOf(le.Event); ok {
+			out[le.Seq] = uint64(len(out) + 1)
+		}
+	}
+	return out
+}
+
+// FeedPosition returns the feed position of the visible change at log
+// sequence logSeq, counted from the log on js; it fails the test if that event
+// is no visible change.
+func FeedPosition(t testing.TB, js jetstream.JetStream, logSeq uint64) uint64 {
+	t.Helper()
+	pos, ok := FeedPositions(ReadLog(t, js))[logSeq]
+	if !ok {
+		t.Fatalf("log seq %d is no visible change: it has no feed position", logSeq)
+	}
+	return pos
 }
 
 // CheckChains fails the test unless every contact's events chain: each

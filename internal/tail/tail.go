@@ -95,10 +95,11 @@ func ConsumerGone(err error) bool {
 }
 
 // Record is one message of a stream as a Tail hands it over: its stream
-// sequence and its data.
+// sequence, its data and its headers (nil if none).
 type Record struct {
-	Seq  uint64
-	Data []byte
+	Seq    uint64
+	Data   []byte
+	Header nats.Header
 }
 
 // withDefaults returns c with its zero fields at their defaults.
@@ -178,7 +179,7 @@ func Start(ctx context.Context, stream jetstream.Stream, cfg Config) (*Tail, err
 		t.lastData = data
 		t.delivered.Store(md.Sequence.Stream)
 		select {
-		case c <- Record{Seq: md.Sequence.Stream, Data: data}:
+		case c <- Record{Seq: md.Sequence.Stream, Data: data, Header: msg.Headers()}:
 		case <-t.done:
 		case <-t.failed:
 		}
