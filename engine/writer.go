@@ -120,6 +120,12 @@ type last struct {
 	status    events.Status
 	previous  events.Status
 	name      string
+	// visibleName is the name as of the contact's last visible change: what
+	// a visible change that gives no name carries. A name given with a
+	// hidden change is not shown until a visible change gives it again
+	// (DESIGN.md §4): in the run where invisible is offline, that set
+	// changed nothing.
+	visibleName string
 	seq       uint64 // 0: never seen
 	requestID string // of the event, if the owner appended it
 	at        time.Time
@@ -573,7 +579,7 @@ func (t *term) current(contact string) (last, error) {
 	if !seen {
 		return last{status: events.Unknown}, nil
 	}
-	return last{status: st.Status, previous: st.Previous, name: st.Name, seq: st.Seq, at: st.At}, nil
+	return last{status: st.Status, previous: st.Previous, name: st.Name, visibleName: st.Visible.Name, seq: st.Seq, at: st.At}, nil
 }
 
 // decide settles a set on what the owner knows, and appends it if it changes
@@ -636,9 +642,16 @@ func (t *term) decide(ctx context.Context, o *op) {
 		t.answer(o, client.SetResult{Contact: req.Contact, Status: cur.status, Previous: cur.status, Seq: cur.seq}, nil)
 		return
 	}
-	name := req.Name
+	visible := events.VisibleChange(cur.status, req.Status)
+	name, visibleName := req.Name, cur.visibleName
 	if name == "" {
 		name = cur.name
+		if visible {
+			name = cur.visibleName
+		}
+	}
+	if visible {
+		visibleName = name
 	}
 	now := w.cfg.Now().UTC()
 	e := events.Event{Contact: req.Contact, Name: name, Status: req.Status, Previous: cur.status,
@@ -655,7 +668,8 @@ func (t *term) decide(ctx context.Context, o *op) {
 	}
 	o.fut, o.expect = fut, t.last
 	t.last++
-	t.overlay[req.Contact] = last{status: req.Status, previous: cur.status, name: name, seq: t.last, requestID: req.RequestID, at: now}
+	t.overlay[req.Contact] = last{status: req.Status, previous: cur.status, name: name, visibleName: visibleName,
+		seq: t.last, requestID: req.RequestID, at: now}
 	t.appended = append(t.appended, appended{contact: req.Contact, seq: t.last})
 	t.inflight = append(t.inflight, o)
 }
