@@ -103,7 +103,7 @@ func TestUpgradeFromLogSequences(t *testing.T) {
 	s.WaitForShutdown()
 
 	// The projection in format 2, with a contact only it holds.
-	db, err := pebble.Open(filepath.Join(dir, "projection"), &pebble.Options{})
+	db, err := pebble.Open(filepath.Join(dir, "projection"), &pebble.Options{Logger: pebbleToTest{t}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,3 +174,10 @@ func TestUpgradeFromLogSequences(t *testing.T) {
 		}
 	}
 }
+
+// pebbleToTest sends what Pebble reports to the test's log.
+type pebbleToTest struct{ t testing.TB }
+
+func (l pebbleToTest) Infof(format string, args ...any)  { l.t.Logf("pebble: "+format, args...) }
+func (l pebbleToTest) Errorf(format string, args ...any) { l.t.Logf("pebble: "+format, args...) }
+func (l pebbleToTest) Fatalf(format string, args ...any) { l.t.Fatalf("pebble: "+format, args...) }

@@ -57,9 +57,9 @@ func StartWith(t testing.TB, opts Options) *server.Server {
 		t.Fatalf("start nats-server: %v", err)
 	}
 	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
+	if !s.ReadyForConnections(Timeout) {
 		s.Shutdown()
-		t.Fatal("nats-server not ready after 10s")
+		t.Fatalf("nats-server not ready after %s", Timeout)
 	}
 	t.Cleanup(func() {
 		s.Shutdown()
@@ -130,8 +130,8 @@ func StartCluster(t testing.TB, n int) []*server.Server {
 		})
 	}
 	for i, s := range servers {
-		if !s.ReadyForConnections(10 * time.Second) {
-			t.Fatalf("nats-server n%d not ready after 10s", i)
+		if !s.ReadyForConnections(Timeout) {
+			t.Fatalf("nats-server n%d not ready after %s", i, Timeout)
 		}
 	}
 	_, js := JetStream(t, servers[0])
