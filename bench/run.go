@@ -145,7 +145,12 @@ func eventSize(contacts int) int {
 
 // lastLogSeq is the log's last sequence.
 func (r *runner) lastLogSeq(ctx context.Context) (uint64, error) {
-	s, err := r.js.Stream(ctx, events.LogStream)
+	return r.lastSeq(ctx, events.LogStream)
+}
+
+// lastSeq is a stream's last sequence.
+func (r *runner) lastSeq(ctx context.Context, stream string) (uint64, error) {
+	s, err := r.js.Stream(ctx, stream)
 	if err != nil {
 		return 0, err
 	}
@@ -177,15 +182,7 @@ func (r *runner) feedEnd(ctx context.Context, logSeq uint64) (uint64, error) {
 		case <-tick.C:
 		}
 	}
-	s, err := r.js.Stream(ctx, events.FeedStream)
-	if err != nil {
-		return 0, err
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return 0, err
-	}
-	return info.State.LastSeq, nil
+	return r.lastSeq(ctx, events.FeedStream)
 }
 
 // closeAll closes conns, skipping the nil ones (not opened).

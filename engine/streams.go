@@ -100,14 +100,7 @@ func feedStreamConfig(o StreamOptions) jetstream.StreamConfig {
 // IDs: each kept for the deduplication window.
 func requestsConfig(o StreamOptions) jetstream.KeyValueConfig {
 	o = o.withDefaults()
-	return jetstream.KeyValueConfig{
-		Bucket:      events.RequestsBucket,
-		Description: "presence: the writer's answers to request IDs, for retries",
-		History:     1,
-		TTL:         o.Duplicates,
-		Storage:     jetstream.FileStorage,
-		Replicas:    o.Replicas,
-	}
+	return bucketConfig(o, events.RequestsBucket, "presence: the writer's answers to request IDs, for retries", o.Duplicates, false)
 }
 
 // engineConfig returns the configuration of the engines' own bucket, which
@@ -115,13 +108,7 @@ func requestsConfig(o StreamOptions) jetstream.KeyValueConfig {
 // until deleted. Only engines may read it (Permissions gives no role access).
 func engineConfig(o StreamOptions) jetstream.KeyValueConfig {
 	o = o.withDefaults()
-	return jetstream.KeyValueConfig{
-		Bucket:      events.EngineBucket,
-		Description: "presence: what engines share and nobody else reads (the feed's seal key)",
-		History:     1,
-		Storage:     jetstream.FileStorage,
-		Replicas:    o.Replicas,
-	}
+	return bucketConfig(o, events.EngineBucket, "presence: what engines share and nobody else reads (the feed's seal key)", 0, false)
 }
 
 // ownersConfig returns the configuration of the bucket of the log's owner: its
@@ -129,15 +116,19 @@ func engineConfig(o StreamOptions) jetstream.KeyValueConfig {
 // tells the others at once.
 func ownersConfig(o StreamOptions) jetstream.KeyValueConfig {
 	o = o.withDefaults()
-	return jetstream.KeyValueConfig{
-		Bucket:         events.OwnersBucket,
-		Description:    "presence: which engine owns the log, held by a lease",
-		History:        1,
-		TTL:            o.OwnerTTL,
-		LimitMarkerTTL: o.OwnerTTL,
-		Storage:        jetstream.FileStorage,
-		Replicas:       o.Replicas,
+	return bucketConfig(o, events.OwnersBucket, "presence: which engine owns the log, held by a lease", o.OwnerTTL, true)
+}
+
+// bucketConfig is the configuration of one of the engine's buckets: file
+// storage, one value a key, each removed ttl after it was written (0: kept),
+// with a marker telling watchers it was if marker is set.
+func bucketConfig(o StreamOptions, name, description string, ttl time.Duration, marker bool) jetstream.KeyValueConfig {
+	cfg := jetstream.KeyValueConfig{Bucket: name, Description: description, History: 1, TTL: ttl,
+		Storage: jetstream.FileStorage, Replicas: o.Replicas}
+	if marker {
+		cfg.LimitMarkerTTL = ttl
 	}
+	return cfg
 }
 
 // EnsureStreams creates the log, the feed and the buckets (of answers to

@@ -117,18 +117,18 @@ type Writer struct {
 
 // last is what the owner knows of a contact's last event.
 type last struct {
-	status    events.Status
-	previous  events.Status
-	name      string
+	status   events.Status
+	previous events.Status
+	name     string
 	// visibleName is the name as of the contact's last visible change: what
 	// a visible change that gives no name carries. A name given with a
 	// hidden change is not shown until a visible change gives it again
 	// (DESIGN.md §4): in the run where invisible is offline, that set
 	// changed nothing.
 	visibleName string
-	seq       uint64 // 0: never seen
-	requestID string // of the event, if the owner appended it
-	at        time.Time
+	seq         uint64 // 0: never seen
+	requestID   string // of the event, if the owner appended it
+	at          time.Time
 }
 
 // op is one set on its way through the decider.
