@@ -8,10 +8,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
+
 	"github.com/presence-engine/presence/client"
 	"github.com/presence-engine/presence/events"
 	"github.com/presence-engine/presence/internal/retry"
-	"golang.org/x/time/rate"
 )
 
 // The decider: one stretch of ownership (a term), in which one goroutine
