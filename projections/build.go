@@ -126,8 +126,8 @@ func (p *Projection) Rebuild(ctx context.Context, stream jetstream.Stream, progr
 		return nil, fmt.Errorf("rebuild: %w", err)
 	}
 	if got := q.Checkpoint(); got != want {
-		return nil, fmt.Errorf("rebuild: %w: the fresh fold reached seq %d (sum %016x), the projection is at seq %d (sum %016x)",
-			ErrLogMismatch, got.Seq, got.Sum, want.Seq, want.Sum)
+		return nil, fmt.Errorf("rebuild: %w: the fresh fold reached seq %d (sum %016x, feed position %d), the projection is at seq %d (sum %016x, feed position %d)",
+			ErrLogMismatch, got.Seq, got.Sum, got.Feed, want.Seq, want.Sum, want.Feed)
 	}
 	if err := q.Close(); err != nil {
 		return nil, fmt.Errorf("rebuild: close the new store: %w", err)
