@@ -278,7 +278,8 @@ func (e *Engine) open() error {
 	if err != nil {
 		return err
 	}
-	if e.feed, err = newFeed(feedConfig{Conn: nc, Logger: e.logger, Seal: seal, Streams: e.opts.Streams, Current: e.reader}); err != nil {
+	if e.feed, err = newFeed(feedConfig{Conn: nc, Logger: e.logger, Seal: seal, Streams: e.opts.Streams, Current: e.reader,
+		Remakes: e.writer.Owning}); err != nil {
 		return err
 	}
 	e.service, err = newService(serviceConfig{Conn: nc, Writer: e.writer, Reader: e.reader, Logger: e.logger,

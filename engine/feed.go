@@ -45,6 +45,10 @@ type feedConfig struct {
 	// subscriber following the
 	// repeats has its read with the change. Nil repeats the entry alone.
 	Current appliedReader
+	// Remakes, when set, says whether this engine may delete the feed and
+	// make it anew when it must be derived again: the log's owner alone, so
+	// that two engines never each delete it. Nil means always.
+	Remakes func() bool
 }
 
 // appliedReader reads a projection's statuses (with minimum feed positions)
@@ -146,10 +150,11 @@ func (f *feed) Run(ctx context.Context) error {
 		if f.published.Load() > before {
 			pause.Reset() // it made progress: start backing off afresh
 		}
-		if isWrongLastSequence(err) {
-			// Another engine published the entry first: it is deriving the
-			// feed. Stand by, checking back less and less often.
-			f.logger.Debug("feed: another engine is deriving the feed; standing by", "stream", events.FeedStream)
+		if isWrongLastSequence(err) || errors.Is(err, errOwnerRemakes) {
+			// Another engine published the entry first, or is to make the
+			// feed anew: it is deriving the feed. Stand by, checking back
+			// less and less often.
+			f.logger.Debug("feed: another engine is deriving the feed; standing by", "stream", events.FeedStream, "err", err)
 		} else {
 			f.logger.Warn("feed: resynchronising with its last entry", "stream", events.FeedStream, "err", err)
 		}
@@ -250,7 +255,11 @@ func (f *feed) derive(ctx context.Context) error {
 	feedStream, err := f.js.Stream(ctx, events.FeedStream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		// Deleted, by an engine that stopped before it made it again, or by
-		// hand: made again, empty, it is derived from the log's start.
+		// hand: made again, empty, by the log's owner, it is derived from the
+		// log's start.
+		if f.cfg.Remakes != nil && !f.cfg.Remakes() {
+			return fmt.Errorf("%w (it is missing)", errOwnerRemakes)
+		}
 		f.logger.Warn("feed: the feed is missing; creating it and deriving it from the log's start", "stream", events.FeedStream)
 		f.position.Store(0)
 		f.purges.Add(1)
@@ -443,10 +452,17 @@ func (f *feed) lastEntry(ctx context.Context, logStream, feedStream jetstream.St
 	return logSeq, "", 0, nil
 }
 
+// errOwnerRemakes: the feed must be derived again, and the log's owner, not
+// this engine, deletes it and makes it anew.
+var errOwnerRemakes = errors.New("the feed must be derived again: the log's owner makes it anew")
+
 // recreate deletes the feed and creates it again, with the configuration it
 // had, empty and numbered from 1 again: its subscribers see it go back
 // (created again), and their durable consumers go with it.
 func (f *feed) recreate(ctx context.Context, was *jetstream.StreamInfo, level slog.Level, reason string) error {
+	if f.cfg.Remakes != nil && !f.cfg.Remakes() {
+		return fmt.Errorf("%w (%s)", errOwnerRemakes, reason)
+	}
 	f.logger.Log(ctx, level, "feed: deriving the feed again from the log's start: deleting the feed and creating it again",
 		"stream", events.FeedStream, "reason", reason, "entries", was.State.Msgs, "last_seq", was.State.LastSeq)
 	// Another engine may have made it again meanwhile, and be deriving it:

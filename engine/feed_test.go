@@ -413,3 +413,29 @@ func TestFeedDerivedAgainNumbersFromOne(t *testing.T) {
 		})
 	}
 }
+
+// TestOnlyTheOwnerMakesTheFeedAnew: two engines find that the feed must be
+// derived again (it went missing under them); the log's owner alone deletes
+// and makes it anew, the other stands by, and the feed describes the log.
+func TestOnlyTheOwnerMakesTheFeedAnew(t *testing.T) {
+	s := natstest.Start(t)
+	opts := engine.Options{NATSURL: s.ClientURL()}
+	a := enginetest.Start(t, "", opts)
+	b := enginetest.Start(t, "", opts)
+	own, others := owner(t, a, b)
+	enginetest.WriteRandom(t, own.Writer(), rand.New(rand.NewPCG(7, 8)), 5, 60)
+	own.WaitFeed(t)
+	_, js := natstest.JetStream(t, s)
+	if err := js.DeleteStream(natstest.Context(t), events.FeedStream); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := own.Writer().Set(natstest.Context(t), client.SetRequest{Contact: "after", Status: events.Online}); err != nil {
+		t.Fatal(err)
+	}
+	natstest.WaitFor(t, "the owner to derive the feed again", func() bool { return own.Metrics().Feed.Purges == 1 })
+	own.WaitFeed(t)
+	checkFeed(t, js)
+	if n := others[0].Metrics().Feed.Purges; n != 0 {
+		t.Errorf("the engine that does not own the log made the feed anew %d times, want none", n)
+	}
+}
