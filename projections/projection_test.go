@@ -732,27 +732,11 @@ func TestWaitApplied(t *testing.T) {
 	t.Run("reached later", func(t *testing.T) {
 		p := openMem(t)
 		apply(t, p, rs[:1]...)
-		done := make(chan error, 1)
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-			defer cancel()
-			done <- p.WaitApplied(ctx, 4)
-		}()
+		done := waitInBackground(p.WaitApplied, 4)
 		apply(t, p, rs[1:3]...) // up to 3: not yet
-		select {
-		case err := <-done:
-			t.Fatalf("WaitApplied(4) returned %v with only seq 3 applied", err)
-		default:
-		}
+		notReturned(t, done, "WaitApplied(4) with only seq 3 applied")
 		apply(t, p, rs[3:]...) // up to 5: past it
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("WaitApplied(4) = %v, want nil once seq 5 is applied", err)
-			}
-		case <-time.After(testTimeout):
-			t.Fatal("WaitApplied(4) still waiting after seq 5 was applied")
-		}
+		returnsNil(t, done, "WaitApplied(4) once seq 5 is applied")
 	})
 	t.Run("many waiters", func(t *testing.T) {
 		p := openMem(t)
@@ -776,16 +760,7 @@ func TestWaitApplied(t *testing.T) {
 	t.Run("times out", func(t *testing.T) {
 		p := openMem(t)
 		apply(t, p, rs[:2]...)
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-		defer cancel()
-		err := p.WaitApplied(ctx, 5)
-		if !errors.Is(err, ErrNotReached) || !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("WaitApplied(5) = %v, want ErrNotReached and context.DeadlineExceeded", err)
-		}
-		var nre *NotReachedError
-		if !errors.As(err, &nre) {
-			t.Fatalf("WaitApplied(5) = %T, want a *NotReachedError", err)
-		}
+		nre, _ := timesOut(t, p.WaitApplied, 5, "WaitApplied(5)")
 		if nre.Want != 5 || nre.Applied != 2 {
 			t.Errorf("NotReachedError{Want: %d, Applied: %d}, want {Want: 5, Applied: 2}", nre.Want, nre.Applied)
 		}
@@ -828,30 +803,14 @@ func TestWaitAppliedFeed(t *testing.T) {
 	t.Run("reached later", func(t *testing.T) {
 		p := openMem(t)
 		apply(t, p, rs[:1]...)
-		done := make(chan error, 1)
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-			defer cancel()
-			done <- p.WaitAppliedFeed(ctx, 2)
-		}()
+		done := waitInBackground(p.WaitAppliedFeed, 2)
 		apply(t, p, rs[1:3]...) // hidden changes: the feed position stays at 1
-		select {
-		case err := <-done:
-			t.Fatalf("WaitAppliedFeed(2) returned %v with only hidden changes applied after position 1", err)
-		default:
-		}
+		notReturned(t, done, "WaitAppliedFeed(2) with only hidden changes applied after position 1")
 		if got := p.AppliedFeed(); got != 1 {
 			t.Errorf("AppliedFeed() = %d after two hidden changes, want 1", got)
 		}
 		apply(t, p, rs[3])
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("WaitAppliedFeed(2) = %v, want nil once bob's change is applied", err)
-			}
-		case <-time.After(testTimeout):
-			t.Fatal("WaitAppliedFeed(2) still waiting after feed position 2 was applied")
-		}
+		returnsNil(t, done, "WaitAppliedFeed(2) once bob's change (feed position 2) is applied")
 		apply(t, p, rs[4:]...)
 		if got, v := p.AppliedFeed(), mustView(t, p, alice); got != 3 || v.Seq != 3 {
 			t.Errorf("AppliedFeed() = %d, alice's view at %d; want both 3 (log seq 6)", got, v.Seq)
@@ -860,16 +819,7 @@ func TestWaitAppliedFeed(t *testing.T) {
 	t.Run("times out", func(t *testing.T) {
 		p := openMem(t)
 		apply(t, p, rs[:5]...)
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-		defer cancel()
-		err := p.WaitAppliedFeed(ctx, 3)
-		if !errors.Is(err, ErrNotReached) || !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("WaitAppliedFeed(3) = %v, want ErrNotReached and context.DeadlineExceeded", err)
-		}
-		var nre *NotReachedError
-		if !errors.As(err, &nre) {
-			t.Fatalf("WaitAppliedFeed(3) = %T, want a *NotReachedError", err)
-		}
+		nre, err := timesOut(t, p.WaitAppliedFeed, 3, "WaitAppliedFeed(3)")
 		if nre.Want != 3 || nre.Applied != 2 || !nre.Feed {
 			t.Errorf("NotReachedError = %+v, want {Want: 3, Applied: 2, Feed: true}", nre)
 		}
@@ -894,6 +844,58 @@ func TestWaitAppliedFeed(t *testing.T) {
 			t.Errorf("AppliedFeed() after one more visible change = %d, want 4", got)
 		}
 	})
+}
+
+// waitInBackground runs wait(want) on a goroutine of its own, for up to
+// testTimeout, and returns where its error comes.
+func waitInBackground(wait func(context.Context, uint64) error, want uint64) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		done <- wait(ctx, want)
+	}()
+	return done
+}
+
+// notReturned fails the test if the wait behind done has returned.
+func notReturned(t *testing.T, done <-chan error, what string) {
+	t.Helper()
+	select {
+	case err := <-done:
+		t.Fatalf("%s returned %v", what, err)
+	default:
+	}
+}
+
+// returnsNil fails the test unless the wait behind done returns nil in time.
+func returnsNil(t *testing.T, done <-chan error, what string) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("%s = %v, want nil", what, err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatalf("%s still waiting", what)
+	}
+}
+
+// timesOut waits for want with 20ms to wait, and checks that it fails with a
+// *NotReachedError wrapping ErrNotReached and context.DeadlineExceeded.
+func timesOut(t *testing.T, wait func(context.Context, uint64) error, want uint64, what string) (*NotReachedError, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	err := wait(ctx, want)
+	if !errors.Is(err, ErrNotReached) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("%s = %v, want ErrNotReached and context.DeadlineExceeded", what, err)
+	}
+	var nre *NotReachedError
+	if !errors.As(err, &nre) {
+		t.Fatalf("%s = %T, want a *NotReachedError", what, err)
+	}
+	return nre, err
 }
 
 // mustView returns the View of contact.
