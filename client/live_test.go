@@ -55,14 +55,7 @@ func TestLiveSubscriberNeedsNoConsumer(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		done <- sub.Run(ctx, func(ctx context.Context, ch client.Change) error {
-			cur, err := ch.Current(ctx)
-			if err != nil {
-				return err
-			}
-			col.add(ch, cur)
-			return nil
-		})
+		done <- sub.Run(ctx, col.current)
 	}()
 	<-sub.Ready()
 	want := setVisible(t, r, 40)
@@ -576,14 +569,7 @@ func TestCaughtUpSubscriberLeavesNoConsumer(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		done <- sub.Run(ctx, func(ctx context.Context, ch client.Change) error {
-			cur, err := ch.Current(ctx)
-			if err != nil {
-				return err
-			}
-			col.add(ch, cur)
-			return nil
-		})
+		done <- sub.Run(ctx, col.current)
 	}()
 	natstest.WaitFor(t, "the changes from before", func() bool { return col.len() >= len(want) })
 	<-sub.Ready()

@@ -28,6 +28,20 @@ type restorableFeed struct {
 	js         jetstream.JetStream
 }
 
+// handed waits until col holds n changes and, for a durable, until it has
+// acknowledged them.
+func (f *restorableFeed) handed(col *collector, durable string, n int) {
+	t := f.t
+	t.Helper()
+	natstest.WaitFor(t, fmt.Sprintf("%d changes handed over", n), func() bool { return col.len() == n })
+	if durable != "" {
+		natstest.WaitFor(t, "the durable's acknowledgements", func() bool {
+			info, err := f.js.Consumer(natstest.Context(t), events.FeedStream, durable)
+			return err == nil && info.CachedInfo().AckFloor.Stream == uint64(n)
+		})
+	}
+}
+
 func newRestorableFeed(t *testing.T) *restorableFeed {
 	f := &restorableFeed{t: t, dir: t.TempDir(), older: t.TempDir(), port: natstest.FreePort(t)}
 	f.start()
@@ -99,16 +113,7 @@ func TestSubscriberSeesAFeedRestoredFromAnOlderCopy(t *testing.T) {
 			}
 			col := &collector{}
 			done := runUntilError(t, sub, col)
-			handed := func(n int) {
-				t.Helper()
-				natstest.WaitFor(t, fmt.Sprintf("%d changes handed over", n), func() bool { return col.len() == n })
-				if cfg.Durable != "" {
-					natstest.WaitFor(t, "the durable's acknowledgements", func() bool {
-						info, err := f.js.Consumer(natstest.Context(t), events.FeedStream, cfg.Durable)
-						return err == nil && info.CachedInfo().AckFloor.Stream == uint64(n)
-					})
-				}
-			}
+			handed := func(n int) { t.Helper(); f.handed(col, cfg.Durable, n) }
 			f.publish("old", 1, 3)
 			handed(3)
 			f.restart(false) // the copy: the feed at 3, the durable's position with it
@@ -194,16 +199,7 @@ func TestSubscriberSeesAFeedRestoredWhateverTheLook(t *testing.T) {
 			}
 			col := &collector{}
 			done := runUntilError(t, sub, col)
-			handed := func(n int) {
-				t.Helper()
-				natstest.WaitFor(t, fmt.Sprintf("%d changes handed over", n), func() bool { return col.len() == n })
-				if cfg.Durable != "" {
-					natstest.WaitFor(t, "the durable's acknowledgements", func() bool {
-						info, err := f.js.Consumer(natstest.Context(t), events.FeedStream, cfg.Durable)
-						return err == nil && info.CachedInfo().AckFloor.Stream == uint64(n)
-					})
-				}
-			}
+			handed := func(n int) { t.Helper(); f.handed(col, cfg.Durable, n) }
 			f.publish("old", 1, 3)
 			handed(3)
 			f.restart(false)

@@ -37,6 +37,17 @@ func (c *collector) add(ch client.Change, cur client.Reply) int {
 	return len(c.changes)
 }
 
+// current is a handler that reads each change's current status and adds
+// both.
+func (c *collector) current(ctx context.Context, ch client.Change) error {
+	cur, err := ch.Current(ctx)
+	if err != nil {
+		return err
+	}
+	c.add(ch, cur)
+	return nil
+}
+
 func (c *collector) len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -153,14 +164,7 @@ func TestHandlerReadIsNeverOlderThanItsChange(t *testing.T) {
 		col := &collector{}
 		cols[name] = col
 		dones = append(dones, runSubscriber(t, ctx, client.SubscriberConfig{Conn: r.Connect(t), Reader: rd, Start: client.StartAll()},
-			func(ctx context.Context, ch client.Change) error {
-				cur, err := ch.Current(ctx)
-				if err != nil {
-					return err
-				}
-				col.add(ch, cur)
-				return nil
-			}))
+			col.current))
 	}
 	enginetest.WriteRandom(t, r.Writer(), rand.New(rand.NewPCG(7, 8)), 3, 300)
 	r.WaitFeed(t)
@@ -219,14 +223,7 @@ func TestBlockedHandlerHoldsUpNoOne(t *testing.T) {
 		})
 	var free collector
 	doneFree := runSubscriber(t, ctx, client.SubscriberConfig{Conn: r.Connect(t), Reader: r.Reader(), Start: client.StartAll()},
-		func(ctx context.Context, ch client.Change) error {
-			cur, err := ch.Current(ctx)
-			if err != nil {
-				return err
-			}
-			free.add(ch, cur)
-			return nil
-		})
+		free.current)
 	enginetest.WriteRandom(t, r.Writer(), rand.New(rand.NewPCG(9, 10)), 20, 400)
 	r.WaitFeed(t)
 	want := len(feedSeqs(t, r))
