@@ -232,18 +232,8 @@ func (l *logRecorder) errs() []string {
 // on reconnecting and fails, although the context it was started with is long
 // gone (startTail's ends as it returns); Stop then waits for its looking.
 func TestTailNoticesAStreamCreatedAgainWhileCutOff(t *testing.T) {
-	s := natstest.Start(t)
-	p := natstest.StartProxy(t, strings.TrimPrefix(s.ClientURL(), "nats://"))
-	nc, err := nats.Connect(p.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond), nats.ReconnectJitter(0, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, direct := natstest.JetStream(t, s)
+	p, js, direct := behindProxy(t)
+	nc := js.Conn()
 	stream := createLog(t, js)
 	h := newHistory()
 	h.set(alice, "Alice", "online")
@@ -400,18 +390,8 @@ func (g *gatedStream) Info(ctx context.Context, opts ...jetstream.StreamInfoOpt)
 // delivers a record when the next consumer, made again from the record after,
 // delivers that one: the Tail delivers them in stream order all the same.
 func TestTailKeepsOrderAcrossConsumersMadeAgainWhileLooking(t *testing.T) {
-	s := natstest.Start(t)
-	p := natstest.StartProxy(t, strings.TrimPrefix(s.ClientURL(), "nats://"))
-	nc, err := nats.Connect(p.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond), nats.ReconnectJitter(0, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, direct := natstest.JetStream(t, s)
+	p, js, direct := behindProxy(t)
+	nc := js.Conn()
 	g := &gatedStream{Stream: createLog(t, js)}
 	h := newHistory()
 	h.set(alice, "Alice", "online")
@@ -454,4 +434,23 @@ func TestTailKeepsOrderAcrossConsumersMadeAgainWhileLooking(t *testing.T) {
 	natstest.WaitFor(t, "seq 4 to be delivered to the Tail's client", delivered(4))
 	g.fail.Store(false)
 	checkRecords(t, collect(t, tail, 2), h, 3, 4)
+}
+
+// behindProxy starts a server and returns a proxy to it, a JetStream through
+// the proxy (reconnecting at once when the proxy lets it) and one straight to
+// the server.
+func behindProxy(t *testing.T) (p *natstest.Proxy, through, direct jetstream.JetStream) {
+	t.Helper()
+	s := natstest.Start(t)
+	p = natstest.StartProxy(t, strings.TrimPrefix(s.ClientURL(), "nats://"))
+	nc, err := nats.Connect(p.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond), nats.ReconnectJitter(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	if through, err = jetstream.New(nc); err != nil {
+		t.Fatal(err)
+	}
+	_, direct = natstest.JetStream(t, s)
+	return p, through, direct
 }
