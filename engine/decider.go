@@ -388,7 +388,7 @@ func (t *term) decide(ctx context.Context, o *op) {
 	now := w.cfg.Now().UTC()
 	e := events.Event{Contact: req.Contact, Name: name, Status: req.Status, Previous: cur.status,
 		At: now, Cause: req.Cause, RequestID: req.RequestID}
-	o.data = e.Encode()
+	o.data, o.previous = e.Encode(), cur.status
 	opts := []jetstream.PublishOpt{jetstream.WithExpectStream(events.LogStream), jetstream.WithExpectLastSequence(t.last)}
 	if req.RequestID != "" {
 		opts = append(opts, jetstream.WithMsgID(msgID(req.Contact, req.RequestID)))
@@ -415,8 +415,7 @@ func (t *term) answer(o *op, res client.SetResult, err error) {
 
 // appendedResult is the answer to a set whose append the log stored at seq.
 func appendedResult(o *op, seq uint64) client.SetResult {
-	e, _ := events.DecodeEvent(o.data)
-	return client.SetResult{Contact: o.req.Contact, Status: o.req.Status, Previous: e.Previous, Seq: seq, Changed: true}
+	return client.SetResult{Contact: o.req.Contact, Status: o.req.Status, Previous: o.previous, Seq: seq, Changed: true}
 }
 
 // limit takes one set of contact from its bound, or refuses it.

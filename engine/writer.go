@@ -140,10 +140,11 @@ type op struct {
 	hook  func() // a test's, run by the decider instead of a set
 
 	// An append's, set by the decider.
-	fut    jetstream.PubAckFuture // nil: the set appends nothing
-	data   []byte
-	expect uint64 // the log's last sequence the append expected
-	unsure bool   // no answer came: stored or not, the log says
+	fut      jetstream.PubAckFuture // nil: the set appends nothing
+	data     []byte
+	expect   uint64        // the log's last sequence the append expected
+	previous events.Status // the status the append changed
+	unsure   bool          // no answer came: stored or not, the log says
 }
 
 func (o *op) finish(res client.SetResult, err error) {
