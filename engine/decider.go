@@ -207,12 +207,12 @@ func (t *term) readLog(ctx context.Context) error {
 	}
 	t.again = kept
 	t.last = info.State.LastSeq
-	if applied := t.w.cfg.Projection.Applied(); applied > t.last {
+	if applied := t.w.applied(); applied > t.last {
 		// The log went back (restored from a backup, made anew): the
 		// projection is folded again from it before the owner trusts it.
 		return fmt.Errorf("the projection has applied the log to seq %d, past its end at seq %d: waiting for it to be folded again", applied, t.last)
 	}
-	return t.w.cfg.Projection.WaitApplied(ctx, t.last)
+	return t.w.cfg.Projection.WaitAppliedIn(ctx, t.w.cfg.Partition, t.last)
 }
 
 // settle answers the sets at the head of the queue that append nothing:
@@ -288,7 +288,7 @@ func (t *term) failed(err error) {
 // forgetApplied drops from the overlay, oldest first, the appends the
 // projection has applied: it knows their contacts as well now.
 func (t *term) forgetApplied() {
-	applied := t.w.cfg.Projection.Applied()
+	applied := t.w.applied()
 	n := 0
 	for ; n < len(t.appended) && t.appended[n].seq <= applied; n++ {
 		a := t.appended[n]
@@ -389,11 +389,11 @@ func (t *term) decide(ctx context.Context, o *op) {
 	e := events.Event{Contact: req.Contact, Name: name, Status: req.Status, Previous: cur.status,
 		At: now, Cause: req.Cause, RequestID: req.RequestID}
 	o.data, o.previous = e.Encode(), cur.status
-	opts := []jetstream.PublishOpt{jetstream.WithExpectStream(events.LogStream), jetstream.WithExpectLastSequence(t.last)}
+	opts := []jetstream.PublishOpt{jetstream.WithExpectStream(w.streamName()), jetstream.WithExpectLastSequence(t.last)}
 	if req.RequestID != "" {
 		opts = append(opts, jetstream.WithMsgID(msgID(req.Contact, req.RequestID)))
 	}
-	fut, err := w.js.PublishMsgAsync(&nats.Msg{Subject: events.EventSubject(req.Contact), Data: o.data}, opts...)
+	fut, err := w.js.PublishMsgAsync(&nats.Msg{Subject: w.subject(req.Contact), Data: o.data}, opts...)
 	if err != nil {
 		o.finish(client.SetResult{}, unavailable(fmt.Errorf("append to the log: %w", err)))
 		return

@@ -100,8 +100,8 @@ type Engine struct {
 	projection       *projections.Projection
 	follower         *projections.Follower
 	feed             *feed
-	writer           *Writer
-	owner            *lease.Lease
+	writers          []*Writer      // one a partition of the log, in partition order
+	owners           []*lease.Lease // each writer's lease on its partition
 	reader           *LocalReader
 	service          *service
 	admin            admin
@@ -233,6 +233,10 @@ func (e *Engine) open() error {
 	if err := EnsureStreams(ctx, e.js, e.opts.Streams, e.logger); err != nil {
 		return err
 	}
+	partitions, err := LogPartitions(ctx, e.js)
+	if err != nil {
+		return err
+	}
 	popts := e.opts.Projection
 	// A read or the fold that finds the store damaged fails (never a wrong
 	// answer) and has it rebuilt from the log while the rest goes on.
@@ -270,19 +274,19 @@ func (e *Engine) open() error {
 	if err != nil {
 		return fmt.Errorf("open bucket %s: %w", events.RequestsBucket, err)
 	}
-	if err := e.openWriter(ctx, requests); err != nil {
+	if err := e.openWriters(ctx, requests, partitions); err != nil {
 		return err
 	}
-	e.reader = &LocalReader{Projection: e.projection, Ready: e.follower.IsReady, Timeout: e.opts.ReadTimeout}
+	e.reader = &LocalReader{Projection: e.projection, Ready: e.follower.IsReady, Timeout: e.opts.ReadTimeout, Partitions: partitions}
 	seal, err := e.openSeal(ctx)
 	if err != nil {
 		return err
 	}
 	if e.feed, err = newFeed(feedConfig{Conn: nc, Logger: e.logger, Seal: seal, Streams: e.opts.Streams, Current: e.reader,
-		Remakes: e.writer.Owning}); err != nil {
+		Remakes: e.writers[0].Owning}); err != nil {
 		return err
 	}
-	e.service, err = newService(serviceConfig{Conn: nc, Writer: e.writer, Reader: e.reader, Logger: e.logger,
+	e.service, err = newService(serviceConfig{Conn: nc, Writers: e.writers, Reader: e.reader, Logger: e.logger,
 		MaxConcurrent: e.opts.MaxConcurrent, Stats: func() any { return e.Metrics() }, Admin: e})
 	if err != nil {
 		return err
@@ -295,13 +299,14 @@ func (e *Engine) open() error {
 	return nil
 }
 
-// openWriter prepares the lease on the log's ownership and the writer that
-// appends while it holds it. The engine competes for the lease only while its
-// projection has caught up with the log. The writer's appends go out without
-// waiting for each other, on the writer's connection, through a JetStream
-// context that lets as many wait for their acknowledgement as the writer sends,
-// and gives up on one after appendTimeout.
-func (e *Engine) openWriter(ctx context.Context, requests jetstream.KeyValue) error {
+// openWriters prepares, for each partition of the log, the lease on its
+// ownership and the writer that appends to it while it holds it. The engine
+// competes for the leases only while its projection has caught up with the
+// log. The writers' appends go out without waiting for each other, on the
+// writers' connection, through a JetStream context that lets as many wait for
+// their acknowledgement as the writers send, and gives up on one after
+// appendTimeout.
+func (e *Engine) openWriters(ctx context.Context, requests jetstream.KeyValue, partitions int) error {
 	owners, err := openBucket(ctx, e.js, events.OwnersBucket, jetstream.ErrBucketNotFound)
 	if err != nil {
 		return fmt.Errorf("open bucket %s: %w", events.OwnersBucket, err)
@@ -310,17 +315,24 @@ func (e *Engine) openWriter(ctx context.Context, requests jetstream.KeyValue) er
 	if err != nil {
 		return err
 	}
-	if e.owner, err = lease.New(ctx, lease.Config{KV: owners, Key: events.OwnerKey, Holder: id, Logger: e.logger,
-		Eligible: e.follower.IsReady}); err != nil {
-		return err
-	}
-	js, err := jetstream.New(e.writerNC, jetstream.WithPublishAsyncMaxPending(2*DefaultInFlight), jetstream.WithPublishAsyncTimeout(appendTimeout))
+	js, err := jetstream.New(e.writerNC, jetstream.WithPublishAsyncMaxPending(2*partitions*DefaultInFlight), jetstream.WithPublishAsyncTimeout(appendTimeout))
 	if err != nil {
 		return err
 	}
-	e.writer, err = newWriter(writerConfig{JetStream: js, Projection: e.projection, Lease: e.owner, Logger: e.logger,
-		Requests: requests, ContactRate: e.opts.ContactRate, ContactBurst: e.opts.ContactBurst})
-	return err
+	for p := range partitions {
+		owner, err := lease.New(ctx, lease.Config{KV: owners, Key: events.OwnerKey(p), Holder: id, Logger: e.logger.With("partition", p),
+			Eligible: e.follower.IsReady})
+		if err != nil {
+			return err
+		}
+		w, err := newWriter(writerConfig{JetStream: js, Projection: e.projection, Lease: owner, Logger: e.logger,
+			Partition: p, Partitions: partitions, Requests: requests, ContactRate: e.opts.ContactRate, ContactBurst: e.opts.ContactBurst})
+		if err != nil {
+			return err
+		}
+		e.owners, e.writers = append(e.owners, owner), append(e.writers, w)
+	}
+	return nil
 }
 
 // openSeal returns the sealer of the feed's log references, under the key the
@@ -380,23 +392,25 @@ func (e *Engine) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(parts)
 	g.Go(func() error { return e.follower.Run(gctx) })
 	g.Go(func() error { return e.feed.Run(gctx) })
-	// The lease outlives the writer: it is let go of only once the writer
-	// has settled the sets in hand.
-	leaseCtx, stopLease := context.WithCancel(context.WithoutCancel(gctx))
-	g.Go(func() error {
-		// Competing for the log makes sense once the projection has caught
-		// up: at once then, not at the lease's next look.
-		select {
-		case <-e.follower.Ready():
-		case <-leaseCtx.Done():
-			return nil
-		}
-		return e.owner.Run(leaseCtx)
-	})
-	g.Go(func() error {
-		defer stopLease()
-		return e.writer.Run(gctx)
-	})
+	for p, w := range e.writers {
+		// A lease outlives its writer: it is let go of only once the
+		// writer has settled the sets in hand.
+		leaseCtx, stopLease := context.WithCancel(context.WithoutCancel(gctx))
+		g.Go(func() error {
+			// Competing for the log makes sense once the projection has
+			// caught up: at once then, not at the lease's next look.
+			select {
+			case <-e.follower.Ready():
+			case <-leaseCtx.Done():
+				return nil
+			}
+			return e.owners[p].Run(leaseCtx)
+		})
+		g.Go(func() error {
+			defer stopLease()
+			return w.Run(gctx)
+		})
+	}
 	e.repairs.Store(&repairCtx{ctx: gctx, wg: g})
 	g.Go(func() error { e.scan(gctx); return nil })
 
@@ -416,8 +430,8 @@ func (e *Engine) Run(ctx context.Context) error {
 func (e *Engine) Started() <-chan struct{} { return e.service.Started() }
 
 // WaitReady blocks until the service answers, the projection has caught up
-// with the log and the log has an owner (this engine or another), or ctx is
-// done.
+// with the log and each partition of the log has an owner (this engine or
+// another), or ctx is done.
 func (e *Engine) WaitReady(ctx context.Context) error {
 	for _, ch := range []<-chan struct{}{e.service.Started(), e.follower.Ready()} {
 		select {
@@ -426,9 +440,11 @@ func (e *Engine) WaitReady(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
-	for !e.writer.Owning() && (e.owner.Holder() == "" || e.owner.Held()) {
-		if !retry.Sleep(ctx, 10*time.Millisecond) {
-			return ctx.Err()
+	for p, w := range e.writers {
+		for !w.Owning() && (e.owners[p].Holder() == "" || e.owners[p].Held()) {
+			if !retry.Sleep(ctx, 10*time.Millisecond) {
+				return ctx.Err()
+			}
 		}
 	}
 	return nil
@@ -455,8 +471,13 @@ func (e *Engine) Projection() *projections.Projection { return e.projection }
 // Reader reads the projection in-process, for subscribers in the same process.
 func (e *Engine) Reader() *LocalReader { return e.reader }
 
-// Writer is the engine's writer.
-func (e *Engine) Writer() *Writer { return e.writer }
+// Writer is the engine's writer of partition 0: with one partition, of the
+// whole log.
+func (e *Engine) Writer() *Writer { return e.writers[0] }
+
+// Writers are the engine's writers, one a partition of the log, in
+// partition order.
+func (e *Engine) Writers() []*Writer { return e.writers }
 
 // Follower is the engine's projection follower.
 func (e *Engine) Follower() *projections.Follower { return e.follower }
@@ -486,7 +507,7 @@ func (e *Engine) Metrics() Metrics {
 	default:
 	}
 	return Metrics{Ready: ready, FoldLag: e.follower.Lag(), Rebuilds: e.follower.Rebuilds(), OperatorRebuilds: e.operatorRebuilds.Load(), Damaged: e.damaged.Load(),
-		Projection: e.projection.Metrics(), Feed: e.feed.Metrics(), Writer: e.writer.Metrics()}
+		Projection: e.projection.Metrics(), Feed: e.feed.Metrics(), Writer: writersMetrics(e.writers)}
 }
 
 // Close closes the connection, the projection and the embedded server, in that

@@ -24,6 +24,9 @@ type LocalReader struct {
 	Ready func() bool
 	// Timeout bounds the wait for a minimum sequence. Zero means 2s.
 	Timeout time.Duration
+	// Partitions is how many partitions the log has: a contact's own log
+	// sequences (Self's) are of its partition's stream. Zero means 1.
+	Partitions int
 }
 
 // Applied returns the log sequence the projection has applied up to.
@@ -46,7 +49,9 @@ func (r *LocalReader) wait(ctx context.Context, contact string, minSeq uint64, f
 		}
 		return nil
 	}
-	applied, waitFor := r.Projection.Applied, r.Projection.WaitApplied
+	part := events.Partition(contact, r.Partitions)
+	applied := func() uint64 { return r.Projection.AppliedIn(part) }
+	waitFor := func(ctx context.Context, seq uint64) error { return r.Projection.WaitAppliedIn(ctx, part, seq) }
 	if feed {
 		applied, waitFor = r.Projection.AppliedFeed, r.Projection.WaitAppliedFeed
 	}

@@ -29,8 +29,9 @@ const Version = "0.1.0"
 type serviceConfig struct {
 	// Conn is the connection the service listens on. Required.
 	Conn *nats.Conn
-	// Writer handles set. Required.
-	Writer *Writer
+	// Writers handle set, one a partition of the log in partition order.
+	// Required.
+	Writers []*Writer
 	// Reader handles status and self. Required.
 	Reader *LocalReader
 	// Logger receives what the service notices. Zero means slog.Default().
@@ -94,8 +95,8 @@ func (c serviceConfig) withDefaults() serviceConfig {
 
 // newService returns a Service; Run starts it.
 func newService(cfg serviceConfig) (*service, error) {
-	if cfg.Conn == nil || cfg.Writer == nil || cfg.Reader == nil {
-		return nil, errors.New("engine: a service needs a Conn, a Writer and a Reader")
+	if cfg.Conn == nil || len(cfg.Writers) == 0 || cfg.Reader == nil {
+		return nil, errors.New("engine: a service needs a Conn, Writers and a Reader")
 	}
 	cfg = cfg.withDefaults()
 	return &service{cfg: cfg, logger: cfg.Logger, started: make(chan struct{})}, nil
@@ -149,12 +150,11 @@ func (s *service) Run(ctx context.Context) error {
 		}
 	}
 	ownerCtx, stopOwner := context.WithCancel(ctx)
-	ownerDone := make(chan struct{})
-	go func() {
-		defer close(ownerDone)
-		s.serveOwner(ownerCtx, s.dispatch(ctx, s.set, sets, false))
-	}()
-	defer func() { stopOwner(); <-ownerDone }()
+	var owners sync.WaitGroup
+	for _, w := range s.cfg.Writers {
+		owners.Go(func() { s.serveOwner(ownerCtx, w, s.dispatch(ctx, s.set, sets, false)) })
+	}
+	defer func() { stopOwner(); owners.Wait() }()
 	// A round trip makes sure the server has the subscriptions before anyone is
 	// told the service is up.
 	if err := s.cfg.Conn.FlushTimeout(5 * time.Second); err != nil {
@@ -327,12 +327,15 @@ func (s *service) set(req micro.Request) (work, error) {
 	prefix := events.SetPrefix
 	passedOn := strings.HasPrefix(req.Subject(), events.OwnerSetPrefix)
 	if passedOn {
-		prefix = events.OwnerSetPrefix
+		// presence.owner.set.<partition>.<token>
+		p, _, _ := strings.Cut(strings.TrimPrefix(req.Subject(), events.OwnerSetPrefix), ".")
+		prefix = events.OwnerSetPrefix + p + "."
 	}
 	contact, err := contactOf(req.Subject(), prefix)
 	if err != nil {
 		return nil, err
 	}
+	w := s.cfg.Writers[events.Partition(contact, len(s.cfg.Writers))]
 	sr, err := client.DecodeSetRequest(contact, req.Data())
 	if err != nil {
 		return nil, err
@@ -341,20 +344,20 @@ func (s *service) set(req micro.Request) (work, error) {
 	return func(ctx context.Context) (any, error) {
 		ctx, cancel := context.WithTimeout(ctx, s.cfg.SetTimeout)
 		defer cancel()
-		res, err := s.cfg.Writer.Set(ctx, sr)
+		res, err := w.Set(ctx, sr)
 		if passedOn || !errors.Is(err, errNotOwner) {
 			return res, err
 		}
-		s.cfg.Writer.passedOn.Add(1)
-		return s.passOn(ctx, contact, body)
+		w.passedOn.Add(1)
+		return s.passOn(ctx, w.Partition(), contact, body)
 	}, nil
 }
 
-// passOn passes a set on to the engine that owns the log, and returns its
-// answer. While no engine owns it (one is taking it over, or the owner is
-// stopping), it asks again until ctx is done.
-func (s *service) passOn(ctx context.Context, contact string, body []byte) (any, error) {
-	subject := events.OwnerSetPrefix + events.Token(contact)
+// passOn passes a set on to the engine that owns the contact's partition p,
+// and returns its answer. While no engine owns it (one is taking it over, or
+// the owner is stopping), it asks again until ctx is done.
+func (s *service) passOn(ctx context.Context, p int, contact string, body []byte) (any, error) {
+	subject := events.OwnerSetSubject(p, contact)
 	backoff := retry.Backoff{First: 20 * time.Millisecond, Max: 500 * time.Millisecond}
 	for {
 		msg, err := s.cfg.Conn.RequestWithContext(ctx, subject, body)
@@ -387,9 +390,9 @@ func (s *service) passOn(ctx context.Context, contact string, body []byte) (any,
 	}
 }
 
-// serveOwner answers the sets passed on to this engine while it owns the log,
-// through dispatch as the service's own endpoints are.
-func (s *service) serveOwner(ctx context.Context, handle micro.HandlerFunc) {
+// serveOwner answers the sets passed on to this engine while it owns w's
+// partition, through dispatch as the service's own endpoints are.
+func (s *service) serveOwner(ctx context.Context, w *Writer, handle micro.HandlerFunc) {
 	var sub *nats.Subscription
 	defer func() {
 		if sub != nil {
@@ -397,13 +400,14 @@ func (s *service) serveOwner(ctx context.Context, handle micro.HandlerFunc) {
 		}
 	}()
 	for {
-		changed := s.cfg.Writer.Changed()
-		switch owning := s.cfg.Writer.Owning(); {
+		changed := w.Changed()
+		switch owning := w.Owning(); {
 		case owning && sub == nil:
 			var err error
 			// A queue group: should a former owner still listen for a
 			// moment, each set still reaches one engine only.
-			sub, err = s.cfg.Conn.QueueSubscribe(events.OwnerSetPrefix+"*", "owner", func(m *nats.Msg) { handle(passedOn{m}) })
+			subject := events.OwnerSetPrefix + strconv.Itoa(w.Partition()) + ".*"
+			sub, err = s.cfg.Conn.QueueSubscribe(subject, "owner", func(m *nats.Msg) { handle(passedOn{m}) })
 			if err != nil {
 				s.logger.Error("service: cannot take the sets passed on to the owner; other engines' sets wait", "err", err)
 			}

@@ -30,6 +30,12 @@ type StreamOptions struct {
 	// engine takes it over: the TTL of events.OwnersBucket. An owner that
 	// stops cleanly hands over at once. Zero means DefaultOwnerTTL.
 	OwnerTTL time.Duration
+	// Partitions is how many partitions the log has when the engine creates
+	// it (events.Partition): each has an owner of its own, and with several
+	// each is a stream of its own, whose leaders a cluster spreads over its
+	// servers. Fixed once the log exists: zero means whatever it has, or 1
+	// when creating it; another count than the log's is refused.
+	Partitions int
 }
 
 // DefaultOwnerTTL is how long the log stays with an owner that died, unless
@@ -46,6 +52,9 @@ func (o StreamOptions) withDefaults() StreamOptions {
 	if o.OwnerTTL <= 0 {
 		o.OwnerTTL = DefaultOwnerTTL
 	}
+	if o.Partitions <= 0 {
+		o.Partitions = 1
+	}
 	return o
 }
 
@@ -53,13 +62,33 @@ func (o StreamOptions) withDefaults() StreamOptions {
 // kept (no limits), deletes and purges refused. Direct gets are off here, and on
 // only where the stream is created with one replica: on a cluster followers
 // answer them, perhaps from behind, and the writer decides on what it reads of a
-// contact's last event.
+// contact's last event. With several partitions (o.Partitions) the log has no
+// subjects: it sources each partition's stream (partitionStreamConfig), its
+// subjects made the contacts' own again (events.EventSubject).
 func logStreamConfig(o StreamOptions) jetstream.StreamConfig {
 	o = o.withDefaults()
+	cfg := partitionStreamConfig(o, 0)
+	cfg.Name = events.LogStream
+	cfg.Description = "presence: every status change (the truth, invisible included); engine and auditors only"
+	if o.Partitions > 1 {
+		cfg.Subjects = nil
+		cfg.Description = fmt.Sprintf("presence: every status change (the truth, invisible included), from its %d partitions; engine and auditors only", o.Partitions)
+		for p := range o.Partitions {
+			cfg.Sources = append(cfg.Sources, &jetstream.StreamSource{Name: events.PartitionStream(p, o.Partitions),
+				SubjectTransforms: []jetstream.SubjectTransformConfig{{Source: events.PartitionFilter(p, o.Partitions), Destination: events.EventsPrefix + "{{wildcard(1)}}"}}})
+		}
+	}
+	return cfg
+}
+
+// partitionStreamConfig returns the configuration of partition p's stream:
+// with one partition, the log's.
+func partitionStreamConfig(o StreamOptions, p int) jetstream.StreamConfig {
+	o = o.withDefaults()
 	return jetstream.StreamConfig{
-		Name:        events.LogStream,
-		Description: "presence: every status change (the truth, invisible included); engine and auditors only",
-		Subjects:    []string{events.EventsPrefix + ">"},
+		Name:        events.PartitionStream(p, o.Partitions),
+		Description: fmt.Sprintf("presence: the status changes of partition %d of %d, appended by its owner; engines only", p, o.Partitions),
+		Subjects:    []string{events.PartitionFilter(p, o.Partitions)},
 		Retention:   jetstream.LimitsPolicy,
 		MaxMsgs:     -1,
 		MaxBytes:    -1,
@@ -141,7 +170,28 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions,
 	if logger == nil {
 		logger = slog.Default()
 	}
-	for _, want := range []jetstream.StreamConfig{logStreamConfig(o), feedStreamConfig(o)} {
+	if o.Partitions != 0 {
+		if err := events.ValidatePartitions(o.Partitions); err != nil {
+			return err
+		}
+	}
+	have, err := LogPartitions(ctx, js)
+	switch {
+	case err != nil && !errors.Is(err, jetstream.ErrStreamNotFound):
+		return err
+	case err == nil && o.Partitions != 0 && o.Partitions != have:
+		return fmt.Errorf("the log has %d partitions, not %d: the count is fixed when the log is created", have, o.Partitions)
+	case err == nil:
+		o.Partitions = have
+	}
+	var wants []jetstream.StreamConfig
+	if o.Partitions > 1 {
+		// The partitions first: the log sources them.
+		for p := range o.Partitions {
+			wants = append(wants, partitionStreamConfig(o, p))
+		}
+	}
+	for _, want := range append(wants, logStreamConfig(o), feedStreamConfig(o)) {
 		s, err := answered(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, want.Name) })
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			if err := createStream(ctx, js, want, logger); err != nil {
@@ -281,18 +331,18 @@ func checkStream(have, want jetstream.StreamConfig, o StreamOptions, logger *slo
 		return bad("sealed", true, false)
 	case have.Mirror != nil:
 		return bad("mirror", have.Mirror.Name, "none")
-	case len(have.Sources) > 0:
-		return bad("sources", len(have.Sources), "none (only the engine writes the stream)")
+	case !sameSources(have.Sources, want.Sources):
+		return bad("sources", sourceNames(have.Sources), fmt.Sprintf("%v (only the engine writes the log, each partition by its owner)", sourceNames(want.Sources)))
 	case have.AllowMsgTTL:
 		return bad("allow_msg_ttl", true, "false (no message may expire on its own)")
-	case have.MaxMsgsPerSubject > 0 && want.Name == events.LogStream:
+	case have.MaxMsgsPerSubject > 0 && want.Name != events.FeedStream:
 		return bad("max_msgs_per_subject", have.MaxMsgsPerSubject, "-1 (a contact's history is its chain)")
 	case have.MaxAge > 0 && want.Name == events.FeedStream:
 		// Emptied, the feed reads as one purged, whose numbering no longer
 		// starts at 1: it would be derived again from the log's start, and
 		// every change would come a second time.
 		return bad("max_age", have.MaxAge, "0 (a feed whose entries all aged out would be derived again from the log's start)")
-	case want.Name == events.LogStream && have.Duplicates < o.Duplicates:
+	case want.Name != events.FeedStream && have.Duplicates < o.Duplicates:
 		return bad("duplicate_window", have.Duplicates, fmt.Sprintf("at least %s, the window in which request IDs are deduplicated", o.Duplicates))
 	}
 	if have.MaxMsgs > 0 || have.MaxBytes > 0 || have.MaxAge > 0 {
@@ -307,8 +357,43 @@ func checkStream(have, want jetstream.StreamConfig, o StreamOptions, logger *slo
 		logger.Warn("stream allows direct gets, which followers may answer from behind; the engine reads it through the leader only if allow_direct is false",
 			"stream", want.Name, "replicas", have.Replicas)
 	}
-	if want.Name == events.LogStream && (!have.DenyDelete || !have.DenyPurge) {
+	if want.Name != events.FeedStream && (!have.DenyDelete || !have.DenyPurge) {
 		logger.Warn("log allows deletes or purges: an operator can remove audit history", "stream", want.Name)
 	}
 	return nil
+}
+
+// sameSources reports whether a stream sources the streams want names.
+func sameSources(have, want []*jetstream.StreamSource) bool {
+	return slices.Equal(sourceNames(have), sourceNames(want))
+}
+
+// sourceNames returns the names of the streams sources name, sorted.
+func sourceNames(sources []*jetstream.StreamSource) []string {
+	var names []string
+	for _, s := range sources {
+		names = append(names, s.Name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// LogPartitions returns how many partitions the log has: 1 if it has
+// subjects of its own, else as many as the partition streams it sources. The
+// error wraps jetstream.ErrStreamNotFound if there is no log yet.
+func LogPartitions(ctx context.Context, js jetstream.JetStream) (int, error) {
+	s, err := answered(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, events.LogStream) })
+	if err != nil {
+		return 0, fmt.Errorf("look up stream %s: %w", events.LogStream, err)
+	}
+	sources := s.CachedInfo().Config.Sources
+	if len(sources) == 0 {
+		return 1, nil
+	}
+	n := len(sources)
+	if events.ValidatePartitions(n) != nil || !sameSources(sources, logStreamConfig(StreamOptions{Partitions: n}).Sources) {
+		return 0, &IncompatibleStreamError{Stream: events.LogStream, Setting: "sources", Have: fmt.Sprint(sourceNames(sources)),
+			Want: fmt.Sprintf("none, or the streams %s0 to %s%d of its partitions", events.PartitionPrefix, events.PartitionPrefix, n-1)}
+	}
+	return n, nil
 }

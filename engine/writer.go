@@ -29,8 +29,12 @@ type writerConfig struct {
 	// on the projection's state, once the projection has applied the whole
 	// log, and on the appends it made since. Required.
 	Projection *projections.Projection
-	// Lease says whether this engine owns the log. Required.
+	// Lease says whether this engine owns the partition. Required.
 	Lease *lease.Lease
+	// Partition is the partition of the log this writer appends to, of
+	// Partitions (zero means 1): its stream and its contacts
+	// (events.Partition).
+	Partition, Partitions int
 	// Logger receives what the writer notices. Zero means slog.Default().
 	Logger *slog.Logger
 	// InFlight bounds the appends sent and not yet acknowledged. Zero means
@@ -75,12 +79,12 @@ const DefaultInFlight = 4096
 // files, at a third of the speed.
 const DefaultProjectionCache = 64 << 20
 
-// errNotOwner: this engine does not own the log; the service passes the set
-// on to the owner.
-var errNotOwner = errors.New("this engine does not own the log")
+// errNotOwner: this engine does not own the contact's partition of the log;
+// the service passes the set on to the owner.
+var errNotOwner = errors.New("this engine does not own the contact's partition of the log")
 
-// Writer appends status changes to the log while its engine owns the log
-// (DESIGN.md section 6): one decider orders every set, in memory, on the
+// Writer appends status changes to a partition of the log while its engine
+// owns it (DESIGN.md section 6; with one partition, the whole log): one decider orders every set, in memory, on the
 // projection and on the appends it made since, and appends without waiting for
 // the appends before (DefaultInFlight). Each append expects the log's last
 // sequence: the server refuses it if anything else came in between (a former
@@ -101,7 +105,7 @@ type Writer struct {
 
 	changedMu sync.Mutex
 	changed   chan struct{}                    // closed and replaced when owning changes
-	stream    atomic.Pointer[jetstream.Stream] // the log, looked up once
+	stream    atomic.Pointer[jetstream.Stream] // the partition's stream, looked up once
 
 	appended   atomic.Uint64
 	unchanged  atomic.Uint64
@@ -160,6 +164,9 @@ func (c writerConfig) withDefaults() writerConfig {
 	if c.InFlight <= 0 {
 		c.InFlight = DefaultInFlight
 	}
+	if c.Partitions <= 0 {
+		c.Partitions = 1
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -181,8 +188,20 @@ func newWriter(cfg writerConfig) (*Writer, error) {
 	return &Writer{cfg: cfg, js: cfg.JetStream, logger: cfg.Logger, ops: make(chan *op, cfg.InFlight), changed: make(chan struct{})}, nil
 }
 
-// Owning reports whether this engine owns the log and appends.
+// Owning reports whether this engine owns the writer's partition and appends.
 func (w *Writer) Owning() bool { return w.owning.Load() }
+
+// Partition returns the partition the writer appends to.
+func (w *Writer) Partition() int { return w.cfg.Partition }
+
+// streamName returns the name of the writer's partition's stream.
+func (w *Writer) streamName() string { return events.PartitionStream(w.cfg.Partition, w.cfg.Partitions) }
+
+// subject returns the subject a contact's events are appended to.
+func (w *Writer) subject(contact string) string { return events.PartitionSubject(contact, w.cfg.Partitions) }
+
+// applied returns how far the projection has applied the writer's partition.
+func (w *Writer) applied() uint64 { return w.cfg.Projection.AppliedIn(w.cfg.Partition) }
 
 // Changed returns a channel closed the next time Owning changes.
 func (w *Writer) Changed() <-chan struct{} {
@@ -201,9 +220,9 @@ func (w *Writer) setOwning(owning bool) {
 	close(w.changed)
 	w.changed = make(chan struct{})
 	if owning {
-		w.logger.Info("writer: owning the log")
+		w.logger.Info("writer: owning the log", "partition", w.cfg.Partition, "partitions", w.cfg.Partitions)
 	} else {
-		w.logger.Info("writer: no longer owning the log")
+		w.logger.Info("writer: no longer owning the log", "partition", w.cfg.Partition, "partitions", w.cfg.Partitions)
 	}
 }
 
@@ -218,6 +237,9 @@ func (w *Writer) Set(ctx context.Context, req client.SetRequest) (client.SetResu
 	// until the caller gives up: say so at once instead.
 	if nc := w.cfg.JetStream.Conn(); !nc.IsConnected() {
 		return client.SetResult{}, unavailable(fmt.Errorf("not connected to NATS (%s); retry", nc.Status()))
+	}
+	if p := events.Partition(req.Contact, w.cfg.Partitions); p != w.cfg.Partition {
+		return client.SetResult{}, fmt.Errorf("engine: the set of %s (partition %d) reached the writer of partition %d", events.Quote(req.Contact), p, w.cfg.Partition)
 	}
 	if !w.Owning() {
 		return client.SetResult{}, unavailable(errNotOwner)
@@ -332,7 +354,9 @@ func (w *Writer) record(ctx context.Context, req client.SetRequest, res client.S
 
 // WriterMetrics is a snapshot of a writer's counters.
 type WriterMetrics struct {
-	Owner      bool   `json:"owner"`      // this engine owns the log and appends
+	Owner      bool   `json:"owner"`      // this engine owns a partition of the log (with one, the log) and appends
+	Owned      int    `json:"owned"`      // the partitions this engine owns
+	Partitions int    `json:"partitions"` // the partitions of the log
 	Takeovers  uint64 `json:"takeovers"`  // times this engine took the log over
 	Appended   uint64 `json:"appended"`   // events appended
 	Unchanged  uint64 `json:"unchanged"`  // sets that changed nothing
@@ -346,8 +370,32 @@ type WriterMetrics struct {
 	Realigned uint64 `json:"realigned"`
 }
 
+// writersMetrics returns the sum of the writers' counters: an engine's.
+func writersMetrics(ws []*Writer) WriterMetrics {
+	var sum WriterMetrics
+	for _, w := range ws {
+		m := w.Metrics()
+		sum.Owner = sum.Owner || m.Owner
+		sum.Owned += m.Owned
+		sum.Partitions = m.Partitions
+		sum.Takeovers += m.Takeovers
+		sum.Appended += m.Appended
+		sum.Unchanged += m.Unchanged
+		sum.Conflicts += m.Conflicts
+		sum.Duplicates += m.Duplicates
+		sum.Limited += m.Limited
+		sum.PassedOn += m.PassedOn
+		sum.Realigned += m.Realigned
+	}
+	return sum
+}
+
 // Metrics returns a snapshot of the writer's counters.
 func (w *Writer) Metrics() WriterMetrics {
-	return WriterMetrics{Owner: w.Owning(), Takeovers: w.takeovers.Load(), Appended: w.appended.Load(), Unchanged: w.unchanged.Load(),
+	owned := 0
+	if w.Owning() {
+		owned = 1
+	}
+	return WriterMetrics{Owner: w.Owning(), Owned: owned, Partitions: w.cfg.Partitions, Takeovers: w.takeovers.Load(), Appended: w.appended.Load(), Unchanged: w.unchanged.Load(),
 		Conflicts: w.conflicts.Load(), Duplicates: w.duplicates.Load(), Limited: w.limited.Load(), PassedOn: w.passedOn.Load(), Realigned: w.realigned.Load()}
 }

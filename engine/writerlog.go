@@ -33,7 +33,7 @@ func (w *Writer) stored(ctx context.Context, o *op) (uint64, error) {
 	if err != nil {
 		return 0, unavailable(fmt.Errorf("read the log at seq %d: %w", o.expect+1, err))
 	}
-	if msg.Subject == events.EventSubject(o.req.Contact) && bytes.Equal(msg.Data, o.data) {
+	if msg.Subject == w.subject(o.req.Contact) && bytes.Equal(msg.Data, o.data) {
 		return msg.Sequence, nil
 	}
 	return 0, nil
@@ -85,13 +85,13 @@ func (w *Writer) appendedBefore(ctx context.Context, req client.SetRequest) (uin
 		return 0, unavailable(fmt.Errorf("look up request %s in the log: %w", events.Quote(req.RequestID), err))
 	}
 	clustered := info.Cluster != nil && info.Cluster.RaftGroup != ""
-	opts := []jetstream.PublishOpt{jetstream.WithExpectStream(events.LogStream), jetstream.WithMsgID(msgID(req.Contact, req.RequestID))}
+	opts := []jetstream.PublishOpt{jetstream.WithExpectStream(w.streamName()), jetstream.WithMsgID(msgID(req.Contact, req.RequestID))}
 	if clustered {
 		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(math.MaxUint64))
 	} else {
 		opts = append(opts, jetstream.WithExpectLastMsgID(probeLastMsgID))
 	}
-	ack, err := w.js.PublishMsg(ctx, &nats.Msg{Subject: events.EventSubject(req.Contact)}, opts...)
+	ack, err := w.js.PublishMsg(ctx, &nats.Msg{Subject: w.subject(req.Contact)}, opts...)
 	var apiErr *jetstream.APIError
 	switch {
 	case err == nil && ack.Duplicate:
@@ -143,7 +143,7 @@ func (w *Writer) log(ctx context.Context) (jetstream.Stream, error) {
 	if s := w.stream.Load(); s != nil {
 		return *s, nil
 	}
-	s, err := w.js.Stream(ctx, events.LogStream)
+	s, err := w.js.Stream(ctx, w.streamName())
 	if err != nil {
 		return nil, unavailable(fmt.Errorf("open the log: %w", err))
 	}

@@ -1,6 +1,9 @@
 package events
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // Stream names: the log, the feed, and the key-value buckets of the engines.
 const (
@@ -9,11 +12,10 @@ const (
 	// RequestsBucket is the key-value bucket where the writer keeps its answers
 	// to request IDs for the deduplication window.
 	RequestsBucket = "PRESENCE_REQUESTS"
-	// OwnersBucket is the key-value bucket whose key OwnerKey names the
-	// engine that owns the log (the one that appends): held by a lease, with
-	// the bucket's TTL.
+	// OwnersBucket is the key-value bucket whose key OwnerKey(p) names the
+	// engine that owns partition p of the log (the one that appends to it):
+	// held by a lease, with the bucket's TTL.
 	OwnersBucket = "PRESENCE_OWNERS"
-	OwnerKey     = "partition.0"
 	// EngineBucket is the key-value bucket of what engines share and nobody
 	// else may read: its key FeedSealKey holds the key that seals each feed
 	// entry's LogRefHeader, drawn by the first engine.
@@ -49,9 +51,18 @@ const (
 	StatusesSubject = "presence.statuses"
 )
 
-// OwnerSetPrefix is where an engine that does not own the log passes a set
-// on to the owner (the token follows): engines only.
+// OwnerSetPrefix is where an engine that does not own a contact's partition
+// passes a set on to its owner (OwnerSetSubject): engines only.
 const OwnerSetPrefix = "presence.owner.set."
+
+// OwnerKey returns the key of OwnersBucket that names partition p's owner.
+func OwnerKey(p int) string { return "partition." + strconv.Itoa(p) }
+
+// OwnerSetSubject returns where a set of contact is passed on to the owner of
+// its partition p: the partition, then the contact's token.
+func OwnerSetSubject(p int, contact string) string {
+	return OwnerSetPrefix + strconv.Itoa(p) + "." + Token(contact)
+}
 
 // Admin subjects: operations on an engine's own projection, for operators.
 const (

@@ -25,6 +25,10 @@ import (
 const (
 	stateKeyPrefix = "s/"
 	checkpointKey  = "m/checkpoint"
+	// partsKey holds, for a log of several partitions, the sequence in each
+	// partition of the last event applied from it (events.Origin): written
+	// in the batch of the checkpoint, absent with one partition.
+	partsKey = "m/parts"
 	formatKey      = "m/format"
 	formatPrefix   = "presence-projection-"
 	// formatVersion is the store's format: 2 had times as seconds and
@@ -67,6 +71,7 @@ type Projection struct {
 
 	mu         sync.Mutex
 	checkpoint Checkpoint
+	parts      []uint64      // per partition, the sequence of the last event applied (partsKey)
 	advanced   chan struct{} // closed and replaced when the checkpoint moves
 
 	applied   atomic.Uint64 // checkpoint.Seq, for lock-free reads
@@ -179,8 +184,18 @@ func (p *Projection) load() error {
 	if err != nil {
 		return err
 	}
+	var parts []uint64
+	switch raw, err := p.get(partsKey); {
+	case errors.Is(err, pebble.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("%w: read the partitions' checkpoint: %v", ErrCorrupt, err)
+	default:
+		if parts, err = unmarshalParts(raw); err != nil {
+			return err
+		}
+	}
 	p.mu.Lock()
-	p.checkpoint = cp
+	p.checkpoint, p.parts = cp, parts
 	p.applied.Store(cp.Seq)
 	p.feed.Store(cp.Feed)
 	p.mu.Unlock()
@@ -245,6 +260,25 @@ func marshalCheckpoint(cp Checkpoint) []byte {
 	return b
 }
 
+func marshalParts(parts []uint64) []byte {
+	b := make([]byte, 0, 8*len(parts))
+	for _, s := range parts {
+		b = binary.BigEndian.AppendUint64(b, s)
+	}
+	return b
+}
+
+func unmarshalParts(b []byte) ([]uint64, error) {
+	if len(b)%8 != 0 || len(b) > 8*events.MaxPartitions {
+		return nil, fmt.Errorf("%w: the partitions' checkpoint is %d bytes, want a multiple of 8 up to %d", ErrCorrupt, len(b), 8*events.MaxPartitions)
+	}
+	parts := make([]uint64, len(b)/8)
+	for i := range parts {
+		parts[i] = binary.BigEndian.Uint64(b[8*i:])
+	}
+	return parts, nil
+}
+
 func unmarshalCheckpoint(b []byte) (Checkpoint, error) {
 	if len(b) != 24 {
 		return Checkpoint{}, fmt.Errorf("%w: checkpoint is %d bytes, want 24", ErrCorrupt, len(b))
@@ -277,6 +311,44 @@ func (p *Projection) Checkpoint() Checkpoint {
 // is done. The error then wraps ErrNotReached and says how far it got.
 func (p *Projection) WaitApplied(ctx context.Context, seq uint64) error {
 	return p.wait(ctx, seq, false)
+}
+
+// AppliedIn returns the sequence, in partition part's own stream, of the last
+// event applied from it (events.Origin): with one partition, Applied.
+func (p *Projection) AppliedIn(part int) uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.appliedIn(part)
+}
+
+// appliedIn is AppliedIn, with p.mu held.
+func (p *Projection) appliedIn(part int) uint64 {
+	switch {
+	case part < len(p.parts):
+		return p.parts[part]
+	case len(p.parts) == 0 && part == 0:
+		return p.checkpoint.Seq
+	}
+	return 0
+}
+
+// WaitAppliedIn blocks until the projection has applied partition part up to
+// its sequence seq, or ctx is done. The error then wraps ErrNotReached and
+// says how far it got.
+func (p *Projection) WaitAppliedIn(ctx context.Context, part int, seq uint64) error {
+	for {
+		p.mu.Lock()
+		ch, at := p.advanced, p.appliedIn(part)
+		p.mu.Unlock()
+		if at >= seq {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return &NotReachedError{Want: seq, Applied: p.AppliedIn(part), Err: ctx.Err()}
+		}
+	}
 }
 
 // WaitAppliedFeed blocks until the projection has applied the visible change at
@@ -336,6 +408,7 @@ func (p *Projection) Apply(records []Record) error {
 
 	cp := p.Checkpoint()
 	feed := cp.Feed
+	var parts []uint64 // a copy, once an event came from a partition's stream
 	b := p.db.NewBatch()
 	defer b.Close()
 	var (
@@ -351,7 +424,11 @@ func (p *Projection) Apply(records []Record) error {
 			continue
 		}
 		last = r
-		e, err := events.DecodeEvent(r.Data)
+		part, partSeq, err := events.Origin(r.Header.Get(events.SourceHeader), r.Seq)
+		var e events.Event
+		if err == nil {
+			e, err = events.DecodeEvent(r.Data)
+		}
 		if errors.Is(err, events.ErrUnsupportedVersion) {
 			// Written by a newer engine: stepping over it would serve state the
 			// log contradicts. Stop, with nothing of this batch applied.
@@ -372,7 +449,16 @@ func (p *Projection) Apply(records []Record) error {
 		if events.VisibleChange(e.Previous, e.Status) {
 			feed++
 		}
-		st.Fold(e, r.Seq, feed)
+		if r.Header.Get(events.SourceHeader) != "" {
+			if parts == nil {
+				parts = p.partsCopy()
+			}
+			for len(parts) <= part {
+				parts = append(parts, 0)
+			}
+			parts[part] = partSeq
+		}
+		st.Fold(e, partSeq, feed)
 		if touched == nil {
 			touched = make(map[string]*State)
 		}
@@ -389,6 +475,11 @@ func (p *Projection) Apply(records []Record) error {
 	next := Checkpoint{Seq: last.Seq, Sum: Sum(last.Data), Feed: feed}
 	if err := b.Set([]byte(checkpointKey), marshalCheckpoint(next), nil); err != nil {
 		return err
+	}
+	if parts != nil {
+		if err := b.Set([]byte(partsKey), marshalParts(parts), nil); err != nil {
+			return err
+		}
 	}
 	// The projection is rebuildable from the log, so its commits need not wait for
 	// fsync: a crash loses at most a suffix, and the checkpoint goes with it.
@@ -408,8 +499,15 @@ func (p *Projection) Apply(records []Record) error {
 	if p.testHookAdvance != nil {
 		p.testHookAdvance()
 	}
-	p.advance(next)
+	p.advance(next, parts)
 	return nil
+}
+
+// partsCopy returns a copy of the partitions' checkpoint.
+func (p *Projection) partsCopy() []uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.parts)
 }
 
 // prior returns the state an event applies to. A visible change replaces every
@@ -433,10 +531,14 @@ func stateKey(contact string) []byte {
 	return append([]byte(stateKeyPrefix), contact...)
 }
 
-// advance publishes a new checkpoint and wakes the waiters.
-func (p *Projection) advance(cp Checkpoint) {
+// advance publishes a new checkpoint (and, unless nil, the partitions') and
+// wakes the waiters.
+func (p *Projection) advance(cp Checkpoint, parts []uint64) {
 	p.mu.Lock()
 	p.checkpoint = cp
+	if parts != nil {
+		p.parts = parts
+	}
 	p.applied.Store(cp.Seq)
 	p.feed.Store(cp.Feed)
 	close(p.advanced)
@@ -560,6 +662,9 @@ func (p *Projection) Reset() error {
 	if err := b.Set([]byte(checkpointKey), marshalCheckpoint(Checkpoint{}), nil); err != nil {
 		return err
 	}
+	if err := b.Delete([]byte(partsKey), nil); err != nil {
+		return err
+	}
 	if err := b.Commit(p.sync()); err != nil {
 		return fmt.Errorf("reset projection %q: %w", p.dir, err)
 	}
@@ -567,7 +672,7 @@ func (p *Projection) Reset() error {
 	p.cache.clear()
 	p.cacheMu.Unlock()
 	p.mu.Lock()
-	p.checkpoint = Checkpoint{}
+	p.checkpoint, p.parts = Checkpoint{}, nil
 	p.applied.Store(0)
 	p.feed.Store(0)
 	p.mu.Unlock()

@@ -15,7 +15,7 @@ type State struct {
 	Name     string        // friendly name as of the last event
 	Status   events.Status // the true status, invisible included
 	Previous events.Status // the true status before the last event
-	Seq      uint64        // log sequence of the last event
+	Seq      uint64        // log sequence of the last event: in its partition's stream, with several (events.Origin)
 	At       time.Time     // time of the last event
 	Cause    events.Cause  // cause of the last event
 

@@ -19,13 +19,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/presence-engine/presence/engine"
+	"github.com/presence-engine/presence/events"
 )
 
 func newServe() *cobra.Command {
 	var (
 		data, listen, natsURL, syncText, logLevel, logFormat, metrics string
 		authFile, tlsCert, tlsKey, memoryLimit, projectionCache       string
-		replicas, contactBurst, stateCache                            int
+		replicas, contactBurst, stateCache, partitions                int
 		contactRate                                                   float64
 		ownerTTL                                                      time.Duration
 	)
@@ -46,13 +47,18 @@ in hand, commits the projection and exits 0.`,
 				return usageError{err}
 			}
 			opts := engine.Options{NATSURL: natsURL, Listen: listen, Logger: logger,
-				Streams: engine.StreamOptions{Replicas: replicas, OwnerTTL: ownerTTL}}
+				Streams: engine.StreamOptions{Replicas: replicas, OwnerTTL: ownerTTL, Partitions: partitions}}
 			if syncText != "" {
 				if natsURL != "" {
 					return usageError{fmt.Errorf("--sync sets the embedded server's durability; with --nats it is the server's own configuration")}
 				}
 				if opts.Sync, err = engine.ParseSync(syncText); err != nil {
 					return usageError{err}
+				}
+			}
+			if partitions != 0 {
+				if err := events.ValidatePartitions(partitions); err != nil {
+					return usageError{fmt.Errorf("--partitions %d: want 1 to %d", partitions, events.MaxPartitions)}
 				}
 			}
 			if replicas < 0 {
@@ -161,6 +167,7 @@ in hand, commits the projection and exits 0.`,
 	f.StringVar(&natsURL, "nats", "", "use this NATS server or cluster instead of the embedded one")
 	f.StringVar(&syncText, "sync", "", `embedded server's fsync: "always", or an interval such as 100ms (default 100ms)`)
 	f.IntVar(&replicas, "replicas", 0, "replicas of the streams when they are created (default: 3 on a cluster with room, else 1)")
+	f.IntVar(&partitions, "partitions", 0, "partitions of the log when it is created, each with an owner of its own and, on a cluster, a stream leader of its own (default: 1; fixed once the log exists)")
 	f.DurationVar(&ownerTTL, "owner-ttl", engine.DefaultOwnerTTL, "how long the log stays with an engine that died owning it before another takes it over (set when the owners' bucket is created)")
 	f.Float64Var(&contactRate, "contact-rate", engine.DefaultContactRate, "sets a second one contact may make on average; more are refused with a 429 (0: no bound)")
 	f.IntVar(&contactBurst, "contact-burst", engine.DefaultContactBurst, "sets one contact may make at once, within --contact-rate")

@@ -1,0 +1,131 @@
+package engine_test
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/presence-engine/presence/client"
+	"github.com/presence-engine/presence/engine"
+	"github.com/presence-engine/presence/engine/enginetest"
+	"github.com/presence-engine/presence/engine/natstest"
+	"github.com/presence-engine/presence/events"
+)
+
+// partitioned is how many partitions the tests of this file give the log.
+const partitioned = 4
+
+// waitSourced waits until the log holds every event of the partitions'
+// streams, and returns how many that is.
+func waitSourced(t testing.TB, js jetstream.JetStream, n int) uint64 {
+	t.Helper()
+	var total uint64
+	for p := range n {
+		s, err := js.Stream(natstest.Context(t), events.PartitionStream(p, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += s.CachedInfo().State.Msgs
+	}
+	log, err := js.Stream(natstest.Context(t), events.LogStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	natstest.WaitFor(t, "the log to source every partition's events", func() bool {
+		info, err := log.Info(natstest.Context(t))
+		return err == nil && info.State.Msgs == total
+	})
+	return total
+}
+
+// TestPartitionedLog runs the log in partitions: each contact's events go to
+// its partition's stream alone, the log sources them all in one order, every
+// contact's chain holds there, the feed is derived from it, and a contact's
+// own positions (a set's seq, self's min_seq, expect_seq) are sequences of its
+// partition. The count is kept: a restart finds it, another count is refused.
+func TestPartitionedLog(t *testing.T) {
+	dir := t.TempDir()
+	e := enginetest.Start(t, dir, engine.Options{Streams: engine.StreamOptions{Partitions: partitioned}})
+	if n := len(e.Writers()); n != partitioned {
+		t.Fatalf("the engine has %d writers, want one a partition (%d)", n, partitioned)
+	}
+	c, js, ctx := e.Client(t), e.JetStream(t), natstest.Context(t)
+	rng := rand.New(rand.NewPCG(19, 4))
+	lasts := map[string]client.SetResult{} // each contact's last change
+	for range 400 {
+		contact := fmt.Sprintf("c%d", rng.IntN(40))
+		res, err := c.Set(ctx, client.SetRequest{Contact: contact, Status: enginetest.Mixed[rng.IntN(len(enginetest.Mixed))]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Changed {
+			lasts[contact] = res
+		}
+	}
+
+	perPartition := map[int]int{}
+	for p := range partitioned {
+		for _, m := range natstest.ReadStream(t, js, events.PartitionStream(p, partitioned)) {
+			ev, err := events.DecodeEvent(m.Data())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := events.Partition(ev.Contact, partitioned); got != p || m.Subject() != events.PartitionSubject(ev.Contact, partitioned) {
+				t.Fatalf("partition %d's stream holds an event of %s (partition %d) on %s", p, ev.Contact, got, m.Subject())
+			}
+			perPartition[p]++
+		}
+	}
+	if len(perPartition) != partitioned {
+		t.Fatalf("events in %d partitions, want all %d: %v", len(perPartition), partitioned, perPartition)
+	}
+	total := waitSourced(t, js, partitioned)
+	log := enginetest.ReadLog(t, js)
+	if uint64(len(log)) != total {
+		t.Fatalf("the log holds %d events, the partitions %d", len(log), total)
+	}
+	enginetest.CheckChains(t, log)
+	e.WaitFeed(t)
+	if got, want := enginetest.ReadFeed(t, js), enginetest.WantFeed(log); !reflect.DeepEqual(got, want) {
+		t.Fatalf("feed:\n got %v\nwant %v", got, want)
+	}
+
+	for contact, res := range lasts {
+		self, err := c.Self(ctx, contact, res.Seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if self.Status != res.Status || self.Seq != res.Seq {
+			t.Fatalf("self of %s with min_seq %d: %s at seq %d, want %s at %d", contact, res.Seq, self.Status, self.Seq, res.Status, res.Seq)
+		}
+		stale := res.Seq - 1
+		_, err = c.Set(ctx, client.SetRequest{Contact: contact, Status: events.DoNotDisturb, ExpectSeq: &stale})
+		if !errors.Is(err, client.ErrConflict) {
+			t.Fatalf("set of %s expecting seq %d (its last is %d): %v, want a conflict", contact, stale, res.Seq, err)
+		}
+		if _, err := c.Set(ctx, client.SetRequest{Contact: contact, Status: events.DoNotDisturb, ExpectSeq: &res.Seq}); err != nil {
+			t.Fatalf("set of %s expecting its last seq %d: %v", contact, res.Seq, err)
+		}
+	}
+
+	e.Stop(t)
+	if _, err := engine.Open(dir, engine.Options{Listen: "127.0.0.1:0", Streams: engine.StreamOptions{Partitions: 2}}); err == nil ||
+		!strings.Contains(err.Error(), "the log has 4 partitions, not 2") {
+		t.Fatalf("open with 2 partitions a log of 4: %v, want it refused, naming both", err)
+	}
+	again := enginetest.Start(t, dir, engine.Options{})
+	if n := len(again.Writers()); n != partitioned {
+		t.Fatalf("restarted, the engine has %d writers, want the log's %d partitions", n, partitioned)
+	}
+	res, err := again.Client(t).Set(ctx, client.SetRequest{Contact: "c0", Status: events.Online})
+	if err != nil || !res.Changed {
+		t.Fatalf("set after the restart: %+v, %v", res, err)
+	}
+	waitSourced(t, again.JetStream(t), partitioned)
+	enginetest.CheckChains(t, enginetest.ReadLog(t, again.JetStream(t)))
+}
