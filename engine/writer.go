@@ -195,10 +195,14 @@ func (w *Writer) Owning() bool { return w.owning.Load() }
 func (w *Writer) Partition() int { return w.cfg.Partition }
 
 // streamName returns the name of the writer's partition's stream.
-func (w *Writer) streamName() string { return events.PartitionStream(w.cfg.Partition, w.cfg.Partitions) }
+func (w *Writer) streamName() string {
+	return events.PartitionStream(w.cfg.Partition, w.cfg.Partitions)
+}
 
 // subject returns the subject a contact's events are appended to.
-func (w *Writer) subject(contact string) string { return events.PartitionSubject(contact, w.cfg.Partitions) }
+func (w *Writer) subject(contact string) string {
+	return events.PartitionSubject(contact, w.cfg.Partitions)
+}
 
 // applied returns how far the projection has applied the writer's partition.
 func (w *Writer) applied() uint64 { return w.cfg.Projection.AppliedIn(w.cfg.Partition) }

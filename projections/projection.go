@@ -28,9 +28,9 @@ const (
 	// partsKey holds, for a log of several partitions, the sequence in each
 	// partition of the last event applied from it (events.Origin): written
 	// in the batch of the checkpoint, absent with one partition.
-	partsKey = "m/parts"
-	formatKey      = "m/format"
-	formatPrefix   = "presence-projection-"
+	partsKey     = "m/parts"
+	formatKey    = "m/format"
+	formatPrefix = "presence-projection-"
 	// formatVersion is the store's format: 2 had times as seconds and
 	// nanoseconds; 3 has feed positions (the checkpoint's Feed, View.Seq).
 	formatVersion = formatPrefix + "3"
