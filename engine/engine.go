@@ -102,6 +102,7 @@ type Engine struct {
 	feed             *feed
 	writers          []*Writer      // one a partition of the log, in partition order
 	owners           []*lease.Lease // each writer's lease on its partition
+	share            *share         // how many partitions this engine may own
 	reader           *LocalReader
 	service          *service
 	admin            admin
@@ -319,19 +320,27 @@ func (e *Engine) openWriters(ctx context.Context, requests jetstream.KeyValue, p
 	if err != nil {
 		return err
 	}
+	e.share = &share{kv: owners, id: id, ready: e.follower.IsReady, logger: e.logger}
 	for p := range partitions {
+		var w *Writer
 		owner, err := lease.New(ctx, lease.Config{KV: owners, Key: events.OwnerKey(p), Holder: id, Logger: e.logger.With("partition", p),
-			Eligible: e.follower.IsReady})
+			Eligible: func() bool { return e.share.eligible(p) }, Settle: func() { w.settle() }})
 		if err != nil {
 			return err
 		}
-		w, err := newWriter(writerConfig{JetStream: js, Projection: e.projection, Lease: owner, Logger: e.logger,
+		w, err = newWriter(writerConfig{JetStream: js, Projection: e.projection, Lease: owner, Logger: e.logger,
 			Partition: p, Partitions: partitions, Requests: requests, ContactRate: e.opts.ContactRate, ContactBurst: e.opts.ContactBurst})
 		if err != nil {
 			return err
 		}
 		e.owners, e.writers = append(e.owners, owner), append(e.writers, w)
 	}
+	e.share.leases = e.owners
+	status, err := owners.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("bucket %s: %w", events.OwnersBucket, err)
+	}
+	e.share.refresh = status.TTL() / 3
 	return nil
 }
 
@@ -392,6 +401,17 @@ func (e *Engine) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(parts)
 	g.Go(func() error { return e.follower.Run(gctx) })
 	g.Go(func() error { return e.feed.Run(gctx) })
+	// The engine's key goes first as it stops: the others count it no more
+	// by the time its partitions are let go of, and take them at once.
+	g.Go(func() error {
+		select {
+		case <-e.follower.Ready():
+		case <-gctx.Done():
+			return nil
+		}
+		e.share.run(gctx)
+		return nil
+	})
 	for p, w := range e.writers {
 		// A lease outlives its writer: it is let go of only once the
 		// writer has settled the sets in hand.

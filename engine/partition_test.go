@@ -1,12 +1,15 @@
 package engine_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -128,4 +131,109 @@ func TestPartitionedLog(t *testing.T) {
 	}
 	waitSourced(t, again.JetStream(t), partitioned)
 	enginetest.CheckChains(t, enginetest.ReadLog(t, again.JetStream(t)))
+}
+
+// TestTwoEnginesOnAPartitionedLog: with the log in partitions, two engines
+// share them out, half each, the first started handing the second its half
+// while sets come in (each handed over once its appends are answered); sets
+// reach each contact's partition's owner through either engine, every
+// acknowledged change is in its partition's stream at the seq it was
+// answered with, the chains hold in the log; when one engine stops, the other
+// takes every partition over and the sets go on.
+func TestTwoEnginesOnAPartitionedLog(t *testing.T) {
+	s := natstest.Start(t)
+	opts := engine.Options{NATSURL: s.ClientURL(), Streams: engine.StreamOptions{Partitions: partitioned}}
+	a := enginetest.Start(t, "", opts)
+	const clients, sets = 6, 300
+	var (
+		mu    sync.Mutex
+		acked []client.SetResult
+		wg    sync.WaitGroup
+	)
+	var b *enginetest.Running
+	started := make(chan struct{})
+	for i := range clients {
+		c := client.New(natstest.Connect(t, s))
+		wg.Go(func() {
+			<-started
+			rng := rand.New(rand.NewPCG(uint64(i), 19))
+			for range sets {
+				res, err := c.Set(context.Background(), client.SetRequest{Contact: fmt.Sprintf("c%d", rng.IntN(12)),
+					Status: enginetest.Mixed[rng.IntN(len(enginetest.Mixed))]})
+				if err != nil {
+					t.Errorf("client %d: %v", i, err)
+					return
+				}
+				mu.Lock()
+				acked = append(acked, res)
+				mu.Unlock()
+			}
+		})
+	}
+	close(started)
+	b = enginetest.Start(t, "", opts)
+	natstest.WaitFor(t, "each engine to own half the partitions", func() bool {
+		return a.Metrics().Writer.Owned == partitioned/2 && b.Metrics().Writer.Owned == partitioned/2
+	})
+	wg.Wait()
+	js := a.JetStream(t)
+	stored := map[string]events.Event{} // by partition and seq
+	for p := range partitioned {
+		for _, m := range natstest.ReadStream(t, js, events.PartitionStream(p, partitioned)) {
+			md, _ := m.Metadata()
+			ev, err := events.DecodeEvent(m.Data())
+			if err != nil {
+				t.Fatal(err)
+			}
+			stored[fmt.Sprint(p, "/", md.Sequence.Stream)] = ev
+		}
+	}
+	changed := 0
+	for _, res := range acked {
+		if !res.Changed {
+			continue
+		}
+		changed++
+		key := fmt.Sprint(events.Partition(res.Contact, partitioned), "/", res.Seq)
+		if ev, ok := stored[key]; !ok || ev.Contact != res.Contact || ev.Status != res.Status || ev.Previous != res.Previous {
+			t.Errorf("acknowledged %+v, partition/seq %s holds %+v (present: %v)", res, key, ev, ok)
+		}
+	}
+	if changed != len(stored) {
+		t.Errorf("%d sets acknowledged as changes, the partitions hold %d events", changed, len(stored))
+	}
+	waitSourced(t, js, partitioned)
+	enginetest.CheckChains(t, enginetest.ReadLog(t, js))
+	if a.Metrics().Writer.PassedOn+b.Metrics().Writer.PassedOn == 0 {
+		t.Error("no set was passed on to its partition's owner; want some, the service's requests going to both engines")
+	}
+
+	a.Stop(t)
+	natstest.WaitFor(t, "the other engine to own every partition", func() bool { return b.Metrics().Writer.Owned == partitioned })
+	c := client.New(natstest.Connect(t, s))
+	for i := range 12 {
+		if _, err := c.Set(natstest.Context(t), client.SetRequest{Contact: fmt.Sprintf("c%d", i), Status: events.OutToLunch}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitSourced(t, js, partitioned)
+	enginetest.CheckChains(t, enginetest.ReadLog(t, js))
+}
+
+// TestAPartitionedLogDeduplicatesInItsPartitions: the log that sources the
+// partitions keeps no deduplication window of its own (a window there would
+// drop an event whose message ID another had within it); each partition
+// stream keeps the configured one.
+func TestAPartitionedLogDeduplicatesInItsPartitions(t *testing.T) {
+	e := enginetest.Start(t, "", engine.Options{Streams: engine.StreamOptions{Partitions: 2}})
+	js := e.JetStream(t)
+	for name, want := range map[string]time.Duration{events.LogStream: 0, events.PartitionStream(0, 2): 2 * time.Minute, events.PartitionStream(1, 2): 2 * time.Minute} {
+		s, err := js.Stream(natstest.Context(t), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.CachedInfo().Config.Duplicates; got != want {
+			t.Errorf("stream %s has a duplicate window of %s, want %s", name, got, want)
+		}
+	}
 }

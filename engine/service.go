@@ -395,9 +395,7 @@ func (s *service) passOn(ctx context.Context, p int, contact string, body []byte
 func (s *service) serveOwner(ctx context.Context, w *Writer, handle micro.HandlerFunc) {
 	var sub *nats.Subscription
 	defer func() {
-		if sub != nil {
-			_ = sub.Unsubscribe()
-		}
+		leave(s.cfg.Conn, sub)
 	}()
 	for {
 		changed := w.Changed()
@@ -412,7 +410,7 @@ func (s *service) serveOwner(ctx context.Context, w *Writer, handle micro.Handle
 				s.logger.Error("service: cannot take the sets passed on to the owner; other engines' sets wait", "err", err)
 			}
 		case !owning && sub != nil:
-			_ = sub.Unsubscribe()
+			leave(s.cfg.Conn, sub)
 			sub = nil
 		}
 		select {
@@ -420,6 +418,22 @@ func (s *service) serveOwner(ctx context.Context, w *Writer, handle micro.Handle
 		case <-ctx.Done():
 			return
 		}
+	}
+}
+
+// leave ends a subscription to the sets passed on to an owner. Drained while
+// connected, not dropped: a set the server handed over before it heard of the
+// unsubscription is still answered (errNotOwner, or errStopping), and its
+// sender asks again, where a dropped one would leave it waiting for its
+// timeout. Dropped while not connected: nothing arrives then, and a
+// subscription draining at the reconnection would be made again.
+func leave(nc *nats.Conn, sub *nats.Subscription) {
+	switch {
+	case sub == nil:
+	case nc.IsConnected():
+		_ = sub.Drain()
+	default:
+		_ = sub.Unsubscribe()
 	}
 }
 

@@ -71,7 +71,10 @@ func logStreamConfig(o StreamOptions) jetstream.StreamConfig {
 	cfg.Name = events.LogStream
 	cfg.Description = "presence: every status change (the truth, invisible included); engine and auditors only"
 	if o.Partitions > 1 {
-		cfg.Subjects = nil
+		// No deduplication here: each partition deduplicates its own
+		// appends, and a window here would drop a partition's event whose
+		// message ID another event had within it.
+		cfg.Subjects, cfg.Duplicates = nil, 0
 		cfg.Description = fmt.Sprintf("presence: every status change (the truth, invisible included), from its %d partitions; engine and auditors only", o.Partitions)
 		for p := range o.Partitions {
 			cfg.Sources = append(cfg.Sources, &jetstream.StreamSource{Name: events.PartitionStream(p, o.Partitions),
@@ -342,7 +345,9 @@ func checkStream(have, want jetstream.StreamConfig, o StreamOptions, logger *slo
 		// starts at 1: it would be derived again from the log's start, and
 		// every change would come a second time.
 		return bad("max_age", have.MaxAge, "0 (a feed whose entries all aged out would be derived again from the log's start)")
-	case want.Name != events.FeedStream && have.Duplicates < o.Duplicates:
+	case len(want.Sources) > 0 && have.Duplicates != 0:
+		return bad("duplicate_window", have.Duplicates, "0 (each partition deduplicates its own appends; a window on the log would drop events)")
+	case want.Name != events.FeedStream && len(want.Sources) == 0 && have.Duplicates < o.Duplicates:
 		return bad("duplicate_window", have.Duplicates, fmt.Sprintf("at least %s, the window in which request IDs are deduplicated", o.Duplicates))
 	}
 	if have.MaxMsgs > 0 || have.MaxBytes > 0 || have.MaxAge > 0 {

@@ -105,6 +105,7 @@ type Writer struct {
 
 	changedMu sync.Mutex
 	changed   chan struct{}                    // closed and replaced when owning changes
+	termDone  chan struct{}                    // closed when the term running ends; nil between terms (changedMu)
 	stream    atomic.Pointer[jetstream.Stream] // the partition's stream, looked up once
 
 	appended   atomic.Uint64
@@ -296,8 +297,16 @@ func (w *Writer) Run(ctx context.Context) error {
 		changed := w.cfg.Lease.Changed()
 		if w.cfg.Lease.Held() {
 			w.takeovers.Add(1)
+			w.changedMu.Lock()
+			done := make(chan struct{})
+			w.termDone = done
+			w.changedMu.Unlock()
 			t := &term{w: w, overlay: make(map[string]last), limits: make(map[string]*rate.Limiter)}
 			t.run(ctx)
+			w.changedMu.Lock()
+			w.termDone = nil
+			w.changedMu.Unlock()
+			close(done)
 			continue
 		}
 		select {
@@ -309,6 +318,19 @@ func (w *Writer) Run(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// settle returns once the writer's term, if one runs, has ended: its appends
+// in flight answered, or given up on (stepDown). A lease letting go calls it
+// before deleting its key (lease.Config.Settle), so that the next owner
+// appends after them.
+func (w *Writer) settle() {
+	w.changedMu.Lock()
+	done := w.termDone
+	w.changedMu.Unlock()
+	if done != nil {
+		<-done
+	}
 }
 
 // requestKey is where the answer to a request is kept: a digest of contact and

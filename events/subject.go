@@ -58,6 +58,11 @@ const OwnerSetPrefix = "presence.owner.set."
 // OwnerKey returns the key of OwnersBucket that names partition p's owner.
 func OwnerKey(p int) string { return "partition." + strconv.Itoa(p) }
 
+// EngineKey returns the key of OwnersBucket by which the engine id says it can
+// own partitions: the engines count each other by these keys, to share the
+// partitions out.
+func EngineKey(id string) string { return "engine." + id }
+
 // OwnerSetSubject returns where a set of contact is passed on to the owner of
 // its partition p: the partition, then the contact's token.
 func OwnerSetSubject(p int, contact string) string {

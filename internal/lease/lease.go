@@ -49,8 +49,15 @@ type Config struct {
 	Logger *slog.Logger
 	// Eligible, when set, says whether this holder may hold the key: it
 	// takes the key only while Eligible says so, and lets go of it once
-	// Eligible says no (an owner whose view of the log is not current).
+	// Eligible says no (an owner whose view of the log is not current, or
+	// that holds more than its share).
 	Eligible func() bool
+	// Settle, when set, is called as the holder lets go of the key, after it
+	// counts itself the holder no more and before it deletes the key: it
+	// returns once what the key guards is settled (an owner's appends in
+	// flight answered), so that the next holder starts after them. It
+	// should return within a few seconds.
+	Settle func()
 }
 
 // Lease competes for one key. Its methods are safe for concurrent use.
@@ -274,6 +281,9 @@ func (l *Lease) release(rev uint64) {
 	l.set(false, "")
 	if rev == 0 {
 		return
+	}
+	if l.cfg.Settle != nil {
+		l.cfg.Settle()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
