@@ -33,6 +33,9 @@ type Config struct {
 	// --listen or --nats. Zero means the engine runs in this process (its memory
 	// is then not told apart from the subscribers').
 	EngineCommand []string
+	// Partitions is how many partitions the engine gives the log it creates
+	// (engine.StreamOptions). Zero means the engine's default, 1.
+	Partitions int
 	// Contacts is K, the number of contacts written to. Zero means 100,000.
 	Contacts int
 	// Writers is W, the writer connections. Zero means 4.

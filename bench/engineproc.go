@@ -44,7 +44,7 @@ func startEngine(ctx context.Context, cfg Config, dir string) (*engineUnderTest,
 		// No bound on each contact's sets: the writers of a small workload set
 		// each contact far faster than people do, and the bound is not what
 		// is measured.
-		opts := engine.Options{NATSURL: cfg.NATSURL, Logger: cfg.Logger, ContactRate: -1}
+		opts := engine.Options{NATSURL: cfg.NATSURL, Logger: cfg.Logger, ContactRate: -1, Streams: engine.StreamOptions{Partitions: cfg.Partitions}}
 		if cfg.NATSURL == "" {
 			opts.Listen = "127.0.0.1:0"
 		}
@@ -66,6 +66,9 @@ func startEngine(ctx context.Context, cfg Config, dir string) (*engineUnderTest,
 
 	args := append(append([]string(nil), cfg.EngineCommand[1:]...),
 		"--data", filepath.Join(dir, "engine"), "--log-format", "json", "--log-level", "info", "--contact-rate", "0")
+	if cfg.Partitions != 0 {
+		args = append(args, "--partitions", strconv.Itoa(cfg.Partitions))
+	}
 	if cfg.NATSURL != "" {
 		args = append(args, "--nats", cfg.NATSURL)
 	} else {

@@ -58,6 +58,7 @@ type Machine struct {
 
 // Workload is the shape of the run.
 type Workload struct {
+	Partitions int `json:"partitions"` // of the log the engine created; 0: the engine's default, 1
 	Contacts   int `json:"contacts"`
 	Writers    int `json:"writers"`
 	InFlight   int `json:"in_flight"`
@@ -229,8 +230,8 @@ func (r *Results) WriteTable(w io.Writer) error {
 	if d := r.Workload.Duration; d > 0 {
 		runs = fmt.Sprintf("; each run of the engine writes for %v", time.Duration(d*float64(time.Second)))
 	}
-	fmt.Fprintf(w, "presence bench: %d CPUs, %s, engine %s, server %s; %d contacts, %d writers x %d in flight%s; events of %d bytes\n\n",
-		r.Machine.CPUs, r.Machine.GoVersion, r.Machine.Engine, r.Machine.Server, r.Workload.Contacts,
+	fmt.Fprintf(w, "presence bench: %d CPUs, %s, engine %s, server %s, %d partitions; %d contacts, %d writers x %d in flight%s; events of %d bytes\n\n",
+		r.Machine.CPUs, r.Machine.GoVersion, r.Machine.Engine, r.Machine.Server, max(1, r.Workload.Partitions), r.Workload.Contacts,
 		r.Workload.Writers, r.Workload.InFlight, runs, r.EventSize)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "figure\tengine\traw NATS\tratio\tagainst\t")

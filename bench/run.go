@@ -74,7 +74,7 @@ func (r *runner) run(ctx context.Context) error {
 	if cfg.NATSURL != "" {
 		res.Machine.Server = cfg.NATSURL
 	}
-	res.Workload = Workload{Contacts: cfg.Contacts, Writers: cfg.Writers, InFlight: cfg.InFlight, Changes: cfg.Changes,
+	res.Workload = Workload{Partitions: cfg.Partitions, Contacts: cfg.Contacts, Writers: cfg.Writers, InFlight: cfg.InFlight, Changes: cfg.Changes,
 		AppendSets: cfg.AppendSets, Duration: cfg.Duration.Seconds(), Baseline: cfg.BaselineMessages,
 		Subscribers: cfg.Subscribers, Modes: cfg.Modes}
 	res.EventSize = eventSize(cfg.Contacts)

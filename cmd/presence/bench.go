@@ -173,6 +173,7 @@ within a minute on two cores.`,
 	f.StringVar(&out, "out", "", "write results.json, results.txt and a chart (chart.svg) into this directory")
 	f.StringVar(&subs, "subscribers", "", "values of M, for example 1,10,100,1000 (default 1,10,100,1000; quick 1,10,100)")
 	f.StringVar(&modes, "modes", "", "remote, inprocess or both (default both)")
+	f.IntVar(&cfg.Partitions, "partitions", 0, "partitions of the log the engine creates (default 1; against --nats, on a fresh server)")
 	f.IntVar(&cfg.Contacts, "contacts", 0, "K, contacts written to (default 100000; quick 10000)")
 	f.IntVar(&cfg.Writers, "writers", 0, "W, writer connections (default 4; quick 2)")
 	f.IntVar(&cfg.InFlight, "in-flight", 0, "sets each writer keeps outstanding (default 64; quick 32)")
