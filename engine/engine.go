@@ -284,7 +284,7 @@ func (e *Engine) open() error {
 		return err
 	}
 	if e.feed, err = newFeed(feedConfig{Conn: nc, Logger: e.logger, Seal: seal, Streams: e.opts.Streams, Current: e.reader,
-		Remakes: e.writers[0].Owning}); err != nil {
+		Deriver: e.writers[0]}); err != nil {
 		return err
 	}
 	e.service, err = newService(serviceConfig{Conn: nc, Writers: e.writers, Reader: e.reader, Logger: e.logger,
@@ -526,8 +526,10 @@ func (e *Engine) Metrics() Metrics {
 		ready = e.follower.IsReady() && e.Connected()
 	default:
 	}
-	return Metrics{Ready: ready, FoldLag: e.follower.Lag(), Rebuilds: e.follower.Rebuilds(), OperatorRebuilds: e.operatorRebuilds.Load(), Damaged: e.damaged.Load(),
+	m := Metrics{Ready: ready, FoldLag: e.follower.Lag(), Rebuilds: e.follower.Rebuilds(), OperatorRebuilds: e.operatorRebuilds.Load(), Damaged: e.damaged.Load(),
 		Projection: e.projection.Metrics(), Feed: e.feed.Metrics(), Writer: writersMetrics(e.writers)}
+	m.Writer.Engines = int(e.share.engines.Load())
+	return m
 }
 
 // Close closes the connection, the projection and the embedded server, in that

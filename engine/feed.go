@@ -45,10 +45,19 @@ type feedConfig struct {
 	// subscriber following the
 	// repeats has its read with the change. Nil repeats the entry alone.
 	Current appliedReader
-	// Remakes, when set, says whether this engine may delete the feed and
-	// make it anew when it must be derived again: the log's owner alone, so
-	// that two engines never each delete it. Nil means always.
-	Remakes func() bool
+	// Deriver, when set, is the writer whose ownership makes this engine
+	// the feed's deriver: partition 0's. Only while it owns its partition
+	// does the engine read the log for the feed, publish and repeat entries,
+	// and delete the feed and make it anew where it must be derived again;
+	// the other engines stand by. Nil means always.
+	Deriver ownership
+}
+
+// ownership says whether an engine owns a partition, and when that changes:
+// a Writer.
+type ownership interface {
+	Owning() bool
+	Changed() <-chan struct{}
 }
 
 // appliedReader reads a projection's statuses (with minimum feed positions)
@@ -67,8 +76,10 @@ type appliedReader interface {
 // else publishes. Each entry carries the log sequence of its event sealed
 // (events.LogRefHeader): after any fault or restart the feed opens that of its
 // own last entry, checks that the log's event there derives it, and resumes
-// after it, counting on from the feed's last sequence. Several engines may run
-// a Feed on one log: one wins each entry, the others resynchronise.
+// after it, counting on from the feed's last sequence. One engine at a time
+// derives the feed (feedConfig.Deriver: the owner of the log's partition 0);
+// should two overlap for a moment as ownership moves, one wins each entry and
+// the other resynchronises.
 //
 // Where the feed does not describe the log (the log recreated, an entry whose
 // ref does not open, entries of an older format) it is derived again from the
@@ -81,6 +92,7 @@ type feed struct {
 	js     jetstream.JetStream
 	logger *slog.Logger
 
+	deriving  atomic.Bool   // this engine derives the feed (feedConfig.Deriver)
 	position  atomic.Uint64 // log sequence up to which the feed is complete
 	logLast   atomic.Uint64 // the log's last sequence, as last seen
 	published atomic.Uint64
@@ -131,7 +143,8 @@ func newFeed(cfg feedConfig) (*feed, error) {
 	return &feed{cfg: cfg, js: js, logger: cfg.Logger, repeats: make(chan repeat, cfg.MaxInFlight)}, nil
 }
 
-// Run derives the feed until ctx is done, then returns nil.
+// Run derives the feed while this engine is its deriver, until ctx is done,
+// then returns nil.
 func (f *feed) Run(ctx context.Context) error {
 	repeater := make(chan struct{})
 	defer func() { <-repeater }()
@@ -141,10 +154,18 @@ func (f *feed) Run(ctx context.Context) error {
 	}()
 	pause := retry.Backoff{First: f.cfg.RetryWait, Max: maxFeedWait}
 	for {
+		dctx, stop, ok := f.whileDeriver(ctx)
+		if !ok {
+			return nil
+		}
 		before := f.published.Load()
-		err := f.derive(ctx)
+		err := f.derive(dctx)
+		stop()
 		if ctx.Err() != nil {
 			return nil
+		}
+		if dctx.Err() != nil {
+			continue // no longer the deriver
 		}
 		f.resyncs.Add(1)
 		if f.published.Load() > before {
@@ -164,9 +185,55 @@ func (f *feed) Run(ctx context.Context) error {
 	}
 }
 
-// maxFeedWait bounds the pause between two attempts of a standing-by feed, and
-// so how long the feed may stall when the engine that derived it stops.
+// maxFeedWait bounds the pause between two attempts of a standing-by feed.
 const maxFeedWait = 2 * time.Second
+
+// whileDeriver waits until this engine is the feed's deriver, and returns a
+// context done once it no longer is (or ctx is done), with its cancel; ok is
+// false if ctx was done first. Standing by, the engine reports no position
+// and no lag: the deriver reports the feed's.
+func (f *feed) whileDeriver(ctx context.Context) (_ context.Context, _ context.CancelFunc, ok bool) {
+	d := f.cfg.Deriver
+	if d == nil {
+		f.deriving.Store(true)
+		return ctx, func() {}, true
+	}
+	for {
+		changed := d.Changed()
+		if d.Owning() {
+			break
+		}
+		if f.deriving.Swap(false) {
+			f.position.Store(0)
+			f.logLast.Store(0)
+			f.logger.Info("feed: another engine derives the feed (the owner of partition 0); standing by", "stream", events.FeedStream)
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, nil, false
+		}
+	}
+	if !f.deriving.Swap(true) {
+		f.logger.Info("feed: deriving the feed (this engine owns partition 0)", "stream", events.FeedStream)
+	}
+	dctx, cancel := context.WithCancel(ctx)
+	go func() {
+		for {
+			changed := d.Changed()
+			if !d.Owning() {
+				cancel()
+				return
+			}
+			select {
+			case <-changed:
+			case <-dctx.Done():
+				return
+			}
+		}
+	}()
+	return dctx, cancel, true
+}
 
 // Position returns the log sequence up to which the feed holds every visible
 // change.
@@ -257,7 +324,7 @@ func (f *feed) derive(ctx context.Context) error {
 		// Deleted, by an engine that stopped before it made it again, or by
 		// hand: made again, empty, by the log's owner, it is derived from the
 		// log's start.
-		if f.cfg.Remakes != nil && !f.cfg.Remakes() {
+		if !f.remakes() {
 			return fmt.Errorf("%w (it is missing)", errOwnerRemakes)
 		}
 		f.logger.Warn("feed: the feed is missing; creating it and deriving it from the log's start", "stream", events.FeedStream)
@@ -452,6 +519,10 @@ func (f *feed) lastEntry(ctx context.Context, logStream, feedStream jetstream.St
 	return logSeq, "", 0, nil
 }
 
+// remakes reports whether this engine may delete the feed and make it anew:
+// its deriver, so that two engines never each delete it.
+func (f *feed) remakes() bool { return f.cfg.Deriver == nil || f.cfg.Deriver.Owning() }
+
 // errOwnerRemakes: the feed must be derived again, and the log's owner, not
 // this engine, deletes it and makes it anew.
 var errOwnerRemakes = errors.New("the feed must be derived again: the log's owner makes it anew")
@@ -460,7 +531,7 @@ var errOwnerRemakes = errors.New("the feed must be derived again: the log's owne
 // had, empty and numbered from 1 again: its subscribers see it go back
 // (created again), and their durable consumers go with it.
 func (f *feed) recreate(ctx context.Context, was *jetstream.StreamInfo, level slog.Level, reason string) error {
-	if f.cfg.Remakes != nil && !f.cfg.Remakes() {
+	if !f.remakes() {
 		return fmt.Errorf("%w (%s)", errOwnerRemakes, reason)
 	}
 	f.logger.Log(ctx, level, "feed: deriving the feed again from the log's start: deleting the feed and creating it again",
@@ -498,6 +569,9 @@ func (f *feed) recreate(ctx context.Context, was *jetstream.StreamInfo, level sl
 
 // FeedMetrics is a snapshot of a feed's counters.
 type FeedMetrics struct {
+	// Deriving says whether this engine derives the feed (it owns partition
+	// 0); Position and Lag are the deriver's, 0 on the others.
+	Deriving  bool   `json:"deriving"`
 	Position  uint64 `json:"position"`  // log sequence up to which the feed is complete
 	Lag       uint64 `json:"lag"`       // log events not yet reflected in the feed
 	Published uint64 `json:"published"` // entries published since start
@@ -513,6 +587,6 @@ type FeedMetrics struct {
 
 // Metrics returns a snapshot of the feed's counters.
 func (f *feed) Metrics() FeedMetrics {
-	return FeedMetrics{Position: f.Position(), Lag: f.Lag(), Published: f.published.Load(),
+	return FeedMetrics{Deriving: f.deriving.Load(), Position: f.Position(), Lag: f.Lag(), Published: f.published.Load(),
 		Resyncs: f.resyncs.Load(), Purges: f.purges.Load(), RepeatsDropped: f.repeatsDropped.Load()}
 }

@@ -3,11 +3,13 @@ package engine_test
 import (
 	"math/rand/v2"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presence-engine/presence/client"
@@ -21,7 +23,7 @@ import (
 // once each, in log order, the n-th visible change at feed sequence n, each
 // with a log reference that opens, under the engines' key, to the log sequence
 // of its event, and no two references alike.
-func checkFeed(t testing.TB, js jetstream.JetStream) {
+func checkFeed(t testing.TB, js jetstream.JetStream) []enginetest.FeedEntry {
 	t.Helper()
 	log := enginetest.ReadLog(t, js)
 	want := enginetest.WantFeed(log)
@@ -57,6 +59,7 @@ func checkFeed(t testing.TB, js jetstream.JetStream) {
 			break
 		}
 	}
+	return got
 }
 
 func TestFeedIsExactlyOnceAcrossRestarts(t *testing.T) {
@@ -79,29 +82,71 @@ func TestFeedIsExactlyOnceAcrossRestarts(t *testing.T) {
 	}
 }
 
-// TestSeveralEnginesShareOneFeed runs three engines on one server, each deriving
-// the feed: every entry must still be there once, in log order.
-func TestSeveralEnginesShareOneFeed(t *testing.T) {
+// TestOneEngineDerivesTheFeed runs three engines on one server: the owner of
+// the log (of its partition 0) alone reads the log for the feed, publishes and
+// repeats its entries, the others stand by; every entry is in the feed once,
+// in log order, and repeated live once. When the deriver stops, the next owner
+// derives on from the feed's last entry, with nothing missing or twice.
+func TestOneEngineDerivesTheFeed(t *testing.T) {
 	s := natstest.Start(t)
 	var rs []*enginetest.Running
 	for range 3 {
 		rs = append(rs, enginetest.Start(t, "", engine.Options{NATSURL: s.ClientURL()}))
 	}
-	var wg sync.WaitGroup
-	for i, r := range rs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			enginetest.WriteRandom(t, r.Client(t), rand.New(rand.NewPCG(uint64(i), 9)), 5, 150)
-		}()
+	live := map[string]int{} // repeats by feed position
+	var liveMu sync.Mutex
+	nc := natstest.Connect(t, s)
+	if _, err := nc.Subscribe(events.LivePrefix+">", func(m *nats.Msg) {
+		liveMu.Lock()
+		live[m.Header.Get(client.FeedSeqHeader)]++
+		liveMu.Unlock()
+	}); err != nil {
+		t.Fatal(err)
 	}
-	wg.Wait()
-	for _, r := range rs {
-		r.WaitFeed(t)
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	write := func(rs []*enginetest.Running, seed uint64) {
+		var wg sync.WaitGroup
+		for i, r := range rs {
+			wg.Go(func() { enginetest.WriteRandom(t, r.Client(t), rand.New(rand.NewPCG(uint64(i), seed)), 5, 100) })
+		}
+		wg.Wait()
+		for _, r := range rs {
+			r.WaitFeed(t)
+		}
+	}
+	write(rs, 9)
+	deriver, others := owner(t, rs...)
+	for _, r := range others {
+		if m := r.Metrics().Feed; m.Deriving || m.Published != 0 {
+			t.Errorf("an engine that does not own the log: %+v; want it standing by, having published nothing", m)
+		}
+	}
+	if !deriver.Metrics().Feed.Deriving {
+		t.Error("the owner of the log does not derive the feed")
 	}
 	js := rs[0].JetStream(t)
-	enginetest.CheckChains(t, enginetest.ReadLog(t, js))
 	checkFeed(t, js)
+
+	deriver.Stop(t)
+	next, _ := owner(t, others...)
+	natstest.WaitFor(t, "the next owner to derive the feed", func() bool { return next.Metrics().Feed.Deriving })
+	write(others, 10)
+	enginetest.CheckChains(t, enginetest.ReadLog(t, js))
+	feed := checkFeed(t, js)
+	natstest.WaitFor(t, "every entry to be repeated", func() bool {
+		liveMu.Lock()
+		defer liveMu.Unlock()
+		return len(live) >= len(feed)
+	})
+	liveMu.Lock()
+	defer liveMu.Unlock()
+	for _, e := range feed {
+		if n := live[strconv.FormatUint(e.FeedSeq, 10)]; n != 1 {
+			t.Errorf("feed entry %d was repeated %d times, want once", e.FeedSeq, n)
+		}
+	}
 }
 
 // TestLogRecreatedIsNoticed deletes the log and starts again with another

@@ -55,6 +55,11 @@ func TestPrometheusMetrics(t *testing.T) {
 		"presence_feed_position_seq":       3,
 		"presence_feed_published_total":    2, // invisible -> offline is not in the feed
 		"presence_feed_lag_events":         0,
+		"presence_feed_deriving":           1,
+		"presence_writer_owner":            1,
+		"presence_writer_owned_partitions": 1,
+		"presence_writer_partitions":       1,
+		"presence_writer_engines":          1,
 	}
 	for name, v := range want {
 		if got[name] != v {

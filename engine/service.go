@@ -385,7 +385,7 @@ func (s *service) passOn(ctx context.Context, p int, contact string, body []byte
 			// untouched: the next one answers.
 		}
 		if !backoff.Wait(ctx) {
-			return nil, unavailable(errors.New("no engine owns the log at the moment (one is taking it over); retry"))
+			return nil, unavailable(errors.New("no engine owns the contact's partition of the log at the moment (one is taking it over); retry"))
 		}
 	}
 }

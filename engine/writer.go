@@ -383,6 +383,7 @@ type WriterMetrics struct {
 	Owner      bool   `json:"owner"`      // this engine owns a partition of the log (with one, the log) and appends
 	Owned      int    `json:"owned"`      // the partitions this engine owns
 	Partitions int    `json:"partitions"` // the partitions of the log
+	Engines    int    `json:"engines"`    // the engines that can own partitions, as this one counts them
 	Takeovers  uint64 `json:"takeovers"`  // times this engine took the log over
 	Appended   uint64 `json:"appended"`   // events appended
 	Unchanged  uint64 `json:"unchanged"`  // sets that changed nothing
