@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -13,22 +14,45 @@ import (
 )
 
 // TestOnAClusterOfThree runs three engines, each on its own server of a
-// three-node JetStream cluster (streams R3): writes through all of them keep the
+// three-node JetStream cluster (streams R3), with the log in one partition and
+// in three (one for each engine to own): writes through all of them keep the
 // chain, the feed is exactly once, and retried requests are answered as the
 // first time whichever engine they reach.
 func TestOnAClusterOfThree(t *testing.T) {
+	for _, partitions := range []int{1, 3} {
+		t.Run(fmt.Sprintf("partitions=%d", partitions), func(t *testing.T) { onAClusterOfThree(t, partitions) })
+	}
+}
+
+func onAClusterOfThree(t *testing.T, partitions int) {
 	servers := natstest.StartCluster(t, 3)
 	var rs []*enginetest.Running
 	for _, s := range servers {
-		rs = append(rs, enginetest.Start(t, "", engine.Options{NATSURL: s.ClientURL()}))
+		rs = append(rs, enginetest.Start(t, "", engine.Options{NATSURL: s.ClientURL(), Streams: engine.StreamOptions{Partitions: partitions}}))
 	}
 	js := rs[0].JetStream(t)
-	st, err := js.Stream(natstest.Context(t), events.LogStream)
-	if err != nil {
-		t.Fatal(err)
+	names := []string{events.LogStream}
+	for p := range partitions {
+		names = append(names, events.PartitionStream(p, partitions))
 	}
-	if got := st.CachedInfo().Config.Replicas; got != 3 {
-		t.Errorf("log has %d replicas on a cluster of three, want 3", got)
+	for _, name := range names {
+		st, err := js.Stream(natstest.Context(t), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := st.CachedInfo().Config.Replicas; got != 3 {
+			t.Errorf("stream %s has %d replicas on a cluster of three, want 3", name, got)
+		}
+	}
+	if partitions > 1 {
+		natstest.WaitFor(t, "each engine to own one partition", func() bool {
+			for _, r := range rs {
+				if r.Metrics().Writer.Owned != partitions/len(rs) {
+					return false
+				}
+			}
+			return true
+		})
 	}
 
 	var wg sync.WaitGroup

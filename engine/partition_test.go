@@ -97,6 +97,9 @@ func TestPartitionedLog(t *testing.T) {
 	if got, want := enginetest.ReadFeed(t, js), enginetest.WantFeed(log); !reflect.DeepEqual(got, want) {
 		t.Fatalf("feed:\n got %v\nwant %v", got, want)
 	}
+	if r, err := e.Verify(ctx, nil); err != nil || !r.OK() {
+		t.Fatalf("verify of a partitioned log: %+v, %v", r, err)
+	}
 
 	for contact, res := range lasts {
 		self, err := c.Self(ctx, contact, res.Seq)
