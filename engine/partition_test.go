@@ -121,7 +121,7 @@ func TestPartitionedLog(t *testing.T) {
 
 	e.Stop(t)
 	if _, err := engine.Open(dir, engine.Options{Listen: "127.0.0.1:0", Streams: engine.StreamOptions{Partitions: 2}}); err == nil ||
-		!strings.Contains(err.Error(), "the log has 4 partitions, not 2") {
+		!strings.Contains(err.Error(), "partitions 2: the log has 4, fixed when it was created") {
 		t.Fatalf("open with 2 partitions a log of 4: %v, want it refused, naming both", err)
 	}
 	again := enginetest.Start(t, dir, engine.Options{})

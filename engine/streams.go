@@ -183,7 +183,8 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions,
 	case err != nil && !errors.Is(err, jetstream.ErrStreamNotFound):
 		return err
 	case err == nil && o.Partitions != 0 && o.Partitions != have:
-		return fmt.Errorf("the log has %d partitions, not %d: the count is fixed when the log is created", have, o.Partitions)
+		return fmt.Errorf("partitions %d: the log has %d, fixed when it was created; start without --partitions to use the log as it is",
+			o.Partitions, have)
 	case err == nil:
 		o.Partitions = have
 	}
