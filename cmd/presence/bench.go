@@ -45,6 +45,9 @@ within a minute on two cores.`,
 			if quick {
 				base = bench.Quick()
 			}
+			if err := checkPartitions(cfg.Partitions); err != nil {
+				return err
+			}
 			if cmd.Flags().Changed("contacts") {
 				base.Contacts = cfg.Contacts
 			}
@@ -80,7 +83,7 @@ within a minute on two cores.`,
 			if cmd.Flags().Changed("latency-m") {
 				base.HalfRateM = cfg.HalfRateM
 			}
-			base.MemorySets, base.MemoryContacts, base.HeapProfile = cfg.MemorySets, cfg.MemoryContacts, cfg.HeapProfile
+			base.Partitions, base.MemorySets, base.MemoryContacts, base.HeapProfile = cfg.Partitions, cfg.MemorySets, cfg.MemoryContacts, cfg.HeapProfile
 			if subs != "" {
 				base.Subscribers = nil
 				for _, s := range strings.Split(subs, ",") {

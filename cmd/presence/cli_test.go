@@ -347,6 +347,8 @@ func TestUsage(t *testing.T) {
 		{"--sync with --nats", serve("--nats", nowhere, "--sync", "always"), "--sync"},
 		{"negative --replicas", serve("--replicas", "-1"), "--replicas -1"},
 		{"short --owner-ttl", serve("--owner-ttl", "500ms"), "--owner-ttl 500ms: want 1s or more"},
+		{"too many --partitions", serve("--partitions", "65"), "--partitions 65: want 1 to 64"},
+		{"negative --partitions of bench", []string{"bench", "--partitions", "-2"}, "--partitions -2: want 1 to 64"},
 		{"bad --memory-limit", serve("--memory-limit", "lots"), `"lots"`},
 		{"fractional --memory-limit", serve("--memory-limit", "1.5GiB"), `"1.5GiB"`},
 		{"negative --duration", []string{"bench", "--duration", "-1s"}, "--duration -1s: want a positive duration"},

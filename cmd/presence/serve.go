@@ -56,10 +56,8 @@ in hand, commits the projection and exits 0.`,
 					return usageError{err}
 				}
 			}
-			if partitions != 0 {
-				if err := events.ValidatePartitions(partitions); err != nil {
-					return usageError{fmt.Errorf("--partitions %d: want 1 to %d", partitions, events.MaxPartitions)}
-				}
+			if err := checkPartitions(partitions); err != nil {
+				return err
 			}
 			if replicas < 0 {
 				return usageError{fmt.Errorf("--replicas %d: want 1, 3 or 5 (0 chooses)", replicas)}
@@ -229,4 +227,13 @@ func memoryLimitText() string {
 		return "none"
 	}
 	return fmt.Sprintf("%d MiB", n>>20)
+}
+
+// checkPartitions checks a --partitions: 0 (the log's own, or 1 for a new
+// log) or 1 to events.MaxPartitions.
+func checkPartitions(n int) error {
+	if n != 0 && events.ValidatePartitions(n) != nil {
+		return usageError{fmt.Errorf("--partitions %d: want 1 to %d (0: the log's own)", n, events.MaxPartitions)}
+	}
+	return nil
 }
