@@ -94,3 +94,11 @@ func (e *Engine) Repairing() bool { return e.repairing.Load() }
 
 // Server is the embedded nats-server, nil with an external one.
 func (e *Engine) Server() *server.Server { return e.server }
+
+// SetMissingPartitionWait sets how long an engine looks again for a missing
+// partition stream of a log that exists, and returns the setting it replaced.
+func SetMissingPartitionWait(d time.Duration) time.Duration {
+	was := missingPartitionWait
+	missingPartitionWait = d
+	return was
+}

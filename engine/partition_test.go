@@ -240,3 +240,31 @@ func TestAPartitionedLogDeduplicatesInItsPartitions(t *testing.T) {
 		}
 	}
 }
+
+// TestAMissingPartitionIsNotMadeAnew: a partition's stream gone from a log
+// that exists is refused at start, naming it, rather than made anew, empty:
+// its events are gone, and a new stream numbered from 1 would not match what
+// the log and the projections hold of it.
+func TestAMissingPartitionIsNotMadeAnew(t *testing.T) {
+	defer engine.SetMissingPartitionWait(engine.SetMissingPartitionWait(100 * time.Millisecond))
+	s := natstest.Start(t)
+	dir := t.TempDir()
+	opts := engine.Options{NATSURL: s.ClientURL(), Streams: engine.StreamOptions{Partitions: 2}}
+	e := enginetest.Start(t, dir, opts)
+	if _, err := e.Client(t).Set(natstest.Context(t), client.SetRequest{Contact: "c1", Status: events.Online}); err != nil {
+		t.Fatal(err)
+	}
+	e.Stop(t)
+	_, js := natstest.JetStream(t, s)
+	gone := events.PartitionStream(1, 2)
+	if err := js.DeleteStream(natstest.Context(t), gone); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := engine.Open(dir, engine.Options{NATSURL: s.ClientURL(), Logger: natstest.Logger(t)}); err == nil ||
+		!strings.Contains(err.Error(), "stream "+gone+", a partition of the log PRESENCE, is missing") {
+		t.Fatalf("open on a log missing a partition: %v, want it refused, naming the partition", err)
+	}
+	if _, err := js.Stream(natstest.Context(t), gone); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("the missing partition: %v, want it still missing, not made anew", err)
+	}
+}

@@ -188,6 +188,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions,
 	case err == nil:
 		o.Partitions = have
 	}
+	logExists := err == nil
 	var wants []jetstream.StreamConfig
 	if o.Partitions > 1 {
 		// The partitions first: the log sources them.
@@ -197,7 +198,11 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions,
 	}
 	for _, want := range append(wants, logStreamConfig(o), feedStreamConfig(o)) {
 		s, err := answered(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, want.Name) })
-		if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if logExists && len(want.Sources) == 0 && want.Name != events.FeedStream {
+			if errors.Is(err, jetstream.ErrStreamNotFound) {
+				s, err = missingPartition(ctx, js, want.Name)
+			}
+		} else if errors.Is(err, jetstream.ErrStreamNotFound) {
 			if err := createStream(ctx, js, want, logger); err != nil {
 				return err
 			}
@@ -402,4 +407,23 @@ func LogPartitions(ctx context.Context, js jetstream.JetStream) (int, error) {
 			Want: fmt.Sprintf("none, or the streams %s0 to %s%d of its partitions", events.PartitionPrefix, events.PartitionPrefix, n-1)}
 	}
 	return n, nil
+}
+
+// missingPartitionWait is how long missingPartition looks again.
+var missingPartitionWait = 10 * time.Second
+
+// missingPartition looks again, for a few seconds, for the stream of a
+// partition of a log that exists: one just made by another engine may not be
+// known to every server yet. One still missing is not made anew: its events
+// are gone, and a new stream numbered from 1 would not match what the log and
+// the projections hold of it.
+func missingPartition(ctx context.Context, js jetstream.JetStream, name string) (jetstream.Stream, error) {
+	wctx, cancel := context.WithTimeout(ctx, missingPartitionWait)
+	defer cancel()
+	s, err := answered(wctx, func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, name) }, jetstream.ErrStreamNotFound)
+	if errors.Is(err, jetstream.ErrStreamNotFound) || (err != nil && wctx.Err() != nil && ctx.Err() == nil) {
+		return nil, fmt.Errorf("stream %s, a partition of the log %s, is missing: its events are not in the log's partition any more; "+
+			"restore it from a backup of the server's JetStream store rather than start on a log without it", name, events.LogStream)
+	}
+	return s, err
 }
