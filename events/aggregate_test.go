@@ -1,0 +1,99 @@
+package events_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/presence-engine/presence/events"
+)
+
+// TestAggregate: one row for each rule of the precedence table, and for each
+// choice between endpoints that a rule makes.
+func TestAggregate(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	ago := func(d time.Duration) time.Time { return now.Add(-d) }
+	in := func(d time.Duration) time.Time { return now.Add(d) }
+	lease := in(time.Minute) // when a live endpoint's lease ends
+	desktop := func(st events.Status, cause events.Cause, active time.Duration) events.Endpoint {
+		return events.Endpoint{ID: "desk", Kind: events.KindDesktop, Status: st, Cause: cause, LastActive: ago(active), Expires: lease}
+	}
+	mobile := func(st events.Status, cause events.Cause, active time.Duration) events.Endpoint {
+		return events.Endpoint{ID: "mob", Kind: events.KindMobile, Status: st, Cause: cause, LastActive: ago(active), Expires: lease}
+	}
+	phone := events.Endpoint{ID: "tel", Kind: events.KindPhone, Status: events.OnThePhone, Cause: events.CauseEndpoint, LastActive: ago(time.Hour), Expires: lease}
+	calendar := events.Endpoint{ID: "cal", Kind: events.KindCalendar, Status: events.InAMeeting, Cause: events.CauseEndpoint, LastActive: ago(time.Hour), Expires: lease}
+	expired := desktop(events.Busy, events.CauseUser, 0)
+	expired.Expires = ago(time.Second)
+	none := events.Unknown
+	user := events.CauseUser
+	def := events.DefaultSettings
+
+	tests := []struct {
+		name      string
+		endpoints []events.Endpoint
+		pref      events.Preferred
+		set       events.Settings
+		want      events.Status
+		rule      events.Rule
+		from      string
+		next      time.Time
+	}{
+		{"no endpoint: offline", nil, events.Preferred{}, def, events.Offline, events.RuleNoEndpoint, "", time.Time{}},
+		{"every lease ended: offline", []events.Endpoint{expired}, events.Preferred{}, def, events.Offline, events.RuleNoEndpoint, "", time.Time{}},
+		{"a preferred status needs an endpoint", nil, events.Preferred{Status: events.Busy}, def, events.Offline, events.RuleNoEndpoint, "", time.Time{}},
+		{"preferred beats what endpoints chose", []events.Endpoint{desktop(events.DoNotDisturb, user, 0)}, events.Preferred{Status: events.Away},
+			def, events.Away, events.RulePreferred, "", lease},
+		{"preferred invisible holds across endpoints", []events.Endpoint{desktop(events.Busy, user, 0), mobile(none, "", 0), phone},
+			events.Preferred{Status: events.Invisible}, def, events.Invisible, events.RulePreferred, "", lease},
+		{"a preferred status until a time looks again then", []events.Endpoint{desktop(none, "", 0)},
+			events.Preferred{Status: events.Busy, Until: in(30 * time.Second)}, def, events.Busy, events.RulePreferred, "", in(30 * time.Second)},
+		{"a preferred status ended no longer holds", []events.Endpoint{desktop(none, "", 0)},
+			events.Preferred{Status: events.Busy, Until: ago(time.Second)}, def, events.Online, events.RuleActive, "desk", lease},
+		{"do-not-disturb chosen beats busy chosen", []events.Endpoint{desktop(events.Busy, user, 0), mobile(events.DoNotDisturb, user, 0)},
+			events.Preferred{}, def, events.DoNotDisturb, events.RuleChosen, "mob", lease},
+		{"busy chosen beats away chosen", []events.Endpoint{desktop(events.Away, user, 0), mobile(events.Busy, user, 0)},
+			events.Preferred{}, def, events.Busy, events.RuleChosen, "mob", lease},
+		{"chosen beats detected", []events.Endpoint{desktop(events.Away, user, time.Hour), phone}, events.Preferred{}, def,
+			events.Away, events.RuleChosen, "desk", lease},
+		{"on-the-phone from a phone", []events.Endpoint{desktop(none, "", 0), phone}, events.Preferred{}, def,
+			events.OnThePhone, events.RuleDetected, "tel", lease},
+		{"in-a-meeting from a calendar", []events.Endpoint{desktop(none, "", 0), calendar}, events.Preferred{}, def,
+			events.InAMeeting, events.RuleDetected, "cal", lease},
+		{"on the phone in a meeting: the phone", []events.Endpoint{calendar, phone}, events.Preferred{}, def,
+			events.OnThePhone, events.RuleDetected, "tel", lease},
+		{"an active endpoint: online until it goes idle", []events.Endpoint{desktop(none, "", time.Minute)}, events.Preferred{},
+			events.Settings{TransmitIdle: true}, events.Online, events.RuleActive, "desk", lease},
+		{"inactive past IdleAfter: idle", []events.Endpoint{desktop(none, "", 6 * time.Minute)}, events.Preferred{}, def,
+			events.Idle, events.RuleIdle, "desk", lease},
+		{"idle looks again when it goes away", []events.Endpoint{func() events.Endpoint {
+			e := desktop(none, "", 6*time.Minute)
+			e.Expires = in(time.Hour)
+			return e
+		}()}, events.Preferred{}, def, events.Idle, events.RuleIdle, "desk", ago(6 * time.Minute).Add(events.DefaultAwayAfter)},
+		{"inactive past AwayAfter: away", []events.Endpoint{desktop(none, "", 25 * time.Minute)}, events.Preferred{}, def,
+			events.Away, events.RuleAway, "desk", lease},
+		{"the most active endpoint decides", []events.Endpoint{desktop(none, "", 25 * time.Minute), mobile(none, "", time.Minute)},
+			events.Preferred{}, def, events.Online, events.RuleActive, "mob", lease},
+		{"idle not transmitted: online", []events.Endpoint{desktop(none, "", time.Hour)}, events.Preferred{}, events.Settings{},
+			events.Online, events.RuleAvailable, "desk", lease},
+		{"available chosen goes idle", []events.Endpoint{desktop(events.Online, user, 6 * time.Minute)}, events.Preferred{}, def,
+			events.Idle, events.RuleIdle, "desk", lease},
+		{"available chosen, active", []events.Endpoint{desktop(events.Online, user, 0)}, events.Preferred{}, def,
+			events.Online, events.RuleChosen, "desk", lease},
+		{"busy chosen stays through inactivity", []events.Endpoint{desktop(events.Busy, user, time.Hour)}, events.Preferred{}, def,
+			events.Busy, events.RuleChosen, "desk", lease},
+		{"thresholds of the contact's own", []events.Endpoint{desktop(none, "", 90 * time.Second)}, events.Preferred{},
+			events.Settings{TransmitIdle: true, IdleAfter: time.Minute, AwayAfter: 2 * time.Minute}, events.Idle, events.RuleIdle, "desk", in(30 * time.Second)},
+		{"an expired endpoint's choice is gone", []events.Endpoint{expired, mobile(none, "", 0)}, events.Preferred{}, def,
+			events.Online, events.RuleActive, "mob", lease},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := events.Aggregate(tt.endpoints, tt.pref, tt.set, now)
+			want := events.Aggregated{Status: tt.want, Rule: tt.rule, From: tt.from, Next: tt.next}
+			if got != want {
+				t.Errorf("Aggregate = %v, next %v; want %v, next %v", got, got.Next, want, want.Next)
+			}
+		})
+	}
+}
