@@ -26,12 +26,14 @@ import (
 //  4. RuleDetected: statuses endpoints detected (cause endpoint): on-the-phone
 //     from a phone in a call, in-a-meeting from a calendar; the first of them
 //     in Precedence.
-//  5. RuleActive: an endpoint active (input within IdleAfter): online.
+//  5. RuleActive: an endpoint active (or inactive for less than IdleAfter):
+//     online.
 //  6. RuleIdle, RuleAway: every endpoint inactive and the user transmits idle:
 //     idle once the most recently active endpoint has been inactive
 //     IdleAfter (5 minutes by default, OCS's inactive), away once AwayAfter
-//     (20 minutes, OCS's 5 and 15 more); online before. The most active
-//     endpoint decides (OCS: active, then inactive, then away).
+//     (20 minutes, OCS's 5 and 15 more), counted from its InactiveSince;
+//     online before. The most active endpoint decides (OCS: active, then
+//     inactive, then away).
 //  7. RuleAvailable: otherwise (idle not transmitted): online, or the
 //     available the user chose.
 
@@ -67,8 +69,11 @@ type Endpoint struct {
 	// detected it (CauseEndpoint: a phone in a call, a calendar's meeting).
 	Status Status
 	Cause  Cause
-	// LastActive is when the endpoint last saw its user's input.
-	LastActive time.Time
+	// InactiveSince is when the endpoint last saw its user's input, as it
+	// reported once the input stopped; zero while it is active. An endpoint
+	// reports the change, not every input: so the log holds all that
+	// Aggregate needs, and heartbeats need not be events.
+	InactiveSince time.Time
 	// Expires is when its lease ends unless it heartbeats.
 	Expires time.Time
 }
@@ -165,6 +170,18 @@ func (a Aggregated) String() string {
 	return fmt.Sprintf("%s (%s, endpoint %s)", a.Status, a.Rule, a.From)
 }
 
+// moreActive reports whether a is more active than b: active beats
+// inactive, and of two inactive the one inactive since later.
+func moreActive(a, b *Endpoint) bool {
+	switch {
+	case b.InactiveSince.IsZero():
+		return false
+	case a.InactiveSince.IsZero():
+		return true
+	}
+	return a.InactiveSince.After(b.InactiveSince)
+}
+
 // Aggregate decides a contact's published status at now from its endpoints,
 // its preferred status and its settings, by the rules above.
 func Aggregate(endpoints []Endpoint, pref Preferred, set Settings, now time.Time) Aggregated {
@@ -187,7 +204,7 @@ func Aggregate(endpoints []Endpoint, pref Preferred, set Settings, now time.Time
 		}
 		live++
 		soonest(e.Expires)
-		if mostActive == nil || e.LastActive.After(mostActive.LastActive) {
+		if mostActive == nil || moreActive(e, mostActive) {
 			mostActive = e
 		}
 		switch {
@@ -223,19 +240,21 @@ func Aggregate(endpoints []Endpoint, pref Preferred, set Settings, now time.Time
 		return Aggregated{Status: detected.Status, Rule: RuleDetected, From: detected.ID, Next: next}
 	}
 	idleAfter, awayAfter := set.thresholds()
-	since := now.Sub(mostActive.LastActive)
+	last := mostActive.InactiveSince
 	switch {
 	case !set.TransmitIdle:
 		return Aggregated{Status: Online, Rule: RuleAvailable, From: mostActive.ID, Next: next}
-	case since < idleAfter:
-		soonest(mostActive.LastActive.Add(idleAfter))
+	case last.IsZero() || now.Sub(last) < idleAfter:
+		if !last.IsZero() {
+			soonest(last.Add(idleAfter))
+		}
 		rule := RuleActive
 		if chosenAvailableSet {
 			rule = RuleChosen
 		}
 		return Aggregated{Status: Online, Rule: rule, From: mostActive.ID, Next: next}
-	case since < awayAfter:
-		soonest(mostActive.LastActive.Add(awayAfter))
+	case now.Sub(last) < awayAfter:
+		soonest(last.Add(awayAfter))
 		return Aggregated{Status: Idle, Rule: RuleIdle, From: mostActive.ID, Next: next}
 	}
 	return Aggregated{Status: Away, Rule: RuleAway, From: mostActive.ID, Next: next}

@@ -14,14 +14,21 @@ func TestAggregate(t *testing.T) {
 	ago := func(d time.Duration) time.Time { return now.Add(-d) }
 	in := func(d time.Duration) time.Time { return now.Add(d) }
 	lease := in(time.Minute) // when a live endpoint's lease ends
-	desktop := func(st events.Status, cause events.Cause, active time.Duration) events.Endpoint {
-		return events.Endpoint{ID: "desk", Kind: events.KindDesktop, Status: st, Cause: cause, LastActive: ago(active), Expires: lease}
+	// inactive is how long an endpoint has been without input; 0: active.
+	since := func(inactive time.Duration) time.Time {
+		if inactive == 0 {
+			return time.Time{}
+		}
+		return ago(inactive)
 	}
-	mobile := func(st events.Status, cause events.Cause, active time.Duration) events.Endpoint {
-		return events.Endpoint{ID: "mob", Kind: events.KindMobile, Status: st, Cause: cause, LastActive: ago(active), Expires: lease}
+	desktop := func(st events.Status, cause events.Cause, inactive time.Duration) events.Endpoint {
+		return events.Endpoint{ID: "desk", Kind: events.KindDesktop, Status: st, Cause: cause, InactiveSince: since(inactive), Expires: lease}
 	}
-	phone := events.Endpoint{ID: "tel", Kind: events.KindPhone, Status: events.OnThePhone, Cause: events.CauseEndpoint, LastActive: ago(time.Hour), Expires: lease}
-	calendar := events.Endpoint{ID: "cal", Kind: events.KindCalendar, Status: events.InAMeeting, Cause: events.CauseEndpoint, LastActive: ago(time.Hour), Expires: lease}
+	mobile := func(st events.Status, cause events.Cause, inactive time.Duration) events.Endpoint {
+		return events.Endpoint{ID: "mob", Kind: events.KindMobile, Status: st, Cause: cause, InactiveSince: since(inactive), Expires: lease}
+	}
+	phone := events.Endpoint{ID: "tel", Kind: events.KindPhone, Status: events.OnThePhone, Cause: events.CauseEndpoint, InactiveSince: ago(time.Hour), Expires: lease}
+	calendar := events.Endpoint{ID: "cal", Kind: events.KindCalendar, Status: events.InAMeeting, Cause: events.CauseEndpoint, InactiveSince: ago(time.Hour), Expires: lease}
 	expired := desktop(events.Busy, events.CauseUser, 0)
 	expired.Expires = ago(time.Second)
 	none := events.Unknown
@@ -61,8 +68,13 @@ func TestAggregate(t *testing.T) {
 			events.InAMeeting, events.RuleDetected, "cal", lease},
 		{"on the phone in a meeting: the phone", []events.Endpoint{calendar, phone}, events.Preferred{}, def,
 			events.OnThePhone, events.RuleDetected, "tel", lease},
-		{"an active endpoint: online until it goes idle", []events.Endpoint{desktop(none, "", time.Minute)}, events.Preferred{},
-			events.Settings{TransmitIdle: true}, events.Online, events.RuleActive, "desk", lease},
+		{"an active endpoint: online", []events.Endpoint{desktop(none, "", 0)}, events.Preferred{},
+			def, events.Online, events.RuleActive, "desk", lease},
+		{"inactive for less than IdleAfter: online until it goes idle", []events.Endpoint{func() events.Endpoint {
+			e := desktop(none, "", time.Minute)
+			e.Expires = in(time.Hour)
+			return e
+		}()}, events.Preferred{}, events.Settings{TransmitIdle: true}, events.Online, events.RuleActive, "desk", in(4 * time.Minute)},
 		{"inactive past IdleAfter: idle", []events.Endpoint{desktop(none, "", 6*time.Minute)}, events.Preferred{}, def,
 			events.Idle, events.RuleIdle, "desk", lease},
 		{"idle looks again when it goes away", []events.Endpoint{func() events.Endpoint {
@@ -74,6 +86,8 @@ func TestAggregate(t *testing.T) {
 			events.Away, events.RuleAway, "desk", lease},
 		{"the most active endpoint decides", []events.Endpoint{desktop(none, "", 25*time.Minute), mobile(none, "", time.Minute)},
 			events.Preferred{}, def, events.Online, events.RuleActive, "mob", lease},
+		{"an active endpoint beats one inactive since later", []events.Endpoint{desktop(none, "", 0), mobile(none, "", time.Minute)},
+			events.Preferred{}, def, events.Online, events.RuleActive, "desk", lease},
 		{"idle not transmitted: online", []events.Endpoint{desktop(none, "", time.Hour)}, events.Preferred{}, events.Settings{},
 			events.Online, events.RuleAvailable, "desk", lease},
 		{"available chosen goes idle", []events.Endpoint{desktop(events.Online, user, 6*time.Minute)}, events.Preferred{}, def,
