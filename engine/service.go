@@ -150,9 +150,14 @@ func (s *service) Run(ctx context.Context) error {
 		}
 	}
 	ownerCtx, stopOwner := context.WithCancel(ctx)
+	// Sets passed on from other engines have slots of their own: with
+	// several partitions every engine both passes sets on and owns, and
+	// sharing the slots, each engine's could all be held by sets waiting
+	// on the other's owner, which would answer its own "busy".
+	passed := make(chan struct{}, s.cfg.MaxConcurrent)
 	var owners sync.WaitGroup
 	for _, w := range s.cfg.Writers {
-		owners.Go(func() { s.serveOwner(ownerCtx, w, s.dispatch(ctx, s.set, sets, false)) })
+		owners.Go(func() { s.serveOwner(ownerCtx, w, s.dispatch(ctx, s.set, passed, false)) })
 	}
 	defer func() { stopOwner(); owners.Wait() }()
 	// A round trip makes sure the server has the subscriptions before anyone is

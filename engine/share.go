@@ -72,15 +72,23 @@ func (s *share) run(ctx context.Context) {
 			_ = watcher.Stop()
 		}
 	}()
+	written := false
 	put := func() {
-		if !s.ready() {
-			return
-		}
 		pctx, cancel := context.WithTimeout(ctx, s.refresh)
 		defer cancel()
+		if !s.ready() {
+			// Fallen behind the log, it owns nothing: the others count it
+			// no more, and share its partitions out among themselves.
+			if written && s.kv.Delete(pctx, key) == nil {
+				written = false
+			}
+			return
+		}
 		if _, err := s.kv.Put(pctx, key, []byte(s.id)); err != nil && ctx.Err() == nil {
 			s.logger.Debug("share: cannot write this engine's key", "key", key, "err", err)
+			return
 		}
+		written = true
 	}
 	put()
 	for {

@@ -421,7 +421,12 @@ func missingPartition(ctx context.Context, js jetstream.JetStream, name string) 
 	wctx, cancel := context.WithTimeout(ctx, missingPartitionWait)
 	defer cancel()
 	s, err := answered(wctx, func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, name) }, jetstream.ErrStreamNotFound)
-	if errors.Is(err, jetstream.ErrStreamNotFound) || (err != nil && wctx.Err() != nil && ctx.Err() == nil) {
+	if err != nil && wctx.Err() != nil && ctx.Err() == nil {
+		// The wait ran out, perhaps in the middle of a look: one more,
+		// whose answer stands.
+		s, err = answered(ctx, func(ctx context.Context) (jetstream.Stream, error) { return js.Stream(ctx, name) })
+	}
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, fmt.Errorf("stream %s, a partition of the log %s, is missing: its events are not in the log's partition any more; "+
 			"restore it from a backup of the server's JetStream store rather than start on a log without it", name, events.LogStream)
 	}

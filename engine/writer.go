@@ -295,12 +295,8 @@ func sameRequest(req client.SetRequest, res client.SetResult) (client.SetResult,
 func (w *Writer) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		changed := w.cfg.Lease.Changed()
-		if w.cfg.Lease.Held() {
+		if done := w.startTerm(); done != nil {
 			w.takeovers.Add(1)
-			w.changedMu.Lock()
-			done := make(chan struct{})
-			w.termDone = done
-			w.changedMu.Unlock()
 			t := &term{w: w, overlay: make(map[string]last), limits: make(map[string]*rate.Limiter)}
 			t.run(ctx)
 			w.changedMu.Lock()
@@ -318,6 +314,20 @@ func (w *Writer) Run(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// startTerm returns the channel to close when the term starting ends, if the
+// lease is held; nil if not. Both are under changedMu, as settle reads it: a
+// lease that lets go (not held any more) before settle looks either sees no
+// term start, or a term to wait for.
+func (w *Writer) startTerm() chan struct{} {
+	w.changedMu.Lock()
+	defer w.changedMu.Unlock()
+	if !w.cfg.Lease.Held() {
+		return nil
+	}
+	w.termDone = make(chan struct{})
+	return w.termDone
 }
 
 // settle returns once the writer's term, if one runs, has ended: its appends

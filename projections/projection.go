@@ -273,11 +273,26 @@ func (p *Projection) Apply(records []Record) error {
 			continue
 		}
 		last = r
-		part, partSeq, err := events.Origin(r.Header.Get(events.SourceHeader), r.Seq)
-		var e events.Event
-		if err == nil {
-			e, err = events.DecodeEvent(r.Data)
+		source := r.Header.Get(events.SourceHeader)
+		part, partSeq, err := events.Origin(source, r.Seq)
+		if err != nil {
+			// Not from a partition of this log: the log's sources are not
+			// the engine's. Stop, with nothing of this batch applied.
+			return fmt.Errorf("%w: the log sources a stream that is not one of its partitions", err)
 		}
+		if source != "" {
+			// Every record of a partition moves its sequence on, an event
+			// or not: its owner waits for the projection to reach its
+			// stream's last sequence.
+			if parts == nil {
+				parts = p.partsCopy()
+			}
+			for len(parts) <= part {
+				parts = append(parts, 0)
+			}
+			parts[part] = partSeq
+		}
+		e, err := events.DecodeEvent(r.Data)
 		if errors.Is(err, events.ErrUnsupportedVersion) {
 			// Written by a newer engine: stepping over it would serve state the
 			// log contradicts. Stop, with nothing of this batch applied.
@@ -297,15 +312,6 @@ func (p *Projection) Apply(records []Record) error {
 		}
 		if events.VisibleChange(e.Previous, e.Status) {
 			feed++
-		}
-		if r.Header.Get(events.SourceHeader) != "" {
-			if parts == nil {
-				parts = p.partsCopy()
-			}
-			for len(parts) <= part {
-				parts = append(parts, 0)
-			}
-			parts[part] = partSeq
 		}
 		st.Fold(e, partSeq, feed)
 		if touched == nil {

@@ -41,7 +41,8 @@ func WriteRandom(t testing.TB, w Setter, rng *rand.Rand, contacts, n int) {
 
 // SetMany sets n statuses over contacts c0 to c5 (cycling through online,
 // away, invisible, offline and busy from offset on), waits until the
-// projection and the feed have them, and returns the last log sequence.
+// projection and the feed have them, and returns the last log sequence. An
+// engine whose log has one partition only: it sets through e.Writer().
 func SetMany(t testing.TB, e *Running, n, offset int) uint64 {
 	t.Helper()
 	var last uint64
@@ -79,7 +80,8 @@ func ConnectAs(t testing.TB, url, user string, opts ...nats.Option) *nats.Conn {
 
 // LogWriter appends events straight to the log, each contact's previous status
 // the one it appended last for it (unknown at first): for tests that write a
-// log no engine owns (stopped, cut off, a log made anew).
+// log no engine owns (stopped, cut off, a log made anew). A log of one
+// partition only: it appends to PRESENCE itself.
 type LogWriter struct {
 	JS   jetstream.JetStream
 	Now  func() time.Time // the clock of event times; zero means time.Now

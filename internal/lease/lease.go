@@ -55,8 +55,8 @@ type Config struct {
 	// Settle, when set, is called as the holder lets go of the key, after it
 	// counts itself the holder no more and before it deletes the key: it
 	// returns once what the key guards is settled (an owner's appends in
-	// flight answered), so that the next holder starts after them. It
-	// should return within a few seconds.
+	// flight answered), so that the next holder starts after them. The
+	// holder keeps the key meanwhile, however long it takes.
 	Settle func()
 }
 
@@ -175,10 +175,25 @@ func (l *Lease) wait(ctx context.Context, tick *time.Ticker, watcher *jetstream.
 				*watcher = nil // its connection went: the ticker alone tells
 				continue
 			}
-			if e != nil && e.Operation() != jetstream.KeyValuePut && !l.Held() {
+			switch {
+			case e == nil:
+			case e.Operation() == jetstream.KeyValuePut:
+				l.saw(string(e.Value()))
+			case !l.Held():
+				l.saw("")
 				return true // deleted, or removed by the TTL: take it at once
 			}
 		}
+	}
+}
+
+// saw records who holds the key, as the watch tells, unless this holder
+// holds it.
+func (l *Lease) saw(holder string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.held {
+		l.holder = holder
 	}
 }
 
@@ -270,6 +285,41 @@ func (l *Lease) expire() {
 	}
 }
 
+// settle calls Settle, keeping the key meanwhile (at each refresh, at the
+// revision written last), so that the TTL does not give it to another before
+// what it guards is settled. It returns the revision written last; 0 if the
+// key was lost meanwhile.
+func (l *Lease) settle(rev uint64) uint64 {
+	if l.cfg.Settle == nil {
+		return rev
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l.cfg.Settle()
+	}()
+	tick := time.NewTicker(l.cfg.Refresh)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			return rev
+		case <-tick.C:
+			ctx, cancel := context.WithTimeout(context.Background(), l.cfg.Refresh)
+			next, err := l.cfg.KV.Update(ctx, l.cfg.Key, []byte(l.cfg.Holder), rev)
+			cancel()
+			switch {
+			case err == nil:
+				rev = next
+			case errors.Is(err, jetstream.ErrKeyRevisionMismatch), errors.Is(err, jetstream.ErrKeyNotFound):
+				l.cfg.Logger.Warn("lease: lost the key while settling", "key", l.cfg.Key, "err", err)
+				<-done
+				return 0
+			}
+		}
+	}
+}
+
 // release deletes the key at the revision written last, so that another takes
 // it at once: this holder counts itself the holder no more before it does.
 func (l *Lease) release(rev uint64) {
@@ -282,8 +332,9 @@ func (l *Lease) release(rev uint64) {
 	if rev == 0 {
 		return
 	}
-	if l.cfg.Settle != nil {
-		l.cfg.Settle()
+	rev = l.settle(rev)
+	if rev == 0 {
+		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()

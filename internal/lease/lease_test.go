@@ -2,6 +2,7 @@ package lease
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,7 +40,7 @@ type running struct {
 	done chan error
 }
 
-func compete(t *testing.T, nc *nats.Conn, holder string) *running {
+func compete(t *testing.T, nc *nats.Conn, holder string, with ...func(*Config)) *running {
 	t.Helper()
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -49,7 +50,11 @@ func compete(t *testing.T, nc *nats.Conn, holder string) *running {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := New(natstest.Context(t), Config{KV: kv, Key: "partition.0", Holder: holder, Logger: natstest.Logger(t)})
+	cfg := Config{KV: kv, Key: "partition.0", Holder: holder, Logger: natstest.Logger(t)}
+	for _, f := range with {
+		f(&cfg)
+	}
+	l, err := New(natstest.Context(t), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,5 +168,41 @@ func TestAHolderThatRestartsTakesItsKeyBackAtOnce(t *testing.T) {
 	}
 	if e, err := kv.Get(natstest.Context(t), "partition.0"); err != nil || string(e.Value()) != "a" {
 		t.Fatalf("key after the restart: %v, %v; want held by a", e, err)
+	}
+}
+
+// TestAHolderKeepsTheKeyUntilSettled: a holder that lets go (no longer
+// eligible) counts itself the holder no more at once, but keeps the key, past
+// its TTL, until Settle returns (what the key guards is settled); only then
+// does another take it.
+func TestAHolderKeepsTheKeyUntilSettled(t *testing.T) {
+	s := natstest.Start(t)
+	bucket(t, natstest.Connect(t, s))
+	var eligible atomic.Bool
+	eligible.Store(true)
+	settling, settled := make(chan struct{}), make(chan struct{})
+	a := compete(t, natstest.Connect(t, s), "a", func(c *Config) {
+		c.Eligible = eligible.Load
+		c.Settle = func() {
+			close(settling)
+			<-settled
+		}
+	})
+	heldBy(t, a, a)
+	b := compete(t, natstest.Connect(t, s), "b")
+	heldBy(t, a, a, b)
+	eligible.Store(false)
+	<-settling
+	if a.Held() {
+		t.Error("a still counts itself the holder while it settles")
+	}
+	select {
+	case <-b.Changed():
+		t.Fatalf("b changed (held %v) while a settled, within %s: the key must stay a's until it is settled", b.Held(), 3*ttl)
+	case <-time.After(3 * ttl):
+	}
+	close(settled)
+	if took := heldBy(t, b, a, b); took > ttl/2 {
+		t.Errorf("b took the key %s after a settled, want at once", took)
 	}
 }
