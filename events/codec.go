@@ -32,6 +32,12 @@ type eventJSON struct {
 	At        string `json:"at"`
 	Cause     Cause  `json:"cause"`
 	RequestID string `json:"request_id,omitempty"`
+
+	Op        Op             `json:"op,omitempty"`
+	Endpoint  string         `json:"endpoint,omitempty"`
+	EP        *endpointJSON  `json:"ep,omitempty"`
+	Preferred *preferredJSON `json:"preferred,omitempty"`
+	Settings  *settingsJSON  `json:"settings,omitempty"`
 }
 
 // changeJSON is the JSON form of a Change.
@@ -46,8 +52,10 @@ type changeJSON struct {
 // encodeEventJSON returns the JSON form of e as encoding/json writes it: what
 // Encode writes, slower.
 func encodeEventJSON(e Event) ([]byte, error) {
-	return json.Marshal(eventJSON{V: Version, Contact: e.Contact, Name: e.Name, Status: e.Status,
-		Previous: e.Previous, At: e.At.UTC().Format(time.RFC3339Nano), Cause: e.Cause, RequestID: e.RequestID})
+	j := eventJSON{V: Version, Contact: e.Contact, Name: e.Name, Status: e.Status,
+		Previous: e.Previous, At: e.At.UTC().Format(time.RFC3339Nano), Cause: e.Cause, RequestID: e.RequestID}
+	opJSON(e, &j)
+	return json.Marshal(j)
 }
 
 // encodeChangeJSON is encodeEventJSON for feed entries.
@@ -62,8 +70,8 @@ func encodeChangeJSON(c Change) ([]byte, error) {
 func (e Event) Encode() []byte {
 	status, _ := e.Status.name()
 	previous, _ := e.Previous.name()
-	n := len(`{"v":1,"contact":"","name":"","status":"","previous":"","at":"","cause":"","request_id":""}`) +
-		len(e.Contact) + len(e.Name) + len(status) + len(previous) + maxTimeLen + len(e.Cause) + len(e.RequestID)
+	n := len(`{"v":1,"contact":"","name":"","status":"","previous":"","at":"","cause":"","request_id":"","endpoint":""}`) +
+		len(e.Contact) + len(e.Name) + len(status) + len(previous) + maxTimeLen + len(e.Cause) + len(e.RequestID) + len(e.Endpoint)
 	return e.AppendJSON(make([]byte, 0, n))
 }
 
@@ -79,6 +87,15 @@ func (e Event) AppendJSON(b []byte) []byte {
 	previous, ok2 := e.Previous.name()
 	if !ok1 || !ok2 {
 		e.panicEncode()
+	}
+	if e.Op != OpSet {
+		// Endpoints' events are rarer than sets (heartbeats are not
+		// events): encoding/json writes them.
+		j, err := encodeEventJSON(e)
+		if err != nil {
+			e.panicEncode()
+		}
+		return append(b, j...)
 	}
 	b = append(b, `{"v":`...)
 	b = strconv.AppendInt(b, Version, 10)
@@ -99,6 +116,10 @@ func (e Event) AppendJSON(b []byte) []byte {
 	if e.RequestID != "" {
 		b = append(b, `,"request_id":`...)
 		b = jsonwire.AppendString(b, e.RequestID)
+	}
+	if e.Endpoint != "" {
+		b = append(b, `,"endpoint":`...)
+		b = jsonwire.AppendString(b, e.Endpoint)
 	}
 	return append(b, '}')
 }
@@ -162,7 +183,7 @@ func appendTime(b []byte, t time.Time) []byte { return t.UTC().AppendFormat(b, t
 
 // The keys of the records, and their indexes.
 var (
-	eventKeys  = jsonwire.NewKeys("v", "contact", "name", "status", "previous", "at", "cause", "request_id")
+	eventKeys  = jsonwire.NewKeys("v", "contact", "name", "status", "previous", "at", "cause", "request_id", "endpoint", "op", "ep", "preferred", "settings")
 	changeKeys = jsonwire.NewKeys("v", "contact", "name", "previous", "at")
 )
 
@@ -175,6 +196,8 @@ const (
 	evAt
 	evCause
 	evRequestID
+	evEndpoint
+	evOp // the keys from here on are for encoding/json to read
 )
 
 const (
@@ -193,8 +216,14 @@ const (
 func readEvent(data []byte, j *eventJSON) bool {
 	var o jsonwire.Object
 	if !o.Read(eventKeys, data) || !stringOrAbsent(&o, evContact) || !stringOrAbsent(&o, evName) ||
-		!stringOrAbsent(&o, evAt) || !stringOrAbsent(&o, evCause) || !stringOrAbsent(&o, evRequestID) {
+		!stringOrAbsent(&o, evAt) || !stringOrAbsent(&o, evCause) || !stringOrAbsent(&o, evRequestID) ||
+		!stringOrAbsent(&o, evEndpoint) {
 		return false
+	}
+	for i := evOp; i < evOp+4; i++ {
+		if o.Kind(i) != jsonwire.Absent {
+			return false // an endpoint's event
+		}
 	}
 	var ok bool
 	if j.V, ok = o.Int(evV); !ok {
@@ -209,7 +238,7 @@ func readEvent(data []byte, j *eventJSON) bool {
 	// The strings share one allocation, and none of them holds on to data,
 	// which the caller may reuse. Keeping one keeps the bytes of the others.
 	var sb strings.Builder
-	sb.Grow(len(o.Raw(evContact)) + len(o.Raw(evName)) + len(o.Raw(evRequestID)) + len(o.Raw(evAt)) +
+	sb.Grow(len(o.Raw(evContact)) + len(o.Raw(evName)) + len(o.Raw(evRequestID)) + len(o.Raw(evEndpoint)) + len(o.Raw(evAt)) +
 		len(o.Raw(evCause)))
 	writeText(&sb, &o, evContact)
 	contactEnd := sb.Len()
@@ -217,6 +246,8 @@ func readEvent(data []byte, j *eventJSON) bool {
 	nameEnd := sb.Len()
 	writeText(&sb, &o, evRequestID)
 	requestIDEnd := sb.Len()
+	writeText(&sb, &o, evEndpoint)
+	endpointEnd := sb.Len()
 	writeText(&sb, &o, evAt)
 	atEnd := sb.Len()
 	switch string(o.Raw(evCause)) { // the usual causes are constants, not copies
@@ -230,8 +261,8 @@ func readEvent(data []byte, j *eventJSON) bool {
 		writeText(&sb, &o, evCause)
 	}
 	s := sb.String()
-	j.Contact, j.Name, j.RequestID, j.At = s[:contactEnd], s[contactEnd:nameEnd], s[nameEnd:requestIDEnd],
-		s[requestIDEnd:atEnd]
+	j.Contact, j.Name, j.RequestID, j.Endpoint, j.At = s[:contactEnd], s[contactEnd:nameEnd], s[nameEnd:requestIDEnd],
+		s[requestIDEnd:endpointEnd], s[endpointEnd:atEnd]
 	if j.Cause == "" {
 		j.Cause = Cause(s[atEnd:])
 	}

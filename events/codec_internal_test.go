@@ -20,7 +20,7 @@ func TestFastPath(t *testing.T) {
 	}{
 		{"event", string(e.Encode()), false, true},
 		{"feed entry", string(c.Encode()), true, true},
-		{"event with unknown fields", `{"v":1,"contact":"a","status":"away","at":"2026-11-24T05:25:57Z","endpoint":{"id":[1,"x",null,true]}}`, false, true},
+		{"event with unknown fields", `{"v":1,"contact":"a","status":"away","at":"2026-11-24T05:25:57Z","device":{"id":[1,"x",null,true]}}`, false, true},
 		{"feed entry with the fields of an event", `{"v":2,"contact":"a","previous":"away","at":"2026-11-24T05:25:57Z","status":"online","cause":"user"}`, true, true},
 		{"feed entry of version 1", `{"v":1,"contact":"a","previous":"away","seq":1,"at":"2026-11-24T05:25:57Z"}`, true, true},
 		{"numeric and constant statuses", `{"v":1,"contact":"a","status":34,"previous":"MISTATUS_ONLINE","at":"2026-11-24T05:25:57+01:00"}`, false, true},

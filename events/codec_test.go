@@ -100,7 +100,7 @@ var recordCases = []struct{ name, data string }{
 	{"surrogates paired and lone", `{"v":1,"contact":"a\ud83d\ude00","name":"\ud83d","status":"away","at":"2026-11-24T05:25:57Z","request_id":"\udc00\ud800x"}`},
 	{"lone surrogate before an escape", `{"v":1,"contact":"a","name":"\ud83d\u0041","status":"away","at":"2026-11-24T05:25:57Z"}`},
 	{"escaped time", `{"v":1,"contact":"a","status":"away","at":"2026-11-24T05:25:57\u005a"}`},
-	{"nested unknown fields", `{"v":1,"contact":"a","status":"away","at":"2026-11-24T05:25:57Z","endpoint":{"id":"phone-1","tags":["a",1,-2.5e+3,true,false,null,{}],"n":[]},"note":"x"}`},
+	{"nested unknown fields", `{"v":1,"contact":"a","status":"away","at":"2026-11-24T05:25:57Z","device":{"id":"phone-1","tags":["a",1,-2.5e+3,true,false,null,{}],"n":[]},"note":"x"}`},
 	{"other cause and the other record's field", `{"v":1,"contact":"a","status":"away","at":"2026-11-24T05:25:57Z","cause":"screensaver","seq":7}`},
 	{"empty key", `{"v":1,"contact":"a","status":"away","at":"2026-11-24T05:25:57Z","":1}`},
 	{"v minus zero", `{"v":-0,"contact":"a","status":"away","at":"2026-11-24T05:25:57Z"}`},

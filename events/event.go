@@ -40,6 +40,16 @@ type Event struct {
 	At        time.Time // when the engine accepted the change, UTC
 	Cause     Cause     // who or what made the change
 	RequestID string    // the caller's request ID, when one was given
+
+	// What the event records besides the published status (Op), and for
+	// each op its fields: the endpoint (signin, report, signout, expire),
+	// its state (signin, report), the preferred status (prefer), the
+	// settings (settings). An op may leave Status as Previous was.
+	Op        Op
+	Endpoint  string
+	EP        EndpointState
+	Preferred Preferred
+	Settings  Settings
 }
 
 // Change is one entry of the feed (the PRESENCE_CHANGES stream): a change that
@@ -184,8 +194,8 @@ func decodeEvent(data []byte, fast bool) (Event, error) {
 	if j.Previous.Local() || !j.Previous.Valid() {
 		return Event{}, malformed(kind, `"previous" %s is not a protocol status`, j.Previous)
 	}
-	if j.Previous == j.Status {
-		return Event{}, malformed(kind, `"previous" and "status" are both %s; an event is a change`, j.Status)
+	if j.Previous == j.Status && j.Op == OpSet {
+		return Event{}, malformed(kind, `"previous" and "status" are both %s; a set is a change`, j.Status)
 	}
 	if err := ValidateRequestID(j.RequestID); err != nil {
 		return Event{}, malformedBy(kind, err)
@@ -194,8 +204,12 @@ func decodeEvent(data []byte, fast bool) (Event, error) {
 	if err != nil {
 		return Event{}, err
 	}
-	return Event{Contact: j.Contact, Name: j.Name, Status: j.Status, Previous: j.Previous,
-		At: at, Cause: cause, RequestID: j.RequestID}, nil
+	e := Event{Contact: j.Contact, Name: j.Name, Status: j.Status, Previous: j.Previous,
+		At: at, Cause: cause, RequestID: j.RequestID}
+	if err := decodeOp(kind, &j, &e); err != nil {
+		return Event{}, err
+	}
+	return e, nil
 }
 
 // DecodeChange decodes and validates a feed entry. It never panics; every error

@@ -165,7 +165,7 @@ func TestDecodeEventAccepts(t *testing.T) {
 		want events.Event
 	}{
 		{"unknown fields are ignored",
-			`{"v":1,"contact":"sip:alice@contoso.com","name":"Alice","status":"away","previous":"online","at":"2026-11-24T05:25:57.123456789Z","cause":"user","endpoint":"phone-1","note":"back at 3","future":{"nested":[1,2,{"x":null}]},"seq":7}`,
+			`{"v":1,"contact":"sip:alice@contoso.com","name":"Alice","status":"away","previous":"online","at":"2026-11-24T05:25:57.123456789Z","cause":"user","device":"phone-1","note":"back at 3","future":{"nested":[1,2,{"x":null}]},"seq":7}`,
 			aliceAway},
 		{"fields in any order, with whitespace",
 			"{ \"cause\":\"user\",\n\t\"at\":\"2026-11-24T05:25:57.123456789Z\", \"previous\":\"online\", \"status\":\"away\", \"name\":\"Alice\", \"contact\":\"sip:alice@contoso.com\", \"v\":1 }\n",
