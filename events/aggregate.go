@@ -74,8 +74,10 @@ type Endpoint struct {
 	// reports the change, not every input: so the log holds all that
 	// Aggregate needs, and heartbeats need not be events.
 	InactiveSince time.Time
-	// Expires is when its lease ends unless it heartbeats.
+	// Expires is when its lease ends unless it heartbeats; Lease is how long
+	// each heartbeat extends it by.
 	Expires time.Time
+	Lease   time.Duration
 }
 
 // Live reports whether the endpoint's lease runs at now.

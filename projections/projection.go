@@ -261,11 +261,13 @@ func (p *Projection) Apply(records []Record) error {
 	b := p.db.NewBatch()
 	defer b.Close()
 	var (
-		touched   map[string]*State // states written in this batch, for hidden changes
-		buf       []byte
-		folded    uint64
-		malformed uint64
-		last      *Record
+		touched map[string]*State // states written in this batch, for hidden changes
+		// endpoints written in this batch
+		touchedEndpoints map[string]*Endpoints
+		buf              []byte
+		folded           uint64
+		malformed        uint64
+		last             *Record
 	)
 	for i := range records {
 		r := &records[i]
@@ -321,6 +323,11 @@ func (p *Projection) Apply(records []Record) error {
 		buf = st.marshal(buf[:0])
 		if err := b.Set(stateKey(e.Contact), buf, nil); err != nil {
 			return err
+		}
+		if e.Op != events.OpSet {
+			if err := p.foldEndpoints(b, e, &touchedEndpoints); err != nil {
+				return err
+			}
 		}
 		folded++
 	}
@@ -490,6 +497,9 @@ func (p *Projection) Reset() error {
 	b := p.db.NewBatch()
 	defer b.Close()
 	if err := b.DeleteRange([]byte(stateKeyPrefix), []byte("s0"), nil); err != nil { // '0' follows '/'
+		return err
+	}
+	if err := b.DeleteRange([]byte(endpointsKeyPrefix), []byte("e0"), nil); err != nil {
 		return err
 	}
 	if err := b.Set([]byte(checkpointKey), marshalCheckpoint(Checkpoint{}), nil); err != nil {
