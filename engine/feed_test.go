@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -482,5 +483,35 @@ func TestOnlyTheOwnerMakesTheFeedAnew(t *testing.T) {
 	checkFeed(t, js)
 	if n := others[0].Metrics().Feed.Purges; n != 0 {
 		t.Errorf("the engine that does not own the log made the feed anew %d times, want none", n)
+	}
+}
+
+// TestFeedIsExactlyOnceWhenItsConnectionBreaks: the deriving engine's
+// connection breaks while it derives the feed, events coming all the while;
+// back, it goes on, and every visible change is in the feed once, in log
+// order, without deriving the feed again.
+func TestFeedIsExactlyOnceWhenItsConnectionBreaks(t *testing.T) {
+	s := natstest.Start(t)
+	p := natstest.StartProxy(t, strings.TrimPrefix(s.ClientURL(), "nats://"))
+	// A TTL the break does not outlast: the engine stays the deriver.
+	r := enginetest.Start(t, "", engine.Options{NATSURL: p.URL(), Streams: engine.StreamOptions{OwnerTTL: time.Minute}})
+	_, js := natstest.JetStream(t, s)
+	w := &enginetest.LogWriter{JS: js}
+	rng := rand.New(rand.NewPCG(11, 12))
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		enginetest.WriteRandom(t, w, rng, 20, 600)
+	}()
+	natstest.WaitFor(t, "the feed to be under way", func() bool { return r.Metrics().Feed.Published > 50 })
+	p.Pause() // as entries are published, and more events come
+	natstest.WaitFor(t, "the engine to be cut off", func() bool { return !r.Conn().IsConnected() })
+	p.Resume()
+	<-written
+	natstest.WaitFor(t, "the engine to reconnect", r.Connected)
+	r.WaitFeed(t)
+	checkFeed(t, js)
+	if m := r.Metrics().Feed; m.Purges != 0 {
+		t.Errorf("feed: %+v; want it never derived again", m)
 	}
 }
