@@ -701,6 +701,15 @@ func TestEntryLines(t *testing.T) {
 	if got, want := string(e.AppendText(nil)), `42  2026-11-24T10:00:00.000000005Z  sip:zoë@contoso.com  "Zoë \"Z\" \\ <\u2028>"  busy -> invisible  endpoint`+"\n"; got != want {
 		t.Errorf("AppendText = %q, want %q", got, want)
 	}
+	expiry := audit.Entry{Seq: 43, Event: events.Event{Contact: "a", Status: events.Offline, Previous: events.Online, At: at,
+		Cause: events.CauseExpiry, Op: events.OpExpire, Endpoint: "desk-1"}}
+	if got, want := string(expiry.AppendText(nil)), `43  2026-11-24T10:00:00.000000005Z  a  ""  online -> offline  expiry  expire  endpoint "desk-1"`+"\n"; got != want {
+		t.Errorf("AppendText of an endpoint's expiry = %q, want %q", got, want)
+	}
+	var gotExpiry audit.EntryJSON
+	if err := json.Unmarshal(expiry.AppendJSON(nil), &gotExpiry); err != nil || gotExpiry.Op != events.OpExpire || gotExpiry.Endpoint != "desk-1" {
+		t.Errorf("AppendJSON of an endpoint's expiry = %s (%v), want its op and endpoint", expiry.AppendJSON(nil), err)
+	}
 	e.At = time.Date(2026, 11, 24, 10, 0, 0, 5e8, time.UTC)
 	if got := string(e.AppendText(nil)); !strings.Contains(got, "  2026-11-24T10:00:00.500000000Z  ") {
 		t.Errorf("AppendText = %q, want the time with every digit of its nanoseconds, as the lines around it", got)

@@ -68,6 +68,14 @@ func (e Entry) AppendText(b []byte) []byte {
 	b = append(b, e.Status.String()...)
 	b = append(b, "  "...)
 	b = append(b, e.Cause...)
+	if e.Op != events.OpSet {
+		b = append(b, "  "...)
+		b = append(b, e.Op...)
+	}
+	if e.Endpoint != "" {
+		b = append(b, "  endpoint "...)
+		b = strconv.AppendQuote(b, e.Endpoint)
+	}
 	return append(b, '\n')
 }
 
@@ -82,6 +90,8 @@ type EntryJSON struct {
 	Code      int           `json:"code"`
 	Cause     events.Cause  `json:"cause"`
 	RequestID string        `json:"request_id,omitempty"`
+	Op        events.Op     `json:"op,omitempty"`        // what the event records besides the status (events.Op)
+	Endpoint  string        `json:"endpoint,omitempty"`  // the endpoint it came from
 	Malformed bool          `json:"malformed,omitempty"` // the record is not an event
 }
 
@@ -111,6 +121,14 @@ func (e Entry) AppendJSON(b []byte) []byte {
 	if e.RequestID != "" {
 		b = append(b, `,"request_id":`...)
 		b = jsonwire.AppendString(b, e.RequestID)
+	}
+	if e.Op != events.OpSet {
+		b = append(b, `,"op":`...)
+		b = jsonwire.AppendString(b, string(e.Op))
+	}
+	if e.Endpoint != "" {
+		b = append(b, `,"endpoint":`...)
+		b = jsonwire.AppendString(b, e.Endpoint)
 	}
 	return append(b, "}\n"...)
 }
