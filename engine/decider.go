@@ -13,6 +13,7 @@ import (
 	"github.com/presence-engine/presence/client"
 	"github.com/presence-engine/presence/events"
 	"github.com/presence-engine/presence/internal/retry"
+	"github.com/presence-engine/presence/projections"
 )
 
 // The decider: one stretch of ownership (a term), in which one goroutine
@@ -29,6 +30,7 @@ type term struct {
 	refused  bool            // an append was refused since the owner last read the log
 	appended []appended      // the overlay's entries in the order appended, to forget them in that order
 	limits   map[string]*rate.Limiter
+	leases   leases // the ends of the leases of the partition's endpoints
 }
 
 // appended is an append of the overlay: the contact and the sequence it took.
@@ -61,7 +63,12 @@ func (t *term) run(ctx context.Context) {
 	if !t.catchUp(ctx, lost) {
 		return
 	}
+	if err := t.loadLeases(); err != nil {
+		w.logger.Error("writer: cannot read the endpoints of the partition; their leases end only once they are signed in again or out", "err", err)
+	}
 	w.setOwning(true)
+	tick := time.NewTicker(expiryTick)
+	defer tick.Stop()
 	for {
 		select {
 		case <-lost:
@@ -98,6 +105,8 @@ func (t *term) run(ctx context.Context) {
 			t.acked(ctx, ack)
 		case err := <-failed:
 			t.failed(err)
+		case <-tick.C:
+			t.expire()
 		}
 	}
 }
@@ -329,6 +338,10 @@ func (t *term) decide(ctx context.Context, o *op) {
 		o.finish(client.SetResult{}, unavailable(o.ctx.Err()))
 		return
 	}
+	if o.ep != nil {
+		t.decideEndpoint(o)
+		return
+	}
 	cur, err := t.current(req.Contact)
 	if err != nil {
 		o.finish(client.SetResult{}, err)
@@ -374,35 +387,44 @@ func (t *term) decide(ctx context.Context, o *op) {
 		t.answer(o, client.SetResult{Contact: req.Contact, Status: cur.status, Previous: cur.status, Seq: cur.seq}, nil)
 		return
 	}
-	visible := events.VisibleChange(cur.status, req.Status)
-	name, visibleName := req.Name, cur.visibleName
-	if name == "" {
-		name = cur.name
+	t.append(o, events.Event{Contact: req.Contact, Name: req.Name, Status: req.Status, Previous: cur.status,
+		At: w.cfg.Now().UTC(), Cause: req.Cause, RequestID: req.RequestID}, cur, cur.eps)
+}
+
+// append appends e, the change o decided on cur (what the owner knew of the
+// contact), expecting the log's last sequence, and queues o for its
+// acknowledgement. An e without a name takes the contact's: the name of its
+// last visible change if e is one (DESIGN.md §4). eps, unless nil, are the
+// contact's endpoints after e, kept in the overlay until the projection has
+// them.
+func (t *term) append(o *op, e events.Event, cur last, eps *projections.Endpoints) {
+	w := t.w
+	visible := events.VisibleChange(cur.status, e.Status)
+	visibleName := cur.visibleName
+	if e.Name == "" {
+		e.Name = cur.name
 		if visible {
-			name = cur.visibleName
+			e.Name = cur.visibleName
 		}
 	}
 	if visible {
-		visibleName = name
+		visibleName = e.Name
 	}
-	now := w.cfg.Now().UTC()
-	e := events.Event{Contact: req.Contact, Name: name, Status: req.Status, Previous: cur.status,
-		At: now, Cause: req.Cause, RequestID: req.RequestID}
 	o.data, o.previous = e.Encode(), cur.status
 	opts := []jetstream.PublishOpt{jetstream.WithExpectStream(w.streamName()), jetstream.WithExpectLastSequence(t.last)}
-	if req.RequestID != "" {
-		opts = append(opts, jetstream.WithMsgID(msgID(req.Contact, req.RequestID)))
+	if e.RequestID != "" {
+		opts = append(opts, jetstream.WithMsgID(msgID(e.Contact, e.RequestID)))
 	}
-	fut, err := w.js.PublishMsgAsync(&nats.Msg{Subject: w.subject(req.Contact), Data: o.data}, opts...)
+	fut, err := w.js.PublishMsgAsync(&nats.Msg{Subject: w.subject(e.Contact), Data: o.data}, opts...)
 	if err != nil {
 		o.finish(client.SetResult{}, unavailable(fmt.Errorf("append to the log: %w", err)))
 		return
 	}
 	o.fut, o.expect = fut, t.last
 	t.last++
-	t.overlay[req.Contact] = last{status: req.Status, previous: cur.status, name: name, visibleName: visibleName,
-		seq: t.last, requestID: req.RequestID, at: now}
-	t.appended = append(t.appended, appended{contact: req.Contact, seq: t.last})
+	t.overlay[e.Contact] = last{status: e.Status, previous: cur.status, name: e.Name, visibleName: visibleName,
+		seq: t.last, requestID: e.RequestID, at: e.At, eps: eps}
+	t.appended = append(t.appended, appended{contact: e.Contact, seq: t.last})
 	t.inflight = append(t.inflight, o)
 }
 

@@ -68,6 +68,9 @@ type Options struct {
 	// Zero means the defaults; a negative rate means no bound.
 	ContactRate  float64
 	ContactBurst int
+	// Now is the clock of event times and of endpoints' leases. Zero means
+	// time.Now; tests move one of their own.
+	Now func() time.Time
 }
 
 // withDefaults returns o with its zero fields at their defaults.
@@ -329,7 +332,8 @@ func (e *Engine) openWriters(ctx context.Context, requests jetstream.KeyValue, p
 			return err
 		}
 		w, err = newWriter(writerConfig{JetStream: js, Projection: e.projection, Lease: owner, Logger: e.logger,
-			Partition: p, Partitions: partitions, Requests: requests, ContactRate: e.opts.ContactRate, ContactBurst: e.opts.ContactBurst})
+			Partition: p, Partitions: partitions, Requests: requests, ContactRate: e.opts.ContactRate, ContactBurst: e.opts.ContactBurst,
+			Now: e.opts.Now})
 		if err != nil {
 			return err
 		}

@@ -102,3 +102,8 @@ func SetMissingPartitionWait(d time.Duration) time.Duration {
 	missingPartitionWait = d
 	return was
 }
+
+// ExpiryChecks returns how many times the owner looked for leases that
+// ended: a test that moved its clock waits for two more to know the owner
+// looked at the new time.
+func (w *Writer) ExpiryChecks() uint64 { return w.expiryChecks.Load() }

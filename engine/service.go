@@ -133,6 +133,9 @@ func (s *service) Run(ctx context.Context) error {
 		{"status", "status.*", s.status, reads, false},
 		{"self", "self.*", s.self, reads, false},
 		{"statuses", "statuses", s.statuses, reads, false},
+		{"signin", "endpoint.signin.*", s.endpoint(client.OpSignIn), sets, false},
+		{"heartbeat", "endpoint.heartbeat.*", s.endpoint(client.OpHeartbeat), sets, false},
+		{"signout", "endpoint.signout.*", s.endpoint(client.OpSignOut), sets, false},
 	}
 	if s.cfg.Admin != nil {
 		// Verify and rebuild exclude each other (the second is answered 503,
@@ -157,7 +160,11 @@ func (s *service) Run(ctx context.Context) error {
 	passed := make(chan struct{}, s.cfg.MaxConcurrent)
 	var owners sync.WaitGroup
 	for _, w := range s.cfg.Writers {
-		owners.Go(func() { s.serveOwner(ownerCtx, w, s.dispatch(ctx, s.set, passed, false)) })
+		p := strconv.Itoa(w.Partition())
+		owners.Go(func() { s.serveOwner(ownerCtx, w, events.OwnerSetPrefix+p+".*", s.dispatch(ctx, s.set, passed, false)) })
+		owners.Go(func() {
+			s.serveOwner(ownerCtx, w, events.OwnerEndpointPrefix+"*."+p+".*", s.dispatch(ctx, s.endpointPassed, passed, false))
+		})
 	}
 	defer func() { stopOwner(); owners.Wait() }()
 	// A round trip makes sure the server has the subscriptions before anyone is
@@ -354,15 +361,62 @@ func (s *service) set(req micro.Request) (work, error) {
 			return res, err
 		}
 		w.passedOn.Add(1)
-		return s.passOn(ctx, w.Partition(), contact, body)
+		return s.passOn(ctx, events.OwnerSetSubject(w.Partition(), contact), body)
 	}, nil
 }
 
-// passOn passes a set on to the engine that owns the contact's partition p,
-// and returns its answer. While no engine owns it (one is taking it over, or
-// the owner is stopping), it asks again until ctx is done.
-func (s *service) passOn(ctx context.Context, p int, contact string, body []byte) (any, error) {
-	subject := events.OwnerSetSubject(p, contact)
+// endpoint returns the handler of an endpoint's request op, on
+// presence.endpoint.<op>.<token>. A request another engine passed on comes on
+// presence.owner.endpoint.<op>.<partition>.<token>, answered by endpointPassed.
+func (s *service) endpoint(op string) func(micro.Request) (work, error) {
+	prefix := map[string]string{client.OpSignIn: events.SignInPrefix, client.OpHeartbeat: events.HeartbeatPrefix,
+		client.OpSignOut: events.SignOutPrefix}[op]
+	return func(req micro.Request) (work, error) {
+		contact, err := contactOf(req.Subject(), prefix)
+		if err != nil {
+			return nil, err
+		}
+		return s.endpointWork(contact, op, req.Data(), false)
+	}
+}
+
+// endpointPassed handles an endpoint's request another engine passed on to
+// this one, the owner of its contact's partition.
+func (s *service) endpointPassed(req micro.Request) (work, error) {
+	// presence.owner.endpoint.<op>.<partition>.<token>
+	rest := strings.TrimPrefix(req.Subject(), events.OwnerEndpointPrefix)
+	op, rest, _ := strings.Cut(rest, ".")
+	p, _, _ := strings.Cut(rest, ".")
+	contact, err := contactOf(req.Subject(), events.OwnerEndpointPrefix+op+"."+p+".")
+	if err != nil {
+		return nil, err
+	}
+	return s.endpointWork(contact, op, req.Data(), true)
+}
+
+func (s *service) endpointWork(contact, op string, body []byte, passedOn bool) (work, error) {
+	er, err := client.DecodeEndpointRequest(contact, op, body)
+	if err != nil {
+		return nil, err
+	}
+	w := s.cfg.Writers[events.Partition(contact, len(s.cfg.Writers))]
+	return func(ctx context.Context) (any, error) {
+		ctx, cancel := context.WithTimeout(ctx, s.cfg.SetTimeout)
+		defer cancel()
+		res, err := w.Endpoint(ctx, er)
+		if passedOn || !errors.Is(err, errNotOwner) {
+			return res, err
+		}
+		w.passedOn.Add(1)
+		return s.passOn(ctx, events.OwnerEndpointSubject(op, w.Partition(), contact), body)
+	}, nil
+}
+
+// passOn passes a request on to the engine that owns its contact's
+// partition, on subject, and returns its answer as it is. While no engine owns
+// it (one is taking it over, or the owner is stopping), it asks again until
+// ctx is done.
+func (s *service) passOn(ctx context.Context, subject string, body []byte) (any, error) {
 	backoff := retry.Backoff{First: 20 * time.Millisecond, Max: 500 * time.Millisecond}
 	for {
 		msg, err := s.cfg.Conn.RequestWithContext(ctx, subject, body)
@@ -375,11 +429,10 @@ func (s *service) passOn(ctx context.Context, p int, contact string, body []byte
 		case err != nil:
 			return nil, unavailable(fmt.Errorf("pass the set on to the log's owner: %w", err))
 		case msg.Header.Get(micro.ErrorCodeHeader) == "":
-			var res client.SetResult
-			if err := json.Unmarshal(msg.Data, &res); err != nil {
-				return nil, fmt.Errorf("the owner's answer is not understood: %w", err)
+			if !json.Valid(msg.Data) {
+				return nil, fmt.Errorf("the owner's answer is not understood: %q", msg.Data)
 			}
-			return res, nil
+			return json.RawMessage(msg.Data), nil
 		default:
 			desc := msg.Header.Get(micro.ErrorHeader)
 			if desc != errNotOwner.Error() && desc != errStopping.Error() {
@@ -395,9 +448,9 @@ func (s *service) passOn(ctx context.Context, p int, contact string, body []byte
 	}
 }
 
-// serveOwner answers the sets passed on to this engine while it owns w's
-// partition, through dispatch as the service's own endpoints are.
-func (s *service) serveOwner(ctx context.Context, w *Writer, handle micro.HandlerFunc) {
+// serveOwner answers the requests passed on to this engine on subject while
+// it owns w's partition, through dispatch as the service's own endpoints are.
+func (s *service) serveOwner(ctx context.Context, w *Writer, subject string, handle micro.HandlerFunc) {
 	var sub *nats.Subscription
 	defer func() {
 		leave(s.cfg.Conn, sub)
@@ -408,8 +461,7 @@ func (s *service) serveOwner(ctx context.Context, w *Writer, handle micro.Handle
 		case owning && sub == nil:
 			var err error
 			// A queue group: should a former owner still listen for a
-			// moment, each set still reaches one engine only.
-			subject := events.OwnerSetPrefix + strconv.Itoa(w.Partition()) + ".*"
+			// moment, each request still reaches one engine only.
 			sub, err = s.cfg.Conn.QueueSubscribe(subject, "owner", func(m *nats.Msg) { handle(passedOn{m}) })
 			if err != nil {
 				s.logger.Error("service: cannot take the sets passed on to the owner; other engines' sets wait", "err", err)

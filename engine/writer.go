@@ -116,6 +116,8 @@ type Writer struct {
 	takeovers  atomic.Uint64
 	passedOn   atomic.Uint64 // counted by the service
 	realigned  atomic.Uint64
+
+	expiryChecks atomic.Uint64 // times the owner looked for leases that ended
 }
 
 // last is what the owner knows of a contact's last event.
@@ -132,6 +134,9 @@ type last struct {
 	seq         uint64 // 0: never seen
 	requestID   string // of the event, if the owner appended it
 	at          time.Time
+	// eps are the contact's endpoints after the event, if the owner
+	// appended one that changed them; nil: as the projection has them.
+	eps *projections.Endpoints
 }
 
 // op is one set on its way through the decider.
@@ -143,6 +148,11 @@ type op struct {
 	done  chan struct{}
 	tries int
 	hook  func() // a test's, run by the decider instead of a set
+	// ep, when set, makes the op an endpoint's (or, with Op "expire", the
+	// owner's own end of a lease) instead of a set; expires is its lease's
+	// end, as the answer tells it.
+	ep      *client.EndpointRequest
+	expires time.Time
 
 	// An append's, set by the decider.
 	fut      jetstream.PubAckFuture // nil: the set appends nothing

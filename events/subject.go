@@ -47,6 +47,11 @@ const (
 	SetPrefix    = "presence.set."
 	StatusPrefix = "presence.status."
 	SelfPrefix   = "presence.self."
+	// A contact's endpoints sign in, heartbeat and sign out on these, each
+	// followed by the contact's token (issue 20's endpoints).
+	SignInPrefix    = "presence.endpoint.signin."
+	HeartbeatPrefix = "presence.endpoint.heartbeat."
+	SignOutPrefix   = "presence.endpoint.signout."
 	// StatusesSubject reads the visible status of many contacts at once.
 	StatusesSubject = "presence.statuses"
 )
@@ -54,6 +59,18 @@ const (
 // OwnerSetPrefix is where an engine that does not own a contact's partition
 // passes a set on to its owner (OwnerSetSubject): engines only.
 const OwnerSetPrefix = "presence.owner.set."
+
+// OwnerEndpointPrefix is where an engine that does not own a contact's
+// partition passes an endpoint's request on to its owner
+// (OwnerEndpointSubject): engines only.
+const OwnerEndpointPrefix = "presence.owner.endpoint."
+
+// OwnerEndpointSubject returns where an endpoint's request op (signin,
+// heartbeat, signout) of contact is passed on to the owner of its partition
+// p: the op, the partition, then the contact's token.
+func OwnerEndpointSubject(op string, p int, contact string) string {
+	return OwnerEndpointPrefix + op + "." + strconv.Itoa(p) + "." + Token(contact)
+}
 
 // OwnerKey returns the key of OwnersBucket that names partition p's owner.
 func OwnerKey(p int) string { return "partition." + strconv.Itoa(p) }

@@ -168,3 +168,31 @@ func (p *Projection) foldEndpoints(b *pebble.Batch, e events.Event, touched *map
 	x.Fold(e)
 	return b.Set(endpointsKey(e.Contact), x.marshal(nil), nil)
 }
+
+// EachEndpoints calls fn with every contact that has endpoints, a preferred
+// status or settings of its own, in contact ID order, until fn returns false
+// or an error occurs: an owner taking a partition over learns the leases it
+// must end from it.
+func (p *Projection) EachEndpoints(fn func(contact string, x Endpoints) bool) error {
+	p.closeMu.RLock()
+	defer p.closeMu.RUnlock()
+	if p.closed {
+		return ErrClosed
+	}
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: []byte(endpointsKeyPrefix), UpperBound: []byte("e0")})
+	if err != nil {
+		return p.damaged(damaged(err))
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		contact := string(it.Key()[len(endpointsKeyPrefix):])
+		x, err := unmarshalEndpoints(contact, it.Value())
+		if err != nil {
+			return p.damaged(err)
+		}
+		if !fn(contact, x) {
+			break
+		}
+	}
+	return p.damaged(damaged(it.Error()))
+}

@@ -1,0 +1,191 @@
+package engine_test
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/presence-engine/presence/client"
+	"github.com/presence-engine/presence/engine"
+	"github.com/presence-engine/presence/engine/enginetest"
+	"github.com/presence-engine/presence/engine/natstest"
+	"github.com/presence-engine/presence/events"
+)
+
+// clock is a test's clock: it moves only when the test moves it.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// looked waits until the owner of the contact's partition has looked for
+// leases that ended twice more, the second time at the clock as it is now.
+func looked(t testing.TB, w *engine.Writer) {
+	t.Helper()
+	from := w.ExpiryChecks()
+	natstest.WaitFor(t, "the owner to look for leases that ended", func() bool { return w.ExpiryChecks() >= from+2 })
+}
+
+// endpointEvents returns the log's events of contact that record its
+// endpoints.
+func endpointEvents(t testing.TB, r *enginetest.Running, contact string) []events.Event {
+	t.Helper()
+	var out []events.Event
+	for _, le := range enginetest.ReadLog(t, r.JetStream(t)) {
+		if le.Event.Contact == contact && le.Event.Op != events.OpSet {
+			out = append(out, le.Event)
+		}
+	}
+	return out
+}
+
+// TestEndpointsDecideTheStatus: a contact's endpoints sign in, heartbeat and
+// sign out; each sign-in and sign-out is an event, with the status decided
+// from the endpoints (a status the user chose on one beats another's being
+// merely there); a heartbeat appends nothing and moves the lease on; the last
+// endpoint signing out leaves the contact offline; a heartbeat of an endpoint
+// not signed in is a conflict.
+func TestEndpointsDecideTheStatus(t *testing.T) {
+	clk := newClock()
+	r := enginetest.Start(t, "", engine.Options{Now: clk.Now})
+	c, ctx := r.Client(t), natstest.Context(t)
+	const alice = "sip:alice@contoso.com"
+	step := func(what string, got client.EndpointResult, err error, status, previous events.Status, changed bool) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if got.Status != status || got.Previous != previous || got.Changed != changed {
+			t.Fatalf("%s: %+v; want %s -> %s, changed %v", what, got, previous, status, changed)
+		}
+	}
+	res, err := c.SignIn(ctx, client.EndpointRequest{Contact: alice, Endpoint: "desk", Kind: events.KindDesktop, Lease: time.Minute})
+	step("desk signs in", res, err, events.Online, events.Unknown, true)
+	if want := clk.Now().Add(time.Minute); !res.Expires.Equal(want) {
+		t.Errorf("desk's lease ends %s, want %s", res.Expires, want)
+	}
+	res, err = c.SignIn(ctx, client.EndpointRequest{Contact: alice, Endpoint: "phone", Kind: events.KindMobile, Status: events.Busy})
+	step("phone signs in, busy chosen on it", res, err, events.Busy, events.Online, true)
+	clk.Add(30 * time.Second)
+	res, err = c.Heartbeat(ctx, alice, "desk")
+	step("desk heartbeats", res, err, events.Busy, events.Busy, false)
+	if want := clk.Now().Add(time.Minute); !res.Expires.Equal(want) {
+		t.Errorf("after a heartbeat desk's lease ends %s, want %s", res.Expires, want)
+	}
+	res, err = c.SignOut(ctx, alice, "phone")
+	step("phone signs out", res, err, events.Online, events.Busy, true)
+	res, err = c.SignOut(ctx, alice, "desk")
+	step("desk signs out", res, err, events.Offline, events.Online, true)
+	if _, err := c.Heartbeat(ctx, alice, "desk"); !errors.Is(err, client.ErrConflict) {
+		t.Errorf("a heartbeat of desk signed out: %v, want a conflict", err)
+	}
+	if st, err := c.Status(ctx, alice, 0); err != nil || st.Status != events.Offline {
+		t.Errorf("status after every endpoint signed out: %+v, %v; want offline", st, err)
+	}
+
+	var ops []events.Op
+	for _, e := range endpointEvents(t, r, alice) {
+		ops = append(ops, e.Op)
+	}
+	if want := []events.Op{events.OpSignIn, events.OpSignIn, events.OpSignOut, events.OpSignOut}; !equalOps(ops, want) {
+		t.Errorf("the log records %v, want %v (a heartbeat is no event)", ops, want)
+	}
+	enginetest.CheckChains(t, enginetest.ReadLog(t, r.JetStream(t)))
+}
+
+func equalOps(a, b []events.Op) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestALeaseThatEndsSignsTheEndpointOutOnce: with two engines running, an
+// endpoint that stops heartbeating is signed out once its lease ends, by one
+// event (op expire, cause expiry), and the contact goes offline; not before.
+func TestALeaseThatEndsSignsTheEndpointOutOnce(t *testing.T) {
+	s := natstest.Start(t)
+	clk := newClock()
+	opts := engine.Options{NATSURL: s.ClientURL(), Now: clk.Now}
+	a := enginetest.Start(t, "", opts)
+	b := enginetest.Start(t, "", opts)
+	own, _ := owner(t, a, b)
+	c, ctx := client.New(natstest.Connect(t, s)), natstest.Context(t)
+	const bob = "bob"
+	if _, err := c.SignIn(ctx, client.EndpointRequest{Contact: bob, Endpoint: "web-1", Kind: events.KindWeb, Lease: 10 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(8 * time.Second)
+	if _, err := c.Heartbeat(ctx, bob, "web-1"); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(9 * time.Second) // 17s in: past the lease as signed in, within the heartbeat's
+	looked(t, own.Writer())
+	if st, err := c.Self(ctx, bob, 0); err != nil || st.Status != events.Online {
+		t.Fatalf("within the heartbeat's lease: %+v, %v; want online still", st, err)
+	}
+	clk.Add(2 * time.Second) // 19s in: past it
+	natstest.WaitFor(t, "the lease to end", func() bool {
+		st, err := c.Self(ctx, bob, 0)
+		return err == nil && st.Status == events.Offline
+	})
+	looked(t, own.Writer())
+	evs := endpointEvents(t, own, bob)
+	if len(evs) != 2 || evs[1].Op != events.OpExpire || evs[1].Cause != events.CauseExpiry || evs[1].Endpoint != "web-1" ||
+		evs[1].Status != events.Offline {
+		t.Fatalf("the log records %+v; want the sign-in, then one expiry of web-1 leaving bob offline", evs)
+	}
+	enginetest.CheckChains(t, enginetest.ReadLog(t, own.JetStream(t)))
+}
+
+// TestALeaseOutlivesARestartByOneLeaseOfGrace: heartbeats are not in the log,
+// so an owner started again gives each endpoint one lease from its start;
+// the endpoint is signed out once that ends, if it does not heartbeat.
+func TestALeaseOutlivesARestartByOneLeaseOfGrace(t *testing.T) {
+	dir, clk := t.TempDir(), newClock()
+	r := enginetest.Start(t, dir, engine.Options{Now: clk.Now})
+	ctx := natstest.Context(t)
+	const carol = "carol"
+	if _, err := r.Client(t).SignIn(ctx, client.EndpointRequest{Contact: carol, Endpoint: "desk", Kind: events.KindDesktop,
+		Lease: 10 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(8 * time.Second)
+	r.Stop(t)
+	r = enginetest.Start(t, dir, engine.Options{Now: clk.Now}) // 8s in: grace until 18s
+	c := r.Client(t)
+	clk.Add(4 * time.Second) // 12s in: past the lease as logged, within the grace
+	looked(t, r.Writer())
+	if st, err := c.Self(ctx, carol, 0); err != nil || st.Status != events.Online {
+		t.Fatalf("within the grace: %+v, %v; want online still", st, err)
+	}
+	clk.Add(7 * time.Second) // 19s in
+	natstest.WaitFor(t, "the lease to end after its grace", func() bool {
+		st, err := c.Self(ctx, carol, 0)
+		return err == nil && st.Status == events.Offline
+	})
+	evs := endpointEvents(t, r, carol)
+	if len(evs) != 2 || evs[1].Op != events.OpExpire {
+		t.Fatalf("the log records %+v; want the sign-in and one expiry", evs)
+	}
+}
