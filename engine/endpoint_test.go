@@ -2,6 +2,8 @@ package engine_test
 
 import (
 	"errors"
+	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -187,5 +189,63 @@ func TestALeaseOutlivesARestartByOneLeaseOfGrace(t *testing.T) {
 	evs := endpointEvents(t, r, carol)
 	if len(evs) != 2 || evs[1].Op != events.OpExpire {
 		t.Fatalf("the log records %+v; want the sign-in and one expiry", evs)
+	}
+}
+
+// TestEndpointsKeepInvisibleSecret: a contact that chooses invisible on an
+// endpoint shows subscribers exactly what it would had it chosen offline,
+// through sign-ins of other endpoints with statuses of their own, sign-outs
+// and a lease ending (DESIGN.md §4 with endpoints).
+func TestEndpointsKeepInvisibleSecret(t *testing.T) {
+	const dave = "dave"
+	run := func(hidden events.Status) []string {
+		clk := newClock()
+		r := enginetest.Start(t, "", engine.Options{Now: clk.Now})
+		c, ctx := r.Client(t), natstest.Context(t)
+		var seen []string
+		look := func(step string) {
+			t.Helper()
+			r.WaitFeed(t)
+			log := enginetest.ReadLog(t, r.JetStream(t))
+			if err := r.Projection().WaitApplied(ctx, log[len(log)-1].Seq); err != nil {
+				t.Fatal(err)
+			}
+			st, err := c.Status(ctx, dave, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen = append(seen, fmt.Sprintf("%s: status %s seq %d", step, st.Status, st.Seq))
+		}
+		signIn := func(endpoint string, kind events.EndpointKind, status events.Status) {
+			t.Helper()
+			if _, err := c.SignIn(ctx, client.EndpointRequest{Contact: dave, Endpoint: endpoint, Kind: kind, Status: status,
+				Lease: 10 * time.Second}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		signIn("desk", events.KindDesktop, hidden)
+		look("desk chose it")
+		signIn("phone", events.KindMobile, events.Busy)
+		look("phone chose busy")
+		if _, err := c.SignOut(ctx, dave, "phone"); err != nil {
+			t.Fatal(err)
+		}
+		look("phone signed out")
+		signIn("desk", events.KindDesktop, events.Unknown)
+		look("desk chose nothing")
+		signIn("desk", events.KindDesktop, hidden)
+		look("desk chose it again")
+		clk.Add(11 * time.Second)
+		natstest.WaitFor(t, "desk's lease to end", func() bool { return len(endpointEvents(t, r, dave)) == 6 })
+		look("desk's lease ended")
+		for _, f := range enginetest.ReadFeed(t, r.JetStream(t)) {
+			seen = append(seen, fmt.Sprintf("feed %d: %s was %s", f.FeedSeq, f.Change.Contact, f.Change.Previous))
+		}
+		r.Stop(t)
+		return seen
+	}
+	invisible, offline := run(events.Invisible), run(events.Offline)
+	if !reflect.DeepEqual(invisible, offline) {
+		t.Errorf("subscribers told invisible from offline:\ninvisible: %q\n  offline: %q", invisible, offline)
 	}
 }

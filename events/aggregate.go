@@ -141,10 +141,12 @@ const (
 )
 
 // Precedence orders statuses where several endpoints report one (rules 3 and
-// 4): the first wins. Invisible, should an endpoint report it, hides the rest;
-// then do-not-disturb, busy and its kinds, available, away and its kinds.
-var Precedence = []Status{Invisible, DoNotDisturb, AllowUrgentInterruptions, Busy, InAConference, OnThePhone, InAMeeting,
-	Online, MayBeAvailable, Custom, BeRightBack, OutToLunch, Away, OutOfOffice, Idle, Offline}
+// 4): the first wins. Invisible chosen on an endpoint hides the rest, and so
+// does offline (appear offline): the two must rank alike, or choosing
+// invisible would show differently from choosing offline (DESIGN.md §4).
+// Then do-not-disturb, busy and its kinds, available, away and its kinds.
+var Precedence = []Status{Invisible, Offline, DoNotDisturb, AllowUrgentInterruptions, Busy, InAConference, OnThePhone, InAMeeting,
+	Online, MayBeAvailable, Custom, BeRightBack, OutToLunch, Away, OutOfOffice, Idle}
 
 var rank = func() map[Status]int {
 	m := make(map[Status]int, len(Precedence))
