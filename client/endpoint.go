@@ -18,8 +18,12 @@ import (
 const (
 	OpSignIn    = "signin"
 	OpHeartbeat = "heartbeat"
+	OpReport    = "report"
 	OpSignOut   = "signout"
 )
+
+// MaxInactiveFor bounds how long ago a report may say its input stopped.
+const MaxInactiveFor = 24 * time.Hour
 
 // Leases: an endpoint that does not heartbeat within its lease is signed out
 // by the engine (cause expiry).
@@ -39,6 +43,13 @@ type EndpointRequest struct {
 	Kind   events.EndpointKind
 	Lease  time.Duration
 	Status events.Status
+	// For a report: the endpoint's status now (Unknown: none), which the
+	// user chose (Cause user, the default) or the endpoint detected (cause
+	// endpoint: on-the-phone from a phone, in-a-meeting from a calendar), and
+	// how long its user has been without input (zero: active). The engine
+	// stamps the time; the endpoint only says how long ago.
+	Cause       events.Cause
+	InactiveFor time.Duration
 }
 
 // EndpointResult is the service's answer to an endpoint's request.
@@ -54,10 +65,12 @@ type EndpointResult struct {
 
 // endpointJSON is the body of an endpoint's request.
 type endpointJSON struct {
-	Endpoint string              `json:"endpoint"`
-	Kind     events.EndpointKind `json:"kind,omitempty"`
-	LeaseS   float64             `json:"lease_s,omitempty"`
-	Status   *events.Status      `json:"status,omitempty"`
+	Endpoint     string              `json:"endpoint"`
+	Kind         events.EndpointKind `json:"kind,omitempty"`
+	LeaseS       float64             `json:"lease_s,omitempty"`
+	Status       *events.Status      `json:"status,omitempty"`
+	Cause        events.Cause        `json:"cause,omitempty"`
+	InactiveForS float64             `json:"inactive_for_s,omitempty"`
 }
 
 // Validate checks r as the service does, and makes a zero Lease of a sign-in
@@ -73,9 +86,11 @@ func (r *EndpointRequest) Validate() error {
 	switch r.Op {
 	case OpHeartbeat, OpSignOut:
 		return nil
+	case OpReport:
+		return r.validateReport()
 	case OpSignIn:
 	default:
-		return badRequest(fmt.Errorf("endpoint operation %q: accepted: %q, %q, %q", r.Op, OpSignIn, OpHeartbeat, OpSignOut))
+		return badRequest(fmt.Errorf("endpoint operation %q: accepted: %q, %q, %q, %q", r.Op, OpSignIn, OpHeartbeat, OpReport, OpSignOut))
 	}
 	if _, err := events.ParseEndpointKind(string(r.Kind)); err != nil {
 		return badRequest(err)
@@ -94,9 +109,30 @@ func (r *EndpointRequest) Validate() error {
 	return nil
 }
 
+// validateReport checks a report, and makes a zero Cause events.CauseUser.
+func (r *EndpointRequest) validateReport() error {
+	cause, err := events.ParseClientCause(string(r.Cause))
+	if err != nil {
+		return badRequest(err)
+	}
+	r.Cause = cause
+	if r.Status != events.Unknown {
+		if err := r.Status.Settable(cause); err != nil {
+			return badRequest(err)
+		}
+	}
+	if r.InactiveFor < 0 || r.InactiveFor > MaxInactiveFor {
+		return badRequest(fmt.Errorf("inactive_for_s %v: accepted: 0 (active) to %v", r.InactiveFor.Seconds(), MaxInactiveFor.Seconds()))
+	}
+	return nil
+}
+
 // EncodeEndpointRequest returns the body of an endpoint's request.
 func EncodeEndpointRequest(r EndpointRequest) []byte {
-	j := endpointJSON{Endpoint: r.Endpoint, Kind: r.Kind, LeaseS: r.Lease.Seconds()}
+	j := endpointJSON{Endpoint: r.Endpoint, Kind: r.Kind, LeaseS: r.Lease.Seconds(), InactiveForS: r.InactiveFor.Seconds()}
+	if r.Op == OpReport && r.Cause != events.CauseUser {
+		j.Cause = r.Cause
+	}
 	if r.Status != events.Unknown {
 		j.Status = &r.Status
 	}
@@ -115,17 +151,23 @@ func DecodeEndpointRequest(contact, op string, data []byte) (EndpointRequest, er
 			`(kind, lease_s and status for a sign-in only): %w`, err))
 	}
 	r := EndpointRequest{Contact: contact, Op: op, Endpoint: j.Endpoint, Kind: j.Kind,
-		Lease: time.Duration(j.LeaseS * float64(time.Second))}
+		Lease: time.Duration(j.LeaseS * float64(time.Second)), Cause: j.Cause,
+		InactiveFor: time.Duration(j.InactiveForS * float64(time.Second))}
 	if j.Status != nil {
-		// Given, it is a status the user chose: "unknown" is none of them
-		// (leave "status" out for none).
-		if err := j.Status.Settable(events.CauseUser); err != nil {
-			return EndpointRequest{}, badRequest(err)
+		// Given, it is a status: "unknown" is none of them (leave
+		// "status" out for none).
+		if *j.Status == events.Unknown {
+			return EndpointRequest{}, badRequest(events.Unknown.Settable(events.CauseUser))
 		}
 		r.Status = *j.Status
 	}
-	if op != OpSignIn && (j.Kind != "" || j.LeaseS != 0 || j.Status != nil) {
-		return EndpointRequest{}, badRequest(fmt.Errorf("a %s names the endpoint only: kind, lease_s and status are a sign-in's", op))
+	switch {
+	case (op == OpHeartbeat || op == OpSignOut) && (j.Kind != "" || j.LeaseS != 0 || j.Status != nil || j.Cause != "" || j.InactiveForS != 0):
+		return EndpointRequest{}, badRequest(fmt.Errorf("a %s names the endpoint only", op))
+	case op == OpSignIn && (j.Cause != "" || j.InactiveForS != 0):
+		return EndpointRequest{}, badRequest(fmt.Errorf("cause and inactive_for_s are a report's: a sign-in is active, and its status the user's"))
+	case op == OpReport && (j.Kind != "" || j.LeaseS != 0):
+		return EndpointRequest{}, badRequest(fmt.Errorf("kind and lease_s are a sign-in's: a report keeps them"))
 	}
 	return r, r.Validate()
 }
@@ -141,6 +183,14 @@ func (c *Client) SignIn(ctx context.Context, req EndpointRequest) (EndpointResul
 // is not signed in (its lease ended) gets ErrConflict, and signs in again.
 func (c *Client) Heartbeat(ctx context.Context, contact, endpoint string) (EndpointResult, error) {
 	return c.endpoint(ctx, events.HeartbeatPrefix, EndpointRequest{Contact: contact, Op: OpHeartbeat, Endpoint: endpoint})
+}
+
+// Report tells what changed on a signed-in endpoint: its status (chosen or
+// detected) and its user's activity. It appends an event; an endpoint that is
+// not signed in gets ErrConflict.
+func (c *Client) Report(ctx context.Context, req EndpointRequest) (EndpointResult, error) {
+	req.Op = OpReport
+	return c.endpoint(ctx, events.ReportPrefix, req)
 }
 
 // SignOut signs an endpoint out.

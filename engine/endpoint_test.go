@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -35,12 +36,18 @@ func (c *clock) Add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// looked waits until the owner of the contact's partition has looked for
-// leases that ended twice more, the second time at the clock as it is now.
-func looked(t testing.TB, w *engine.Writer) {
+// looked waits until the owner has looked for leases that ended (and
+// statuses that time changed) twice more, the second time at the clock as it
+// is now, and until its projection has applied whatever it appended.
+func looked(t testing.TB, r *enginetest.Running) {
 	t.Helper()
+	w := r.Writer()
 	from := w.ExpiryChecks()
 	natstest.WaitFor(t, "the owner to look for leases that ended", func() bool { return w.ExpiryChecks() >= from+2 })
+	log := enginetest.ReadLog(t, r.JetStream(t))
+	if err := r.Projection().WaitApplied(natstest.Context(t), log[len(log)-1].Seq); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // endpointEvents returns the log's events of contact that record its
@@ -96,8 +103,8 @@ func TestEndpointsDecideTheStatus(t *testing.T) {
 	if _, err := c.Heartbeat(ctx, alice, "desk"); !errors.Is(err, client.ErrConflict) {
 		t.Errorf("a heartbeat of desk signed out: %v, want a conflict", err)
 	}
-	if st, err := c.Status(ctx, alice, 0); err != nil || st.Status != events.Offline {
-		t.Errorf("status after every endpoint signed out: %+v, %v; want offline", st, err)
+	if st, err := c.Self(ctx, alice, res.Seq); err != nil || st.Status != events.Offline {
+		t.Errorf("self after every endpoint signed out: %+v, %v; want offline", st, err)
 	}
 
 	var ops []events.Op
@@ -142,7 +149,7 @@ func TestALeaseThatEndsSignsTheEndpointOutOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk.Add(9 * time.Second) // 17s in: past the lease as signed in, within the heartbeat's
-	looked(t, own.Writer())
+	looked(t, own)
 	if st, err := c.Self(ctx, bob, 0); err != nil || st.Status != events.Online {
 		t.Fatalf("within the heartbeat's lease: %+v, %v; want online still", st, err)
 	}
@@ -151,7 +158,7 @@ func TestALeaseThatEndsSignsTheEndpointOutOnce(t *testing.T) {
 		st, err := c.Self(ctx, bob, 0)
 		return err == nil && st.Status == events.Offline
 	})
-	looked(t, own.Writer())
+	looked(t, own)
 	evs := endpointEvents(t, own, bob)
 	if len(evs) != 2 || evs[1].Op != events.OpExpire || evs[1].Cause != events.CauseExpiry || evs[1].Endpoint != "web-1" ||
 		evs[1].Status != events.Offline {
@@ -177,7 +184,7 @@ func TestALeaseOutlivesARestartByOneLeaseOfGrace(t *testing.T) {
 	r = enginetest.Start(t, dir, engine.Options{Now: clk.Now}) // 8s in: grace until 18s
 	c := r.Client(t)
 	clk.Add(4 * time.Second) // 12s in: past the lease as logged, within the grace
-	looked(t, r.Writer())
+	looked(t, r)
 	if st, err := c.Self(ctx, carol, 0); err != nil || st.Status != events.Online {
 		t.Fatalf("within the grace: %+v, %v; want online still", st, err)
 	}
@@ -247,5 +254,92 @@ func TestEndpointsKeepInvisibleSecret(t *testing.T) {
 	invisible, offline := run(events.Invisible), run(events.Offline)
 	if !reflect.DeepEqual(invisible, offline) {
 		t.Errorf("subscribers told invisible from offline:\ninvisible: %q\n  offline: %q", invisible, offline)
+	}
+}
+
+// TestIdleAndAwayFromInactivity: an endpoint reports when its user's input
+// stopped; as time passes the owner makes the contact idle past 5 minutes and
+// away past 20 (events of its own, cause engine), and online again when the
+// endpoint reports activity; a status the user chose on another endpoint
+// stays through the inactivity.
+func TestIdleAndAwayFromInactivity(t *testing.T) {
+	clk := newClock()
+	r := enginetest.Start(t, "", engine.Options{Now: clk.Now})
+	c, ctx := r.Client(t), natstest.Context(t)
+	const erin = "erin"
+	status := func() events.Status {
+		st, err := c.Self(ctx, erin, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Status
+	}
+	becomes := func(want events.Status) {
+		t.Helper()
+		natstest.WaitFor(t, "erin to be "+want.String(), func() bool { return status() == want })
+	}
+	if _, err := c.SignIn(ctx, client.EndpointRequest{Contact: erin, Endpoint: "desk", Kind: events.KindDesktop, Lease: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Report(ctx, client.EndpointRequest{Contact: erin, Endpoint: "desk", InactiveFor: time.Minute})
+	if err != nil || res.Status != events.Online {
+		t.Fatalf("report inactive for a minute: %+v, %v; want online still", res, err)
+	}
+	clk.Add(3 * time.Minute) // 4 minutes without input
+	looked(t, r)
+	if got := status(); got != events.Online {
+		t.Fatalf("4 minutes without input: %s, want online", got)
+	}
+	clk.Add(2 * time.Minute) // 6
+	becomes(events.Idle)
+	clk.Add(15 * time.Minute) // 21
+	becomes(events.Away)
+	if res, err := c.Report(ctx, client.EndpointRequest{Contact: erin, Endpoint: "desk"}); err != nil || res.Status != events.Online {
+		t.Fatalf("report active again: %+v, %v; want online", res, err)
+	}
+	if _, err := c.SignIn(ctx, client.EndpointRequest{Contact: erin, Endpoint: "phone", Kind: events.KindMobile, Status: events.Busy, Lease: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Report(ctx, client.EndpointRequest{Contact: erin, Endpoint: "desk", InactiveFor: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(30 * time.Minute)
+	looked(t, r)
+	if got := status(); got != events.Busy {
+		t.Fatalf("busy chosen on the phone, the desk inactive for 31 minutes: %s, want busy", got)
+	}
+
+	var changes []string
+	for _, le := range enginetest.ReadLog(t, r.JetStream(t)) {
+		if le.Event.Op == events.OpSet {
+			changes = append(changes, fmt.Sprintf("%s -> %s (%s)", le.Event.Previous, le.Event.Status, le.Event.Cause))
+		}
+	}
+	if want := []string{"online -> idle (engine)", "idle -> away (engine)"}; !reflect.DeepEqual(changes, want) {
+		t.Errorf("the owner's own changes: %q, want %q", changes, want)
+	}
+	enginetest.CheckChains(t, enginetest.ReadLog(t, r.JetStream(t)))
+}
+
+// TestAReportIsTheEndpointsOwn: a status detected (cause endpoint) comes
+// from the kind of endpoint that detects it; another is refused, naming it.
+func TestAReportIsTheEndpointsOwn(t *testing.T) {
+	r := enginetest.Start(t, "", engine.Options{})
+	c, ctx := r.Client(t), natstest.Context(t)
+	for _, ep := range []client.EndpointRequest{{Contact: "f", Endpoint: "desk", Kind: events.KindDesktop}, {Contact: "f", Endpoint: "tel", Kind: events.KindPhone}} {
+		if _, err := c.SignIn(ctx, ep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := c.Report(ctx, client.EndpointRequest{Contact: "f", Endpoint: "desk", Status: events.OnThePhone, Cause: events.CauseEndpoint})
+	if !errors.Is(err, client.ErrBadRequest) || !strings.Contains(err.Error(), `"desk", a desktop`) {
+		t.Fatalf("on-the-phone detected by a desktop: %v, want a bad request naming it", err)
+	}
+	res, err := c.Report(ctx, client.EndpointRequest{Contact: "f", Endpoint: "tel", Status: events.OnThePhone, Cause: events.CauseEndpoint})
+	if err != nil || res.Status != events.OnThePhone {
+		t.Fatalf("on-the-phone detected by a phone: %+v, %v; want on-the-phone", res, err)
+	}
+	if _, err := c.Report(ctx, client.EndpointRequest{Contact: "f", Endpoint: "gone"}); !errors.Is(err, client.ErrConflict) {
+		t.Fatalf("a report of an endpoint not signed in: %v, want a conflict", err)
 	}
 }

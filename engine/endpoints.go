@@ -28,8 +28,12 @@ import (
 // expiryTick is how often the owner looks for leases that ended.
 const expiryTick = 250 * time.Millisecond
 
-// opExpire is the op the owner makes for a lease that ended.
-const opExpire = "expire"
+// The owner's own ops: the end of a lease, and a look again at a contact's
+// status as time passed (idle, away, a preferred status ending).
+const (
+	opExpire  = "expire"
+	opRecheck = "recheck"
+)
 
 // Endpoint handles an endpoint's sign-in, heartbeat or sign-out. Errors are
 // those of Set, and a heartbeat of an endpoint not signed in wraps
@@ -65,12 +69,14 @@ func (w *Writer) Endpoint(ctx context.Context, req client.EndpointRequest) (clie
 		Seq: o.res.Seq, Changed: o.res.Changed, Expires: o.expires}, nil
 }
 
-// leases are the ends of the leases of the owner's endpoints, and a heap of
-// them by time. A deadline moved later leaves its old entry in the heap,
-// skipped when it comes up.
+// leases are the ends of the leases of the owner's endpoints, the times at
+// which to look at a contact's status again, and a heap of both by time
+// (an entry with no endpoint is a look again). A time moved leaves its old
+// entry in the heap, skipped when it comes up.
 type leases struct {
-	ends  map[string]map[string]time.Time // contact -> endpoint -> end
-	queue leaseQueue
+	ends     map[string]map[string]time.Time // contact -> endpoint -> end
+	rechecks map[string]time.Time            // contact -> when to look again
+	queue    leaseQueue
 }
 
 type leaseEnd struct {
@@ -105,6 +111,18 @@ func (l *leases) set(contact, endpoint string, end time.Time) {
 	heap.Push(&l.queue, leaseEnd{at: end, contact: contact, endpoint: endpoint})
 }
 
+// recheck has the owner look at contact's status again at at.
+func (l *leases) recheck(contact string, at time.Time) {
+	if l.rechecks == nil {
+		l.rechecks = make(map[string]time.Time)
+	}
+	if was, ok := l.rechecks[contact]; ok && was.Equal(at) {
+		return
+	}
+	l.rechecks[contact] = at
+	heap.Push(&l.queue, leaseEnd{at: at, contact: contact})
+}
+
 // drop forgets the lease of contact's endpoint.
 func (l *leases) drop(contact, endpoint string) {
 	if m := l.ends[contact]; m != nil {
@@ -125,6 +143,13 @@ func (l *leases) end(contact, endpoint string) (time.Time, bool) {
 func (l *leases) due(now time.Time) (leaseEnd, bool) {
 	for l.queue.Len() > 0 && !l.queue[0].at.After(now) {
 		e := heap.Pop(&l.queue).(leaseEnd)
+		if e.endpoint == "" {
+			if at, ok := l.rechecks[e.contact]; ok && at.Equal(e.at) {
+				delete(l.rechecks, e.contact)
+				return e, true
+			}
+			continue
+		}
 		if end, ok := l.end(e.contact, e.endpoint); ok && end.Equal(e.at) {
 			return e, true
 		}
@@ -146,6 +171,9 @@ func (t *term) loadLeases() error {
 		}
 		for _, ep := range x.List {
 			t.leases.set(contact, ep.ID, later(ep.Expires, now.Add(ep.Lease)))
+		}
+		if len(x.List) > 0 {
+			t.leases.recheck(contact, now) // time may have changed it meanwhile (idle, away)
 		}
 		return true
 	})
@@ -170,7 +198,11 @@ func (t *term) expire() {
 		if !ok {
 			return
 		}
-		o := &op{ctx: context.Background(), ep: &client.EndpointRequest{Contact: e.contact, Op: opExpire, Endpoint: e.endpoint},
+		kind := opExpire
+		if e.endpoint == "" {
+			kind = opRecheck
+		}
+		o := &op{ctx: context.Background(), ep: &client.EndpointRequest{Contact: e.contact, Op: kind, Endpoint: e.endpoint},
 			req: client.SetRequest{Contact: e.contact}, done: make(chan struct{})}
 		t.decideEndpoint(o)
 	}
@@ -192,8 +224,30 @@ func (t *term) endpointsOf(contact string, cur last) (projections.Endpoints, err
 	return x, nil
 }
 
-// decideEndpoint settles an endpoint's request (or the end of a lease) on
-// what the owner knows, and appends the event it calls for.
+// farFuture stands for the end of every lease in the owner's table as it
+// aggregates: ending leases is the lease heap's (expire), so Aggregate
+// decides from the endpoints as they are, and its Next is a time-only change
+// (idle, away, a preferred status ending).
+var farFuture = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// aggregate decides a contact's status from its endpoints at now, and has the
+// owner look again when time alone may change it.
+func (t *term) aggregate(contact string, eps projections.Endpoints, now time.Time) events.Status {
+	list := make([]events.Endpoint, len(eps.List))
+	for i, ep := range eps.List {
+		ep.Expires = farFuture
+		list[i] = ep
+	}
+	agg := events.Aggregate(list, eps.Preferred, eps.Settings, now)
+	if !agg.Next.IsZero() && agg.Next.Before(farFuture) {
+		t.leases.recheck(contact, agg.Next)
+	}
+	return agg.Status
+}
+
+// decideEndpoint settles an endpoint's request (or the owner's own: the end
+// of a lease, a look again as time passed) on what the owner knows, and
+// appends the event it calls for.
 func (t *term) decideEndpoint(o *op) {
 	w, req := t.w, o.ep
 	cur, err := t.current(req.Contact)
@@ -208,25 +262,24 @@ func (t *term) decideEndpoint(o *op) {
 	}
 	now := w.cfg.Now().UTC()
 	unchanged := client.SetResult{Contact: req.Contact, Status: cur.status, Previous: cur.status, Seq: cur.seq}
-	signedIn := false
-	for _, ep := range eps.List {
-		signedIn = signedIn || ep.ID == req.Endpoint
+	var this *events.Endpoint // the endpoint, if signed in
+	for i := range eps.List {
+		if eps.List[i].ID == req.Endpoint {
+			this = &eps.List[i]
+		}
+	}
+	notSignedIn := func() error {
+		return fmt.Errorf("%w: endpoint %s of %s is not signed in (its lease ended, or it signed out): sign it in again",
+			client.ErrConflict, events.Quote(req.Endpoint), events.Quote(req.Contact))
 	}
 	e := events.Event{Contact: req.Contact, Previous: cur.status, At: now, Cause: events.CauseEndpoint, Endpoint: req.Endpoint}
 	switch req.Op {
 	case client.OpHeartbeat:
-		lease := time.Duration(0)
-		for _, ep := range eps.List {
-			if ep.ID == req.Endpoint {
-				lease = ep.Lease
-			}
-		}
-		if !signedIn {
-			t.answer(o, client.SetResult{}, fmt.Errorf("%w: endpoint %s of %s is not signed in (its lease ended, or it signed out): sign it in again",
-				client.ErrConflict, events.Quote(req.Endpoint), events.Quote(req.Contact)))
+		if this == nil {
+			t.answer(o, client.SetResult{}, notSignedIn())
 			return
 		}
-		o.expires = now.Add(lease)
+		o.expires = now.Add(this.Lease)
 		t.leases.set(req.Contact, req.Endpoint, o.expires)
 		t.answer(o, unchanged, nil)
 		return
@@ -234,8 +287,25 @@ func (t *term) decideEndpoint(o *op) {
 		e.Op = events.OpSignIn
 		e.EP = events.EndpointState{Kind: req.Kind, Status: req.Status, Cause: events.CauseUser, Lease: req.Lease}
 		o.expires = now.Add(req.Lease)
+	case client.OpReport:
+		if this == nil {
+			t.answer(o, client.SetResult{}, notSignedIn())
+			return
+		}
+		if err := detectable(req, this.Kind); err != nil {
+			t.answer(o, client.SetResult{}, err)
+			return
+		}
+		e.Op = events.OpReport
+		e.EP = events.EndpointState{Kind: this.Kind, Status: req.Status, Cause: req.Cause, Lease: this.Lease}
+		if req.InactiveFor > 0 {
+			e.EP.InactiveSince = now.Add(-req.InactiveFor)
+		}
+		if e.EP.Status == events.Unknown {
+			e.EP.Cause = ""
+		}
 	case client.OpSignOut, opExpire:
-		if !signedIn {
+		if this == nil {
 			t.answer(o, unchanged, nil) // signed out already: nothing to do
 			return
 		}
@@ -243,25 +313,43 @@ func (t *term) decideEndpoint(o *op) {
 		if req.Op == opExpire {
 			e.Op, e.Cause = events.OpExpire, events.CauseExpiry
 		}
+	case opRecheck:
+		if len(eps.List) == 0 {
+			t.answer(o, unchanged, nil)
+			return
+		}
+		e.Endpoint, e.Cause = "", events.CauseEngine
 	default:
 		o.finish(client.SetResult{}, errors.New("engine: an endpoint's request with no operation"))
 		return
 	}
 	eps.Fold(e)
-	list := make([]events.Endpoint, len(eps.List))
-	for i, ep := range eps.List {
-		if end, ok := t.leases.end(req.Contact, ep.ID); ok && ep.ID != req.Endpoint {
-			ep.Expires = end // a heartbeat since the log recorded it
-		}
-		list[i] = ep
+	e.Status = t.aggregate(req.Contact, eps, now)
+	if e.Op == events.OpSet && e.Status == cur.status {
+		t.answer(o, unchanged, nil) // time changed nothing
+		return
 	}
-	e.Status = events.Aggregate(list, eps.Preferred, eps.Settings, now).Status
 	o.req.Status = e.Status
 	switch e.Op {
 	case events.OpSignIn:
 		t.leases.set(req.Contact, req.Endpoint, o.expires)
-	default:
+	case events.OpSignOut, events.OpExpire:
 		t.leases.drop(req.Contact, req.Endpoint)
 	}
 	t.append(o, e, cur, &eps)
+}
+
+// detectable checks a report's status against what its endpoint may say: a
+// status the endpoint detected (cause endpoint) is on-the-phone from a phone,
+// or in-a-meeting from a calendar.
+func detectable(req *client.EndpointRequest, kind events.EndpointKind) error {
+	if req.Cause != events.CauseEndpoint {
+		return nil
+	}
+	switch {
+	case req.Status == events.OnThePhone && kind == events.KindPhone, req.Status == events.InAMeeting && kind == events.KindCalendar:
+		return nil
+	}
+	return badRequest(fmt.Errorf("status %s with cause endpoint (detected) from endpoint %s, a %s: accepted: on-the-phone from a phone, "+
+		"in-a-meeting from a calendar; a status the user chose has cause user", req.Status, events.Quote(req.Endpoint), kind))
 }

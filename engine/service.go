@@ -135,6 +135,7 @@ func (s *service) Run(ctx context.Context) error {
 		{"statuses", "statuses", s.statuses, reads, false},
 		{"signin", "endpoint.signin.*", s.endpoint(client.OpSignIn), sets, false},
 		{"heartbeat", "endpoint.heartbeat.*", s.endpoint(client.OpHeartbeat), sets, false},
+		{"report", "endpoint.report.*", s.endpoint(client.OpReport), sets, false},
 		{"signout", "endpoint.signout.*", s.endpoint(client.OpSignOut), sets, false},
 	}
 	if s.cfg.Admin != nil {
@@ -370,7 +371,7 @@ func (s *service) set(req micro.Request) (work, error) {
 // presence.owner.endpoint.<op>.<partition>.<token>, answered by endpointPassed.
 func (s *service) endpoint(op string) func(micro.Request) (work, error) {
 	prefix := map[string]string{client.OpSignIn: events.SignInPrefix, client.OpHeartbeat: events.HeartbeatPrefix,
-		client.OpSignOut: events.SignOutPrefix}[op]
+		client.OpReport: events.ReportPrefix, client.OpSignOut: events.SignOutPrefix}[op]
 	return func(req micro.Request) (work, error) {
 		contact, err := contactOf(req.Subject(), prefix)
 		if err != nil {

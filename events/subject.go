@@ -51,6 +51,7 @@ const (
 	// followed by the contact's token (issue 20's endpoints).
 	SignInPrefix    = "presence.endpoint.signin."
 	HeartbeatPrefix = "presence.endpoint.heartbeat."
+	ReportPrefix    = "presence.endpoint.report."
 	SignOutPrefix   = "presence.endpoint.signout."
 	// StatusesSubject reads the visible status of many contacts at once.
 	StatusesSubject = "presence.statuses"
