@@ -20,6 +20,10 @@ const (
 	OpHeartbeat = "heartbeat"
 	OpReport    = "report"
 	OpSignOut   = "signout"
+	// A contact's own, with no endpoint: the status it prefers for every
+	// endpoint, and its settings.
+	OpPrefer   = "prefer"
+	OpSettings = "settings"
 )
 
 // MaxInactiveFor bounds how long ago a report may say its input stopped.
@@ -50,6 +54,10 @@ type EndpointRequest struct {
 	// stamps the time; the endpoint only says how long ago.
 	Cause       events.Cause
 	InactiveFor time.Duration
+	// For a prefer: the preferred status (Unknown: cleared) and until when
+	// (zero: until cleared). For settings: the contact's settings.
+	Preferred events.Preferred
+	Settings  events.Settings
 }
 
 // EndpointResult is the service's answer to an endpoint's request.
@@ -65,12 +73,16 @@ type EndpointResult struct {
 
 // endpointJSON is the body of an endpoint's request.
 type endpointJSON struct {
-	Endpoint     string              `json:"endpoint"`
+	Endpoint     string              `json:"endpoint,omitempty"`
 	Kind         events.EndpointKind `json:"kind,omitempty"`
 	LeaseS       float64             `json:"lease_s,omitempty"`
 	Status       *events.Status      `json:"status,omitempty"`
 	Cause        events.Cause        `json:"cause,omitempty"`
 	InactiveForS float64             `json:"inactive_for_s,omitempty"`
+	Until        string              `json:"until,omitempty"` // prefer
+	TransmitIdle *bool               `json:"transmit_idle,omitempty"`
+	IdleAfterS   float64             `json:"idle_after_s,omitempty"`
+	AwayAfterS   float64             `json:"away_after_s,omitempty"`
 }
 
 // Validate checks r as the service does, and makes a zero Lease of a sign-in
@@ -79,6 +91,27 @@ type endpointJSON struct {
 func (r *EndpointRequest) Validate() error {
 	if err := events.ValidateContact(r.Contact); err != nil {
 		return badRequest(err)
+	}
+	switch r.Op {
+	case OpPrefer:
+		if r.Preferred.Status != events.Unknown {
+			if err := r.Preferred.Status.Settable(events.CauseUser); err != nil {
+				return badRequest(err)
+			}
+		}
+		return nil
+	case OpSettings:
+		if r.Settings.IdleAfter == 0 {
+			r.Settings.IdleAfter = events.DefaultIdleAfter
+		}
+		if r.Settings.AwayAfter == 0 {
+			r.Settings.AwayAfter = max(events.DefaultAwayAfter, r.Settings.IdleAfter)
+		}
+		if r.Settings.IdleAfter < time.Minute || r.Settings.AwayAfter < r.Settings.IdleAfter || r.Settings.AwayAfter > 24*time.Hour {
+			return badRequest(fmt.Errorf("idle_after_s %v and away_after_s %v: accepted: idle after a minute or more, away no sooner, within a day",
+				r.Settings.IdleAfter.Seconds(), r.Settings.AwayAfter.Seconds()))
+		}
+		return nil
 	}
 	if err := events.ValidateEndpointID(r.Endpoint); err != nil {
 		return badRequest(err)
@@ -90,7 +123,7 @@ func (r *EndpointRequest) Validate() error {
 		return r.validateReport()
 	case OpSignIn:
 	default:
-		return badRequest(fmt.Errorf("endpoint operation %q: accepted: %q, %q, %q, %q", r.Op, OpSignIn, OpHeartbeat, OpReport, OpSignOut))
+		return badRequest(fmt.Errorf("operation %q: accepted: %q, %q, %q, %q, %q, %q", r.Op, OpSignIn, OpHeartbeat, OpReport, OpSignOut, OpPrefer, OpSettings))
 	}
 	if _, err := events.ParseEndpointKind(string(r.Kind)); err != nil {
 		return badRequest(err)
@@ -133,6 +166,20 @@ func EncodeEndpointRequest(r EndpointRequest) []byte {
 	if r.Op == OpReport && r.Cause != events.CauseUser {
 		j.Cause = r.Cause
 	}
+	switch r.Op {
+	case OpPrefer:
+		if r.Preferred.Status != events.Unknown {
+			j.Status = &r.Preferred.Status
+		}
+		if !r.Preferred.Until.IsZero() {
+			j.Until = r.Preferred.Until.UTC().Format(time.RFC3339Nano)
+		}
+		b, _ := json.Marshal(j)
+		return b
+	case OpSettings:
+		j.TransmitIdle = &r.Settings.TransmitIdle
+		j.IdleAfterS, j.AwayAfterS = r.Settings.IdleAfter.Seconds(), r.Settings.AwayAfter.Seconds()
+	}
 	if r.Status != events.Unknown {
 		j.Status = &r.Status
 	}
@@ -160,6 +207,28 @@ func DecodeEndpointRequest(contact, op string, data []byte) (EndpointRequest, er
 			return EndpointRequest{}, badRequest(events.Unknown.Settable(events.CauseUser))
 		}
 		r.Status = *j.Status
+	}
+	switch op {
+	case OpPrefer:
+		r = EndpointRequest{Contact: contact, Op: op, Preferred: events.Preferred{Status: r.Status}}
+		if j.Until != "" {
+			until, err := time.Parse(time.RFC3339Nano, j.Until)
+			if err != nil {
+				return EndpointRequest{}, badRequest(fmt.Errorf("until %q: accepted: an RFC 3339 time", j.Until))
+			}
+			r.Preferred.Until = until.UTC()
+		}
+		if j.Endpoint != "" || j.Kind != "" || j.LeaseS != 0 || j.Cause != "" || j.InactiveForS != 0 || j.TransmitIdle != nil || j.IdleAfterS != 0 || j.AwayAfterS != 0 {
+			return EndpointRequest{}, badRequest(fmt.Errorf(`a prefer is {"status":"busy","until":"<RFC 3339>"}, both optional (no status: cleared)`))
+		}
+		return r, r.Validate()
+	case OpSettings:
+		if j.TransmitIdle == nil || j.Endpoint != "" || j.Kind != "" || j.LeaseS != 0 || j.Status != nil || j.Cause != "" || j.InactiveForS != 0 || j.Until != "" {
+			return EndpointRequest{}, badRequest(fmt.Errorf(`settings are {"transmit_idle":true,"idle_after_s":300,"away_after_s":1200}, transmit_idle required`))
+		}
+		r = EndpointRequest{Contact: contact, Op: op, Settings: events.Settings{TransmitIdle: *j.TransmitIdle,
+			IdleAfter: time.Duration(j.IdleAfterS * float64(time.Second)), AwayAfter: time.Duration(j.AwayAfterS * float64(time.Second))}}
+		return r, r.Validate()
 	}
 	switch {
 	case (op == OpHeartbeat || op == OpSignOut) && (j.Kind != "" || j.LeaseS != 0 || j.Status != nil || j.Cause != "" || j.InactiveForS != 0):
@@ -191,6 +260,20 @@ func (c *Client) Heartbeat(ctx context.Context, contact, endpoint string) (Endpo
 func (c *Client) Report(ctx context.Context, req EndpointRequest) (EndpointResult, error) {
 	req.Op = OpReport
 	return c.endpoint(ctx, events.ReportPrefix, req)
+}
+
+// Prefer sets the status the contact prefers for every endpoint, until until
+// (zero: until cleared); status Unknown clears it. It holds while the contact
+// has an endpoint signed in.
+func (c *Client) Prefer(ctx context.Context, contact string, status events.Status, until time.Time) (EndpointResult, error) {
+	return c.endpoint(ctx, events.PreferPrefix, EndpointRequest{Contact: contact, Op: OpPrefer,
+		Preferred: events.Preferred{Status: status, Until: until}})
+}
+
+// SetSettings sets the contact's settings: whether idle is transmitted, and
+// after how long without input it is idle, then away.
+func (c *Client) SetSettings(ctx context.Context, contact string, s events.Settings) (EndpointResult, error) {
+	return c.endpoint(ctx, events.SettingsPrefix, EndpointRequest{Contact: contact, Op: OpSettings, Settings: s})
 }
 
 // SignOut signs an endpoint out.

@@ -34,6 +34,11 @@ func TestDecodeEndpointRequest(t *testing.T) {
 		{"a status no user chooses", client.OpSignIn, `{"endpoint":"d","kind":"web","status":"unknown"}`, `unknown`},
 		{"a heartbeat with a sign-in's fields", client.OpHeartbeat, `{"endpoint":"d","kind":"web"}`, `a heartbeat names the endpoint only`},
 		{"an unknown field", client.OpSignOut, `{"endpoint":"d","why":"bye"}`, `"why"`},
+		{"a report's fields on a sign-in", client.OpSignIn, `{"endpoint":"d","kind":"web","inactive_for_s":60}`, `are a report's`},
+		{"a preference until no time", client.OpPrefer, `{"status":"busy","until":"tomorrow"}`, `until "tomorrow"`},
+		{"a preference of an endpoint", client.OpPrefer, `{"status":"busy","endpoint":"d"}`, `a prefer is`},
+		{"settings without transmit_idle", client.OpSettings, `{"idle_after_s":300}`, `transmit_idle required`},
+		{"away before idle", client.OpSettings, `{"transmit_idle":true,"idle_after_s":600,"away_after_s":300}`, `away no sooner`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

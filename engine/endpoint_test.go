@@ -343,3 +343,62 @@ func TestAReportIsTheEndpointsOwn(t *testing.T) {
 		t.Fatalf("a report of an endpoint not signed in: %v, want a conflict", err)
 	}
 }
+
+// TestPreferredStatusAndSettings: a preferred status beats what endpoints
+// chose until it ends, when the owner decides again from the endpoints;
+// invisible preferred holds across endpoints; cleared, the endpoints decide;
+// a user who does not transmit idle stays as chosen through inactivity, and
+// thresholds of their own apply at once.
+func TestPreferredStatusAndSettings(t *testing.T) {
+	clk := newClock()
+	r := enginetest.Start(t, "", engine.Options{Now: clk.Now})
+	c, ctx := r.Client(t), natstest.Context(t)
+	const gus = "gus"
+	self := func() events.Status {
+		st, err := c.Self(ctx, gus, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Status
+	}
+	is := func(what string, res client.EndpointResult, err error, want events.Status) {
+		t.Helper()
+		if err != nil || res.Status != want {
+			t.Fatalf("%s: %+v, %v; want %s", what, res, err, want)
+		}
+	}
+	res, err := c.SignIn(ctx, client.EndpointRequest{Contact: gus, Endpoint: "desk", Kind: events.KindDesktop, Lease: 4 * time.Hour})
+	is("desk signs in", res, err, events.Online)
+	res, err = c.Prefer(ctx, gus, events.Busy, clk.Now().Add(time.Hour))
+	is("busy preferred for an hour", res, err, events.Busy)
+	res, err = c.SignIn(ctx, client.EndpointRequest{Contact: gus, Endpoint: "phone", Kind: events.KindMobile, Status: events.DoNotDisturb, Lease: 3 * time.Hour})
+	is("do-not-disturb chosen on the phone, under the preferred busy", res, err, events.Busy)
+	clk.Add(61 * time.Minute)
+	natstest.WaitFor(t, "the preferred busy to end", func() bool { return self() == events.DoNotDisturb })
+	res, err = c.Prefer(ctx, gus, events.Invisible, time.Time{})
+	is("invisible preferred", res, err, events.Invisible)
+	if st, err := c.Status(ctx, gus, 0); err != nil || st.Status == events.Invisible {
+		t.Fatalf("what others read: %+v, %v; want it masked", st, err)
+	}
+	res, err = c.Prefer(ctx, gus, events.Unknown, time.Time{})
+	is("preference cleared", res, err, events.DoNotDisturb)
+	res, err = c.SignOut(ctx, gus, "phone")
+	is("phone signs out", res, err, events.Online)
+
+	res, err = c.SetSettings(ctx, gus, events.Settings{TransmitIdle: false})
+	is("idle not transmitted", res, err, events.Online)
+	if _, err := c.Report(ctx, client.EndpointRequest{Contact: gus, Endpoint: "desk", InactiveFor: 30 * time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	looked(t, r)
+	if got := self(); got != events.Online {
+		t.Fatalf("30 minutes without input, idle not transmitted: %s, want online", got)
+	}
+	res, err = c.SetSettings(ctx, gus, events.Settings{TransmitIdle: true, IdleAfter: 10 * time.Minute, AwayAfter: 20 * time.Minute})
+	is("idle transmitted again, 30 minutes without input", res, err, events.Away)
+
+	if _, err := c.Prefer(ctx, gus, events.Busy, clk.Now().Add(-time.Minute)); !errors.Is(err, client.ErrBadRequest) {
+		t.Errorf("a preferred status until a time passed: %v, want a bad request", err)
+	}
+	enginetest.CheckChains(t, enginetest.ReadLog(t, r.JetStream(t)))
+}

@@ -313,6 +313,15 @@ func (t *term) decideEndpoint(o *op) {
 		if req.Op == opExpire {
 			e.Op, e.Cause = events.OpExpire, events.CauseExpiry
 		}
+	case client.OpPrefer:
+		if until := req.Preferred.Until; !until.IsZero() && !until.After(now) {
+			t.answer(o, client.SetResult{}, badRequest(fmt.Errorf("until %s: it has passed (now %s); accepted: a time to come, or none",
+				until.Format(time.RFC3339), now.Format(time.RFC3339))))
+			return
+		}
+		e.Op, e.Endpoint, e.Cause, e.Preferred = events.OpPrefer, "", events.CauseUser, req.Preferred
+	case client.OpSettings:
+		e.Op, e.Endpoint, e.Cause, e.Settings = events.OpSettings, "", events.CauseUser, req.Settings
 	case opRecheck:
 		if len(eps.List) == 0 {
 			t.answer(o, unchanged, nil)
@@ -324,7 +333,14 @@ func (t *term) decideEndpoint(o *op) {
 		return
 	}
 	eps.Fold(e)
-	e.Status = t.aggregate(req.Contact, eps, now)
+	switch {
+	case len(eps.List) > 0 || e.Op == events.OpSignOut || e.Op == events.OpExpire:
+		e.Status = t.aggregate(req.Contact, eps, now)
+	case cur.status == events.Unknown:
+		e.Status = events.Offline // a preference or settings before any endpoint
+	default:
+		e.Status = cur.status // no endpoint: the status set directly stands
+	}
 	if e.Op == events.OpSet && e.Status == cur.status {
 		t.answer(o, unchanged, nil) // time changed nothing
 		return

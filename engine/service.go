@@ -137,6 +137,8 @@ func (s *service) Run(ctx context.Context) error {
 		{"heartbeat", "endpoint.heartbeat.*", s.endpoint(client.OpHeartbeat), sets, false},
 		{"report", "endpoint.report.*", s.endpoint(client.OpReport), sets, false},
 		{"signout", "endpoint.signout.*", s.endpoint(client.OpSignOut), sets, false},
+		{"prefer", "prefer.*", s.endpoint(client.OpPrefer), sets, false},
+		{"settings", "settings.*", s.endpoint(client.OpSettings), sets, false},
 	}
 	if s.cfg.Admin != nil {
 		// Verify and rebuild exclude each other (the second is answered 503,
@@ -371,7 +373,8 @@ func (s *service) set(req micro.Request) (work, error) {
 // presence.owner.endpoint.<op>.<partition>.<token>, answered by endpointPassed.
 func (s *service) endpoint(op string) func(micro.Request) (work, error) {
 	prefix := map[string]string{client.OpSignIn: events.SignInPrefix, client.OpHeartbeat: events.HeartbeatPrefix,
-		client.OpReport: events.ReportPrefix, client.OpSignOut: events.SignOutPrefix}[op]
+		client.OpReport: events.ReportPrefix, client.OpSignOut: events.SignOutPrefix, client.OpPrefer: events.PreferPrefix,
+		client.OpSettings: events.SettingsPrefix}[op]
 	return func(req micro.Request) (work, error) {
 		contact, err := contactOf(req.Subject(), prefix)
 		if err != nil {

@@ -52,7 +52,10 @@ const (
 	SignInPrefix    = "presence.endpoint.signin."
 	HeartbeatPrefix = "presence.endpoint.heartbeat."
 	ReportPrefix    = "presence.endpoint.report."
-	SignOutPrefix   = "presence.endpoint.signout."
+	// A contact's preferred status and settings, followed by its token.
+	PreferPrefix   = "presence.prefer."
+	SettingsPrefix = "presence.settings."
+	SignOutPrefix  = "presence.endpoint.signout."
 	// StatusesSubject reads the visible status of many contacts at once.
 	StatusesSubject = "presence.statuses"
 )
