@@ -75,7 +75,8 @@ projection folds them into current state.
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w (see '%s --help')", err, cmd.CommandPath())}
 	})
-	root.AddCommand(newServe(), newSet(), newStatus(), newSelf(), newWatch(), newReplay(), newReport(), newVerify(), newRebuild(), newAuth(), newBench())
+	root.AddCommand(newServe(), newSet(), newStatus(), newSelf(), newWatch(), newReplay(), newReport(), newVerify(), newRebuild(), newAuth(), newBench(),
+		newSignIn(), newHeartbeat(), newSignOut(), newPrefer(), newSettings())
 	return root
 }
 
