@@ -117,7 +117,7 @@ func newSignOut() *cobra.Command {
 
 func newPrefer() *cobra.Command {
 	var (
-		f   clientFlags
+		f      clientFlags
 		forDur time.Duration
 	)
 	cmd := endpointVerb(&f, &cobra.Command{
