@@ -74,9 +74,16 @@ func (w *Writer) Endpoint(ctx context.Context, req client.EndpointRequest) (clie
 // (an entry with no endpoint is a look again). A time moved leaves its old
 // entry in the heap, skipped when it comes up.
 type leases struct {
-	ends     map[string]map[string]time.Time // contact -> endpoint -> end
-	rechecks map[string]time.Time            // contact -> when to look again
+	ends     map[string]map[string]endpointLease // contact -> endpoint -> its lease
+	rechecks map[string]time.Time        // contact -> when to look again
 	queue    leaseQueue
+}
+
+// endpointLease is an endpoint's lease: when it ends, and how long each heartbeat
+// makes it.
+type endpointLease struct {
+	end time.Time
+	d   time.Duration
 }
 
 type leaseEnd struct {
@@ -97,17 +104,17 @@ func (q *leaseQueue) Pop() any {
 	return x
 }
 
-// set records that the lease of contact's endpoint ends at end.
-func (l *leases) set(contact, endpoint string, end time.Time) {
+// set records that the lease of contact's endpoint, of d, ends at end.
+func (l *leases) set(contact, endpoint string, end time.Time, d time.Duration) {
 	if l.ends == nil {
-		l.ends = make(map[string]map[string]time.Time)
+		l.ends = make(map[string]map[string]endpointLease)
 	}
 	m := l.ends[contact]
 	if m == nil {
-		m = make(map[string]time.Time)
+		m = make(map[string]endpointLease)
 		l.ends[contact] = m
 	}
-	m[endpoint] = end
+	m[endpoint] = endpointLease{end: end, d: d}
 	heap.Push(&l.queue, leaseEnd{at: end, contact: contact, endpoint: endpoint})
 }
 
@@ -133,10 +140,10 @@ func (l *leases) drop(contact, endpoint string) {
 	}
 }
 
-// end returns when the lease of contact's endpoint ends, if the owner knows.
-func (l *leases) end(contact, endpoint string) (time.Time, bool) {
-	end, ok := l.ends[contact][endpoint]
-	return end, ok
+// get returns the lease of contact's endpoint, if it is signed in.
+func (l *leases) get(contact, endpoint string) (endpointLease, bool) {
+	ls, ok := l.ends[contact][endpoint]
+	return ls, ok
 }
 
 // due returns the next lease that has ended by now, if any, and takes it off.
@@ -150,7 +157,7 @@ func (l *leases) due(now time.Time) (leaseEnd, bool) {
 			}
 			continue
 		}
-		if end, ok := l.end(e.contact, e.endpoint); ok && end.Equal(e.at) {
+		if ls, ok := l.get(e.contact, e.endpoint); ok && ls.end.Equal(e.at) {
 			return e, true
 		}
 	}
@@ -170,7 +177,7 @@ func (t *term) loadLeases() error {
 			return true
 		}
 		for _, ep := range x.List {
-			t.leases.set(contact, ep.ID, later(ep.Expires, now.Add(ep.Lease)))
+			t.leases.set(contact, ep.ID, later(ep.Expires, now.Add(ep.Lease)), ep.Lease)
 		}
 		if len(x.List) > 0 {
 			t.leases.recheck(contact, now) // time may have changed it meanwhile (idle, away)
@@ -255,34 +262,38 @@ func (t *term) decideEndpoint(o *op) {
 		o.finish(client.SetResult{}, err)
 		return
 	}
+	now := w.cfg.Now().UTC()
+	unchanged := client.SetResult{Contact: req.Contact, Status: cur.status, Previous: cur.status, Seq: cur.seq}
+	notSignedIn := func() error {
+		return fmt.Errorf("%w: endpoint %s of %s is not signed in (its lease ended, or it signed out): sign it in again",
+			client.ErrConflict, events.Quote(req.Endpoint), events.Quote(req.Contact))
+	}
+	if req.Op == client.OpHeartbeat {
+		// The hot path: the owner's leases know every endpoint signed in,
+		// and a heartbeat reads nothing more.
+		ls, ok := t.leases.get(req.Contact, req.Endpoint)
+		if !ok {
+			t.answer(o, client.SetResult{}, notSignedIn())
+			return
+		}
+		o.expires = now.Add(ls.d)
+		t.leases.set(req.Contact, req.Endpoint, o.expires, ls.d)
+		t.answer(o, unchanged, nil)
+		return
+	}
 	eps, err := t.endpointsOf(req.Contact, cur)
 	if err != nil {
 		o.finish(client.SetResult{}, err)
 		return
 	}
-	now := w.cfg.Now().UTC()
-	unchanged := client.SetResult{Contact: req.Contact, Status: cur.status, Previous: cur.status, Seq: cur.seq}
 	var this *events.Endpoint // the endpoint, if signed in
 	for i := range eps.List {
 		if eps.List[i].ID == req.Endpoint {
 			this = &eps.List[i]
 		}
 	}
-	notSignedIn := func() error {
-		return fmt.Errorf("%w: endpoint %s of %s is not signed in (its lease ended, or it signed out): sign it in again",
-			client.ErrConflict, events.Quote(req.Endpoint), events.Quote(req.Contact))
-	}
 	e := events.Event{Contact: req.Contact, Previous: cur.status, At: now, Cause: events.CauseEndpoint, Endpoint: req.Endpoint}
 	switch req.Op {
-	case client.OpHeartbeat:
-		if this == nil {
-			t.answer(o, client.SetResult{}, notSignedIn())
-			return
-		}
-		o.expires = now.Add(this.Lease)
-		t.leases.set(req.Contact, req.Endpoint, o.expires)
-		t.answer(o, unchanged, nil)
-		return
 	case client.OpSignIn:
 		e.Op = events.OpSignIn
 		e.EP = events.EndpointState{Kind: req.Kind, Status: req.Status, Cause: events.CauseUser, Lease: req.Lease}
@@ -348,7 +359,7 @@ func (t *term) decideEndpoint(o *op) {
 	o.req.Status = e.Status
 	switch e.Op {
 	case events.OpSignIn:
-		t.leases.set(req.Contact, req.Endpoint, o.expires)
+		t.leases.set(req.Contact, req.Endpoint, o.expires, req.Lease)
 	case events.OpSignOut, events.OpExpire:
 		t.leases.drop(req.Contact, req.Endpoint)
 	}
