@@ -402,3 +402,42 @@ func TestPreferredStatusAndSettings(t *testing.T) {
 	}
 	enginetest.CheckChains(t, enginetest.ReadLog(t, r.JetStream(t)))
 }
+
+// TestALeaseOutlivesAMoveByOneLeaseOfGrace: the owner stops in the middle of
+// a lease; the engine that takes the partition over gives the endpoint one
+// lease from then, and signs it out once that ends, once; the log verifies
+// (the feed is what it derives, every chain holds).
+func TestALeaseOutlivesAMoveByOneLeaseOfGrace(t *testing.T) {
+	s := natstest.Start(t)
+	clk := newClock()
+	opts := engine.Options{NATSURL: s.ClientURL(), Now: clk.Now}
+	a := enginetest.Start(t, "", opts)
+	b := enginetest.Start(t, "", opts)
+	own, others := owner(t, a, b)
+	c, ctx := client.New(natstest.Connect(t, s)), natstest.Context(t)
+	const hal = "hal"
+	if _, err := c.SignIn(ctx, client.EndpointRequest{Contact: hal, Endpoint: "desk", Kind: events.KindDesktop, Lease: 10 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(6 * time.Second)
+	own.Stop(t)
+	next, _ := owner(t, others...) // 6s in: grace until 16s
+	clk.Add(6 * time.Second)       // 12s in: past the lease as logged
+	looked(t, next)
+	if st, err := c.Self(ctx, hal, 0); err != nil || st.Status != events.Online {
+		t.Fatalf("after the move, within the grace: %+v, %v; want online still", st, err)
+	}
+	clk.Add(5 * time.Second) // 17s in
+	natstest.WaitFor(t, "the lease to end after its grace", func() bool {
+		st, err := c.Self(ctx, hal, 0)
+		return err == nil && st.Status == events.Offline
+	})
+	looked(t, next)
+	if evs := endpointEvents(t, next, hal); len(evs) != 2 || evs[1].Op != events.OpExpire {
+		t.Fatalf("the log records %+v; want the sign-in and one expiry", evs)
+	}
+	next.WaitFeed(t)
+	if r, err := next.Verify(ctx, nil); err != nil || !r.OK() {
+		t.Fatalf("verify: %+v, %v", r, err)
+	}
+}

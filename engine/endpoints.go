@@ -75,7 +75,7 @@ func (w *Writer) Endpoint(ctx context.Context, req client.EndpointRequest) (clie
 // entry in the heap, skipped when it comes up.
 type leases struct {
 	ends     map[string]map[string]endpointLease // contact -> endpoint -> its lease
-	rechecks map[string]time.Time        // contact -> when to look again
+	rechecks map[string]time.Time                // contact -> when to look again
 	queue    leaseQueue
 }
 
