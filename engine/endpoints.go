@@ -42,28 +42,12 @@ func (w *Writer) Endpoint(ctx context.Context, req client.EndpointRequest) (clie
 	if err := req.Validate(); err != nil {
 		return client.EndpointResult{}, err
 	}
-	if nc := w.cfg.JetStream.Conn(); !nc.IsConnected() {
-		return client.EndpointResult{}, unavailable(fmt.Errorf("not connected to NATS (%s); retry", nc.Status()))
-	}
-	if p := events.Partition(req.Contact, w.cfg.Partitions); p != w.cfg.Partition {
-		return client.EndpointResult{}, fmt.Errorf("engine: the request of %s (partition %d) reached the writer of partition %d", events.Quote(req.Contact), p, w.cfg.Partition)
-	}
-	if !w.Owning() {
-		return client.EndpointResult{}, unavailable(errNotOwner)
+	if err := w.mayDecide(req.Contact); err != nil {
+		return client.EndpointResult{}, err
 	}
 	o := &op{ctx: ctx, ep: &req, req: client.SetRequest{Contact: req.Contact}, done: make(chan struct{})}
-	select {
-	case w.ops <- o:
-	case <-ctx.Done():
-		return client.EndpointResult{}, unavailable(fmt.Errorf("the owner has %d requests in hand: %w; retry", cap(w.ops), ctx.Err()))
-	}
-	select {
-	case <-o.done:
-	case <-ctx.Done():
-		return client.EndpointResult{}, unavailable(fmt.Errorf("no acknowledgement from the log in time (%w): the request may yet be applied; retry", ctx.Err()))
-	}
-	if o.err != nil {
-		return client.EndpointResult{}, o.err
+	if err := w.submit(ctx, o); err != nil {
+		return client.EndpointResult{}, err
 	}
 	return client.EndpointResult{Contact: req.Contact, Endpoint: req.Endpoint, Status: o.res.Status, Previous: o.res.Previous,
 		Seq: o.res.Seq, Changed: o.res.Changed, Expires: o.expires}, nil

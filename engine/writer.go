@@ -248,16 +248,8 @@ func (w *Writer) Set(ctx context.Context, req client.SetRequest) (client.SetResu
 	if err := req.Validate(); err != nil {
 		return client.SetResult{}, err
 	}
-	// Cut off from the server, an append would wait for the reconnection
-	// until the caller gives up: say so at once instead.
-	if nc := w.cfg.JetStream.Conn(); !nc.IsConnected() {
-		return client.SetResult{}, unavailable(fmt.Errorf("not connected to NATS (%s); retry", nc.Status()))
-	}
-	if p := events.Partition(req.Contact, w.cfg.Partitions); p != w.cfg.Partition {
-		return client.SetResult{}, fmt.Errorf("engine: the set of %s (partition %d) reached the writer of partition %d", events.Quote(req.Contact), p, w.cfg.Partition)
-	}
-	if !w.Owning() {
-		return client.SetResult{}, unavailable(errNotOwner)
+	if err := w.mayDecide(req.Contact); err != nil {
+		return client.SetResult{}, err
 	}
 	if req.RequestID != "" {
 		if res, ok, err := w.answered(ctx, req); err != nil || ok {
@@ -269,22 +261,47 @@ func (w *Writer) Set(ctx context.Context, req client.SetRequest) (client.SetResu
 		}
 	}
 	o := &op{ctx: ctx, req: req, done: make(chan struct{})}
-	select {
-	case w.ops <- o:
-	case <-ctx.Done():
-		return client.SetResult{}, unavailable(fmt.Errorf("the owner has %d sets in hand: %w; retry", cap(w.ops), ctx.Err()))
+	if err := w.submit(ctx, o); err != nil {
+		return client.SetResult{}, err
 	}
-	select {
-	case <-o.done:
-	case <-ctx.Done():
-		return client.SetResult{}, unavailable(fmt.Errorf("no acknowledgement from the log in time (%w): the set may yet be stored; "+
-			"retry with the same request_id to find out", ctx.Err()))
-	}
-	if o.err != nil || req.RequestID == "" {
-		return o.res, o.err
+	if req.RequestID == "" {
+		return o.res, nil
 	}
 	w.record(ctx, req, o.res)
 	return sameRequest(req, o.res)
+}
+
+// mayDecide says why this writer cannot decide a request of contact now, if
+// it cannot: cut off from the server (an append would wait for the
+// reconnection until the caller gives up: said at once instead), or not the
+// owner of the contact's partition (errNotOwner: the service passes it on).
+func (w *Writer) mayDecide(contact string) error {
+	if nc := w.cfg.JetStream.Conn(); !nc.IsConnected() {
+		return unavailable(fmt.Errorf("not connected to NATS (%s); retry", nc.Status()))
+	}
+	if p := events.Partition(contact, w.cfg.Partitions); p != w.cfg.Partition {
+		return fmt.Errorf("engine: the request of %s (partition %d) reached the writer of partition %d", events.Quote(contact), p, w.cfg.Partition)
+	}
+	if !w.Owning() {
+		return unavailable(errNotOwner)
+	}
+	return nil
+}
+
+// submit hands o to the decider and waits for its answer, until ctx is done.
+func (w *Writer) submit(ctx context.Context, o *op) error {
+	select {
+	case w.ops <- o:
+	case <-ctx.Done():
+		return unavailable(fmt.Errorf("the owner has %d requests in hand: %w; retry", cap(w.ops), ctx.Err()))
+	}
+	select {
+	case <-o.done:
+		return o.err
+	case <-ctx.Done():
+		return unavailable(fmt.Errorf("no acknowledgement from the log in time (%w): the request may yet be applied; "+
+			"retry with the same request_id to find out", ctx.Err()))
+	}
 }
 
 // sameRequest returns res, the answer to a set with req's request ID, unless
