@@ -441,3 +441,27 @@ func TestALeaseOutlivesAMoveByOneLeaseOfGrace(t *testing.T) {
 		t.Fatalf("verify: %+v, %v", r, err)
 	}
 }
+
+// TestEndpointsCountAgainstTheContactsBound: sign-ins, reports and
+// preferences count against the contact's bound as its sets do (429, nothing
+// appended); heartbeats do not, appending nothing.
+func TestEndpointsCountAgainstTheContactsBound(t *testing.T) {
+	r := enginetest.Start(t, "", engine.Options{ContactRate: 0.001, ContactBurst: 2})
+	c, ctx := r.Client(t), natstest.Context(t)
+	for i := range 2 {
+		if _, err := c.SignIn(ctx, client.EndpointRequest{Contact: "ivy", Endpoint: fmt.Sprintf("e%d", i), Kind: events.KindWeb}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Prefer(ctx, "ivy", events.Busy, time.Time{}); !errors.Is(err, client.ErrTooMany) {
+		t.Fatalf("a third request within the burst of 2: %v, want too many", err)
+	}
+	for range 5 {
+		if _, err := c.Heartbeat(ctx, "ivy", "e0"); err != nil {
+			t.Fatalf("a heartbeat past the bound: %v, want it answered", err)
+		}
+	}
+	if n := len(endpointEvents(t, r, "ivy")); n != 2 {
+		t.Errorf("the log records %d events of ivy's endpoints, want the 2 sign-ins", n)
+	}
+}

@@ -265,6 +265,13 @@ func (t *term) decideEndpoint(o *op) {
 		t.answer(o, unchanged, nil)
 		return
 	}
+	if req.Op != opExpire && req.Op != opRecheck && o.tries == 0 {
+		// A contact's own requests count against its bound as its sets do.
+		if err := t.limit(req.Contact); err != nil {
+			o.finish(client.SetResult{}, err)
+			return
+		}
+	}
 	eps, err := t.endpointsOf(req.Contact, cur)
 	if err != nil {
 		o.finish(client.SetResult{}, err)
