@@ -101,6 +101,9 @@ func (r *EndpointRequest) Validate() error {
 		}
 		return nil
 	case OpSettings:
+		// Whole seconds, as the log keeps them: the owner decides on what
+		// a replay and the next owner read.
+		r.Settings.IdleAfter, r.Settings.AwayAfter = r.Settings.IdleAfter.Round(time.Second), r.Settings.AwayAfter.Round(time.Second)
 		if r.Settings.IdleAfter == 0 {
 			r.Settings.IdleAfter = events.DefaultIdleAfter
 		}

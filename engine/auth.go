@@ -130,7 +130,9 @@ func (u AuthUser) Permissions() *server.Permissions {
 	switch u.Role {
 	case RoleUser:
 		token := events.Token(u.Contact)
-		pub = append(pub, events.SetPrefix+token, events.SelfPrefix+token)
+		pub = append(pub, events.SetPrefix+token, events.SelfPrefix+token,
+			events.SignInPrefix+token, events.HeartbeatPrefix+token, events.ReportPrefix+token, events.SignOutPrefix+token,
+			events.PreferPrefix+token, events.SettingsPrefix+token)
 	case RoleAuditor, RoleOperator:
 		pub = append(pub, events.SelfPrefix+"*", events.DigestSubject, events.VerifySubject)
 		pub = append(pub, streamReadAPI(events.LogStream)...)

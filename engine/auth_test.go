@@ -202,6 +202,16 @@ func TestRolesAllowWhatTheyMayDo(t *testing.T) {
 		default:
 		}
 	}
+	// Her endpoints are hers to sign in, heartbeat and sign out.
+	if _, err := ca.SignIn(natstest.Context(t), client.EndpointRequest{Contact: alice, Endpoint: "laptop", Kind: events.KindDesktop}); err != nil {
+		t.Fatalf("alice signs her own endpoint in: %v", err)
+	}
+	if _, err := ca.Heartbeat(natstest.Context(t), alice, "laptop"); err != nil {
+		t.Fatalf("alice heartbeats her own endpoint: %v", err)
+	}
+	if _, err := ca.SignOut(natstest.Context(t), alice, "laptop"); err != nil {
+		t.Fatalf("alice signs her own endpoint out: %v", err)
+	}
 }
 
 func TestRolesRefuseWhatTheyMayNotDo(t *testing.T) {
@@ -219,6 +229,10 @@ func TestRolesRefuseWhatTheyMayNotDo(t *testing.T) {
 	forbiddenToAll := func(t *testing.T, c *roleConn) {
 		t.Helper()
 		c.forbidPublish(t, "setting bob's status", events.SetPrefix+events.Token(bob), nil, `{"status":"busy"}`)
+		c.forbidPublish(t, "signing an endpoint of bob's in", events.SignInPrefix+events.Token(bob), nil, `{"endpoint":"x","kind":"web"}`)
+		c.forbidPublish(t, "signing an endpoint of bob's out", events.SignOutPrefix+events.Token(bob), nil, `{"endpoint":"x"}`)
+		c.forbidPublish(t, "setting bob's preferred status", events.PreferPrefix+events.Token(bob), nil, `{"status":"busy"}`)
+		c.forbidPublish(t, "setting bob's settings", events.SettingsPrefix+events.Token(bob), nil, `{"transmit_idle":false}`)
 		c.forbidPublish(t, "appending to the log", events.EventSubject(bob), nil, string(event.Encode()))
 		c.forbidPublish(t, "appending with Nats-Rollup", events.EventSubject(alice),
 			nats.Header{"Nats-Rollup": {"sub"}}, string(event.Encode()))

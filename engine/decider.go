@@ -31,6 +31,7 @@ type term struct {
 	appended []appended      // the overlay's entries in the order appended, to forget them in that order
 	limits   map[string]*rate.Limiter
 	leases   leases // the ends of the leases of the partition's endpoints
+	stalled  bool   // cut off from the server at the last look for ended leases
 }
 
 // appended is an append of the overlay: the contact and the sequence it took.
@@ -63,9 +64,7 @@ func (t *term) run(ctx context.Context) {
 	if !t.catchUp(ctx, lost) {
 		return
 	}
-	if err := t.loadLeases(); err != nil {
-		w.logger.Error("writer: cannot read the endpoints of the partition; their leases end only once they are signed in again or out", "err", err)
-	}
+	t.loadLeases()
 	w.setOwning(true)
 	tick := time.NewTicker(expiryTick)
 	defer tick.Stop()
@@ -80,6 +79,9 @@ func (t *term) run(ctx context.Context) {
 			if !t.catchUp(ctx, lost) {
 				return
 			}
+			// An append refused or lost may have been an endpoint's: the
+			// leases are learnt again from the log, as a new owner does.
+			t.loadLeases()
 			again := t.again
 			t.again = nil
 			for _, o := range again {
@@ -387,8 +389,24 @@ func (t *term) decide(ctx context.Context, o *op) {
 		t.answer(o, client.SetResult{Contact: req.Contact, Status: cur.status, Previous: cur.status, Seq: cur.seq}, nil)
 		return
 	}
-	t.append(o, events.Event{Contact: req.Contact, Name: req.Name, Status: req.Status, Previous: cur.status,
-		At: w.cfg.Now().UTC(), Cause: req.Cause, RequestID: req.RequestID}, cur, cur.eps)
+	e := events.Event{Contact: req.Contact, Name: req.Name, Status: req.Status, Previous: cur.status,
+		At: w.cfg.Now().UTC(), Cause: req.Cause, RequestID: req.RequestID}
+	if len(t.leases.ends[req.Contact]) > 0 {
+		// A contact with endpoints has its status decided from them: a
+		// direct set is its preferred status, until cleared, so that
+		// nothing the owner decides as time passes undoes it.
+		eps, err := t.endpointsOf(req.Contact, cur)
+		if err != nil {
+			o.finish(client.SetResult{}, err)
+			return
+		}
+		e.Op, e.Preferred = events.OpPrefer, events.Preferred{Status: req.Status}
+		eps.Fold(e)
+		e.Status = t.aggregate(req.Contact, eps, e.At)
+		t.append(o, e, cur, &eps)
+		return
+	}
+	t.append(o, e, cur, cur.eps)
 }
 
 // append appends e, the change o decided on cur (what the owner knew of the
@@ -418,6 +436,7 @@ func (t *term) append(o *op, e events.Event, cur last, eps *projections.Endpoint
 	fut, err := w.js.PublishMsgAsync(&nats.Msg{Subject: w.subject(e.Contact), Data: o.data}, opts...)
 	if err != nil {
 		o.finish(client.SetResult{}, unavailable(fmt.Errorf("append to the log: %w", err)))
+		t.broken = true // what the owner knows may be ahead of the log: read it again
 		return
 	}
 	o.fut, o.expect = fut, t.last

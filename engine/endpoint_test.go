@@ -465,3 +465,35 @@ func TestEndpointsCountAgainstTheContactsBound(t *testing.T) {
 		t.Errorf("the log records %d events of ivy's endpoints, want the 2 sign-ins", n)
 	}
 }
+
+// TestADirectSetOfAContactWithEndpointsHolds: with endpoints signed in, a
+// direct set is the contact's preferred status: time passing (idle, away) does
+// not undo it, and an invisible set so stays invisible, offline to others.
+func TestADirectSetOfAContactWithEndpointsHolds(t *testing.T) {
+	clk := newClock()
+	r := enginetest.Start(t, "", engine.Options{Now: clk.Now})
+	c, ctx := r.Client(t), natstest.Context(t)
+	const jo = "jo"
+	if _, err := c.SignIn(ctx, client.EndpointRequest{Contact: jo, Endpoint: "desk", Kind: events.KindDesktop, Lease: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Report(ctx, client.EndpointRequest{Contact: jo, Endpoint: "desk", InactiveFor: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Set(ctx, client.SetRequest{Contact: jo, Status: events.Invisible})
+	if err != nil || res.Status != events.Invisible {
+		t.Fatalf("set invisible: %+v, %v", res, err)
+	}
+	clk.Add(30 * time.Minute) // idle and away would have come
+	looked(t, r)
+	if st, err := c.Self(ctx, jo, 0); err != nil || st.Status != events.Invisible {
+		t.Fatalf("half an hour later: %+v, %v; want invisible still", st, err)
+	}
+	if st, err := c.Status(ctx, jo, 0); err != nil || st.Status != events.Offline {
+		t.Fatalf("what others read: %+v, %v; want offline", st, err)
+	}
+	evs := endpointEvents(t, r, jo)
+	if last := evs[len(evs)-1]; last.Op != events.OpPrefer || last.Preferred.Status != events.Invisible {
+		t.Errorf("the set is recorded as %+v, want a preferred invisible", last)
+	}
+}

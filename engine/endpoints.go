@@ -25,6 +25,21 @@ import (
 // gives each one lease from its taking over (one lease of grace), unless
 // the lease as logged runs longer.
 
+// NotSignedInError says that an endpoint heartbeating or reporting is not
+// signed in: its lease ended, or it signed out. It is a conflict (409): the
+// endpoint signs in again.
+type NotSignedInError struct {
+	Contact, Endpoint string
+}
+
+func (e *NotSignedInError) Error() string {
+	return fmt.Sprintf("endpoint %s of %s is not signed in (its lease ended, or it signed out): sign it in again",
+		events.Quote(e.Endpoint), events.Quote(e.Contact))
+}
+
+// Unwrap returns client.ErrConflict.
+func (e *NotSignedInError) Unwrap() error { return client.ErrConflict }
+
 // expiryTick is how often the owner looks for leases that ended.
 const expiryTick = 250 * time.Millisecond
 
@@ -63,11 +78,14 @@ type leases struct {
 	queue    leaseQueue
 }
 
-// endpointLease is an endpoint's lease: when it ends, and how long each heartbeat
-// makes it.
+// endpointLease is an endpoint's lease: when it ends, how long each
+// heartbeat makes it, and the time of its one entry in the heap. A heartbeat
+// moves end and pushes nothing: the entry, once due, is pushed again at end
+// if end has moved past it. So the heap holds one entry an endpoint, however
+// often it heartbeats.
 type endpointLease struct {
-	end time.Time
-	d   time.Duration
+	end, queued time.Time
+	d           time.Duration
 }
 
 type leaseEnd struct {
@@ -98,8 +116,13 @@ func (l *leases) set(contact, endpoint string, end time.Time, d time.Duration) {
 		m = make(map[string]endpointLease)
 		l.ends[contact] = m
 	}
-	m[endpoint] = endpointLease{end: end, d: d}
-	heap.Push(&l.queue, leaseEnd{at: end, contact: contact, endpoint: endpoint})
+	ls, had := m[endpoint]
+	ls.end, ls.d = end, d
+	if !had || end.Before(ls.queued) {
+		ls.queued = end
+		heap.Push(&l.queue, leaseEnd{at: end, contact: contact, endpoint: endpoint})
+	}
+	m[endpoint] = ls
 }
 
 // recheck has the owner look at contact's status again at at.
@@ -141,22 +164,32 @@ func (l *leases) due(now time.Time) (leaseEnd, bool) {
 			}
 			continue
 		}
-		if ls, ok := l.get(e.contact, e.endpoint); ok && ls.end.Equal(e.at) {
+		ls, ok := l.get(e.contact, e.endpoint)
+		switch {
+		case !ok || !ls.queued.Equal(e.at):
+			// Dropped, or an entry another replaced.
+		case ls.end.After(now):
+			// Moved on by heartbeats: due again at its end.
+			ls.queued = ls.end
+			l.ends[e.contact][e.endpoint] = ls
+			heap.Push(&l.queue, leaseEnd{at: ls.end, contact: e.contact, endpoint: e.endpoint})
+		default:
 			return e, true
 		}
 	}
 	return leaseEnd{}, false
 }
 
-// loadLeases learns, as the owner takes its partition over, the endpoints
-// its projection holds of the partition's contacts: each lease ends one lease
-// from now (the grace a heartbeat not in the log may have earned), or as
-// logged if that is later.
-func (t *term) loadLeases() error {
+// loadLeases learns, as the owner takes its partition over (or after it read
+// the log again, or was cut off), the endpoints its projection holds of the
+// partition's contacts: each lease ends one lease from now (the grace a
+// heartbeat not in the log, or not answered meanwhile, may have earned), or
+// as logged if that is later.
+func (t *term) loadLeases() {
 	w := t.w
 	now := w.cfg.Now()
 	t.leases = leases{}
-	return w.cfg.Projection.EachEndpoints(func(contact string, x projections.Endpoints) bool {
+	err := w.cfg.Projection.EachEndpoints(func(contact string, x projections.Endpoints) bool {
 		if events.Partition(contact, w.cfg.Partitions) != w.cfg.Partition {
 			return true
 		}
@@ -168,6 +201,11 @@ func (t *term) loadLeases() error {
 		}
 		return true
 	})
+	if err != nil {
+		// Their leases then end only once signed in again or out, or
+		// once the owner reads the log again.
+		w.logger.Error("writer: cannot read the endpoints of the partition", "err", err)
+	}
 }
 
 func later(a, b time.Time) time.Time {
@@ -178,10 +216,19 @@ func later(a, b time.Time) time.Time {
 }
 
 // expire ends the leases that ran out by now, each with an event of its own.
+// Cut off from the server, it ends none: the endpoints' heartbeats cannot
+// reach it then. Back, it gives every lease the grace a new owner gives.
 func (t *term) expire() {
 	t.w.expiryChecks.Add(1)
-	if t.broken {
+	switch {
+	case !t.w.cfg.JetStream.Conn().IsConnected():
+		t.stalled = true
+		return
+	case t.broken:
 		return // once the owner has read the log again
+	case t.stalled:
+		t.stalled = false
+		t.loadLeases()
 	}
 	now := t.w.cfg.Now()
 	for len(t.inflight) < t.w.cfg.InFlight {
@@ -248,10 +295,7 @@ func (t *term) decideEndpoint(o *op) {
 	}
 	now := w.cfg.Now().UTC()
 	unchanged := client.SetResult{Contact: req.Contact, Status: cur.status, Previous: cur.status, Seq: cur.seq}
-	notSignedIn := func() error {
-		return fmt.Errorf("%w: endpoint %s of %s is not signed in (its lease ended, or it signed out): sign it in again",
-			client.ErrConflict, events.Quote(req.Endpoint), events.Quote(req.Contact))
-	}
+	notSignedIn := func() error { return &NotSignedInError{Contact: req.Contact, Endpoint: req.Endpoint} }
 	if req.Op == client.OpHeartbeat {
 		// The hot path: the owner's leases know every endpoint signed in,
 		// and a heartbeat reads nothing more.
@@ -308,6 +352,7 @@ func (t *term) decideEndpoint(o *op) {
 		}
 	case client.OpSignOut, opExpire:
 		if this == nil {
+			t.leases.drop(req.Contact, req.Endpoint)
 			t.answer(o, unchanged, nil) // signed out already: nothing to do
 			return
 		}
