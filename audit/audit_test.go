@@ -746,3 +746,33 @@ func TestReplayUntilWithEnginesClocksApart(t *testing.T) {
 		t.Errorf("replay until %s: %+v, want the slow engine's event only, stamped inside the window", until.Format(time.RFC3339), got)
 	}
 }
+
+// TestReportCountsChangesOfStatus: an endpoint's event that leaves the
+// contact's status as it was (a second endpoint signing in, then out) is not a
+// change in the report.
+func TestReportCountsChangesOfStatus(t *testing.T) {
+	s := natstest.Start(t)
+	e := enginetest.Start(t, t.TempDir(), engine.Options{NATSURL: s.ClientURL()})
+	_, js := natstest.JetStream(t, s)
+	c, ctx := e.Client(t), natstest.Context(t)
+	since := time.Now().Add(-time.Minute)
+	for _, ep := range []string{"desk", "phone"} {
+		if _, err := c.SignIn(ctx, client.EndpointRequest{Contact: "dan", Endpoint: ep, Kind: events.KindWeb}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last, err := c.SignOut(ctx, "dan", "phone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Projection().WaitApplied(ctx, last.Seq); err != nil {
+		t.Fatal(err)
+	}
+	r, err := audit.NewLog(js, "").Report(ctx, "dan", since, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Changes != 1 || r.End != events.Online {
+		t.Errorf("report: %d changes, ending %s; want 1 (unknown -> online), ending online: the phone's events changed nothing", r.Changes, r.End)
+	}
+}

@@ -369,7 +369,7 @@ type Report struct {
 	// Statuses is the time spent in each status during the window, longest
 	// first; Unknown covers the time before the contact's first event.
 	Statuses []StatusTime `json:"statuses"`
-	Changes  int          `json:"changes"` // events inside the window
+	Changes  int          `json:"changes"` // changes of status inside the window (events that left it as it was not counted)
 	// Start and End are the true statuses at the start and the end.
 	Start events.Status `json:"start"`
 	End   events.Status `json:"end"`
@@ -430,7 +430,9 @@ func (l *Log) Report(ctx context.Context, contact string, since, until time.Time
 		}
 		account(t)
 		if !t.Before(since) {
-			r.Changes++
+			if e.Status != e.Previous { // an endpoint's event may leave it as it was
+				r.Changes++
+			}
 		} else {
 			r.Start = e.Status
 		}
