@@ -50,6 +50,22 @@ func looked(t testing.TB, r *enginetest.Running) {
 	}
 }
 
+// selfStatus returns the contact's own status, as the projection has it now.
+func selfStatus(t testing.TB, c *client.Client, contact string) events.Status {
+	t.Helper()
+	st, err := c.Self(natstest.Context(t), contact, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Status
+}
+
+// becomes waits until the contact's own status is want.
+func becomes(t testing.TB, c *client.Client, contact string, want events.Status) {
+	t.Helper()
+	natstest.WaitFor(t, contact+" to be "+want.String(), func() bool { return selfStatus(t, c, contact) == want })
+}
+
 // endpointEvents returns the log's events of contact that record its
 // endpoints.
 func endpointEvents(t testing.TB, r *enginetest.Running, contact string) []events.Event {
@@ -153,11 +169,8 @@ func TestALeaseThatEndsSignsTheEndpointOutOnce(t *testing.T) {
 	if st, err := c.Self(ctx, bob, 0); err != nil || st.Status != events.Online {
 		t.Fatalf("within the heartbeat's lease: %+v, %v; want online still", st, err)
 	}
-	clk.Add(2 * time.Second) // 19s in: past it
-	natstest.WaitFor(t, "the lease to end", func() bool {
-		st, err := c.Self(ctx, bob, 0)
-		return err == nil && st.Status == events.Offline
-	})
+	clk.Add(2 * time.Second)           // 19s in: past it
+	becomes(t, c, bob, events.Offline) // the lease ended
 	looked(t, own)
 	evs := endpointEvents(t, own, bob)
 	if len(evs) != 2 || evs[1].Op != events.OpExpire || evs[1].Cause != events.CauseExpiry || evs[1].Endpoint != "web-1" ||
@@ -188,11 +201,8 @@ func TestALeaseOutlivesARestartByOneLeaseOfGrace(t *testing.T) {
 	if st, err := c.Self(ctx, carol, 0); err != nil || st.Status != events.Online {
 		t.Fatalf("within the grace: %+v, %v; want online still", st, err)
 	}
-	clk.Add(7 * time.Second) // 19s in
-	natstest.WaitFor(t, "the lease to end after its grace", func() bool {
-		st, err := c.Self(ctx, carol, 0)
-		return err == nil && st.Status == events.Offline
-	})
+	clk.Add(7 * time.Second)             // 19s in
+	becomes(t, c, carol, events.Offline) // the lease ended
 	evs := endpointEvents(t, r, carol)
 	if len(evs) != 2 || evs[1].Op != events.OpExpire {
 		t.Fatalf("the log records %+v; want the sign-in and one expiry", evs)
@@ -267,17 +277,6 @@ func TestIdleAndAwayFromInactivity(t *testing.T) {
 	r := enginetest.Start(t, "", engine.Options{Now: clk.Now})
 	c, ctx := r.Client(t), natstest.Context(t)
 	const erin = "erin"
-	status := func() events.Status {
-		st, err := c.Self(ctx, erin, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st.Status
-	}
-	becomes := func(want events.Status) {
-		t.Helper()
-		natstest.WaitFor(t, "erin to be "+want.String(), func() bool { return status() == want })
-	}
 	if _, err := c.SignIn(ctx, client.EndpointRequest{Contact: erin, Endpoint: "desk", Kind: events.KindDesktop, Lease: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
@@ -287,13 +286,13 @@ func TestIdleAndAwayFromInactivity(t *testing.T) {
 	}
 	clk.Add(3 * time.Minute) // 4 minutes without input
 	looked(t, r)
-	if got := status(); got != events.Online {
+	if got := selfStatus(t, c, erin); got != events.Online {
 		t.Fatalf("4 minutes without input: %s, want online", got)
 	}
 	clk.Add(2 * time.Minute) // 6
-	becomes(events.Idle)
+	becomes(t, c, erin, events.Idle)
 	clk.Add(15 * time.Minute) // 21
-	becomes(events.Away)
+	becomes(t, c, erin, events.Away)
 	if res, err := c.Report(ctx, client.EndpointRequest{Contact: erin, Endpoint: "desk"}); err != nil || res.Status != events.Online {
 		t.Fatalf("report active again: %+v, %v; want online", res, err)
 	}
@@ -305,7 +304,7 @@ func TestIdleAndAwayFromInactivity(t *testing.T) {
 	}
 	clk.Add(30 * time.Minute)
 	looked(t, r)
-	if got := status(); got != events.Busy {
+	if got := selfStatus(t, c, erin); got != events.Busy {
 		t.Fatalf("busy chosen on the phone, the desk inactive for 31 minutes: %s, want busy", got)
 	}
 
@@ -354,13 +353,6 @@ func TestPreferredStatusAndSettings(t *testing.T) {
 	r := enginetest.Start(t, "", engine.Options{Now: clk.Now})
 	c, ctx := r.Client(t), natstest.Context(t)
 	const gus = "gus"
-	self := func() events.Status {
-		st, err := c.Self(ctx, gus, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st.Status
-	}
 	is := func(what string, res client.EndpointResult, err error, want events.Status) {
 		t.Helper()
 		if err != nil || res.Status != want {
@@ -374,7 +366,7 @@ func TestPreferredStatusAndSettings(t *testing.T) {
 	res, err = c.SignIn(ctx, client.EndpointRequest{Contact: gus, Endpoint: "phone", Kind: events.KindMobile, Status: events.DoNotDisturb, Lease: 3 * time.Hour})
 	is("do-not-disturb chosen on the phone, under the preferred busy", res, err, events.Busy)
 	clk.Add(61 * time.Minute)
-	natstest.WaitFor(t, "the preferred busy to end", func() bool { return self() == events.DoNotDisturb })
+	becomes(t, c, gus, events.DoNotDisturb) // the preferred busy ended
 	res, err = c.Prefer(ctx, gus, events.Invisible, time.Time{})
 	is("invisible preferred", res, err, events.Invisible)
 	if st, err := c.Status(ctx, gus, 0); err != nil || st.Status == events.Invisible {
@@ -391,7 +383,7 @@ func TestPreferredStatusAndSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	looked(t, r)
-	if got := self(); got != events.Online {
+	if got := selfStatus(t, c, gus); got != events.Online {
 		t.Fatalf("30 minutes without input, idle not transmitted: %s, want online", got)
 	}
 	res, err = c.SetSettings(ctx, gus, events.Settings{TransmitIdle: true, IdleAfter: 10 * time.Minute, AwayAfter: 20 * time.Minute})
@@ -427,11 +419,8 @@ func TestALeaseOutlivesAMoveByOneLeaseOfGrace(t *testing.T) {
 	if st, err := c.Self(ctx, hal, 0); err != nil || st.Status != events.Online {
 		t.Fatalf("after the move, within the grace: %+v, %v; want online still", st, err)
 	}
-	clk.Add(5 * time.Second) // 17s in
-	natstest.WaitFor(t, "the lease to end after its grace", func() bool {
-		st, err := c.Self(ctx, hal, 0)
-		return err == nil && st.Status == events.Offline
-	})
+	clk.Add(5 * time.Second)           // 17s in
+	becomes(t, c, hal, events.Offline) // the lease ended
 	looked(t, next)
 	if evs := endpointEvents(t, next, hal); len(evs) != 2 || evs[1].Op != events.OpExpire {
 		t.Fatalf("the log records %+v; want the sign-in and one expiry", evs)

@@ -350,22 +350,32 @@ func (s *service) set(req micro.Request) (work, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := s.cfg.Writers[events.Partition(contact, len(s.cfg.Writers))]
 	sr, err := client.DecodeSetRequest(contact, req.Data())
 	if err != nil {
 		return nil, err
 	}
-	body := req.Data()
+	return s.toOwner(contact, req.Data(), passedOn, events.OwnerSetSubject, func(ctx context.Context, w *Writer) (any, error) {
+		return w.Set(ctx, sr)
+	}), nil
+}
+
+// toOwner returns the work of a request of contact: call on the writer of its
+// partition, within SetTimeout; where another engine owns the partition, the
+// request (body) passed on to it over subject(partition, contact), unless it
+// was passed on to this engine already.
+func (s *service) toOwner(contact string, body []byte, passedOn bool, subject func(int, string) string,
+	call func(context.Context, *Writer) (any, error)) work {
+	w := s.cfg.Writers[events.Partition(contact, len(s.cfg.Writers))]
 	return func(ctx context.Context) (any, error) {
 		ctx, cancel := context.WithTimeout(ctx, s.cfg.SetTimeout)
 		defer cancel()
-		res, err := w.Set(ctx, sr)
+		res, err := call(ctx, w)
 		if passedOn || !errors.Is(err, errNotOwner) {
 			return res, err
 		}
 		w.passedOn.Add(1)
-		return s.passOn(ctx, events.OwnerSetSubject(w.Partition(), contact), body)
-	}, nil
+		return s.passOn(ctx, subject(w.Partition(), contact), body)
+	}
 }
 
 // endpoint returns the handler of an endpoint's request op, on
@@ -403,17 +413,10 @@ func (s *service) endpointWork(contact, op string, body []byte, passedOn bool) (
 	if err != nil {
 		return nil, err
 	}
-	w := s.cfg.Writers[events.Partition(contact, len(s.cfg.Writers))]
-	return func(ctx context.Context) (any, error) {
-		ctx, cancel := context.WithTimeout(ctx, s.cfg.SetTimeout)
-		defer cancel()
-		res, err := w.Endpoint(ctx, er)
-		if passedOn || !errors.Is(err, errNotOwner) {
-			return res, err
-		}
-		w.passedOn.Add(1)
-		return s.passOn(ctx, events.OwnerEndpointSubject(op, w.Partition(), contact), body)
-	}, nil
+	subject := func(p int, contact string) string { return events.OwnerEndpointSubject(op, p, contact) }
+	return s.toOwner(contact, body, passedOn, subject, func(ctx context.Context, w *Writer) (any, error) {
+		return w.Endpoint(ctx, er)
+	}), nil
 }
 
 // passOn passes a request on to the engine that owns its contact's

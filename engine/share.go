@@ -109,7 +109,7 @@ func (s *share) run(ctx context.Context) {
 			return
 		case <-tick.C:
 			put()
-		case e, ok := <-watcherUpdates(watcher):
+		case e, ok := <-lease.Updates(watcher):
 			switch {
 			case !ok:
 				watcher = nil // its connection went: watched again
@@ -123,12 +123,4 @@ func (s *share) run(ctx context.Context) {
 			}
 		}
 	}
-}
-
-// watcherUpdates returns w's updates; nil (never ready) if w is nil.
-func watcherUpdates(w jetstream.KeyWatcher) <-chan jetstream.KeyValueEntry {
-	if w == nil {
-		return nil
-	}
-	return w.Updates()
 }

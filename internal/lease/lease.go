@@ -170,7 +170,7 @@ func (l *Lease) wait(ctx context.Context, tick *time.Ticker, watcher *jetstream.
 			return false
 		case <-tick.C:
 			return true
-		case e, ok := <-watcherUpdates(*watcher):
+		case e, ok := <-Updates(*watcher):
 			if !ok {
 				*watcher = nil // its connection went: the ticker alone tells
 				continue
@@ -197,7 +197,9 @@ func (l *Lease) saw(holder string) {
 	}
 }
 
-func watcherUpdates(w jetstream.KeyWatcher) <-chan jetstream.KeyValueEntry {
+// Updates returns w's updates; nil (never ready, for a select) if w is nil,
+// as a watch is whose connection went.
+func Updates(w jetstream.KeyWatcher) <-chan jetstream.KeyValueEntry {
 	if w == nil {
 		return nil
 	}
