@@ -710,6 +710,22 @@ func TestEntryLines(t *testing.T) {
 	if err := json.Unmarshal(expiry.AppendJSON(nil), &gotExpiry); err != nil || gotExpiry.Op != events.OpExpire || gotExpiry.Endpoint != "desk-1" {
 		t.Errorf("AppendJSON of an endpoint's expiry = %s (%v), want its op and endpoint", expiry.AppendJSON(nil), err)
 	}
+	held, show := expiry, expiry
+	held.Held = true
+	show.Op, show.Endpoint, show.Previous, show.Shown = events.OpShow, "", events.Offline, events.Online
+	if got, want := string(held.AppendText(nil)), `43  2026-11-24T10:00:00.000000005Z  a  ""  online -> offline  expiry  expire  endpoint "desk-1"  held`+"\n"; got != want {
+		t.Errorf("AppendText of a change held back = %q, want %q", got, want)
+	}
+	if got, want := string(show.AppendText(nil)), `43  2026-11-24T10:00:00.000000005Z  a  ""  offline -> offline  expiry  show  shown was online`+"\n"; got != want {
+		t.Errorf("AppendText of a show = %q, want %q", got, want)
+	}
+	var gotHeld, gotShow audit.EntryJSON
+	if err := json.Unmarshal(held.AppendJSON(nil), &gotHeld); err != nil || !gotHeld.Held || gotHeld.Shown != events.Unknown {
+		t.Errorf("AppendJSON of a change held back = %s (%v), want held", held.AppendJSON(nil), err)
+	}
+	if err := json.Unmarshal(show.AppendJSON(nil), &gotShow); err != nil || gotShow.Held || gotShow.Shown != events.Online {
+		t.Errorf("AppendJSON of a show = %s (%v), want shown online", show.AppendJSON(nil), err)
+	}
 	e.At = time.Date(2026, 11, 24, 10, 0, 0, 5e8, time.UTC)
 	if got := string(e.AppendText(nil)); !strings.Contains(got, "  2026-11-24T10:00:00.500000000Z  ") {
 		t.Errorf("AppendText = %q, want the time with every digit of its nanoseconds, as the lines around it", got)

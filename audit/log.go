@@ -76,6 +76,13 @@ func (e Entry) AppendText(b []byte) []byte {
 		b = append(b, "  endpoint "...)
 		b = strconv.AppendQuote(b, e.Endpoint)
 	}
+	if e.Held {
+		b = append(b, "  held"...)
+	}
+	if e.Shown != events.Unknown {
+		b = append(b, "  shown was "...)
+		b = append(b, e.Shown.String()...)
+	}
 	return append(b, '\n')
 }
 
@@ -92,6 +99,8 @@ type EntryJSON struct {
 	RequestID string        `json:"request_id,omitempty"`
 	Op        events.Op     `json:"op,omitempty"`        // what the event records besides the status (events.Op)
 	Endpoint  string        `json:"endpoint,omitempty"`  // the endpoint it came from
+	Held      bool          `json:"held,omitempty"`      // held back by the flap window: subscribers were not shown it
+	Shown     events.Status `json:"shown,omitempty"`     // what subscribers were last shown, when held changes made it differ from previous
 	Malformed bool          `json:"malformed,omitempty"` // the record is not an event
 }
 
@@ -129,6 +138,14 @@ func (e Entry) AppendJSON(b []byte) []byte {
 	if e.Endpoint != "" {
 		b = append(b, `,"endpoint":`...)
 		b = jsonwire.AppendString(b, e.Endpoint)
+	}
+	if e.Held {
+		b = append(b, `,"held":true`...)
+	}
+	if e.Shown != events.Unknown {
+		b = append(b, `,"shown":"`...)
+		b = append(b, e.Shown.String()...)
+		b = append(b, '"')
 	}
 	return append(b, "}\n"...)
 }
@@ -316,7 +333,7 @@ func (l *Log) At(ctx context.Context, contact string, at Point) (st projections.
 			return errStop
 		}
 		st.Fold(e.Event, e.Seq, 0)
-		if events.VisibleChange(e.Previous, e.Status) {
+		if e.Visible() {
 			lastVisible = e.Seq
 		}
 		seen = true
@@ -339,7 +356,7 @@ func (l *Log) At(ctx context.Context, contact string, at Point) (st projections.
 func (l *Log) FeedPosition(ctx context.Context, seq uint64) (uint64, error) {
 	var n uint64
 	_, err := l.Replay(ctx, Query{ToSeq: seq}, func(e Entry) error {
-		if e.Contact != "" && events.VisibleChange(e.Previous, e.Status) {
+		if e.Contact != "" && e.Visible() {
 			n++
 		}
 		return nil

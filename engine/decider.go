@@ -322,7 +322,8 @@ func (t *term) current(contact string) (last, error) {
 	if !seen {
 		return last{status: events.Unknown}, nil
 	}
-	return last{status: st.Status, previous: st.Previous, name: st.Name, visibleName: st.Visible.Name, seq: st.Seq, at: st.At}, nil
+	return last{status: st.Status, previous: st.Previous, name: st.Name, visibleName: st.Visible.Name, seq: st.Seq, at: st.At,
+		cause: st.Cause, shown: st.Visible.Status, shownAt: st.Visible.At}, nil
 }
 
 // decide settles a set on what the owner knows, and appends it if it changes
@@ -417,8 +418,9 @@ func (t *term) decide(ctx context.Context, o *op) {
 // them.
 func (t *term) append(o *op, e events.Event, cur last, eps *projections.Endpoints) {
 	w := t.w
-	visible := events.VisibleChange(cur.status, e.Status)
-	visibleName := cur.visibleName
+	t.coalesce(o, &e, cur)
+	visible := e.Visible()
+	visibleName, shown, shownAt := cur.visibleName, cur.shown, cur.shownAt
 	if e.Name == "" {
 		e.Name = cur.name
 		if visible {
@@ -426,7 +428,7 @@ func (t *term) append(o *op, e events.Event, cur last, eps *projections.Endpoint
 		}
 	}
 	if visible {
-		visibleName = e.Name
+		visibleName, shown, shownAt = e.Name, e.Status.Visible(), e.At
 	}
 	o.data, o.previous = e.Encode(), cur.status
 	opts := []jetstream.PublishOpt{jetstream.WithExpectStream(w.streamName()), jetstream.WithExpectLastSequence(t.last)}
@@ -442,7 +444,7 @@ func (t *term) append(o *op, e events.Event, cur last, eps *projections.Endpoint
 	o.fut, o.expect = fut, t.last
 	t.last++
 	t.overlay[e.Contact] = last{status: e.Status, previous: cur.status, name: e.Name, visibleName: visibleName,
-		seq: t.last, requestID: e.RequestID, at: e.At, eps: eps}
+		seq: t.last, requestID: e.RequestID, at: e.At, eps: eps, cause: e.Cause, shown: shown, shownAt: shownAt}
 	t.appended = append(t.appended, appended{contact: e.Contact, seq: t.last})
 	t.inflight = append(t.inflight, o)
 }

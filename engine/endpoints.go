@@ -48,6 +48,7 @@ const expiryTick = 250 * time.Millisecond
 const (
 	opExpire  = "expire"
 	opRecheck = "recheck"
+	opShow    = "show" // the end of a flap window (flap.go)
 )
 
 // Endpoint handles an endpoint's sign-in, heartbeat or sign-out. Errors are
@@ -69,12 +70,14 @@ func (w *Writer) Endpoint(ctx context.Context, req client.EndpointRequest) (clie
 }
 
 // leases are the ends of the leases of the owner's endpoints, the times at
-// which to look at a contact's status again, and a heap of both by time
-// (an entry with no endpoint is a look again). A time moved leaves its old
+// which to look at a contact's status again, the ends of the flap windows
+// that hold changes back, and a heap of them all by time (an entry with no
+// endpoint is a look again or a window's end). A time moved leaves its old
 // entry in the heap, skipped when it comes up.
 type leases struct {
 	ends     map[string]map[string]endpointLease // contact -> endpoint -> its lease
 	rechecks map[string]time.Time                // contact -> when to look again
+	shows    map[string]time.Time                // contact -> when its flap window ends
 	queue    leaseQueue
 }
 
@@ -91,6 +94,7 @@ type endpointLease struct {
 type leaseEnd struct {
 	at                time.Time
 	contact, endpoint string
+	show              bool // the end of a flap window
 }
 
 type leaseQueue []leaseEnd
@@ -137,6 +141,19 @@ func (l *leases) recheck(contact string, at time.Time) {
 	heap.Push(&l.queue, leaseEnd{at: at, contact: contact})
 }
 
+// show has the owner show contact's changes held back at at, the end of its
+// flap window.
+func (l *leases) show(contact string, at time.Time) {
+	if l.shows == nil {
+		l.shows = make(map[string]time.Time)
+	}
+	if was, ok := l.shows[contact]; ok && was.Equal(at) {
+		return
+	}
+	l.shows[contact] = at
+	heap.Push(&l.queue, leaseEnd{at: at, contact: contact, show: true})
+}
+
 // drop forgets the lease of contact's endpoint.
 func (l *leases) drop(contact, endpoint string) {
 	if m := l.ends[contact]; m != nil {
@@ -158,8 +175,12 @@ func (l *leases) due(now time.Time) (leaseEnd, bool) {
 	for l.queue.Len() > 0 && !l.queue[0].at.After(now) {
 		e := heap.Pop(&l.queue).(leaseEnd)
 		if e.endpoint == "" {
-			if at, ok := l.rechecks[e.contact]; ok && at.Equal(e.at) {
-				delete(l.rechecks, e.contact)
+			times := l.rechecks
+			if e.show {
+				times = l.shows
+			}
+			if at, ok := times[e.contact]; ok && at.Equal(e.at) {
+				delete(times, e.contact)
 				return e, true
 			}
 			continue
@@ -189,6 +210,7 @@ func (t *term) loadLeases() {
 	w := t.w
 	now := w.cfg.Now()
 	t.leases = leases{}
+	var contacts []string // those with endpoints: any may have changes held back
 	err := w.cfg.Projection.EachEndpoints(func(contact string, x projections.Endpoints) bool {
 		if events.Partition(contact, w.cfg.Partitions) != w.cfg.Partition {
 			return true
@@ -199,12 +221,16 @@ func (t *term) loadLeases() {
 		if len(x.List) > 0 {
 			t.leases.recheck(contact, now) // time may have changed it meanwhile (idle, away)
 		}
+		contacts = append(contacts, contact)
 		return true
 	})
 	if err != nil {
 		// Their leases then end only once signed in again or out, or
 		// once the owner reads the log again.
 		w.logger.Error("writer: cannot read the endpoints of the partition", "err", err)
+	}
+	for _, contact := range contacts {
+		t.heldBack(contact)
 	}
 }
 
@@ -237,7 +263,10 @@ func (t *term) expire() {
 			return
 		}
 		kind := opExpire
-		if e.endpoint == "" {
+		switch {
+		case e.show:
+			kind = opShow
+		case e.endpoint == "":
 			kind = opRecheck
 		}
 		o := &op{ctx: context.Background(), ep: &client.EndpointRequest{Contact: e.contact, Op: kind, Endpoint: e.endpoint},
@@ -291,6 +320,10 @@ func (t *term) decideEndpoint(o *op) {
 	cur, err := t.current(req.Contact)
 	if err != nil {
 		o.finish(client.SetResult{}, err)
+		return
+	}
+	if req.Op == opShow {
+		t.show(o, cur)
 		return
 	}
 	now := w.cfg.Now().UTC()

@@ -68,6 +68,9 @@ type Options struct {
 	// Zero means the defaults; a negative rate means no bound.
 	ContactRate  float64
 	ContactBurst int
+	// FlapWindow coalesces the visible changes endpoints make within it
+	// (WriterConfig). Zero means DefaultFlapWindow; negative, none.
+	FlapWindow time.Duration
 	// Now is the clock of event times and of endpoints' leases. Zero means
 	// time.Now; tests move one of their own.
 	Now func() time.Time
@@ -333,7 +336,7 @@ func (e *Engine) openWriters(ctx context.Context, requests jetstream.KeyValue, p
 		}
 		w, err = newWriter(writerConfig{JetStream: js, Projection: e.projection, Lease: owner, Logger: e.logger,
 			Partition: p, Partitions: partitions, Requests: requests, ContactRate: e.opts.ContactRate, ContactBurst: e.opts.ContactBurst,
-			Now: e.opts.Now})
+			FlapWindow: e.opts.FlapWindow, Now: e.opts.Now})
 		if err != nil {
 			return err
 		}

@@ -55,6 +55,12 @@ type writerConfig struct {
 	// DefaultContactBurst; a negative rate means no bound.
 	ContactRate  float64
 	ContactBurst int
+	// FlapWindow coalesces the visible changes that endpoints and the
+	// owner's own looks make (flap.go): one within FlapWindow after the last
+	// change subscribers were shown is held back, and what such changes
+	// leave is shown at the window's end. Zero means DefaultFlapWindow; a
+	// negative window means none.
+	FlapWindow time.Duration
 }
 
 // The default bound on the sets of one contact: far above what a person or
@@ -136,7 +142,13 @@ type last struct {
 	at          time.Time
 	// eps are the contact's endpoints after the event, if the owner
 	// appended one that changed them; nil: as the projection has them.
-	eps *projections.Endpoints
+	eps   *projections.Endpoints
+	cause events.Cause
+	// shown is the visible status subscribers were last shown, and shownAt
+	// the time of that change: shown differs from status's visible one
+	// while a change is held back (flap.go).
+	shown   events.Status
+	shownAt time.Time
 }
 
 // op is one set on its way through the decider.
@@ -186,6 +198,9 @@ func (c writerConfig) withDefaults() writerConfig {
 	}
 	if c.ContactBurst <= 0 {
 		c.ContactBurst = DefaultContactBurst
+	}
+	if c.FlapWindow == 0 {
+		c.FlapWindow = DefaultFlapWindow
 	}
 	return c
 }

@@ -38,6 +38,8 @@ type eventJSON struct {
 	EP        *endpointJSON  `json:"ep,omitempty"`
 	Preferred *preferredJSON `json:"preferred,omitempty"`
 	Settings  *settingsJSON  `json:"settings,omitempty"`
+	Held      bool           `json:"held,omitempty"`
+	Shown     Status         `json:"shown,omitempty"`
 }
 
 // changeJSON is the JSON form of a Change.
@@ -53,7 +55,8 @@ type changeJSON struct {
 // Encode writes, slower.
 func encodeEventJSON(e Event) ([]byte, error) {
 	j := eventJSON{V: Version, Contact: e.Contact, Name: e.Name, Status: e.Status,
-		Previous: e.Previous, At: e.At.UTC().Format(time.RFC3339Nano), Cause: e.Cause, RequestID: e.RequestID}
+		Previous: e.Previous, At: e.At.UTC().Format(time.RFC3339Nano), Cause: e.Cause, RequestID: e.RequestID,
+		Held: e.Held, Shown: e.Shown}
 	opJSON(e, &j)
 	return json.Marshal(j)
 }
@@ -88,9 +91,10 @@ func (e Event) AppendJSON(b []byte) []byte {
 	if !ok1 || !ok2 {
 		e.panicEncode()
 	}
-	if e.Op != OpSet {
+	if e.Op != OpSet || e.Held || e.Shown != Unknown {
 		// Endpoints' events are rarer than sets (heartbeats are not
-		// events): encoding/json writes them.
+		// events), and coalesced ones rarer still: encoding/json writes
+		// them.
 		j, err := encodeEventJSON(e)
 		if err != nil {
 			e.panicEncode()
@@ -183,7 +187,7 @@ func appendTime(b []byte, t time.Time) []byte { return t.UTC().AppendFormat(b, t
 
 // The keys of the records, and their indexes.
 var (
-	eventKeys  = jsonwire.NewKeys("v", "contact", "name", "status", "previous", "at", "cause", "request_id", "endpoint", "op", "ep", "preferred", "settings")
+	eventKeys  = jsonwire.NewKeys("v", "contact", "name", "status", "previous", "at", "cause", "request_id", "endpoint", "op", "ep", "preferred", "settings", "held", "shown")
 	changeKeys = jsonwire.NewKeys("v", "contact", "name", "previous", "at")
 )
 
@@ -197,7 +201,8 @@ const (
 	evCause
 	evRequestID
 	evEndpoint
-	evOp // the keys from here on are for encoding/json to read
+	evOp   // the keys from here on are for encoding/json to read
+	evKeys = evOp + 6
 )
 
 const (
@@ -220,9 +225,9 @@ func readEvent(data []byte, j *eventJSON) bool {
 		!stringOrAbsent(&o, evEndpoint) {
 		return false
 	}
-	for i := evOp; i < evOp+4; i++ {
+	for i := evOp; i < evKeys; i++ {
 		if o.Kind(i) != jsonwire.Absent {
-			return false // an endpoint's event
+			return false // an endpoint's event, or a coalesced one
 		}
 	}
 	var ok bool

@@ -25,6 +25,10 @@ const (
 	OpExpire   Op = "expire"   // an endpoint's lease ended: Endpoint
 	OpPrefer   Op = "prefer"   // the preferred status: Preferred (Unknown: cleared)
 	OpSettings Op = "settings" // the contact's settings: Settings
+	// OpShow shows subscribers, once the flap window after the last change
+	// they were shown has passed, the status changes held back within it
+	// left: Status is Previous, and Shown what they were last shown.
+	OpShow Op = "show"
 )
 
 // CauseExpiry is the cause of a change the end of a lease made.
@@ -126,8 +130,17 @@ func decodeOp(kind string, j *eventJSON, e *Event) error {
 		}
 		e.Endpoint = j.Endpoint
 	case OpPrefer, OpSettings:
+	case OpShow:
+		switch {
+		case j.Shown == Unknown:
+			return malformed(kind, `show has no "shown": the status subscribers were last shown`)
+		case j.Held:
+			return malformed(kind, `show is "held": a show is never held back`)
+		case j.Status != j.Previous:
+			return malformed(kind, `show has "status" %s and "previous" %s; a show changes no status`, j.Status, j.Previous)
+		}
 	default:
-		return malformed(kind, `"op" %s: accepted: "signin", "report", "signout", "expire", "prefer", "settings"`, quote(string(j.Op)))
+		return malformed(kind, `"op" %s: accepted: "signin", "report", "signout", "expire", "prefer", "settings", "show"`, quote(string(j.Op)))
 	}
 	switch j.Op {
 	case OpSignIn, OpReport:

@@ -48,6 +48,14 @@ func TestEndpointEventsRoundTrip(t *testing.T) {
 			e.Op, e.Previous, e.Cause = events.OpSettings, events.Online, events.CauseUser
 			e.Settings = events.Settings{TransmitIdle: false, IdleAfter: 10 * time.Minute, AwayAfter: 30 * time.Minute}
 		}),
+		"held": with(func(e *events.Event) {
+			e.Op, e.Endpoint, e.Status, e.Previous, e.Held = events.OpSignOut, "desk-1", events.Offline, events.Online, true
+		}),
+		"a plain set held":            with(func(e *events.Event) { e.Held = true }),
+		"a plain set after held ones": with(func(e *events.Event) { e.Shown = events.Busy }),
+		"show": with(func(e *events.Event) {
+			e.Op, e.Status, e.Previous, e.Shown = events.OpShow, events.Offline, events.Offline, events.Online
+		}),
 	}
 	for name, e := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -77,6 +85,12 @@ func TestEndpointEventsRefused(t *testing.T) {
 		{"a local status", head + `"op":"report","endpoint":"d","ep":{"kind":"web","status":"0x0100","lease_ms":5}}`, `not a protocol status`},
 		{"prefer without a status", head + `"op":"prefer"}`, `prefer has no "preferred"`},
 		{"negative thresholds", head + `"op":"settings","settings":{"transmit_idle":true,"idle_after_s":-1,"away_after_s":60}}`, `none is negative`},
+		{"show without shown", head + `"op":"show"}`, `show has no "shown"`},
+		{"show held", head + `"op":"show","shown":"away","held":true}`, `"held" and "shown" together`},
+		{"show that changes the status", strings.Replace(head, `"previous":"online"`, `"previous":"away"`, 1) + `"op":"show","shown":"busy"}`,
+			`a show changes no status`},
+		{"shown invisible", head + `"endpoint":"d","op":"signout","shown":"invisible"}`, `"shown" invisible is not a visible status`},
+		{"shown a local status", head + `"op":"show","shown":"0x0100"}`, `not a visible status`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

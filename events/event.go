@@ -50,6 +50,14 @@ type Event struct {
 	EP        EndpointState
 	Preferred Preferred
 	Settings  Settings
+
+	// What subscribers are shown of it, when the owner's flap window
+	// coalesced it (docs/presence.md): Held marks a change held back, which has no feed
+	// entry; Shown, on a change after held ones, is the visible status
+	// subscribers were last shown, which its feed entry names as previous
+	// in place of Previous's. Unknown: Previous's.
+	Held  bool
+	Shown Status
 }
 
 // Change is one entry of the feed (the PRESENCE_CHANGES stream): a change that
@@ -74,20 +82,36 @@ type Change struct {
 	At       time.Time // when the change was accepted, UTC
 }
 
-// ChangeOf derives the feed entry of an event. It reports false when the
-// change is not visible (offline to invisible and back): such an event has no
-// feed entry, and does not count as a feed position. This is the one place
-// where the feed is masked.
+// ChangeOf derives the feed entry of an event. It reports false when
+// subscribers are not shown the change: it is not visible (offline to
+// invisible and back, or back to what they were shown), or it is held. Such
+// an event has no feed entry, and does not count as a feed position. This is
+// the one place where the feed is masked.
 func ChangeOf(e Event) (Change, bool) {
-	if !VisibleChange(e.Previous, e.Status) {
+	shown := e.shownBefore()
+	if e.Held || shown == e.Status.Visible() {
 		return Change{}, false
 	}
 	return Change{
 		Contact:  e.Contact,
 		Name:     e.Name,
-		Previous: e.Previous.Visible(),
+		Previous: shown,
 		At:       e.At,
 	}, true
+}
+
+// Visible reports whether subscribers are shown the event: whether it has a
+// feed entry (ChangeOf).
+func (e Event) Visible() bool {
+	return !e.Held && e.shownBefore() != e.Status.Visible()
+}
+
+// shownBefore is the visible status subscribers were shown before the event.
+func (e Event) shownBefore() Status {
+	if e.Shown != Unknown {
+		return e.Shown
+	}
+	return e.Previous.Visible()
 }
 
 // malformed wraps a decoding problem in ErrMalformed.
@@ -197,6 +221,12 @@ func decodeEvent(data []byte, fast bool) (Event, error) {
 	if j.Previous == j.Status && j.Op == OpSet {
 		return Event{}, malformed(kind, `"previous" and "status" are both %s; a set is a change`, j.Status)
 	}
+	if j.Shown != Unknown && (j.Shown.Local() || !j.Shown.Valid() || j.Shown == Invisible) {
+		return Event{}, malformed(kind, `"shown" %s is not a visible status`, j.Shown)
+	}
+	if j.Held && j.Shown != Unknown {
+		return Event{}, malformed(kind, `"held" and "shown" together: a change held back shows nothing`)
+	}
 	if err := ValidateRequestID(j.RequestID); err != nil {
 		return Event{}, malformedBy(kind, err)
 	}
@@ -205,7 +235,7 @@ func decodeEvent(data []byte, fast bool) (Event, error) {
 		return Event{}, err
 	}
 	e := Event{Contact: j.Contact, Name: j.Name, Status: j.Status, Previous: j.Previous,
-		At: at, Cause: cause, RequestID: j.RequestID}
+		At: at, Cause: cause, RequestID: j.RequestID, Held: j.Held, Shown: j.Shown}
 	if err := decodeOp(kind, &j, &e); err != nil {
 		return Event{}, err
 	}

@@ -505,6 +505,8 @@ func TestChangeOf(t *testing.T) {
 	change := func(previous events.Status) events.Change {
 		return events.Change{Contact: "sip:alice@contoso.com", Name: "Alice", Previous: previous, At: at}
 	}
+	held := func(e events.Event) events.Event { e.Held = true; return e }
+	shown := func(e events.Event, s events.Status) events.Event { e.Shown = s; return e }
 	tests := []struct {
 		name   string
 		event  events.Event
@@ -521,10 +523,18 @@ func TestChangeOf(t *testing.T) {
 		{"offline to invisible is hidden", event(events.Offline, events.Invisible), events.Change{}, false},
 		{"invisible to offline is hidden", event(events.Invisible, events.Offline), events.Change{}, false},
 		{"no change is hidden", event(events.Away, events.Away), events.Change{}, false},
+		{"a held change is not shown", held(event(events.Online, events.Offline)), events.Change{}, false},
+		{"after held ones, previous is what was shown", shown(event(events.Offline, events.Online), events.Busy), change(events.Busy), true},
+		{"back to what was shown is not shown", shown(event(events.Offline, events.Online), events.Online), events.Change{}, false},
+		{"invisible, back to the offline shown, is not shown", shown(event(events.Online, events.Invisible), events.Offline), events.Change{}, false},
+		{"a show", shown(event(events.Away, events.Away), events.Online), change(events.Online), true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			got, ok := events.ChangeOf(tc.event)
+			if tc.event.Visible() != ok {
+				t.Errorf("Visible() = %v, ChangeOf ok = %v: they must agree", tc.event.Visible(), ok)
+			}
 			if ok != tc.wantOK {
 				t.Fatalf("ChangeOf(%v -> %v) ok = %v, want %v", tc.event.Previous, tc.event.Status, ok, tc.wantOK)
 			}

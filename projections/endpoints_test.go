@@ -81,3 +81,35 @@ func TestFoldKeepsEachContactsEndpoints(t *testing.T) {
 	}
 	want(Endpoints{Settings: def})
 }
+
+// TestHeldChangesAreNotShown: a change the flap window held back moves the
+// truth but not what subscribers see (the visible status, the feed
+// position); the event that shows it does, naming what was shown before.
+func TestHeldChangesAreNotShown(t *testing.T) {
+	p := openAt(t, vfs.NewMem(), "projection")
+	t0 := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	in := events.Event{Contact: alice, Op: events.OpSignIn, Endpoint: "desk", Status: events.Online, Previous: events.Unknown, At: t0,
+		Cause: events.CauseEndpoint, EP: events.EndpointState{Kind: events.KindDesktop, Cause: events.CauseUser, Lease: time.Minute}}
+	out := events.Event{Contact: alice, Op: events.OpSignOut, Endpoint: "desk", Status: events.Offline, Previous: events.Online,
+		At: t0.Add(time.Second), Cause: events.CauseEndpoint, Held: true}
+	show := events.Event{Contact: alice, Op: events.OpShow, Status: events.Offline, Previous: events.Offline, Shown: events.Online,
+		At: t0.Add(2 * time.Second), Cause: events.CauseEndpoint}
+	look := func(wantTrue, wantShown events.Status, wantFeed uint64) {
+		t.Helper()
+		st, _, err := p.State(alice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Status != wantTrue || st.Visible.Status != wantShown || st.Visible.Seq != wantFeed || p.AppliedFeed() != wantFeed {
+			t.Fatalf("alice is %s, shown %s at feed position %d (applied %d); want %s, shown %s at %d",
+				st.Status, st.Visible.Status, st.Visible.Seq, p.AppliedFeed(), wantTrue, wantShown, wantFeed)
+		}
+	}
+	apply(t, p, Record{Seq: 1, Data: in.Encode()}, Record{Seq: 2, Data: out.Encode()})
+	look(events.Offline, events.Online, 1)
+	apply(t, p, Record{Seq: 3, Data: show.Encode()})
+	look(events.Offline, events.Offline, 2)
+	if x, err := p.Endpoints(alice); err != nil || len(x.List) != 0 {
+		t.Fatalf("endpoints after the show: %+v, %v; want none, as the sign-out left them", x, err)
+	}
+}

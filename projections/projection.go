@@ -312,7 +312,7 @@ func (p *Projection) Apply(records []Record) error {
 		if folded := p.opts.EventListener.Folded; folded != nil {
 			folded(r.Seq, e)
 		}
-		if events.VisibleChange(e.Previous, e.Status) {
+		if e.Visible() {
 			feed++
 		}
 		st.Fold(e, partSeq, feed)
@@ -324,7 +324,7 @@ func (p *Projection) Apply(records []Record) error {
 		if err := b.Set(stateKey(e.Contact), buf, nil); err != nil {
 			return err
 		}
-		if e.Op != events.OpSet {
+		if e.Op != events.OpSet && e.Op != events.OpShow {
 			if err := p.foldEndpoints(b, e, &touchedEndpoints); err != nil {
 				return err
 			}
@@ -372,7 +372,7 @@ func (p *Projection) prior(e events.Event, touched map[string]*State) (*State, e
 	if st, ok := touched[e.Contact]; ok {
 		return st, nil
 	}
-	if events.VisibleChange(e.Previous, e.Status) {
+	if e.Visible() {
 		return &State{}, nil
 	}
 	st, _, err := p.state(e.Contact)

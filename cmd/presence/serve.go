@@ -28,7 +28,7 @@ func newServe() *cobra.Command {
 		authFile, tlsCert, tlsKey, memoryLimit, projectionCache       string
 		replicas, contactBurst, stateCache, partitions                int
 		contactRate                                                   float64
-		ownerTTL                                                      time.Duration
+		ownerTTL, flapWindow                                          time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -74,6 +74,13 @@ in hand, commits the projection and exits 0.`,
 			opts.ContactRate, opts.ContactBurst = contactRate, contactBurst
 			if contactRate == 0 {
 				opts.ContactRate = -1
+			}
+			if flapWindow < 0 {
+				return usageError{fmt.Errorf("--flap-window %s: want 0 (none) or more", flapWindow)}
+			}
+			opts.FlapWindow = flapWindow
+			if flapWindow == 0 {
+				opts.FlapWindow = -1
 			}
 			if authFile != "" {
 				if opts.Auth, err = engine.LoadAuth(authFile); err != nil {
@@ -169,6 +176,7 @@ in hand, commits the projection and exits 0.`,
 	f.DurationVar(&ownerTTL, "owner-ttl", engine.DefaultOwnerTTL, "how long the log stays with an engine that died owning it before another takes it over (set when the owners' bucket is created)")
 	f.Float64Var(&contactRate, "contact-rate", engine.DefaultContactRate, "sets a second one contact may make on average; more are refused with a 429 (0: no bound)")
 	f.IntVar(&contactBurst, "contact-burst", engine.DefaultContactBurst, "sets one contact may make at once, within --contact-rate")
+	f.DurationVar(&flapWindow, "flap-window", engine.DefaultFlapWindow, "within this after a contact's last change shown, changes its endpoints make are held back and what they leave shown at its end (0: none)")
 	f.StringVar(&authFile, "auth", "", "JSON file of users and their roles (user, subscriber, auditor, operator): every client must then log in")
 	f.StringVar(&tlsCert, "tls-cert", "", "PEM certificate for TLS on client connections (with --tls-key)")
 	f.StringVar(&tlsKey, "tls-key", "", "PEM private key of --tls-cert")
