@@ -260,88 +260,6 @@ func TestBadQueryText(t *testing.T) {
 	}
 }
 
-func TestReport(t *testing.T) {
-	s := natstest.Start(t)
-	e := enginetest.Start(t, t.TempDir(), engine.Options{NATSURL: s.ClientURL()})
-	_, js := natstest.JetStream(t, s)
-	log := audit.NewLog(js, "")
-	const carol = "carol"
-	statuses := []events.Status{events.Online, events.Away, events.Invisible, events.Offline, events.Busy, events.Online, events.Offline}
-	h := history(t, e, log, carol, statuses)
-	at := func(i int) time.Time { return h[i].At }
-
-	// The window starts during the first status and ends during the sixth.
-	since := at(0).Add(at(1).Sub(at(0)) / 3)
-	until := at(5).Add(at(6).Sub(at(5)) / 2)
-	r, err := log.Report(natstest.Context(t), carol, since, until)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[events.Status]time.Duration{
-		events.Online:    at(1).Sub(since) + until.Sub(at(5)),
-		events.Away:      at(2).Sub(at(1)),
-		events.Invisible: at(3).Sub(at(2)),
-		events.Offline:   at(4).Sub(at(3)),
-		events.Busy:      at(5).Sub(at(4)),
-	}
-	got := map[events.Status]time.Duration{}
-	var total time.Duration
-	for _, st := range r.Statuses {
-		got[st.Status] = st.Duration
-		total += st.Duration
-	}
-	if !mapsEqual(got, want) {
-		t.Errorf("time per status = %v, want %v", got, want)
-	}
-	if total != until.Sub(since) {
-		t.Errorf("times add up to %s, the window is %s", total, until.Sub(since))
-	}
-	if r.Changes != 5 || r.Start != events.Online || r.End != events.Online || !r.OnlineAtEnd || !r.LastOnline.Equal(until) {
-		t.Errorf("report: %d changes, %s .. %s, online at end %v, last online %s; want 5, online .. online, true, %s",
-			r.Changes, r.Start, r.End, r.OnlineAtEnd, r.LastOnline, until)
-	}
-
-	// A window after the contact went offline: last seen online when it left.
-	later := time.Now().Add(time.Hour)
-	r, err = log.Report(natstest.Context(t), carol, at(6).Add(time.Millisecond), later)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(r.Statuses) != 1 || r.Statuses[0].Status != events.Offline || r.Changes != 0 || r.OnlineAtEnd || !r.LastOnline.Equal(at(6)) {
-		t.Errorf("report after going offline: %+v; want all offline, no change, last online %s", r, at(6))
-	}
-	// Before the first event the contact was unknown and never online.
-	r, err = log.Report(natstest.Context(t), carol, at(0).Add(-time.Hour), at(0).Add(-time.Minute))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(r.Statuses) != 1 || r.Statuses[0].Status != events.Unknown || !r.LastOnline.IsZero() {
-		t.Errorf("report before the first event: %+v", r)
-	}
-	_, err = log.Report(natstest.Context(t), carol, until, since)
-	checkBadQuery(t, "report with since after until", err)
-	// A window that starts after now: the log cannot say yet how it is spent.
-	future := time.Now().Add(time.Hour).UTC()
-	_, err = log.Report(natstest.Context(t), carol, future, future.Add(time.Hour))
-	checkBadQuery(t, "report of a window in the future", err)
-	if want := "since " + future.Format(time.RFC3339) + " is in the future"; err == nil || !strings.HasPrefix(err.Error(), want) ||
-		!strings.Contains(err.Error(), "want a time up to now") {
-		t.Errorf("report of a window in the future: error %v, want it to begin %q and say what is accepted", err, want)
-	}
-}
-
-func mapsEqual[K comparable, V comparable](a, b map[K]V) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
-}
-
 func verify(t *testing.T, js jetstream.JetStream, p *projections.Projection) *audit.VerifyReport {
 	t.Helper()
 	r, err := audit.Verify(natstest.Context(t), audit.VerifyConfig{JetStream: js, Projection: p, TempDir: t.TempDir(),
@@ -760,35 +678,5 @@ func TestReplayUntilWithEnginesClocksApart(t *testing.T) {
 	got := replayAll(t, audit.NewLog(js, ""), audit.Query{Since: now.Add(-10 * time.Minute), Until: until})
 	if len(got) != 1 || got[0].Event.Contact != "slow" {
 		t.Errorf("replay until %s: %+v, want the slow engine's event only, stamped inside the window", until.Format(time.RFC3339), got)
-	}
-}
-
-// TestReportCountsChangesOfStatus: an endpoint's event that leaves the
-// contact's status as it was (a second endpoint signing in, then out) is not a
-// change in the report.
-func TestReportCountsChangesOfStatus(t *testing.T) {
-	s := natstest.Start(t)
-	e := enginetest.Start(t, t.TempDir(), engine.Options{NATSURL: s.ClientURL()})
-	_, js := natstest.JetStream(t, s)
-	c, ctx := e.Client(t), natstest.Context(t)
-	since := time.Now().Add(-time.Minute)
-	for _, ep := range []string{"desk", "phone"} {
-		if _, err := c.SignIn(ctx, client.EndpointRequest{Contact: "dan", Endpoint: ep, Kind: events.KindWeb}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	last, err := c.SignOut(ctx, "dan", "phone")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Projection().WaitApplied(ctx, last.Seq); err != nil {
-		t.Fatal(err)
-	}
-	r, err := audit.NewLog(js, "").Report(ctx, "dan", since, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.Changes != 1 || r.End != events.Online {
-		t.Errorf("report: %d changes, ending %s; want 1 (unknown -> online), ending online: the phone's events changed nothing", r.Changes, r.End)
 	}
 }

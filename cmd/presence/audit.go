@@ -228,8 +228,13 @@ func newReport() *cobra.Command {
 		Long: `Show, from the log, the time a contact spent in each status (its true status,
 invisible included) between --since and --until, how many changes it made then,
 and when it was last seen online (in a status other than offline, invisible or
-unknown). --until defaults to now, --since to 24 hours before --until; a window
-that starts after now is refused (the log cannot say yet how it is spent).
+unknown). It also shows how many of the changes each cause made (user,
+endpoint, expiry, engine) and how many the flap window held back, and for each
+endpoint signed in then or named by an event then: its kind, its sign-ins,
+sign-outs, expiries and changes, and whether it was signed in at the end.
+
+--until defaults to now, --since to 24 hours before --until; a window that
+starts after now is refused (the log cannot say yet how it is spent).
 TIME is ` + timeForms + `.`,
 		Args: exactArgs(1, "one CONTACT"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -288,6 +293,29 @@ func printReport(out io.Writer, r audit.Report, asJSON bool) error {
 		fmt.Fprintf(w, "  last seen online: never\n")
 	default:
 		fmt.Fprintf(w, "  last seen online: %s\n", r.LastOnline.Format(time.RFC3339Nano))
+	}
+	if len(r.Causes) > 0 {
+		causes := make([]string, len(r.Causes))
+		for i, c := range r.Causes {
+			causes[i] = fmt.Sprintf("%s %d", c.Cause, c.Changes)
+		}
+		fmt.Fprintf(w, "  changes by cause: %s", strings.Join(causes, ", "))
+		if r.Held > 0 {
+			fmt.Fprintf(w, "; %d held back by the flap window", r.Held)
+		}
+		fmt.Fprintln(w)
+	}
+	for _, ep := range r.Endpoints {
+		kind := ""
+		if ep.Kind != "" {
+			kind = " (" + string(ep.Kind) + ")"
+		}
+		end := "not signed in at the end"
+		if ep.SignedInAtEnd {
+			end = "signed in at the end"
+		}
+		fmt.Fprintf(w, "  endpoint %q%s: %s, %s, %s, %s; %s\n", ep.ID, kind, count(ep.SignIns, "sign-in", "sign-ins"),
+			count(ep.SignOuts, "sign-out", "sign-outs"), count(ep.Expiries, "expiry", "expiries"), count(ep.Changes, "change", "changes"), end)
 	}
 	return w.Flush()
 }

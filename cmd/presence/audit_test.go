@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -152,11 +153,18 @@ func TestStatusAtAndReport(t *testing.T) {
 	if total != r.Until.Sub(r.Since) || r.Changes != 3 || r.End != events.Offline || r.OnlineAtEnd {
 		t.Errorf("report: %+v; want times adding up to the window, 3 changes, offline at the end", r)
 	}
+	if len(r.Causes) != 1 || r.Causes[0] != (audit.CauseChanges{Cause: events.CauseUser, Changes: 3}) || r.Held != 0 || len(r.Endpoints) != 0 {
+		t.Errorf("report: causes %+v, %d held back, endpoints %+v; want the user's 3, none held back, no endpoint", r.Causes, r.Held, r.Endpoints)
+	}
 	text := p("report", carol, "--since", since)
-	for _, want := range []string{"Carol <sip:carol@contoso.com> from ", ": 3 changes", "  offline ", "  invisible ", "last seen online: " + lines[1].At} {
+	for _, want := range []string{"Carol <sip:carol@contoso.com> from ", ": 3 changes", "  offline ", "  invisible ", "last seen online: " + lines[1].At,
+		"\n  changes by cause: user 3\n"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("report printed\n%s\nwant %q in it", text, want)
 		}
+	}
+	if strings.Contains(text, "endpoint") {
+		t.Errorf("report printed\n%s\nwant no endpoint: carol has none", text)
 	}
 
 	for _, bad := range []struct {
@@ -357,5 +365,44 @@ func TestServeWithAuth(t *testing.T) {
 	}
 	if r := presence(t, "serve", "--auth", authFile, "--nats", s.url); r.code != 2 || !strings.Contains(r.stderr, "--auth and --tls-* configure the embedded server") {
 		t.Errorf("serve --auth --nats: %s; want a usage error", r)
+	}
+}
+
+// TestReportEndpoints: report names each endpoint of the window with its
+// kind and counts, and the changes by cause, in text and in JSON.
+func TestReportEndpoints(t *testing.T) {
+	// A flap window of an hour: the phone's sign-in is held back however
+	// slow the machine.
+	s := startServerWith(t, []string{"--flap-window", "1h"})
+	p := s.cmd(t)
+	const erin = "sip:erin@contoso.com"
+	p("signin", erin, "desk-1", "--kind", "desktop")                   // unknown -> online, shown
+	p("signin", erin, "phone", "--kind", "mobile", "--status", "busy") // online -> busy, held back
+	p("signout", erin, "phone")                                        // busy -> online: back to what was shown, nothing held
+	p("set", erin, "away")                                             // the user's preferred status: shown
+
+	var r audit.Report
+	if err := json.Unmarshal([]byte(p("report", erin, "--json")), &r); err != nil {
+		t.Fatal(err)
+	}
+	wantCauses := []audit.CauseChanges{{Cause: events.CauseEndpoint, Changes: 3}, {Cause: events.CauseUser, Changes: 1}}
+	wantEndpoints := []audit.EndpointReport{
+		{ID: "desk-1", Kind: events.KindDesktop, SignIns: 1, Changes: 1, SignedInAtEnd: true},
+		{ID: "phone", Kind: events.KindMobile, SignIns: 1, SignOuts: 1, Changes: 2},
+	}
+	if r.Changes != 4 || !slices.Equal(r.Causes, wantCauses) || r.Held != 1 || !slices.Equal(r.Endpoints, wantEndpoints) {
+		t.Errorf("report --json: %d changes, causes %+v, %d held back, endpoints %+v; want 4, %+v, 1, %+v",
+			r.Changes, r.Causes, r.Held, r.Endpoints, wantCauses, wantEndpoints)
+	}
+	text := p("report", erin)
+	for _, want := range []string{
+		"): 4 changes\n",
+		"\n  changes by cause: endpoint 3, user 1; 1 held back by the flap window\n",
+		"\n  endpoint \"desk-1\" (desktop): 1 sign-in, 0 sign-outs, 0 expiries, 1 change; signed in at the end\n",
+		"\n  endpoint \"phone\" (mobile): 1 sign-in, 1 sign-out, 0 expiries, 2 changes; not signed in at the end\n",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("report printed\n%s\nwant %q in it", text, want)
+		}
 	}
 }
