@@ -1,6 +1,10 @@
 package client
 
-import "github.com/presence-engine/presence/events"
+import (
+	"time"
+
+	"github.com/presence-engine/presence/events"
+)
 
 // MaxRequestSize is the largest request body the service reads, in bytes, but
 // for a statuses request (MaxStatusesRequestSize).
@@ -23,6 +27,11 @@ type Reply struct {
 	// change (how many visible changes the log holds up to it); for self, the
 	// log sequence of its last event. 0 for a never-seen contact.
 	Seq uint64
+	// LastActive, for status, is when the contact's user was last active,
+	// while every endpoint of it is inactive and it transmits idle
+	// (XEP-0319's idle since; Synapse's last_active_ago is the time since);
+	// zero otherwise, and for a contact shown offline. Self leaves it zero.
+	LastActive time.Time
 }
 
 // SetRequest is one status change asked of the service.

@@ -403,7 +403,8 @@ func (t *term) decide(ctx context.Context, o *op) {
 		}
 		e.Op, e.Preferred = events.OpPrefer, events.Preferred{Status: req.Status}
 		eps.Fold(e)
-		e.Status = t.aggregate(req.Contact, eps, e.At)
+		agg := t.aggregate(req.Contact, eps, e.At)
+		e.Status, e.LastActive = agg.Status, agg.LastActive
 		t.append(o, e, cur, &eps)
 		return
 	}

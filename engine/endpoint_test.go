@@ -486,3 +486,58 @@ func TestADirectSetOfAContactWithEndpointsHolds(t *testing.T) {
 		t.Errorf("the set is recorded as %+v, want a preferred invisible", last)
 	}
 }
+
+// TestLastActiveWhileInactive: a status reply says when the contact's user
+// was last active (last_active, XEP-0319's idle since) while every endpoint is
+// inactive, through idle; not once one is active again, nor when the contact
+// does not transmit idle, nor while it is invisible.
+func TestLastActiveWhileInactive(t *testing.T) {
+	clk := newClock()
+	r := enginetest.Start(t, "", engine.Options{Now: clk.Now})
+	c, ctx := r.Client(t), natstest.Context(t)
+	const kai = "kai"
+	shown := func(wantStatus events.Status, wantLastActive time.Time) {
+		t.Helper()
+		looked(t, r)
+		st, err := c.Status(ctx, kai, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Status != wantStatus || !st.LastActive.Equal(wantLastActive) {
+			t.Fatalf("kai reads %s, last active %v; want %s, last active %v", st.Status, st.LastActive, wantStatus, wantLastActive)
+		}
+	}
+	report := func(inactive time.Duration) {
+		t.Helper()
+		if _, err := c.Report(ctx, client.EndpointRequest{Contact: kai, Endpoint: "desk", InactiveFor: inactive}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.SignIn(ctx, client.EndpointRequest{Contact: kai, Endpoint: "desk", Kind: events.KindDesktop, Lease: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	shown(events.Online, time.Time{})
+	report(3 * time.Minute)
+	since := clk.Now().Add(-3 * time.Minute)
+	shown(events.Online, since)
+	clk.Add(3 * time.Minute) // idle 5 minutes after the last input
+	shown(events.Idle, since)
+	report(0)
+	clk.Add(3 * time.Second) // past the flap window
+	shown(events.Online, time.Time{})
+
+	if _, err := c.SetSettings(ctx, kai, events.Settings{TransmitIdle: false}); err != nil {
+		t.Fatal(err)
+	}
+	report(time.Hour)
+	shown(events.Online, time.Time{})
+	if _, err := c.SetSettings(ctx, kai, events.DefaultSettings); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(3 * time.Second)
+	shown(events.Away, clk.Now().Add(-time.Hour-3*time.Second))
+	if _, err := c.Prefer(ctx, kai, events.Invisible, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	shown(events.Offline, time.Time{})
+}

@@ -299,7 +299,7 @@ var farFuture = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // aggregate decides a contact's status from its endpoints at now, and has the
 // owner look again when time alone may change it.
-func (t *term) aggregate(contact string, eps projections.Endpoints, now time.Time) events.Status {
+func (t *term) aggregate(contact string, eps projections.Endpoints, now time.Time) events.Aggregated {
 	list := make([]events.Endpoint, len(eps.List))
 	for i, ep := range eps.List {
 		ep.Expires = farFuture
@@ -309,7 +309,7 @@ func (t *term) aggregate(contact string, eps projections.Endpoints, now time.Tim
 	if !agg.Next.IsZero() && agg.Next.Before(farFuture) {
 		t.leases.recheck(contact, agg.Next)
 	}
-	return agg.Status
+	return agg
 }
 
 // decideEndpoint settles an endpoint's request (or the owner's own: the end
@@ -415,7 +415,8 @@ func (t *term) decideEndpoint(o *op) {
 	eps.Fold(e)
 	switch {
 	case len(eps.List) > 0 || e.Op == events.OpSignOut || e.Op == events.OpExpire:
-		e.Status = t.aggregate(req.Contact, eps, now)
+		agg := t.aggregate(req.Contact, eps, now)
+		e.Status, e.LastActive = agg.Status, agg.LastActive
 	case cur.status == events.Unknown:
 		e.Status = events.Offline // a preference or settings before any endpoint
 	default:

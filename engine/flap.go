@@ -74,9 +74,18 @@ func (t *term) show(o *op, cur last) {
 		t.answer(o, unchanged, nil)
 		return
 	}
+	e := events.Event{Contact: o.ep.Contact, Op: events.OpShow, Status: cur.status, Previous: cur.status,
+		Shown: cur.shown, At: now, Cause: cur.cause}
+	eps, err := t.endpointsOf(e.Contact, cur)
+	if err != nil {
+		o.finish(client.SetResult{}, err)
+		return
+	}
+	if len(eps.List) > 0 {
+		e.LastActive = t.aggregate(e.Contact, eps, now).LastActive
+	}
 	o.req.Status = cur.status
-	t.append(o, events.Event{Contact: o.ep.Contact, Op: events.OpShow, Status: cur.status, Previous: cur.status,
-		Shown: cur.shown, At: now, Cause: cur.cause}, cur, cur.eps)
+	t.append(o, e, cur, cur.eps)
 }
 
 // heldBack has the owner, as it learns its partition, show the changes held

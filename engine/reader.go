@@ -84,7 +84,7 @@ func (r *LocalReader) Status(ctx context.Context, contact string, minSeq uint64)
 	if err != nil {
 		return client.Reply{}, r.failed(err)
 	}
-	return client.Reply{Contact: contact, Name: v.Name, Status: v.Status, Seq: v.Seq}, nil
+	return client.Reply{Contact: contact, Name: v.Name, Status: v.Status, Seq: v.Seq, LastActive: v.LastActive}, nil
 }
 
 // Statuses returns the contacts as everyone else sees them, in the order given,
@@ -107,7 +107,7 @@ func (r *LocalReader) Statuses(ctx context.Context, contacts []string, minSeq ui
 	}
 	out := make([]client.Reply, len(contacts))
 	for i, v := range views {
-		out[i] = client.Reply{Contact: contacts[i], Name: v.Name, Status: v.Status, Seq: v.Seq}
+		out[i] = client.Reply{Contact: contacts[i], Name: v.Name, Status: v.Status, Seq: v.Seq, LastActive: v.LastActive}
 	}
 	return out, nil
 }

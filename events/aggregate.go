@@ -165,6 +165,10 @@ type Aggregated struct {
 	// lease ending, a preferred status ending, an endpoint going idle or
 	// away); zero if never. The owner looks again then.
 	Next time.Time
+	// LastActive is when the user was last active, once every live
+	// endpoint is inactive and the contact transmits idle (XEP-0319's idle
+	// since): the most active endpoint's InactiveSince. Zero otherwise.
+	LastActive time.Time
 }
 
 func (a Aggregated) String() string {
@@ -228,26 +232,37 @@ func Aggregate(endpoints []Endpoint, pref Preferred, set Settings, now time.Time
 	if live == 0 {
 		return Aggregated{Status: Offline, Rule: RuleNoEndpoint}
 	}
+	a := aggregate(chosen, detected, mostActive, chosenAvailableSet, pref, set, now, soonest)
+	a.Next = next
+	if set.TransmitIdle {
+		a.LastActive = mostActive.InactiveSince
+	}
+	return a
+}
+
+// aggregate is Aggregate's rules 2 to 7, for a contact with live endpoints.
+func aggregate(chosen, detected, mostActive *Endpoint, chosenAvailableSet bool, pref Preferred, set Settings, now time.Time,
+	soonest func(time.Time)) Aggregated {
 	if pref.Holds(now) {
 		if !pref.Until.IsZero() {
 			soonest(pref.Until)
 		}
-		return Aggregated{Status: pref.Status, Rule: RulePreferred, Next: next}
+		return Aggregated{Status: pref.Status, Rule: RulePreferred}
 	}
 	if !pref.Until.IsZero() {
 		soonest(pref.Until)
 	}
 	switch {
 	case chosen != nil:
-		return Aggregated{Status: chosen.Status, Rule: RuleChosen, From: chosen.ID, Next: next}
+		return Aggregated{Status: chosen.Status, Rule: RuleChosen, From: chosen.ID}
 	case detected != nil:
-		return Aggregated{Status: detected.Status, Rule: RuleDetected, From: detected.ID, Next: next}
+		return Aggregated{Status: detected.Status, Rule: RuleDetected, From: detected.ID}
 	}
 	idleAfter, awayAfter := set.thresholds()
 	last := mostActive.InactiveSince
 	switch {
 	case !set.TransmitIdle:
-		return Aggregated{Status: Online, Rule: RuleAvailable, From: mostActive.ID, Next: next}
+		return Aggregated{Status: Online, Rule: RuleAvailable, From: mostActive.ID}
 	case last.IsZero() || now.Sub(last) < idleAfter:
 		if !last.IsZero() {
 			soonest(last.Add(idleAfter))
@@ -256,10 +271,10 @@ func Aggregate(endpoints []Endpoint, pref Preferred, set Settings, now time.Time
 		if chosenAvailableSet {
 			rule = RuleChosen
 		}
-		return Aggregated{Status: Online, Rule: rule, From: mostActive.ID, Next: next}
+		return Aggregated{Status: Online, Rule: rule, From: mostActive.ID}
 	case now.Sub(last) < awayAfter:
 		soonest(last.Add(awayAfter))
-		return Aggregated{Status: Idle, Rule: RuleIdle, From: mostActive.ID, Next: next}
+		return Aggregated{Status: Idle, Rule: RuleIdle, From: mostActive.ID}
 	}
-	return Aggregated{Status: Away, Rule: RuleAway, From: mostActive.ID, Next: next}
+	return Aggregated{Status: Away, Rule: RuleAway, From: mostActive.ID}
 }

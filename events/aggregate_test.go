@@ -108,9 +108,50 @@ func TestAggregate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := events.Aggregate(tt.endpoints, tt.pref, tt.set, now)
+			got.LastActive = time.Time{} // TestAggregateLastActive's
 			want := events.Aggregated{Status: tt.want, Rule: tt.rule, From: tt.from, Next: tt.next}
 			if got != want {
 				t.Errorf("Aggregate = %v, next %v; want %v, next %v", got, got.Next, want, want.Next)
+			}
+		})
+	}
+}
+
+// TestAggregateLastActive: last active is the most active live endpoint's
+// last input, once every live endpoint is inactive, whatever decided the
+// status; nothing while one is active, without endpoints, or when the
+// contact does not transmit idle.
+func TestAggregateLastActive(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	ep := func(id string, inactive time.Duration, expires time.Time) events.Endpoint {
+		e := events.Endpoint{ID: id, Kind: events.KindDesktop, Expires: expires}
+		if inactive > 0 {
+			e.InactiveSince = now.Add(-inactive)
+		}
+		return e
+	}
+	live, gone := now.Add(time.Minute), now.Add(-time.Second)
+	tests := []struct {
+		name      string
+		endpoints []events.Endpoint
+		pref      events.Preferred
+		set       events.Settings
+		want      time.Time
+	}{
+		{"no endpoint", nil, events.Preferred{}, events.DefaultSettings, time.Time{}},
+		{"one active", []events.Endpoint{ep("a", 0, live), ep("b", time.Hour, live)}, events.Preferred{}, events.DefaultSettings, time.Time{}},
+		{"all inactive: the latest input", []events.Endpoint{ep("a", time.Hour, live), ep("b", 3*time.Minute, live)},
+			events.Preferred{}, events.DefaultSettings, now.Add(-3 * time.Minute)},
+		{"an ended lease does not count", []events.Endpoint{ep("a", time.Hour, live), ep("b", 0, gone)},
+			events.Preferred{}, events.DefaultSettings, now.Add(-time.Hour)},
+		{"under a preferred status", []events.Endpoint{ep("a", time.Minute, live)}, events.Preferred{Status: events.Busy},
+			events.DefaultSettings, now.Add(-time.Minute)},
+		{"idle not transmitted", []events.Endpoint{ep("a", time.Hour, live)}, events.Preferred{}, events.Settings{}, time.Time{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := events.Aggregate(tt.endpoints, tt.pref, tt.set, now).LastActive; !got.Equal(tt.want) {
+				t.Errorf("LastActive = %v, want %v", got, tt.want)
 			}
 		})
 	}

@@ -33,13 +33,14 @@ type eventJSON struct {
 	Cause     Cause  `json:"cause"`
 	RequestID string `json:"request_id,omitempty"`
 
-	Op        Op             `json:"op,omitempty"`
-	Endpoint  string         `json:"endpoint,omitempty"`
-	EP        *endpointJSON  `json:"ep,omitempty"`
-	Preferred *preferredJSON `json:"preferred,omitempty"`
-	Settings  *settingsJSON  `json:"settings,omitempty"`
-	Held      bool           `json:"held,omitempty"`
-	Shown     Status         `json:"shown,omitempty"`
+	Op         Op             `json:"op,omitempty"`
+	Endpoint   string         `json:"endpoint,omitempty"`
+	EP         *endpointJSON  `json:"ep,omitempty"`
+	Preferred  *preferredJSON `json:"preferred,omitempty"`
+	Settings   *settingsJSON  `json:"settings,omitempty"`
+	Held       bool           `json:"held,omitempty"`
+	Shown      Status         `json:"shown,omitempty"`
+	LastActive string         `json:"last_active,omitempty"`
 }
 
 // changeJSON is the JSON form of a Change.
@@ -57,6 +58,9 @@ func encodeEventJSON(e Event) ([]byte, error) {
 	j := eventJSON{V: Version, Contact: e.Contact, Name: e.Name, Status: e.Status,
 		Previous: e.Previous, At: e.At.UTC().Format(time.RFC3339Nano), Cause: e.Cause, RequestID: e.RequestID,
 		Held: e.Held, Shown: e.Shown}
+	if !e.LastActive.IsZero() {
+		j.LastActive = e.LastActive.UTC().Format(time.RFC3339Nano)
+	}
 	opJSON(e, &j)
 	return json.Marshal(j)
 }
@@ -91,7 +95,7 @@ func (e Event) AppendJSON(b []byte) []byte {
 	if !ok1 || !ok2 {
 		e.panicEncode()
 	}
-	if e.Op != OpSet || e.Held || e.Shown != Unknown {
+	if e.Op != OpSet || e.Held || e.Shown != Unknown || !e.LastActive.IsZero() {
 		// Endpoints' events are rarer than sets (heartbeats are not
 		// events), and coalesced ones rarer still: encoding/json writes
 		// them.
@@ -187,7 +191,7 @@ func appendTime(b []byte, t time.Time) []byte { return t.UTC().AppendFormat(b, t
 
 // The keys of the records, and their indexes.
 var (
-	eventKeys  = jsonwire.NewKeys("v", "contact", "name", "status", "previous", "at", "cause", "request_id", "endpoint", "op", "ep", "preferred", "settings", "held", "shown")
+	eventKeys  = jsonwire.NewKeys("v", "contact", "name", "status", "previous", "at", "cause", "request_id", "endpoint", "op", "ep", "preferred", "settings", "held", "shown", "last_active")
 	changeKeys = jsonwire.NewKeys("v", "contact", "name", "previous", "at")
 )
 
@@ -202,7 +206,7 @@ const (
 	evRequestID
 	evEndpoint
 	evOp   // the keys from here on are for encoding/json to read
-	evKeys = evOp + 6
+	evKeys = evOp + 7
 )
 
 const (

@@ -53,6 +53,14 @@ func TestEndpointEventsRoundTrip(t *testing.T) {
 		}),
 		"a plain set held":            with(func(e *events.Event) { e.Held = true }),
 		"a plain set after held ones": with(func(e *events.Event) { e.Shown = events.Busy }),
+		"last active": with(func(e *events.Event) {
+			e.Op, e.Endpoint, e.Previous = events.OpReport, "desk-1", events.Online
+			e.EP = events.EndpointState{Kind: events.KindDesktop, Cause: events.CauseUser, InactiveSince: at.Add(-time.Minute), Lease: time.Minute}
+			e.LastActive = at.Add(-time.Minute)
+		}),
+		"a look as time passed, last active": with(func(e *events.Event) {
+			e.Status, e.Previous, e.Cause, e.LastActive = events.Idle, events.Online, events.CauseEngine, at.Add(-5*time.Minute)
+		}),
 		"show": with(func(e *events.Event) {
 			e.Op, e.Status, e.Previous, e.Shown = events.OpShow, events.Offline, events.Offline, events.Online
 		}),

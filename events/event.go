@@ -58,6 +58,12 @@ type Event struct {
 	// in place of Previous's. Unknown: Previous's.
 	Held  bool
 	Shown Status
+
+	// LastActive is, on an event the owner decided from the contact's
+	// endpoints, when its user was last active (XEP-0319's idle since): the
+	// most recent input of any live endpoint, once every one is inactive
+	// and the contact transmits idle. Zero otherwise.
+	LastActive time.Time
 }
 
 // Change is one entry of the feed (the PRESENCE_CHANGES stream): a change that
@@ -236,6 +242,11 @@ func decodeEvent(data []byte, fast bool) (Event, error) {
 	}
 	e := Event{Contact: j.Contact, Name: j.Name, Status: j.Status, Previous: j.Previous,
 		At: at, Cause: cause, RequestID: j.RequestID, Held: j.Held, Shown: j.Shown}
+	if j.LastActive != "" {
+		if e.LastActive, err = parseTime(kind, j.LastActive); err != nil {
+			return Event{}, err
+		}
+	}
 	if err := decodeOp(kind, &j, &e); err != nil {
 		return Event{}, err
 	}

@@ -165,6 +165,9 @@ func diffState(got, want State) string {
 	if !got.Visible.At.Equal(want.Visible.At) {
 		field("Visible.At", got.Visible.At, want.Visible.At)
 	}
+	if !got.Visible.LastActive.Equal(want.Visible.LastActive) {
+		field("Visible.LastActive", got.Visible.LastActive, want.Visible.LastActive)
+	}
 	return strings.Join(d, ", ")
 }
 

@@ -330,5 +330,8 @@ func stateDifferences(want, found State) []Difference {
 	if !wv.At.Equal(fv.At) {
 		add("visible at", stamp(wv.At), stamp(fv.At))
 	}
+	if !wv.LastActive.Equal(fv.LastActive) {
+		add("last active", stamp(wv.LastActive), stamp(fv.LastActive))
+	}
 	return out
 }

@@ -36,6 +36,12 @@ type View struct {
 	// which counts hidden changes too.
 	Seq uint64
 	At  time.Time // time of the last visible change
+	// LastActive is when the contact's user was last active, while every
+	// endpoint of it is inactive and it transmits idle (XEP-0319's idle
+	// since, events.Event.LastActive); zero otherwise, and while it is
+	// shown offline. It moves with the contact's events that are shown,
+	// or that change nothing shown; never with one held back or hidden.
+	LastActive time.Time
 }
 
 // Fold applies one event at log sequence seq to the state of its contact; feed
@@ -47,8 +53,19 @@ func (s *State) Fold(e events.Event, seq, feed uint64) {
 	s.Contact, s.Name, s.Status, s.Previous, s.Seq, s.At, s.Cause =
 		e.Contact, e.Name, e.Status, e.Previous, seq, e.At, e.Cause
 	if c, ok := events.ChangeOf(e); ok {
-		s.Visible = View{Contact: e.Contact, Name: c.Name, Status: e.Status.Visible(), Seq: feed, At: e.At}
+		s.Visible = View{Contact: e.Contact, Name: c.Name, Status: e.Status.Visible(), Seq: feed, At: e.At, LastActive: lastActive(e)}
+	} else if !e.Held && e.Status != events.Invisible && e.Status.Visible() == s.Visible.Status {
+		s.Visible.LastActive = lastActive(e)
 	}
+}
+
+// lastActive is the LastActive an event shows: none for a contact shown
+// offline.
+func lastActive(e events.Event) time.Time {
+	if !e.Status.IsOnline() {
+		return time.Time{}
+	}
+	return e.LastActive
 }
 
 // The stored form of a State: a version byte, then fixed and varint fields, then
@@ -68,6 +85,9 @@ func (s *State) marshal(buf []byte) []byte {
 	buf = binary.AppendUvarint(buf, s.Visible.Seq)
 	buf = appendTime(buf, s.Visible.At)
 	buf = appendString(buf, s.Visible.Name)
+	if !s.Visible.LastActive.IsZero() { // written only when there is one
+		buf = appendTime(buf, s.Visible.LastActive)
+	}
 	return buf
 }
 
@@ -193,6 +213,11 @@ func unmarshalState(contact string, b []byte) (State, error) {
 	s.Visible.Seq = d.uvarint()
 	s.Visible.At = d.time()
 	s.Visible.Name = d.str()
+	if d.err == nil && len(d.b) != 0 {
+		if s.Visible.LastActive = d.time(); d.err == nil && s.Visible.LastActive.IsZero() {
+			d.fail("a zero last active is not written")
+		}
+	}
 	if d.err == nil && len(d.b) != 0 {
 		d.fail("trailing bytes")
 	}

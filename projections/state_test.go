@@ -42,6 +42,9 @@ var stateCases = []struct {
 		Visible: View{Contact: bob, Name: "B", Status: events.Online, Seq: 8, At: time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC)}}},
 	// A contact whose only change is hidden (its log begins offline to
 	// invisible) has never had a visible change: no visible time.
+	{"last active", State{Contact: bob, Name: "B", Status: events.Idle, Previous: events.Online,
+		Seq: 10, At: base, Cause: events.CauseEngine,
+		Visible: View{Contact: bob, Name: "B", Status: events.Idle, Seq: 9, At: base, LastActive: base.Add(-5 * time.Minute)}}},
 	{"never visible", State{Contact: carol, Name: "Carol", Status: events.Invisible, Previous: events.Offline,
 		Seq: 9, At: base, Cause: events.CauseUser,
 		Visible: View{Contact: carol}}},
