@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -120,6 +121,10 @@ func printReply(out io.Writer, r client.Reply, asJSON bool) error {
 	if asJSON {
 		return json.NewEncoder(out).Encode(r)
 	}
-	_, err := fmt.Fprintf(out, "%s: %s (0x%04X, seq %d)\n", contactText(r.Contact, r.Name), r.Status, r.Status.Code(), r.Seq)
+	lastActive := ""
+	if !r.LastActive.IsZero() {
+		lastActive = ", last active " + r.LastActive.UTC().Format(time.RFC3339)
+	}
+	_, err := fmt.Fprintf(out, "%s: %s (0x%04X, seq %d%s)\n", contactText(r.Contact, r.Name), r.Status, r.Status.Code(), r.Seq, lastActive)
 	return err
 }

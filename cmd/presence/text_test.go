@@ -4,8 +4,12 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vbauerster/mpb/v8/decor"
+
+	"github.com/presence-engine/presence/client"
+	"github.com/presence-engine/presence/events"
 )
 
 func TestCount(t *testing.T) {
@@ -61,4 +65,19 @@ func TestCountsInOutput(t *testing.T) {
 		oneLineError(t, presence(t, "status", "a", "b", "--server", s.url), 2, "(got 2 arguments)")
 		oneLineError(t, presence(t, "set", "a", "--server", s.url), 2, "(got 1 argument)")
 	})
+}
+
+// TestPrintReplyLastActive: a status line says when the contact was last
+// active, when the reply has it, and nothing of it otherwise.
+func TestPrintReplyLastActive(t *testing.T) {
+	r := client.Reply{Contact: "sip:kai@contoso.com", Name: "Kai", Status: events.Idle, Seq: 4}
+	var b strings.Builder
+	if err := printReply(&b, r, false); err != nil || strings.Contains(b.String(), "last active") {
+		t.Fatalf("without last active: %q, %v", b.String(), err)
+	}
+	b.Reset()
+	r.LastActive = time.Date(2026, 12, 7, 11, 57, 0, 0, time.UTC)
+	if err := printReply(&b, r, false); err != nil || !strings.HasSuffix(b.String(), "seq 4, last active 2026-12-07T11:57:00Z)\n") {
+		t.Fatalf("with last active: %q, %v", b.String(), err)
+	}
 }
