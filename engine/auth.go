@@ -165,6 +165,26 @@ func streamReadAPI(stream string) []string {
 	}
 }
 
+// EnginePermissions is what an engine's own user needs on a server of one's
+// own (serve --nats), in an account of the engine's: the JetStream API (it
+// makes and shapes its streams, buckets and consumers), its buckets' subjects,
+// the acknowledgements and flow control of its consumers, every presence
+// subject (it appends to the log, publishes the feed and its repeats, serves
+// the requests and passes sets on to owners), the service's discovery
+// ($SRV), its inbox, and answers to the requests it serves, whatever inbox
+// they came from.
+func EnginePermissions() *server.Permissions {
+	pub := []string{"$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "presence.>", "$SRV.>", "_INBOX.>"}
+	for _, b := range []string{events.RequestsBucket, events.OwnersBucket, events.EngineBucket} {
+		pub = append(pub, "$KV."+b+".>")
+	}
+	return &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: pub},
+		Subscribe: &server.SubjectPermission{Allow: []string{"presence.>", "$SRV.>", "_INBOX.>"}},
+		Response:  &server.ResponsePermission{MaxMsgs: 1},
+	}
+}
+
 // serverUsers turns the configuration into the server's users, the engine's
 // own included.
 func (c *AuthConfig) serverUsers(enginePassword string) []*server.User {

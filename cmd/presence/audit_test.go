@@ -363,7 +363,7 @@ func TestServeWithAuth(t *testing.T) {
 	if r := as("ops", "ops-pw", "verify"); r.code != 0 || !strings.Contains(r.stdout, "ok: ") {
 		t.Errorf("the operator verifies: %s", r)
 	}
-	if r := presence(t, "serve", "--auth", authFile, "--nats", s.url); r.code != 2 || !strings.Contains(r.stderr, "--auth and --tls-* configure the embedded server") {
+	if r := presence(t, "serve", "--auth", authFile, "--nats", s.url); r.code != 2 || !strings.Contains(r.stderr, "--auth configures the embedded server") {
 		t.Errorf("serve --auth --nats: %s; want a usage error", r)
 	}
 }

@@ -7,11 +7,13 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -26,6 +28,7 @@ func newServe() *cobra.Command {
 	var (
 		data, listen, natsURL, syncText, logLevel, logFormat, metrics string
 		authFile, tlsCert, tlsKey, memoryLimit, projectionCache       string
+		creds, nkey, user, password, tlsCA                            string
 		replicas, contactBurst, stateCache, partitions                int
 		contactRate                                                   float64
 		ownerTTL, flapWindow                                          time.Duration
@@ -38,10 +41,22 @@ embedded nats-server with JetStream listening on 127.0.0.1:4222 (data under
 --data), the writer, the projection, the feed and the service. With --nats the
 engine uses an existing NATS server or cluster instead.
 
+On a server of your own, the engine's connection logs in with --creds, --nkey
+or --user and --password, and uses TLS with --tls-ca (and --tls-cert and
+--tls-key for a client certificate); presence auth NAME engine prints the
+permissions it needs there.
+
+Every flag can also come from the environment, as containers are configured:
+--flag-name from PRESENCE_FLAG_NAME (--nats from PRESENCE_NATS, --password from
+PRESENCE_PASSWORD). A flag given on the command line wins.
+
 SIGINT or SIGTERM shut it down cleanly: it stops taking requests, finishes those
 in hand, commits the projection and exits 0.`,
 		Args: exactArgs(0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := flagsFromEnv(cmd.Flags(), os.LookupEnv); err != nil {
+				return err
+			}
 			logger, err := newLogger(cmd.ErrOrStderr(), logLevel, logFormat)
 			if err != nil {
 				return usageError{err}
@@ -65,8 +80,16 @@ in hand, commits the projection and exits 0.`,
 			if ownerTTL < time.Second {
 				return usageError{fmt.Errorf("--owner-ttl %s: want 1s or more (the owners' bucket counts whole seconds)", ownerTTL)}
 			}
-			if natsURL != "" && (authFile != "" || tlsCert != "" || tlsKey != "") {
-				return usageError{fmt.Errorf("--auth and --tls-* configure the embedded server; with --nats they are the server's own configuration (presence auth NAME ROLE prints the permissions of a role)")}
+			if natsURL != "" && authFile != "" {
+				return usageError{fmt.Errorf("--auth configures the embedded server; with --nats users are the server's own configuration (presence auth NAME ROLE prints the permissions of a role, engine included)")}
+			}
+			if natsURL == "" && (creds != "" || nkey != "" || user != "" || password != "" || tlsCA != "") {
+				return usageError{fmt.Errorf("--creds, --nkey, --user, --password and --tls-ca are the engine's login to a server of your own: they go with --nats")}
+			}
+			if natsURL != "" {
+				if opts.NATSOptions, err = natsLogin(creds, nkey, user, password, tlsCA, tlsCert, tlsKey); err != nil {
+					return usageError{err}
+				}
 			}
 			if contactRate < 0 || contactBurst < 1 {
 				return usageError{fmt.Errorf("--contact-rate %g, --contact-burst %d: want a rate of 0 or more (0: no bound) and a burst of 1 or more", contactRate, contactBurst)}
@@ -90,7 +113,7 @@ in hand, commits the projection and exits 0.`,
 			if (tlsCert == "") != (tlsKey == "") {
 				return usageError{fmt.Errorf("--tls-cert and --tls-key go together (got cert %q, key %q)", tlsCert, tlsKey)}
 			}
-			if tlsCert != "" {
+			if tlsCert != "" && natsURL == "" {
 				cert, err := tls.LoadX509KeyPair(tlsCert, tlsKey)
 				if err != nil {
 					return usageError{fmt.Errorf("--tls-cert %s, --tls-key %s: %w", tlsCert, tlsKey, err)}
@@ -178,15 +201,76 @@ in hand, commits the projection and exits 0.`,
 	f.IntVar(&contactBurst, "contact-burst", engine.DefaultContactBurst, "sets one contact may make at once, within --contact-rate")
 	f.DurationVar(&flapWindow, "flap-window", engine.DefaultFlapWindow, "within this after a contact's last change shown, changes its endpoints make are held back and what they leave shown at its end (0: none)")
 	f.StringVar(&authFile, "auth", "", "JSON file of users and their roles (user, subscriber, auditor, operator): every client must then log in")
-	f.StringVar(&tlsCert, "tls-cert", "", "PEM certificate for TLS on client connections (with --tls-key)")
+	f.StringVar(&tlsCert, "tls-cert", "", "PEM certificate for TLS on the embedded server's client connections (with --tls-key); with --nats, the engine's client certificate")
 	f.StringVar(&tlsKey, "tls-key", "", "PEM private key of --tls-cert")
+	f.StringVar(&tlsCA, "tls-ca", "", "with --nats: PEM certificates of the authorities to trust for the server's certificate (TLS)")
+	f.StringVar(&creds, "creds", "", "with --nats: the engine's NATS credentials file (JWT and NKey seed)")
+	f.StringVar(&nkey, "nkey", "", "with --nats: a file holding the engine's NKey seed")
+	f.StringVar(&user, "user", "", "with --nats: the engine's user name (with --password)")
+	f.StringVar(&password, "password", "", "with --nats: the password of --user (better from the environment than the command line)")
 	f.StringVar(&metrics, "metrics", "", "serve Prometheus metrics on this HOST:PORT (/metrics), for example 127.0.0.1:9090")
 	f.StringVar(&memoryLimit, "memory-limit", "", "soft limit of this process's memory, such as 1GiB: past it the embedded server's read caches are given back (default: $GOMEMLIMIT, else none)")
 	f.StringVar(&projectionCache, "projection-cache", "64MiB", "the projection's block cache, such as 256MiB: the status reads are served from it")
 	f.IntVar(&stateCache, "state-cache", 0, "contacts whose states are kept in memory for status reads, kept current by the fold (0: 65536; negative: none)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "text or json")
+	documentEnv(f)
 	return cmd
+}
+
+// natsLogin returns the engine's connection options for a server of one's
+// own: one way to log in at most, and TLS as given.
+func natsLogin(creds, nkey, user, password, tlsCA, tlsCert, tlsKey string) ([]nats.Option, error) {
+	var opts []nats.Option
+	ways := 0
+	for _, given := range []bool{creds != "", nkey != "", user != ""} {
+		if given {
+			ways++
+		}
+	}
+	switch {
+	case ways > 1:
+		return nil, fmt.Errorf("--creds, --nkey and --user are three ways to log in: give one")
+	case password != "" && user == "":
+		return nil, fmt.Errorf("--password goes with --user")
+	case (tlsCert == "") != (tlsKey == ""):
+		return nil, fmt.Errorf("--tls-cert and --tls-key go together (got cert %q, key %q)", tlsCert, tlsKey)
+	}
+	readable := func(flag, path string) error {
+		if _, err := os.Stat(path); err != nil {
+			return fmt.Errorf("%s %s: %w", flag, path, err)
+		}
+		return nil
+	}
+	if creds != "" {
+		if err := readable("--creds", creds); err != nil {
+			return nil, err
+		}
+		opts = append(opts, nats.UserCredentials(creds))
+	}
+	if nkey != "" {
+		opt, err := nats.NkeyOptionFromSeed(nkey)
+		if err != nil {
+			return nil, fmt.Errorf("--nkey %s: %w", nkey, err)
+		}
+		opts = append(opts, opt)
+	}
+	if user != "" {
+		opts = append(opts, nats.UserInfo(user, password))
+	}
+	if tlsCA != "" {
+		if err := readable("--tls-ca", tlsCA); err != nil {
+			return nil, err
+		}
+		opts = append(opts, nats.RootCAs(tlsCA))
+	}
+	if tlsCert != "" {
+		if _, err := tls.LoadX509KeyPair(tlsCert, tlsKey); err != nil {
+			return nil, fmt.Errorf("--tls-cert %s, --tls-key %s: %w", tlsCert, tlsKey, err)
+		}
+		opts = append(opts, nats.ClientCert(tlsCert, tlsKey))
+	}
+	return opts, nil
 }
 
 func newLogger(w interface{ Write([]byte) (int, error) }, level, format string) (*slog.Logger, error) {
