@@ -41,6 +41,9 @@ type Options struct {
 	// Listen is the embedded server's client address. Zero means DefaultListen;
 	// port 0 picks a free port.
 	Listen string
+	// Monitor, when set, turns on the embedded server's monitoring endpoints
+	// (/varz, /jsz, ...) on this HOST:PORT. Zero means none.
+	Monitor string
 	// Sync is the embedded server's durability. Zero means DefaultSync.
 	Sync Sync
 	// Streams shape the streams when the engine creates them.
@@ -98,6 +101,9 @@ type Engine struct {
 	dir    string
 	opts   Options
 	logger *slog.Logger
+
+	readyMu   sync.Mutex
+	readyLast string // what Readiness said last
 
 	server           *server.Server // nil with an external server
 	nc               *nats.Conn
@@ -201,6 +207,7 @@ func (e *Engine) open() error {
 			Logger:   e.logger,
 			Auth:     e.opts.Auth,
 			TLS:      e.opts.TLS,
+			Monitor:  e.opts.Monitor,
 		}
 		if cfg.Auth != nil {
 			secret, err := newSecret()
@@ -217,6 +224,9 @@ func (e *Engine) open() error {
 		e.server = s
 		e.logger.Info("embedded nats-server listening", "url", s.ClientURL(), "store", filepath.Join(e.dir, "jetstream"),
 			"sync", e.opts.Sync.String(), "auth", e.opts.Auth != nil, "tls", e.opts.TLS != nil)
+		if addr := s.MonitorAddr(); addr != nil {
+			e.logger.Info("embedded nats-server monitoring", "url", "http://"+addr.String()+"/varz")
+		}
 		// The engine's own connection is in-process: no TLS to go through.
 		url = strings.Replace(s.ClientURL(), "tls://", "nats://", 1)
 		connOpts = append(connOpts, nats.InProcessServer(s))

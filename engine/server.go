@@ -35,6 +35,9 @@ type serverConfig struct {
 	EnginePassword string
 	// TLS, when set, makes client connections use TLS (in-process ones need not).
 	TLS *tls.Config
+	// Monitor, when set, is the HOST:PORT of the server's monitoring
+	// endpoints (/varz, /jsz, /healthz); port 0 picks one.
+	Monitor string
 }
 
 // DefaultListen is the embedded server's client address.
@@ -57,6 +60,23 @@ func (c serverConfig) withDefaults() serverConfig {
 	return c
 }
 
+// hostPort splits a HOST:PORT address given as what (example is one that
+// works), port 0 being the server's RANDOM_PORT.
+func hostPort(what, addr, example string) (string, int, error) {
+	host, portText, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("%s %q: %w; want HOST:PORT, for example %s", what, addr, err, example)
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("%s %q: port %q is not a number from 0 to 65535", what, addr, portText)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	return host, port, nil
+}
+
 // startServer starts an embedded nats-server with JetStream and waits until it
 // accepts clients. The caller owns it: Shutdown, then WaitForShutdown.
 func startServer(cfg serverConfig) (*server.Server, error) {
@@ -64,17 +84,11 @@ func startServer(cfg serverConfig) (*server.Server, error) {
 		return nil, errors.New("engine: the embedded server needs a StoreDir")
 	}
 	cfg = cfg.withDefaults()
-	host, portText, err := net.SplitHostPort(cfg.Listen)
+	host, port, err := hostPort("listen address", cfg.Listen, "127.0.0.1:4222")
 	if err != nil {
-		return nil, fmt.Errorf("listen address %q: %w; want HOST:PORT, for example 127.0.0.1:4222", cfg.Listen, err)
+		return nil, err
 	}
-	port, err := strconv.Atoi(portText)
-	if err != nil || port < 0 || port > 65535 {
-		return nil, fmt.Errorf("listen address %q: port %q is not a number from 0 to 65535", cfg.Listen, portText)
-	}
-	if port == 0 {
-		port = server.RANDOM_PORT
-	} else {
+	if port != server.RANDOM_PORT {
 		// The server would only log a busy port and never become ready: say so
 		// at once.
 		ln, err := net.Listen("tcp", cfg.Listen)
@@ -92,6 +106,11 @@ func startServer(cfg serverConfig) (*server.Server, error) {
 		NoSigs:       true,
 		SyncAlways:   cfg.Sync.Always,
 		SyncInterval: cfg.Sync.interval(),
+	}
+	if cfg.Monitor != "" {
+		if opts.HTTPHost, opts.HTTPPort, err = hostPort("monitor address", cfg.Monitor, "127.0.0.1:8222"); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Auth != nil {
 		if err := cfg.Auth.Validate(); err != nil {

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -186,5 +188,49 @@ func TestServeFlagsFromTheEnvironment(t *testing.T) {
 		if !strings.Contains(help, want) {
 			t.Errorf("serve --help does not say %s", want)
 		}
+	}
+}
+
+// TestHealthAndReadiness: with --metrics, /healthz answers while the process
+// lives and /readyz says ready once the engine is (503 with the reasons
+// before); --monitor turns on the embedded server's /varz.
+func TestHealthAndReadiness(t *testing.T) {
+	s := startServerWith(t, []string{"--metrics", "127.0.0.1:0", "--monitor", "127.0.0.1:0"})
+	line, ok := logLine(s.logs.String(), "metrics listening")
+	if !ok {
+		t.Fatalf("no metrics listening line:\n%s", s.logs)
+	}
+	get := func(url string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	health, _ := line["health"].(string)
+	ready, _ := line["ready"].(string)
+	if code, body := get(health); code != http.StatusOK || body != "ok\n" {
+		t.Errorf("/healthz: %d %q; want 200 ok", code, body)
+	}
+	waitUntil(t, 30*time.Second, "/readyz to say ready", func() bool {
+		code, body := get(ready)
+		if code != http.StatusOK && !strings.HasPrefix(body, "not ready:\n- ") {
+			t.Fatalf("/readyz: %d %q; want 200, or 503 with the reasons", code, body)
+		}
+		return code == http.StatusOK && body == "ready\n"
+	})
+	mon, ok := logLine(s.logs.String(), "embedded nats-server monitoring")
+	if !ok {
+		t.Fatalf("no monitoring line:\n%s", s.logs)
+	}
+	varz, _ := mon["url"].(string)
+	if code, body := get(varz); code != http.StatusOK || !strings.Contains(body, `"jetstream"`) {
+		t.Errorf("%s: %d %.200q; want the server's variables", varz, code, body)
+	}
+	if r := presence(t, "serve", "--nats", s.url, "--monitor", "127.0.0.1:0"); r.code != 2 || !strings.Contains(r.stderr, "--monitor turns on the embedded server's monitoring") {
+		t.Errorf("serve --nats --monitor: %s; want a usage error", r)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -30,6 +31,8 @@ func newServe() *cobra.Command {
 		authFile, tlsCert, tlsKey, memoryLimit, projectionCache       string
 		creds, nkey, user, password, tlsCA                            string
 		replicas, contactBurst, stateCache, partitions                int
+		readyLag                                                      uint64
+		monitor                                                       string
 		contactRate                                                   float64
 		ownerTTL, flapWindow                                          time.Duration
 	)
@@ -131,7 +134,14 @@ in hand, commits the projection and exits 0.`,
 				return usageError{fmt.Errorf("--projection-cache: %w", err)}
 			}
 			opts.Projection.StateCache = stateCache
-			var metricsServer *http.Server
+			if monitor != "" && natsURL != "" {
+				return usageError{fmt.Errorf("--monitor turns on the embedded server's monitoring; with --nats it is the server's own configuration")}
+			}
+			opts.Monitor = monitor
+			var (
+				metricsServer *http.Server
+				running       atomic.Pointer[engine.Engine] // once opened, for /readyz
+			)
 			if metrics != "" {
 				reg := prometheus.NewRegistry()
 				reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -142,15 +152,33 @@ in hand, commits the projection and exits 0.`,
 				}
 				mux := http.NewServeMux()
 				mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+				mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+				mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+					why := []string{"the engine is starting"}
+					if e := running.Load(); e != nil {
+						why = e.Readiness(r.Context(), readyLag)
+					}
+					if len(why) > 0 {
+						w.WriteHeader(http.StatusServiceUnavailable)
+						fmt.Fprintln(w, "not ready:")
+						for _, line := range why {
+							fmt.Fprintln(w, "- "+line)
+						}
+						return
+					}
+					fmt.Fprintln(w, "ready")
+				})
 				metricsServer = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 				go func() { _ = metricsServer.Serve(ln) }()
 				defer metricsServer.Close()
-				logger.Info("metrics listening", "url", "http://"+ln.Addr().String()+"/metrics")
+				logger.Info("metrics listening", "url", "http://"+ln.Addr().String()+"/metrics",
+					"health", "http://"+ln.Addr().String()+"/healthz", "ready", "http://"+ln.Addr().String()+"/readyz")
 			}
 			e, err := engine.Open(data, opts)
 			if err != nil {
 				return err
 			}
+			running.Store(e)
 			done := make(chan error, 1)
 			go func() { done <- e.Run(cmd.Context()) }()
 			var runErr error
@@ -208,7 +236,9 @@ in hand, commits the projection and exits 0.`,
 	f.StringVar(&nkey, "nkey", "", "with --nats: a file holding the engine's NKey seed")
 	f.StringVar(&user, "user", "", "with --nats: the engine's user name (with --password)")
 	f.StringVar(&password, "password", "", "with --nats: the password of --user (better from the environment than the command line)")
-	f.StringVar(&metrics, "metrics", "", "serve Prometheus metrics on this HOST:PORT (/metrics), for example 127.0.0.1:9090")
+	f.StringVar(&metrics, "metrics", "", "serve Prometheus metrics (/metrics), liveness (/healthz) and readiness (/readyz, with the reasons when not ready) on this HOST:PORT, for example 127.0.0.1:9090")
+	f.Uint64Var(&readyLag, "ready-lag", engine.DefaultReadyLag, "/readyz says ready while the projection is at most this many events behind the log")
+	f.StringVar(&monitor, "monitor", "", "turn on the embedded server's monitoring endpoints (/varz, /jsz, ...) on this HOST:PORT")
 	f.StringVar(&memoryLimit, "memory-limit", "", "soft limit of this process's memory, such as 1GiB: past it the embedded server's read caches are given back (default: $GOMEMLIMIT, else none)")
 	f.StringVar(&projectionCache, "projection-cache", "64MiB", "the projection's block cache, such as 256MiB: the status reads are served from it")
 	f.IntVar(&stateCache, "state-cache", 0, "contacts whose states are kept in memory for status reads, kept current by the fold (0: 65536; negative: none)")
