@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -40,12 +41,13 @@ func runHarness(t *testing.T, cfg Config) *Results {
 // TestRunTinyWorkload runs the whole harness on a tiny workload and checks that
 // what it reports holds together: every visible change reached every subscriber
 // once, in order, with a fresh read; deliveries add up; latencies are positive
-// and ordered; every engine figure has its baseline and ratio; the outputs are
-// written.
+// and ordered; every engine figure has its baseline and ratio, heartbeats too,
+// with the engine's heap per endpoint (the engine runs in this process); the
+// outputs are written.
 func TestRunTinyWorkload(t *testing.T) {
 	res := runHarness(t, Config{
 		Contacts: 300, Writers: 2, InFlight: 4, Subscribers: []int{1, 4}, Changes: 150, AppendSets: 400,
-		BaselineMessages: 2000, HalfRateM: 4,
+		BaselineMessages: 2000, HalfRateM: 4, Endpoints: 200, Heartbeats: 1000,
 	})
 
 	b := res.Baselines
@@ -56,13 +58,22 @@ func TestRunTinyWorkload(t *testing.T) {
 			t.Errorf("baseline %s = %v, want a positive rate", name, v)
 		}
 	}
-	for name, c := range map[string]Compared{"appends": res.Appends, "fold": res.Fold} {
+	for name, c := range map[string]Compared{"appends": res.Appends, "fold": res.Fold, "heartbeats": res.Heartbeats} {
 		if c.Rate <= 0 || c.Baseline <= 0 {
 			t.Errorf("%s: %+v, want a positive rate and baseline", name, c)
 		}
 		if want := c.Rate / c.Baseline; c.Ratio != want {
 			t.Errorf("%s: ratio %v, want rate/baseline = %v", name, c.Ratio, want)
 		}
+	}
+
+	if w := res.Workload; w.Endpoints != 200 || w.Heartbeats != 1000 || w.HeartbeatsInFlight != 64 {
+		t.Errorf("workload %+v: want 200 endpoints, 1000 heartbeats, 64 in flight", w)
+	}
+	// Each endpoint's contact and lease and the state of its contact stay in
+	// the engine's memory.
+	if res.HeapPerEndpoint <= 0 {
+		t.Errorf("heap per endpoint %v bytes, want the positive growth of the engine's heap", res.HeapPerEndpoint)
 	}
 
 	if got, want := len(res.Fanout), 4; got != want {
@@ -103,6 +114,26 @@ func TestRunTinyWorkload(t *testing.T) {
 	txt, err := os.ReadFile(filepath.Join(dir, "results.txt"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	const heartbeatRow = "heartbeats/s (200 live endpoints, 64 in flight)"
+	wantRow := []string{rateStr(res.Heartbeats.Rate), rateStr(res.Heartbeats.Baseline), ratio(res.Heartbeats), "core", "NATS", "request/reply"}
+	var row []string
+	for _, line := range strings.Split(string(txt), "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), heartbeatRow); ok {
+			row = strings.Fields(rest)
+		}
+	}
+	if !slices.Equal(row, wantRow) {
+		t.Errorf("results.txt: row %q reads %q, want %q", heartbeatRow, row, wantRow)
+	}
+	for _, want := range []string{
+		fmt.Sprintf("engine heap per live endpoint: %s", heapText(res.HeapPerEndpoint)),
+		fmt.Sprintf("BenchmarkHeartbeats/engine\t1000\t%.1f requests/s\t%.3f x-raw\t%.0f heap-B/endpoint\n", res.Heartbeats.Rate, res.Heartbeats.Ratio, res.HeapPerEndpoint),
+		fmt.Sprintf("BenchmarkHeartbeats/raw\t1000\t%.1f requests/s\n", res.Heartbeats.Baseline),
+	} {
+		if !bytes.Contains(txt, []byte(want)) {
+			t.Errorf("results.txt does not say %q:\n%s", want, txt)
+		}
 	}
 	benchLines := 0
 	sc := bufio.NewScanner(bytes.NewReader(txt))
@@ -158,7 +189,7 @@ func checkFanouts(t *testing.T, rows []Fanout) {
 func TestRunForADuration(t *testing.T) {
 	res := runHarness(t, Config{
 		Contacts: 300, Writers: 1, InFlight: 2, Subscribers: []int{2}, Modes: []Mode{InProcess}, Duration: 200 * time.Millisecond,
-		BaselineMessages: 1000, HalfRateM: 2,
+		BaselineMessages: 1000, HalfRateM: 2, Endpoints: 50, Heartbeats: 200, HeartbeatsInFlight: 4,
 	})
 	w := res.Workload
 	if w.Duration != 0.2 || w.Changes != 1_000_000 || w.AppendSets != 10_000_000 {

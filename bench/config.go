@@ -70,6 +70,15 @@ type Config struct {
 	// HalfRateM is the M at which latency is measured at half the maximum
 	// sustained rate. Zero means 100.
 	HalfRateM int
+	// Endpoints is how many endpoints the heartbeat measurement signs in, one
+	// a contact, with a lease of an hour. Zero means 100,000.
+	Endpoints int
+	// Heartbeats is how many heartbeats it sends over them, and how many
+	// requests its raw core NATS baseline makes. Zero means 200,000.
+	Heartbeats int
+	// HeartbeatsInFlight is how many heartbeats (and sign-ins, and raw
+	// requests) are outstanding at once, on one connection. Zero means 64.
+	HeartbeatsInFlight int
 	// MemorySets, when set, adds a memory run at the end: that many sets over
 	// MemoryContacts contacts as fast as the writers go, the engine's resident
 	// memory sampled as they go, to show whether it grows with contacts and
@@ -106,6 +115,8 @@ func Quick() Config {
 		AppendSets:       20_000,
 		BaselineMessages: 20_000,
 		HalfRateM:        10,
+		Endpoints:        10_000,
+		Heartbeats:       20_000,
 		Timeout:          30 * time.Second,
 	}
 }
@@ -149,6 +160,15 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.HalfRateM <= 0 {
 		c.HalfRateM = 100
+	}
+	if c.Endpoints <= 0 {
+		c.Endpoints = 100_000
+	}
+	if c.Heartbeats <= 0 {
+		c.Heartbeats = 200_000
+	}
+	if c.HeartbeatsInFlight <= 0 {
+		c.HeartbeatsInFlight = 64
 	}
 	if c.MemoryContacts <= 0 {
 		c.MemoryContacts = 1_000_000

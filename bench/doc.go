@@ -13,7 +13,9 @@
 // repeats on core NATS, which carry the status, and reading over the service to
 // catch up) or in-process (handlers sharing one projection replica). Latency
 // runs from the writer's acknowledgement to the handler having read the current
-// status.
+// status. Then endpoints: heartbeats of live endpoints through the service,
+// against core NATS request/reply to a responder that answers at once, and the
+// engine's heap per live endpoint when the engine runs in this process.
 //
 // Run is safe to call once at a time; nothing in the package is global.
 package bench

@@ -32,6 +32,13 @@ type Results struct {
 	FoldMaxLag uint64   `json:"fold_max_lag_events"`
 	FeedMaxLag uint64   `json:"feed_max_lag_events"`
 	Feed       Compared `json:"feed"` // feed entries published per second while appends ran
+	// Heartbeats is heartbeats/s of live endpoints through the service, vs
+	// core NATS request/reply to a responder that answers at once.
+	Heartbeats Compared `json:"heartbeats"`
+	// HeapPerEndpoint is the engine's heap per live endpoint, in bytes: the
+	// growth of its live heap over the sign-ins. 0 when the engine ran in a
+	// child process, whose heap is not measured.
+	HeapPerEndpoint float64 `json:"heap_per_endpoint_bytes,omitempty"`
 
 	Fanout []Fanout `json:"fanout"`
 	// HalfRate is the latency at half the maximum sustained append rate.
@@ -70,6 +77,12 @@ type Workload struct {
 	Baseline    int     `json:"baseline_messages"`
 	Subscribers []int   `json:"subscribers"`
 	Modes       []Mode  `json:"modes"`
+	// Endpoints are the live endpoints of the heartbeat measurement, one a
+	// contact; Heartbeats the heartbeats it sent over them, and the raw
+	// requests, HeartbeatsInFlight at once.
+	Endpoints          int `json:"endpoints"`
+	Heartbeats         int `json:"heartbeats"`
+	HeartbeatsInFlight int `json:"heartbeats_in_flight"`
 }
 
 // Baselines are the raw figures of the run: NATS alone, and the floors.
@@ -239,6 +252,8 @@ func (r *Results) WriteTable(w io.Writer) error {
 	fmt.Fprintf(tw, "appends/s (through the service)\t%s\t%s\t%s\tasync publish + expected seq\t\n", rateStr(r.Appends.Rate), rateStr(r.Appends.Baseline), ratio(r.Appends))
 	fmt.Fprintf(tw, "fold events/s (fresh projection)\t%s\t%s\t%s\tordered read of the same log\t\n", rateStr(r.Fold.Rate), rateStr(r.Fold.Baseline), ratio(r.Fold))
 	fmt.Fprintf(tw, "feed entries/s (while appending)\t%s\t%s\t%s\tasync publish\t\n", rateStr(r.Feed.Rate), rateStr(r.Feed.Baseline), ratio(r.Feed))
+	fmt.Fprintf(tw, "heartbeats/s (%d live endpoints, %d in flight)\t%s\t%s\t%s\tcore NATS request/reply\t\n", r.Workload.Endpoints,
+		r.Workload.HeartbeatsInFlight, rateStr(r.Heartbeats.Rate), rateStr(r.Heartbeats.Baseline), ratio(r.Heartbeats))
 	fmt.Fprintf(tw, "raw async publish\t\t%s\t\t\t\n", rateStr(b.PublishAsync))
 	fmt.Fprintf(tw, "raw async publish + expected seq\t\t%s\t\t\t\n", rateStr(b.PublishAsyncExpect))
 	fmt.Fprintf(tw, "raw async publish, one writer expecting the last seq\t\t%s\t%s\tasync publish\t\n",
@@ -251,6 +266,11 @@ func (r *Results) WriteTable(w io.Writer) error {
 	fmt.Fprintf(tw, "raw floor of a fold (ordered read, a Pebble set each)\t\t%s\t%s\tordered read of the same log\t\n", rateStr(b.FoldFloor), ratio(compare(b.FoldFloor, r.Fold.Baseline)))
 	tw.Flush()
 	fmt.Fprintf(w, "\nprojection lag while appending at full speed: max %d events; feed lag: max %d events\n", r.FoldMaxLag, r.FeedMaxLag)
+	if r.Machine.Engine == "child process" {
+		fmt.Fprintln(w, "engine heap per live endpoint: not measured in a child process (--in-process, or go test ./engine -bench BenchmarkHeartbeats)")
+	} else {
+		fmt.Fprintf(w, "engine heap per live endpoint: %s (growth of the live heap over %d sign-ins)\n", heapText(r.HeapPerEndpoint), r.Workload.Endpoints)
+	}
 	if r.EnginePeakRSS > 0 {
 		fmt.Fprintf(w, "engine peak resident memory, up to the half-rate run: %s\n", bytesText(r.EnginePeakRSS))
 	}
@@ -325,6 +345,12 @@ func (r *Results) WriteGoBench(w io.Writer) error {
 	line("BenchmarkAppend/raw-floor", int64(r.Workload.Baseline), "msgs/s", r.Baselines.AppendFloor)
 	line("BenchmarkAppend/raw-expect-last", int64(r.Workload.Baseline), "msgs/s", r.Baselines.PublishAsyncExpectLast)
 	line("BenchmarkAppend/raw-owner-floor", int64(r.Workload.Baseline), "msgs/s", r.Baselines.OwnerAppendFloor)
+	fmt.Fprintf(w, "BenchmarkHeartbeats/engine\t%d\t%.1f requests/s\t%.3f x-raw", max(r.Workload.Heartbeats, 1), r.Heartbeats.Rate, r.Heartbeats.Ratio)
+	if r.HeapPerEndpoint != 0 {
+		fmt.Fprintf(w, "\t%.0f heap-B/endpoint", r.HeapPerEndpoint)
+	}
+	fmt.Fprintln(w)
+	line("BenchmarkHeartbeats/raw", int64(r.Workload.Heartbeats), "requests/s", r.Heartbeats.Baseline)
 	line("BenchmarkFold/engine", int64(r.FoldCount), "events/s", r.Fold.Rate)
 	line("BenchmarkFold/raw-ordered-read", int64(r.FoldCount), "msgs/s", r.Fold.Baseline)
 	line("BenchmarkFold/raw-floor", int64(r.FoldCount), "msgs/s", r.Baselines.FoldFloor)

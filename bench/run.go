@@ -76,7 +76,7 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	res.Workload = Workload{Partitions: cfg.Partitions, Contacts: cfg.Contacts, Writers: cfg.Writers, InFlight: cfg.InFlight, Changes: cfg.Changes,
 		AppendSets: cfg.AppendSets, Duration: cfg.Duration.Seconds(), Baseline: cfg.BaselineMessages,
-		Subscribers: cfg.Subscribers, Modes: cfg.Modes}
+		Subscribers: cfg.Subscribers, Modes: cfg.Modes, Endpoints: cfg.Endpoints, Heartbeats: cfg.Heartbeats, HeartbeatsInFlight: cfg.HeartbeatsInFlight}
 	res.EventSize = eventSize(cfg.Contacts)
 
 	r.step("starting the engine (%s, %s server)", res.Machine.Engine, res.Machine.Server)
@@ -123,6 +123,9 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	// The peak so far: what follows adds contacts of its own.
 	res.EnginePeakRSS = r.eng.peakRSS()
+	if err := r.heartbeats(ctx); err != nil {
+		return fmt.Errorf("heartbeats: %w", err)
+	}
 	if cfg.MemorySets > 0 {
 		if err := r.memory(ctx); err != nil {
 			return fmt.Errorf("memory run: %w", err)

@@ -25,12 +25,13 @@ func newBench() *cobra.Command {
 		Use:   "bench",
 		Short: "Measure fan-out against the raw broker, in the same run",
 		Long: `Measure the engine the way its users run it: appends through the service,
-the fold of the log, and fan-out to M subscribers that each read the current
+the fold of the log, fan-out to M subscribers that each read the current
 status of every change they are handed (remote: a connection each, following
 the engine's repeats and reading over the service, with a consumer of the feed
 only to catch up; in-process: a hub's handlers sharing one projection
-replica). Every figure is printed beside the raw NATS figure for the same work,
-measured in the same run on the same server, with their ratio.
+replica), and heartbeats of live endpoints. Every figure is printed beside
+the raw NATS figure for the same work, measured in the same run on the same
+server, with their ratio.
 
 The engine runs as a child process of this one (presence serve), so that its
 memory is measured apart; --in-process runs it here instead. --quick finishes
@@ -82,6 +83,20 @@ within a minute on two cores.`,
 			}
 			if cmd.Flags().Changed("latency-m") {
 				base.HalfRateM = cfg.HalfRateM
+			}
+			for _, n := range []struct {
+				flag  string
+				value int
+				to    *int
+			}{{"endpoints", cfg.Endpoints, &base.Endpoints}, {"heartbeats", cfg.Heartbeats, &base.Heartbeats},
+				{"heartbeats-in-flight", cfg.HeartbeatsInFlight, &base.HeartbeatsInFlight}} {
+				if !cmd.Flags().Changed(n.flag) {
+					continue
+				}
+				if n.value <= 0 {
+					return usageError{fmt.Errorf("--%s %d: want a positive number", n.flag, n.value)}
+				}
+				*n.to = n.value
 			}
 			base.Partitions, base.MemorySets, base.MemoryContacts, base.HeapProfile = cfg.Partitions, cfg.MemorySets, cfg.MemoryContacts, cfg.HeapProfile
 			if subs != "" {
@@ -184,6 +199,9 @@ within a minute on two cores.`,
 	f.IntVar(&cfg.AppendSets, "append-sets", 0, "sets in the append measurement (default 200000; quick 20000; with --duration, at most 10000000)")
 	f.DurationVar(&cfg.Duration, "duration", 0, "have each run of the engine (the appends, each fan-out run, the half-rate run) write for this long instead of a number of sets")
 	f.IntVar(&cfg.BaselineMessages, "baseline-messages", 0, "messages per raw baseline (default 200000; quick 20000)")
+	f.IntVar(&cfg.Endpoints, "endpoints", 0, "live endpoints the heartbeats go to, one a contact (default 100000; quick 10000)")
+	f.IntVar(&cfg.Heartbeats, "heartbeats", 0, "heartbeats through the service, and raw core NATS requests beside them (default 200000; quick 20000)")
+	f.IntVar(&cfg.HeartbeatsInFlight, "heartbeats-in-flight", 0, "heartbeats (and sign-ins, raw requests) outstanding at once (default 64)")
 	f.IntVar(&cfg.MemorySets, "memory-sets", 0, "add a memory run of this many sets, sampling the engine's memory (default none)")
 	f.IntVar(&cfg.HalfRateM, "latency-m", 0, "M of the latency run at half the maximum rate (default 100; quick 10)")
 	f.StringVar(&memoryLimit, "engine-memory-limit", "", "run the engine with this --memory-limit (with --in-process, this whole process)")

@@ -1,0 +1,22 @@
+package main
+
+import "testing"
+
+// TestBenchHeartbeatFlags: a count of the heartbeat measurement that is not
+// positive is a usage mistake, named with its value, before anything runs.
+func TestBenchHeartbeatFlags(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"zero --endpoints", []string{"bench", "--endpoints", "0"}, "--endpoints 0: want a positive number"},
+		{"negative --heartbeats", []string{"bench", "--quick", "--heartbeats", "-5"}, "--heartbeats -5: want a positive number"},
+		{"zero --heartbeats-in-flight", []string{"bench", "--heartbeats-in-flight", "0"}, "--heartbeats-in-flight 0: want a positive number"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			oneLineError(t, presence(t, tt.args...), 2, tt.want)
+		})
+	}
+}
