@@ -444,6 +444,7 @@ func (t *term) append(o *op, e events.Event, cur last, eps *projections.Endpoint
 	}
 	o.fut, o.expect = fut, t.last
 	t.last++
+	t.leases.known(e.Contact, e.Status, t.last)
 	t.overlay[e.Contact] = last{status: e.Status, previous: cur.status, name: e.Name, visibleName: visibleName,
 		seq: t.last, requestID: e.RequestID, at: e.At, eps: eps, cause: e.Cause, shown: shown, shownAt: shownAt}
 	t.appended = append(t.appended, appended{contact: e.Contact, seq: t.last})

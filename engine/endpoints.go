@@ -79,6 +79,29 @@ type leases struct {
 	rechecks map[string]time.Time                // contact -> when to look again
 	shows    map[string]time.Time                // contact -> when its flap window ends
 	queue    leaseQueue
+	// statuses are the status and last sequence of each contact with
+	// endpoints, for a heartbeat's answer: a heartbeat reads nothing else
+	// (the projection keeps only so many states in memory).
+	statuses map[string]statusSeq
+}
+
+// statusSeq is a contact's status and the log sequence of its last event.
+type statusSeq struct {
+	status events.Status
+	seq    uint64
+}
+
+// known records the status and last sequence of a contact, which has
+// endpoints, or forgets them if it has none.
+func (l *leases) known(contact string, status events.Status, seq uint64) {
+	if len(l.ends[contact]) == 0 {
+		delete(l.statuses, contact)
+		return
+	}
+	if l.statuses == nil {
+		l.statuses = make(map[string]statusSeq)
+	}
+	l.statuses[contact] = statusSeq{status, seq}
 }
 
 // endpointLease is an endpoint's lease: when it ends, how long each
@@ -230,7 +253,7 @@ func (t *term) loadLeases() {
 		w.logger.Error("writer: cannot read the endpoints of the partition", "err", err)
 	}
 	for _, contact := range contacts {
-		t.heldBack(contact)
+		t.learn(contact)
 	}
 }
 
@@ -317,6 +340,30 @@ func (t *term) aggregate(contact string, eps projections.Endpoints, now time.Tim
 // appends the event it calls for.
 func (t *term) decideEndpoint(o *op) {
 	w, req := t.w, o.ep
+	now := w.cfg.Now().UTC()
+	notSignedIn := func() error { return &NotSignedInError{Contact: req.Contact, Endpoint: req.Endpoint} }
+	if req.Op == client.OpHeartbeat {
+		// The hot path: the owner's leases know every endpoint signed in,
+		// and its contact's status, and a heartbeat reads nothing more.
+		ls, ok := t.leases.get(req.Contact, req.Endpoint)
+		if !ok {
+			t.answer(o, client.SetResult{}, notSignedIn())
+			return
+		}
+		st, ok := t.leases.statuses[req.Contact]
+		if !ok {
+			cur, err := t.current(req.Contact)
+			if err != nil {
+				o.finish(client.SetResult{}, err)
+				return
+			}
+			st = statusSeq{cur.status, cur.seq}
+		}
+		o.expires = now.Add(ls.d)
+		t.leases.set(req.Contact, req.Endpoint, o.expires, ls.d)
+		t.answer(o, client.SetResult{Contact: req.Contact, Status: st.status, Previous: st.status, Seq: st.seq}, nil)
+		return
+	}
 	cur, err := t.current(req.Contact)
 	if err != nil {
 		o.finish(client.SetResult{}, err)
@@ -326,22 +373,7 @@ func (t *term) decideEndpoint(o *op) {
 		t.show(o, cur)
 		return
 	}
-	now := w.cfg.Now().UTC()
 	unchanged := client.SetResult{Contact: req.Contact, Status: cur.status, Previous: cur.status, Seq: cur.seq}
-	notSignedIn := func() error { return &NotSignedInError{Contact: req.Contact, Endpoint: req.Endpoint} }
-	if req.Op == client.OpHeartbeat {
-		// The hot path: the owner's leases know every endpoint signed in,
-		// and a heartbeat reads nothing more.
-		ls, ok := t.leases.get(req.Contact, req.Endpoint)
-		if !ok {
-			t.answer(o, client.SetResult{}, notSignedIn())
-			return
-		}
-		o.expires = now.Add(ls.d)
-		t.leases.set(req.Contact, req.Endpoint, o.expires, ls.d)
-		t.answer(o, unchanged, nil)
-		return
-	}
 	if req.Op != opExpire && req.Op != opRecheck && o.tries == 0 {
 		// A contact's own requests count against its bound as its sets do.
 		if err := t.limit(req.Contact); err != nil {

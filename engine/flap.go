@@ -88,14 +88,16 @@ func (t *term) show(o *op, cur last) {
 	t.append(o, e, cur, cur.eps)
 }
 
-// heldBack has the owner, as it learns its partition, show the changes held
-// back of a contact when their window ends: it may be over already.
-func (t *term) heldBack(contact string) {
+// learn has the owner, as it learns its partition, know a contact's status
+// (for heartbeats), and show the changes held back of it when their window
+// ends: it may be over already.
+func (t *term) learn(contact string) {
 	st, seen, err := t.w.cfg.Projection.State(contact)
 	if err != nil {
-		t.w.logger.Error("writer: cannot read a contact's state to show its changes held back", "contact", contact, "err", err)
+		t.w.logger.Error("writer: cannot read the state of a contact with endpoints", "contact", contact, "err", err)
 		return
 	}
+	t.leases.known(contact, st.Status, st.Seq)
 	if seen && st.Visible.Status != st.Status.Visible() {
 		t.leases.show(contact, st.Visible.At.Add(t.w.cfg.FlapWindow))
 	}
