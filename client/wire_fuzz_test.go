@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/presence-engine/presence/events"
 )
@@ -272,11 +273,29 @@ func FuzzStatusesReply(f *testing.F) {
 // they write, the fast readers read.
 func FuzzWriteReplies(f *testing.F) {
 	for i, name := range []string{"Alice", "Alice <A&B>", "tab\there \"quoted\" \\ \u2028\u2029", "bad \xff utf-8", "\x00\x1f\x7f", ""} {
-		f.Add("sip:"+name+"@contoso.com", name, uint16(events.OnThePhone), uint64(i))
+		f.Add("sip:"+name+"@contoso.com", name, uint16(events.OnThePhone), uint64(i), int64(0), int16(0))
 	}
-	f.Add("sip:alice@contoso.com", "Alice", uint16(0x0fff), uint64(math.MaxUint64)) // not a MISTATUS value
-	f.Fuzz(func(t *testing.T, contact, name string, status uint16, seq uint64) {
+	f.Add("sip:alice@contoso.com", "Alice", uint16(0x0fff), uint64(math.MaxUint64), int64(0), int16(0)) // not a MISTATUS value
+	// Last active: in UTC (as the engine writes it), in another zone, at the
+	// edges of the years RFC 3339 writes and past them.
+	f.Add("sip:kai@contoso.com", "Kai", uint16(events.Idle), uint64(9), int64(1796644620123456789), int16(0))
+	f.Add("sip:kai@contoso.com", "Kai", uint16(events.Away), uint64(9), int64(1796644620000000000), int16(90))
+	f.Add("sip:kai@contoso.com", "Kai", uint16(events.Away), uint64(9), int64(-62167219200), int16(0)) // 0000-01-01, in seconds
+	f.Add("sip:kai@contoso.com", "Kai", uint16(events.Away), uint64(9), int64(253402300800), int16(0)) // 10000-01-01, in seconds
+	f.Fuzz(func(t *testing.T, contact, name string, status uint16, seq uint64, lastActive int64, zoneMinutes int16) {
 		r := Reply{Contact: contact, Name: name, Status: events.Status(status), Seq: seq}
+		if lastActive != 0 {
+			// Nanoseconds since 1970 when large, else seconds: both
+			// reach past the years RFC 3339 writes.
+			la := time.Unix(lastActive, 0)
+			if lastActive > 1e12 || lastActive < -1e12 {
+				la = time.Unix(0, lastActive)
+			}
+			r.LastActive = la.UTC()
+			if zoneMinutes != 0 {
+				r.LastActive = la.In(time.FixedZone("z", int(zoneMinutes)*60))
+			}
+		}
 		replies := []any{r, StatusesReply{}, StatusesReply{Statuses: []Reply{}},
 			StatusesReply{Statuses: []Reply{r, {Contact: name, Status: events.Unknown}}}}
 		for _, v := range replies {
@@ -293,20 +312,26 @@ func FuzzWriteReplies(f *testing.F) {
 				t.Fatalf("%T %+v:\n got %s, %v\nwant %s, %v", v, v, got, err, want, wantErr)
 			}
 		}
-		if !r.Status.Valid() {
+		data, err := r.MarshalJSON()
+		if !r.Status.Valid() || err != nil { // refused alike by both, above
 			return
 		}
-		data, _ := r.MarshalJSON()
 		var j replyJSON
 		if err := json.Unmarshal(data, &j); err != nil {
 			t.Fatal(err)
 		}
-		if got, ok := readReply(data, ""); !ok || got != j.reply() {
+		// A last active is left to encoding/json: the fast reads say so.
+		fast := r.LastActive.IsZero()
+		if got, ok := readReply(data, ""); ok != fast || ok && got != j.reply() {
 			t.Fatalf("%s: fast read %+v, %v; want %+v", data, got, ok, j.reply())
+		}
+		var back Reply
+		if err := back.UnmarshalJSON(data); err != nil || !back.LastActive.Equal(j.LastActive) || back.Seq != j.Seq {
+			t.Fatalf("%s: read %+v, %v; want %+v", data, back, err, j.reply())
 		}
 		list := StatusesReply{Statuses: []Reply{r, r}}
 		data, _ = list.MarshalJSON()
-		if got, ok := readStatuses(data, nil); !ok || !slices.Equal(got, []Reply{j.reply(), j.reply()}) {
+		if got, ok := readStatuses(data, nil); ok != fast || ok && !slices.Equal(got, []Reply{j.reply(), j.reply()}) {
 			t.Fatalf("%s: fast read %+v, %v; want %+v twice", data, got, ok, j.reply())
 		}
 	})

@@ -385,20 +385,25 @@ func (t *term) decide(ctx context.Context, o *op) {
 		t.answer(o, client.SetResult{}, &ConflictError{Contact: req.Contact, Expect: *req.ExpectSeq, Actual: cur.seq})
 		return
 	}
-	if cur.status == req.Status {
-		w.unchanged.Add(1)
-		t.answer(o, client.SetResult{Contact: req.Contact, Status: cur.status, Previous: cur.status, Seq: cur.seq}, nil)
-		return
-	}
+	unchanged := client.SetResult{Contact: req.Contact, Status: cur.status, Previous: cur.status, Seq: cur.seq}
 	e := events.Event{Contact: req.Contact, Name: req.Name, Status: req.Status, Previous: cur.status,
 		At: w.cfg.Now().UTC(), Cause: req.Cause, RequestID: req.RequestID}
 	if len(t.leases.ends[req.Contact]) > 0 {
 		// A contact with endpoints has its status decided from them: a
 		// direct set is its preferred status, until cleared, so that
-		// nothing the owner decides as time passes undoes it.
+		// nothing the owner decides as time passes undoes it. It changes
+		// nothing when that is the preference already, whatever the status
+		// published: a set of invisible records a preference as a set of
+		// offline does, and what the endpoints do later tells them apart
+		// to no one.
 		eps, err := t.endpointsOf(req.Contact, cur)
 		if err != nil {
 			o.finish(client.SetResult{}, err)
+			return
+		}
+		if eps.Preferred == (events.Preferred{Status: req.Status}) {
+			w.unchanged.Add(1)
+			t.answer(o, unchanged, nil)
 			return
 		}
 		e.Op, e.Preferred = events.OpPrefer, events.Preferred{Status: req.Status}
@@ -406,6 +411,11 @@ func (t *term) decide(ctx context.Context, o *op) {
 		agg := t.aggregate(req.Contact, eps, e.At)
 		e.Status, e.LastActive = agg.Status, agg.LastActive
 		t.append(o, e, cur, &eps)
+		return
+	}
+	if cur.status == req.Status {
+		w.unchanged.Add(1)
+		t.answer(o, unchanged, nil)
 		return
 	}
 	t.append(o, e, cur, cur.eps)

@@ -44,8 +44,16 @@ func looked(t testing.TB, r *enginetest.Running) {
 	w := r.Writer()
 	from := w.ExpiryChecks()
 	natstest.WaitFor(t, "the owner to look for leases that ended", func() bool { return w.ExpiryChecks() >= from+2 })
-	log := enginetest.ReadLog(t, r.JetStream(t))
-	if err := r.Projection().WaitApplied(natstest.Context(t), log[len(log)-1].Seq); err != nil {
+	ctx := natstest.Context(t)
+	log, err := r.JetStream(t).Stream(ctx, events.LogStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := log.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Projection().WaitApplied(ctx, info.State.LastSeq); err != nil {
 		t.Fatal(err)
 	}
 }

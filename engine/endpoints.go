@@ -226,18 +226,16 @@ func (l *leases) due(now time.Time) (leaseEnd, bool) {
 
 // loadLeases learns, as the owner takes its partition over (or after it read
 // the log again, or was cut off), the endpoints its projection holds of the
-// partition's contacts: each lease ends one lease from now (the grace a
-// heartbeat not in the log, or not answered meanwhile, may have earned), or
-// as logged if that is later.
+// partition's contacts, and those of its appends the projection has not
+// applied yet (after a cut-off): each lease ends one lease from now (the
+// grace a heartbeat not in the log, or not answered meanwhile, may have
+// earned), or as logged if that is later.
 func (t *term) loadLeases() {
 	w := t.w
 	now := w.cfg.Now()
 	t.leases = leases{}
 	var contacts []string // those with endpoints: any may have changes held back
-	err := w.cfg.Projection.EachEndpoints(func(contact string, x projections.Endpoints) bool {
-		if events.Partition(contact, w.cfg.Partitions) != w.cfg.Partition {
-			return true
-		}
+	load := func(contact string, x projections.Endpoints) {
 		for _, ep := range x.List {
 			t.leases.set(contact, ep.ID, later(ep.Expires, now.Add(ep.Lease)), ep.Lease)
 		}
@@ -245,8 +243,21 @@ func (t *term) loadLeases() {
 			t.leases.recheck(contact, now) // time may have changed it meanwhile (idle, away)
 		}
 		contacts = append(contacts, contact)
+	}
+	err := w.cfg.Projection.EachEndpoints(func(contact string, x projections.Endpoints) bool {
+		if _, newer := t.overlay[contact]; !newer && events.Partition(contact, w.cfg.Partitions) == w.cfg.Partition {
+			load(contact, x)
+		}
 		return true
 	})
+	for contact, l := range t.overlay {
+		x, err := t.endpointsOf(contact, l)
+		if err != nil {
+			w.logger.Error("writer: cannot read the endpoints of a contact", "contact", contact, "err", err)
+			continue
+		}
+		load(contact, x)
+	}
 	if err != nil {
 		// Their leases then end only once signed in again or out, or
 		// once the owner reads the log again.

@@ -35,8 +35,20 @@ func (t *term) coalesce(o *op, e *events.Event, cur last) {
 	if cur.shown != cur.status.Visible() {
 		e.Shown = cur.shown
 	}
+	if !e.Visible() {
+		return
+	}
+	if e.Op != events.OpShow && !events.VisibleChange(cur.status, e.Status) {
+		// Its own change is hidden (offline to invisible and back) or
+		// none: it shows nothing, not even what was held before it, which
+		// waits for its window's end (the show). Otherwise a set of
+		// invisible would show it at once where a set of offline, which
+		// appends nothing, would not.
+		e.Held, e.Shown = true, events.Unknown
+		return
+	}
 	window := t.w.cfg.FlapWindow
-	if window <= 0 || !e.Visible() || !machineMade(o) {
+	if window <= 0 || !machineMade(o) {
 		return
 	}
 	if end := cur.shownAt.Add(window); e.At.Before(end) {
@@ -64,8 +76,11 @@ func machineMade(o *op) bool {
 // shows them, with the cause of the last of them.
 func (t *term) show(o *op, cur last) {
 	unchanged := client.SetResult{Contact: o.ep.Contact, Status: cur.status, Previous: cur.status, Seq: cur.seq}
-	if cur.shown == cur.status.Visible() {
-		t.answer(o, unchanged, nil) // nothing held, or back to what was shown
+	if cur.shown == cur.status.Visible() || cur.shown == events.Unknown {
+		// Nothing held, or back to what was shown; or a contact never
+		// shown at all (a log that began hidden), for which a show could
+		// not name what was shown before.
+		t.answer(o, unchanged, nil)
 		return
 	}
 	now := t.w.cfg.Now().UTC()
@@ -92,13 +107,13 @@ func (t *term) show(o *op, cur last) {
 // (for heartbeats), and show the changes held back of it when their window
 // ends: it may be over already.
 func (t *term) learn(contact string) {
-	st, seen, err := t.w.cfg.Projection.State(contact)
+	cur, err := t.current(contact) // what it appended since the projection applied, first
 	if err != nil {
 		t.w.logger.Error("writer: cannot read the state of a contact with endpoints", "contact", contact, "err", err)
 		return
 	}
-	t.leases.known(contact, st.Status, st.Seq)
-	if seen && st.Visible.Status != st.Status.Visible() {
-		t.leases.show(contact, st.Visible.At.Add(t.w.cfg.FlapWindow))
+	t.leases.known(contact, cur.status, cur.seq)
+	if cur.shown != cur.status.Visible() {
+		t.leases.show(contact, cur.shownAt.Add(t.w.cfg.FlapWindow))
 	}
 }

@@ -41,7 +41,7 @@ func TestPrivacyWithEndpoints(t *testing.T) {
 		n = *privacyEndpointOps
 	}
 	contacts := []string{"ann", "sip:bo@contoso.com", "cy", "dee"}
-	ops := append(privacyScript("ann", "cy"), randomEndpointOps(rand.New(rand.NewPCG(2007, 0x20)), contacts, n)...)
+	ops := append(privacyScript("ann", "cy", "dee"), randomEndpointOps(rand.New(rand.NewPCG(2007, 0x20)), contacts, n)...)
 
 	var invisible, offline *privacyWorld
 	t.Run("worlds", func(t *testing.T) {
@@ -120,8 +120,11 @@ func kindOf(endpoint string) events.EndpointKind {
 // invisible on one endpoint while others sign in, go idle and away, expire;
 // a preferred invisible through a reconnect loop; a direct set of invisible.
 // And for contact d, a hidden change (offline to invisible, set directly)
-// just before an endpoint signs in: the flap window must not count it.
-func privacyScript(c, d string) []endpointOp {
+// just before an endpoint signs in: the flap window must not count it. And for
+// contact e, a hidden set while a change is held back, which must not show
+// it; and a set of invisible on a contact whose endpoint chose offline, which
+// must be a preference as a set of offline is.
+func privacyScript(c, d, e string) []endpointOp {
 	adv := func(d time.Duration) endpointOp { return endpointOp{kind: "advance", advance: d} }
 	return []endpointOp{
 		{kind: client.OpSignIn, contact: c, endpoint: "desk", status: events.Invisible, lease: time.Hour},
@@ -155,6 +158,15 @@ func privacyScript(c, d string) []endpointOp {
 		adv(3 * time.Second),
 		{kind: "set", contact: d, status: events.Invisible},
 		{kind: client.OpSignIn, contact: d, endpoint: "desk", lease: time.Hour},
+		adv(3 * time.Second),
+		{kind: client.OpSignIn, contact: e, endpoint: "desk", lease: time.Hour},
+		{kind: client.OpSignOut, contact: e, endpoint: "desk"}, // held back
+		{kind: "set", contact: e, status: events.Invisible},    // hidden: shows nothing
+		adv(3 * time.Second),
+		{kind: client.OpSignIn, contact: e, endpoint: "web", status: events.Offline, lease: time.Hour},
+		adv(3 * time.Second),
+		{kind: "set", contact: e, status: events.Invisible},  // a preference, as offline is
+		{kind: client.OpReport, contact: e, endpoint: "web"}, // web chooses nothing now
 		adv(3 * time.Second),
 	}
 }
@@ -208,9 +220,13 @@ func runEndpointWorld(t *testing.T, contacts []string, ops []endpointOp, asOffli
 	w := &privacyWorld{name: t.Name(), obs: map[string][]any{}, moved: make(chan struct{})}
 	nc := r.Connect(t)
 	svc := client.New(r.Connect(t))
-	ctx := natstest.Context(t)
 	startPrivacySubscriber(t, w, "subscriber", client.SubscriberConfig{Conn: r.Connect(t), Reader: svc})
 	all := append(slices.Clone(contacts), privacyNeverSeen)
+	js := r.JetStream(t)
+	log, err := js.Stream(natstest.Context(t), events.LogStream)
+	if err != nil {
+		t.Fatal(err)
+	}
 	in := func(s events.Status) events.Status {
 		if asOffline && s == events.Invisible {
 			return events.Offline
@@ -218,6 +234,7 @@ func runEndpointWorld(t *testing.T, contacts []string, ops []endpointOp, asOffli
 		return s
 	}
 	for i, op := range ops {
+		ctx := natstest.Context(t) // one an op: a long run (-privacy.endpoint-ops) outlasts any one
 		var err error
 		switch op.kind {
 		case "advance":
@@ -251,8 +268,11 @@ func runEndpointWorld(t *testing.T, contacts []string, ops []endpointOp, asOffli
 		}
 		// Every change the op made, shown or held, applied and in the feed,
 		// and the subscriber handed every entry.
-		log := enginetest.ReadLog(t, r.JetStream(t))
-		if err := r.Projection().WaitApplied(ctx, log[len(log)-1].Seq); err != nil {
+		info, err := log.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Projection().WaitApplied(ctx, info.State.LastSeq); err != nil {
 			t.Fatal(err)
 		}
 		r.WaitFeed(t)

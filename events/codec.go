@@ -55,7 +55,7 @@ type changeJSON struct {
 // encodeEventJSON returns the JSON form of e as encoding/json writes it: what
 // Encode writes, slower.
 func encodeEventJSON(e Event) ([]byte, error) {
-	j := eventJSON{V: Version, Contact: e.Contact, Name: e.Name, Status: e.Status,
+	j := eventJSON{V: e.version(), Contact: e.Contact, Name: e.Name, Status: e.Status,
 		Previous: e.Previous, At: e.At.UTC().Format(time.RFC3339Nano), Cause: e.Cause, RequestID: e.RequestID,
 		Held: e.Held, Shown: e.Shown}
 	if !e.LastActive.IsZero() {
@@ -106,7 +106,7 @@ func (e Event) AppendJSON(b []byte) []byte {
 		return append(b, j...)
 	}
 	b = append(b, `{"v":`...)
-	b = strconv.AppendInt(b, Version, 10)
+	b = strconv.AppendInt(b, 1, 10) // e.version(): a plain set
 	b = append(b, `,"contact":`...)
 	b = jsonwire.AppendString(b, e.Contact)
 	if e.Name != "" {

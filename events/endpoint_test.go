@@ -94,6 +94,7 @@ func TestEndpointEventsRefused(t *testing.T) {
 		{"prefer without a status", head + `"op":"prefer"}`, `prefer has no "preferred"`},
 		{"negative thresholds", head + `"op":"settings","settings":{"transmit_idle":true,"idle_after_s":-1,"away_after_s":60}}`, `none is negative`},
 		{"show without shown", head + `"op":"show"}`, `show has no "shown"`},
+		{"a last active that is no time", head + `"endpoint":"d","op":"signout","last_active":"yesterday"}`, `"last_active" "yesterday"`},
 		{"show held", head + `"op":"show","shown":"away","held":true}`, `"held" and "shown" together`},
 		{"show that changes the status", strings.Replace(head, `"previous":"online"`, `"previous":"away"`, 1) + `"op":"show","shown":"busy"}`,
 			`a show changes no status`},
@@ -107,5 +108,37 @@ func TestEndpointEventsRefused(t *testing.T) {
 				t.Errorf("DecodeEvent(%s) = %v, want a malformed record naming %s", tt.json, err, tt.want)
 			}
 		})
+	}
+}
+
+// TestWhatVersionOneWouldMisreadIsVersionTwo: an event recording what the
+// flap window did, or last_active, is written as version 2, which an engine
+// of version 1 refuses rather than misreads; any other stays version 1.
+func TestWhatVersionOneWouldMisreadIsVersionTwo(t *testing.T) {
+	at := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	set := events.Event{Contact: "a", Status: events.Online, Previous: events.Offline, At: at, Cause: events.CauseUser}
+	held, shown, show, active := set, set, set, set
+	held.Held = true
+	shown.Shown = events.Busy
+	show.Op, show.Previous, show.Shown = events.OpShow, events.Online, events.Busy
+	active.LastActive = at.Add(-time.Minute)
+	signIn := set
+	signIn.Op, signIn.Endpoint = events.OpSignIn, "d"
+	signIn.EP = events.EndpointState{Kind: events.KindWeb, Cause: events.CauseUser, Lease: time.Minute}
+	for _, tc := range []struct {
+		name string
+		e    events.Event
+		want string
+	}{
+		{"a set", set, `{"v":1,`}, {"a sign-in", signIn, `{"v":1,`},
+		{"held", held, `{"v":2,`}, {"shown", shown, `{"v":2,`}, {"a show", show, `{"v":2,`}, {"last active", active, `{"v":2,`},
+	} {
+		if got := string(tc.e.Encode()); !strings.HasPrefix(got, tc.want) {
+			t.Errorf("%s: %s; want it to begin %s", tc.name, got, tc.want)
+		}
+	}
+	v2set := []byte(`{"v":2,"contact":"a","status":"online","previous":"offline","at":"2026-12-07T12:00:00Z","cause":"user"}`)
+	if e, err := events.DecodeEvent(v2set); err != nil || e != set {
+		t.Errorf("a set written as version 2: %+v, %v; want it read", e, err)
 	}
 }

@@ -10,10 +10,22 @@ import (
 	"unicode/utf8"
 )
 
-// Version is the schema version of the log's events this package writes.
-// DecodeEvent accepts events of this version and refuses newer ones; fields it
-// does not know are ignored, so a version can grow fields without a bump.
-const Version = 1
+// Version is the newest schema version of the log's events this package
+// writes: 2 for an event that records what the flap window did (Held, Shown,
+// OpShow) or LastActive, which a reader of version 1 would misread (it would
+// show a change held back); 1 for any other, which engines of version 1 read
+// as before. DecodeEvent accepts versions 1 and 2 and refuses newer ones;
+// fields it does not know are ignored, so a version can grow fields that
+// change no meaning without a bump.
+const Version = 2
+
+// version is the schema version e is written with.
+func (e Event) version() int {
+	if e.Held || e.Shown != Unknown || e.Op == OpShow || !e.LastActive.IsZero() {
+		return 2
+	}
+	return 1
+}
 
 // ChangeVersion is the schema version of the feed entries this package
 // writes. DecodeChange accepts entries of this version only: version 1 entries
@@ -202,7 +214,7 @@ func decodeEvent(data []byte, fast bool) (Event, error) {
 		}
 		j = slow
 	}
-	if err := checkVersion(kind, j.V, Version, Version); err != nil {
+	if err := checkVersion(kind, j.V, 1, Version); err != nil {
 		return Event{}, err
 	}
 	if err := ValidateContact(j.Contact); err != nil {
@@ -244,7 +256,7 @@ func decodeEvent(data []byte, fast bool) (Event, error) {
 		At: at, Cause: cause, RequestID: j.RequestID, Held: j.Held, Shown: j.Shown}
 	if j.LastActive != "" {
 		if e.LastActive, err = parseTime(kind, j.LastActive); err != nil {
-			return Event{}, err
+			return Event{}, malformed(kind, `"last_active" %s is not an RFC 3339 time in the years 0000 to 9999`, quote(j.LastActive))
 		}
 	}
 	if err := decodeOp(kind, &j, &e); err != nil {

@@ -1116,10 +1116,10 @@ func TestNewerSchemaStopsTheFold(t *testing.T) {
 	h := newHistory()
 	first := h.set(alice, "Alice", events.Online)
 	apply(t, p, first)
-	newer := Record{Seq: first.Seq + 2, Data: []byte(`{"v":2,"contact":"bob","status":"away","previous":"unknown","at":"2026-11-24T00:00:00Z","cause":"user"}`)}
+	newer := Record{Seq: first.Seq + 2, Data: []byte(`{"v":3,"contact":"bob","status":"away","previous":"unknown","at":"2026-11-24T00:00:00Z","cause":"user"}`)}
 	err := p.Apply([]Record{h.set(alice, "", events.Away), newer})
 	if !errors.Is(err, events.ErrUnsupportedVersion) {
-		t.Fatalf("Apply with a v2 event = %v, want ErrUnsupportedVersion", err)
+		t.Fatalf("Apply with a v3 event = %v, want ErrUnsupportedVersion", err)
 	}
 	if got := p.Checkpoint().Seq; got != first.Seq {
 		t.Errorf("checkpoint moved to %d, want it left at %d", got, first.Seq)
