@@ -1,3 +1,8 @@
+// The benchmark, left out of a build with -tags nobench (the container image:
+// deploy/Dockerfile), which its charts make 7 MB heavier.
+
+//go:build !nobench
+
 package main
 
 import (
