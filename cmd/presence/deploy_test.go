@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -280,5 +281,26 @@ func TestDeploySmoke(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err != nil || !bytes.Contains(out, []byte("both engines ready")) {
 		t.Fatalf("deploy/smoke.sh: %v\n%s", err, out)
+	}
+}
+
+// TestBuildWithoutTheBenchmark: the image's build (-tags nobench, as
+// deploy/Dockerfile builds it) compiles, serves, and says where the benchmark
+// is.
+func TestBuildWithoutTheBenchmark(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the nobench build is not made")
+	}
+	out := filepath.Join(t.TempDir(), "presence")
+	if b, err := exec.Command("go", "build", "-tags", "nobench", "-o", out, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build -tags nobench: %v\n%s", err, b)
+	}
+	b, err := exec.Command(out, "bench").CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 || !bytes.Contains(b, []byte("built without the benchmark")) {
+		t.Errorf("presence bench in the nobench build: %v\n%s", err, b)
+	}
+	if b, err := exec.Command(out, "serve", "--help").CombinedOutput(); err != nil || !bytes.Contains(b, []byte("[$PRESENCE_NATS]")) {
+		t.Errorf("presence serve --help in the nobench build: %v\n%s", err, b)
 	}
 }
