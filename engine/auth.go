@@ -150,15 +150,19 @@ func (u AuthUser) Permissions() *server.Permissions {
 // consumers on it (create, info, next, delete, ack), and gets of one message (a
 // subscriber reads the feed's entry at a sequence: where it starts, and to see
 // that the feed still holds the one it handed over last). Nothing that changes
-// the stream itself.
+// the stream itself; and of its consumers, nothing but what a reader does
+// with its own: no list of their names (a durable's name is its owner's
+// secret), no pause (a paused consumer of the engine's stalls its fold).
 func streamReadAPI(stream string) []string {
 	return []string{
 		"$JS.API.STREAM.INFO." + stream,
 		"$JS.API.STREAM.MSG.GET." + stream,
 		"$JS.API.DIRECT.GET." + stream,
 		"$JS.API.DIRECT.GET." + stream + ".>",
-		"$JS.API.CONSUMER.*." + stream,        // CREATE (several filters), LIST, NAMES
-		"$JS.API.CONSUMER.*." + stream + ".>", // CREATE, INFO, DELETE, RESET, ...
+		"$JS.API.CONSUMER.CREATE." + stream,        // with several filters
+		"$JS.API.CONSUMER.CREATE." + stream + ".>", // named, with its filter
+		"$JS.API.CONSUMER.INFO." + stream + ".>",
+		"$JS.API.CONSUMER.DELETE." + stream + ".>",
 		"$JS.API.CONSUMER.DURABLE.CREATE." + stream + ".>",
 		"$JS.API.CONSUMER.MSG.NEXT." + stream + ".>",
 		"$JS.ACK." + stream + ".>",

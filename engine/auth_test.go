@@ -239,6 +239,14 @@ func TestRolesRefuseWhatTheyMayNotDo(t *testing.T) {
 		c.forbidPublish(t, "changing the feed's configuration", "$JS.API.STREAM.UPDATE."+events.FeedStream, nil, "{}")
 		c.forbidPublish(t, "deleting the feed", "$JS.API.STREAM.DELETE."+events.FeedStream, nil, "")
 		c.forbidPublish(t, "rebuilding", events.RebuildSubject, nil, "")
+		// Consumers: their names are no one's to list (a durable's name
+		// would then be no secret), and no one's to pause (the engine's own
+		// stall without a word).
+		for _, stream := range []string{events.FeedStream, events.LogStream} {
+			c.forbidPublish(t, "listing the consumer names of "+stream, "$JS.API.CONSUMER.NAMES."+stream, nil, "")
+			c.forbidPublish(t, "listing the consumers of "+stream, "$JS.API.CONSUMER.LIST."+stream, nil, "")
+			c.forbidPublish(t, "pausing a consumer of "+stream, "$JS.API.CONSUMER.PAUSE."+stream+".x", nil, `{"pause_until":"2099-01-01T00:00:00Z"}`)
+		}
 		c.forbidSubscribe(t, "reading other users' replies", "_INBOX.>")
 		if _, err := c.js.Stream(quickCtx(t), events.LogStream); err == nil {
 			if err := c.js.DeleteStream(quickCtx(t), events.LogStream); err == nil {
