@@ -153,28 +153,23 @@ func (l *leases) set(contact, endpoint string, end time.Time, d time.Duration) {
 }
 
 // recheck has the owner look at contact's status again at at.
-func (l *leases) recheck(contact string, at time.Time) {
-	if l.rechecks == nil {
-		l.rechecks = make(map[string]time.Time)
-	}
-	if was, ok := l.rechecks[contact]; ok && was.Equal(at) {
-		return
-	}
-	l.rechecks[contact] = at
-	heap.Push(&l.queue, leaseEnd{at: at, contact: contact})
-}
+func (l *leases) recheck(contact string, at time.Time) { l.lookAt(&l.rechecks, contact, at, false) }
 
 // show has the owner show contact's changes held back at at, the end of its
 // flap window.
-func (l *leases) show(contact string, at time.Time) {
-	if l.shows == nil {
-		l.shows = make(map[string]time.Time)
+func (l *leases) show(contact string, at time.Time) { l.lookAt(&l.shows, contact, at, true) }
+
+// lookAt sets contact's time in times (rechecks or shows) to at, and queues
+// it; the time it replaces is skipped when it comes up.
+func (l *leases) lookAt(times *map[string]time.Time, contact string, at time.Time, show bool) {
+	if *times == nil {
+		*times = make(map[string]time.Time)
 	}
-	if was, ok := l.shows[contact]; ok && was.Equal(at) {
+	if was, ok := (*times)[contact]; ok && was.Equal(at) {
 		return
 	}
-	l.shows[contact] = at
-	heap.Push(&l.queue, leaseEnd{at: at, contact: contact, show: true})
+	(*times)[contact] = at
+	heap.Push(&l.queue, leaseEnd{at: at, contact: contact, show: show})
 }
 
 // drop forgets the lease of contact's endpoint.

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/pflag"
@@ -178,21 +177,7 @@ func TestShippedClusterRunsTwoEngines(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Setenv("NATS_SERVER_NAME", fmt.Sprintf("nats-%d", i+1))
-		opts, err := server.ProcessConfigFile(file)
-		if err != nil {
-			t.Fatalf("deploy/nats/cluster.conf: %v", err)
-		}
-		opts.NoSigs, opts.NoLog = true, true
-		s, err := server.NewServer(opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		go s.Start()
-		t.Cleanup(s.Shutdown)
-		if !s.ReadyForConnections(10 * time.Second) {
-			t.Fatalf("nats-%d not ready", i+1)
-		}
-		urls = append(urls, s.ClientURL())
+		urls = append(urls, startConfigured(t, file).ClientURL())
 	}
 	nc, err := nats.Connect(strings.Join(urls, ","))
 	if err != nil {
@@ -217,28 +202,14 @@ func TestShippedClusterRunsTwoEngines(t *testing.T) {
 		t.Fatalf("deploy/compose.yaml: engine-1 has no PRESENCE_NATS in its environment: %v", env)
 	}
 	var readyURLs []string
-	for i := range 2 {
+	for range 2 {
 		for k, v := range env {
 			t.Setenv(k, fmt.Sprint(v))
 		}
 		t.Setenv("PRESENCE_NATS", strings.Join(urls, ","))
 		t.Setenv("PRESENCE_DATA", t.TempDir())
 		t.Setenv("PRESENCE_METRICS", "127.0.0.1:0")
-		logs := newSyncBuffer()
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- run(ctx, []string{"serve"}, &bytes.Buffer{}, logs) }()
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("engine %d: serve returned %v; log:\n%s", i+1, err, logs)
-			}
-		})
-		out := logs.waitFor(t, 60*time.Second, nil, `the "presence engine serving" log line`, func(s string) bool {
-			_, ok := logLine(s, "presence engine serving")
-			return ok
-		})
-		line, _ := logLine(out, "metrics listening")
+		line, _ := logLine(serveFromEnv(t).String(), "metrics listening")
 		ready, _ := line["ready"].(string)
 		readyURLs = append(readyURLs, ready)
 	}

@@ -47,40 +47,13 @@ accounts {
 	if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	opts, err := server.ProcessConfigFile(confFile)
-	if err != nil {
-		t.Fatalf("nats-server refuses the configuration made from presence auth: %v\n%s", err, conf)
-	}
-	opts.NoSigs, opts.NoLog = true, true
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	t.Cleanup(s.Shutdown)
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
-	url := s.ClientURL()
+	url := startConfigured(t, confFile).ClientURL()
 
 	for k, v := range map[string]string{"PRESENCE_NATS": url, "PRESENCE_USER": "eng", "PRESENCE_PASSWORD": "eng-pw",
 		"PRESENCE_TLS_CA": cert, "PRESENCE_DATA": filepath.Join(dir, "engine"), "PRESENCE_LOG_FORMAT": "json"} {
 		t.Setenv(k, v)
 	}
-	logs := newSyncBuffer()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"serve"}, &bytes.Buffer{}, logs) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve returned %v; log:\n%s", err, logs)
-		}
-	})
-	logs.waitFor(t, 30*time.Second, nil, `the "presence engine serving" log line`, func(s string) bool {
-		_, ok := logLine(s, "presence engine serving")
-		return ok
-	})
+	logs := serveFromEnv(t)
 	as := func(user string) []nats.Option {
 		return []nats.Option{nats.UserInfo(user, user+"-pw"), nats.RootCAs(cert), nats.CustomInboxPrefix(client.InboxPrefix(user))}
 	}
@@ -166,6 +139,54 @@ accounts {
 	if r := presence(t, "status", "alice", "--server", url, "--user", "aud", "--password", "aud-pw", "--tls-ca", cert, "--at", "now"); r.code != 0 {
 		t.Errorf("the auditor reads the log for status --at: %s", r)
 	}
+}
+
+// startConfigured runs a nats-server from a configuration file until the
+// test ends.
+func startConfigured(t *testing.T, file string) *server.Server {
+	t.Helper()
+	opts, err := server.ProcessConfigFile(file)
+	if err != nil {
+		conf, _ := os.ReadFile(file)
+		t.Fatalf("nats-server refuses the configuration: %v\n%s", err, conf)
+	}
+	opts.NoSigs, opts.NoLog = true, true
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	t.Cleanup(s.Shutdown)
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatalf("nats-server of %s not ready", file)
+	}
+	return s
+}
+
+// serveFromEnv runs presence serve with no argument, configured by the
+// environment alone (PRESENCE_LOG_FORMAT json), until the test ends, and
+// returns its log once it is serving.
+func serveFromEnv(t *testing.T) *syncBuffer {
+	t.Helper()
+	logs := newSyncBuffer()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	var runErr error
+	go func() {
+		defer close(done)
+		runErr = run(ctx, []string{"serve"}, &bytes.Buffer{}, logs)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if <-done; runErr != nil {
+			t.Errorf("serve returned %v; log:\n%s", runErr, logs)
+		}
+	})
+	logs.waitFor(t, 60*time.Second, done, `the "presence engine serving" log line`, func(s string) bool {
+		_, ok := logLine(s, "presence engine serving")
+		return ok
+	})
+	return logs
 }
 
 // TestServeFlagsFromTheEnvironment: every flag of serve can come from
