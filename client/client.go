@@ -135,31 +135,36 @@ const ProgressHeader = "Presence-Progress"
 // message to progress (if not nil) as it comes, and gives up when ctx is done
 // or when nothing came for the client's Timeout (zero: 5s).
 func (c *Client) RequestWithProgress(ctx context.Context, subject string, progress func(data []byte), reply any) error {
+	// The answer comes on the inbox, the progress on events.ProgressPrefix
+	// and the inbox's token: both to one channel.
 	inbox := c.nc.NewRespInbox()
-	sub, err := c.nc.SubscribeSync(inbox)
-	if err != nil {
-		return unavailable(fmt.Errorf("request %s: %w", subject, err))
+	msgs := make(chan *nats.Msg, 64)
+	for _, subj := range []string{inbox, events.ProgressPrefix + events.Token(inbox)} {
+		sub, err := c.nc.ChanSubscribe(subj, msgs)
+		if err != nil {
+			return unavailable(fmt.Errorf("request %s: %w", subject, err))
+		}
+		defer sub.Unsubscribe()
 	}
-	defer sub.Unsubscribe()
 	if err := c.nc.PublishRequest(subject, inbox, nil); err != nil {
 		return unavailable(fmt.Errorf("request %s: %w", subject, err))
 	}
 	idle := c.timeout()
+	quiet := time.NewTimer(idle)
+	defer quiet.Stop()
 	for {
-		wctx, cancel := context.WithTimeout(ctx, idle)
-		msg, err := sub.NextMsgWithContext(wctx)
-		cancel()
-		switch {
-		case ctx.Err() != nil:
+		var msg *nats.Msg
+		select {
+		case <-ctx.Done():
 			return ctx.Err()
-		case errors.Is(err, context.DeadlineExceeded):
+		case <-quiet.C:
 			if denied := c.refused(subject); denied != nil {
 				return denied
 			}
 			return unavailable(fmt.Errorf("request %s: no word from the engine for %s", subject, idle))
-		case err != nil:
-			return unavailable(fmt.Errorf("request %s: %w", subject, err))
+		case msg = <-msgs:
 		}
+		quiet.Reset(idle)
 		if status := msg.Header.Get("Status"); status == strconv.Itoa(503) && len(msg.Data) == 0 {
 			return c.noService(subject)
 		}

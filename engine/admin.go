@@ -17,9 +17,10 @@ import (
 	"github.com/presence-engine/presence/projections"
 )
 
-// progressEvery is how often a long admin operation reports: the client takes a
+// progressEvery is how often a long admin operation reports, on
+// events.ProgressPrefix: the client takes a
 // silence much longer than this for a lost engine.
-const progressEvery = 500 * time.Millisecond
+var progressEvery = 500 * time.Millisecond
 
 // operations is what the admin endpoints ask of an engine.
 type operations interface {
@@ -144,7 +145,8 @@ func (s *service) adminWork(replyTo string, op func(ctx context.Context, progres
 					p := last
 					mu.Unlock()
 					body, _ := json.Marshal(p)
-					msg := &nats.Msg{Subject: replyTo, Data: body, Header: nats.Header{client.ProgressHeader: {"1"}}}
+					msg := &nats.Msg{Subject: events.ProgressPrefix + events.Token(replyTo), Data: body,
+						Header: nats.Header{client.ProgressHeader: {"1"}}}
 					if err := s.cfg.Conn.PublishMsg(msg); err != nil {
 						s.logger.Debug("service: progress message failed", "err", err)
 					}

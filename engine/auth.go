@@ -135,6 +135,7 @@ func (u AuthUser) Permissions() *server.Permissions {
 			events.PreferPrefix+token, events.SettingsPrefix+token)
 	case RoleAuditor, RoleOperator:
 		pub = append(pub, events.SelfPrefix+"*", events.DigestSubject, events.VerifySubject)
+		sub = append(sub, events.ProgressPrefix+">") // of a verify or rebuild
 		pub = append(pub, streamReadAPI(events.LogStream)...)
 		if u.Role == RoleOperator {
 			pub = append(pub, events.RebuildSubject)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -183,6 +184,21 @@ func lockError(dir, lockFile string, err error) error {
 	return fmt.Errorf("data directory %q is in use by another engine (%s is locked: %v); stop it, or give this one another --data", dir, lockFile, err)
 }
 
+// redactURLs returns a list of NATS URLs with their passwords hidden, to be
+// said.
+func redactURLs(list string) string {
+	urls := strings.Split(list, ",")
+	for i, u := range urls {
+		if p, err := url.Parse(strings.TrimSpace(u)); err == nil && p.User != nil {
+			if _, has := p.User.Password(); has {
+				p.User = url.UserPassword(p.User.Username(), "xxxxx")
+				urls[i] = p.String()
+			}
+		}
+	}
+	return strings.Join(urls, ",")
+}
+
 func (e *Engine) open() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -197,6 +213,15 @@ func (e *Engine) open() error {
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			e.logger.Info("reconnected to NATS", "url", nc.ConnectedUrlRedacted())
+		}),
+		// What the server refuses the engine (a permission its user lacks
+		// on a server of one's own) comes here, not as any call's error.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			e.logger.Warn("NATS reports an error", "err", err, "subscription", subject)
 		}),
 	}, e.opts.NATSOptions...)
 	if url == "" {
@@ -234,7 +259,7 @@ func (e *Engine) open() error {
 	nc, err := nats.Connect(url, append(connOpts, nats.Name("presence-engine"),
 		nats.ClosedHandler(func(*nats.Conn) { close(e.ncClosed) }))...)
 	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w", url, err)
+		return fmt.Errorf("connect to NATS at %s: %w", redactURLs(url), err)
 	}
 	e.nc = nc
 	// The owner's appends go on a connection of their own that keeps nothing
@@ -242,7 +267,7 @@ func (e *Engine) open() error {
 	// reaching the log after the connection is back, when another engine may
 	// own it (docs/engines.md).
 	if e.writerNC, err = nats.Connect(url, append(connOpts, nats.Name("presence-engine-writer"), nats.ReconnectBufSize(-1))...); err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w", url, err)
+		return fmt.Errorf("connect to NATS at %s: %w", redactURLs(url), err)
 	}
 	if e.js, err = jetstream.New(nc); err != nil {
 		return err

@@ -103,6 +103,14 @@ func SetMissingPartitionWait(d time.Duration) time.Duration {
 	return was
 }
 
+// SetProgressEvery sets how often a verify or rebuild reports its
+// progress, and returns the setting it replaced.
+func SetProgressEvery(d time.Duration) time.Duration {
+	was := progressEvery
+	progressEvery = d
+	return was
+}
+
 // ExpiryChecks returns how many times the owner looked for leases that
 // ended: a test that moved its clock waits for two more to know the owner
 // looked at the new time.

@@ -14,8 +14,8 @@ import (
 )
 
 // TestNotReadyWhileTheFoldIsHeldBehind: a consumer of the engine's own on the
-// log paused through the JetStream API (which an auditor's permissions
-// allowed) holds the projection behind the log: the engine says it is not
+// log paused through the JetStream API (which no role's permissions allow any
+// more, but a user with the whole API may) holds the projection behind the log: the engine says it is not
 // ready, naming the paused consumer and how far behind it is; resumed, the
 // projection catches up and the engine is ready again.
 func TestNotReadyWhileTheFoldIsHeldBehind(t *testing.T) {

@@ -96,6 +96,12 @@ const (
 	DigestSubject  = AdminPrefix + "digest"
 	VerifySubject  = AdminPrefix + "verify"
 	RebuildSubject = AdminPrefix + "rebuild"
+	// ProgressPrefix, then the token (Token) of the reply subject of a verify
+	// or rebuild, is where the engine reports its progress while it works:
+	// not on the reply subject itself, to which a server may let it answer
+	// once only (allow_responses), but on a subject of its own that the
+	// requester (an auditor or operator) may subscribe to.
+	ProgressPrefix = "presence.progress."
 )
 
 // EventSubject returns the log subject of a contact.

@@ -26,7 +26,7 @@ func documentEnv(fs *pflag.FlagSet) {
 }
 
 // flagsFromEnv sets each flag of fs not given on the command line from its
-// variable, when lookup finds one. A value the flag does not take is a usage
+// variable, when lookup finds one that is not empty. A value the flag does not take is a usage
 // error that names the variable.
 func flagsFromEnv(fs *pflag.FlagSet, lookup func(string) (string, bool)) error {
 	var err error
@@ -36,7 +36,7 @@ func flagsFromEnv(fs *pflag.FlagSet, lookup func(string) (string, bool)) error {
 		}
 		name := envName(f.Name)
 		v, ok := lookup(name)
-		if !ok {
+		if !ok || v == "" { // empty is unset, as a template leaves it
 			return
 		}
 		if serr := fs.Set(f.Name, v); serr != nil {

@@ -195,8 +195,7 @@ func serveFromEnv(t *testing.T) *syncBuffer {
 func TestServeFlagsFromTheEnvironment(t *testing.T) {
 	t.Setenv("PRESENCE_PARTITIONS", "many")
 	oneLineError(t, presence(t, "serve"), 2, `$PRESENCE_PARTITIONS "many"`)
-	t.Setenv("PRESENCE_PARTITIONS", "")
-	os.Unsetenv("PRESENCE_PARTITIONS")
+	t.Setenv("PRESENCE_PARTITIONS", "") // empty: as if unset
 
 	t.Setenv("PRESENCE_REPLICAS", "-1")
 	oneLineError(t, presence(t, "serve"), 2, "--replicas -1")
@@ -253,5 +252,14 @@ func TestHealthAndReadiness(t *testing.T) {
 	}
 	if r := presence(t, "serve", "--nats", s.url, "--monitor", "127.0.0.1:0"); r.code != 2 || !strings.Contains(r.stderr, "--monitor turns on the embedded server's monitoring") {
 		t.Errorf("serve --nats --monitor: %s; want a usage error", r)
+	}
+}
+
+// TestServeSaysNoPassword: a NATS URL with a password that cannot be reached
+// is named in the error with the password hidden.
+func TestServeSaysNoPassword(t *testing.T) {
+	r := presence(t, "serve", "--data", t.TempDir(), "--nats", fmt.Sprintf("nats://eng:s3kr1t@127.0.0.1:%d", freePort(t)))
+	if r.code != 1 || strings.Contains(r.stderr, "s3kr1t") || !strings.Contains(r.stderr, "eng:xxxxx@127.0.0.1") {
+		t.Errorf("serve with an unreachable server: %s; want exit 1, the URL named without its password", r)
 	}
 }

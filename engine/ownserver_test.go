@@ -1,0 +1,62 @@
+package engine_test
+
+import (
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/presence-engine/presence/client"
+	"github.com/presence-engine/presence/engine"
+	"github.com/presence-engine/presence/engine/enginetest"
+	"github.com/presence-engine/presence/engine/natstest"
+	"github.com/presence-engine/presence/events"
+	"github.com/presence-engine/presence/projections"
+)
+
+// TestAVerifyOnAServerOfYourOwn: on a server where the engine's user has the
+// permissions presence auth NAME engine prints, which let it answer a
+// request once only (allow_responses), an auditor's verify reports its
+// progress (on events.ProgressPrefix, which the auditor may read) and then
+// its answer. Had the progress gone to the reply subject, the first message
+// would have spent the one answer allowed, and the verify would hang.
+func TestAVerifyOnAServerOfYourOwn(t *testing.T) {
+	was := engine.SetProgressEvery(time.Millisecond)
+	t.Cleanup(func() { engine.SetProgressEvery(was) })
+	eng := engine.AuthUser{Name: "eng", Password: "eng-pw"}
+	aud := engine.AuthUser{Name: "audit", Password: "audit-pw", Role: engine.RoleAuditor}
+	opts := &server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+		Users: []*server.User{
+			{Username: eng.Name, Password: eng.Password, Permissions: engine.EnginePermissions()},
+			{Username: aud.Name, Password: aud.Password, Permissions: aud.Permissions()},
+		}}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	t.Cleanup(s.Shutdown)
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	r := enginetest.Start(t, "", engine.Options{NATSURL: s.ClientURL(), NATSOptions: []nats.Option{nats.UserInfo(eng.Name, eng.Password)}})
+	ctx := natstest.Context(t)
+	for i := range 300 {
+		if _, err := r.Writer().Set(ctx, client.SetRequest{Contact: fmt.Sprintf("c%d", i), Status: events.Online}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admin := engine.NewAdminClient(client.New(enginetest.ConnectAs(t, s.ClientURL(), aud.Name)))
+	var progressed atomic.Int64
+	report, err := admin.Verify(ctx, func(projections.Progress) { progressed.Add(1) })
+	if err != nil || !report.OK() {
+		t.Fatalf("the auditor's verify: %+v, %v", report, err)
+	}
+	if progressed.Load() == 0 {
+		t.Fatal("the verify reported no progress: it ran too fast to show the answer comes after progress; make it longer")
+	}
+	t.Logf("%d progress messages before the answer", progressed.Load())
+}
