@@ -193,6 +193,18 @@ func EncodeEndpointRequest(r EndpointRequest) []byte {
 // DecodeEndpointRequest reads and validates the body of an endpoint's request
 // of op on contact.
 func DecodeEndpointRequest(contact, op string, data []byte) (EndpointRequest, error) {
+	return decodeEndpointRequest(contact, op, data, true)
+}
+
+// decodeEndpointRequest is DecodeEndpointRequest; with fast unset it reads
+// data with encoding/json alone, the contract the fast path is held to.
+func decodeEndpointRequest(contact, op string, data []byte, fast bool) (EndpointRequest, error) {
+	if fast && (op == OpHeartbeat || op == OpSignOut) {
+		if endpoint, ok := readEndpointOnly(data); ok {
+			r := EndpointRequest{Contact: contact, Op: op, Endpoint: endpoint}
+			return r, r.Validate()
+		}
+	}
 	var j endpointJSON
 	d := json.NewDecoder(bytes.NewReader(data))
 	d.DisallowUnknownFields()
