@@ -5,13 +5,14 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/presence-engine/presence/client"
+	"github.com/presence-engine/presence/engine"
 	"github.com/presence-engine/presence/events"
 )
 
@@ -154,49 +155,19 @@ func (r *runner) heartbeats(ctx context.Context) error {
 
 // applied returns once the engine's projection has applied the log up to seq.
 func (r *runner) applied(ctx context.Context, seq uint64) error {
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
-	defer cancel()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		m, err := r.eng.metrics(r.nc)
-		if err != nil {
-			return err
-		}
-		if m.Projection.Applied >= seq {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("the projection has applied the log up to seq %d, not %d: %w", m.Projection.Applied, seq, ctx.Err())
-		case <-tick.C:
-		}
-	}
+	return r.waitMetric(ctx, "the projection has applied the log", seq, func(m engine.Metrics) uint64 { return m.Projection.Applied })
 }
 
 // inFlight calls do(i) for each i below n, with k calls outstanding at once,
 // and returns the first error, after which it starts no more.
 func inFlight(ctx context.Context, n, k int, do func(i int) error) error {
-	var (
-		next   atomic.Int64
-		failed atomic.Pointer[error]
-		wg     sync.WaitGroup
-	)
-	for range min(k, n) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := next.Add(1) - 1; i < int64(n) && ctx.Err() == nil && failed.Load() == nil; i = next.Add(1) - 1 {
-				if err := do(int(i)); err != nil {
-					failed.CompareAndSwap(nil, &err)
-					return
-				}
-			}
-		}()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(k)
+	for i := 0; i < n && gctx.Err() == nil; i++ {
+		g.Go(func() error { return do(i) })
 	}
-	wg.Wait()
-	if err := failed.Load(); err != nil {
-		return *err
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	return ctx.Err()
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/presence-engine/presence/engine"
 	"github.com/presence-engine/presence/events"
 )
 
@@ -167,6 +168,15 @@ func (r *runner) lastSeq(ctx context.Context, stream string) (uint64, error) {
 // feedEnd returns the feed's last sequence, its last feed position, once the
 // feed has derived the log up to logSeq.
 func (r *runner) feedEnd(ctx context.Context, logSeq uint64) (uint64, error) {
+	if err := r.waitMetric(ctx, "the feed has derived the log", logSeq, func(m engine.Metrics) uint64 { return m.Feed.Position }); err != nil {
+		return 0, err
+	}
+	return r.lastSeq(ctx, events.FeedStream)
+}
+
+// waitMetric polls the engine's metrics until got(them), a log sequence that
+// what has reached, is want or more, within the run's timeout.
+func (r *runner) waitMetric(ctx context.Context, what string, want uint64, got func(engine.Metrics) uint64) error {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
 	tick := time.NewTicker(10 * time.Millisecond)
@@ -174,18 +184,17 @@ func (r *runner) feedEnd(ctx context.Context, logSeq uint64) (uint64, error) {
 	for {
 		m, err := r.eng.metrics(r.nc)
 		if err != nil {
-			return 0, err
+			return err
 		}
-		if m.Feed.Position >= logSeq {
-			break
+		if got(m) >= want {
+			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return 0, fmt.Errorf("the feed has derived the log up to seq %d, not %d: %w", m.Feed.Position, logSeq, ctx.Err())
+			return fmt.Errorf("%s up to seq %d, not %d: %w", what, got(m), want, ctx.Err())
 		case <-tick.C:
 		}
 	}
-	return r.lastSeq(ctx, events.FeedStream)
 }
 
 // closeAll closes conns, skipping the nil ones (not opened).

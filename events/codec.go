@@ -205,8 +205,7 @@ const (
 	evCause
 	evRequestID
 	evEndpoint
-	evOp   // the keys from here on are for encoding/json to read
-	evKeys = evOp + 7
+	evOp // the keys from here on are for encoding/json to read
 )
 
 const (
@@ -229,7 +228,7 @@ func readEvent(data []byte, j *eventJSON) bool {
 		!stringOrAbsent(&o, evEndpoint) {
 		return false
 	}
-	for i := evOp; i < evKeys; i++ {
+	for i := evOp; i < jsonwire.MaxKeys; i++ { // those past the last are Absent
 		if o.Kind(i) != jsonwire.Absent {
 			return false // an endpoint's event, or a coalesced one
 		}

@@ -106,14 +106,13 @@ type Change struct {
 // an event has no feed entry, and does not count as a feed position. This is
 // the one place where the feed is masked.
 func ChangeOf(e Event) (Change, bool) {
-	shown := e.shownBefore()
-	if e.Held || shown == e.Status.Visible() {
+	if !e.Visible() {
 		return Change{}, false
 	}
 	return Change{
 		Contact:  e.Contact,
 		Name:     e.Name,
-		Previous: shown,
+		Previous: e.shownBefore(),
 		At:       e.At,
 	}, true
 }

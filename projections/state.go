@@ -54,7 +54,7 @@ func (s *State) Fold(e events.Event, seq, feed uint64) {
 		e.Contact, e.Name, e.Status, e.Previous, seq, e.At, e.Cause
 	if c, ok := events.ChangeOf(e); ok {
 		s.Visible = View{Contact: e.Contact, Name: c.Name, Status: e.Status.Visible(), Seq: feed, At: e.At, LastActive: lastActive(e)}
-	} else if !e.Held && e.Status != events.Invisible && e.Status.Visible() == s.Visible.Status {
+	} else if !e.Held && e.Status.Visible() == s.Visible.Status { // nothing shown changes (lastActive: none for offline)
 		s.Visible.LastActive = lastActive(e)
 	}
 }
