@@ -126,8 +126,10 @@ func (c *Client) Request(ctx context.Context, subject string, body []byte, reply
 	return decodeReply(subject, msg, reply)
 }
 
-// ProgressHeader marks a progress message of a long request: the service
-// sends them to the reply subject, before its answer, while it works.
+// ProgressHeader marks a progress message of a long request, which the
+// service sends before its answer while it works; and on the request, it
+// names the key of the subject it sends them to (events.ProgressPrefix and
+// the key): letters, digits, - and _, at most 64.
 const ProgressHeader = "Presence-Progress"
 
 // RequestWithProgress is Request for an operation that answers after a while
@@ -136,17 +138,19 @@ const ProgressHeader = "Presence-Progress"
 // or when nothing came for the client's Timeout (zero: 5s).
 func (c *Client) RequestWithProgress(ctx context.Context, subject string, progress func(data []byte), reply any) error {
 	// The answer comes on the inbox, the progress on events.ProgressPrefix
-	// and the inbox's token: both to one channel.
+	// and a key of the inbox's (its last token, random): both to one
+	// channel.
 	inbox := c.nc.NewRespInbox()
+	key := inbox[strings.LastIndexByte(inbox, '.')+1:]
 	msgs := make(chan *nats.Msg, 64)
-	for _, subj := range []string{inbox, events.ProgressPrefix + events.Token(inbox)} {
+	for _, subj := range []string{inbox, events.ProgressPrefix + key} {
 		sub, err := c.nc.ChanSubscribe(subj, msgs)
 		if err != nil {
 			return unavailable(fmt.Errorf("request %s: %w", subject, err))
 		}
 		defer sub.Unsubscribe()
 	}
-	if err := c.nc.PublishRequest(subject, inbox, nil); err != nil {
+	if err := c.nc.PublishMsg(&nats.Msg{Subject: subject, Reply: inbox, Header: nats.Header{ProgressHeader: {key}}}); err != nil {
 		return unavailable(fmt.Errorf("request %s: %w", subject, err))
 	}
 	idle := c.timeout()

@@ -117,21 +117,21 @@ func (e *Engine) Rebuild(ctx context.Context, progress func(projections.Progress
 }
 
 // adminWork builds the work of an admin request: op, with progress messages sent
-// to the requester while it runs.
-func (s *service) adminWork(replyTo string, op func(ctx context.Context, progress func(projections.Progress)) (any, error)) work {
+// to the requester, on progress, while it runs.
+func (s *service) adminWork(progress string, op func(ctx context.Context, progress func(projections.Progress)) (any, error)) work {
 	return func(ctx context.Context) (any, error) {
 		var (
 			mu   sync.Mutex
 			last projections.Progress
 		)
-		progress := func(p projections.Progress) {
+		report := func(p projections.Progress) {
 			mu.Lock()
 			last = p
 			mu.Unlock()
 		}
 		done := make(chan struct{})
 		defer close(done)
-		if replyTo != "" {
+		if progress != "" {
 			go func() {
 				tick := time.NewTicker(progressEvery)
 				defer tick.Stop()
@@ -145,7 +145,7 @@ func (s *service) adminWork(replyTo string, op func(ctx context.Context, progres
 					p := last
 					mu.Unlock()
 					body, _ := json.Marshal(p)
-					msg := &nats.Msg{Subject: events.ProgressPrefix + events.Token(replyTo), Data: body,
+					msg := &nats.Msg{Subject: progress, Data: body,
 						Header: nats.Header{client.ProgressHeader: {"1"}}}
 					if err := s.cfg.Conn.PublishMsg(msg); err != nil {
 						s.logger.Debug("service: progress message failed", "err", err)
@@ -153,7 +153,7 @@ func (s *service) adminWork(replyTo string, op func(ctx context.Context, progres
 				}
 			}()
 		}
-		return op(ctx, progress)
+		return op(ctx, report)
 	}
 }
 
@@ -177,7 +177,7 @@ func (s *service) adminVerify(req micro.Request) (work, error) {
 	if err := noBody(req); err != nil {
 		return nil, err
 	}
-	return s.adminWork(req.Reply(), func(ctx context.Context, progress func(projections.Progress)) (any, error) {
+	return s.adminWork(progressSubject(req), func(ctx context.Context, progress func(projections.Progress)) (any, error) {
 		return s.cfg.Admin.Verify(ctx, progress)
 	}), nil
 }
@@ -186,9 +186,24 @@ func (s *service) adminRebuild(req micro.Request) (work, error) {
 	if err := noBody(req); err != nil {
 		return nil, err
 	}
-	return s.adminWork(req.Reply(), func(ctx context.Context, progress func(projections.Progress)) (any, error) {
+	return s.adminWork(progressSubject(req), func(ctx context.Context, progress func(projections.Progress)) (any, error) {
 		return s.cfg.Admin.Rebuild(ctx, progress)
 	}), nil
+}
+
+// progressSubject is where an admin request's progress goes: ProgressPrefix
+// and the key the request names in client.ProgressHeader, or the token of
+// its reply subject for a request that names none. Through an import from
+// another account the reply subject is one the server made, not the
+// requester's: the key is what they both know.
+func progressSubject(req micro.Request) string {
+	if key := req.Headers().Get(client.ProgressHeader); userName.MatchString(key) {
+		return events.ProgressPrefix + key
+	}
+	if req.Reply() == "" {
+		return ""
+	}
+	return events.ProgressPrefix + events.Token(req.Reply())
 }
 
 // AdminClient asks an engine for its admin operations over NATS, as an

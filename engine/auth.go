@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"strings"
+	"unicode"
 
 	"github.com/nats-io/nats-server/v2/server"
 
@@ -93,12 +95,14 @@ func (c *AuthConfig) Validate() error {
 		switch {
 		case !userName.MatchString(u.Name):
 			return fmt.Errorf("user %d: name %q: want 1 to 64 letters, digits, - or _", i+1, u.Name)
-		case u.Name == EngineUser:
+		case u.Name == EngineUser, u.Name == EngineAccount:
 			return fmt.Errorf("user %q: the name is the engine's own", u.Name)
 		case seen[u.Name]:
 			return fmt.Errorf("user %q: given twice", u.Name)
 		case u.Password == "":
 			return fmt.Errorf("user %q: no password", u.Name)
+		case strings.ContainsFunc(u.Password, unicode.IsControl):
+			return fmt.Errorf("user %q: the password has a control character; want printable characters only", u.Name)
 		}
 		seen[u.Name] = true
 		switch u.Role {
@@ -119,17 +123,25 @@ func (c *AuthConfig) Validate() error {
 
 // Permissions returns what the user may publish and subscribe to.
 func (u AuthUser) Permissions() *server.Permissions {
-	var pub, sub []string
+	pub, sub := roleSubjects(u.Role, events.Token(u.Contact))
 	sub = append(sub, client.InboxPrefix(u.Name)+".>")
+	return &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: pub},
+		Subscribe: &server.SubjectPermission{Allow: sub},
+	}
+}
+
+// roleSubjects is what a role may publish to and subscribe to, its inbox
+// aside; token is a user's contact's.
+func roleSubjects(role Role, token string) (pub, sub []string) {
 	// Reading visible status and consuming the feed: every role. Not the
 	// account's JetStream info ($JS.API.INFO): its storage grows with every
 	// event, hidden ones included.
 	pub = append(pub, events.StatusPrefix+"*", events.StatusesSubject)
 	pub = append(pub, streamReadAPI(events.FeedStream)...)
-	sub = append(sub, events.ChangesPrefix+">", events.LivePrefix+">")
-	switch u.Role {
+	sub = append(sub, events.LivePrefix+">")
+	switch role {
 	case RoleUser:
-		token := events.Token(u.Contact)
 		pub = append(pub, events.SetPrefix+token, events.SelfPrefix+token,
 			events.SignInPrefix+token, events.HeartbeatPrefix+token, events.ReportPrefix+token, events.SignOutPrefix+token,
 			events.PreferPrefix+token, events.SettingsPrefix+token)
@@ -137,38 +149,41 @@ func (u AuthUser) Permissions() *server.Permissions {
 		pub = append(pub, events.SelfPrefix+"*", events.DigestSubject, events.VerifySubject)
 		sub = append(sub, events.ProgressPrefix+">") // of a verify or rebuild
 		pub = append(pub, streamReadAPI(events.LogStream)...)
-		if u.Role == RoleOperator {
+		if role == RoleOperator {
 			pub = append(pub, events.RebuildSubject)
 		}
 	}
-	return &server.Permissions{
-		Publish:   &server.SubjectPermission{Allow: pub},
-		Subscribe: &server.SubjectPermission{Allow: sub},
-	}
+	return pub, sub
 }
 
 // streamReadAPI is the JetStream API a reader of a stream needs: its info,
-// consumers on it (create, info, next, delete, ack), and gets of one message (a
-// subscriber reads the feed's entry at a sequence: where it starts, and to see
-// that the feed still holds the one it handed over last). Nothing that changes
-// the stream itself; and of its consumers, nothing but what a reader does
-// with its own: no list of their names (a durable's name is its owner's
-// secret), no pause (a paused consumer of the engine's stalls its fold).
+// consumers on it (create, info, next, reset, delete, ack), and gets of one
+// message (a subscriber reads the feed's entry at a sequence: where it
+// starts, and to see that the feed still holds the one it handed over last).
+// Nothing that changes the stream itself; and of its consumers, nothing but
+// what a reader does with its own: no list of their names (a durable's name
+// is its owner's secret), no pause (a paused consumer of the engine's stalls
+// its fold). In an account of a role's own, the creation of a consumer is
+// imported from the engine's guard (consumerGuard), which creates pull
+// consumers only.
 func streamReadAPI(stream string) []string {
 	return []string{
 		"$JS.API.STREAM.INFO." + stream,
 		"$JS.API.STREAM.MSG.GET." + stream,
 		"$JS.API.DIRECT.GET." + stream,
 		"$JS.API.DIRECT.GET." + stream + ".>",
-		"$JS.API.CONSUMER.CREATE." + stream,        // with several filters
-		"$JS.API.CONSUMER.CREATE." + stream + ".>", // named, with its filter
-		"$JS.API.CONSUMER.INFO." + stream + ".>",
-		"$JS.API.CONSUMER.DELETE." + stream + ".>",
-		"$JS.API.CONSUMER.DURABLE.CREATE." + stream + ".>",
-		"$JS.API.CONSUMER.MSG.NEXT." + stream + ".>",
+		jsConsumerCreate + stream + ".>", // named, with its filter or not
+		"$JS.API.CONSUMER.INFO." + stream + ".*",
+		"$JS.API.CONSUMER.RESET." + stream + ".*",
+		"$JS.API.CONSUMER.DELETE." + stream + ".*",
+		jsConsumerNext + stream + ".*",
 		"$JS.ACK." + stream + ".>",
 	}
 }
+
+// jsConsumerNext is the JetStream API's prefix for a pull request: then the
+// stream and the consumer. Its answer is many messages.
+const jsConsumerNext = "$JS.API.CONSUMER.MSG.NEXT."
 
 // EnginePermissions is what an engine's own user needs on a server of one's
 // own (serve --nats), in an account of the engine's: the JetStream API (it
@@ -190,16 +205,6 @@ func EnginePermissions() *server.Permissions {
 	}
 }
 
-// serverUsers turns the configuration into the server's users, the engine's
-// own included.
-func (c *AuthConfig) serverUsers(enginePassword string) []*server.User {
-	users := []*server.User{{Username: EngineUser, Password: enginePassword}} // no Permissions: everything
-	for _, u := range c.Users {
-		users = append(users, &server.User{Username: u.Name, Password: u.Password, Permissions: u.Permissions()})
-	}
-	return users
-}
-
 // newSecret returns a random password.
 func newSecret() (string, error) {
 	b := make([]byte, 24)
@@ -207,4 +212,169 @@ func newSecret() (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(b), nil
+}
+
+// EngineAccount is the default name of the account of the engine, its
+// streams and its buckets on a server with accounts (the embedded server's,
+// with --auth): every other user has an account of its own, which imports
+// from it what its role may use (AuthUser.Account).
+//
+// Accounts are what keeps each user to its own: within one account, the
+// server delivers an answer to whatever reply subject the request named, and
+// a consumer's deliveries to whatever subject its creator named, whoever
+// may publish there or not. A user of an account of its own can only have
+// them delivered in its own account.
+const EngineAccount = "PRESENCE"
+
+// AccountConfig is an account as nats-server's configuration spells it (in
+// JSON, which the configuration accepts).
+type AccountConfig struct {
+	JetStream string       `json:"jetstream,omitempty"`
+	Users     []UserConfig `json:"users"`
+	Exports   []Export     `json:"exports,omitempty"`
+	Imports   []Import     `json:"imports,omitempty"`
+}
+
+// UserConfig is a user of an account.
+type UserConfig struct {
+	User        string             `json:"user"`
+	Password    string             `json:"password"`
+	Permissions *PermissionsConfig `json:"permissions,omitempty"`
+}
+
+// PermissionsConfig is a user's permissions.
+type PermissionsConfig struct {
+	Publish        *server.SubjectPermission `json:"publish,omitempty"`
+	Subscribe      *server.SubjectPermission `json:"subscribe,omitempty"`
+	AllowResponses bool                      `json:"allow_responses,omitempty"`
+}
+
+// Export is what an account lets others import: a service (requests to it,
+// answered) or a stream (messages on it).
+type Export struct {
+	Service           string `json:"service,omitempty"`
+	Stream            string `json:"stream,omitempty"`
+	ResponseType      string `json:"response_type,omitempty"`
+	ResponseThreshold string `json:"response_threshold,omitempty"`
+}
+
+// Import is what an account takes from another: To, if set, is the subject
+// in the importing account that the other's Subject is reached at.
+type Import struct {
+	Service *ImportSource `json:"service,omitempty"`
+	Stream  *ImportSource `json:"stream,omitempty"`
+	To      string        `json:"to,omitempty"`
+}
+
+// ImportSource is an exporting account and the subject it exports.
+type ImportSource struct {
+	Account string `json:"account"`
+	Subject string `json:"subject"`
+}
+
+func permissionsConfig(p *server.Permissions) *PermissionsConfig {
+	if p == nil {
+		return nil
+	}
+	return &PermissionsConfig{Publish: p.Publish, Subscribe: p.Subscribe, AllowResponses: p.Response != nil}
+}
+
+// Account is the user's account: the user, with its permissions, and the
+// imports from engineAccount of what its role may use.
+func (u AuthUser) Account(engineAccount string) AccountConfig {
+	pub, sub := roleSubjects(u.Role, events.Token(u.Contact))
+	return AccountConfig{
+		Users:   []UserConfig{{User: u.Name, Password: u.Password, Permissions: permissionsConfig(u.Permissions())}},
+		Imports: roleImports(engineAccount, pub, sub),
+	}
+}
+
+// roleImports is the imports from the engine's account of what a role may
+// publish (as services) and subscribe to (as streams). A consumer's creation
+// is imported from the engine's guard; and "$JS.API.INFO" from a subject
+// nothing answers, so that the server's own answer to the account's
+// JetStream requests (JetStream is not enabled here) does not come first.
+func roleImports(engineAccount string, pub, sub []string) []Import {
+	from := func(subject string) *ImportSource { return &ImportSource{Account: engineAccount, Subject: subject} }
+	var out []Import
+	for _, s := range pub {
+		if rest, ok := strings.CutPrefix(s, jsConsumerCreate); ok {
+			out = append(out, Import{Service: from(events.ConsumerCreatePrefix + rest), To: s})
+			continue
+		}
+		out = append(out, Import{Service: from(s)})
+	}
+	for _, s := range sub {
+		out = append(out, Import{Stream: from(s)})
+	}
+	return append(out, Import{Service: from(events.NoAccountInfoSubject), To: "$JS.API.INFO"})
+}
+
+// EngineAccountConfig is the engine's account, with JetStream, its user and
+// the exports every role imports from. perms, if not nil, are the engine
+// user's (EnginePermissions, on a server of one's own).
+func EngineAccountConfig(user, password string, perms *server.Permissions) AccountConfig {
+	return AccountConfig{
+		JetStream: "enabled",
+		Users:     []UserConfig{{User: user, Password: password, Permissions: permissionsConfig(perms)}},
+		Exports:   roleExports(),
+	}
+}
+
+// adminResponseThreshold is how long the server keeps the way back to an
+// admin request's requester open: a verify or rebuild answers once it is
+// done.
+const adminResponseThreshold = "24h"
+
+// roleExports is everything any role imports: the subjects of the widest
+// roles, a user's of any contact and an operator's.
+func roleExports() []Export {
+	seen := map[string]bool{}
+	var out []Export
+	for _, role := range []Role{RoleUser, RoleOperator} {
+		pub, sub := roleSubjects(role, "*")
+		for _, im := range roleImports("", pub, sub) {
+			var ex Export
+			switch {
+			case im.Stream != nil:
+				ex.Stream = im.Stream.Subject
+			case strings.HasPrefix(im.Service.Subject, jsConsumerNext):
+				ex.Service, ex.ResponseType = im.Service.Subject, "stream" // a pull request's messages
+			case strings.HasPrefix(im.Service.Subject, events.AdminPrefix):
+				ex.Service, ex.ResponseThreshold = im.Service.Subject, adminResponseThreshold
+			default:
+				ex.Service = im.Service.Subject
+			}
+			if key := ex.Service + " " + ex.Stream; !seen[key] {
+				seen[key] = true
+				out = append(out, ex)
+			}
+		}
+	}
+	return out
+}
+
+// serverAccounts is the configuration of the embedded server's accounts:
+// the engine's, its user EngineUser with enginePassword, and one of each
+// user's.
+func (c *AuthConfig) serverAccounts(enginePassword string) (string, error) {
+	accounts := map[string]AccountConfig{EngineAccount: EngineAccountConfig(EngineUser, enginePassword, nil)}
+	for _, u := range c.Users {
+		accounts[u.Name] = u.Account(EngineAccount)
+	}
+	data, err := ConfigJSON(map[string]any{"accounts": accounts}, "")
+	return string(data), err
+}
+
+// ConfigJSON writes v as JSON that nats-server's configuration reads: its
+// parser takes no \u escapes, which encoding/json writes for <, > and & by
+// default (and subjects end in >). Control characters, which it would
+// escape so too, are refused where a user gives a value (Validate).
+func ConfigJSON(v any, indent string) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", indent)
+	err := enc.Encode(v)
+	return b.Bytes(), err
 }

@@ -160,6 +160,21 @@ func TestRolesAllowWhatTheyMayDo(t *testing.T) {
 			break
 		}
 	}
+	// And durably: the consumer created through the engine's guard, each
+	// change acknowledged.
+	durable, err := client.NewSubscriber(client.SubscriberConfig{Conn: crm.nc, Reader: client.New(crm.nc), Durable: "crm-main", Start: client.StartAll()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dctx, dstop := context.WithCancel(natstest.Context(t))
+	defer dstop()
+	handled := make(chan uint64, 16)
+	go durable.Run(dctx, func(_ context.Context, c client.Change) error { handled <- c.Seq; return nil })
+	for seq := range handled {
+		if seq == res.Seq {
+			break
+		}
+	}
 	for _, who := range []*roleConn{a, crm} {
 		r, err := client.New(who.nc).Status(natstest.Context(t), alice, res.Seq)
 		if err != nil || r.Status != events.Busy {
@@ -317,12 +332,126 @@ func TestRolesRefuseWhatTheyMayNotDo(t *testing.T) {
 	}
 }
 
+// TestNoOneHasTheServerDeliverForThem: a user cannot have the server deliver
+// where she may not publish herself: no push consumer on the feed (to
+// another contact's presence.live subject, to another user's inbox), none
+// created paused; and an answer to a request of hers, a pull request's
+// messages, a direct get's, reach no one else whatever reply subject she
+// names. Each user has an account of its own: before, all were in one, and
+// the server delivered there.
+func TestNoOneHasTheServerDeliverForThem(t *testing.T) {
+	e := enginetest.Start(t, "", engine.Options{Auth: enginetest.Users})
+	url := e.ClientURL()
+	crm := connectAs(t, url, "crm")
+	live, err := crm.nc.SubscribeSync(events.LivePrefix + ">")
+	if err != nil {
+		t.Fatal(err)
+	}
+	crmInbox := client.InboxPrefix("crm") + ".spoofed"
+	inbox, err := crm.nc.SubscribeSync(crmInbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := crm.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	a := connectAs(t, url, "alice")
+	ca := client.New(a.nc)
+	if _, err := ca.Set(natstest.Context(t), client.SetRequest{Contact: alice, Status: events.Online}); err != nil {
+		t.Fatal(err)
+	}
+	e.WaitFeed(t)
+	feed, err := a.js.Stream(natstest.Context(t), events.FeedStream)
+	if err != nil {
+		t.Fatalf("alice reads the feed's info: %v", err)
+	}
+	bobLive := events.LivePrefix + events.Token(bob)
+	for _, deliver := range []string{bobLive, crmInbox} {
+		_, err := feed.CreateConsumer(natstest.Context(t), jetstream.ConsumerConfig{DeliverSubject: deliver, AckPolicy: jetstream.AckNonePolicy})
+		if err == nil || !strings.Contains(err.Error(), `deliver_subject "`+deliver+`"`) || !strings.Contains(err.Error(), "pull consumers") {
+			t.Errorf("alice creates a push consumer on the feed delivering to %s: %v; want it refused, naming the deliver subject", deliver, err)
+		}
+	}
+	paused := time.Now().Add(time.Hour)
+	if _, err := feed.CreateConsumer(natstest.Context(t), jetstream.ConsumerConfig{PauseUntil: &paused}); err == nil || !strings.Contains(err.Error(), "pause_until") {
+		t.Errorf("alice creates a paused consumer: %v; want it refused, naming pause_until", err)
+	}
+	// A pull consumer of her own is hers to create and read.
+	cons, err := feed.CreateConsumer(natstest.Context(t), jetstream.ConsumerConfig{AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: time.Minute})
+	if err != nil {
+		t.Fatalf("alice creates a pull consumer: %v", err)
+	}
+	if batch, err := cons.FetchNoWait(10); err != nil {
+		t.Fatalf("alice fetches from her consumer: %v", err)
+	} else if m := <-batch.Messages(); m == nil {
+		t.Fatalf("alice's consumer delivers nothing: %v", batch.Error())
+	}
+
+	// Requests whose answers would go to crm.
+	for _, r := range []struct{ subject, reply, data string }{
+		{events.StatusPrefix + events.Token(bob), bobLive, ""},
+		{"$JS.API.CONSUMER.MSG.NEXT." + events.FeedStream + "." + cons.CachedInfo().Name, bobLive, `{"batch":10}`},
+		{"$JS.API.DIRECT.GET." + events.FeedStream, crmInbox, `{"seq":1}`},
+		{events.StatusPrefix + events.Token(bob), crmInbox, ""},
+	} {
+		if err := a.nc.PublishRequest(r.subject, r.reply, []byte(r.data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Alice's next change is repeated on core NATS after all that: until it
+	// comes, crm is handed nothing else.
+	if _, err := ca.Set(natstest.Context(t), client.SetRequest{Contact: alice, Status: events.Busy}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		m, err := live.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatalf("crm waits for alice's change: %v", err)
+		}
+		if m.Subject != events.LivePrefix+events.Token(alice) {
+			t.Fatalf("crm was handed %q on %s, where alice had it delivered", m.Data, m.Subject)
+		}
+		if c, err := events.DecodeChange(m.Data); err == nil && c.Previous == events.Online {
+			break
+		}
+	}
+	if m, err := inbox.NextMsg(0); err == nil {
+		t.Errorf("crm's inbox was handed %q, where alice had it delivered", m.Data)
+	}
+}
+
+// TestTheGuardCreatesPullConsumersOnly: what the engine's guard refuses to
+// create for a role, each refusal naming the value and what is accepted.
+func TestTheGuardCreatesPullConsumersOnly(t *testing.T) {
+	feed := events.FeedStream + ".c1"
+	for _, c := range []struct{ subject, body, want string }{
+		{feed, `{"config":{"ack_policy":"none"}}`, ""},
+		{events.LogStream + ".c1." + events.EventsPrefix + ">", `{"config":{"filter_subject":"presence.events.>"}}`, ""},
+		{"KV_" + events.EngineBucket + ".c1", `{"config":{}}`, `stream "KV_PRESENCE_ENGINE": the engine creates consumers on PRESENCE_CHANGES and PRESENCE only`},
+		{feed, `{"config":{"deliver_subject":"_INBOX_crm.x"}}`, `deliver_subject "_INBOX_crm.x": consumers are pull consumers here`},
+		{feed, `{"config":{"deliver_group":"g"}}`, `consumers are pull consumers here`},
+		{feed, `{"config":{"pause_until":"2099-01-01T00:00:00Z"}}`, `pause_until 2099-01-01T00:00:00Z: a consumer is not created paused here`},
+		{feed, `not json`, "not a consumer's creation"},
+	} {
+		err := engine.CheckConsumerRequest(c.subject, []byte(c.body))
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%s %s: %v; want %q", c.subject, c.body, err, c.want)
+		}
+	}
+}
+
 func TestLoadAuthRefusesBadFiles(t *testing.T) {
 	dir := t.TempDir()
 	for _, c := range []struct{ body, want string }{
 		{`{"users":[]}`, "no users"},
 		{`{"users":[{"name":"a b","password":"x","role":"user","contact":"c"}]}`, `name "a b"`},
 		{`{"users":[{"name":"presence-engine","password":"x","role":"operator"}]}`, "the engine's own"},
+		{`{"users":[{"name":"PRESENCE","password":"x","role":"operator"}]}`, "the engine's own"},
+		{`{"users":[{"name":"a","password":"x\u0007","role":"subscriber"}]}`, "control character"},
 		{`{"users":[{"name":"a","password":"","role":"subscriber"}]}`, "no password"},
 		{`{"users":[{"name":"a","password":"x","role":"admin"}]}`, `role "admin"`},
 		{`{"users":[{"name":"a","password":"x","role":"user"}]}`, "needs the contact"},

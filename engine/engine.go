@@ -328,6 +328,9 @@ func (e *Engine) open() error {
 		Deriver: e.writers[0]}); err != nil {
 		return err
 	}
+	if err := startConsumerGuard(nc, e.logger); err != nil {
+		return err
+	}
 	e.service, err = newService(serviceConfig{Conn: nc, Writers: e.writers, Reader: e.reader, Logger: e.logger,
 		MaxConcurrent: e.opts.MaxConcurrent, Stats: func() any { return e.Metrics() }, Admin: e})
 	if err != nil {

@@ -21,6 +21,8 @@ var (
 	FeedStreamConfig = feedStreamConfig
 	NewFeed          = newFeed
 	NewSealer        = newSealer
+	// CheckConsumerRequest is the guard's check of a consumer's creation.
+	CheckConsumerRequest = checkConsumerRequest
 )
 
 // Seal and Open are the sealer's seal and open.

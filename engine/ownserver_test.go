@@ -17,22 +17,32 @@ import (
 	"github.com/presence-engine/presence/projections"
 )
 
-// TestAVerifyOnAServerOfYourOwn: on a server where the engine's user has the
-// permissions presence auth NAME engine prints, which let it answer a
-// request once only (allow_responses), an auditor's verify reports its
-// progress (on events.ProgressPrefix, which the auditor may read) and then
-// its answer. Had the progress gone to the reply subject, the first message
-// would have spent the one answer allowed, and the verify would hang.
+// TestAVerifyOnAServerOfYourOwn: on a server with the accounts presence auth
+// prints, where the engine's user may answer a request once only
+// (allow_responses) and the auditor's requests come through an import from
+// its own account, an auditor's verify reports its progress (on
+// events.ProgressPrefix and the key the request names, which the auditor may
+// read) and then its answer. Had the progress gone to the reply subject, the
+// first message would have spent the one answer allowed, and the verify
+// would hang; had it gone to a subject named after the reply subject, it
+// would have gone to one the server made up for the import.
 func TestAVerifyOnAServerOfYourOwn(t *testing.T) {
 	was := engine.SetProgressEvery(time.Millisecond)
 	t.Cleanup(func() { engine.SetProgressEvery(was) })
 	eng := engine.AuthUser{Name: "eng", Password: "eng-pw"}
 	aud := engine.AuthUser{Name: "audit", Password: "audit-pw", Role: engine.RoleAuditor}
-	opts := &server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
-		Users: []*server.User{
-			{Username: eng.Name, Password: eng.Password, Permissions: engine.EnginePermissions()},
-			{Username: aud.Name, Password: aud.Password, Permissions: aud.Permissions()},
-		}}
+	conf, err := engine.ConfigJSON(map[string]any{"accounts": map[string]engine.AccountConfig{
+		engine.EngineAccount: engine.EngineAccountConfig(eng.Name, eng.Password, engine.EnginePermissions()),
+		aud.Name:             aud.Account(engine.EngineAccount),
+	}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := &server.Options{}
+	if err := opts.ProcessConfigString(string(conf)); err != nil {
+		t.Fatalf("nats-server refuses the accounts: %v\n%s", err, conf)
+	}
+	opts.Host, opts.Port, opts.JetStream, opts.StoreDir, opts.NoSigs, opts.NoLog = "127.0.0.1", server.RANDOM_PORT, true, t.TempDir(), true, true
 	s, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)

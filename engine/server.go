@@ -97,21 +97,7 @@ func startServer(cfg serverConfig) (*server.Server, error) {
 		}
 		ln.Close()
 	}
-	opts := &server.Options{
-		ServerName:   cfg.ServerName,
-		Host:         host,
-		Port:         port,
-		JetStream:    true,
-		StoreDir:     cfg.StoreDir,
-		NoSigs:       true,
-		SyncAlways:   cfg.Sync.Always,
-		SyncInterval: cfg.Sync.interval(),
-	}
-	if cfg.Monitor != "" {
-		if opts.HTTPHost, opts.HTTPPort, err = hostPort("monitor address", cfg.Monitor, "127.0.0.1:8222"); err != nil {
-			return nil, err
-		}
-	}
+	opts := &server.Options{}
 	if cfg.Auth != nil {
 		if err := cfg.Auth.Validate(); err != nil {
 			return nil, err
@@ -119,7 +105,21 @@ func startServer(cfg serverConfig) (*server.Server, error) {
 		if cfg.EnginePassword == "" {
 			return nil, errors.New("engine: an embedded server with users needs the engine's password")
 		}
-		opts.Users = cfg.Auth.serverUsers(cfg.EnginePassword)
+		accounts, err := cfg.Auth.serverAccounts(cfg.EnginePassword)
+		if err == nil {
+			err = opts.ProcessConfigString(accounts)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("embedded nats-server: the accounts of the users: %w", err)
+		}
+	}
+	opts.ServerName, opts.Host, opts.Port = cfg.ServerName, host, port
+	opts.JetStream, opts.StoreDir, opts.NoSigs = true, cfg.StoreDir, true
+	opts.SyncAlways, opts.SyncInterval = cfg.Sync.Always, cfg.Sync.interval()
+	if cfg.Monitor != "" {
+		if opts.HTTPHost, opts.HTTPPort, err = hostPort("monitor address", cfg.Monitor, "127.0.0.1:8222"); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.TLS != nil {
 		opts.TLS, opts.TLSConfig, opts.TLSTimeout = true, cfg.TLS, 2

@@ -104,6 +104,22 @@ const (
 	ProgressPrefix = "presence.progress."
 )
 
+// ConsumerCreatePrefix, then a stream's name and what follows
+// "$JS.API.CONSUMER.CREATE.<stream>." (the consumer's name, its filter), is
+// where the engine creates a consumer for a role on a server with accounts:
+// roles reach the streams from accounts of their own, whose imports map
+// their consumer creations here, and the engine creates pull consumers only,
+// so that no one can have the server deliver a stream where they may not
+// publish.
+const ConsumerCreatePrefix = "presence.consumer.create."
+
+// NoAccountInfoSubject is what an account of a role imports as
+// "$JS.API.INFO", so that the server's own answer (JetStream is not enabled
+// in the account) does not answer first the JetStream requests the account
+// imports. Nothing answers it: the account's JetStream usage is no role's to
+// read, it grows with every event, hidden ones too.
+const NoAccountInfoSubject = "presence.jetstream.noinfo"
+
 // EventSubject returns the log subject of a contact.
 func EventSubject(contact string) string { return EventsPrefix + Token(contact) }
 

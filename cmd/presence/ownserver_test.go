@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presence-engine/presence/client"
 	"github.com/presence-engine/presence/engine/natstest"
@@ -24,25 +25,30 @@ import (
 // TestServeOnAServerOfYourOwn: the engine on a nats-server it does not run,
 // with TLS and accounts, configured as an operator would from presence auth:
 // the engine (from environment variables alone, no flag) logs in as its own
-// user with the permissions presence auth NAME engine prints, and runs (its
-// streams, buckets, feed and service); each role does what it may and is
-// refused the rest; a user of another account sees nothing of presence.
+// user in the account presence auth NAME engine prints, and runs (its
+// streams, buckets, feed and service); each role, in the account of its own
+// that presence auth prints, does what it may and is refused the rest (a
+// push consumer on the feed included); a user of another account sees
+// nothing of presence.
 func TestServeOnAServerOfYourOwn(t *testing.T) {
 	cert, key := natstest.SelfSigned(t)
 	dir := t.TempDir()
-	authUser := func(name, role string, extra ...string) string {
-		out := mustPresence(t, append([]string{"auth", name, role}, extra...)...)
+	account := func(name, role string, extra ...string) string {
+		out := mustPresence(t, append([]string{"auth", name, role, "--account", "PRES"}, extra...)...)
 		return strings.TrimSpace(strings.Replace(out, `"CHANGE-ME"`, `"`+name+`-pw"`, 1))
 	}
 	conf := fmt.Sprintf(`listen: "127.0.0.1:-1"
 jetstream { store_dir: %q }
 tls { cert_file: %q, key_file: %q }
 accounts {
-  PRESENCE { jetstream: enabled, users: [ %s, %s, %s, %s ] }
+  %s
+  %s
+  %s
+  %s
   OTHER { jetstream: enabled, users: [ { user: "other", password: "other-pw" } ] }
 }
-`, filepath.Join(dir, "js"), cert, key, authUser("eng", "engine"), authUser("alice", "user", "--contact", "alice"),
-		authUser("crm", "subscriber"), authUser("aud", "auditor"))
+`, filepath.Join(dir, "js"), cert, key, account("eng", "engine"), account("alice", "user", "--contact", "alice"),
+		account("crm", "subscriber"), account("aud", "auditor"))
 	confFile := filepath.Join(dir, "nats.conf")
 	if err := os.WriteFile(confFile, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
@@ -122,6 +128,15 @@ accounts {
 	}
 	_, err = alice.Set(short(), client.SetRequest{Contact: "bob", Status: events.Online})
 	refused("alice sets bob's status", err)
+	js, err := jetstream.New(conn("alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if feed, err := js.Stream(short(), events.FeedStream); err != nil {
+		t.Errorf("alice reads the feed's info: %v", err)
+	} else if _, err := feed.CreateConsumer(short(), jetstream.ConsumerConfig{DeliverSubject: events.LivePrefix + "bob"}); err == nil || !strings.Contains(err.Error(), "pull consumers") {
+		t.Errorf("alice creates a push consumer on the feed: %v; want it refused", err)
+	}
 	_, err = alice.Self(short(), "bob", 0)
 	refused("alice reads bob's own status", err)
 	_, err = crm.Set(short(), client.SetRequest{Contact: "crm", Status: events.Online})
