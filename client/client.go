@@ -138,12 +138,12 @@ const ProgressHeader = "Presence-Progress"
 // or when nothing came for the client's Timeout (zero: 5s).
 func (c *Client) RequestWithProgress(ctx context.Context, subject string, progress func(data []byte), reply any) error {
 	// The answer comes on the inbox, the progress on events.ProgressPrefix
-	// and a key of the inbox's (its last token, random): both to one
-	// channel.
+	// and a key of the inbox's (its last token, random), or, from an engine
+	// older than the key, the inbox's token: all to one channel.
 	inbox := c.nc.NewRespInbox()
 	key := inbox[strings.LastIndexByte(inbox, '.')+1:]
 	msgs := make(chan *nats.Msg, 64)
-	for _, subj := range []string{inbox, events.ProgressPrefix + key} {
+	for _, subj := range []string{inbox, events.ProgressPrefix + key, events.ProgressPrefix + events.Token(inbox)} {
 		sub, err := c.nc.ChanSubscribe(subj, msgs)
 		if err != nil {
 			return unavailable(fmt.Errorf("request %s: %w", subject, err))

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats-server/v2/server"
 
@@ -101,8 +102,8 @@ func (c *AuthConfig) Validate() error {
 			return fmt.Errorf("user %q: given twice", u.Name)
 		case u.Password == "":
 			return fmt.Errorf("user %q: no password", u.Name)
-		case strings.ContainsFunc(u.Password, unicode.IsControl):
-			return fmt.Errorf("user %q: the password has a control character; want printable characters only", u.Name)
+		case !printable(u.Password):
+			return fmt.Errorf("user %q: the password has a control character, a line or paragraph separator, or is not UTF-8; want printable characters only", u.Name)
 		}
 		seen[u.Name] = true
 		switch u.Role {
@@ -117,6 +118,23 @@ func (c *AuthConfig) Validate() error {
 		default:
 			return fmt.Errorf("user %q: role %q: want user, subscriber, auditor or operator", u.Name, u.Role)
 		}
+	}
+	return nil
+}
+
+// printable reports whether s is UTF-8 with no control character and no
+// line or paragraph separator: what goes into nats-server's configuration as
+// it is (ConfigJSON).
+func printable(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool {
+		return unicode.IsControl(r) || r == '\u2028' || r == '\u2029'
+	})
+}
+
+// ValidAccountName checks the name of an account given for the engine's.
+func ValidAccountName(name string) error {
+	if !userName.MatchString(name) {
+		return fmt.Errorf("account %q: want 1 to 64 letters, digits, - or _", name)
 	}
 	return nil
 }
@@ -163,19 +181,20 @@ func roleSubjects(role Role, token string) (pub, sub []string) {
 // Nothing that changes the stream itself; and of its consumers, nothing but
 // what a reader does with its own: no list of their names (a durable's name
 // is its owner's secret), no pause (a paused consumer of the engine's stalls
-// its fold). In an account of a role's own, the creation of a consumer is
-// imported from the engine's guard (consumerGuard), which creates pull
-// consumers only.
+// its fold). In an account of a role's own, the creation, info, reset and
+// delete of a consumer are imported from the engine's guard
+// (consumerGuard), which creates pull consumers only, and each account's
+// for it alone.
 func streamReadAPI(stream string) []string {
 	return []string{
 		"$JS.API.STREAM.INFO." + stream,
 		"$JS.API.STREAM.MSG.GET." + stream,
 		"$JS.API.DIRECT.GET." + stream,
 		"$JS.API.DIRECT.GET." + stream + ".>",
-		jsConsumerCreate + stream + ".>", // named, with its filter or not
-		"$JS.API.CONSUMER.INFO." + stream + ".*",
-		"$JS.API.CONSUMER.RESET." + stream + ".*",
-		"$JS.API.CONSUMER.DELETE." + stream + ".*",
+		jsConsumerAPI + "CREATE." + stream + ".>", // named, with its filter or not
+		jsConsumerAPI + "INFO." + stream + ".*",
+		jsConsumerAPI + "RESET." + stream + ".*",
+		jsConsumerAPI + "DELETE." + stream + ".*",
 		jsConsumerNext + stream + ".*",
 		"$JS.ACK." + stream + ".>",
 	}
@@ -290,16 +309,17 @@ func (u AuthUser) Account(engineAccount string) AccountConfig {
 }
 
 // roleImports is the imports from the engine's account of what a role may
-// publish (as services) and subscribe to (as streams). A consumer's creation
-// is imported from the engine's guard; and "$JS.API.INFO" from a subject
+// publish (as services) and subscribe to (as streams). A consumer's
+// creation, info, reset and delete are imported from the engine's guard
+// (consumerGuard); and "$JS.API.INFO" from a subject
 // nothing answers, so that the server's own answer to the account's
 // JetStream requests (JetStream is not enabled here) does not come first.
 func roleImports(engineAccount string, pub, sub []string) []Import {
 	from := func(subject string) *ImportSource { return &ImportSource{Account: engineAccount, Subject: subject} }
 	var out []Import
 	for _, s := range pub {
-		if rest, ok := strings.CutPrefix(s, jsConsumerCreate); ok {
-			out = append(out, Import{Service: from(events.ConsumerCreatePrefix + rest), To: s})
+		if guarded, ok := guardedSubject(s); ok {
+			out = append(out, Import{Service: from(guarded), To: s})
 			continue
 		}
 		out = append(out, Import{Service: from(s)})
@@ -368,8 +388,9 @@ func (c *AuthConfig) serverAccounts(enginePassword string) (string, error) {
 
 // ConfigJSON writes v as JSON that nats-server's configuration reads: its
 // parser takes no \u escapes, which encoding/json writes for <, > and & by
-// default (and subjects end in >). Control characters, which it would
-// escape so too, are refused where a user gives a value (Validate).
+// default (and subjects end in >). Control characters, line and paragraph
+// separators and bytes that are not UTF-8, which it would escape so too, are
+// refused where a user gives a value (Validate).
 func ConfigJSON(v any, indent string) ([]byte, error) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)

@@ -436,11 +436,61 @@ func TestTheGuardCreatesPullConsumersOnly(t *testing.T) {
 		{feed, `{"config":{"deliver_group":"g"}}`, `consumers are pull consumers here`},
 		{feed, `{"config":{"pause_until":"2099-01-01T00:00:00Z"}}`, `pause_until 2099-01-01T00:00:00Z: a consumer is not created paused here`},
 		{feed, `not json`, "not a consumer's creation"},
+		// JetStream would read both, and the second would win.
+		{feed, `{"config":{}}{"config":{"deliver_subject":"_INBOX_crm.x"}}`, "not a consumer's creation"},
 	} {
 		err := engine.CheckConsumerRequest(c.subject, []byte(c.body))
 		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
 			t.Errorf("%s %s: %v; want %q", c.subject, c.body, err, c.want)
 		}
+	}
+}
+
+// TestEachAccountTouchesItsOwnConsumers: a consumer created through the
+// engine's guard is its creator's account's: another reads it as not found,
+// and can neither take its name, change it (headers only would have its
+// subscriber step over every change), reset it nor delete it.
+func TestEachAccountTouchesItsOwnConsumers(t *testing.T) {
+	e := enginetest.Start(t, "", engine.Options{Auth: enginetest.Users})
+	url := e.ClientURL()
+	crm, a := connectAs(t, url, "crm"), connectAs(t, url, "alice")
+	ctx := natstest.Context(t)
+	feedOf := func(c *roleConn) jetstream.Stream {
+		s, err := c.js.Stream(ctx, events.FeedStream)
+		if err != nil {
+			t.Fatalf("%s reads the feed's info: %v", c.user, err)
+		}
+		return s
+	}
+	theirs, mine := feedOf(crm), feedOf(a)
+	if _, err := theirs.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "crm-main", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatalf("crm creates its durable: %v", err)
+	}
+	if _, err := mine.Consumer(ctx, "crm-main"); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Errorf("alice reads crm's durable: %v; want not found", err)
+	}
+	if _, err := mine.UpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "crm-main", AckPolicy: jetstream.AckExplicitPolicy, HeadersOnly: true}); err == nil || !strings.Contains(err.Error(), "another account's") {
+		t.Errorf("alice changes crm's durable: %v; want it refused", err)
+	}
+	if _, err := mine.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "crm-main", AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: time.Second}); err == nil || !strings.Contains(err.Error(), "another account's") {
+		t.Errorf("alice creates a consumer of crm's durable's name: %v; want it refused", err)
+	}
+	if _, err := mine.ResetConsumer(ctx, "crm-main"); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Errorf("alice resets crm's durable: %v; want not found", err)
+	}
+	if err := mine.DeleteConsumer(ctx, "crm-main"); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Errorf("alice deletes crm's durable: %v; want not found", err)
+	}
+	cons, err := theirs.Consumer(ctx, "crm-main")
+	if err != nil {
+		t.Fatalf("crm reads its durable: %v", err)
+	}
+	cfg := cons.CachedInfo().Config
+	if cfg.HeadersOnly || cfg.AckPolicy != jetstream.AckExplicitPolicy || cfg.Metadata["presence.owner"] != "crm" || cfg.MaxRequestExpires != time.Minute {
+		t.Errorf("crm's durable after alice: %+v; want it as crm made it, owned by crm, pull requests of a minute at most", cfg)
+	}
+	if err := theirs.DeleteConsumer(ctx, "crm-main"); err != nil {
+		t.Errorf("crm deletes its durable: %v", err)
 	}
 }
 
@@ -452,6 +502,7 @@ func TestLoadAuthRefusesBadFiles(t *testing.T) {
 		{`{"users":[{"name":"presence-engine","password":"x","role":"operator"}]}`, "the engine's own"},
 		{`{"users":[{"name":"PRESENCE","password":"x","role":"operator"}]}`, "the engine's own"},
 		{`{"users":[{"name":"a","password":"x\u0007","role":"subscriber"}]}`, "control character"},
+		{`{"users":[{"name":"a","password":"x\u2028","role":"subscriber"}]}`, "line or paragraph separator"},
 		{`{"users":[{"name":"a","password":"","role":"subscriber"}]}`, "no password"},
 		{`{"users":[{"name":"a","password":"x","role":"admin"}]}`, `role "admin"`},
 		{`{"users":[{"name":"a","password":"x","role":"user"}]}`, "needs the contact"},

@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -12,20 +14,58 @@ import (
 	"github.com/presence-engine/presence/events"
 )
 
-// jsConsumerCreate is the JetStream API's prefix for creating a consumer:
-// then the stream, the consumer's name and, optionally, its filter.
-const jsConsumerCreate = "$JS.API.CONSUMER.CREATE."
+// jsConsumerAPI is the JetStream API's prefix for consumers: then the op
+// (CREATE, INFO, ...), the stream, the consumer's name and, for a creation,
+// optionally its filter.
+const jsConsumerAPI = "$JS.API.CONSUMER."
 
-// consumerGuard creates consumers on the log and the feed for the roles of a
-// server with accounts (docs/access.md). A role's account imports the
-// streams' read API from the engine's account, but not the creation of a
-// consumer: that it imports from events.ConsumerCreatePrefix, where this
-// guard looks at what is asked and passes it on to JetStream only if it is a
-// pull consumer. A push consumer would have the server deliver the stream
-// to its deliver subject in the engine's account, whoever may publish there
-// or not (another contact's presence.live subject, another user's inbox);
-// a pull consumer delivers to its requester's reply subject, which in an
-// account of the requester's own reaches no one else.
+// guardedOps are the consumer ops a role's account imports from the
+// engine's guard: "$JS.API.CONSUMER.<OP>." is reached there at
+// events.ConsumerPrefix and the op in lower case.
+var guardedOps = []string{"CREATE", "INFO", "RESET", "DELETE"}
+
+// guardedSubject is where a role's account imports the JetStream consumer
+// API subject from, if the guard serves it.
+func guardedSubject(subject string) (string, bool) {
+	rest, ok := strings.CutPrefix(subject, jsConsumerAPI)
+	if !ok {
+		return "", false
+	}
+	op, after, _ := strings.Cut(rest, ".")
+	for _, g := range guardedOps {
+		if op == g {
+			return events.ConsumerPrefix + strings.ToLower(op) + "." + after, true
+		}
+	}
+	return "", false
+}
+
+// ownerKey is the metadata key of a consumer that names the account that
+// created it through the guard.
+const ownerKey = "presence.owner"
+
+// maxPullWait is the longest a pull request may wait on a consumer the guard
+// creates (max_expires): its messages reach the requester through the
+// server's way back from the import, which lasts two minutes.
+const maxPullWait = time.Minute
+
+// consumerGuard creates, reads, resets and deletes consumers on the log and
+// the feed for the roles of a server with accounts (docs/access.md). A
+// role's account imports the streams' read API from the engine's account,
+// but those four ops it imports from events.ConsumerPrefix, where the guard
+// looks at what is asked and passes it on to JetStream only if it may be
+// done:
+//   - a creation only of a pull consumer, not paused: a push consumer would
+//     have the server deliver the stream to its deliver subject in the
+//     engine's account, whoever may publish there or not (another contact's
+//     presence.live subject, another user's inbox), where a pull consumer
+//     delivers to its requester's reply subject, which in an account of the
+//     requester's own reaches no one else;
+//   - each op only on a consumer of the requester's own account, or a new
+//     one: the guard writes the account it came from (which the server
+//     writes in Nats-Request-Info on the way through the import) into the
+//     consumer's metadata. Another account's consumer reads as not found, and
+//     its name cannot be taken over.
 //
 // Every engine runs one, in a queue group: a role's request is answered
 // once, by any engine. JetStream's answer is handed back as it is, so what
@@ -33,39 +73,76 @@ const jsConsumerCreate = "$JS.API.CONSUMER.CREATE."
 type consumerGuard struct {
 	nc     *nats.Conn
 	logger *slog.Logger
+	slots  chan struct{}
 }
 
 // consumerGuardQueue is the queue group of the engines' guards.
 const consumerGuardQueue = "presence-consumer-guard"
 
-// consumerCreateTimeout bounds JetStream's answer to a creation passed on.
-const consumerCreateTimeout = 10 * time.Second
+// guardTimeout bounds JetStream's answers to what the guard passes on:
+// below a client's own wait (nats.go's is 5s), so that it answers first.
+const guardTimeout = 4 * time.Second
+
+// guardSlots is how many requests a guard handles at once.
+const guardSlots = 64
 
 // startConsumerGuard starts the guard on nc, until nc is drained.
 func startConsumerGuard(nc *nats.Conn, logger *slog.Logger) error {
-	g := &consumerGuard{nc: nc, logger: logger}
-	if _, err := nc.QueueSubscribe(events.ConsumerCreatePrefix+">", consumerGuardQueue, g.create); err != nil {
+	g := &consumerGuard{nc: nc, logger: logger, slots: make(chan struct{}, guardSlots)}
+	if _, err := nc.QueueSubscribe(events.ConsumerPrefix+">", consumerGuardQueue, g.receive); err != nil {
 		return fmt.Errorf("consumer guard: subscribe: %w", err)
 	}
 	return nil
 }
 
-// create answers one request for a consumer: JetStream's answer if the
-// consumer is one a role may have, a refusal naming what it may not
-// otherwise.
-func (g *consumerGuard) create(m *nats.Msg) {
-	rest := strings.TrimPrefix(m.Subject, events.ConsumerCreatePrefix)
-	if err := checkConsumerRequest(rest, m.Data); err != nil {
-		g.answer(m, refusal(400, err.Error()))
-		return
+// receive handles m beside the others in flight, up to guardSlots: one slow
+// answer of JetStream holds no one else's.
+func (g *consumerGuard) receive(m *nats.Msg) {
+	g.slots <- struct{}{}
+	go func() {
+		defer func() { <-g.slots }()
+		g.answer(m, g.serve(m))
+	}()
+}
+
+// serve answers one request: JetStream's answer if the op may be done, a
+// refusal in JetStream's form, naming what may not, otherwise.
+func (g *consumerGuard) serve(m *nats.Msg) []byte {
+	op, rest, _ := strings.Cut(strings.TrimPrefix(m.Subject, events.ConsumerPrefix), ".")
+	op = strings.ToUpper(op)
+	stream, after, _ := strings.Cut(rest, ".")
+	name, _, _ := strings.Cut(after, ".")
+	if err := checkConsumerStream(stream); err != nil {
+		return refusal(400, 0, err.Error())
 	}
-	resp, err := g.nc.RequestMsg(&nats.Msg{Subject: jsConsumerCreate + rest, Header: m.Header, Data: m.Data}, consumerCreateTimeout)
+	if name == "" {
+		return refusal(400, 0, fmt.Sprintf("%s: no consumer named; want %s.<consumer>", m.Subject, m.Subject))
+	}
+	owner, data := requester(m), m.Data
+	info, exists, err := g.lookUp(stream, name)
 	if err != nil {
-		g.logger.Warn("consumer guard: JetStream did not answer a consumer's creation", "subject", jsConsumerCreate+rest, "err", err)
-		g.answer(m, refusal(503, fmt.Sprintf("the engine could not reach JetStream: %v; retry", err)))
-		return
+		return refusal(503, 0, err.Error())
 	}
-	g.answer(m, resp.Data)
+	theirs := !exists || owner == "" || consumerOwner(info) == owner
+	switch {
+	case op == "CREATE":
+		if !theirs {
+			return refusal(400, 0, fmt.Sprintf("consumer %q of %s: the name is another account's; choose another", name, stream))
+		}
+		if data, err = guardedCreate(stream, data, owner, exists); err != nil {
+			return refusal(400, 0, err.Error())
+		}
+	case !theirs || !exists:
+		return refusal(404, jsConsumerNotFound, "consumer not found")
+	case op == "INFO":
+		return info
+	}
+	resp, err := g.nc.Request(jsConsumerAPI+op+"."+rest, data, guardTimeout)
+	if err != nil {
+		g.logger.Warn("consumer guard: JetStream did not answer", "subject", jsConsumerAPI+op+"."+rest, "err", err)
+		return refusal(503, 0, fmt.Sprintf("the engine could not reach JetStream: %v; retry", err))
+	}
+	return resp.Data
 }
 
 func (g *consumerGuard) answer(m *nats.Msg, data []byte) {
@@ -74,15 +151,73 @@ func (g *consumerGuard) answer(m *nats.Msg, data []byte) {
 	}
 }
 
-// checkConsumerRequest says why a role may not create the consumer asked
-// for on subject (what follows "$JS.API.CONSUMER.CREATE."), if it may not:
-// one on a stream other than the log and the feed, or that is not a pull
-// consumer, or created paused.
-func checkConsumerRequest(subject string, data []byte) error {
-	stream, _, _ := strings.Cut(subject, ".")
+// jsConsumerNotFound is JetStream's error code for a consumer not found,
+// which its clients read as such.
+const jsConsumerNotFound = 10014
+
+// lookUp asks JetStream for the consumer's info: its answer, and whether
+// the consumer exists.
+func (g *consumerGuard) lookUp(stream, name string) ([]byte, bool, error) {
+	resp, err := g.nc.Request(jsConsumerAPI+"INFO."+stream+"."+name, nil, guardTimeout)
+	if err != nil {
+		return nil, false, fmt.Errorf("the engine could not reach JetStream: %v; retry", err)
+	}
+	var r struct {
+		Error *struct {
+			Code    int `json:"code"`
+			ErrCode int `json:"err_code"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(resp.Data, &r); err != nil {
+		return nil, false, fmt.Errorf("JetStream's answer about consumer %q: %v", name, err)
+	}
+	if r.Error != nil {
+		if r.Error.ErrCode == jsConsumerNotFound {
+			return nil, false, nil
+		}
+		return nil, false, fmt.Errorf("JetStream's answer about consumer %q: %s", name, resp.Data)
+	}
+	return resp.Data, true, nil
+}
+
+// consumerOwner is the owner a consumer's info names.
+func consumerOwner(info []byte) string {
+	var r struct {
+		Config struct {
+			Metadata map[string]string `json:"metadata"`
+		} `json:"config"`
+	}
+	_ = json.Unmarshal(info, &r)
+	return r.Config.Metadata[ownerKey]
+}
+
+// requester is the account a request came from, as the server writes it in
+// Nats-Request-Info on its way through an import (whatever the requester
+// wrote there); "" for a request from within the engine's account, which
+// only a server without accounts lets anyone send.
+func requester(m *nats.Msg) string {
+	var ci struct {
+		Account string `json:"acc"`
+	}
+	if json.Unmarshal([]byte(m.Header.Get("Nats-Request-Info")), &ci) != nil {
+		return ""
+	}
+	return ci.Account
+}
+
+// checkConsumerStream says why the guard does nothing on stream, if it
+// does not.
+func checkConsumerStream(stream string) error {
 	if stream != events.FeedStream && stream != events.LogStream {
 		return fmt.Errorf("stream %q: the engine creates consumers on %s and %s only", stream, events.FeedStream, events.LogStream)
 	}
+	return nil
+}
+
+// checkConsumerRequest says why a role may not create the consumer asked
+// for on stream, if it may not: one that is not a pull consumer, or created
+// paused, or a request that is not one JSON object.
+func checkConsumerRequest(stream string, data []byte) error {
 	var req struct {
 		Config struct {
 			DeliverSubject string     `json:"deliver_subject"`
@@ -102,18 +237,57 @@ func checkConsumerRequest(subject string, data []byte) error {
 	return nil
 }
 
+// guardedCreate checks a creation and returns what the guard passes on to
+// JetStream: for a requester through an import (owner), the consumer's
+// metadata names it, a pull request waits at most maxPullWait, and a
+// consumer that did not exist is created only if it still does not, so
+// that no other account takes its name meanwhile.
+func guardedCreate(stream string, data []byte, owner string, exists bool) ([]byte, error) {
+	if err := checkConsumerRequest(stream, data); err != nil {
+		return nil, err
+	}
+	if owner == "" {
+		return data, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber() // sequences and durations stay exact
+	var req map[string]any
+	if err := dec.Decode(&req); err != nil {
+		return nil, fmt.Errorf("consumer of %s: the request is not a consumer's creation: %v", stream, err)
+	}
+	cfg, ok := req["config"].(map[string]any)
+	if !ok {
+		return nil, errors.New("consumer of " + stream + ": the request has no config")
+	}
+	meta, _ := cfg["metadata"].(map[string]any)
+	if meta == nil {
+		meta = map[string]any{}
+	}
+	meta[ownerKey] = owner
+	cfg["metadata"] = meta
+	n, _ := cfg["max_expires"].(json.Number)
+	if wait, _ := n.Int64(); wait <= 0 || wait > int64(maxPullWait) {
+		cfg["max_expires"] = int64(maxPullWait)
+	}
+	if !exists {
+		req["action"] = "create"
+	}
+	return json.Marshal(req)
+}
+
 // refusal is a JetStream API error answer, which JetStream clients read as
 // they read JetStream's own.
-func refusal(code int, description string) []byte {
+func refusal(code, errCode int, description string) []byte {
 	var resp struct {
 		Type  string `json:"type"`
 		Error struct {
 			Code        int    `json:"code"`
+			ErrCode     int    `json:"err_code,omitempty"`
 			Description string `json:"description"`
 		} `json:"error"`
 	}
 	resp.Type = "io.nats.jetstream.api.v1.consumer_create_response"
-	resp.Error.Code, resp.Error.Description = code, description
+	resp.Error.Code, resp.Error.ErrCode, resp.Error.Description = code, errCode, description
 	data, _ := json.Marshal(resp)
 	return data
 }

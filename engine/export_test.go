@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -21,9 +22,17 @@ var (
 	FeedStreamConfig = feedStreamConfig
 	NewFeed          = newFeed
 	NewSealer        = newSealer
-	// CheckConsumerRequest is the guard's check of a consumer's creation.
-	CheckConsumerRequest = checkConsumerRequest
 )
+
+// CheckConsumerRequest is the guard's check of a consumer's creation asked
+// for on subject, what follows "$JS.API.CONSUMER.CREATE.".
+func CheckConsumerRequest(subject string, data []byte) error {
+	stream, _, _ := strings.Cut(subject, ".")
+	if err := checkConsumerStream(stream); err != nil {
+		return err
+	}
+	return checkConsumerRequest(stream, data)
+}
 
 // Seal and Open are the sealer's seal and open.
 func (s *sealer) Seal(logSeq uint64, data []byte) (string, error) { return s.seal(logSeq, data) }

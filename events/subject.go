@@ -104,14 +104,15 @@ const (
 	ProgressPrefix = "presence.progress."
 )
 
-// ConsumerCreatePrefix, then a stream's name and what follows
-// "$JS.API.CONSUMER.CREATE.<stream>." (the consumer's name, its filter), is
-// where the engine creates a consumer for a role on a server with accounts:
-// roles reach the streams from accounts of their own, whose imports map
-// their consumer creations here, and the engine creates pull consumers only,
-// so that no one can have the server deliver a stream where they may not
-// publish.
-const ConsumerCreatePrefix = "presence.consumer.create."
+// ConsumerPrefix, then an op of the JetStream consumer API in lower case
+// (create, info, reset, delete) and what follows "$JS.API.CONSUMER.<OP>."
+// (the stream, the consumer's name, its filter), is where the engine's guard
+// does that op for a role on a server with accounts: roles reach the streams
+// from accounts of their own, whose imports map those ops here. The guard
+// creates pull consumers only, so that no one can have the server deliver a
+// stream where they may not publish, and lets each account touch its own
+// consumers only.
+const ConsumerPrefix = "presence.consumer."
 
 // NoAccountInfoSubject is what an account of a role imports as
 // "$JS.API.INFO", so that the server's own answer (JetStream is not enabled

@@ -30,6 +30,9 @@ engine uses _INBOX.`,
 		Args: exactArgs(2, "NAME and ROLE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			const password = "CHANGE-ME"
+			if err := engine.ValidAccountName(account); err != nil {
+				return usageError{fmt.Errorf("--account: %w", err)}
+			}
 			name, acc := args[0], engine.AccountConfig{}
 			if args[1] == "engine" {
 				if contact != "" {
