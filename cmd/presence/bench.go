@@ -54,20 +54,24 @@ within a minute on two cores.`,
 			if err := checkPartitions(cfg.Partitions); err != nil {
 				return err
 			}
-			if cmd.Flags().Changed("contacts") {
-				base.Contacts = cfg.Contacts
-			}
-			if cmd.Flags().Changed("writers") {
-				base.Writers = cfg.Writers
-			}
-			if cmd.Flags().Changed("in-flight") {
-				base.InFlight = cfg.InFlight
-			}
-			if cmd.Flags().Changed("changes") {
-				base.Changes = cfg.Changes
-			}
-			if cmd.Flags().Changed("append-sets") {
-				base.AppendSets = cfg.AppendSets
+			// Counts given: each positive, none left to a default.
+			for _, n := range []struct {
+				flag  string
+				value int
+				to    *int
+			}{{"contacts", cfg.Contacts, &base.Contacts}, {"writers", cfg.Writers, &base.Writers},
+				{"in-flight", cfg.InFlight, &base.InFlight}, {"changes", cfg.Changes, &base.Changes},
+				{"append-sets", cfg.AppendSets, &base.AppendSets}, {"baseline-messages", cfg.BaselineMessages, &base.BaselineMessages},
+				{"latency-m", cfg.HalfRateM, &base.HalfRateM},
+				{"endpoints", cfg.Endpoints, &base.Endpoints}, {"heartbeats", cfg.Heartbeats, &base.Heartbeats},
+				{"heartbeats-in-flight", cfg.HeartbeatsInFlight, &base.HeartbeatsInFlight}} {
+				if !cmd.Flags().Changed(n.flag) {
+					continue
+				}
+				if n.value <= 0 {
+					return usageError{fmt.Errorf("--%s %d: want a positive number", n.flag, n.value)}
+				}
+				*n.to = n.value
 			}
 			if cmd.Flags().Changed("duration") {
 				if cfg.Duration <= 0 {
@@ -82,26 +86,6 @@ within a minute on two cores.`,
 				if !cmd.Flags().Changed("append-sets") {
 					base.AppendSets = 0
 				}
-			}
-			if cmd.Flags().Changed("baseline-messages") {
-				base.BaselineMessages = cfg.BaselineMessages
-			}
-			if cmd.Flags().Changed("latency-m") {
-				base.HalfRateM = cfg.HalfRateM
-			}
-			for _, n := range []struct {
-				flag  string
-				value int
-				to    *int
-			}{{"endpoints", cfg.Endpoints, &base.Endpoints}, {"heartbeats", cfg.Heartbeats, &base.Heartbeats},
-				{"heartbeats-in-flight", cfg.HeartbeatsInFlight, &base.HeartbeatsInFlight}} {
-				if !cmd.Flags().Changed(n.flag) {
-					continue
-				}
-				if n.value <= 0 {
-					return usageError{fmt.Errorf("--%s %d: want a positive number", n.flag, n.value)}
-				}
-				*n.to = n.value
 			}
 			base.Partitions, base.MemorySets, base.MemoryContacts, base.HeapProfile = cfg.Partitions, cfg.MemorySets, cfg.MemoryContacts, cfg.HeapProfile
 			if subs != "" {
