@@ -373,6 +373,15 @@ func TestNoOneHasTheServerDeliverForThem(t *testing.T) {
 			t.Errorf("alice creates a push consumer on the feed delivering to %s: %v; want it refused, naming the deliver subject", deliver, err)
 		}
 	}
+	// Nor a key JetStream reads as deliver_subject that the guard would not.
+	evil := `{"stream_name":"` + events.FeedStream + `","config":{"name":"evil","deliver_subject":"` + bobLive + `","Deliver_subject":"","ack_policy":"none"}}`
+	resp, err := a.nc.Request("$JS.API.CONSUMER.CREATE."+events.FeedStream+".evil", []byte(evil), 5*time.Second)
+	if err != nil {
+		t.Fatalf("alice's creation with a key in two cases: %v", err)
+	}
+	if !strings.Contains(string(resp.Data), `key \"Deliver_subject\"`) {
+		t.Errorf("alice creates a push consumer with its deliver subject's key in two cases: %s; want it refused", resp.Data)
+	}
 	paused := time.Now().Add(time.Hour)
 	if _, err := feed.CreateConsumer(natstest.Context(t), jetstream.ConsumerConfig{PauseUntil: &paused}); err == nil || !strings.Contains(err.Error(), "pause_until") {
 		t.Errorf("alice creates a paused consumer: %v; want it refused, naming pause_until", err)
@@ -437,7 +446,13 @@ func TestTheGuardCreatesPullConsumersOnly(t *testing.T) {
 		{feed, `{"config":{"pause_until":"2099-01-01T00:00:00Z"}}`, `pause_until 2099-01-01T00:00:00Z: a consumer is not created paused here`},
 		{feed, `not json`, "not a consumer's creation"},
 		// JetStream would read both, and the second would win.
-		{feed, `{"config":{}}{"config":{"deliver_subject":"_INBOX_crm.x"}}`, "not a consumer's creation"},
+		{feed, `{"config":{}}{"config":{"deliver_subject":"_INBOX_crm.x"}}`, "more than one JSON object"},
+		{feed, `{"config":{},"config":{"deliver_subject":"_INBOX_crm.x"}}`, `deliver_subject "_INBOX_crm.x"`},
+		// JetStream matches keys whatever their case, the last one winning.
+		{feed, `{"config":{"deliver_subject":"_INBOX_crm.x","Deliver_subject":""}}`, `key "Deliver_subject"`},
+		{feed, `{"config":{"max_expires":1000000000,"max_expireſ":3600000000000}}`, `key "max_expireſ"`},
+		{feed, `{"Config":{"deliver_subject":"_INBOX_crm.x"},"config":{}}`, `key "Config"`},
+		{feed, `{"action":"create"}`, "no config"},
 	} {
 		err := engine.CheckConsumerRequest(c.subject, []byte(c.body))
 		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
@@ -480,6 +495,9 @@ func TestEachAccountTouchesItsOwnConsumers(t *testing.T) {
 	}
 	if err := mine.DeleteConsumer(ctx, "crm-main"); !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		t.Errorf("alice deletes crm's durable: %v; want not found", err)
+	}
+	if _, err := mine.UpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "nosuch", AckPolicy: jetstream.AckExplicitPolicy}); !errors.Is(err, jetstream.ErrConsumerDoesNotExist) {
+		t.Errorf("alice updates a consumer that does not exist: %v; want it does not exist", err)
 	}
 	cons, err := theirs.Consumer(ctx, "crm-main")
 	if err != nil {

@@ -2,10 +2,12 @@ package engine
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"regexp"
 	"strings"
 	"time"
 
@@ -108,6 +110,8 @@ func (g *consumerGuard) receive(m *nats.Msg) {
 // serve answers one request: JetStream's answer if the op may be done, a
 // refusal in JetStream's form, naming what may not, otherwise.
 func (g *consumerGuard) serve(m *nats.Msg) []byte {
+	ctx, cancel := context.WithTimeout(context.Background(), guardTimeout)
+	defer cancel()
 	op, rest, _ := strings.Cut(strings.TrimPrefix(m.Subject, events.ConsumerPrefix), ".")
 	op = strings.ToUpper(op)
 	stream, after, _ := strings.Cut(rest, ".")
@@ -118,18 +122,29 @@ func (g *consumerGuard) serve(m *nats.Msg) []byte {
 	if name == "" {
 		return refusal(400, 0, fmt.Sprintf("%s: no consumer named; want %s.<consumer>", m.Subject, m.Subject))
 	}
-	owner, data := requester(m), m.Data
-	info, exists, err := g.lookUp(stream, name)
+	owner := requester(m)
+	var create map[string]any // a creation's request, as it is passed on
+	if op == "CREATE" {
+		var err error
+		if create, err = creation(stream, m.Data); err != nil {
+			return refusal(400, 0, err.Error())
+		}
+	}
+	info, exists, err := g.lookUp(ctx, stream, name)
 	if err != nil {
 		return refusal(503, 0, err.Error())
 	}
 	theirs := !exists || owner == "" || consumerOwner(info) == owner
+	data := m.Data
 	switch {
 	case op == "CREATE":
 		if !theirs {
 			return refusal(400, 0, fmt.Sprintf("consumer %q of %s: the name is another account's; choose another", name, stream))
 		}
-		if data, err = guardedCreate(stream, data, owner, exists); err != nil {
+		if !exists && create["action"] == "update" {
+			return refusal(400, jsConsumerDoesNotExist, "consumer does not exist")
+		}
+		if data, err = guardedCreate(stream, create, owner, exists); err != nil {
 			return refusal(400, 0, err.Error())
 		}
 	case !theirs || !exists:
@@ -137,9 +152,13 @@ func (g *consumerGuard) serve(m *nats.Msg) []byte {
 	case op == "INFO":
 		return info
 	}
-	resp, err := g.nc.Request(jsConsumerAPI+op+"."+rest, data, guardTimeout)
+	resp, err := g.nc.RequestWithContext(ctx, jsConsumerAPI+op+"."+rest, data)
 	if err != nil {
-		g.logger.Warn("consumer guard: JetStream did not answer", "subject", jsConsumerAPI+op+"."+rest, "err", err)
+		level := slog.LevelWarn
+		if g.nc.IsClosed() || g.nc.IsDraining() { // the engine is stopping
+			level = slog.LevelDebug
+		}
+		g.logger.Log(ctx, level, "consumer guard: JetStream did not answer", "subject", jsConsumerAPI+op+"."+rest, "err", err)
 		return refusal(503, 0, fmt.Sprintf("the engine could not reach JetStream: %v; retry", err))
 	}
 	return resp.Data
@@ -151,14 +170,17 @@ func (g *consumerGuard) answer(m *nats.Msg, data []byte) {
 	}
 }
 
-// jsConsumerNotFound is JetStream's error code for a consumer not found,
-// which its clients read as such.
-const jsConsumerNotFound = 10014
+// JetStream's error codes for a consumer not found, and for an update of a
+// consumer that does not exist, which its clients read as such.
+const (
+	jsConsumerNotFound     = 10014
+	jsConsumerDoesNotExist = 10149
+)
 
 // lookUp asks JetStream for the consumer's info: its answer, and whether
 // the consumer exists.
-func (g *consumerGuard) lookUp(stream, name string) ([]byte, bool, error) {
-	resp, err := g.nc.Request(jsConsumerAPI+"INFO."+stream+"."+name, nil, guardTimeout)
+func (g *consumerGuard) lookUp(ctx context.Context, stream, name string) ([]byte, bool, error) {
+	resp, err := g.nc.RequestWithContext(ctx, jsConsumerAPI+"INFO."+stream+"."+name, nil)
 	if err != nil {
 		return nil, false, fmt.Errorf("the engine could not reach JetStream: %v; retry", err)
 	}
@@ -214,9 +236,41 @@ func checkConsumerStream(stream string) error {
 	return nil
 }
 
+// creation reads a consumer's creation, refusing any key of the request and
+// of its config that is not in lower case: JetStream matches keys without
+// regard to case and takes the last of those that match, so that
+// "Deliver_subject" beside "deliver_subject" would pass a check of one and
+// reach JetStream as the other.
+func creation(stream string, data []byte) (map[string]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber() // sequences and durations stay exact
+	var req map[string]any
+	if err := dec.Decode(&req); err != nil {
+		return nil, fmt.Errorf("consumer of %s: the request is not a consumer's creation: %v", stream, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("consumer of %s: the request is not a consumer's creation: more than one JSON object", stream)
+	}
+	cfg, ok := req["config"].(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("consumer of %s: the request has no config", stream)
+	}
+	for _, m := range []map[string]any{req, cfg} {
+		for k := range m {
+			if !apiKey.MatchString(k) {
+				return nil, fmt.Errorf("consumer of %s: key %q: want the JetStream API's own, in lower case", stream, k)
+			}
+		}
+	}
+	return req, nil
+}
+
+// apiKey is the form of every key of the JetStream API's requests.
+var apiKey = regexp.MustCompile(`^[a-z0-9_]+$`)
+
 // checkConsumerRequest says why a role may not create the consumer asked
 // for on stream, if it may not: one that is not a pull consumer, or created
-// paused, or a request that is not one JSON object.
+// paused. It reads data as JetStream does.
 func checkConsumerRequest(stream string, data []byte) error {
 	var req struct {
 		Config struct {
@@ -237,42 +291,34 @@ func checkConsumerRequest(stream string, data []byte) error {
 	return nil
 }
 
-// guardedCreate checks a creation and returns what the guard passes on to
-// JetStream: for a requester through an import (owner), the consumer's
-// metadata names it, a pull request waits at most maxPullWait, and a
-// consumer that did not exist is created only if it still does not, so
-// that no other account takes its name meanwhile.
-func guardedCreate(stream string, data []byte, owner string, exists bool) ([]byte, error) {
-	if err := checkConsumerRequest(stream, data); err != nil {
+// guardedCreate returns what the guard passes on to JetStream of a creation
+// (as creation read it), once checked as JetStream will read it: for a
+// requester through an import (owner), the consumer's metadata names it, a
+// pull request waits at most maxPullWait, and a consumer that did not exist
+// is created only if it still does not, so that no other account takes its
+// name meanwhile.
+func guardedCreate(stream string, req map[string]any, owner string, exists bool) ([]byte, error) {
+	if owner != "" {
+		cfg := req["config"].(map[string]any) // creation made sure
+		meta, _ := cfg["metadata"].(map[string]any)
+		if meta == nil {
+			meta = map[string]any{}
+		}
+		meta[ownerKey] = owner
+		cfg["metadata"] = meta
+		n, _ := cfg["max_expires"].(json.Number)
+		if wait, _ := n.Int64(); wait <= 0 || wait > int64(maxPullWait) {
+			cfg["max_expires"] = int64(maxPullWait)
+		}
+		if !exists {
+			req["action"] = "create"
+		}
+	}
+	data, err := json.Marshal(req)
+	if err != nil {
 		return nil, err
 	}
-	if owner == "" {
-		return data, nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber() // sequences and durations stay exact
-	var req map[string]any
-	if err := dec.Decode(&req); err != nil {
-		return nil, fmt.Errorf("consumer of %s: the request is not a consumer's creation: %v", stream, err)
-	}
-	cfg, ok := req["config"].(map[string]any)
-	if !ok {
-		return nil, errors.New("consumer of " + stream + ": the request has no config")
-	}
-	meta, _ := cfg["metadata"].(map[string]any)
-	if meta == nil {
-		meta = map[string]any{}
-	}
-	meta[ownerKey] = owner
-	cfg["metadata"] = meta
-	n, _ := cfg["max_expires"].(json.Number)
-	if wait, _ := n.Int64(); wait <= 0 || wait > int64(maxPullWait) {
-		cfg["max_expires"] = int64(maxPullWait)
-	}
-	if !exists {
-		req["action"] = "create"
-	}
-	return json.Marshal(req)
+	return data, checkConsumerRequest(stream, data)
 }
 
 // refusal is a JetStream API error answer, which JetStream clients read as

@@ -25,13 +25,19 @@ var (
 )
 
 // CheckConsumerRequest is the guard's check of a consumer's creation asked
-// for on subject, what follows "$JS.API.CONSUMER.CREATE.".
+// for on subject, what follows "$JS.API.CONSUMER.CREATE.", by an account
+// through an import.
 func CheckConsumerRequest(subject string, data []byte) error {
 	stream, _, _ := strings.Cut(subject, ".")
 	if err := checkConsumerStream(stream); err != nil {
 		return err
 	}
-	return checkConsumerRequest(stream, data)
+	req, err := creation(stream, data)
+	if err != nil {
+		return err
+	}
+	_, err = guardedCreate(stream, req, "someone", false)
+	return err
 }
 
 // Seal and Open are the sealer's seal and open.
