@@ -512,6 +512,47 @@ func TestEachAccountTouchesItsOwnConsumers(t *testing.T) {
 	}
 }
 
+// TestTurningAuthOnAndOffKeepsTheLog: with --auth the engine's streams are in
+// an account of its own, without it in the server's global account, each a
+// directory of its own in the store: the embedded server's streams move
+// along, and each run appends to the log the one before left. A store with
+// streams in both is refused, naming both.
+func TestTurningAuthOnAndOffKeepsTheLog(t *testing.T) {
+	dir := t.TempDir()
+	set := func(opts engine.Options, st events.Status) client.SetResult {
+		t.Helper()
+		r := enginetest.Start(t, dir, opts)
+		defer r.Stop(t)
+		res, err := r.Writer().Set(natstest.Context(t), client.SetRequest{Contact: alice, Status: st})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	set(engine.Options{}, events.Online)
+	if res := set(engine.Options{Auth: enginetest.Users}, events.Busy); res.Seq != 2 || res.Previous != events.Online {
+		t.Errorf("with --auth after a run without: %+v; want the log of that run continued (seq 2, previous online)", res)
+	}
+	if res := set(engine.Options{}, events.Away); res.Seq != 3 || res.Previous != events.Busy {
+		t.Errorf("without --auth after a run with: %+v; want the log of that run continued (seq 3, previous busy)", res)
+	}
+
+	both := t.TempDir()
+	for _, account := range []string{"$G", engine.EngineAccount} {
+		if err := os.MkdirAll(filepath.Join(both, "jetstream", account, "streams", events.LogStream), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e, err := engine.Open(both, engine.Options{Listen: "127.0.0.1:0", Logger: natstest.Logger(t)})
+	if err == nil {
+		e.Close()
+		t.Fatal("an engine opened a store with streams in two accounts")
+	}
+	if !strings.Contains(err.Error(), filepath.Join(both, "jetstream", "$G")) || !strings.Contains(err.Error(), filepath.Join(both, "jetstream", engine.EngineAccount)) {
+		t.Errorf("a store with streams in two accounts: %v; want both named", err)
+	}
+}
+
 func TestLoadAuthRefusesBadFiles(t *testing.T) {
 	dir := t.TempDir()
 	for _, c := range []struct{ body, want string }{

@@ -4,8 +4,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -97,6 +100,9 @@ func startServer(cfg serverConfig) (*server.Server, error) {
 		}
 		ln.Close()
 	}
+	if err := moveStreamsToAccount(cfg.StoreDir, cfg.Auth != nil, cfg.Logger); err != nil {
+		return nil, err
+	}
 	opts := &server.Options{}
 	if cfg.Auth != nil {
 		if err := cfg.Auth.Validate(); err != nil {
@@ -135,6 +141,49 @@ func startServer(cfg serverConfig) (*server.Server, error) {
 		return nil, fmt.Errorf("embedded nats-server on %s not ready after %s", cfg.Listen, cfg.ReadyTimeout)
 	}
 	return s, nil
+}
+
+// globalAccount is the account of a server without accounts, where the
+// engine and its streams are without --auth.
+const globalAccount = "$G"
+
+// moveStreamsToAccount moves the embedded server's streams, in storeDir, to
+// the account the engine is in this run: EngineAccount with users (auth),
+// the global account without. JetStream keeps each account's streams in a
+// directory of its own: without the move, turning --auth on or off would
+// start an empty log beside the one kept. A store that holds streams in
+// both is refused, naming both: which one is the log is not the engine's to
+// guess.
+func moveStreamsToAccount(storeDir string, auth bool, logger *slog.Logger) error {
+	from, to := globalAccount, EngineAccount
+	if !auth {
+		from, to = to, from
+	}
+	src, dst := filepath.Join(storeDir, "jetstream", from), filepath.Join(storeDir, "jetstream", to)
+	if !holdsStreams(src) {
+		return nil
+	}
+	if holdsStreams(dst) {
+		return fmt.Errorf("the store holds streams in %s and in %s: this run's are in %s (with --auth the engine's account is %s, without it the global account %s); move the other aside",
+			src, dst, dst, EngineAccount, globalAccount)
+	}
+	// What is left of dst holds no stream: empty directories only.
+	for _, d := range []string{filepath.Join(dst, "streams"), dst} {
+		if err := os.Remove(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("move the streams from %s to %s: %w", src, dst, err)
+		}
+	}
+	if err := os.Rename(src, dst); err != nil {
+		return fmt.Errorf("move the streams from %s to %s: %w", src, dst, err)
+	}
+	logger.Info("embedded nats-server: the streams moved to the engine's account of this run", "from", src, "to", dst, "auth", auth)
+	return nil
+}
+
+// holdsStreams reports whether a JetStream account directory holds a stream.
+func holdsStreams(accountDir string) bool {
+	entries, err := os.ReadDir(filepath.Join(accountDir, "streams"))
+	return err == nil && len(entries) > 0
 }
 
 // serverLogger sends nats-server's messages to slog: warnings and errors as
