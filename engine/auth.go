@@ -195,14 +195,10 @@ func streamReadAPI(stream string) []string {
 		jsConsumerAPI + "INFO." + stream + ".*",
 		jsConsumerAPI + "RESET." + stream + ".*",
 		jsConsumerAPI + "DELETE." + stream + ".*",
-		jsConsumerNext + stream + ".*",
+		jsConsumerAPI + "MSG.NEXT." + stream + ".*",
 		"$JS.ACK." + stream + ".>",
 	}
 }
-
-// jsConsumerNext is the JetStream API's prefix for a pull request: then the
-// stream and the consumer. Its answer is many messages.
-const jsConsumerNext = "$JS.API.CONSUMER.MSG.NEXT."
 
 // EnginePermissions is what an engine's own user needs on a server of one's
 // own (serve --nats), in an account of the engine's: the JetStream API (it
@@ -311,9 +307,9 @@ func (u AuthUser) Account(engineAccount string) AccountConfig {
 // roleImports is the imports from the engine's account of what a role may
 // publish (as services) and subscribe to (as streams). A consumer's
 // creation, info, reset and delete are imported from the engine's guard
-// (consumerGuard); and "$JS.API.INFO" from a subject
-// nothing answers, so that the server's own answer to the account's
-// JetStream requests (JetStream is not enabled here) does not come first.
+// (consumerGuard); and "$JS.API.INFO" from a subject nothing answers, so
+// that the server's own answer to the account's JetStream requests
+// (JetStream is not enabled here) does not come first.
 func roleImports(engineAccount string, pub, sub []string) []Import {
 	from := func(subject string) *ImportSource { return &ImportSource{Account: engineAccount, Subject: subject} }
 	var out []Import
@@ -358,7 +354,7 @@ func roleExports() []Export {
 			switch {
 			case im.Stream != nil:
 				ex.Stream = im.Stream.Subject
-			case strings.HasPrefix(im.Service.Subject, jsConsumerNext):
+			case strings.HasPrefix(im.Service.Subject, jsConsumerAPI+"MSG.NEXT."):
 				ex.Service, ex.ResponseType = im.Service.Subject, "stream" // a pull request's messages
 			case strings.HasPrefix(im.Service.Subject, events.AdminPrefix):
 				ex.Service, ex.ResponseThreshold = im.Service.Subject, adminResponseThreshold

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,12 +35,10 @@ func guardedSubject(subject string) (string, bool) {
 		return "", false
 	}
 	op, after, _ := strings.Cut(rest, ".")
-	for _, g := range guardedOps {
-		if op == g {
-			return events.ConsumerPrefix + strings.ToLower(op) + "." + after, true
-		}
+	if !slices.Contains(guardedOps, op) {
+		return "", false
 	}
-	return "", false
+	return events.ConsumerPrefix + strings.ToLower(op) + "." + after, true
 }
 
 // ownerKey is the metadata key of a consumer that names the account that
@@ -114,6 +113,9 @@ func (g *consumerGuard) serve(m *nats.Msg) []byte {
 	defer cancel()
 	op, rest, _ := strings.Cut(strings.TrimPrefix(m.Subject, events.ConsumerPrefix), ".")
 	op = strings.ToUpper(op)
+	if !slices.Contains(guardedOps, op) {
+		return refusal(400, 0, fmt.Sprintf("%s: the guard does %s only", m.Subject, strings.ToLower(strings.Join(guardedOps, ", "))))
+	}
 	stream, after, _ := strings.Cut(rest, ".")
 	name, _, _ := strings.Cut(after, ".")
 	if err := checkConsumerStream(stream); err != nil {

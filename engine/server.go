@@ -100,9 +100,6 @@ func startServer(cfg serverConfig) (*server.Server, error) {
 		}
 		ln.Close()
 	}
-	if err := moveStreamsToAccount(cfg.StoreDir, cfg.Auth != nil, cfg.Logger); err != nil {
-		return nil, err
-	}
 	opts := &server.Options{}
 	if cfg.Auth != nil {
 		if err := cfg.Auth.Validate(); err != nil {
@@ -118,6 +115,9 @@ func startServer(cfg serverConfig) (*server.Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("embedded nats-server: the accounts of the users: %w", err)
 		}
+	}
+	if err := moveStreamsToAccount(cfg.StoreDir, cfg.Auth != nil, cfg.Logger); err != nil {
+		return nil, err
 	}
 	opts.ServerName, opts.Host, opts.Port = cfg.ServerName, host, port
 	opts.JetStream, opts.StoreDir, opts.NoSigs = true, cfg.StoreDir, true
