@@ -300,7 +300,7 @@ func (u AuthUser) Account(engineAccount string) AccountConfig {
 	pub, sub := roleSubjects(u.Role, events.Token(u.Contact))
 	return AccountConfig{
 		Users:   []UserConfig{{User: u.Name, Password: u.Password, Permissions: permissionsConfig(u.Permissions())}},
-		Imports: roleImports(engineAccount, pub, sub),
+		Imports: roleImports(engineAccount, u.Name, pub, sub),
 	}
 }
 
@@ -310,11 +310,12 @@ func (u AuthUser) Account(engineAccount string) AccountConfig {
 // (consumerGuard); and "$JS.API.INFO" from a subject nothing answers, so
 // that the server's own answer to the account's JetStream requests
 // (JetStream is not enabled here) does not come first.
-func roleImports(engineAccount string, pub, sub []string) []Import {
+// owner names the account to the guard.
+func roleImports(engineAccount, owner string, pub, sub []string) []Import {
 	from := func(subject string) *ImportSource { return &ImportSource{Account: engineAccount, Subject: subject} }
 	var out []Import
 	for _, s := range pub {
-		if guarded, ok := guardedSubject(s); ok {
+		if guarded, ok := guardedSubject(s, owner); ok {
 			out = append(out, Import{Service: from(guarded), To: s})
 			continue
 		}
@@ -349,7 +350,7 @@ func roleExports() []Export {
 	var out []Export
 	for _, role := range []Role{RoleUser, RoleOperator} {
 		pub, sub := roleSubjects(role, "*")
-		for _, im := range roleImports("", pub, sub) {
+		for _, im := range roleImports("", "*", pub, sub) {
 			var ex Export
 			switch {
 			case im.Stream != nil:

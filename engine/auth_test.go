@@ -1,9 +1,12 @@
 package engine_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -550,6 +553,73 @@ func TestTurningAuthOnAndOffKeepsTheLog(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), filepath.Join(both, "jetstream", "$G")) || !strings.Contains(err.Error(), filepath.Join(both, "jetstream", engine.EngineAccount)) {
 		t.Errorf("a store with streams in two accounts: %v; want both named", err)
+	}
+}
+
+// TestTheGuardKnowsWhoAsksFromTheSubject: which account asks is in the
+// subject its import maps a request to, not in a header a client can forge
+// or have the server's swallowed (a header block ending in one CRLF, or a
+// line ending in a bare LF, which nats.go still reads as a line).
+func TestTheGuardKnowsWhoAsksFromTheSubject(t *testing.T) {
+	e := enginetest.Start(t, "", engine.Options{Auth: enginetest.Users})
+	url := e.ClientURL()
+	crm := connectAs(t, url, "crm")
+	ctx := natstest.Context(t)
+	theirs, err := crm.js.Stream(ctx, events.FeedStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := theirs.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "crm-main", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	api := "$JS.API.CONSUMER."
+	rawRequest(t, url, "alice", api+"DELETE."+events.FeedStream+".crm-main", "NATS/1.0\nNats-Request-Info: {\"acc\":\"crm\"}\r\n\r\n", "")
+	rawRequest(t, url, "alice", api+"DELETE."+events.FeedStream+".crm-main", "NATS/1.0\r\nX: a\r\n", "")
+	if _, err := theirs.Consumer(ctx, "crm-main"); err != nil {
+		t.Errorf("crm's durable after alice's deletes with a forged and a swallowed header: %v", err)
+	}
+	long := `{"stream_name":"` + events.FeedStream + `","config":{"name":"long","ack_policy":"none","max_expires":3600000000000,"inactive_threshold":60000000000}}`
+	rawRequest(t, url, "alice", api+"CREATE."+events.FeedStream+".long", "NATS/1.0\r\nX: a\r\n", long)
+	mine, err := connectAs(t, url, "alice").js.Stream(ctx, events.FeedStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := mine.Consumer(ctx, "long")
+	if err != nil {
+		t.Fatalf("alice's consumer: %v", err)
+	}
+	if cfg := cons.CachedInfo().Config; cfg.MaxRequestExpires != time.Minute || cfg.Metadata["presence.owner"] != "alice" {
+		t.Errorf("alice's consumer created with a swallowed header: max_expires %v, owner %q; want a minute, alice", cfg.MaxRequestExpires, cfg.Metadata["presence.owner"])
+	}
+}
+
+// rawRequest sends a request as user over the NATS protocol itself, with
+// the header block hdr as it is, and waits for its answer.
+func rawRequest(t *testing.T, url, user, subject, hdr, body string) {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "nats://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.SetDeadline(time.Now().Add(natstest.Timeout)); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(c)
+	if _, err := r.ReadString('\n'); err != nil { // INFO
+		t.Fatal(err)
+	}
+	inbox := client.InboxPrefix(user) + ".raw"
+	fmt.Fprintf(c, "CONNECT {\"user\":%q,\"pass\":%q,\"headers\":true,\"verbose\":false,\"protocol\":1}\r\nSUB %s 1\r\n", user, user+"-pw", inbox)
+	fmt.Fprintf(c, "HPUB %s %s %d %d\r\n%s%s\r\n", subject, inbox, len(hdr), len(hdr)+len(body), hdr, body)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("%s: no answer to %s: %v", user, subject, err)
+		}
+		if strings.HasPrefix(line, "MSG ") || strings.HasPrefix(line, "HMSG ") {
+			return
+		}
 	}
 }
 

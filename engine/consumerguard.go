@@ -24,12 +24,14 @@ const jsConsumerAPI = "$JS.API.CONSUMER."
 
 // guardedOps are the consumer ops a role's account imports from the
 // engine's guard: "$JS.API.CONSUMER.<OP>." is reached there at
-// events.ConsumerPrefix and the op in lower case.
+// events.ConsumerPrefix, the account, and the op in lower case.
 var guardedOps = []string{"CREATE", "INFO", "RESET", "DELETE"}
 
-// guardedSubject is where a role's account imports the JetStream consumer
-// API subject from, if the guard serves it.
-func guardedSubject(subject string) (string, bool) {
+// guardedSubject is where the account of owner imports the JetStream
+// consumer API subject from, if the guard serves it. The account's name is
+// in the subject, which the server writes on the way through the import:
+// no requester can name another, as it could in a header.
+func guardedSubject(subject, owner string) (string, bool) {
 	rest, ok := strings.CutPrefix(subject, jsConsumerAPI)
 	if !ok {
 		return "", false
@@ -38,7 +40,7 @@ func guardedSubject(subject string) (string, bool) {
 	if !slices.Contains(guardedOps, op) {
 		return "", false
 	}
-	return events.ConsumerPrefix + strings.ToLower(op) + "." + after, true
+	return events.ConsumerPrefix + owner + "." + strings.ToLower(op) + "." + after, true
 }
 
 // ownerKey is the metadata key of a consumer that names the account that
@@ -63,10 +65,10 @@ const maxPullWait = time.Minute
 //     delivers to its requester's reply subject, which in an account of the
 //     requester's own reaches no one else;
 //   - each op only on a consumer of the requester's own account, or a new
-//     one: the guard writes the account it came from (which the server
-//     writes in Nats-Request-Info on the way through the import) into the
-//     consumer's metadata. Another account's consumer reads as not found, and
-//     its name cannot be taken over.
+//     one: the guard writes the account it came from (which its import names
+//     in the subject, guardedSubject) into the consumer's metadata. Another
+//     account's consumer, or the engine's own, reads as not found, and its
+//     name cannot be taken over.
 //
 // Every engine runs one, in a queue group: a role's request is answered
 // once, by any engine. JetStream's answer is handed back as it is, so what
@@ -111,7 +113,8 @@ func (g *consumerGuard) receive(m *nats.Msg) {
 func (g *consumerGuard) serve(m *nats.Msg) []byte {
 	ctx, cancel := context.WithTimeout(context.Background(), guardTimeout)
 	defer cancel()
-	op, rest, _ := strings.Cut(strings.TrimPrefix(m.Subject, events.ConsumerPrefix), ".")
+	owner, rest, _ := strings.Cut(strings.TrimPrefix(m.Subject, events.ConsumerPrefix), ".")
+	op, rest, _ := strings.Cut(rest, ".")
 	op = strings.ToUpper(op)
 	if !slices.Contains(guardedOps, op) {
 		return refusal(400, 0, fmt.Sprintf("%s: the guard does %s only", m.Subject, strings.ToLower(strings.Join(guardedOps, ", "))))
@@ -124,7 +127,6 @@ func (g *consumerGuard) serve(m *nats.Msg) []byte {
 	if name == "" {
 		return refusal(400, 0, fmt.Sprintf("%s: no consumer named; want %s.<consumer>", m.Subject, m.Subject))
 	}
-	owner := requester(m)
 	var create map[string]any // a creation's request, as it is passed on
 	if op == "CREATE" {
 		var err error
@@ -136,7 +138,7 @@ func (g *consumerGuard) serve(m *nats.Msg) []byte {
 	if err != nil {
 		return refusal(503, 0, err.Error())
 	}
-	theirs := !exists || owner == "" || consumerOwner(info) == owner
+	theirs := !exists || consumerOwner(info) == owner
 	data := m.Data
 	switch {
 	case op == "CREATE":
@@ -215,20 +217,6 @@ func consumerOwner(info []byte) string {
 	return r.Config.Metadata[ownerKey]
 }
 
-// requester is the account a request came from, as the server writes it in
-// Nats-Request-Info on its way through an import (whatever the requester
-// wrote there); "" for a request from within the engine's account, which
-// only a server without accounts lets anyone send.
-func requester(m *nats.Msg) string {
-	var ci struct {
-		Account string `json:"acc"`
-	}
-	if json.Unmarshal([]byte(m.Header.Get("Nats-Request-Info")), &ci) != nil {
-		return ""
-	}
-	return ci.Account
-}
-
 // checkConsumerStream says why the guard does nothing on stream, if it
 // does not.
 func checkConsumerStream(stream string) error {
@@ -294,27 +282,24 @@ func checkConsumerRequest(stream string, data []byte) error {
 }
 
 // guardedCreate returns what the guard passes on to JetStream of a creation
-// (as creation read it), once checked as JetStream will read it: for a
-// requester through an import (owner), the consumer's metadata names it, a
-// pull request waits at most maxPullWait, and a consumer that did not exist
-// is created only if it still does not, so that no other account takes its
-// name meanwhile.
+// (as creation read it), once checked as JetStream will read it: the
+// consumer's metadata names its owner, a pull request waits at most
+// maxPullWait, and a consumer that did not exist is created only if it
+// still does not, so that no other account takes its name meanwhile.
 func guardedCreate(stream string, req map[string]any, owner string, exists bool) ([]byte, error) {
-	if owner != "" {
-		cfg := req["config"].(map[string]any) // creation made sure
-		meta, _ := cfg["metadata"].(map[string]any)
-		if meta == nil {
-			meta = map[string]any{}
-		}
-		meta[ownerKey] = owner
-		cfg["metadata"] = meta
-		n, _ := cfg["max_expires"].(json.Number)
-		if wait, _ := n.Int64(); wait <= 0 || wait > int64(maxPullWait) {
-			cfg["max_expires"] = int64(maxPullWait)
-		}
-		if !exists {
-			req["action"] = "create"
-		}
+	cfg := req["config"].(map[string]any) // creation made sure
+	meta, _ := cfg["metadata"].(map[string]any)
+	if meta == nil {
+		meta = map[string]any{}
+	}
+	meta[ownerKey] = owner
+	cfg["metadata"] = meta
+	n, _ := cfg["max_expires"].(json.Number)
+	if wait, _ := n.Int64(); wait <= 0 || wait > int64(maxPullWait) {
+		cfg["max_expires"] = int64(maxPullWait)
+	}
+	if !exists {
+		req["action"] = "create"
 	}
 	data, err := json.Marshal(req)
 	if err != nil {

@@ -104,14 +104,15 @@ const (
 	ProgressPrefix = "presence.progress."
 )
 
-// ConsumerPrefix, then an op of the JetStream consumer API in lower case
-// (create, info, reset, delete) and what follows "$JS.API.CONSUMER.<OP>."
-// (the stream, the consumer's name, its filter), is where the engine's guard
-// does that op for a role on a server with accounts: roles reach the streams
-// from accounts of their own, whose imports map those ops here. The guard
-// creates pull consumers only, so that no one can have the server deliver a
-// stream where they may not publish, and lets each account touch its own
-// consumers only.
+// ConsumerPrefix, then an account, an op of the JetStream consumer API in
+// lower case (create, info, reset, delete) and what follows
+// "$JS.API.CONSUMER.<OP>." (the stream, the consumer's name, its filter), is
+// where the engine's guard does that op for a role on a server with
+// accounts: roles reach the streams from accounts of their own, whose
+// imports map those ops here, each naming its account. The guard creates
+// pull consumers only, so that no one can have the server deliver a stream
+// where they may not publish, and lets each account touch its own consumers
+// only.
 const ConsumerPrefix = "presence.consumer."
 
 // NoAccountInfoSubject is what an account of a role imports as
