@@ -556,6 +556,47 @@ func TestTurningAuthOnAndOffKeepsTheLog(t *testing.T) {
 	}
 }
 
+// TestNoAccountTakesEveryConsumer: the server lets a stream have 1000
+// consumers; were one account to take them all, no subscriber could read the
+// feed, nor the engine fold the log. The guard lets each account have so
+// many, and all roles so many fewer than the server's limit. (Limits made
+// small for the test: 3 an account, 5 in all.)
+func TestNoAccountTakesEveryConsumer(t *testing.T) {
+	t.Cleanup(engine.SetConsumerLimits(3, 5))
+	e := enginetest.Start(t, "", engine.Options{Auth: enginetest.Users})
+	url := e.ClientURL()
+	ctx := natstest.Context(t)
+	create := func(c *roleConn, name string) error {
+		t.Helper()
+		feed, err := c.js.Stream(ctx, events.FeedStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = feed.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: name, AckPolicy: jetstream.AckExplicitPolicy})
+		return err
+	}
+	a, crm, aud := connectAs(t, url, "alice"), connectAs(t, url, "crm"), connectAs(t, url, "audit")
+	for i := range 3 {
+		if err := create(a, fmt.Sprintf("a%d", i)); err != nil {
+			t.Fatalf("alice's consumer %d: %v", i, err)
+		}
+	}
+	if err := create(a, "a3"); err == nil || !strings.Contains(err.Error(), "account alice has 3 consumers of PRESENCE_CHANGES, the most one account may have") {
+		t.Errorf("alice's fourth consumer: %v; want it refused, naming her count", err)
+	}
+	if err := create(a, "a0"); err != nil {
+		t.Errorf("alice creates one she has again: %v", err)
+	}
+	for i := range 2 {
+		if err := create(crm, fmt.Sprintf("c%d", i)); err != nil {
+			t.Fatalf("crm's consumer %d: %v", i, err)
+		}
+	}
+	if err := create(aud, "x"); err == nil || !strings.Contains(err.Error(), "has 5 consumers of its users") {
+		t.Errorf("a consumer past all roles' limit: %v; want it refused", err)
+	}
+}
+
 // TestTheGuardKnowsWhoAsksFromTheSubject: which account asks is in the
 // subject its import maps a request to, not in a header a client can forge
 // or have the server's swallowed (a header block ending in one CRLF, or a

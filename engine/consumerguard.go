@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/presence-engine/presence/events"
 )
@@ -75,6 +76,7 @@ const maxPullWait = time.Minute
 // the role's client sees is what it would see from JetStream itself.
 type consumerGuard struct {
 	nc     *nats.Conn
+	js     jetstream.JetStream
 	logger *slog.Logger
 	slots  chan struct{}
 }
@@ -91,7 +93,11 @@ const guardSlots = 64
 
 // startConsumerGuard starts the guard on nc, until nc is drained.
 func startConsumerGuard(nc *nats.Conn, logger *slog.Logger) error {
-	g := &consumerGuard{nc: nc, logger: logger, slots: make(chan struct{}, guardSlots)}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("consumer guard: %w", err)
+	}
+	g := &consumerGuard{nc: nc, js: js, logger: logger, slots: make(chan struct{}, guardSlots)}
 	if _, err := nc.QueueSubscribe(events.ConsumerPrefix+">", consumerGuardQueue, g.receive); err != nil {
 		return fmt.Errorf("consumer guard: subscribe: %w", err)
 	}
@@ -148,6 +154,11 @@ func (g *consumerGuard) serve(m *nats.Msg) []byte {
 		if !exists && create["action"] == "update" {
 			return refusal(400, jsConsumerDoesNotExist, "consumer does not exist")
 		}
+		if !exists {
+			if err := g.roomFor(ctx, stream, owner); err != nil {
+				return refusal(429, 0, err.Error())
+			}
+		}
 		if data, err = guardedCreate(stream, create, owner, exists); err != nil {
 			return refusal(400, 0, err.Error())
 		}
@@ -166,6 +177,45 @@ func (g *consumerGuard) serve(m *nats.Msg) []byte {
 		return refusal(503, 0, fmt.Sprintf("the engine could not reach JetStream: %v; retry", err))
 	}
 	return resp.Data
+}
+
+// The consumers the guard lets roles have on a stream: each account so many,
+// and all of them so many, below the server's default of 1000 a stream
+// (JetStream's own), so that no account can take every consumer and the
+// engine keeps room for its own.
+var (
+	accountConsumers = 32
+	roleConsumers    = 900
+)
+
+// roomFor says why owner may not have one more consumer on stream, if it
+// may not: its account has accountConsumers there, or roles have
+// roleConsumers in all. It reads every consumer's info: a creation is rare
+// next to what it serves.
+func (g *consumerGuard) roomFor(ctx context.Context, stream, owner string) error {
+	s, err := g.js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("the engine could not read %s: %v; retry", stream, err)
+	}
+	mine, all := 0, 0
+	list := s.ListConsumers(ctx)
+	for info := range list.Info() {
+		if o := info.Config.Metadata[ownerKey]; o != "" {
+			all++
+			if o == owner {
+				mine++
+			}
+		}
+	}
+	switch {
+	case list.Err() != nil:
+		return fmt.Errorf("the engine could not count the consumers of %s: %v; retry", stream, list.Err())
+	case mine >= accountConsumers:
+		return fmt.Errorf("account %s has %d consumers of %s, the most one account may have: delete one it no longer uses (a durable stays until deleted; an ordered one goes after minutes unread)", owner, mine, stream)
+	case all >= roleConsumers:
+		return fmt.Errorf("%s has %d consumers of its users, the most the engine lets them have: retry once some have gone", stream, all)
+	}
+	return nil
 }
 
 func (g *consumerGuard) answer(m *nats.Msg, data []byte) {

@@ -24,6 +24,14 @@ var (
 	NewSealer        = newSealer
 )
 
+// SetConsumerLimits sets how many consumers the guard lets each account and
+// all roles have on a stream, and returns a func that puts them back.
+func SetConsumerLimits(account, roles int) func() {
+	a, r := accountConsumers, roleConsumers
+	accountConsumers, roleConsumers = account, roles
+	return func() { accountConsumers, roleConsumers = a, r }
+}
+
 // CheckConsumerRequest is the guard's check of a consumer's creation asked
 // for on subject, what follows "$JS.API.CONSUMER.CREATE.", by an account
 // through an import.

@@ -40,6 +40,9 @@ engine uses _INBOX.`,
 				}
 				name, acc = account, engine.EngineAccountConfig(args[0], password, engine.EnginePermissions())
 			} else {
+				if args[0] == account {
+					return usageError{fmt.Errorf("NAME %q is the engine's account's (--account): a user's account is named after it, and two accounts of one name would be one", args[0])}
+				}
 				u := engine.AuthUser{Name: args[0], Password: password, Role: engine.Role(args[1]), Contact: contact}
 				if err := (&engine.AuthConfig{Users: []engine.AuthUser{u}}).Validate(); err != nil {
 					return usageError{err}

@@ -382,6 +382,8 @@ func TestFlagErrorSaysHelp(t *testing.T) {
 		{"no value for watch", []string{"watch", "--since"}, "flag needs an argument: --since (see 'presence watch --help')"},
 		{"unknown flag of serve", []string{"serve", "--bogus"}, "unknown flag: --bogus (see 'presence serve --help')"},
 		{"unknown flag of auth", []string{"auth", "--bogus"}, "(see 'presence auth --help')"},
+		{"a user named as the engine's account", []string{"auth", "ENG", "subscriber", "--account", "ENG"}, `NAME "ENG" is the engine's account's`},
+		{"a bad account name", []string{"auth", "eng", "engine", "--account", "a b"}, `--account: account "a b"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
