@@ -48,9 +48,10 @@ func guardedSubject(subject, owner string) (string, bool) {
 // created it through the guard.
 const ownerKey = "presence.owner"
 
-// maxPullWait is the longest a pull request may wait on a consumer the guard
-// creates (max_expires): its messages reach the requester through the
-// server's way back from the import, which lasts two minutes.
+// maxPullWait is the longest a pull request that names an expiry may wait on
+// a consumer the guard creates (max_expires; the server does not bound one
+// that names none): its messages reach the requester through the server's
+// way back from the import, which lasts two minutes.
 const maxPullWait = time.Minute
 
 // consumerGuard creates, reads, resets and deletes consumers on the log and
