@@ -191,12 +191,15 @@ var (
 
 // roomFor says why owner may not have one more consumer on stream, if it
 // may not: its account has accountConsumers there, or roles have
-// roleConsumers in all. It reads every consumer's info: a creation is rare
-// next to what it serves.
+// roleConsumers in all. Past accountConsumers consumers on the stream it
+// reads every consumer's info: a creation is rare next to what it serves.
 func (g *consumerGuard) roomFor(ctx context.Context, stream, owner string) error {
 	s, err := g.js.Stream(ctx, stream)
 	if err != nil {
 		return fmt.Errorf("the engine could not read %s: %v; retry", stream, err)
+	}
+	if s.CachedInfo().State.Consumers < min(accountConsumers, roleConsumers) {
+		return nil // fewer in all than either limit
 	}
 	mine, all := 0, 0
 	list := s.ListConsumers(ctx)
