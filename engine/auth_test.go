@@ -88,6 +88,16 @@ func (c *roleConn) forbidSubscribe(t *testing.T, what, subject string) {
 	c.refused(t, what, subject)
 }
 
+// feed is the feed as the user reads it (its info, consumers on it).
+func (c *roleConn) feed(t *testing.T) jetstream.Stream {
+	t.Helper()
+	s, err := c.js.Stream(natstest.Context(t), events.FeedStream)
+	if err != nil {
+		t.Fatalf("%s reads the feed's info: %v", c.user, err)
+	}
+	return s
+}
+
 // quickCtx bounds a call that is to be refused: a refused request gets no
 // answer, so the deadline is what ends it.
 func quickCtx(t *testing.T) context.Context {
@@ -365,10 +375,7 @@ func TestNoOneHasTheServerDeliverForThem(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.WaitFeed(t)
-	feed, err := a.js.Stream(natstest.Context(t), events.FeedStream)
-	if err != nil {
-		t.Fatalf("alice reads the feed's info: %v", err)
-	}
+	feed := a.feed(t)
 	bobLive := events.LivePrefix + events.Token(bob)
 	for _, deliver := range []string{bobLive, crmInbox} {
 		_, err := feed.CreateConsumer(natstest.Context(t), jetstream.ConsumerConfig{DeliverSubject: deliver, AckPolicy: jetstream.AckNonePolicy})
@@ -473,14 +480,7 @@ func TestEachAccountTouchesItsOwnConsumers(t *testing.T) {
 	url := e.ClientURL()
 	crm, a := connectAs(t, url, "crm"), connectAs(t, url, "alice")
 	ctx := natstest.Context(t)
-	feedOf := func(c *roleConn) jetstream.Stream {
-		s, err := c.js.Stream(ctx, events.FeedStream)
-		if err != nil {
-			t.Fatalf("%s reads the feed's info: %v", c.user, err)
-		}
-		return s
-	}
-	theirs, mine := feedOf(crm), feedOf(a)
+	theirs, mine := crm.feed(t), a.feed(t)
 	if _, err := theirs.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "crm-main", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
 		t.Fatalf("crm creates its durable: %v", err)
 	}
@@ -568,11 +568,7 @@ func TestNoAccountTakesEveryConsumer(t *testing.T) {
 	ctx := natstest.Context(t)
 	create := func(c *roleConn, name string) error {
 		t.Helper()
-		feed, err := c.js.Stream(ctx, events.FeedStream)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = feed.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: name, AckPolicy: jetstream.AckExplicitPolicy})
+		_, err := c.feed(t).CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: name, AckPolicy: jetstream.AckExplicitPolicy})
 		return err
 	}
 	a, crm, aud := connectAs(t, url, "alice"), connectAs(t, url, "crm"), connectAs(t, url, "audit")
@@ -606,10 +602,7 @@ func TestTheGuardKnowsWhoAsksFromTheSubject(t *testing.T) {
 	url := e.ClientURL()
 	crm := connectAs(t, url, "crm")
 	ctx := natstest.Context(t)
-	theirs, err := crm.js.Stream(ctx, events.FeedStream)
-	if err != nil {
-		t.Fatal(err)
-	}
+	theirs := crm.feed(t)
 	if _, err := theirs.CreateConsumer(ctx, jetstream.ConsumerConfig{Durable: "crm-main", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
 		t.Fatal(err)
 	}
@@ -621,11 +614,7 @@ func TestTheGuardKnowsWhoAsksFromTheSubject(t *testing.T) {
 	}
 	long := `{"stream_name":"` + events.FeedStream + `","config":{"name":"long","ack_policy":"none","max_expires":3600000000000,"inactive_threshold":60000000000}}`
 	rawRequest(t, url, "alice", api+"CREATE."+events.FeedStream+".long", "NATS/1.0\r\nX: a\r\n", long)
-	mine, err := connectAs(t, url, "alice").js.Stream(ctx, events.FeedStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cons, err := mine.Consumer(ctx, "long")
+	cons, err := connectAs(t, url, "alice").feed(t).Consumer(ctx, "long")
 	if err != nil {
 		t.Fatalf("alice's consumer: %v", err)
 	}

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/presence-engine/presence/client"
@@ -38,20 +37,7 @@ func TestAVerifyOnAServerOfYourOwn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := &server.Options{}
-	if err := opts.ProcessConfigString(string(conf)); err != nil {
-		t.Fatalf("nats-server refuses the accounts: %v\n%s", err, conf)
-	}
-	opts.Host, opts.Port, opts.JetStream, opts.StoreDir, opts.NoSigs, opts.NoLog = "127.0.0.1", server.RANDOM_PORT, true, t.TempDir(), true, true
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	t.Cleanup(s.Shutdown)
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
+	s := natstest.StartWith(t, natstest.Options{Config: string(conf)})
 	r := enginetest.Start(t, "", engine.Options{NATSURL: s.ClientURL(), NATSOptions: []nats.Option{nats.UserInfo(eng.Name, eng.Password)}})
 	ctx := natstest.Context(t)
 	for i := range 300 {

@@ -165,17 +165,7 @@ func startConfigured(t *testing.T, file string) *server.Server {
 		conf, _ := os.ReadFile(file)
 		t.Fatalf("nats-server refuses the configuration: %v\n%s", err, conf)
 	}
-	opts.NoSigs, opts.NoLog = true, true
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	t.Cleanup(s.Shutdown)
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatalf("nats-server of %s not ready", file)
-	}
-	return s
+	return natstest.Run(t, opts)
 }
 
 // serveFromEnv runs presence serve with no argument, configured by the

@@ -26,6 +26,9 @@ type Options struct {
 	StoreDir string
 	// Port is the client port. Zero means a random one.
 	Port int
+	// Config is nats-server configuration text (accounts, say), read before
+	// the options above and the test's own are set.
+	Config string
 }
 
 // Start starts a server and shuts it down when the test ends.
@@ -45,14 +48,22 @@ func StartWith(t testing.TB, opts Options) *server.Server {
 	if port == 0 {
 		port = server.RANDOM_PORT
 	}
-	s, err := server.NewServer(&server.Options{
-		Host:      "127.0.0.1",
-		Port:      port,
-		JetStream: true,
-		StoreDir:  dir,
-		NoSigs:    true,
-		NoLog:     true,
-	})
+	sopts := &server.Options{}
+	if opts.Config != "" {
+		if err := sopts.ProcessConfigString(opts.Config); err != nil {
+			t.Fatalf("nats-server refuses the configuration: %v\n%s", err, opts.Config)
+		}
+	}
+	sopts.Host, sopts.Port, sopts.JetStream, sopts.StoreDir = "127.0.0.1", port, true, dir
+	return Run(t, sopts)
+}
+
+// Run starts a server with opts (without signal handlers or a log of its
+// own), waits until it accepts clients, and shuts it down when the test ends.
+func Run(t testing.TB, opts *server.Options) *server.Server {
+	t.Helper()
+	opts.NoSigs, opts.NoLog = true, true
+	s, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatalf("start nats-server: %v", err)
 	}
